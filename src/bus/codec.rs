@@ -1,0 +1,325 @@
+//! Avro single-object encoding, the wire format of every Frontier topic.
+//!
+//! Each Kafka value is `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the
+//! writer schema's canonical form, then the binary datum. Any Avro library can read it with the
+//! `.avsc` file alone, no schema registry needed. A reader keeps every schema version it knows
+//! (`schemas/*.avsc` are current, `schemas/history/*.avsc` are older versions still on the wire)
+//! and resolves a datum written with any of them to the current version of its record.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::types::Value;
+use apache_avro::{Schema, from_avro_datum, to_avro_datum};
+use serde::Serialize;
+
+/// The two marker bytes that open a single-object encoded datum.
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+/// Marker plus fingerprint.
+pub const HEADER_LEN: usize = 10;
+
+/// A schema's CRC-64-AVRO fingerprint, as it appears in the single-object header.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 8]);
+
+impl Fingerprint {
+    /// The fingerprint of a schema's parsing canonical form.
+    pub fn of(schema: &Schema) -> Self {
+        let bytes = schema.fingerprint::<Rabin>().bytes;
+        let mut out = [0u8; 8];
+        // Rabin always yields 8 bytes; copy defensively rather than index.
+        for (slot, byte) in out.iter_mut().zip(bytes) {
+            *slot = byte;
+        }
+        Fingerprint(out)
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// Why bytes could not be decoded or a value could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("not Avro single-object encoding: {0}")]
+    NotSingleObject(&'static str),
+    #[error("unknown schema fingerprint {0}: written with a schema this reader does not know")]
+    UnknownFingerprint(Fingerprint),
+    #[error("corrupt {schema} datum: {source}")]
+    Corrupt {
+        schema: String,
+        #[source]
+        source: apache_avro::Error,
+    },
+    #[error("{schema} datum has {extra} trailing bytes")]
+    TrailingBytes { schema: String, extra: usize },
+    #[error("value does not fit schema {schema}: {source}")]
+    Encode {
+        schema: String,
+        #[source]
+        source: apache_avro::Error,
+    },
+    #[error("no schema named `{0}` is loaded")]
+    UnknownSchema(String),
+    #[error("cannot read schema file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid schema file {path}: {source}")]
+    InvalidSchema {
+        path: PathBuf,
+        #[source]
+        source: apache_avro::Error,
+    },
+    #[error("schema file {path} is not a named record (every topic value is a record)")]
+    NotARecord { path: PathBuf },
+}
+
+impl CodecError {
+    /// A short, stable label for metrics and DLQ headers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CodecError::NotSingleObject(_) => "not_single_object",
+            CodecError::UnknownFingerprint(_) => "unknown_fingerprint",
+            CodecError::Corrupt { .. } | CodecError::TrailingBytes { .. } => "corrupt",
+            CodecError::Encode { .. } => "encode",
+            _ => "schema",
+        }
+    }
+}
+
+/// One schema version the process knows.
+#[derive(Debug)]
+pub struct KnownSchema {
+    /// Full name of the record, e.g. `frontier.serving.AnalysisRequest`.
+    pub name: String,
+    /// File it was loaded from, relative to the schemas folder (`request.avsc`).
+    pub file: String,
+    pub schema: Schema,
+    pub fingerprint: Fingerprint,
+    header: [u8; HEADER_LEN],
+}
+
+impl KnownSchema {
+    /// Parses one `.avsc` document.
+    pub fn parse(file: &str, text: &str) -> Result<Self, CodecError> {
+        let path = PathBuf::from(file);
+        let schema = Schema::parse_str(text).map_err(|source| CodecError::InvalidSchema {
+            path: path.clone(),
+            source,
+        })?;
+        let name = match &schema {
+            Schema::Record(record) => record.name.fullname(None),
+            _ => return Err(CodecError::NotARecord { path }),
+        };
+        let fingerprint = Fingerprint::of(&schema);
+        let mut header = [0u8; HEADER_LEN];
+        header[..2].copy_from_slice(&MAGIC);
+        header[2..].copy_from_slice(&fingerprint.0);
+        Ok(KnownSchema { name, file: file.to_string(), schema, fingerprint, header })
+    }
+}
+
+/// Every schema version this process can read, and the current version of each record.
+#[derive(Debug, Default)]
+pub struct SchemaCatalog {
+    by_fingerprint: HashMap<Fingerprint, Arc<KnownSchema>>,
+    current_by_name: HashMap<String, Arc<KnownSchema>>,
+    current_by_file: HashMap<String, Arc<KnownSchema>>,
+}
+
+impl SchemaCatalog {
+    /// Loads `dir/*.avsc` as current versions and `dir/history/*.avsc` as older versions.
+    pub fn load_dir(dir: &Path) -> Result<Self, CodecError> {
+        let mut catalog = SchemaCatalog::default();
+        for (file, text) in read_avsc_files(dir)? {
+            catalog.add_current(KnownSchema::parse(&file, &text)?);
+        }
+        let history = dir.join("history");
+        if history.is_dir() {
+            for (file, text) in read_avsc_files(&history)? {
+                catalog.add_history(KnownSchema::parse(&format!("history/{file}"), &text)?);
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// Registers the version writers use now.
+    pub fn add_current(&mut self, known: KnownSchema) -> Arc<KnownSchema> {
+        let known = Arc::new(known);
+        self.by_fingerprint.insert(known.fingerprint, known.clone());
+        self.current_by_name.insert(known.name.clone(), known.clone());
+        self.current_by_file.insert(known.file.clone(), known.clone());
+        known
+    }
+
+    /// Registers an older version that may still be on the wire: readable, never written.
+    pub fn add_history(&mut self, known: KnownSchema) {
+        self.by_fingerprint.entry(known.fingerprint).or_insert_with(|| Arc::new(known));
+    }
+
+    /// The current schema loaded from `file` (e.g. `request.avsc`).
+    pub fn by_file(&self, file: &str) -> Result<Arc<KnownSchema>, CodecError> {
+        self.current_by_file.get(file).cloned().ok_or_else(|| CodecError::UnknownSchema(file.into()))
+    }
+
+    /// The current schema of a record by full name.
+    pub fn by_name(&self, name: &str) -> Result<Arc<KnownSchema>, CodecError> {
+        self.current_by_name.get(name).cloned().ok_or_else(|| CodecError::UnknownSchema(name.into()))
+    }
+
+    /// All current schemas, sorted by file name.
+    pub fn current(&self) -> Vec<Arc<KnownSchema>> {
+        let mut all: Vec<_> = self.current_by_file.values().cloned().collect();
+        all.sort_by(|a, b| a.file.cmp(&b.file));
+        all
+    }
+
+    /// Decodes a single-object datum, resolving it to the current version of its record.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Decoded, CodecError> {
+        let fingerprint = read_header(bytes)?;
+        let writer =
+            self.by_fingerprint.get(&fingerprint).ok_or(CodecError::UnknownFingerprint(fingerprint))?;
+        // A history version resolves to the current schema of the same record; a record whose
+        // current version is unknown here is read as written.
+        let reader = self.current_by_name.get(&writer.name).unwrap_or(writer);
+        let reader_schema = (!Arc::ptr_eq(reader, writer)).then_some(&reader.schema);
+        let mut body = &bytes[HEADER_LEN..];
+        let value = from_avro_datum(&writer.schema, &mut body, reader_schema)
+            .map_err(|source| CodecError::Corrupt { schema: writer.name.clone(), source })?;
+        if !body.is_empty() {
+            return Err(CodecError::TrailingBytes { schema: writer.name.clone(), extra: body.len() });
+        }
+        Ok(Decoded { value, schema: reader.clone() })
+    }
+
+    /// Encodes an Avro value with `schema`.
+    pub fn encode_value(schema: &KnownSchema, value: Value) -> Result<Vec<u8>, CodecError> {
+        let value = value
+            .resolve(&schema.schema)
+            .map_err(|source| CodecError::Encode { schema: schema.name.clone(), source })?;
+        let datum = to_avro_datum(&schema.schema, value)
+            .map_err(|source| CodecError::Encode { schema: schema.name.clone(), source })?;
+        let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+        out.extend_from_slice(&schema.header);
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// Encodes a serde value (a worker's typed output) with `schema`.
+    pub fn encode<T: Serialize>(schema: &KnownSchema, value: &T) -> Result<Vec<u8>, CodecError> {
+        let value = apache_avro::to_value(value)
+            .map_err(|source| CodecError::Encode { schema: schema.name.clone(), source })?;
+        Self::encode_value(schema, value)
+    }
+}
+
+/// A decoded datum and the schema it was resolved to.
+#[derive(Debug)]
+pub struct Decoded {
+    pub value: Value,
+    pub schema: Arc<KnownSchema>,
+}
+
+/// Splits off and checks the single-object header.
+pub fn read_header(bytes: &[u8]) -> Result<Fingerprint, CodecError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(CodecError::NotSingleObject("shorter than the 10-byte header"));
+    }
+    if bytes[..2] != MAGIC {
+        return Err(CodecError::NotSingleObject("missing the C3 01 marker"));
+    }
+    let mut fingerprint = [0u8; 8];
+    fingerprint.copy_from_slice(&bytes[2..HEADER_LEN]);
+    Ok(Fingerprint(fingerprint))
+}
+
+fn read_avsc_files(dir: &Path) -> Result<Vec<(String, String)>, CodecError> {
+    let io = |source| CodecError::Io { path: dir.to_path_buf(), source };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_some_and(|ext| ext == "avsc") {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| CodecError::Io { path: path.clone(), source })?;
+            let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            files.push((file, text));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = r#"{"type":"record","name":"Ping","namespace":"t","doc":"d",
+        "fields":[{"name":"id","type":"string","doc":"d"}]}"#;
+    const V2: &str = r#"{"type":"record","name":"Ping","namespace":"t","doc":"d",
+        "fields":[{"name":"id","type":"string","doc":"d"},
+                  {"name":"n","type":"long","default":7,"doc":"d"}]}"#;
+
+    fn ping(id: &str) -> Value {
+        Value::Record(vec![("id".into(), Value::String(id.into()))])
+    }
+
+    #[test]
+    fn encoded_bytes_start_with_marker_and_fingerprint() {
+        let known = KnownSchema::parse("ping.avsc", V1).unwrap();
+        let bytes = SchemaCatalog::encode_value(&known, ping("a")).unwrap();
+        assert_eq!(bytes[..2], MAGIC);
+        assert_eq!(read_header(&bytes).unwrap(), known.fingerprint);
+    }
+
+    #[test]
+    fn old_version_resolves_to_current_with_defaults() {
+        let mut catalog = SchemaCatalog::default();
+        let old = KnownSchema::parse("history/ping.v1.avsc", V1).unwrap();
+        let bytes = SchemaCatalog::encode_value(&old, ping("a")).unwrap();
+        catalog.add_current(KnownSchema::parse("ping.avsc", V2).unwrap());
+        catalog.add_history(old);
+        let decoded = catalog.decode(&bytes).unwrap();
+        assert_eq!(
+            decoded.value,
+            Value::Record(vec![("id".into(), Value::String("a".into())), ("n".into(), Value::Long(7))])
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_single_object() {
+        let catalog = SchemaCatalog::default();
+        assert!(matches!(catalog.decode(b"hello world"), Err(CodecError::NotSingleObject(_))));
+    }
+
+    #[test]
+    fn unknown_fingerprint_is_reported() {
+        let catalog = SchemaCatalog::default();
+        let known = KnownSchema::parse("ping.avsc", V1).unwrap();
+        let bytes = SchemaCatalog::encode_value(&known, ping("a")).unwrap();
+        assert!(matches!(catalog.decode(&bytes), Err(CodecError::UnknownFingerprint(_))));
+    }
+
+    #[test]
+    fn trailing_bytes_are_corruption() {
+        let mut catalog = SchemaCatalog::default();
+        let known = catalog.add_current(KnownSchema::parse("ping.avsc", V1).unwrap());
+        let mut bytes = SchemaCatalog::encode_value(&known, ping("a")).unwrap();
+        bytes.push(0);
+        assert!(matches!(catalog.decode(&bytes), Err(CodecError::TrailingBytes { .. })));
+    }
+}

@@ -1,0 +1,84 @@
+//! librdkafka client configuration, built in one place so every worker and command connects the
+//! same way and the at-least-once settings cannot drift.
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+
+use crate::config::KafkaSettings;
+
+fn millis(d: std::time::Duration) -> String {
+    d.as_millis().to_string()
+}
+
+/// Settings common to every client: brokers, identity, pass-through security settings.
+pub fn base_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("client.id", client_id())
+        .set("statistics.interval.ms", millis(kafka.statistics_interval));
+    for (key, value) in kafka.client_settings() {
+        config.set(key, value);
+    }
+    config
+}
+
+/// A consumer that never stores an offset by itself: the bus stores each one only after the
+/// message's outputs are acknowledged, and librdkafka commits stored offsets in the background.
+pub fn consumer_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut config = base_config(kafka);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false");
+    let defaults = [
+        ("auto.commit.interval.ms", "1000"),
+        ("auto.offset.reset", "earliest"),
+        // Cooperative rebalancing: scaling a group from 2 to 20 instances moves only the
+        // partitions that change owner instead of stopping the whole group.
+        ("partition.assignment.strategy", "cooperative-sticky"),
+    ];
+    set_defaults(&mut config, &defaults);
+    config
+}
+
+/// Sets each key the pass-through settings left unset.
+fn set_defaults(config: &mut ClientConfig, defaults: &[(&str, &str)]) {
+    for (key, value) in defaults {
+        if config.get(key).is_none() {
+            config.set(*key, *value);
+        }
+    }
+}
+
+/// An idempotent producer that waits for every in-sync replica, so an acknowledged output is
+/// durable and a retried send is never written twice.
+pub fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut config = base_config(kafka);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", millis(kafka.linger))
+        .set("delivery.timeout.ms", millis(kafka.delivery_timeout));
+    set_defaults(&mut config, &[("compression.type", "lz4")]);
+    config
+}
+
+/// The shared producer every output and dead letter goes through.
+pub fn producer(kafka: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    producer_config(kafka).create()
+}
+
+/// An admin client for topic management and health checks.
+pub fn admin(kafka: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    base_config(kafka).create()
+}
+
+/// `frontier@<host>:<pid>`, so brokers and logs can tell instances apart.
+pub fn client_id() -> String {
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into());
+    format!("frontier@{host}:{}", std::process::id())
+}

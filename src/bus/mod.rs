@@ -1,0 +1,14 @@
+//! The bus: Kafka clients, the Avro codec, and the consumer loop every worker shares.
+
+pub mod codec;
+mod consumer_loop;
+mod context;
+pub mod dlq;
+pub mod json;
+pub mod kafka;
+pub mod metrics;
+mod worker;
+
+pub use codec::{CodecError, Decoded, KnownSchema, SchemaCatalog};
+pub use consumer_loop::{BusError, ConsumerLoop, LoopOptions, LoopReport};
+pub use worker::{HandlerError, Inbound, Outbound, Worker};

@@ -1,0 +1,92 @@
+//! The one trait every worker implements. Consuming, decoding, committing, dead-lettering and
+//! shutdown live in the bus ([`super::ConsumerLoop`]); a worker only turns a message into outputs.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use apache_avro::types::Value;
+use serde::de::DeserializeOwned;
+
+use super::codec::KnownSchema;
+
+/// A decoded message, as handed to a worker.
+#[derive(Debug)]
+pub struct Inbound {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    /// Broker or producer timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// The value exactly as it was on the wire (single-object encoded).
+    pub payload: Vec<u8>,
+    /// The value decoded and resolved to the current version of its schema.
+    pub value: Value,
+    /// The current schema `value` was resolved to.
+    pub schema: Arc<KnownSchema>,
+}
+
+impl Inbound {
+    /// Deserializes the value into a worker's own type; a mismatch rejects the message.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        apache_avro::from_value(&self.value)
+            .map_err(|e| HandlerError::rejected("unexpected_schema", format!("{} does not fit: {e}", self.schema.name)))
+    }
+}
+
+/// A record a worker wants produced. The bus stores the input's offset only once every outbound
+/// record of that input is acknowledged.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    /// Single-object encoded value (see [`super::SchemaCatalog::encode`]).
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Outbound {
+    /// A record without headers.
+    pub fn new(topic: impl Into<String>, key: Option<Vec<u8>>, payload: Vec<u8>) -> Self {
+        Outbound { topic: topic.into(), key, payload, headers: Vec::new() }
+    }
+}
+
+/// How handling one message failed, which decides what the bus does next.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The message can never succeed (invalid content): dead-letter it and move on.
+    #[error("rejected ({kind}): {reason}")]
+    Rejected { kind: &'static str, reason: String },
+    /// A dependency hiccupped: retry the same message with backoff, committing nothing meanwhile.
+    #[error("transient ({kind}): {reason}")]
+    Transient { kind: &'static str, reason: String },
+    /// The worker cannot go on (lost its infrastructure): the loop stops with an error.
+    #[error("fatal ({kind}): {reason}")]
+    Fatal { kind: &'static str, reason: String },
+}
+
+impl HandlerError {
+    /// A poison message. `kind` is a short, stable label for metrics and the DLQ header.
+    pub fn rejected(kind: &'static str, reason: impl Into<String>) -> Self {
+        HandlerError::Rejected { kind, reason: reason.into() }
+    }
+    /// A failure worth retrying.
+    pub fn transient(kind: &'static str, reason: impl Into<String>) -> Self {
+        HandlerError::Transient { kind, reason: reason.into() }
+    }
+    /// A failure that must stop the worker.
+    pub fn fatal(kind: &'static str, reason: impl Into<String>) -> Self {
+        HandlerError::Fatal { kind, reason: reason.into() }
+    }
+}
+
+/// A consumer-group worker.
+pub trait Worker: Send + Sync + 'static {
+    /// Short name, used in metric labels and the default group id (`passthrough`).
+    fn name(&self) -> &'static str;
+
+    /// Turns one message into the records to produce. It may run concurrently with other
+    /// messages (up to `bus.max_in_flight`); offsets still commit in consumption order.
+    fn handle(&self, message: &Inbound) -> impl Future<Output = Result<Vec<Outbound>, HandlerError>> + Send;
+}

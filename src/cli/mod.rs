@@ -1,0 +1,125 @@
+//! The `frontier` command line.
+
+mod bench;
+mod publish;
+mod run;
+mod tail;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Environment, Settings};
+use crate::{health, telemetry, topics};
+
+/// Frontier Optimizer: the optimization layer of the Frontier platform, on Apache Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "frontier", version, about)]
+pub struct Cli {
+    /// Which `config/<environment>.toml` to load (development, staging, production).
+    #[arg(long, short = 'e', env = "FRONTIER_ENV", default_value = "development", global = true)]
+    pub environment: Environment,
+    /// Folder of the environment files.
+    #[arg(long, env = "FRONTIER_CONFIG_DIR", default_value = "config", global = true)]
+    pub config_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a worker (a consumer group member) until SIGTERM or SIGINT.
+    Run(run::RunArgs),
+    /// Compare the topic files with the cluster, or make the cluster match them.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Publish JSON lines (from a file or stdin) to a topic, encoded with its schema.
+    Publish(publish::PublishArgs),
+    /// Print a topic's messages as JSON lines.
+    Tail(tail::TailArgs),
+    /// Check Kafka, the topics, Redis and PostgreSQL; exit non-zero naming what failed.
+    HealthCheck(HealthArgs),
+    /// Print the effective configuration (file plus FRONTIER_* overrides) as TOML.
+    Config,
+    /// Measure a part of the pipeline against a baseline in the same run.
+    Bench {
+        #[command(subcommand)]
+        target: bench::BenchTarget,
+    },
+}
+
+/// `frontier topics ...`
+#[derive(Debug, Subcommand)]
+pub enum TopicsAction {
+    /// Print the difference between the topic files and the cluster.
+    Plan,
+    /// Create missing topics, grow partitions and align configs with the files.
+    Apply,
+}
+
+/// `frontier health-check` options.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// How long each check may take.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl Cli {
+    /// Loads the configuration and runs the command.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let settings = Settings::load(self.environment, &self.config_dir)
+            .with_context(|| format!("loading the {} configuration", self.environment))?;
+        telemetry::init_logging(&settings.log);
+        match self.command {
+            Command::Run(args) => run::run(&settings, args).await,
+            Command::Topics { action } => topics_command(&settings, action).await,
+            Command::Publish(args) => publish::publish(&settings, args).await,
+            Command::Tail(args) => tail::tail(&settings, args).await,
+            Command::HealthCheck(args) => health_check(&settings, args).await,
+            Command::Config => {
+                print!("{}", toml::to_string_pretty(&settings.redacted()).context("rendering the configuration")?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Bench { target } => bench::bench(&settings, target).await,
+        }
+    }
+}
+
+async fn topics_command(settings: &Settings, action: TopicsAction) -> anyhow::Result<ExitCode> {
+    let specs = topics::load_dir(&settings.paths.topics, &settings.topics)?;
+    let admin = crate::bus::kafka::admin(&settings.kafka)?;
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let timeout = settings.kafka.request_timeout;
+    let cluster = topics::describe(&admin, &names, timeout)
+        .await
+        .with_context(|| format!("reading topics from {} (is Kafka up? `ops/stack up`)", settings.kafka.bootstrap_servers))?;
+    let plan = topics::plan(&specs, &cluster);
+    print!("{plan}");
+    match action {
+        TopicsAction::Plan => Ok(if plan.refused().is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+        TopicsAction::Apply => {
+            if !plan.is_empty() {
+                topics::apply(&admin, &plan, timeout).await?;
+                println!("applied");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn health_check(settings: &Settings, args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let checks = health::run_checks(settings, args.timeout).await;
+    let mut healthy = true;
+    for check in &checks {
+        println!("{check}");
+        healthy &= check.result.is_ok();
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,52 @@
+//! `frontier run <worker>`: one consumer-group member, until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
+use crate::config::Settings;
+use crate::passthrough::Passthrough;
+use crate::{shutdown, telemetry};
+
+/// `frontier run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Which worker to run.
+    pub worker: WorkerKind,
+}
+
+/// The workers this build has.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WorkerKind {
+    /// Re-produce one topic to another unchanged (measures the bus).
+    Passthrough,
+}
+
+pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(listen) = settings.metrics.listen {
+        telemetry::serve_metrics(listen).with_context(|| format!("serving /metrics on {listen}"))?;
+    }
+    let catalog = Arc::new(
+        SchemaCatalog::load_dir(&settings.paths.schemas)
+            .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?,
+    );
+    let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;
+    let token = CancellationToken::new();
+    shutdown::cancel_on_signal(token.clone());
+
+    let report = match args.worker {
+        WorkerKind::Passthrough => {
+            let config = &settings.workers.passthrough;
+            let group = config.group_id.clone().unwrap_or_else(|| settings.group_id("passthrough"));
+            let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
+            let worker = Arc::new(Passthrough::new(config.output_topic.clone()));
+            ConsumerLoop::new(&settings.kafka, options, worker, catalog, producer)?.run(token).await?
+        }
+    };
+    tracing::info!(?report, "worker stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
