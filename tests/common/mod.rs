@@ -1,0 +1,167 @@
+//! Shared set-up for the tests that run against the real local stack (`ops/stack up`).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frontier::bus::json::json_to_avro;
+use frontier::bus::{SchemaCatalog, kafka};
+use frontier::config::Settings;
+use frontier::topics::{self, TopicSpec};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+
+pub const START_HINT: &str = "start the local stack with `ops/stack up` (or run every test with `ops/test`)";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Development settings with the repo's schemas and topics, as a test process sees them.
+pub fn settings() -> Settings {
+    let mut settings = Settings::load(frontier::config::Environment::Development, &repo().join("config"))
+        .expect("config/development.toml loads");
+    settings.paths.schemas = repo().join("schemas");
+    settings.paths.topics = repo().join("topics");
+    settings.bus.shutdown_timeout = Duration::from_secs(10);
+    settings
+}
+
+/// Fails the test with instructions when Kafka is down, rather than skipping it.
+pub fn require_kafka(settings: &Settings) {
+    let admin = kafka::admin(&settings.kafka).expect("admin client");
+    if let Err(error) = admin.inner().fetch_metadata(None, Duration::from_secs(10)) {
+        panic!("Kafka is not reachable at {} ({error}): {START_HINT}", settings.kafka.bootstrap_servers);
+    }
+}
+
+/// A topic name no other test or run uses.
+pub fn unique(name: &str) -> String {
+    format!("test.{name}.{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub fn catalog() -> Arc<SchemaCatalog> {
+    Arc::new(SchemaCatalog::load_dir(&repo().join("schemas")).expect("schemas load"))
+}
+
+pub fn topic_spec(name: &str, partitions: i32) -> TopicSpec {
+    TopicSpec {
+        name: name.to_string(),
+        value_schema: None,
+        partitions,
+        replication_factor: 1,
+        min_insync_replicas: 1,
+        retention_ms: 3_600_000,
+        cleanup_policy: "delete".into(),
+        configs: BTreeMap::new(),
+    }
+}
+
+/// Creates topics for one test (and waits until they are visible).
+pub async fn create_topics(settings: &Settings, names: &[&str], partitions: i32) {
+    require_kafka(settings);
+    let admin = kafka::admin(&settings.kafka).expect("admin client");
+    let specs: Vec<TopicSpec> = names.iter().map(|n| topic_spec(n, partitions)).collect();
+    let plan = topics::plan(&specs, &Default::default());
+    topics::apply(&admin, &plan, Duration::from_secs(30)).await.expect("test topics created");
+}
+
+/// A valid `frontier.requests` record.
+pub fn request_json(id: &str) -> Value {
+    json!({
+        "id": id, "tenant": "acme", "user": "ana", "kind": "market.volatility",
+        "params": {"symbol": "AAPL", "window_days": 30}, "priority": "normal",
+        "issued_at": 1_764_230_400_000i64, "deadline": null, "reply_to": null, "entitlements": []
+    })
+}
+
+/// `request_json(id)` encoded as on the wire.
+pub fn request_bytes(catalog: &SchemaCatalog, id: &str) -> Vec<u8> {
+    let schema = catalog.by_file("request.avsc").unwrap();
+    SchemaCatalog::encode_value(&schema, json_to_avro(&request_json(id), &schema.schema).unwrap()).unwrap()
+}
+
+/// Produces raw records and waits for their acknowledgements.
+pub async fn produce(settings: &Settings, topic: &str, records: Vec<(Option<String>, Vec<u8>)>) {
+    let producer = kafka::producer(&settings.kafka).expect("producer");
+    let sends = records.iter().map(|(key, payload)| {
+        let mut record = FutureRecord::<str, [u8]>::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        producer.send(record, Timeout::Never)
+    });
+    for result in futures::future::join_all(sends).await {
+        result.map_err(|(e, _)| e).expect("record acknowledged");
+    }
+}
+
+/// Reads a topic from the beginning until `count` messages arrived or `patience` ran out.
+pub fn read_topic(settings: &Settings, topic: &str, count: usize, patience: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = kafka::base_config(&settings.kafka)
+        .set("group.id", format!("test.reader.{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).expect("assign");
+    let started = Instant::now();
+    let mut messages = Vec::new();
+    while messages.len() < count && started.elapsed() < patience {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            messages.push(message.expect("message").detach());
+        }
+    }
+    messages
+}
+
+/// The `id` field of every decodable message.
+pub fn ids(catalog: &SchemaCatalog, messages: &[OwnedMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| catalog.decode(m.payload()?).ok())
+        .filter_map(|d| frontier::bus::json::avro_to_json(&d.value)["id"].as_str().map(String::from))
+        .collect()
+}
+
+/// The header of a message as text.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The `frontier` binary, run from the repo root with the development config.
+pub fn frontier() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_frontier"));
+    command
+        .current_dir(repo())
+        .env("FRONTIER_ENV", "development")
+        .env("FRONTIER_CONFIG_DIR", repo().join("config"))
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Writes topic files into a fresh folder, for commands that read `paths.topics`.
+pub fn topic_dir(specs: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, body) in specs {
+        std::fs::write(dir.path().join(format!("{name}.toml")), format!("name = \"{name}\"\n{body}")).unwrap();
+    }
+    dir
+}
+
+pub fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}

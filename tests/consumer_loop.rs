@@ -1,0 +1,183 @@
+//! The shared consumer loop, driven in-process against the real broker.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::*;
+use frontier::bus::json::avro_to_json;
+use frontier::bus::{ConsumerLoop, HandlerError, Inbound, LoopOptions, LoopReport, Outbound, Worker, dlq, kafka};
+use frontier::config::Settings;
+use frontier::passthrough::Passthrough;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+/// Rejects ids starting with `reject`, fails transiently twice on ids starting with `flaky`.
+struct Picky {
+    output: String,
+    transient_failures_left: AtomicU32,
+}
+
+impl Worker for Picky {
+    fn name(&self) -> &'static str {
+        "picky"
+    }
+
+    async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        let id = avro_to_json(&message.value)["id"].as_str().unwrap_or_default().to_string();
+        if id.starts_with("reject") {
+            return Err(HandlerError::rejected("invalid_request", format!("request {id} is not acceptable")));
+        }
+        if id.starts_with("flaky") && self.transient_failures_left.load(Ordering::SeqCst) > 0 {
+            self.transient_failures_left.fetch_sub(1, Ordering::SeqCst);
+            return Err(HandlerError::transient("backend_unavailable", "try again"));
+        }
+        Ok(vec![Outbound::new(self.output.clone(), message.key.clone(), message.payload.clone())])
+    }
+}
+
+struct Topics {
+    input: String,
+    output: String,
+    dlq: String,
+}
+
+async fn setup(name: &str) -> (Settings, Topics) {
+    let mut settings = settings();
+    let topics = Topics { input: unique(&format!("{name}.in")), output: unique(&format!("{name}.out")), dlq: unique(&format!("{name}.dlq")) };
+    settings.bus.dlq_topic = topics.dlq.clone();
+    settings.bus.retry_initial_backoff = Duration::from_millis(10);
+    // One partition, so arrival order and offsets are known.
+    create_topics(&settings, &[&topics.input, &topics.output, &topics.dlq], 1).await;
+    (settings, topics)
+}
+
+/// Starts a loop for `worker`, waits until `until` returns true, then shuts it down.
+async fn run_until<W: Worker>(settings: &Settings, topics: &Topics, group: &str, worker: W, until: impl Fn() -> bool + Send + 'static) -> LoopReport {
+    let options = LoopOptions::new(&settings.bus, group, vec![topics.input.clone()]);
+    let producer = kafka::producer(&settings.kafka).unwrap();
+    let consumer_loop = ConsumerLoop::new(&settings.kafka, options, Arc::new(worker), catalog(), producer).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(consumer_loop.run(token.clone()));
+    let waited = tokio::task::spawn_blocking(move || {
+        for _ in 0..600 {
+            if until() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    token.cancel();
+    let report = task.await.unwrap().expect("loop stops cleanly");
+    assert!(waited, "the expected outputs never appeared (report: {report:?})");
+    report
+}
+
+/// The group's committed offset on partition 0 of `topic`.
+fn committed(settings: &Settings, group: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = kafka::base_config(&settings.kafka).set("group.id", group).create().unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+    match committed.find_partition(topic, 0)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn garbage_goes_to_the_dlq_with_its_provenance_and_the_loop_goes_on() {
+    let (settings, topics) = setup("garbage").await;
+    let catalog = catalog();
+    let mut unknown_fingerprint = vec![0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8];
+    unknown_fingerprint.extend_from_slice(b"datum");
+    produce(&settings, &topics.input, vec![
+        (Some("k".into()), request_bytes(&catalog, "a-1")),
+        (Some("k".into()), b"hello, not avro".to_vec()),
+        (Some("k".into()), unknown_fingerprint.clone()),
+        (Some("k".into()), request_bytes(&catalog, "a-2")),
+    ])
+    .await;
+
+    let group = unique("group");
+    let (s, out, dlq_topic) = (settings.clone(), topics.output.clone(), topics.dlq.clone());
+    let report = run_until(&settings, &topics, &group, Passthrough::new(&topics.output), move || {
+        read_topic(&s, &out, 2, Duration::from_millis(500)).len() == 2 && read_topic(&s, &dlq_topic, 2, Duration::from_millis(500)).len() == 2
+    })
+    .await;
+
+    let outputs = read_topic(&settings, &topics.output, 2, Duration::from_secs(10));
+    assert_eq!(ids(&catalog, &outputs), vec!["a-1", "a-2"]);
+    let letters = read_topic(&settings, &topics.dlq, 2, Duration::from_secs(10));
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0].payload().unwrap(), b"hello, not avro");
+    assert_eq!(letters[1].payload().unwrap(), unknown_fingerprint.as_slice());
+    for (letter, offset, kind) in [(&letters[0], "1", "not_single_object"), (&letters[1], "2", "unknown_fingerprint")] {
+        assert_eq!(header(letter, dlq::header::SOURCE_TOPIC).as_deref(), Some(topics.input.as_str()));
+        assert_eq!(header(letter, dlq::header::SOURCE_PARTITION).as_deref(), Some("0"));
+        assert_eq!(header(letter, dlq::header::SOURCE_OFFSET).as_deref(), Some(offset));
+        assert_eq!(header(letter, dlq::header::ERROR_KIND).as_deref(), Some(kind));
+        assert!(!header(letter, dlq::header::ERROR_MESSAGE).unwrap_or_default().is_empty());
+        assert_eq!(letter.key(), Some(&b"k"[..]));
+    }
+    assert_eq!(report.dead_lettered, 2);
+    assert_eq!(committed(&settings, &group, &topics.input), Some(4), "every message, dead-lettered or not, is committed");
+}
+
+#[tokio::test]
+async fn a_message_the_worker_rejects_goes_to_the_dlq_with_the_reason() {
+    let (settings, topics) = setup("rejected").await;
+    let catalog = catalog();
+    produce(&settings, &topics.input, vec![
+        (None, request_bytes(&catalog, "reject-1")),
+        (None, request_bytes(&catalog, "ok-1")),
+    ])
+    .await;
+    let worker = Picky { output: topics.output.clone(), transient_failures_left: AtomicU32::new(0) };
+    let (s, out) = (settings.clone(), topics.output.clone());
+    run_until(&settings, &topics, &unique("group"), worker, move || read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1).await;
+
+    let letters = read_topic(&settings, &topics.dlq, 1, Duration::from_secs(10));
+    assert_eq!(ids(&catalog, &letters), vec!["reject-1"]);
+    assert_eq!(header(&letters[0], dlq::header::ERROR_KIND).as_deref(), Some("invalid_request"));
+    assert_eq!(header(&letters[0], dlq::header::ERROR_MESSAGE).as_deref(), Some("request reject-1 is not acceptable"));
+    assert_eq!(header(&letters[0], dlq::header::WORKER).as_deref(), Some("picky"));
+    assert_eq!(ids(&catalog, &read_topic(&settings, &topics.output, 1, Duration::from_secs(10))), vec!["ok-1"]);
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_until_the_message_succeeds() {
+    let (settings, topics) = setup("transient").await;
+    let catalog = catalog();
+    produce(&settings, &topics.input, vec![(None, request_bytes(&catalog, "flaky-1"))]).await;
+    let worker = Picky { output: topics.output.clone(), transient_failures_left: AtomicU32::new(2) };
+    let group = unique("group");
+    let (s, out) = (settings.clone(), topics.output.clone());
+    let report = run_until(&settings, &topics, &group, worker, move || read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1).await;
+
+    assert_eq!(ids(&catalog, &read_topic(&settings, &topics.output, 2, Duration::from_secs(3))), vec!["flaky-1"]);
+    assert!(read_topic(&settings, &topics.dlq, 1, Duration::from_secs(1)).is_empty(), "a transient failure is not dead-lettered");
+    assert_eq!(report.dead_lettered, 0);
+    assert_eq!(committed(&settings, &group, &topics.input), Some(1));
+}
+
+#[tokio::test]
+async fn shutdown_stops_a_message_stuck_in_retries_without_committing_it() {
+    let (settings, topics) = setup("stuck").await;
+    let catalog = catalog();
+    produce(&settings, &topics.input, vec![(None, request_bytes(&catalog, "ok-1")), (None, request_bytes(&catalog, "flaky-1"))]).await;
+    // Fails "forever": the loop must still stop promptly when asked to.
+    let worker = Picky { output: topics.output.clone(), transient_failures_left: AtomicU32::new(u32::MAX) };
+    let group = unique("group");
+    let (s, out) = (settings.clone(), topics.output.clone());
+    run_until(&settings, &topics, &group, worker, move || read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1).await;
+
+    assert_eq!(committed(&settings, &group, &topics.input), Some(1), "the stuck message stays uncommitted, to be redelivered");
+}

@@ -1,0 +1,154 @@
+//! The schemas in `schemas/`: valid, documented, round-tripping, readable by a stock Avro library,
+//! and backward compatible with their previous version in git. No services needed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use apache_avro::schema::{Name, ResolvedSchema};
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use apache_avro::{GenericSingleObjectReader, Schema};
+use common::*;
+use frontier::bus::SchemaCatalog;
+use frontier::bus::json::{avro_to_json, json_to_avro};
+use frontier::config::TopicOverrides;
+use serde_json::{Value, json};
+
+/// A value for every field of `schema`, choosing non-null union branches and non-default enum
+/// symbols so that every part of the schema is exercised.
+fn sample(schema: &Schema, names: &HashMap<Name, &Schema>) -> Value {
+    match schema {
+        Schema::Null => Value::Null,
+        Schema::Boolean => json!(true),
+        Schema::Int => json!(7),
+        Schema::Long => json!(42),
+        Schema::Float => json!(1.5),
+        Schema::Double => json!(2.25),
+        Schema::String | Schema::Uuid => json!("text"),
+        Schema::TimestampMillis => json!(1_764_230_400_000i64),
+        Schema::Array(a) => json!([sample(&a.items, names)]),
+        Schema::Map(m) => json!({"k": sample(&m.types, names)}),
+        Schema::Union(u) => {
+            let branches = u.variants();
+            sample(branches.iter().find(|b| !matches!(b, Schema::Null)).unwrap_or(&branches[0]), names)
+        }
+        Schema::Enum(e) => json!(e.symbols.last().unwrap()),
+        Schema::Record(r) => Value::Object(r.fields.iter().map(|f| (f.name.clone(), sample(&f.schema, names))).collect()),
+        Schema::Ref { name } => sample(names[name], names),
+        other => panic!("the sample generator does not know {other:?}; extend it"),
+    }
+}
+
+#[test]
+fn every_schema_round_trips_plain_json_through_the_wire_format() {
+    let catalog = catalog();
+    let current = catalog.current();
+    assert_eq!(current.len(), 12, "one schema per stream of the platform");
+    for known in current {
+        let resolved = ResolvedSchema::try_from(&known.schema).unwrap();
+        let doc = sample(&known.schema, resolved.get_names());
+        let value = json_to_avro(&doc, &known.schema).unwrap_or_else(|e| panic!("{}: {e}", known.file));
+        let bytes = SchemaCatalog::encode_value(&known, value).unwrap();
+        let decoded = catalog.decode(&bytes).unwrap();
+        assert_eq!(avro_to_json(&decoded.value), doc, "{}", known.file);
+    }
+}
+
+#[test]
+fn a_stock_avro_reader_decodes_every_schema_from_the_avsc_alone() {
+    let catalog = catalog();
+    for known in catalog.current() {
+        let resolved = ResolvedSchema::try_from(&known.schema).unwrap();
+        let value = json_to_avro(&sample(&known.schema, resolved.get_names()), &known.schema).unwrap();
+        let bytes = SchemaCatalog::encode_value(&known, value.clone()).unwrap();
+        let avsc = std::fs::read_to_string(repo().join("schemas").join(&known.file)).unwrap();
+        let reader = GenericSingleObjectReader::new(Schema::parse_str(&avsc).unwrap()).unwrap();
+        assert_eq!(reader.read_value(&mut bytes.as_slice()).unwrap(), value, "{}", known.file);
+    }
+}
+
+fn undocumented(value: &Value, path: &str, missing: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            let named = object.get("type").and_then(Value::as_str).is_some_and(|t| matches!(t, "record" | "enum"));
+            let is_field = object.contains_key("name") && object.contains_key("type") && !named;
+            if (named || is_field) && object.get("doc").and_then(Value::as_str).is_none_or(str::is_empty) {
+                missing.push(format!("{path}.{}", object.get("name").and_then(Value::as_str).unwrap_or("?")));
+            }
+            for (key, child) in object {
+                undocumented(child, &format!("{path}.{key}"), missing);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| undocumented(item, path, missing)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_record_enum_and_field_is_namespaced_and_documented() {
+    for entry in std::fs::read_dir(repo().join("schemas")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "avsc") {
+            continue;
+        }
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(json["namespace"].as_str().is_some_and(|n| n.starts_with("frontier.")), "{} has no frontier.* namespace", path.display());
+        let mut missing = Vec::new();
+        undocumented(&json, "", &mut missing);
+        assert!(missing.is_empty(), "{}: no doc on {missing:?}", path.display());
+    }
+}
+
+#[test]
+fn every_topic_file_names_a_schema_that_exists() {
+    let catalog = catalog();
+    let specs = frontier::topics::load_dir(&repo().join("topics"), &TopicOverrides::default()).unwrap();
+    for spec in specs {
+        if let Some(file) = &spec.value_schema {
+            assert!(catalog.by_file(file).is_ok(), "{} names missing schema {file}", spec.name);
+        }
+    }
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).current_dir(repo()).output().expect("git is installed (the compatibility check reads history)");
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The schema as it was before its latest change: the committed version if the working copy
+/// differs from it, else the version before the last commit that touched it.
+fn previous_version(file: &str) -> Option<String> {
+    let path = format!("schemas/{file}");
+    let working = std::fs::read_to_string(repo().join(&path)).ok()?;
+    let committed = git(&["show", &format!("HEAD:{path}")]);
+    if let Some(committed) = committed.filter(|c| *c != working) {
+        return Some(committed);
+    }
+    let commits = git(&["log", "--format=%H", "-n", "2", "--", &path])?;
+    let before = commits.lines().nth(1)?;
+    git(&["show", &format!("{before}:{path}")])
+}
+
+#[test]
+fn every_schema_reads_data_written_with_its_previous_version_in_git() {
+    assert!(git(&["rev-parse", "--git-dir"]).is_some(), "the compatibility check needs the git history of this checkout");
+    let catalog = catalog();
+    let mut compared = Vec::new();
+    for known in catalog.current() {
+        let Some(previous) = previous_version(&known.file) else { continue };
+        let previous = Schema::parse_str(&previous).unwrap_or_else(|e| panic!("previous {} does not parse: {e}", known.file));
+        if let Err(e) = SchemaCompatibility::can_read(&previous, &known.schema) {
+            panic!("{} cannot read data written with its previous version: {e}", known.file);
+        }
+        compared.push(known.file.clone());
+    }
+    eprintln!("compared with the previous version: {compared:?}");
+}
+
+#[test]
+fn the_compatibility_check_catches_a_new_field_without_default() {
+    let old = Schema::parse_str(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#).unwrap();
+    let new = Schema::parse_str(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"long"}]}"#).unwrap();
+    assert!(SchemaCompatibility::can_read(&old, &new).is_err());
+}
