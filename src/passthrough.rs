@@ -5,17 +5,19 @@
 //! committing only after the copy is durable. `frontier bench bus` compares it with a bare
 //! librdkafka loop.
 
+use std::sync::Arc;
+
 use crate::bus::{HandlerError, Inbound, Outbound, Worker};
 
 /// Copies messages to `output_topic`, keeping key and value bytes.
 pub struct Passthrough {
-    output_topic: String,
+    output_topic: Arc<str>,
 }
 
 impl Passthrough {
     /// A passthrough to `output_topic`.
-    pub fn new(output_topic: impl Into<String>) -> Self {
-        Passthrough { output_topic: output_topic.into() }
+    pub fn new(output_topic: &str) -> Self {
+        Passthrough { output_topic: Arc::from(output_topic) }
     }
 }
 

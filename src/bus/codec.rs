@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::types::Value;
-use apache_avro::{Schema, from_avro_datum, to_avro_datum};
+use apache_avro::{GenericSingleObjectReader, Schema, to_avro_datum};
 use serde::Serialize;
 
 /// The two marker bytes that open a single-object encoded datum.
@@ -103,7 +103,6 @@ impl CodecError {
 }
 
 /// One schema version the process knows.
-#[derive(Debug)]
 pub struct KnownSchema {
     /// Full name of the record, e.g. `frontier.serving.AnalysisRequest`.
     pub name: String,
@@ -112,6 +111,14 @@ pub struct KnownSchema {
     pub schema: Schema,
     pub fingerprint: Fingerprint,
     header: [u8; HEADER_LEN],
+    /// Decoder with the schema's named types resolved once, not on every message.
+    reader: GenericSingleObjectReader,
+}
+
+impl fmt::Debug for KnownSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KnownSchema").field("name", &self.name).field("file", &self.file).field("fingerprint", &self.fingerprint).finish()
+    }
 }
 
 impl KnownSchema {
@@ -130,7 +137,9 @@ impl KnownSchema {
         let mut header = [0u8; HEADER_LEN];
         header[..2].copy_from_slice(&MAGIC);
         header[2..].copy_from_slice(&fingerprint.0);
-        Ok(KnownSchema { name, file: file.to_string(), schema, fingerprint, header })
+        let reader = GenericSingleObjectReader::new(schema.clone())
+            .map_err(|source| CodecError::InvalidSchema { path: path.clone(), source })?;
+        Ok(KnownSchema { name, file: file.to_string(), schema, fingerprint, header, reader })
     }
 }
 
@@ -197,10 +206,12 @@ impl SchemaCatalog {
         // A history version resolves to the current schema of the same record; a record whose
         // current version is unknown here is read as written.
         let reader = self.current_by_name.get(&writer.name).unwrap_or(writer);
-        let reader_schema = (!Arc::ptr_eq(reader, writer)).then_some(&reader.schema);
-        let mut body = &bytes[HEADER_LEN..];
-        let value = from_avro_datum(&writer.schema, &mut body, reader_schema)
-            .map_err(|source| CodecError::Corrupt { schema: writer.name.clone(), source })?;
+        let corrupt = |source| CodecError::Corrupt { schema: writer.name.clone(), source };
+        let mut body = bytes;
+        let mut value = writer.reader.read_value(&mut body).map_err(corrupt)?;
+        if !Arc::ptr_eq(reader, writer) {
+            value = value.resolve(&reader.schema).map_err(corrupt)?;
+        }
         if !body.is_empty() {
             return Err(CodecError::TrailingBytes { schema: writer.name.clone(), extra: body.len() });
         }

@@ -97,11 +97,50 @@ struct Shared<W> {
     producer: FutureProducer,
     catalog: Arc<SchemaCatalog>,
     options: LoopOptions,
+    metrics: LoopMetrics,
+}
+
+/// Metric handles registered once per loop: the hot path only bumps atomics.
+struct LoopMetrics {
+    produced: ::metrics::Counter,
+    stored: ::metrics::Counter,
+    handle_seconds: ::metrics::Histogram,
+}
+
+impl LoopMetrics {
+    fn new(worker: &'static str) -> Self {
+        LoopMetrics {
+            produced: ::metrics::counter!(metrics::PRODUCED, "worker" => worker),
+            stored: ::metrics::counter!(metrics::STORED, "worker" => worker),
+            handle_seconds: ::metrics::histogram!(metrics::HANDLE_SECONDS, "worker" => worker),
+        }
+    }
+}
+
+/// Input topic names, shared rather than copied per message, each with its consumed counter.
+struct InputTopics {
+    worker: &'static str,
+    known: Vec<(Arc<str>, ::metrics::Counter)>,
+}
+
+impl InputTopics {
+    fn intern(&mut self, topic: &str) -> (Arc<str>, &::metrics::Counter) {
+        let index = match self.known.iter().position(|(known, _)| &**known == topic) {
+            Some(index) => index,
+            None => {
+                let counter = ::metrics::counter!(metrics::CONSUMED, "worker" => self.worker, "topic" => topic.to_string());
+                self.known.push((Arc::from(topic), counter));
+                self.known.len() - 1
+            }
+        };
+        let (name, counter) = &self.known[index];
+        (name.clone(), counter)
+    }
 }
 
 /// A consumed message, copied out of librdkafka's buffer so it can outlive the poll.
 struct Received {
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     offset: i64,
     key: Option<Vec<u8>>,
@@ -111,9 +150,9 @@ struct Received {
 }
 
 impl Received {
-    fn from_message(message: &BorrowedMessage<'_>) -> Self {
+    fn from_message(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
         Received {
-            topic: message.topic().to_string(),
+            topic,
             partition: message.partition(),
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
@@ -127,7 +166,7 @@ impl Received {
 /// How one message ended.
 enum Outcome {
     /// Outputs (or its dead letter) are acknowledged: its offset may be stored.
-    Done { topic: String, partition: i32, offset: i64, dead_lettered: bool },
+    Done { topic: Arc<str>, partition: i32, offset: i64, dead_lettered: bool },
     /// Shutdown interrupted it before its outputs were durable: it will be consumed again.
     Abandoned,
     /// The loop must stop.
@@ -158,7 +197,8 @@ impl<W: Worker> ConsumerLoop<W> {
         consumer
             .subscribe(&topics)
             .map_err(|source| BusError::Subscribe { topics: options.topics.clone(), source })?;
-        Ok(ConsumerLoop { consumer, shared: Arc::new(Shared { worker, producer, catalog, options }) })
+        let metrics = LoopMetrics::new(worker.name());
+        Ok(ConsumerLoop { consumer, shared: Arc::new(Shared { worker, producer, catalog, options, metrics }) })
     }
 
     /// Runs until `shutdown` is cancelled (then drains, commits and leaves the group, returning
@@ -171,6 +211,7 @@ impl<W: Worker> ConsumerLoop<W> {
         let mut in_flight = FuturesOrdered::new();
         let mut stream = self.consumer.stream();
         let mut failure = None;
+        let mut inputs = InputTopics { worker: name, known: Vec::new() };
 
         loop {
             tokio::select! {
@@ -182,7 +223,7 @@ impl<W: Worker> ConsumerLoop<W> {
                     while let Some(Some(more)) = in_flight.next().now_or_never() {
                         ready.push(more);
                     }
-                    if let Err(error) = state.settle_all(&self.consumer, ready) {
+                    if let Err(error) = state.settle_all(&self.consumer, &shared.metrics, ready) {
                         failure = Some(error);
                         break;
                     }
@@ -190,8 +231,9 @@ impl<W: Worker> ConsumerLoop<W> {
                 received = stream.next(), if in_flight.len() < shared.options.max_in_flight => match received {
                     Some(Ok(message)) => {
                         state.report.consumed += 1;
-                        ::metrics::counter!(metrics::CONSUMED, "worker" => name, "topic" => message.topic().to_string()).increment(1);
-                        let received = Received::from_message(&message);
+                        let (topic, consumed) = inputs.intern(message.topic());
+                        consumed.increment(1);
+                        let received = Received::from_message(&message, topic);
                         in_flight.push_back(process(shared.clone(), received, shutdown.clone()));
                     }
                     Some(Err(error)) => {
@@ -211,7 +253,7 @@ impl<W: Worker> ConsumerLoop<W> {
         let deadline = shared.options.shutdown_timeout;
         let drained = tokio::time::timeout(deadline, async {
             while let Some(outcome) = in_flight.next().await {
-                if let Err(error) = state.settle_all(&self.consumer, vec![outcome]) {
+                if let Err(error) = state.settle_all(&self.consumer, &shared.metrics, vec![outcome]) {
                     return Err(error);
                 }
             }
@@ -262,9 +304,9 @@ struct Settlement {
 }
 
 impl Settlement {
-    fn settle_all(&mut self, consumer: &StreamConsumer<LoopContext>, outcomes: Vec<Outcome>) -> Result<(), BusError> {
+    fn settle_all(&mut self, consumer: &StreamConsumer<LoopContext>, metrics: &LoopMetrics, outcomes: Vec<Outcome>) -> Result<(), BusError> {
         // Highest finished offset per partition; outcomes arrive in consumption order.
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        let mut next: HashMap<(Arc<str>, i32), i64> = HashMap::new();
         for outcome in outcomes {
             match outcome {
                 Outcome::Done { topic, partition, offset, dead_lettered } => {
@@ -276,17 +318,17 @@ impl Settlement {
                 }
                 Outcome::Abandoned => self.abandoned = true,
                 Outcome::Failed(error) => {
-                    store(consumer, &next);
+                    store(consumer, metrics, &next);
                     return Err(error);
                 }
             }
         }
-        store(consumer, &next);
+        store(consumer, metrics, &next);
         Ok(())
     }
 }
 
-fn store(consumer: &StreamConsumer<LoopContext>, next: &HashMap<(String, i32), i64>) {
+fn store(consumer: &StreamConsumer<LoopContext>, metrics: &LoopMetrics, next: &HashMap<(Arc<str>, i32), i64>) {
     if next.is_empty() {
         return;
     }
@@ -296,7 +338,7 @@ fn store(consumer: &StreamConsumer<LoopContext>, next: &HashMap<(String, i32), i
         let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
     }
     match consumer.store_offsets(&list) {
-        Ok(()) => ::metrics::counter!(metrics::STORED).increment(next.len() as u64),
+        Ok(()) => metrics.stored.increment(next.len() as u64),
         // A partition revoked meanwhile: its new owner redoes the message (at least once).
         Err(error) => debug!(%error, "offsets not stored (partition no longer assigned)"),
     }
@@ -304,47 +346,66 @@ fn store(consumer: &StreamConsumer<LoopContext>, next: &HashMap<(String, i32), i
 
 /// Decodes, handles with retries, and produces one message's outputs (or its dead letter).
 async fn process<W: Worker>(shared: Arc<Shared<W>>, received: Received, shutdown: CancellationToken) -> Outcome {
-    let name = shared.worker.name();
+    let arrived = received.arrived;
     let outcome = match shared.catalog.decode(&received.payload) {
-        Err(error) => dead_letter(&shared, &received, error.kind(), &error.to_string()).await,
+        Err(error) => dead_letter(&shared, &Source::of(&received), error.kind(), &error.to_string()).await,
         Ok(decoded) => {
             let inbound = Inbound {
-                topic: received.topic.clone(),
+                topic: received.topic,
                 partition: received.partition,
                 offset: received.offset,
-                key: received.key.clone(),
+                key: received.key,
                 timestamp_ms: received.timestamp_ms,
-                payload: received.payload.clone(),
+                payload: received.payload,
                 value: decoded.value,
                 schema: decoded.schema,
             };
-            handle_with_retries(&shared, &received, &inbound, &shutdown).await
+            handle_with_retries(&shared, &inbound, &shutdown).await
         }
     };
-    ::metrics::histogram!(metrics::HANDLE_SECONDS, "worker" => name).record(received.arrived.elapsed().as_secs_f64());
+    shared.metrics.handle_seconds.record(arrived.elapsed().as_secs_f64());
     outcome
 }
 
-async fn handle_with_retries<W: Worker>(
-    shared: &Shared<W>,
-    received: &Received,
-    inbound: &Inbound,
-    shutdown: &CancellationToken,
-) -> Outcome {
+/// The parts of a consumed message a dead letter carries.
+struct Source<'a> {
+    topic: &'a Arc<str>,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+}
+
+impl<'a> Source<'a> {
+    fn of(received: &'a Received) -> Self {
+        Source { topic: &received.topic, partition: received.partition, offset: received.offset, key: received.key.as_deref(), payload: &received.payload }
+    }
+
+    fn of_inbound(inbound: &'a Inbound) -> Self {
+        Source { topic: &inbound.topic, partition: inbound.partition, offset: inbound.offset, key: inbound.key.as_deref(), payload: &inbound.payload }
+    }
+
+    fn done(&self, dead_lettered: bool) -> Outcome {
+        Outcome::Done { topic: self.topic.clone(), partition: self.partition, offset: self.offset, dead_lettered }
+    }
+}
+
+async fn handle_with_retries<W: Worker>(shared: &Shared<W>, inbound: &Inbound, shutdown: &CancellationToken) -> Outcome {
     let name = shared.worker.name();
+    let source = Source::of_inbound(inbound);
     let mut backoff = shared.options.retry_initial_backoff;
     loop {
         match shared.worker.handle(inbound).await {
             Ok(outputs) => {
                 return match produce_all(shared, outputs).await {
-                    Ok(()) => done(received, false),
+                    Ok(()) => source.done(false),
                     Err(error) => Outcome::Failed(error),
                 };
             }
-            Err(HandlerError::Rejected { kind, reason }) => return dead_letter(shared, received, kind, &reason).await,
+            Err(HandlerError::Rejected { kind, reason }) => return dead_letter(shared, &source, kind, &reason).await,
             Err(HandlerError::Transient { kind, reason }) => {
                 ::metrics::counter!(metrics::RETRIES, "worker" => name, "kind" => kind).increment(1);
-                warn!(worker = name, topic = %received.topic, partition = received.partition, offset = received.offset,
+                warn!(worker = name, topic = %inbound.topic, partition = inbound.partition, offset = inbound.offset,
                       kind, reason, ?backoff, "transient failure, retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return Outcome::Abandoned,
@@ -358,10 +419,6 @@ async fn handle_with_retries<W: Worker>(
             }
         }
     }
-}
-
-fn done(received: &Received, dead_lettered: bool) -> Outcome {
-    Outcome::Done { topic: received.topic.clone(), partition: received.partition, offset: received.offset, dead_lettered }
 }
 
 /// Produces every output and waits until Kafka acknowledges all of them.
@@ -380,13 +437,13 @@ async fn produce_all<W: Worker>(shared: &Shared<W>, outputs: Vec<Outbound>) -> R
         }
         match shared.producer.send(record, Timeout::Never).await {
             Ok(_) => {
-                ::metrics::counter!(metrics::PRODUCED, "worker" => name, "topic" => out.topic.clone()).increment(1);
+                shared.metrics.produced.increment(1);
                 Ok(())
             }
             Err((source, _)) => {
                 ::metrics::counter!(metrics::CLIENT_ERRORS, "client" => "producer").increment(1);
                 error!(worker = name, topic = %out.topic, error = %source, "produce failed");
-                Err(BusError::Produce { topic: out.topic.clone(), source })
+                Err(BusError::Produce { topic: out.topic.to_string(), source })
             }
         }
     });
@@ -395,25 +452,30 @@ async fn produce_all<W: Worker>(shared: &Shared<W>, outputs: Vec<Outbound>) -> R
 
 /// Sends a message that can never succeed to the dead-letter topic, with headers saying where it
 /// came from and why, and counts and logs it (the one place that does).
-async fn dead_letter<W: Worker>(shared: &Shared<W>, received: &Received, kind: &'static str, reason: &str) -> Outcome {
+async fn dead_letter<W: Worker>(shared: &Shared<W>, source: &Source<'_>, kind: &'static str, reason: &str) -> Outcome {
     let name = shared.worker.name();
     ::metrics::counter!(metrics::DEAD_LETTERED, "worker" => name, "reason" => kind).increment(1);
-    warn!(worker = name, topic = %received.topic, partition = received.partition, offset = received.offset,
+    warn!(worker = name, topic = %source.topic, partition = source.partition, offset = source.offset,
           kind, reason, "message dead-lettered");
     let failed_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
     let headers = dlq::headers(&dlq::Provenance {
-        topic: &received.topic,
-        partition: received.partition,
-        offset: received.offset,
+        topic: source.topic,
+        partition: source.partition,
+        offset: source.offset,
         kind,
         reason,
         worker: name,
         group: &shared.options.group_id,
         failed_at_ms: failed_at,
     });
-    let letter = Outbound { topic: shared.options.dlq_topic.clone(), key: received.key.clone(), payload: received.payload.clone(), headers };
+    let letter = Outbound {
+        topic: Arc::from(shared.options.dlq_topic.as_str()),
+        key: source.key.map(<[u8]>::to_vec),
+        payload: source.payload.to_vec(),
+        headers,
+    };
     match produce_all(shared, vec![letter]).await {
-        Ok(()) => done(received, true),
+        Ok(()) => source.done(true),
         Err(error) => Outcome::Failed(error),
     }
 }

@@ -12,7 +12,7 @@ use super::codec::KnownSchema;
 /// A decoded message, as handed to a worker.
 #[derive(Debug)]
 pub struct Inbound {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -38,7 +38,7 @@ impl Inbound {
 /// record of that input is acknowledged.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub key: Option<Vec<u8>>,
     /// Single-object encoded value (see [`super::SchemaCatalog::encode`]).
     pub payload: Vec<u8>,
@@ -47,7 +47,7 @@ pub struct Outbound {
 
 impl Outbound {
     /// A record without headers.
-    pub fn new(topic: impl Into<String>, key: Option<Vec<u8>>, payload: Vec<u8>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, key: Option<Vec<u8>>, payload: Vec<u8>) -> Self {
         Outbound { topic: topic.into(), key, payload, headers: Vec::new() }
     }
 }

@@ -43,7 +43,7 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
             let config = &settings.workers.passthrough;
             let group = config.group_id.clone().unwrap_or_else(|| settings.group_id("passthrough"));
             let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
-            let worker = Arc::new(Passthrough::new(config.output_topic.clone()));
+            let worker = Arc::new(Passthrough::new(&config.output_topic));
             ConsumerLoop::new(&settings.kafka, options, worker, catalog, producer)?.run(token).await?
         }
     };

@@ -181,7 +181,7 @@ pub struct BusSettings {
 impl Default for BusSettings {
     fn default() -> Self {
         BusSettings {
-            max_in_flight: 1000,
+            max_in_flight: 10_000,
             dlq_topic: "frontier.dlq".into(),
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),
