@@ -28,7 +28,7 @@ impl Worker for Picky {
     }
 
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        let id = avro_to_json(&message.value)["id"].as_str().unwrap_or_default().to_string();
+        let id = avro_to_json(message.value()?)["id"].as_str().unwrap_or_default().to_string();
         if id.starts_with("reject") {
             return Err(HandlerError::rejected("invalid_request", format!("request {id} is not acceptable")));
         }
@@ -59,8 +59,7 @@ async fn setup(name: &str) -> (Settings, Topics) {
 /// Starts a loop for `worker`, waits until `until` returns true, then shuts it down.
 async fn run_until<W: Worker>(settings: &Settings, topics: &Topics, group: &str, worker: W, until: impl Fn() -> bool + Send + 'static) -> LoopReport {
     let options = LoopOptions::new(&settings.bus, group, vec![topics.input.clone()]);
-    let producer = kafka::producer(&settings.kafka).unwrap();
-    let consumer_loop = ConsumerLoop::new(&settings.kafka, options, Arc::new(worker), catalog(), producer).unwrap();
+    let consumer_loop = ConsumerLoop::new(&settings.kafka, options, Arc::new(worker), catalog()).unwrap();
     let token = CancellationToken::new();
     let task = tokio::spawn(consumer_loop.run(token.clone()));
     let waited = tokio::task::spawn_blocking(move || {
@@ -180,4 +179,30 @@ async fn shutdown_stops_a_message_stuck_in_retries_without_committing_it() {
     run_until(&settings, &topics, &group, worker, move || read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1).await;
 
     assert_eq!(committed(&settings, &group, &topics.input), Some(1), "the stuck message stays uncommitted, to be redelivered");
+}
+
+#[tokio::test]
+async fn every_message_of_a_long_stream_reaches_the_output() {
+    // Longer than one receive batch and than the in-flight window, over several partitions.
+    let mut settings = settings();
+    settings.bus.max_in_flight = 700;
+    let topics = Topics { input: unique("long.in"), output: unique("long.out"), dlq: unique("long.dlq") };
+    settings.bus.dlq_topic = topics.dlq.clone();
+    create_topics(&settings, &[&topics.input, &topics.output, &topics.dlq], 3).await;
+    let catalog = catalog();
+    let expected: Vec<String> = (0..5000).map(|i| format!("m-{i}")).collect();
+    produce(&settings, &topics.input, expected.iter().map(|id| (Some(id.clone()), request_bytes(&catalog, id))).collect()).await;
+
+    let group = unique("group");
+    let (s, out) = (settings.clone(), topics.output.clone());
+    let report = run_until(&settings, &topics, &group, Passthrough::new(&topics.output), move || {
+        read_topic(&s, &out, 5000, Duration::from_secs(2)).len() >= 5000
+    })
+    .await;
+
+    let mut seen = ids(&catalog, &read_topic(&settings, &topics.output, 5000, Duration::from_secs(30)));
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5000, "some messages never reached the output");
+    assert_eq!(report.completed, report.consumed);
 }

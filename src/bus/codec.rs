@@ -198,24 +198,23 @@ impl SchemaCatalog {
         all
     }
 
-    /// Decodes a single-object datum, resolving it to the current version of its record.
-    pub fn decode(&self, bytes: &[u8]) -> Result<Decoded, CodecError> {
+    /// Checks the header and finds the writer schema and the current (reader) schema of its
+    /// record, without decoding the body.
+    pub fn identify(&self, bytes: &[u8]) -> Result<Identified, CodecError> {
         let fingerprint = read_header(bytes)?;
         let writer =
             self.by_fingerprint.get(&fingerprint).ok_or(CodecError::UnknownFingerprint(fingerprint))?;
         // A history version resolves to the current schema of the same record; a record whose
         // current version is unknown here is read as written.
         let reader = self.current_by_name.get(&writer.name).unwrap_or(writer);
-        let corrupt = |source| CodecError::Corrupt { schema: writer.name.clone(), source };
-        let mut body = bytes;
-        let mut value = writer.reader.read_value(&mut body).map_err(corrupt)?;
-        if !Arc::ptr_eq(reader, writer) {
-            value = value.resolve(&reader.schema).map_err(corrupt)?;
-        }
-        if !body.is_empty() {
-            return Err(CodecError::TrailingBytes { schema: writer.name.clone(), extra: body.len() });
-        }
-        Ok(Decoded { value, schema: reader.clone() })
+        Ok(Identified { writer: writer.clone(), reader: reader.clone() })
+    }
+
+    /// Decodes a single-object datum, resolving it to the current version of its record.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Decoded, CodecError> {
+        let identified = self.identify(bytes)?;
+        let value = identified.decode(bytes)?;
+        Ok(Decoded { value, schema: identified.reader })
     }
 
     /// Encodes an Avro value with `schema`.
@@ -236,6 +235,32 @@ impl SchemaCatalog {
         let value = apache_avro::to_value(value)
             .map_err(|source| CodecError::Encode { schema: schema.name.clone(), source })?;
         Self::encode_value(schema, value)
+    }
+}
+
+/// The schemas of a datum whose header checked out.
+#[derive(Debug, Clone)]
+pub struct Identified {
+    /// The version it was written with.
+    pub writer: Arc<KnownSchema>,
+    /// The current version it resolves to.
+    pub reader: Arc<KnownSchema>,
+}
+
+impl Identified {
+    /// Decodes the whole datum (header included) and resolves it to the reader schema.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Value, CodecError> {
+        let writer = &self.writer;
+        let corrupt = |source| CodecError::Corrupt { schema: writer.name.clone(), source };
+        let mut body = bytes;
+        let mut value = writer.reader.read_value(&mut body).map_err(corrupt)?;
+        if !Arc::ptr_eq(&self.reader, writer) {
+            value = value.resolve(&self.reader.schema).map_err(corrupt)?;
+        }
+        if !body.is_empty() {
+            return Err(CodecError::TrailingBytes { schema: writer.name.clone(), extra: body.len() });
+        }
+        Ok(value)
     }
 }
 

@@ -3,12 +3,13 @@
 pub mod codec;
 mod consumer_loop;
 mod context;
+mod delivery;
 pub mod dlq;
 pub mod json;
 pub mod kafka;
 pub mod metrics;
 mod worker;
 
-pub use codec::{CodecError, Decoded, KnownSchema, SchemaCatalog};
+pub use codec::{CodecError, Decoded, Identified, KnownSchema, SchemaCatalog};
 pub use consumer_loop::{BusError, ConsumerLoop, LoopOptions, LoopReport};
 pub use worker::{HandlerError, Inbound, Outbound, Worker};

@@ -2,14 +2,16 @@
 //! shutdown live in the bus ([`super::ConsumerLoop`]); a worker only turns a message into outputs.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use apache_avro::types::Value;
 use serde::de::DeserializeOwned;
 
-use super::codec::KnownSchema;
+use super::codec::Identified;
 
-/// A decoded message, as handed to a worker.
+/// A consumed message whose envelope checked out (single-object marker, known fingerprint), as
+/// handed to a worker. The body is decoded on first use, so a worker that only routes bytes
+/// (the passthrough) pays nothing for it; a body that fails to decode rejects the message.
 #[derive(Debug)]
 pub struct Inbound {
     pub topic: Arc<str>,
@@ -20,17 +22,38 @@ pub struct Inbound {
     pub timestamp_ms: Option<i64>,
     /// The value exactly as it was on the wire (single-object encoded).
     pub payload: Vec<u8>,
-    /// The value decoded and resolved to the current version of its schema.
-    pub value: Value,
-    /// The current schema `value` was resolved to.
-    pub schema: Arc<KnownSchema>,
+    /// The writer and current versions of the value's schema.
+    pub schema: Identified,
+    value: OnceLock<Value>,
 }
 
 impl Inbound {
+    pub(super) fn new(
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        timestamp_ms: Option<i64>,
+        payload: Vec<u8>,
+        schema: Identified,
+    ) -> Self {
+        Inbound { topic, partition, offset, key, timestamp_ms, payload, schema, value: OnceLock::new() }
+    }
+
+    /// The value, decoded and resolved to the current version of its schema.
+    pub fn value(&self) -> Result<&Value, HandlerError> {
+        if let Some(value) = self.value.get() {
+            return Ok(value);
+        }
+        let value = self.schema.decode(&self.payload).map_err(|e| HandlerError::rejected(e.kind(), e.to_string()))?;
+        Ok(self.value.get_or_init(|| value))
+    }
+
     /// Deserializes the value into a worker's own type; a mismatch rejects the message.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
-        apache_avro::from_value(&self.value)
-            .map_err(|e| HandlerError::rejected("unexpected_schema", format!("{} does not fit: {e}", self.schema.name)))
+        apache_avro::from_value(self.value()?).map_err(|e| {
+            HandlerError::rejected("unexpected_schema", format!("{} does not fit: {e}", self.schema.reader.name))
+        })
     }
 }
 

@@ -178,9 +178,8 @@ async fn measure_bus(
     messages: u64,
 ) -> anyhow::Result<f64> {
     let options = LoopOptions::new(&settings.bus, group, vec![input.to_string()]);
-    let producer = kafka::producer(&settings.kafka)?;
     let worker = Arc::new(Passthrough::new(output));
-    let consumer_loop = ConsumerLoop::new(&settings.kafka, options, worker, catalog.clone(), producer)?;
+    let consumer_loop = ConsumerLoop::new(&settings.kafka, options, worker, catalog.clone())?;
     let token = CancellationToken::new();
     let task = tokio::spawn(consumer_loop.run(token.clone()));
     let rate = watch_output(settings, output, messages).await;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
+use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog};
 use crate::config::Settings;
 use crate::passthrough::Passthrough;
 use crate::{shutdown, telemetry};
@@ -34,7 +34,6 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
         SchemaCatalog::load_dir(&settings.paths.schemas)
             .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?,
     );
-    let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
 
@@ -44,7 +43,7 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
             let group = config.group_id.clone().unwrap_or_else(|| settings.group_id("passthrough"));
             let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
             let worker = Arc::new(Passthrough::new(&config.output_topic));
-            ConsumerLoop::new(&settings.kafka, options, worker, catalog, producer)?.run(token).await?
+            ConsumerLoop::new(&settings.kafka, options, worker, catalog)?.run(token).await?
         }
     };
     tracing::info!(?report, "worker stopped cleanly");

@@ -1,0 +1,123 @@
+//! Tracking when a consumed message's outputs are durable, without a future per record.
+//!
+//! Every consumed message gets a [`Ticket`]. The ticket counts what is still outstanding: one
+//! token while the worker handles the message, plus one per produced record. librdkafka's
+//! delivery callback ([`DeliveryContext`]) releases a record's token when the broker acknowledges
+//! it (`acks=all`). A ticket at zero is settled, and the loop may store the message's offset once
+//! every earlier message is settled too.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
+use rdkafka::Message;
+use tokio::sync::Notify;
+use tracing::{error, warn};
+
+use super::metrics;
+
+/// The state of one consumed message's outputs.
+pub(super) struct Ticket {
+    outstanding: AtomicUsize,
+    failure: OnceLock<(String, KafkaError)>,
+    abandoned: AtomicBool,
+    dead_lettered: AtomicBool,
+    settled: Arc<Notify>,
+}
+
+impl Ticket {
+    /// A ticket holding the handling token; `settled` is notified when it reaches zero.
+    pub(super) fn new(settled: Arc<Notify>) -> Arc<Self> {
+        Arc::new(Ticket {
+            outstanding: AtomicUsize::new(1),
+            failure: OnceLock::new(),
+            abandoned: AtomicBool::new(false),
+            dead_lettered: AtomicBool::new(false),
+            settled,
+        })
+    }
+
+    /// Takes a token for a record about to be produced.
+    pub(super) fn hold(&self) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Gives a token back; the last one wakes the loop.
+    pub(super) fn release(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_one();
+        }
+    }
+
+    /// Records that an output could not be delivered.
+    pub(super) fn fail(&self, topic: &str, error: KafkaError) {
+        let _ = self.failure.set((topic.to_string(), error));
+    }
+
+    /// Marks the message as interrupted by shutdown: it will be consumed again.
+    pub(super) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+    }
+
+    pub(super) fn mark_dead_lettered(&self) {
+        self.dead_lettered.store(true, Ordering::Release);
+    }
+
+    pub(super) fn is_settled(&self) -> bool {
+        self.outstanding.load(Ordering::Acquire) == 0
+    }
+
+    pub(super) fn failure(&self) -> Option<&(String, KafkaError)> {
+        self.failure.get()
+    }
+
+    pub(super) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
+    }
+
+    pub(super) fn is_dead_lettered(&self) -> bool {
+        self.dead_lettered.load(Ordering::Acquire)
+    }
+}
+
+/// The producer's callbacks: settle tickets as the broker acknowledges records.
+pub(super) struct DeliveryContext {
+    pub(super) produced: ::metrics::Counter,
+    pub(super) failed: ::metrics::Counter,
+}
+
+impl DeliveryContext {
+    pub(super) fn new(worker: &'static str) -> Self {
+        DeliveryContext {
+            produced: ::metrics::counter!(metrics::PRODUCED, "worker" => worker),
+            failed: ::metrics::counter!(metrics::CLIENT_ERRORS, "client" => "producer"),
+        }
+    }
+}
+
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.failed.increment(1);
+        warn!(%error, reason, "kafka producer error");
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Arc<Ticket>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Arc<Ticket>) {
+        match result {
+            Ok(_) => self.produced.increment(1),
+            Err((error, message)) => {
+                // librdkafka already retried for `delivery.timeout.ms`: the broker is gone.
+                self.failed.increment(1);
+                error!(topic = message.topic(), %error, "record not delivered");
+                ticket.fail(message.topic(), error.clone());
+            }
+        }
+        ticket.release();
+    }
+}
