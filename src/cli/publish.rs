@@ -12,7 +12,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
-use crate::bus::json::json_to_avro;
+use crate::bus::json::{example, json_to_avro};
 use crate::bus::{KnownSchema, SchemaCatalog, kafka};
 use crate::config::Settings;
 use crate::topics;
@@ -31,6 +31,9 @@ pub struct PublishArgs {
     /// Top-level string field used as the message key (records with the same key stay in order).
     #[arg(long, default_value = "id")]
     pub key: String,
+    /// Print an example line for the topic's schema instead of publishing.
+    #[arg(long)]
+    pub example: bool,
 }
 
 /// The schema a topic's values are written with.
@@ -55,6 +58,10 @@ pub async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<E
     let catalog = SchemaCatalog::load_dir(&settings.paths.schemas)
         .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?;
     let schema = schema_for(settings, &catalog, &args.topic, args.schema.as_deref())?;
+    if args.example {
+        println!("{}", example(&schema.schema));
+        return Ok(ExitCode::SUCCESS);
+    }
     let input: Box<dyn AsyncBufRead + Unpin> = match &args.file {
         Some(path) if path.as_os_str() != "-" => Box::new(BufReader::new(
             tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?,
