@@ -56,15 +56,22 @@ async fn setup(name: &str) -> (Settings, Topics) {
     (settings, topics)
 }
 
-/// Starts a loop for `worker`, waits until `until` returns true, then shuts it down.
-async fn run_until<W: Worker>(settings: &Settings, topics: &Topics, group: &str, worker: W, until: impl Fn() -> bool + Send + 'static) -> LoopReport {
+type Running = (CancellationToken, tokio::task::JoinHandle<Result<LoopReport, frontier::bus::BusError>>);
+
+/// Starts a loop for `worker` in `group`.
+fn start<W: Worker>(settings: &Settings, topics: &Topics, group: &str, worker: W) -> Running {
     let options = LoopOptions::new(&settings.bus, group, vec![topics.input.clone()]);
     let consumer_loop = ConsumerLoop::new(&settings.kafka, options, Arc::new(worker), catalog()).unwrap();
     let token = CancellationToken::new();
     let task = tokio::spawn(consumer_loop.run(token.clone()));
-    let waited = tokio::task::spawn_blocking(move || {
+    (token, task)
+}
+
+/// Polls `condition` (on a blocking thread) for up to a minute.
+async fn eventually(condition: impl Fn() -> bool + Send + 'static) -> bool {
+    tokio::task::spawn_blocking(move || {
         for _ in 0..600 {
-            if until() {
+            if condition() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -72,23 +79,37 @@ async fn run_until<W: Worker>(settings: &Settings, topics: &Topics, group: &str,
         false
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+async fn stop((token, task): Running) -> LoopReport {
     token.cancel();
-    let report = task.await.unwrap().expect("loop stops cleanly");
+    task.await.unwrap().expect("loop stops cleanly")
+}
+
+/// Starts a loop for `worker`, waits until `until` returns true, then shuts it down.
+async fn run_until<W: Worker>(settings: &Settings, topics: &Topics, group: &str, worker: W, until: impl Fn() -> bool + Send + 'static) -> LoopReport {
+    let running = start(settings, topics, group, worker);
+    let waited = eventually(until).await;
+    let report = stop(running).await;
     assert!(waited, "the expected outputs never appeared (report: {report:?})");
     report
 }
 
-/// The group's committed offset on partition 0 of `topic`.
-fn committed(settings: &Settings, group: &str, topic: &str) -> Option<i64> {
+/// The group's committed offsets on partitions `0..partitions` of `topic` (`None`: never committed).
+fn committed_offsets(settings: &Settings, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
     let consumer: BaseConsumer = kafka::base_config(&settings.kafka).set("group.id", group).create().unwrap();
     let mut list = TopicPartitionList::new();
-    list.add_partition(topic, 0);
-    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
-    match committed.find_partition(topic, 0)?.offset() {
-        Offset::Offset(offset) => Some(offset),
-        _ => None,
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
     }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+    committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None }).collect()
+}
+
+/// The group's committed offset on partition 0 of `topic`.
+fn committed(settings: &Settings, group: &str, topic: &str) -> Option<i64> {
+    committed_offsets(settings, group, topic, 1)[0]
 }
 
 #[tokio::test]
@@ -205,4 +226,32 @@ async fn every_message_of_a_long_stream_reaches_the_output() {
     seen.dedup();
     assert_eq!(seen.len(), 5000, "some messages never reached the output");
     assert_eq!(report.completed, report.consumed);
+}
+
+#[tokio::test]
+async fn a_rebalance_commits_finished_work_before_partitions_move() {
+    let mut settings = settings();
+    // No background commits during the test: whatever is committed, the rebalance committed.
+    settings.kafka.client.insert("auto.commit.interval.ms".into(), "600000".into());
+    let topics = Topics { input: unique("rebalance.in"), output: unique("rebalance.out"), dlq: unique("rebalance.dlq") };
+    settings.bus.dlq_topic = topics.dlq.clone();
+    create_topics(&settings, &[&topics.input, &topics.output, &topics.dlq], 4).await;
+    let catalog = catalog();
+    let ids_in: Vec<String> = (0..400).map(|i| format!("rb-{i}")).collect();
+    produce(&settings, &topics.input, ids_in.iter().map(|id| (Some(id.clone()), request_bytes(&catalog, id))).collect()).await;
+
+    let group = unique("group");
+    let first = start(&settings, &topics, &group, Passthrough::new(&topics.output));
+    let (s, out) = (settings.clone(), topics.output.clone());
+    assert!(eventually(move || read_topic(&s, &out, 400, Duration::from_millis(500)).len() == 400).await, "first member never finished");
+    assert!(committed_offsets(&settings, &group, &topics.input, 4).iter().all(Option::is_none), "nothing is committed before the rebalance");
+
+    let second = start(&settings, &topics, &group, Passthrough::new(&topics.output));
+    let (s, input, g) = (settings.clone(), topics.input.clone(), group.clone());
+    let all_committed = eventually(move || committed_offsets(&s, &g, &input, 4).iter().map(|o| o.unwrap_or(0)).sum::<i64>() == 400).await;
+    let second_report = stop(second).await;
+    stop(first).await;
+    assert!(all_committed, "the revoking member did not commit its finished work");
+    assert_eq!(second_report.consumed, 0, "the new member redid work that was already done");
+    assert_eq!(read_topic(&settings, &topics.output, 401, Duration::from_secs(3)).len(), 400);
 }
