@@ -1,7 +1,6 @@
 //! `frontier bench ...`: performance figures, each beside a baseline measured in the same run,
 //! reported as medians and ratios because the machines are shared and noisy.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,10 +56,10 @@ async fn bench_bus(settings: &Settings, messages: u64, rounds: usize, partitions
     let input = format!("bench.bus.{run_id}.in");
     let outputs: Vec<(String, String)> =
         (0..rounds).map(|r| (format!("bench.bus.{run_id}.raw.{r}"), format!("bench.bus.{run_id}.bus.{r}"))).collect();
-    let mut specs = vec![bench_topic(&input, partitions)];
+    let mut specs = vec![TopicSpec::scratch(&input, partitions)];
     for (raw, bus) in &outputs {
-        specs.push(bench_topic(raw, partitions));
-        specs.push(bench_topic(bus, partitions));
+        specs.push(TopicSpec::scratch(raw, partitions));
+        specs.push(TopicSpec::scratch(bus, partitions));
     }
     let plan = topics::plan(&specs, &Default::default());
     topics::apply(&admin, &plan, settings.kafka.request_timeout).await.context("creating benchmark topics")?;
@@ -91,19 +90,6 @@ async fn bench_bus(settings: &Settings, messages: u64, rounds: usize, partitions
         median(ratios)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn bench_topic(name: &str, partitions: i32) -> TopicSpec {
-    TopicSpec {
-        name: name.to_string(),
-        value_schema: None,
-        partitions,
-        replication_factor: 1,
-        min_insync_replicas: 1,
-        retention_ms: 3_600_000,
-        cleanup_policy: "delete".into(),
-        configs: BTreeMap::new(),
-    }
 }
 
 fn unix_millis() -> u128 {

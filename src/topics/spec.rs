@@ -45,6 +45,20 @@ impl TopicSpec {
         configs
     }
 
+    /// A short-lived topic for tests and benchmarks: one replica, an hour of retention.
+    pub fn scratch(name: &str, partitions: i32) -> Self {
+        TopicSpec {
+            name: name.to_string(),
+            value_schema: None,
+            partitions,
+            replication_factor: 1,
+            min_insync_replicas: 1,
+            retention_ms: 3_600_000,
+            cleanup_policy: "delete".into(),
+            configs: BTreeMap::new(),
+        }
+    }
+
     fn validate(&self, file: &Path) -> Result<(), TopicsError> {
         let invalid = |message: String| TopicsError::InvalidSpec { file: file.to_path_buf(), message };
         let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');

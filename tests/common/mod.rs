@@ -1,7 +1,6 @@
 //! Shared set-up for the tests that run against the real local stack (`ops/stack up`).
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -51,24 +50,11 @@ pub fn catalog() -> Arc<SchemaCatalog> {
     Arc::new(SchemaCatalog::load_dir(&repo().join("schemas")).expect("schemas load"))
 }
 
-pub fn topic_spec(name: &str, partitions: i32) -> TopicSpec {
-    TopicSpec {
-        name: name.to_string(),
-        value_schema: None,
-        partitions,
-        replication_factor: 1,
-        min_insync_replicas: 1,
-        retention_ms: 3_600_000,
-        cleanup_policy: "delete".into(),
-        configs: BTreeMap::new(),
-    }
-}
-
 /// Creates topics for one test (and waits until they are visible).
 pub async fn create_topics(settings: &Settings, names: &[&str], partitions: i32) {
     require_kafka(settings);
     let admin = kafka::admin(&settings.kafka).expect("admin client");
-    let specs: Vec<TopicSpec> = names.iter().map(|n| topic_spec(n, partitions)).collect();
+    let specs: Vec<TopicSpec> = names.iter().map(|n| TopicSpec::scratch(n, partitions)).collect();
     let plan = topics::plan(&specs, &Default::default());
     topics::apply(&admin, &plan, Duration::from_secs(30)).await.expect("test topics created");
 }
