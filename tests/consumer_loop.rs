@@ -255,3 +255,36 @@ async fn a_rebalance_commits_finished_work_before_partitions_move() {
     assert_eq!(second_report.consumed, 0, "the new member redid work that was already done");
     assert_eq!(read_topic(&settings, &topics.output, 401, Duration::from_secs(3)).len(), 400);
 }
+
+/// Emits one record per tick and consumes without output.
+struct Heartbeat {
+    output: String,
+    beat: Vec<u8>,
+}
+
+impl Worker for Heartbeat {
+    fn name(&self) -> &'static str {
+        "heartbeat"
+    }
+
+    async fn handle(&self, _message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        Ok(Vec::new())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+
+    async fn tick(&self, _now: std::time::SystemTime) -> Result<Vec<Outbound>, HandlerError> {
+        Ok(vec![Outbound::new(self.output.as_str(), None, self.beat.clone())])
+    }
+}
+
+#[tokio::test]
+async fn a_worker_with_ticks_produces_periodic_outputs_without_input() {
+    let (settings, topics) = setup("tick").await;
+    let worker = Heartbeat { output: topics.output.clone(), beat: request_bytes(&catalog(), "beat") };
+    let (s, out) = (settings.clone(), topics.output.clone());
+    let report = run_until(&settings, &topics, &unique("group"), worker, move || read_topic(&s, &out, 3, Duration::from_millis(500)).len() >= 3).await;
+    assert_eq!(report.consumed, 0);
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::stream::FuturesUnordered;
+use futures::future::Either;
 use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -165,6 +166,12 @@ impl<W: Worker> ConsumerLoop<W> {
         let mut handling = FuturesUnordered::new();
         let mut stream = self.consumer.stream();
         let mut failure = None;
+        let mut ticker = shared.worker.tick_interval().map(|period| {
+            let mut ticker = tokio::time::interval(period);
+            // After a stall, one tick catches up; a burst of them would only repeat the work.
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
 
         loop {
             tokio::select! {
@@ -177,6 +184,11 @@ impl<W: Worker> ConsumerLoop<W> {
                     }
                 }
                 () = settled.notified() => {}
+                _ = next_tick(&mut ticker) => {
+                    let ticket = Ticket::new(settled.clone());
+                    queue.watch(ticket.clone());
+                    handling.push(Either::Right(tick(shared.clone(), ticket)));
+                }
                 received = stream.next(), if queue.len() < shared.options.max_in_flight => {
                     // Take whatever else is already fetched, so the loop's overhead is paid per
                     // batch rather than per message.
@@ -188,7 +200,7 @@ impl<W: Worker> ConsumerLoop<W> {
                                 let ticket = Ticket::new(settled.clone());
                                 let topic = inputs.intern(message.topic());
                                 queue.push(Pending { topic: topic.clone(), partition: message.partition(), offset: message.offset(), arrived: Instant::now(), ticket: ticket.clone() });
-                                handling.push(handle(shared.clone(), topic, &message, ticket, shutdown.clone()));
+                                handling.push(Either::Left(handle(shared.clone(), topic, &message, ticket, shutdown.clone())));
                             }
                             Some(Err(error)) => {
                                 // librdkafka recovers from broker and network errors by itself.
@@ -270,6 +282,32 @@ impl<W: Worker> ConsumerLoop<W> {
     }
 }
 
+/// Completes at the worker's next tick, or never for a worker without ticks.
+async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(ticker) => {
+            ticker.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the worker's periodic work and hands its outputs to the producer.
+async fn tick<W: Worker>(shared: Arc<Shared<W>>, ticket: Arc<Ticket>) -> Result<(), BusError> {
+    let name = shared.worker.name();
+    let result = match shared.worker.tick(SystemTime::now()).await {
+        Ok(outputs) => produce_all(&shared, outputs, &ticket).await,
+        Err(error @ HandlerError::Fatal { .. }) => Err(BusError::Worker { worker: name, error }),
+        Err(error) => {
+            ::metrics::counter!(metrics::TICK_FAILURES, "worker" => name).increment(1);
+            warn!(worker = name, %error, "periodic work failed; the next tick tries again");
+            Ok(())
+        }
+    };
+    ticket.release();
+    result
+}
+
 /// Input topic names, shared rather than copied per message, each with its consumed counter.
 struct InputTopics {
     worker: &'static str,
@@ -295,6 +333,8 @@ impl InputTopics {
 /// Consumed messages in order, and the offsets stored so far.
 struct SettleQueue {
     pending: VecDeque<Pending>,
+    /// Tickets of periodic outputs: no offset waits on them, but a failed delivery stops the loop.
+    watched: Vec<Arc<Ticket>>,
     report: LoopReport,
     /// Set once a message was abandoned: no later offset may be stored past it.
     abandoned: bool,
@@ -306,6 +346,7 @@ impl SettleQueue {
     fn new(worker: &'static str) -> Self {
         SettleQueue {
             pending: VecDeque::new(),
+            watched: Vec::new(),
             report: LoopReport::default(),
             abandoned: false,
             stored: ::metrics::counter!(metrics::STORED, "worker" => worker),
@@ -313,8 +354,13 @@ impl SettleQueue {
         }
     }
 
+    /// Messages and periodic outputs not yet settled.
     fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.watched.len()
+    }
+
+    fn watch(&mut self, ticket: Arc<Ticket>) {
+        self.watched.push(ticket);
     }
 
     fn push(&mut self, pending: Pending) {
@@ -327,7 +373,13 @@ impl SettleQueue {
         let mut next: HashMap<(Arc<str>, i32), i64> = HashMap::new();
         let now = Instant::now();
         let mut failure = None;
-        while self.pending.front().is_some_and(|p| p.ticket.is_settled()) {
+        for watched in self.watched.iter().filter(|t| t.is_settled()) {
+            if let Some((topic, error)) = watched.failure() {
+                failure = Some(BusError::Produce { topic: topic.clone(), source: error.clone() });
+            }
+        }
+        self.watched.retain(|t| !t.is_settled());
+        while failure.is_none() && self.pending.front().is_some_and(|p| p.ticket.is_settled()) {
             let Some(done) = self.pending.pop_front() else { break };
             if let Some((topic, error)) = done.ticket.failure() {
                 failure = Some(BusError::Produce { topic: topic.clone(), source: error.clone() });

@@ -12,6 +12,8 @@ pub const COMMITS: &str = "frontier_offset_commits_total";
 pub const DEAD_LETTERED: &str = "frontier_messages_dead_lettered_total";
 /// Transient handler failures that were retried, per worker and kind.
 pub const RETRIES: &str = "frontier_handler_retries_total";
+/// Periodic worker runs that failed, per worker.
+pub const TICK_FAILURES: &str = "frontier_tick_failures_total";
 /// Time from a message's arrival to all its outputs being acknowledged, per worker.
 pub const HANDLE_SECONDS: &str = "frontier_handle_duration_seconds";
 /// Consumer lag per group, topic and partition, from librdkafka statistics.
@@ -30,6 +32,7 @@ pub fn describe() {
     describe_counter!(COMMITS, "Offset commits by result.");
     describe_counter!(DEAD_LETTERED, "Messages sent to the dead-letter topic.");
     describe_counter!(RETRIES, "Transient handler failures retried.");
+    describe_counter!(TICK_FAILURES, "Periodic worker runs that failed.");
     describe_histogram!(HANDLE_SECONDS, Unit::Seconds, "From arrival to all outputs acknowledged.");
     describe_gauge!(CONSUMER_LAG, "Messages between the committed offset and the partition end.");
     describe_counter!(CLIENT_ERRORS, "Errors reported by the Kafka client.");

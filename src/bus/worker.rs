@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use apache_avro::types::Value;
 use serde::de::DeserializeOwned;
@@ -112,4 +113,17 @@ pub trait Worker: Send + Sync + 'static {
     /// Turns one message into the records to produce. It may run concurrently with other
     /// messages (up to `bus.max_in_flight`); offsets still commit in consumption order.
     fn handle(&self, message: &Inbound) -> impl Future<Output = Result<Vec<Outbound>, HandlerError>> + Send;
+
+    /// How often [`Worker::tick`] runs; `None` (the default) never.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Periodic work not tied to one message (evaluating windows, re-notifying). Its outputs are
+    /// produced like any other; as they hold no input offset, a delivery failure stops the loop.
+    /// `Rejected` and `Transient` errors are logged and counted, and the next tick tries again.
+    fn tick(&self, now: SystemTime) -> impl Future<Output = Result<Vec<Outbound>, HandlerError>> + Send {
+        let _ = now;
+        async { Ok(Vec::new()) }
+    }
 }
