@@ -1,5 +1,6 @@
 //! The `frontier` command line.
 
+mod alerts;
 mod bench;
 mod publish;
 mod run;
@@ -43,6 +44,8 @@ pub enum Command {
     Publish(publish::PublishArgs),
     /// Print a topic's messages as JSON lines.
     Tail(tail::TailArgs),
+    /// Show alerts from the alerts topic, readably for a person on call.
+    Alerts(alerts::AlertsArgs),
     /// Check Kafka, the topics, Redis and PostgreSQL; exit non-zero naming what failed.
     HealthCheck(HealthArgs),
     /// Print the effective configuration (file plus FRONTIER_* overrides) as TOML.
@@ -82,6 +85,7 @@ impl Cli {
             Command::Topics { action } => topics_command(&settings, action).await,
             Command::Publish(args) => publish::publish(&settings, args).await,
             Command::Tail(args) => tail::tail(&settings, args).await,
+            Command::Alerts(args) => alerts::alerts(&settings, args).await,
             Command::HealthCheck(args) => health_check(&settings, args).await,
             Command::Config => {
                 print!("{}", toml::to_string_pretty(&settings.redacted()).context("rendering the configuration")?);

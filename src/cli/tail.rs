@@ -37,50 +37,69 @@ pub struct TailArgs {
 pub async fn tail(settings: &Settings, args: TailArgs) -> anyhow::Result<ExitCode> {
     let catalog = SchemaCatalog::load_dir(&settings.paths.schemas)
         .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?;
+    let reading = Reading { from_beginning: args.from_beginning, max: args.max, timeout: args.timeout };
+    read_topic(settings, &args.topic, reading, |message| match render(&catalog, message, args.envelope) {
+        Ok(line) => println!("{line}"),
+        Err(reason) => eprintln!("{}[{}]@{}: undecodable: {reason}", message.topic(), message.partition(), message.offset()),
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where to start and when to stop reading a topic.
+pub(super) struct Reading {
+    pub from_beginning: bool,
+    pub max: Option<u64>,
+    pub timeout: Option<Duration>,
+}
+
+/// Reads every partition of `topic` outside any consumer group, handing each message to
+/// `each`, until `max` messages, `timeout` without a message, or Ctrl-C.
+pub(super) async fn read_topic(
+    settings: &Settings,
+    topic: &str,
+    reading: Reading,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> anyhow::Result<()> {
     let mut config = kafka::base_config(&settings.kafka);
     // A reader, not a group member: nothing is committed and no group is joined.
     config
-        .set("group.id", format!("frontier.tail.{}", uuid::Uuid::new_v4()))
+        .set("group.id", format!("frontier.reader.{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     let consumer: StreamConsumer = config.create().context("creating the Kafka consumer")?;
     let metadata = consumer
-        .fetch_metadata(Some(&args.topic), settings.kafka.request_timeout)
+        .fetch_metadata(Some(topic), settings.kafka.request_timeout)
         .with_context(|| format!("reading metadata from {} (is Kafka up? `ops/stack up`)", settings.kafka.bootstrap_servers))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
-        .filter(|t| t.name() == args.topic && t.error().is_none())
+        .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
-        bail!("topic `{}` does not exist (create it with `frontier topics apply`)", args.topic);
+        bail!("topic `{topic}` does not exist (create it with `frontier topics apply`)");
     }
-    let start = if args.from_beginning { Offset::Beginning } else { Offset::End };
+    let start = if reading.from_beginning { Offset::Beginning } else { Offset::End };
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
-        assignment.add_partition_offset(&args.topic, partition, start)?;
+        assignment.add_partition_offset(topic, partition, start)?;
     }
     consumer.assign(&assignment)?;
 
-    let mut printed = 0u64;
+    let mut seen = 0u64;
     loop {
-        if args.max.is_some_and(|max| printed >= max) {
-            break;
+        if reading.max.is_some_and(|max| seen >= max) {
+            return Ok(());
         }
         let next = tokio::select! {
-            () = idle(args.timeout) => break,
-            _ = tokio::signal::ctrl_c() => break,
+            () = idle(reading.timeout) => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
             next = consumer.recv() => next,
         };
-        let message = next.context("consuming")?;
-        match render(&catalog, &message, args.envelope) {
-            Ok(line) => println!("{line}"),
-            Err(reason) => eprintln!("{}[{}]@{}: undecodable: {reason}", message.topic(), message.partition(), message.offset()),
-        }
-        printed += 1;
+        each(&next.context("consuming")?);
+        seen += 1;
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Completes after `timeout`, or never.
