@@ -1,0 +1,80 @@
+//! Prometheus (started by `ops/stack up`) scrapes the workers: its config and rules pass
+//! promtool, and a running worker shows up with `up == 1` and its `frontier_` metrics.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const PROMETHEUS: &str = "http://127.0.0.1:9090";
+
+fn promtool(args: &[&str]) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("promtool is not installed ({e}): {START_HINT}"));
+    assert!(out.status.success(), "promtool {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_prometheus_configs_pass_promtool() {
+    promtool(&["check", "config", "ops/prometheus/local.yml"]);
+    promtool(&["check", "config", "ops/prometheus/prometheus.yml"]);
+}
+
+#[test]
+fn the_prometheus_rules_pass_promtool() {
+    promtool(&["check", "rules", "ops/prometheus/rules.yml"]);
+}
+
+/// Runs an instant PromQL query and returns its result vector.
+fn query(promql: &str) -> Vec<Value> {
+    let body: Value = ureq::get(format!("{PROMETHEUS}/api/v1/query"))
+        .query("query", promql)
+        .call()
+        .unwrap_or_else(|e| panic!("Prometheus is not answering on {PROMETHEUS} ({e}): {START_HINT}"))
+        .body_mut()
+        .read_json()
+        .expect("Prometheus answers JSON");
+    body["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// A port Prometheus scrapes (9464-9474) that nothing listens on now.
+fn free_scraped_port() -> u16 {
+    (9465..=9474).find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok()).expect("a free port in 9465-9474")
+}
+
+#[test]
+fn prometheus_scrapes_a_running_worker() {
+    let settings = settings();
+    require_kafka(&settings);
+    query("up"); // fails with instructions when Prometheus is down
+    assert!(frontier().args(["topics", "apply"]).status().unwrap().success());
+    let port = free_scraped_port();
+    let mut worker = frontier()
+        .args(["run", "passthrough"])
+        .env("FRONTIER_METRICS__LISTEN", format!("127.0.0.1:{port}"))
+        .env("FRONTIER_WORKERS__PASSTHROUGH__GROUP_ID", unique("prometheus.group"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let instance = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut scraped = false;
+    while !scraped && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
+        scraped = !query(&format!("up{{job=\"frontier\",instance=\"{instance}\"}} == 1")).is_empty();
+    }
+    let metrics = query(&format!("count by (__name__) ({{__name__=~\"frontier_.+\",instance=\"{instance}\"}})"));
+    let _ = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status();
+    let _ = worker.wait();
+    assert!(scraped, "Prometheus never saw {instance} up (scrape config ops/prometheus/local.yml)");
+    assert!(!metrics.is_empty(), "no frontier_ metric scraped from {instance}");
+}
