@@ -5,14 +5,18 @@
 //!   runs on (at-least-once, dead-lettering, graceful shutdown).
 //! - [`topics`]: declarative topic definitions, planned and applied against a cluster.
 //! - [`config`]: typed, validated settings per environment.
+//! - [`analytics`]: the financial analytics the serving worker computes and caches.
+//! - [`sla`]: SLIs, threshold rules, burn-rate SLO alerts and alert state (I/O-free core).
 //! - Workers, one module each: [`passthrough`].
 //! - [`cli`]: the `frontier` command.
 
+pub mod analytics;
 pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod health;
 pub mod passthrough;
 pub mod shutdown;
+pub mod sla;
 pub mod telemetry;
 pub mod topics;

@@ -1,0 +1,379 @@
+//! Typed settings of the SLA monitor: stream tolerances, threshold rules and SLOs. Every field has
+//! a default (the platform SLAs), unknown keys are errors, and [`SlaConfig::validate`] names the
+//! key of anything the types cannot check. Writing any `[[rules]]` (or `[[slos]]`) replaces the
+//! whole default list, so a deployment states exactly the rules it runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::alert::Severity;
+
+/// The whole SLA monitor configuration (to be nested under the worker's settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaConfig {
+    /// How far behind the newest event time an event may arrive and still be counted in its own
+    /// minute; older events are dropped as `too_late`. At most 1h.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// How far ahead of the processing clock an event time may be before the event is dropped as
+    /// `future_timestamp`; at most 1h. Events within it count in their own bucket, but the stream
+    /// clock never passes the processing clock, so a producer whose clock runs fast cannot push
+    /// the watermark past everyone else's events.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Latencies above this are recorded as this (histograms stay bounded); at most 24h.
+    #[serde(with = "humantime_serde")]
+    pub max_latency: Duration,
+    /// How often a still-firing alert is sent again (processing time).
+    #[serde(with = "humantime_serde")]
+    pub renotify_interval: Duration,
+    /// Request ids kept per bucket as exemplars (slowest, and latest failed); at most 100.
+    pub exemplars: usize,
+    /// Most series (service + kind) tracked at once; events of further series are dropped as
+    /// `series_limit`, so a flood of bogus kinds cannot exhaust memory. A busy series holds
+    /// about a hundred histograms (tens of kilobytes each).
+    pub max_series: usize,
+    /// Threshold rules on SLIs, evaluated per series.
+    pub rules: Vec<ThresholdRule>,
+    /// Service level objectives with multiwindow, multi-burn-rate alerts, evaluated per series.
+    pub slos: Vec<SloConfig>,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        SlaConfig {
+            allowed_lateness: Duration::from_secs(120),
+            max_clock_skew: Duration::from_secs(300),
+            max_latency: Duration::from_secs(3600),
+            renotify_interval: Duration::from_secs(300),
+            exemplars: 5,
+            max_series: 500,
+            rules: ThresholdRule::platform_defaults(),
+            slos: SloConfig::platform_defaults(),
+        }
+    }
+}
+
+/// An SLI one series is measured by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sli {
+    /// Median latency, milliseconds.
+    LatencyP50,
+    /// 95th percentile latency, milliseconds.
+    LatencyP95,
+    /// 99th percentile latency, milliseconds.
+    LatencyP99,
+    /// Events per second over the window.
+    Throughput,
+    /// Fraction (0..1) of events with status `error`.
+    ErrorRate,
+    /// Fraction (0..1) of events with status `timeout`.
+    TimeoutRate,
+    /// Fraction (0..1) of events answered by any cache tier (`cache_layer` other than `none`).
+    CacheHitRatio,
+}
+
+impl Sli {
+    /// Human name used in summaries, e.g. `p95 latency`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Sli::LatencyP50 => "p50 latency",
+            Sli::LatencyP95 => "p95 latency",
+            Sli::LatencyP99 => "p99 latency",
+            Sli::Throughput => "throughput",
+            Sli::ErrorRate => "error rate",
+            Sli::TimeoutRate => "timeout rate",
+            Sli::CacheHitRatio => "cache hit ratio",
+        }
+    }
+
+    /// Whether the SLI needs the window's latency histogram.
+    pub fn is_latency(self) -> bool {
+        matches!(self, Sli::LatencyP50 | Sli::LatencyP95 | Sli::LatencyP99)
+    }
+}
+
+/// Which side of the threshold is a breach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Comparison {
+    /// Breach when the value is greater than the threshold.
+    Above,
+    /// Breach when the value is less than the threshold.
+    Below,
+}
+
+/// Windows an SLI can be computed over, written `1m`, `5m`, `1h`, `6h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SliWindow {
+    /// One minute.
+    #[serde(rename = "1m")]
+    OneMinute,
+    /// Five minutes.
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    /// One hour.
+    #[serde(rename = "1h")]
+    OneHour,
+    /// Six hours (ten-minute buckets).
+    #[serde(rename = "6h")]
+    SixHours,
+}
+
+impl SliWindow {
+    /// Every window, shortest first.
+    pub const ALL: [SliWindow; 4] =
+        [SliWindow::OneMinute, SliWindow::FiveMinutes, SliWindow::OneHour, SliWindow::SixHours];
+
+    /// Its length.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(match self {
+            SliWindow::OneMinute => 60,
+            SliWindow::FiveMinutes => 300,
+            SliWindow::OneHour => 3600,
+            SliWindow::SixHours => 6 * 3600,
+        })
+    }
+
+    /// The duration string used in configs and in `Alert.window`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SliWindow::OneMinute => "1m",
+            SliWindow::FiveMinutes => "5m",
+            SliWindow::OneHour => "1h",
+            SliWindow::SixHours => "6h",
+        }
+    }
+
+    /// Position in [`SliWindow::ALL`].
+    pub(crate) fn position(self) -> usize {
+        self as usize
+    }
+}
+
+/// A threshold rule: alert when an SLI of a series stays on the wrong side of a threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdRule {
+    /// Alert name, unique across rules and SLOs (e.g. `LatencyP95High`).
+    pub name: String,
+    /// The SLI compared.
+    pub sli: Sli,
+    /// Which side of `threshold` is a breach.
+    pub comparison: Comparison,
+    /// Threshold in the SLI's unit: milliseconds, events per second, or a fraction 0..1.
+    pub threshold: f64,
+    /// Window the SLI is computed over.
+    pub window: SliWindow,
+    /// How long (event time) the breach must hold continuously before the alert fires.
+    #[serde(rename = "for", with = "humantime_serde", default = "default_rule_for")]
+    pub for_duration: Duration,
+    /// Fraction of the threshold the value must come back past before a firing alert resolves
+    /// (0.05 with `above 200`: resolves at 190 or less), so a value hovering at the threshold
+    /// does not flap. 0 to 1 (exclusive).
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: f64,
+    /// Fewest events the window must hold to be judged at all: a handful of requests cannot page.
+    /// Set 0 on throughput rules, where no traffic is the point.
+    #[serde(default = "default_min_events")]
+    pub min_events: u64,
+    /// Severity of the alert.
+    #[serde(default = "default_rule_severity")]
+    pub severity: Severity,
+    /// One-line summary; placeholders: {name} {service} {kind} {sli} {value} {comparison}
+    /// {threshold} {window} {severity}. `{comparison}` is how the value actually compares
+    /// (`above`, `below`, `at`), so a resolved alert's summary reads true.
+    #[serde(default = "default_rule_summary")]
+    pub summary: String,
+    /// Runbook link for the responder (http or https).
+    #[serde(default)]
+    pub runbook_url: Option<String>,
+    /// Extra labels on the alert (part of its fingerprint); `service`, `kind` and `severity` are
+    /// reserved.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Services the rule applies to; empty means all.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Kinds the rule applies to; empty means all.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+}
+
+fn default_rule_for() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_hysteresis() -> f64 {
+    0.05
+}
+fn default_min_events() -> u64 {
+    100
+}
+fn default_rule_severity() -> Severity {
+    Severity::Warning
+}
+fn default_rule_summary() -> String {
+    "{sli} of {service} {kind} is {value}, {comparison} {threshold} over {window}".into()
+}
+
+impl ThresholdRule {
+    /// A rule with the default `for`, hysteresis, volume guard, severity and summary.
+    pub fn new(name: &str, sli: Sli, comparison: Comparison, threshold: f64, window: SliWindow) -> Self {
+        ThresholdRule {
+            name: name.into(),
+            sli,
+            comparison,
+            threshold,
+            window,
+            for_duration: default_rule_for(),
+            hysteresis: default_hysteresis(),
+            min_events: default_min_events(),
+            severity: default_rule_severity(),
+            summary: default_rule_summary(),
+            runbook_url: None,
+            labels: BTreeMap::new(),
+            services: Vec::new(),
+            kinds: Vec::new(),
+        }
+    }
+
+    /// The platform SLAs: p95 latency under 200 ms, error rate under 1 %, cache hit ratio over
+    /// 80 %, each over 5m. Warnings: paging is left to the SLO burn-rate alerts, which weigh how
+    /// fast the error budget goes.
+    pub fn platform_defaults() -> Vec<ThresholdRule> {
+        vec![
+            ThresholdRule::new("LatencyP95High", Sli::LatencyP95, Comparison::Above, 200.0, SliWindow::FiveMinutes),
+            ThresholdRule::new("ErrorRateHigh", Sli::ErrorRate, Comparison::Above, 0.01, SliWindow::FiveMinutes),
+            ThresholdRule::new("CacheHitRatioLow", Sli::CacheHitRatio, Comparison::Below, 0.8, SliWindow::FiveMinutes),
+        ]
+    }
+}
+
+/// What counts as a bad event for an SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SloIndicator {
+    /// Bad = status `error` or `timeout`.
+    Availability,
+    /// Bad = latency above `latency_threshold_ms` (every event counts, whatever its status).
+    Latency,
+}
+
+/// A service level objective per series, alerted on by burn rate (Google SRE workbook, ch. 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    /// Alert name of the SLO's burn-rate alerts, unique across rules and SLOs.
+    pub name: String,
+    /// What a bad event is.
+    pub sli: SloIndicator,
+    /// Target fraction of good events, e.g. 0.999; strictly between 0 and 1.
+    pub objective: f64,
+    /// For `latency` SLOs: an event slower than this many milliseconds is bad.
+    #[serde(default)]
+    pub latency_threshold_ms: Option<f64>,
+    /// Fewest events the short window of a pair must hold before the pair is judged.
+    #[serde(default = "default_min_events")]
+    pub min_events: u64,
+    /// Fraction of the burn-rate threshold a window must drop below before a firing alert
+    /// resolves (0 to 1, exclusive).
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: f64,
+    /// How long a burn must hold before firing; 0 by default, as the short window already
+    /// filters blips.
+    #[serde(rename = "for", with = "humantime_serde", default)]
+    pub for_duration: Duration,
+    /// One-line summary; placeholders: {name} {service} {kind} {sli} {value} {comparison}
+    /// {threshold} {window} {short_window} {objective} {severity}.
+    #[serde(default = "default_slo_summary")]
+    pub summary: String,
+    /// Runbook link (http or https).
+    #[serde(default)]
+    pub runbook_url: Option<String>,
+    /// Extra labels (part of the fingerprint); `service`, `kind`, `severity` are reserved.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Services the SLO applies to; empty means all.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Kinds the SLO applies to; empty means all.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Window pairs; pairs of the same severity form one alert that fires when any of them
+    /// burns (its `severity` label tells the alerts apart).
+    #[serde(default = "BurnRateWindows::workbook_defaults")]
+    pub alerts: Vec<BurnRateWindows>,
+}
+
+fn default_slo_summary() -> String {
+    "{name}: {service} {kind} burns its error budget at {value} over {window} and {short_window} \
+     (alert above {threshold}, objective {objective})"
+        .into()
+}
+
+impl SloConfig {
+    /// An SLO with the workbook's three window pairs and default guards.
+    pub fn new(name: &str, sli: SloIndicator, objective: f64, latency_threshold_ms: Option<f64>) -> Self {
+        SloConfig {
+            name: name.into(),
+            sli,
+            objective,
+            latency_threshold_ms,
+            min_events: default_min_events(),
+            hysteresis: default_hysteresis(),
+            for_duration: Duration::ZERO,
+            summary: default_slo_summary(),
+            runbook_url: None,
+            labels: BTreeMap::new(),
+            services: Vec::new(),
+            kinds: Vec::new(),
+            alerts: BurnRateWindows::workbook_defaults(),
+        }
+    }
+
+    /// 99.9 % available, and 95 % of requests under 200 ms.
+    pub fn platform_defaults() -> Vec<SloConfig> {
+        vec![
+            SloConfig::new("AvailabilitySLO", SloIndicator::Availability, 0.999, None),
+            SloConfig::new("LatencySLO", SloIndicator::Latency, 0.95, Some(200.0)),
+        ]
+    }
+}
+
+/// One multiwindow burn-rate condition: both windows burn faster than `burn_rate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurnRateWindows {
+    /// Severity of the alert this pair raises.
+    pub severity: Severity,
+    /// Burn rate both windows must exceed: bad fraction / (1 - objective).
+    pub burn_rate: f64,
+    /// The long window (whole minutes, at most 7 days), e.g. `1h`.
+    #[serde(with = "humantime_serde")]
+    pub long_window: Duration,
+    /// The short window (whole minutes, shorter than the long one), e.g. `5m`.
+    #[serde(with = "humantime_serde")]
+    pub short_window: Duration,
+}
+
+impl BurnRateWindows {
+    /// The workbook's pairs for a 30-day budget: page at 14.4x over 1h and 5m (2 % of the budget
+    /// in an hour) or 6x over 6h and 30m (5 % in six hours); ticket at 1x over 3 days and 6h.
+    pub fn workbook_defaults() -> Vec<BurnRateWindows> {
+        let pair = |severity, burn_rate, long: u64, short: u64| BurnRateWindows {
+            severity,
+            burn_rate,
+            long_window: Duration::from_secs(long * 60),
+            short_window: Duration::from_secs(short * 60),
+        };
+        vec![
+            pair(Severity::Critical, 14.4, 60, 5),
+            pair(Severity::Critical, 6.0, 360, 30),
+            pair(Severity::Ticket, 1.0, 3 * 24 * 60, 360),
+        ]
+    }
+}

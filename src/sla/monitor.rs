@@ -1,0 +1,220 @@
+//! [`SlaMonitor`]: the state of every series and alert, fed one event at a time.
+
+use super::book::AlertBook;
+use super::bucket::{LatencyHistogram, Sample, new_histogram};
+use super::config::{SlaConfig, SliWindow, SloIndicator};
+use super::event::{RequestCompleted, RequestSample};
+use super::rules::{AlertDefinition, Check, selected};
+use super::series::{BadWhen, Series, SeriesAlert, SeriesIndex, SeriesSlo, StreamPoint};
+use super::slo_ring::SloCounterRing;
+use super::stream::{DropCounts, DropReason, Observation, StreamClock};
+use super::validate::SlaConfigError;
+
+pub use super::series::{LatencyPercentiles, WindowSli};
+
+/// The SLA monitor's core. Single-threaded by design: one consumer loop owns it (behind a
+/// mutex if the worker is shared), calls [`SlaMonitor::observe`] per event and
+/// [`SlaMonitor::evaluate`] every second. All times are passed in, so it is deterministic.
+#[derive(Debug)]
+pub struct SlaMonitor {
+    pub(crate) config: SlaConfig,
+    pub(crate) definitions: Vec<AlertDefinition>,
+    pub(crate) clock: StreamClock,
+    pub(crate) series: SeriesIndex,
+    pub(crate) book: AlertBook,
+    drops: DropCounts,
+    accepted: u64,
+    /// Reused for every window merge, so evaluating allocates no histograms.
+    pub(crate) scratch: LatencyHistogram,
+    /// Counts evaluations, to find firing alerts an evaluation did not judge.
+    pub(crate) generation: u64,
+    pub(crate) renotify_ms: i64,
+    /// Idle time after which a series' every window is empty and it can be forgotten.
+    pub(crate) retention_ms: i64,
+    max_latency_us: u64,
+}
+
+impl SlaMonitor {
+    /// A monitor with no alert history.
+    pub fn new(config: SlaConfig) -> Result<SlaMonitor, SlaConfigError> {
+        SlaMonitor::with_alert_book(config, AlertBook::default())
+    }
+
+    /// A monitor that continues from `book` (see [`AlertBook::restore`]).
+    pub fn with_alert_book(config: SlaConfig, book: AlertBook) -> Result<SlaMonitor, SlaConfigError> {
+        config.validate()?;
+        let definitions = AlertDefinition::compile_all(&config)?;
+        let lateness_ms = millis(config.allowed_lateness);
+        let longest_slo_ms = config
+            .slos
+            .iter()
+            .flat_map(|slo| slo.alerts.iter().map(|pair| millis(pair.long_window)))
+            .max()
+            .unwrap_or(0);
+        // The 6h window spans up to 37 ten-minute buckets; an SLO window one minute more than its length.
+        let retention_ms = (37 * 600_000_i64).max(longest_slo_ms + 60_000) + lateness_ms;
+        Ok(SlaMonitor {
+            clock: StreamClock::new(lateness_ms, millis(config.max_clock_skew), retention_ms),
+            renotify_ms: millis(config.renotify_interval),
+            max_latency_us: u64::try_from(config.max_latency.as_micros()).unwrap_or(u64::MAX),
+            retention_ms,
+            definitions,
+            series: SeriesIndex::default(),
+            book,
+            drops: DropCounts::default(),
+            accepted: 0,
+            scratch: new_histogram(),
+            generation: 0,
+            config,
+        })
+    }
+
+    /// Counts one decoded event; `now_ms` is the processing clock (ms since the epoch).
+    pub fn observe(&mut self, event: &RequestCompleted, now_ms: i64) -> Observation {
+        self.observe_sample(event.sample(), now_ms)
+    }
+
+    /// Counts one event given as borrowed fields. Allocation-free unless the event starts a new
+    /// series, starts a histogram in a bucket, or enters a bucket's exemplars with an id longer
+    /// than the one it replaces.
+    pub fn observe_sample(&mut self, request: RequestSample<'_>, now_ms: i64) -> Observation {
+        match self.admit(request, now_ms) {
+            Ok(()) => {
+                self.accepted += 1;
+                Observation::Accepted
+            }
+            Err(reason) => {
+                self.drops.add(reason);
+                Observation::Dropped(reason)
+            }
+        }
+    }
+
+    fn admit(&mut self, request: RequestSample<'_>, now_ms: i64) -> Result<(), DropReason> {
+        let latency_ms = request.latency_ms;
+        if !latency_ms.is_finite() {
+            return Err(DropReason::NonFiniteLatency);
+        }
+        if latency_ms < 0.0 {
+            return Err(DropReason::NegativeLatency);
+        }
+        let existing = self.series.find(request.service, request.kind);
+        if existing.is_none() && self.series.len() >= self.config.max_series {
+            return Err(DropReason::SeriesLimit);
+        }
+        // Only after every other check: a dropped event must not move the stream clock.
+        self.clock.admit(request.occurred_at_ms, now_ms)?;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let series = self.new_series(request.service, request.kind);
+                self.series.insert(series)
+            }
+        };
+        // Latency is finite and non-negative here; `as` saturates, then the clamp bounds it.
+        let latency_us = ((latency_ms * 1000.0).round() as u64).min(self.max_latency_us);
+        let sample =
+            Sample { id: request.id, latency_us, status: request.status, cache_hit: request.cache_layer.is_hit() };
+        if self.series.list[id].record(request.occurred_at_ms, &sample, latency_ms) {
+            Ok(())
+        } else {
+            Err(DropReason::TooLate)
+        }
+    }
+
+    fn new_series(&self, service: &str, kind: &str) -> Series {
+        let spread_ms = self.clock.spread_ms();
+        let mut series = Series::new(service, kind, spread_ms, self.config.exemplars);
+        for (slo_index, slo) in self.config.slos.iter().enumerate() {
+            if !(selected(&slo.services, service) && selected(&slo.kinds, kind)) {
+                continue;
+            }
+            let longest_minutes = slo.alerts.iter().map(|pair| millis(pair.long_window) / 60_000).max().unwrap_or(1);
+            let bad_when = match (slo.sli, slo.latency_threshold_ms) {
+                (SloIndicator::Latency, Some(threshold)) => BadWhen::SlowerThanMs(threshold),
+                // Validation requires a threshold for latency SLOs.
+                _ => BadWhen::Failed,
+            };
+            series.slos.push(SeriesSlo {
+                slo: slo_index,
+                bad_when,
+                ring: SloCounterRing::new(longest_minutes, spread_ms),
+            });
+        }
+        for (index, definition) in self.definitions.iter().enumerate() {
+            if definition.applies_to(service, kind) {
+                series
+                    .alerts
+                    .push(SeriesAlert { definition: index, fingerprint: definition.fingerprint_for(service, kind) });
+            }
+        }
+        series
+    }
+
+    /// The SLIs of one series over `window` as of the stream time, percentiles included; `None`
+    /// if the series is unknown or no event was accepted yet.
+    pub fn sli(&mut self, service: &str, kind: &str, window: SliWindow) -> Option<WindowSli> {
+        let at = self.stream_point()?;
+        let id = self.series.find(service, kind)?;
+        Some(self.series.list[id].window_sli(window, at, true, &mut self.scratch))
+    }
+
+    pub(crate) fn stream_point(&self) -> Option<StreamPoint> {
+        Some(StreamPoint {
+            now_ms: self.clock.now()?,
+            watermark_ms: self.clock.watermark()?,
+            filled_since_ms: self.clock.filled_since(),
+        })
+    }
+
+    /// Which definitions of a series need which windows, and whether with percentiles.
+    pub(crate) fn windows_needed(&self, series: &Series) -> [Option<bool>; 4] {
+        let mut needed = [None; 4];
+        for alert in &series.alerts {
+            if let Check::Threshold(rule) = &self.definitions[alert.definition].check {
+                let slot: &mut Option<bool> = &mut needed[rule.window.position()];
+                *slot = Some(slot.unwrap_or(false) || rule.sli.is_latency());
+            }
+        }
+        needed
+    }
+
+    /// Events dropped, by reason.
+    pub fn drops(&self) -> &DropCounts {
+        &self.drops
+    }
+
+    /// Events counted.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Newest accepted event time (the end of every window), if any.
+    pub fn stream_time_ms(&self) -> Option<i64> {
+        self.clock.now()
+    }
+
+    /// Events older than this are dropped as `too_late`.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        self.clock.watermark()
+    }
+
+    /// Series tracked.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Pending and firing alerts.
+    pub fn alert_book(&self) -> &AlertBook {
+        &self.book
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SlaConfig {
+        &self.config
+    }
+}
+
+pub(crate) fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,98 @@
+//! SLO burn-rate alerts (Google SRE workbook, ch. 5): fast burns page, slow ones do not.
+
+use super::support::*;
+use crate::sla::{AlertChange, RequestStatus, Severity, SlaConfig, SloConfig, SloIndicator};
+
+fn availability_only() -> SlaConfig {
+    SlaConfig {
+        rules: Vec::new(),
+        slos: vec![SloConfig::new("AvailabilitySLO", SloIndicator::Availability, 0.999, None)],
+        ..SlaConfig::default()
+    }
+}
+
+/// A scenario with an hour of clean traffic behind it, so the 1h window is fully observed.
+fn warmed_up(config: SlaConfig) -> Scenario {
+    let mut scenario = Scenario::new(config);
+    scenario.evaluate_every_ms = 10 * SECOND;
+    assert!(scenario.run(65 * MINUTE, 10, |_| Shape::ok(20.0)).is_empty());
+    scenario
+}
+
+/// Every `every`-th event fails.
+fn failing_one_in(every: u64) -> impl FnMut(u32) -> Shape {
+    let mut count = 0_u64;
+    move |_| {
+        count += 1;
+        Shape::ok(20.0).with_status(if count.is_multiple_of(every) { RequestStatus::Error } else { RequestStatus::Ok })
+    }
+}
+
+#[test]
+fn a_fast_burn_pages_within_minutes() {
+    let mut scenario = warmed_up(availability_only());
+    let burn_began = scenario.clock_ms;
+    // Half the requests fail: burn rate 500, the budget of 30 days gone in under 1.5 hours.
+    let transitions = scenario.run(5 * MINUTE, 10, failing_one_in(2));
+    let fired = of(AlertChange::Fired, &transitions);
+    assert_eq!(fired.len(), 1, "{transitions:#?}");
+    let alert = &fired[0].alert;
+    assert_eq!((alert.name.as_str(), alert.severity), ("AvailabilitySLO", Severity::Critical));
+    assert_eq!(alert.labels.get("severity").map(String::as_str), Some("critical"));
+    assert_eq!((alert.window.as_str(), alert.threshold), ("1h", 14.4));
+    assert!(alert.observed_value > 14.4);
+    assert!(alert.started_at - burn_began <= 3 * MINUTE, "paged after {} s", (alert.started_at - burn_began) / 1000);
+    assert!(!alert.exemplars.is_empty(), "failed requests are the exemplars");
+    assert!(alert.summary.contains("over 1h and 5m"), "{}", alert.summary);
+}
+
+#[test]
+fn a_slow_burn_does_not_page() {
+    let mut scenario = warmed_up(availability_only());
+    // One request in 200 fails: burn rate 5, under both page thresholds (14.4 and 6).
+    let transitions = scenario.run(60 * MINUTE, 10, failing_one_in(200));
+    let pages: Vec<_> = transitions.iter().filter(|t| t.alert.severity == Severity::Critical).collect();
+    assert!(pages.is_empty(), "{pages:#?}");
+}
+
+#[test]
+fn a_burn_rate_page_resolves_once_the_short_window_is_clean() {
+    let mut scenario = warmed_up(availability_only());
+    // 150 s at burn rate 500 pages through the 1h/5m pair, yet spends too little budget for
+    // the 6h/30m pair (which would rightly keep paging for half an hour).
+    let fired = scenario.run(150 * SECOND, 10, failing_one_in(2));
+    let fingerprint = of(AlertChange::Fired, &fired)[0].alert.fingerprint.clone();
+    // The 1h window still burns (~20x), but the 5m window is clean after six minutes.
+    let recovery = scenario.run(8 * MINUTE, 10, |_| Shape::ok(20.0));
+    let resolved = of(AlertChange::Resolved, &recovery);
+    assert_eq!(resolved.len(), 1, "{recovery:#?}");
+    assert_eq!(resolved[0].alert.fingerprint, fingerprint);
+}
+
+#[test]
+fn a_latency_slo_pages_when_too_many_requests_are_slower_than_its_threshold() {
+    let config = SlaConfig {
+        rules: Vec::new(),
+        slos: vec![SloConfig::new("LatencySLO", SloIndicator::Latency, 0.999, Some(200.0))],
+        ..SlaConfig::default()
+    };
+    let mut scenario = warmed_up(config);
+    let mut slow = false;
+    let transitions = scenario.run(5 * MINUTE, 10, |_| {
+        slow = !slow;
+        Shape::ok(if slow { 350.0 } else { 20.0 })
+    });
+    let fired = of(AlertChange::Fired, &transitions);
+    assert_eq!(fired.len(), 1, "{transitions:#?}");
+    assert_eq!(fired[0].alert.name, "LatencySLO");
+}
+
+#[test]
+fn right_after_a_restart_a_burn_counts_as_spent_budget_not_as_a_guess() {
+    // No history: the 1h window has only seen the burn itself. A modest burn (rate 20) over
+    // five minutes has spent 20 * 5/60 ≈ 1.7 budget-hours' worth, under the 14.4 an hour needs.
+    let mut cold = Scenario::new(availability_only());
+    cold.evaluate_every_ms = 10 * SECOND;
+    let transitions = cold.run(5 * MINUTE, 10, failing_one_in(50));
+    assert!(of(AlertChange::Fired, &transitions).is_empty(), "{transitions:#?}");
+}
