@@ -8,6 +8,7 @@ pub mod dlq;
 pub mod json;
 pub mod kafka;
 pub mod metrics;
+pub mod replay;
 mod worker;
 
 pub use codec::{CodecError, Decoded, Identified, KnownSchema, SchemaCatalog};

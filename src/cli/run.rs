@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog};
 use crate::config::Settings;
 use crate::passthrough::Passthrough;
+use crate::sla::SlaMonitorWorker;
 use crate::{shutdown, telemetry};
 
 /// `frontier run` options.
@@ -24,6 +25,8 @@ pub struct RunArgs {
 pub enum WorkerKind {
     /// Re-produce one topic to another unchanged (measures the bus).
     Passthrough,
+    /// SLIs, rules and SLO burn rates over request-completed events; alerts to the alerts topic.
+    SlaMonitor,
 }
 
 pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -43,6 +46,19 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
             let group = config.group_id.clone().unwrap_or_else(|| settings.group_id("passthrough"));
             let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
             let worker = Arc::new(Passthrough::new(&config.output_topic));
+            ConsumerLoop::new(&settings.kafka, options, worker, catalog)?.run(token).await?
+        }
+        WorkerKind::SlaMonitor => {
+            let config = &settings.workers.sla;
+            let group = config.group_id.clone().unwrap_or_else(|| settings.group_id("sla-monitor"));
+            let past = {
+                let (kafka, config, catalog) = (settings.kafka.clone(), config.clone(), catalog.clone());
+                tokio::task::spawn_blocking(move || SlaMonitorWorker::past_alerts(&kafka, &config, &catalog))
+                    .await
+                    .context("restoring alert state")??
+            };
+            let worker = Arc::new(SlaMonitorWorker::new(config, &catalog, past)?);
+            let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
             ConsumerLoop::new(&settings.kafka, options, worker, catalog)?.run(token).await?
         }
     };

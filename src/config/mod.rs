@@ -290,6 +290,8 @@ pub enum LogFormat {
 pub struct WorkerSettings {
     /// The passthrough worker, which measures the bus itself.
     pub passthrough: PassthroughSettings,
+    /// The SLA monitor: SLIs, rules and SLOs over `frontier.metrics`, alerts to `frontier.alerts`.
+    pub sla: crate::sla::SlaWorkerSettings,
 }
 
 /// The passthrough worker: consumes one topic and re-produces every message to another.

@@ -74,6 +74,10 @@ impl Settings {
         if let Some(isr) = self.topics.min_insync_replicas.filter(|isr| *isr < 1) {
             return Err(invalid("topics.min_insync_replicas", format!("{isr} is below 1")));
         }
+        let sla = &self.workers.sla;
+        positive("workers.sla.evaluation_interval", sla.evaluation_interval)?;
+        positive("workers.sla.restore_timeout", sla.restore_timeout)?;
+        sla.monitor.validate().map_err(|e| invalid(&format!("workers.sla.monitor.{}", e.key()), e.to_string()))?;
         let passthrough = &self.workers.passthrough;
         if passthrough.input_topic == passthrough.output_topic {
             return Err(invalid("workers.passthrough.output_topic", "must differ from input_topic (it would loop)"));

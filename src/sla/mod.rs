@@ -40,6 +40,7 @@ mod slo_ring;
 mod stream;
 mod template;
 mod validate;
+mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -51,3 +52,4 @@ pub use event::{CacheLayer, RequestCompleted, RequestSample, RequestStatus};
 pub use monitor::{LatencyPercentiles, SlaMonitor, WindowSli};
 pub use stream::{DropCounts, DropReason, Observation};
 pub use validate::SlaConfigError;
+pub use worker::{SlaMonitorWorker, SlaWorkerError, SlaWorkerSettings, metric};

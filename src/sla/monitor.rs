@@ -159,6 +159,11 @@ impl SlaMonitor {
         Some(self.series.list[id].window_sli(window, at, true, &mut self.scratch))
     }
 
+    /// Every series currently tracked, as `(service, kind)`.
+    pub fn series_keys(&self) -> Vec<(String, String)> {
+        self.series.list.iter().map(|s| (s.service.to_string(), s.kind.to_string())).collect()
+    }
+
     pub(crate) fn stream_point(&self) -> Option<StreamPoint> {
         Some(StreamPoint {
             now_ms: self.clock.now()?,

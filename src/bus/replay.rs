@@ -1,0 +1,67 @@
+//! Reading a topic's retained history once, up to where it ends at the start of the read: how a
+//! worker rebuilds state that lives in a topic (the SLA monitor's alert book).
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::kafka;
+use crate::config::KafkaSettings;
+
+/// Why a topic could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("topic `{0}` does not exist (run `frontier topics apply`)")]
+    NoSuchTopic(String),
+    #[error("replaying {topic} took longer than {patience:?} ({read} of {expected} messages read)")]
+    TooSlow { topic: String, patience: Duration, read: u64, expected: u64 },
+}
+
+/// Every retained value of `topic` up to its end as of now, in offset order per partition
+/// (partitions one after another). Blocking: call it before the worker starts, or on a blocking
+/// thread.
+pub fn read_to_end(kafka_settings: &KafkaSettings, topic: &str, patience: Duration) -> Result<Vec<Vec<u8>>, ReplayError> {
+    let consumer: BaseConsumer = kafka::base_config(kafka_settings)
+        .set("group.id", format!("frontier.replay.{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), kafka_settings.request_timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(ReplayError::NoSuchTopic(topic.to_string()));
+    }
+    let mut values = Vec::new();
+    let deadline = Instant::now() + patience;
+    let (mut read, mut expected) = (0u64, 0u64);
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, kafka_settings.request_timeout)?;
+        if high <= low {
+            continue;
+        }
+        expected += (high - low) as u64;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+        consumer.assign(&assignment)?;
+        let mut next = low;
+        while next < high {
+            if Instant::now() > deadline {
+                return Err(ReplayError::TooSlow { topic: topic.to_string(), patience, read, expected });
+            }
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+            let message = message?;
+            next = message.offset() + 1;
+            read += 1;
+            values.push(message.payload().unwrap_or_default().to_vec());
+        }
+    }
+    Ok(values)
+}

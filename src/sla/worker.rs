@@ -1,0 +1,220 @@
+//! `frontier run sla-monitor`: the [`SlaMonitor`] as a consumer-group worker. Every
+//! `RequestCompleted` event on `frontier.metrics` is observed; every evaluation interval the
+//! rules are evaluated and each alert transition is produced to `frontier.alerts`, keyed by its
+//! fingerprint, with SLI gauges updated for Prometheus.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{AlertBook, AlertChange, Observation, RequestCompleted, SlaConfig, SlaMonitor, Sli, SliWindow};
+use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
+
+/// Metric names of the SLA monitor.
+pub mod metric {
+    /// An SLI of a series over a window (`sli` label: latency_p50/p95/p99 in ms, throughput in
+    /// events/s, error_rate, timeout_rate, cache_hit_ratio as fractions).
+    pub const SLI: &str = "frontier_sla_sli";
+    /// Events dropped before reaching a window, by reason.
+    pub const DROPPED: &str = "frontier_sla_events_dropped_total";
+    /// Events counted into windows.
+    pub const ACCEPTED: &str = "frontier_sla_events_accepted_total";
+    /// Alert transitions produced, by change (fired, renotified, resolved) and severity.
+    pub const TRANSITIONS: &str = "frontier_sla_alert_transitions_total";
+    /// Alerts firing now.
+    pub const FIRING: &str = "frontier_sla_alerts_firing";
+}
+
+/// The SLIs exported as gauges, with their label values.
+const EXPORTED_SLIS: [(Sli, &str); 7] = [
+    (Sli::LatencyP50, "latency_p50"),
+    (Sli::LatencyP95, "latency_p95"),
+    (Sli::LatencyP99, "latency_p99"),
+    (Sli::Throughput, "throughput"),
+    (Sli::ErrorRate, "error_rate"),
+    (Sli::TimeoutRate, "timeout_rate"),
+    (Sli::CacheHitRatio, "cache_hit_ratio"),
+];
+
+/// `[workers.sla]`: where the monitor reads and writes, and its rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaWorkerSettings {
+    /// Topic of `RequestCompleted` events.
+    pub input_topic: String,
+    /// Topic alerts are produced to (keyed by fingerprint); also replayed at start to restore
+    /// which alerts are firing.
+    pub alerts_topic: String,
+    /// Consumer group id; defaults to `<group_prefix>.sla-monitor`.
+    pub group_id: Option<String>,
+    /// How often the rules are evaluated: the bound on detection delay after a window crosses.
+    #[serde(with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// Longest time the start-up replay of the alerts topic may take.
+    #[serde(with = "humantime_serde")]
+    pub restore_timeout: Duration,
+    /// The rules, SLOs and window settings.
+    pub monitor: SlaConfig,
+}
+
+impl Default for SlaWorkerSettings {
+    fn default() -> Self {
+        SlaWorkerSettings {
+            input_topic: "frontier.metrics".into(),
+            alerts_topic: "frontier.alerts".into(),
+            group_id: None,
+            evaluation_interval: Duration::from_secs(1),
+            restore_timeout: Duration::from_secs(60),
+            monitor: SlaConfig::default(),
+        }
+    }
+}
+
+/// The SLA monitor worker.
+pub struct SlaMonitorWorker {
+    monitor: Mutex<SlaMonitor>,
+    alerts_topic: Arc<str>,
+    alert_schema: Arc<KnownSchema>,
+    event_schema: String,
+    interval: Duration,
+    accepted: ::metrics::Counter,
+}
+
+/// Why the worker could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SlaWorkerError {
+    #[error("invalid configuration at `workers.sla.monitor.{key}`: {message}")]
+    Config { key: String, message: String },
+    #[error("the alert schema is missing: {0}")]
+    Schema(#[from] crate::bus::CodecError),
+    #[error("cannot restore alert state from the alerts topic: {0}")]
+    Restore(#[from] crate::bus::replay::ReplayError),
+}
+
+impl SlaMonitorWorker {
+    /// A worker continuing from `past_alerts` (the alerts topic's history, oldest first).
+    pub fn new(
+        settings: &SlaWorkerSettings,
+        catalog: &SchemaCatalog,
+        past_alerts: Vec<super::Alert>,
+    ) -> Result<SlaMonitorWorker, SlaWorkerError> {
+        let restored = past_alerts.len();
+        let book = AlertBook::restore(past_alerts);
+        let firing = book.firing().count();
+        let monitor = SlaMonitor::with_alert_book(settings.monitor.clone(), book)
+            .map_err(|e| SlaWorkerError::Config { key: e.key().to_string(), message: e.to_string() })?;
+        info!(restored, firing, "alert state restored from the alerts topic");
+        ::metrics::gauge!(metric::FIRING).set(firing as f64);
+        Ok(SlaMonitorWorker {
+            monitor: Mutex::new(monitor),
+            alerts_topic: Arc::from(settings.alerts_topic.as_str()),
+            alert_schema: catalog.by_file("alert.avsc")?,
+            event_schema: catalog.by_file("request_completed.avsc")?.name.clone(),
+            interval: settings.evaluation_interval,
+            accepted: ::metrics::counter!(metric::ACCEPTED),
+        })
+    }
+
+    /// Reads the alerts topic's history (blocking) and decodes every alert in it.
+    pub fn past_alerts(
+        kafka: &crate::config::KafkaSettings,
+        settings: &SlaWorkerSettings,
+        catalog: &SchemaCatalog,
+    ) -> Result<Vec<super::Alert>, SlaWorkerError> {
+        let values = crate::bus::replay::read_to_end(kafka, &settings.alerts_topic, settings.restore_timeout)?;
+        let mut alerts = Vec::with_capacity(values.len());
+        for bytes in values {
+            // An undecodable record in the alerts topic cannot be an alert this monitor sent.
+            match catalog.decode(&bytes).map(|d| apache_avro::from_value::<super::Alert>(&d.value)) {
+                Ok(Ok(alert)) => alerts.push(alert),
+                Ok(Err(error)) => warn!(%error, "skipping a record of the alerts topic that is not an alert"),
+                Err(error) => warn!(%error, "skipping an undecodable record of the alerts topic"),
+            }
+        }
+        Ok(alerts)
+    }
+
+    /// The monitor, for benchmarks and tests that read its counters.
+    pub fn monitor(&self) -> MutexGuard<'_, SlaMonitor> {
+        // A panic while holding the lock cannot leave the monitor half-updated in a way that
+        // matters more than losing it; keep serving.
+        self.monitor.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn export_slis(monitor: &mut SlaMonitor) {
+        for (service, kind) in monitor.series_keys() {
+            for window in SliWindow::ALL {
+                let Some(sli) = monitor.sli(&service, &kind, window) else { continue };
+                for (which, label) in EXPORTED_SLIS {
+                    if let Some(value) = sli.value(which) {
+                        ::metrics::gauge!(metric::SLI, "service" => service.clone(), "kind" => kind.clone(),
+                            "sli" => label, "window" => window.label())
+                        .set(value);
+                    }
+                }
+            }
+        }
+        for (reason, count) in monitor.drops().iter() {
+            ::metrics::counter!(metric::DROPPED, "reason" => reason.as_str()).absolute(count);
+        }
+        ::metrics::gauge!(metric::FIRING).set(monitor.alert_book().firing().count() as f64);
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+impl Worker for SlaMonitorWorker {
+    fn name(&self) -> &'static str {
+        "sla-monitor"
+    }
+
+    async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        if message.schema.reader.name != self.event_schema {
+            return Err(HandlerError::rejected(
+                "unexpected_schema",
+                format!("{} is not a {}", message.schema.reader.name, self.event_schema),
+            ));
+        }
+        let event: RequestCompleted = message.deserialize()?;
+        // Absurd events are counted by reason (exported at each evaluation), never rejected:
+        // they are well-formed, just not usable.
+        if let Observation::Accepted = self.monitor().observe(&event, now_ms()) {
+            self.accepted.increment(1);
+        }
+        Ok(Vec::new())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.interval)
+    }
+
+    async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
+        let now_ms = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
+        let transitions = {
+            let mut monitor = self.monitor();
+            let transitions = monitor.evaluate(now_ms);
+            Self::export_slis(&mut monitor);
+            transitions
+        };
+        let mut outputs = Vec::with_capacity(transitions.len());
+        for transition in transitions {
+            let change = match transition.change {
+                AlertChange::Fired => "fired",
+                AlertChange::Renotified => "renotified",
+                AlertChange::Resolved => "resolved",
+            };
+            ::metrics::counter!(metric::TRANSITIONS, "change" => change, "severity" => transition.alert.severity.as_str())
+                .increment(1);
+            info!(change, alert = %transition.alert.name, fingerprint = %transition.alert.fingerprint,
+                  observed = transition.alert.observed_value, "alert");
+            let payload = SchemaCatalog::encode(&self.alert_schema, &transition.alert)
+                .map_err(|e| HandlerError::fatal("alert_encoding", e.to_string()))?;
+            outputs.push(Outbound::new(self.alerts_topic.clone(), Some(transition.key().to_vec()), payload));
+        }
+        Ok(outputs)
+    }
+}

@@ -1,0 +1,205 @@
+//! The SLA monitor worker against the real broker: request-completed events in, alerts out.
+//! (The window, rule and SLO logic is specified in detail by the unit tests in `src/sla/tests`.)
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use frontier::bus::json::{avro_to_json, json_to_avro};
+use frontier::bus::{ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog, dlq};
+use frontier::config::Settings;
+use frontier::sla::{DropReason, SlaConfig, SlaMonitorWorker, SlaWorkerSettings};
+use rdkafka::Message;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// One latency rule that fires as soon as a minute's p95 is above 200 ms over 20 events.
+fn worker_settings(input: &str, alerts: &str) -> SlaWorkerSettings {
+    let monitor: SlaConfig = toml::from_str(
+        r#"
+        slos = []
+        [[rules]]
+        name = "LatencyP95High"
+        sli = "latency_p95"
+        comparison = "above"
+        threshold = 200.0
+        window = "1m"
+        for = "0s"
+        min_events = 20
+        severity = "critical"
+        runbook_url = "https://runbooks.example/latency"
+        "#,
+    )
+    .expect("test rules parse");
+    SlaWorkerSettings {
+        input_topic: input.into(),
+        alerts_topic: alerts.into(),
+        evaluation_interval: Duration::from_millis(200),
+        monitor,
+        ..SlaWorkerSettings::default()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// `count` request-completed events of one series, `latency_ms` each, at event time `at_ms`.
+fn events(catalog: &SchemaCatalog, prefix: &str, count: usize, latency_ms: f64, at_ms: i64) -> Vec<(Option<String>, Vec<u8>)> {
+    let schema = catalog.by_file("request_completed.avsc").unwrap();
+    (0..count)
+        .map(|i| {
+            let doc = json!({
+                "id": format!("{prefix}-{i}"), "service": "serving", "kind": "market.volatility",
+                "tenant": "acme", "latency_ms": latency_ms, "status": "ok", "cache_layer": "none",
+                "occurred_at": at_ms, "instance": null
+            });
+            let bytes = SchemaCatalog::encode_value(&schema, json_to_avro(&doc, &schema.schema).unwrap()).unwrap();
+            (Some("serving/market.volatility".to_string()), bytes)
+        })
+        .collect()
+}
+
+struct Monitor {
+    worker: Arc<SlaMonitorWorker>,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<Result<LoopReport, frontier::bus::BusError>>,
+}
+
+/// Starts a monitor the way `frontier run sla-monitor` does: alert state restored first.
+async fn start(settings: &Settings, config: &SlaWorkerSettings, group: &str) -> Monitor {
+    let catalog = catalog();
+    let past = {
+        let (kafka, config, catalog) = (settings.kafka.clone(), config.clone(), catalog.clone());
+        tokio::task::spawn_blocking(move || SlaMonitorWorker::past_alerts(&kafka, &config, &catalog)).await.unwrap().unwrap()
+    };
+    let worker = Arc::new(SlaMonitorWorker::new(config, &catalog, past).unwrap());
+    let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
+    let consumer_loop = ConsumerLoop::new(&settings.kafka, options, worker.clone(), catalog).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(consumer_loop.run(token.clone()));
+    Monitor { worker, token, task }
+}
+
+async fn stop(monitor: Monitor) {
+    monitor.token.cancel();
+    monitor.task.await.unwrap().expect("the monitor stops cleanly");
+}
+
+/// The alerts on `topic`, decoded, waiting until there are `count` (or a minute passed).
+async fn alerts(settings: &Settings, topic: &str, count: usize) -> Vec<Value> {
+    let (settings, topic) = (settings.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let catalog = catalog();
+        let started = std::time::Instant::now();
+        loop {
+            let found: Vec<Value> = read_topic(&settings, &topic, count, Duration::from_secs(2))
+                .iter()
+                .map(|m| avro_to_json(&catalog.decode(m.payload().unwrap()).unwrap().value))
+                .collect();
+            if found.len() >= count || started.elapsed() > Duration::from_secs(60) {
+                return found;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+async fn setup(name: &str) -> (Settings, SlaWorkerSettings) {
+    let mut settings = settings();
+    let (input, alerts_topic, dlq_topic) = (unique(&format!("{name}.metrics")), unique(&format!("{name}.alerts")), unique(&format!("{name}.dlq")));
+    settings.bus.dlq_topic = dlq_topic.clone();
+    create_topics(&settings, &[&input, &alerts_topic, &dlq_topic], 1).await;
+    let config = worker_settings(&input, &alerts_topic);
+    (settings, config)
+}
+
+#[tokio::test]
+async fn a_latency_breach_fires_an_alert_and_the_recovery_resolves_it() {
+    let (settings, config) = setup("breach").await;
+    let catalog = catalog();
+    let monitor = start(&settings, &config, &unique("group")).await;
+    // Event time: slow requests three minutes ago, then fast ones now (the stream clock never
+    // runs ahead of the processing clock, so recovery is written in the past tense).
+    let now = now_ms();
+    produce(&settings, &config.input_topic, events(&catalog, "slow", 40, 500.0, now - 180_000)).await;
+    let fired = alerts(&settings, &config.alerts_topic, 1).await;
+    assert_eq!(fired.len(), 1, "no alert fired");
+    assert_eq!(fired[0]["status"], "firing");
+    assert_eq!(fired[0]["name"], "LatencyP95High");
+    assert_eq!(fired[0]["severity"], "critical");
+    assert_eq!(fired[0]["labels"]["service"], "serving");
+    assert_eq!(fired[0]["exemplars"].as_array().map(Vec::len), Some(5));
+    assert!(fired[0]["observed_value"].as_f64().unwrap() > 200.0);
+
+    // Three minutes later in event time, the minute window holds only fast requests.
+    produce(&settings, &config.input_topic, events(&catalog, "fast", 40, 20.0, now)).await;
+    let all = alerts(&settings, &config.alerts_topic, 2).await;
+    stop(monitor).await;
+    assert_eq!(all.len(), 2, "the alert was not resolved: {all:?}");
+    assert_eq!(all[1]["status"], "resolved");
+    assert_eq!(all[1]["fingerprint"], fired[0]["fingerprint"]);
+    assert!(!all[1]["ended_at"].is_null());
+}
+
+#[tokio::test]
+async fn a_restart_keeps_exactly_one_firing_alert() {
+    let (settings, config) = setup("restart").await;
+    let catalog = catalog();
+    let group = unique("group");
+    let now = now_ms();
+
+    let first = start(&settings, &config, &group).await;
+    produce(&settings, &config.input_topic, events(&catalog, "slow-a", 40, 500.0, now - 180_000)).await;
+    assert_eq!(alerts(&settings, &config.alerts_topic, 1).await.len(), 1, "no alert fired before the restart");
+    stop(first).await;
+
+    // The new instance restores the firing alert from the alerts topic: still slow, no new alert.
+    let second = start(&settings, &config, &group).await;
+    produce(&settings, &config.input_topic, events(&catalog, "slow-b", 40, 500.0, now - 179_000)).await;
+    produce(&settings, &config.input_topic, events(&catalog, "fast", 40, 20.0, now)).await;
+    let all = alerts(&settings, &config.alerts_topic, 2).await;
+    stop(second).await;
+    let statuses: Vec<&str> = all.iter().map(|a| a["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["firing", "resolved"], "one firing alert across the restart, then its resolution");
+    assert_eq!(all[0]["fingerprint"], all[1]["fingerprint"]);
+}
+
+#[tokio::test]
+async fn garbage_goes_to_the_dlq_and_absurd_events_are_dropped_with_a_reason() {
+    let (settings, config) = setup("absurd").await;
+    let catalog = catalog();
+    let monitor = start(&settings, &config, &unique("group")).await;
+    let mut records = vec![(None, b"{\"latency\": 12}".to_vec())];
+    records.extend(events(&catalog, "negative", 1, -5.0, now_ms()));
+    records.extend(events(&catalog, "fine", 3, 10.0, now_ms()));
+    produce(&settings, &config.input_topic, records).await;
+
+    let letters = tokio::task::spawn_blocking({
+        let (settings, dlq_topic) = (settings.clone(), settings.bus.dlq_topic.clone());
+        move || read_topic(&settings, &dlq_topic, 1, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    let worker = monitor.worker.clone();
+    let counted = tokio::task::spawn_blocking(move || {
+        for _ in 0..300 {
+            if worker.monitor().accepted() == 3 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    let negative = monitor.worker.monitor().drops().get(DropReason::NegativeLatency);
+    stop(monitor).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(header(&letters[0], dlq::header::ERROR_KIND).as_deref(), Some("not_single_object"));
+    assert!(counted, "the valid events were not all counted");
+    assert_eq!(negative, 1, "the negative latency was not dropped with its reason");
+}
