@@ -49,7 +49,7 @@ pub use alert::{Alert, AlertChange, AlertStatus, AlertTransition, Severity, fing
 pub use book::AlertBook;
 pub use config::{BurnRateWindows, Comparison, SlaConfig, Sli, SliWindow, SloConfig, SloIndicator, ThresholdRule};
 pub use event::{CacheLayer, RequestCompleted, RequestSample, RequestStatus};
-pub use monitor::{LatencyPercentiles, SlaMonitor, WindowSli};
+pub use monitor::{BurnRateReading, LatencyPercentiles, SlaMonitor, WindowSli};
 pub use stream::{DropCounts, DropReason, Observation};
 pub use validate::SlaConfigError;
 pub use worker::{SlaMonitorWorker, SlaWorkerError, SlaWorkerSettings, metric};

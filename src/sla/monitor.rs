@@ -12,6 +12,19 @@ use super::validate::SlaConfigError;
 
 pub use super::series::{LatencyPercentiles, WindowSli};
 
+/// One SLO's burn rate for one series over one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BurnRateReading {
+    /// The SLO's name.
+    pub slo: String,
+    pub service: String,
+    pub kind: String,
+    /// `5m`, `1h`, `3d`, ...
+    pub window: String,
+    /// Bad fraction divided by the error budget (1 - objective).
+    pub burn_rate: f64,
+}
+
 /// The SLA monitor's core. Single-threaded by design: one consumer loop owns it (behind a
 /// mutex if the worker is shared), calls [`SlaMonitor::observe`] per event and
 /// [`SlaMonitor::evaluate`] every second. All times are passed in, so it is deterministic.
@@ -157,6 +170,39 @@ impl SlaMonitor {
         let at = self.stream_point()?;
         let id = self.series.find(service, kind)?;
         Some(self.series.list[id].window_sli(window, at, true, &mut self.scratch))
+    }
+
+    /// The burn rate of every SLO of every series over each of its alert windows, as of the
+    /// stream time (bad fraction over the error budget; 1.0 spends the budget exactly).
+    pub fn burn_rates(&self) -> Vec<BurnRateReading> {
+        let Some(now_ms) = self.clock.now() else { return Vec::new() };
+        let mut readings = Vec::new();
+        for series in &self.series.list {
+            for series_slo in &series.slos {
+                let Some(slo) = self.config.slos.get(series_slo.slo) else { continue };
+                let budget = 1.0 - slo.objective;
+                let mut windows: Vec<i64> = slo
+                    .alerts
+                    .iter()
+                    .flat_map(|pair| [pair.long_window, pair.short_window])
+                    .map(|window| (window.as_secs() / 60) as i64)
+                    .collect();
+                windows.sort_unstable();
+                windows.dedup();
+                for minutes in windows {
+                    let tally = series_slo.ring.tally(now_ms, minutes);
+                    let bad_fraction = if tally.events == 0 { 0.0 } else { tally.bad as f64 / tally.events as f64 };
+                    readings.push(BurnRateReading {
+                        slo: slo.name.clone(),
+                        service: series.service.to_string(),
+                        kind: series.kind.to_string(),
+                        window: super::rules::duration_label(minutes),
+                        burn_rate: bad_fraction / budget,
+                    });
+                }
+            }
+        }
+        readings
     }
 
     /// Every series currently tracked, as `(service, kind)`.

@@ -25,6 +25,8 @@ pub mod metric {
     pub const TRANSITIONS: &str = "frontier_sla_alert_transitions_total";
     /// Alerts firing now.
     pub const FIRING: &str = "frontier_sla_alerts_firing";
+    /// An SLO's burn rate for a series over a window (1.0 spends the error budget exactly).
+    pub const BURN_RATE: &str = "frontier_sla_burn_rate";
 }
 
 /// The SLIs exported as gauges, with their label values.
@@ -155,6 +157,11 @@ impl SlaMonitorWorker {
                     }
                 }
             }
+        }
+        for reading in monitor.burn_rates() {
+            ::metrics::gauge!(metric::BURN_RATE, "slo" => reading.slo, "service" => reading.service,
+                "kind" => reading.kind, "window" => reading.window)
+            .set(reading.burn_rate);
         }
         for (reason, count) in monitor.drops().iter() {
             ::metrics::counter!(metric::DROPPED, "reason" => reason.as_str()).absolute(count);
