@@ -18,8 +18,7 @@ pub fn base_config(kafka: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("client.id", client_id())
-        .set("statistics.interval.ms", millis(kafka.statistics_interval));
+        .set("client.id", client_id());
     for (key, value) in kafka.client_settings() {
         config.set(key, value);
     }
@@ -33,7 +32,9 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
     config
         .set("group.id", group_id)
         .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false");
+        .set("enable.auto.offset.store", "false")
+        // Group members report statistics: their consumer lag becomes a gauge (LoopContext).
+        .set("statistics.interval.ms", millis(kafka.statistics_interval));
     let defaults = [
         ("auto.commit.interval.ms", "1000"),
         ("auto.offset.reset", "earliest"),

@@ -76,6 +76,7 @@ impl Settings {
         }
         let sla = &self.workers.sla;
         positive("workers.sla.evaluation_interval", sla.evaluation_interval)?;
+        positive("workers.sla.gauge_interval", sla.gauge_interval)?;
         positive("workers.sla.restore_timeout", sla.restore_timeout)?;
         sla.monitor.validate().map_err(|e| invalid(&format!("workers.sla.monitor.{}", e.key()), e.to_string()))?;
         let passthrough = &self.workers.passthrough;

@@ -3,6 +3,7 @@
 //! rules are evaluated and each alert transition is produced to `frontier.alerts`, keyed by its
 //! fingerprint, with SLI gauges updated for Prometheus.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,6 +55,10 @@ pub struct SlaWorkerSettings {
     /// How often the rules are evaluated: the bound on detection delay after a window crosses.
     #[serde(with = "humantime_serde")]
     pub evaluation_interval: Duration,
+    /// How often SLI and burn-rate gauges are recomputed for Prometheus (merging every window
+    /// of every series costs more than evaluating the rules, and scrapes are seconds apart).
+    #[serde(with = "humantime_serde")]
+    pub gauge_interval: Duration,
     /// Longest time the start-up replay of the alerts topic may take.
     #[serde(with = "humantime_serde")]
     pub restore_timeout: Duration,
@@ -67,7 +72,8 @@ impl Default for SlaWorkerSettings {
             input_topic: "frontier.metrics".into(),
             alerts_topic: "frontier.alerts".into(),
             group_id: None,
-            evaluation_interval: Duration::from_secs(1),
+            evaluation_interval: Duration::from_millis(250),
+            gauge_interval: Duration::from_secs(5),
             restore_timeout: Duration::from_secs(60),
             monitor: SlaConfig::default(),
         }
@@ -81,6 +87,9 @@ pub struct SlaMonitorWorker {
     alert_schema: Arc<KnownSchema>,
     event_schema: String,
     interval: Duration,
+    gauge_interval_ms: i64,
+    /// When the gauges were last recomputed (ms since the epoch).
+    gauges_exported_at: AtomicI64,
     accepted: ::metrics::Counter,
 }
 
@@ -115,6 +124,8 @@ impl SlaMonitorWorker {
             alert_schema: catalog.by_file("alert.avsc")?,
             event_schema: catalog.by_file("request_completed.avsc")?.name.clone(),
             interval: settings.evaluation_interval,
+            gauge_interval_ms: settings.gauge_interval.as_millis() as i64,
+            gauges_exported_at: AtomicI64::new(0),
             accepted: ::metrics::counter!(metric::ACCEPTED),
         })
     }
@@ -204,7 +215,10 @@ impl Worker for SlaMonitorWorker {
         let transitions = {
             let mut monitor = self.monitor();
             let transitions = monitor.evaluate(now_ms);
-            Self::export_slis(&mut monitor);
+            if now_ms - self.gauges_exported_at.load(Ordering::Relaxed) >= self.gauge_interval_ms {
+                self.gauges_exported_at.store(now_ms, Ordering::Relaxed);
+                Self::export_slis(&mut monitor);
+            }
             transitions
         };
         let mut outputs = Vec::with_capacity(transitions.len());

@@ -1,71 +1,44 @@
-//! `frontier bench ...`: performance figures, each beside a baseline measured in the same run,
-//! reported as medians and ratios because the machines are shared and noisy.
+//! `frontier bench bus`: the passthrough worker on the bus against a bare librdkafka
+//! consume-and-produce loop, on the same broker in the same run.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
+use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::util::Timeout;
-use rdkafka::Message;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::{create_topics, median, preload, unix_millis};
 use crate::bus::json::json_to_avro;
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::config::Settings;
 use crate::passthrough::Passthrough;
-use crate::topics::{self, TopicSpec};
 
-/// What to measure.
-#[derive(Debug, Subcommand)]
-pub enum BenchTarget {
-    /// The passthrough worker against a bare librdkafka consume-and-produce loop.
-    Bus {
-        /// Messages per run.
-        #[arg(long, default_value_t = 200_000)]
-        messages: u64,
-        /// Runs of each contender (alternating); medians are reported.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Partitions of the benchmark topics.
-        #[arg(long, default_value_t = 6)]
-        partitions: i32,
-    },
-}
-
-pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCode> {
-    match target {
-        BenchTarget::Bus { messages, rounds, partitions } => bench_bus(settings, messages, rounds, partitions).await,
-    }
-}
-
-async fn bench_bus(settings: &Settings, messages: u64, rounds: usize, partitions: i32) -> anyhow::Result<ExitCode> {
+pub(super) async fn bench_bus(settings: &Settings, messages: u64, rounds: usize, partitions: i32) -> anyhow::Result<ExitCode> {
     if messages < 100 || rounds == 0 {
         bail!("need at least 100 messages and 1 round");
     }
     let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
-    let admin = kafka::admin(&settings.kafka)?;
     let run_id = unix_millis();
     let input = format!("bench.bus.{run_id}.in");
     let outputs: Vec<(String, String)> =
         (0..rounds).map(|r| (format!("bench.bus.{run_id}.raw.{r}"), format!("bench.bus.{run_id}.bus.{r}"))).collect();
-    let mut specs = vec![TopicSpec::scratch(&input, partitions)];
+    let mut names = vec![input.clone()];
     for (raw, bus) in &outputs {
-        specs.push(TopicSpec::scratch(raw, partitions));
-        specs.push(TopicSpec::scratch(bus, partitions));
+        names.push(raw.clone());
+        names.push(bus.clone());
     }
-    let plan = topics::plan(&specs, &Default::default());
-    topics::apply(&admin, &plan, settings.kafka.request_timeout).await.context("creating benchmark topics")?;
+    create_topics(settings, &names, partitions).await?;
 
     eprintln!("[bench] loading {messages} AnalysisRequest records into {input}");
-    preload(settings, &catalog, &input, messages).await?;
+    preload(settings, &input, analysis_requests(&catalog, messages)?).await?;
 
     let mut raw_rates = Vec::new();
     let mut bus_rates = Vec::new();
@@ -90,52 +63,6 @@ async fn bench_bus(settings: &Settings, messages: u64, rounds: usize, partitions
         median(ratios)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn unix_millis() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Fills the input topic with realistic requests.
-async fn preload(settings: &Settings, catalog: &SchemaCatalog, topic: &str, messages: u64) -> anyhow::Result<()> {
-    let schema = catalog.by_file("request.avsc")?;
-    let producer = kafka::producer(&settings.kafka)?;
-    let symbols = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "JPM", "XOM"];
-    let mut pending = futures::stream::FuturesUnordered::new();
-    for i in 0..messages {
-        let id = format!("bench-{i}");
-        let doc = json!({
-            "id": id, "tenant": "acme", "user": "u1", "kind": "market.volatility",
-            "params": {"symbol": symbols[i as usize % symbols.len()], "window_days": 30},
-            "priority": "normal", "issued_at": 1_700_000_000_000i64 + i as i64,
-        });
-        let value = json_to_avro(&doc, &schema.schema)?;
-        let payload = SchemaCatalog::encode_value(&schema, value)?;
-        let producer = &producer;
-        pending.push(async move {
-            producer.send(FutureRecord::to(topic).key(id.as_bytes()).payload(&payload), Timeout::Never).await.map_err(|(e, _)| e)
-        });
-        if pending.len() >= 50_000 {
-            drain(&mut pending).await?;
-        }
-    }
-    drain(&mut pending).await
-}
-
-async fn drain<F, T>(pending: &mut futures::stream::FuturesUnordered<F>) -> anyhow::Result<()>
-where
-    F: std::future::Future<Output = Result<T, KafkaError>>,
-{
-    use futures::StreamExt;
-    while let Some(result) = pending.next().await {
-        result.context("preloading")?;
-    }
-    Ok(())
 }
 
 /// Runs `contender` on a blocking thread and times it by watching `output` grow from 1 % to
@@ -237,4 +164,22 @@ fn raw_loop(settings: &Settings, input: &str, output: &str, group: &str, message
     }
     producer.flush(Duration::from_secs(30))?;
     Ok(())
+}
+
+/// Realistic requests, keyed by id.
+fn analysis_requests(catalog: &SchemaCatalog, messages: u64) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let schema = catalog.by_file("request.avsc")?;
+    let symbols = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "JPM", "XOM"];
+    (0..messages)
+        .map(|i| {
+            let id = format!("bench-{i}");
+            let doc = json!({
+                "id": id, "tenant": "acme", "user": "u1", "kind": "market.volatility",
+                "params": {"symbol": symbols[i as usize % symbols.len()], "window_days": 30},
+                "priority": "normal", "issued_at": 1_700_000_000_000i64 + i as i64,
+            });
+            let payload = SchemaCatalog::encode_value(&schema, json_to_avro(&doc, &schema.schema)?)?;
+            Ok((id.into_bytes(), payload))
+        })
+        .collect()
 }

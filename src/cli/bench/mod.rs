@@ -1,0 +1,85 @@
+//! `frontier bench ...`: performance figures, each beside a baseline measured in the same run,
+//! reported as medians and ratios because the machines are shared and noisy.
+
+mod bus;
+mod sla;
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Subcommand;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+
+use crate::bus::kafka;
+use crate::config::Settings;
+use crate::topics::{self, TopicSpec};
+
+/// What to measure.
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// The passthrough worker against a bare librdkafka consume-and-produce loop.
+    Bus {
+        /// Messages per run.
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        /// Runs of each contender (alternating); medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Partitions of the benchmark topics.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
+    /// The SLA monitor: events per second through Kafka beside the core alone, and the time
+    /// from a first breaching event to its alert on the alerts topic.
+    Sla {
+        /// Request-completed events for the throughput run.
+        #[arg(long, default_value_t = 500_000)]
+        events: u64,
+        /// Breaches timed for the detection latency.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+    },
+}
+
+pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCode> {
+    match target {
+        BenchTarget::Bus { messages, rounds, partitions } => bus::bench_bus(settings, messages, rounds, partitions).await,
+        BenchTarget::Sla { events, trials } => sla::bench_sla(settings, events, trials).await,
+    }
+}
+
+fn unix_millis() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Creates throwaway topics for one run.
+async fn create_topics(settings: &Settings, names: &[String], partitions: i32) -> anyhow::Result<()> {
+    let admin = kafka::admin(&settings.kafka)?;
+    let specs: Vec<TopicSpec> = names.iter().map(|name| TopicSpec::scratch(name, partitions)).collect();
+    let plan = topics::plan(&specs, &Default::default());
+    topics::apply(&admin, &plan, settings.kafka.request_timeout).await.context("creating benchmark topics")
+}
+
+/// Produces `(key, value)` records to `topic` and waits for every acknowledgement.
+async fn preload(settings: &Settings, topic: &str, records: Vec<(Vec<u8>, Vec<u8>)>) -> anyhow::Result<()> {
+    let producer = kafka::producer(&settings.kafka)?;
+    for chunk in records.chunks(50_000) {
+        let mut pending: FuturesUnordered<_> = chunk
+            .iter()
+            .map(|(key, payload)| producer.send(FutureRecord::to(topic).key(key).payload(payload), Timeout::Never))
+            .collect();
+        while let Some(result) = pending.next().await {
+            result.map_err(|(e, _)| e).context("preloading")?;
+        }
+    }
+    Ok(())
+}
