@@ -92,6 +92,7 @@ pub fn render(alert: &Json) -> String {
 fn number(value: &Json) -> String {
     match value.as_f64() {
         Some(v) if v.abs() >= 100.0 || v == v.trunc() => format!("{v:.0}"),
+        Some(v) if v.abs() >= 1.0 => format!("{v:.1}"),
         Some(v) => format!("{v:.4}"),
         None => "-".into(),
     }
