@@ -6,6 +6,7 @@
 //! - [`topics`]: declarative topic definitions, planned and applied against a cluster.
 //! - [`config`]: typed, validated settings per environment.
 //! - [`analytics`]: the financial analytics the serving worker computes and caches.
+//! - [`inference`]: the embedding model (all-MiniLM-L6-v2 on candle) the inference batcher will serve.
 //! - [`sla`]: SLIs, threshold rules, burn-rate SLO alerts and alert state (I/O-free core).
 //! - Workers, one module each: [`passthrough`].
 //! - [`cli`]: the `frontier` command.
@@ -15,6 +16,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod inference;
 pub mod passthrough;
 pub mod shutdown;
 pub mod sla;

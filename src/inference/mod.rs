@@ -1,0 +1,2 @@
+//! In-process ML inference on the CPU: sentence embeddings and zero-shot labels ([`model`]).
+pub mod model;

@@ -1,0 +1,175 @@
+//! [`EmbeddingModel`]: loading all-MiniLM-L6-v2 and turning texts into unit vectors.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
+
+use super::ModelError;
+
+/// The longest input in tokens, `[CLS]` and `[SEP]` included; longer texts are cut. This is
+/// the model's `max_seq_length` in `sentence_bert_config.json` (what it was trained with),
+/// not the 128 that its `tokenizer.json` carries, nor BERT's 512 positions.
+pub const MAX_SEQUENCE_TOKENS: usize = 256;
+
+/// Texts per forward pass in [`EmbeddingModel::embed`]: sentence-transformers' default, and
+/// on two cores within a few percent of the best batch size measured for short texts.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// sentence-transformers' guards: the token count and the vector norm are clamped to these
+/// before dividing, so an all-padding row or a zero vector cannot give NaN.
+const MIN_TOKEN_COUNT: f64 = 1e-9;
+const MIN_NORM: f64 = 1e-12;
+
+/// all-MiniLM-L6-v2 loaded for CPU inference: BERT weights plus its WordPiece tokenizer.
+pub struct EmbeddingModel {
+    bert: BertModel,
+    tokenizer: Tokenizer,
+    dimension: usize,
+    device: Device,
+}
+
+impl std::fmt::Debug for EmbeddingModel {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EmbeddingModel")
+            .field("dimension", &self.dimension)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddingModel {
+    /// Loads the model from `dir`, a folder laid out by `ops/models` (`config.json`,
+    /// `tokenizer.json`, `model.safetensors`). A missing file is a [`ModelError::MissingFile`]
+    /// that names it and says to run `ops/models`.
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        // Check all three up front, so a half-unpacked folder reports the first missing file
+        // instead of a parse error.
+        let config_path = required_file(dir, "config.json")?;
+        let tokenizer_path = required_file(dir, "tokenizer.json")?;
+        let weights_path = required_file(dir, "model.safetensors")?;
+
+        let config_text = std::fs::read_to_string(&config_path)
+            .map_err(|source| ModelError::ReadFile { path: config_path.clone(), source })?;
+        let config: BertConfig = serde_json::from_str(&config_text)
+            .map_err(|source| ModelError::Config { path: config_path.clone(), source })?;
+
+        let tokenizer = load_tokenizer(&tokenizer_path)?;
+
+        // Read into memory rather than mmap: mmap needs `unsafe` (the file could change under
+        // us), and the 90 MB are copied into tensors and released once loading is done.
+        let weights = std::fs::read(&weights_path)
+            .map_err(|source| ModelError::ReadFile { path: weights_path.clone(), source })?;
+        let device = Device::Cpu;
+        let weights_error = |source| ModelError::Weights { path: weights_path.clone(), source };
+        let variables = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device).map_err(weights_error)?;
+        let bert = BertModel::load(variables, &config).map_err(weights_error)?;
+
+        Ok(EmbeddingModel { bert, tokenizer, dimension: config.hidden_size, device })
+    }
+
+    /// Length of every embedding: 384 for all-MiniLM-L6-v2.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// One L2-normalized embedding per text, in the order given, [`DEFAULT_BATCH_SIZE`] texts
+    /// per forward pass.
+    pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.embed_in_batches(texts, DEFAULT_BATCH_SIZE)
+    }
+
+    /// Like [`embed`](Self::embed) with `batch_size` texts per forward pass. Texts are grouped
+    /// by token length first (as sentence-transformers does), so a batch pads to the length
+    /// of similar texts rather than to the longest text overall; the result order is the
+    /// input order. A text's vector does not depend on its batch beyond float rounding.
+    pub fn embed_in_batches(&self, texts: &[String], batch_size: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        if batch_size == 0 {
+            return Err(ModelError::InvalidArgument("batch size must be at least 1".to_owned()));
+        }
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encodings = self.tokenizer.encode_batch(inputs, true).map_err(|source| ModelError::Tokenize { source })?;
+
+        let mut longest_first: Vec<usize> = (0..encodings.len()).collect();
+        longest_first.sort_by_key(|&index| std::cmp::Reverse(encodings[index].len()));
+
+        let mut embeddings = vec![Vec::new(); texts.len()];
+        for batch in longest_first.chunks(batch_size) {
+            let batch_encodings: Vec<&Encoding> = batch.iter().map(|&index| &encodings[index]).collect();
+            let vectors = self.embed_encodings(&batch_encodings)?;
+            for (&index, vector) in batch.iter().zip(vectors) {
+                embeddings[index] = vector;
+            }
+        }
+        Ok(embeddings)
+    }
+
+    /// Pads one batch to its longest encoding, runs BERT, mean-pools over the real tokens
+    /// and L2-normalizes.
+    fn embed_encodings(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let rows = encodings.len();
+        let padded_length = encodings.iter().map(|encoding| encoding.len()).max().unwrap_or(0);
+        // Padding id 0 is `[PAD]`; its positions are masked out of attention and pooling.
+        let mut token_ids = vec![0u32; rows * padded_length];
+        let mut attention_mask = vec![0u32; rows * padded_length];
+        for (row, encoding) in encodings.iter().enumerate() {
+            let start = row * padded_length;
+            token_ids[start..start + encoding.len()].copy_from_slice(encoding.get_ids());
+            attention_mask[start..start + encoding.len()].copy_from_slice(encoding.get_attention_mask());
+        }
+
+        let step = |step: &'static str| move |source| ModelError::Inference { step, source };
+        let token_ids =
+            Tensor::from_vec(token_ids, (rows, padded_length), &self.device).map_err(step("building token ids"))?;
+        let attention_mask = Tensor::from_vec(attention_mask, (rows, padded_length), &self.device)
+            .map_err(step("building the attention mask"))?;
+        // Single-sentence inputs: every token is segment 0.
+        let segment_ids = token_ids.zeros_like().map_err(step("building segment ids"))?;
+
+        let token_states =
+            self.bert.forward(&token_ids, &segment_ids, Some(&attention_mask)).map_err(step("running BERT"))?;
+        let pooled = mean_pool(&token_states, &attention_mask).map_err(step("mean pooling"))?;
+        let normalized = l2_normalize(&pooled).map_err(step("normalizing"))?;
+        normalized.to_vec2::<f32>().map_err(step("reading the embeddings"))
+    }
+}
+
+/// Mean of the token states over the positions whose mask is 1: `[rows, tokens, hidden]` and
+/// `[rows, tokens]` give `[rows, hidden]`.
+fn mean_pool(token_states: &Tensor, attention_mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = attention_mask.to_dtype(token_states.dtype())?.unsqueeze(D::Minus1)?;
+    let summed = token_states.broadcast_mul(&mask)?.sum(1)?;
+    let token_counts = mask.sum(1)?.clamp(MIN_TOKEN_COUNT, f64::MAX)?;
+    summed.broadcast_div(&token_counts)
+}
+
+/// Each row divided by its Euclidean norm.
+fn l2_normalize(rows: &Tensor) -> candle_core::Result<Tensor> {
+    let norms = rows.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(MIN_NORM, f64::MAX)?;
+    rows.broadcast_div(&norms)
+}
+
+/// `dir/name` if it is a file, else the error that tells the user to run `ops/models`.
+fn required_file(dir: &Path, name: &str) -> Result<PathBuf, ModelError> {
+    let path = dir.join(name);
+    if path.is_file() { Ok(path) } else { Err(ModelError::MissingFile { path }) }
+}
+
+/// The model's tokenizer with sentence-transformers' settings: truncation at
+/// [`MAX_SEQUENCE_TOKENS`] and no padding (the file asks for a fixed 128; batches are padded
+/// by hand to their longest text instead).
+fn load_tokenizer(path: &Path) -> Result<Tokenizer, ModelError> {
+    let tokenizer_error = |source| ModelError::Tokenizer { path: path.to_path_buf(), source };
+    let mut tokenizer = Tokenizer::from_file(path).map_err(tokenizer_error)?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length: MAX_SEQUENCE_TOKENS, ..TruncationParams::default() }))
+        .map_err(tokenizer_error)?;
+    Ok(tokenizer)
+}
