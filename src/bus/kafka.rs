@@ -4,6 +4,7 @@
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
@@ -82,4 +83,15 @@ pub fn admin(kafka: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>,
 pub fn client_id() -> String {
     let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into());
     format!("frontier@{host}:{}", std::process::id())
+}
+
+/// The partition ids of `topic`; empty when it does not exist.
+pub fn partitions_of<C: ConsumerContext, K: Consumer<C>>(consumer: &K, topic: &str, timeout: std::time::Duration) -> Result<Vec<i32>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
 }

@@ -29,13 +29,7 @@ pub fn read_to_end(kafka_settings: &KafkaSettings, topic: &str, patience: Durati
         .set("group.id", format!("frontier.replay.{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), kafka_settings.request_timeout)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = kafka::partitions_of(&consumer, topic, kafka_settings.request_timeout)?;
     if partitions.is_empty() {
         return Err(ReplayError::NoSuchTopic(topic.to_string()));
     }

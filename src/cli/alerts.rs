@@ -19,22 +19,14 @@ pub struct AlertsArgs {
     /// Topic to read.
     #[arg(long, default_value = "frontier.alerts")]
     pub topic: String,
-    /// Show past alerts too, not only new ones.
-    #[arg(long)]
-    pub from_beginning: bool,
-    /// Stop after this many alerts.
-    #[arg(long)]
-    pub max: Option<u64>,
-    /// Stop when no alert arrives for this long (e.g. `30s`).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub reading: Reading,
 }
 
 pub async fn alerts(settings: &Settings, args: AlertsArgs) -> anyhow::Result<ExitCode> {
     let catalog = SchemaCatalog::load_dir(&settings.paths.schemas)
         .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?;
-    let reading = Reading { from_beginning: args.from_beginning, max: args.max, timeout: args.timeout };
-    read_topic(settings, &args.topic, reading, |message| {
+    read_topic(settings, &args.topic, &args.reading, |message| {
         match catalog.decode(message.payload().unwrap_or_default()) {
             Ok(decoded) => println!("{}", render(&avro_to_json(&decoded.value))),
             Err(error) => eprintln!("offset {}: not an alert: {error}", message.offset()),

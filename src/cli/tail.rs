@@ -19,15 +19,8 @@ use crate::config::Settings;
 pub struct TailArgs {
     /// Topic to read.
     pub topic: String,
-    /// Start at the oldest retained message instead of the end.
-    #[arg(long)]
-    pub from_beginning: bool,
-    /// Stop after this many messages.
-    #[arg(long)]
-    pub max: Option<u64>,
-    /// Stop when no message arrives for this long (e.g. `10s`).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub reading: Reading,
     /// Print each message with its partition, offset, key and headers around the value; for
     /// raw-bytes topics such as the DLQ, the value is decoded when it can be, else shown in hex.
     #[arg(long)]
@@ -37,8 +30,7 @@ pub struct TailArgs {
 pub async fn tail(settings: &Settings, args: TailArgs) -> anyhow::Result<ExitCode> {
     let catalog = SchemaCatalog::load_dir(&settings.paths.schemas)
         .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?;
-    let reading = Reading { from_beginning: args.from_beginning, max: args.max, timeout: args.timeout };
-    read_topic(settings, &args.topic, reading, |message| match render(&catalog, message, args.envelope) {
+    read_topic(settings, &args.topic, &args.reading, |message| match render(&catalog, message, args.envelope) {
         Ok(line) => println!("{line}"),
         Err(reason) => eprintln!("{}[{}]@{}: undecodable: {reason}", message.topic(), message.partition(), message.offset()),
     })
@@ -47,9 +39,16 @@ pub async fn tail(settings: &Settings, args: TailArgs) -> anyhow::Result<ExitCod
 }
 
 /// Where to start and when to stop reading a topic.
-pub(super) struct Reading {
+#[derive(Debug, Args)]
+pub struct Reading {
+    /// Start at the oldest retained message instead of the end.
+    #[arg(long)]
     pub from_beginning: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
     pub max: Option<u64>,
+    /// Stop when no message arrives for this long (e.g. `10s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
 }
 
@@ -58,7 +57,7 @@ pub(super) struct Reading {
 pub(super) async fn read_topic(
     settings: &Settings,
     topic: &str,
-    reading: Reading,
+    reading: &Reading,
     mut each: impl FnMut(&BorrowedMessage<'_>),
 ) -> anyhow::Result<()> {
     let mut config = kafka::base_config(&settings.kafka);
@@ -68,15 +67,8 @@ pub(super) async fn read_topic(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     let consumer: StreamConsumer = config.create().context("creating the Kafka consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), settings.kafka.request_timeout)
+    let partitions = kafka::partitions_of(&consumer, topic, settings.kafka.request_timeout)
         .with_context(|| format!("reading metadata from {} (is Kafka up? `ops/stack up`)", settings.kafka.bootstrap_servers))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
     if partitions.is_empty() {
         bail!("topic `{topic}` does not exist (create it with `frontier topics apply`)");
     }

@@ -104,9 +104,7 @@ async fn measure_bus(
 /// Polls the output topic's high watermarks; returns messages per second between 1 % and 100 %.
 async fn watch_output(settings: &Settings, topic: &str, messages: u64) -> anyhow::Result<f64> {
     let consumer: BaseConsumer = kafka::base_config(&settings.kafka).set("group.id", "bench.watch").create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), settings.kafka.request_timeout)?;
-    let partitions: Vec<i32> =
-        metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let partitions = kafka::partitions_of(&consumer, topic, settings.kafka.request_timeout)?;
     let threshold = messages / 100;
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut first: Option<(Instant, u64)> = None;
