@@ -203,3 +203,60 @@ async fn garbage_goes_to_the_dlq_and_absurd_events_are_dropped_with_a_reason() {
     assert!(counted, "the valid events were not all counted");
     assert_eq!(negative, 1, "the negative latency was not dropped with its reason");
 }
+
+#[tokio::test]
+async fn too_little_traffic_does_not_page() {
+    let (settings, config) = setup("volume").await;
+    let catalog = catalog();
+    let monitor = start(&settings, &config, &unique("group")).await;
+    // Ten very slow requests: below the rule's 20-event minimum.
+    produce(&settings, &config.input_topic, events(&catalog, "few", 10, 900.0, now_ms())).await;
+    let worker = monitor.worker.clone();
+    let counted = tokio::task::spawn_blocking(move || {
+        for _ in 0..300 {
+            if worker.monitor().accepted() == 10 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    // Several evaluation intervals (200 ms) pass while the topic is read.
+    let alerts_now = read_topic(&settings, &config.alerts_topic, 1, Duration::from_secs(2));
+    stop(monitor).await;
+    assert!(counted, "the events were not counted");
+    assert!(alerts_now.is_empty(), "ten requests paged");
+}
+
+#[tokio::test]
+async fn late_events_count_in_their_window_and_too_late_ones_are_dropped() {
+    let (settings, config) = setup("late").await;
+    let catalog = catalog();
+    let monitor = start(&settings, &config, &unique("group")).await;
+    let now = now_ms();
+    // Fast requests now, then slow ones from 50 s ago (late, within the 2-minute tolerance)
+    // and from 5 minutes ago (behind the watermark).
+    produce(&settings, &config.input_topic, events(&catalog, "fast", 30, 20.0, now)).await;
+    produce(&settings, &config.input_topic, events(&catalog, "late", 30, 600.0, now - 50_000)).await;
+    produce(&settings, &config.input_topic, events(&catalog, "stale", 5, 600.0, now - 300_000)).await;
+    let fired = alerts(&settings, &config.alerts_topic, 1).await;
+    let worker = monitor.worker.clone();
+    let too_late = tokio::task::spawn_blocking(move || {
+        for _ in 0..300 {
+            if worker.monitor().accepted() + worker.monitor().drops().total() == 65 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        worker.monitor().drops().get(DropReason::TooLate)
+    })
+    .await
+    .unwrap();
+    stop(monitor).await;
+    assert_eq!(fired.len(), 1, "the late slow requests did not count in the minute window");
+    assert_eq!(fired[0]["status"], "firing");
+    assert!(fired[0]["exemplars"].as_array().unwrap().iter().all(|id| id.as_str().unwrap().starts_with("late-")));
+    assert_eq!(too_late, 5, "requests behind the watermark were not dropped as too late");
+}
