@@ -236,8 +236,10 @@ async fn late_events_count_in_their_window_and_too_late_ones_are_dropped() {
     let catalog = catalog();
     let monitor = start(&settings, &config, &unique("group")).await;
     let now = now_ms();
-    // Fast requests now, then slow ones from 50 s ago (late, within the 2-minute tolerance)
-    // and from 5 minutes ago (behind the watermark).
+    // Fast requests two minutes ago and now (so the minute window is fully observed), then slow
+    // ones from 50 s ago (late, within the 2-minute tolerance) and from 5 minutes ago (behind
+    // the watermark).
+    produce(&settings, &config.input_topic, events(&catalog, "early", 30, 20.0, now - 110_000)).await;
     produce(&settings, &config.input_topic, events(&catalog, "fast", 30, 20.0, now)).await;
     produce(&settings, &config.input_topic, events(&catalog, "late", 30, 600.0, now - 50_000)).await;
     produce(&settings, &config.input_topic, events(&catalog, "stale", 5, 600.0, now - 300_000)).await;
@@ -245,9 +247,11 @@ async fn late_events_count_in_their_window_and_too_late_ones_are_dropped() {
     let worker = monitor.worker.clone();
     let too_late = tokio::task::spawn_blocking(move || {
         for _ in 0..300 {
-            if worker.monitor().accepted() + worker.monitor().drops().total() == 65 {
+            let monitor = worker.monitor();
+            if monitor.accepted() + monitor.drops().total() == 95 {
                 break;
             }
+            drop(monitor);
             std::thread::sleep(Duration::from_millis(100));
         }
         worker.monitor().drops().get(DropReason::TooLate)
