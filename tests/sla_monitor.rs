@@ -108,6 +108,25 @@ async fn alerts(settings: &Settings, topic: &str, count: usize) -> Vec<Value> {
     .unwrap()
 }
 
+/// Waits (up to 30 s) until the monitor has taken in `count` events, accepted or dropped.
+async fn taken_in(worker: &Arc<SlaMonitorWorker>, count: u64) -> bool {
+    let worker = worker.clone();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..300 {
+            // One guard at a time: the monitor's mutex is not reentrant.
+            let monitor = worker.monitor();
+            if monitor.accepted() + monitor.drops().total() >= count {
+                return true;
+            }
+            drop(monitor);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    })
+    .await
+    .unwrap()
+}
+
 async fn setup(name: &str) -> (Settings, SlaWorkerSettings) {
     let mut settings = settings();
     let (input, alerts_topic, dlq_topic) = (unique(&format!("{name}.metrics")), unique(&format!("{name}.alerts")), unique(&format!("{name}.dlq")));
@@ -184,23 +203,14 @@ async fn garbage_goes_to_the_dlq_and_absurd_events_are_dropped_with_a_reason() {
     })
     .await
     .unwrap();
-    let worker = monitor.worker.clone();
-    let counted = tokio::task::spawn_blocking(move || {
-        for _ in 0..300 {
-            if worker.monitor().accepted() == 3 {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    })
-    .await
-    .unwrap();
+    let taken = taken_in(&monitor.worker, 4).await;
+    let accepted = monitor.worker.monitor().accepted();
     let negative = monitor.worker.monitor().drops().get(DropReason::NegativeLatency);
     stop(monitor).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(header(&letters[0], dlq::header::ERROR_KIND).as_deref(), Some("not_single_object"));
-    assert!(counted, "the valid events were not all counted");
+    assert!(taken, "the events never reached the monitor");
+    assert_eq!(accepted, 3, "the valid events were not all counted");
     assert_eq!(negative, 1, "the negative latency was not dropped with its reason");
 }
 
@@ -211,18 +221,7 @@ async fn too_little_traffic_does_not_page() {
     let monitor = start(&settings, &config, &unique("group")).await;
     // Ten very slow requests: below the rule's 20-event minimum.
     produce(&settings, &config.input_topic, events(&catalog, "few", 10, 900.0, now_ms())).await;
-    let worker = monitor.worker.clone();
-    let counted = tokio::task::spawn_blocking(move || {
-        for _ in 0..300 {
-            if worker.monitor().accepted() == 10 {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    })
-    .await
-    .unwrap();
+    let counted = taken_in(&monitor.worker, 10).await && monitor.worker.monitor().accepted() == 10;
     // Several evaluation intervals (200 ms) pass while the topic is read.
     let alerts_now = read_topic(&settings, &config.alerts_topic, 1, Duration::from_secs(2));
     stop(monitor).await;
@@ -244,20 +243,8 @@ async fn late_events_count_in_their_window_and_too_late_ones_are_dropped() {
     produce(&settings, &config.input_topic, events(&catalog, "late", 30, 600.0, now - 50_000)).await;
     produce(&settings, &config.input_topic, events(&catalog, "stale", 5, 600.0, now - 300_000)).await;
     let fired = alerts(&settings, &config.alerts_topic, 1).await;
-    let worker = monitor.worker.clone();
-    let too_late = tokio::task::spawn_blocking(move || {
-        for _ in 0..300 {
-            let monitor = worker.monitor();
-            if monitor.accepted() + monitor.drops().total() == 95 {
-                break;
-            }
-            drop(monitor);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        worker.monitor().drops().get(DropReason::TooLate)
-    })
-    .await
-    .unwrap();
+    assert!(taken_in(&monitor.worker, 95).await, "the events never reached the monitor");
+    let too_late = monitor.worker.monitor().drops().get(DropReason::TooLate);
     stop(monitor).await;
     assert_eq!(fired.len(), 1, "the late slow requests did not count in the minute window");
     assert_eq!(fired[0]["status"], "firing");
