@@ -14,6 +14,7 @@
 pub mod analytics;
 pub mod bus;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod health;
 pub mod inference;

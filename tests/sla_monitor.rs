@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use frontier::bus::json::{avro_to_json, json_to_avro};
@@ -42,9 +42,7 @@ fn worker_settings(input: &str, alerts: &str) -> SlaWorkerSettings {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
+use frontier::clock::now_millis;
 
 /// `count` request-completed events of one series, `latency_ms` each, at event time `at_ms`.
 fn events(catalog: &SchemaCatalog, prefix: &str, count: usize, latency_ms: f64, at_ms: i64) -> Vec<(Option<String>, Vec<u8>)> {
@@ -143,7 +141,7 @@ async fn a_latency_breach_fires_an_alert_and_the_recovery_resolves_it() {
     let monitor = start(&settings, &config, &unique("group")).await;
     // Event time: slow requests three minutes ago, then fast ones now (the stream clock never
     // runs ahead of the processing clock, so recovery is written in the past tense).
-    let now = now_ms();
+    let now = now_millis();
     produce(&settings, &config.input_topic, events(&catalog, "slow", 40, 500.0, now - 180_000)).await;
     let fired = alerts(&settings, &config.alerts_topic, 1).await;
     assert_eq!(fired.len(), 1, "no alert fired");
@@ -169,7 +167,7 @@ async fn a_restart_keeps_exactly_one_firing_alert() {
     let (settings, config) = setup("restart").await;
     let catalog = catalog();
     let group = unique("group");
-    let now = now_ms();
+    let now = now_millis();
 
     let first = start(&settings, &config, &group).await;
     produce(&settings, &config.input_topic, events(&catalog, "slow-a", 40, 500.0, now - 180_000)).await;
@@ -193,8 +191,8 @@ async fn garbage_goes_to_the_dlq_and_absurd_events_are_dropped_with_a_reason() {
     let catalog = catalog();
     let monitor = start(&settings, &config, &unique("group")).await;
     let mut records = vec![(None, b"{\"latency\": 12}".to_vec())];
-    records.extend(events(&catalog, "negative", 1, -5.0, now_ms()));
-    records.extend(events(&catalog, "fine", 3, 10.0, now_ms()));
+    records.extend(events(&catalog, "negative", 1, -5.0, now_millis()));
+    records.extend(events(&catalog, "fine", 3, 10.0, now_millis()));
     produce(&settings, &config.input_topic, records).await;
 
     let letters = tokio::task::spawn_blocking({
@@ -220,7 +218,7 @@ async fn too_little_traffic_does_not_page() {
     let catalog = catalog();
     let monitor = start(&settings, &config, &unique("group")).await;
     // Ten very slow requests: below the rule's 20-event minimum.
-    produce(&settings, &config.input_topic, events(&catalog, "few", 10, 900.0, now_ms())).await;
+    produce(&settings, &config.input_topic, events(&catalog, "few", 10, 900.0, now_millis())).await;
     let counted = taken_in(&monitor.worker, 10).await && monitor.worker.monitor().accepted() == 10;
     // Several evaluation intervals (200 ms) pass while the topic is read.
     let alerts_now = read_topic(&settings, &config.alerts_topic, 1, Duration::from_secs(2));
@@ -234,7 +232,7 @@ async fn late_events_count_in_their_window_and_too_late_ones_are_dropped() {
     let (settings, config) = setup("late").await;
     let catalog = catalog();
     let monitor = start(&settings, &config, &unique("group")).await;
-    let now = now_ms();
+    let now = now_millis();
     // Fast requests two minutes ago and now (so the minute window is fully observed), then slow
     // ones from 50 s ago (late, within the 2-minute tolerance) and from 5 minutes ago (behind
     // the watermark).

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::stream::FuturesUnordered;
 use futures::future::Either;
@@ -533,7 +533,7 @@ async fn dead_letter<W: Worker>(
     ::metrics::counter!(metrics::DEAD_LETTERED, "worker" => name, "reason" => kind).increment(1);
     warn!(worker = name, topic = source.topic, partition = source.partition, offset = source.offset,
           kind, reason, "message dead-lettered");
-    let failed_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
+    let failed_at = crate::clock::now_millis();
     let headers = dlq::headers(&dlq::Provenance {
         topic: source.topic,
         partition: source.partition,

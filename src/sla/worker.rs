@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -181,10 +181,6 @@ impl SlaMonitorWorker {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
-
 impl Worker for SlaMonitorWorker {
     fn name(&self) -> &'static str {
         "sla-monitor"
@@ -200,7 +196,7 @@ impl Worker for SlaMonitorWorker {
         let event: RequestCompleted = message.deserialize()?;
         // Absurd events are counted by reason (exported at each evaluation), never rejected:
         // they are well-formed, just not usable.
-        if let Observation::Accepted = self.monitor().observe(&event, now_ms()) {
+        if let Observation::Accepted = self.monitor().observe(&event, crate::clock::now_millis()) {
             self.accepted.increment(1);
         }
         Ok(Vec::new())
@@ -211,7 +207,7 @@ impl Worker for SlaMonitorWorker {
     }
 
     async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
-        let now_ms = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
+        let now_ms = crate::clock::epoch_millis(now);
         let transitions = {
             let mut monitor = self.monitor();
             let transitions = monitor.evaluate(now_ms);

@@ -15,7 +15,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{create_topics, median, preload, unix_millis};
+use super::{create_topics, median, preload};
 use crate::bus::json::json_to_avro;
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::config::Settings;
@@ -26,7 +26,7 @@ pub(super) async fn bench_bus(settings: &Settings, messages: u64, rounds: usize,
         bail!("need at least 100 messages and 1 round");
     }
     let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
-    let run_id = unix_millis();
+    let run_id = crate::clock::now_millis();
     let input = format!("bench.bus.{run_id}.in");
     let outputs: Vec<(String, String)> =
         (0..rounds).map(|r| (format!("bench.bus.{run_id}.raw.{r}"), format!("bench.bus.{run_id}.bus.{r}"))).collect();

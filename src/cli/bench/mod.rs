@@ -5,7 +5,6 @@ mod bus;
 mod sla;
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -50,10 +49,6 @@ pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<E
         BenchTarget::Bus { messages, rounds, partitions } => bus::bench_bus(settings, messages, rounds, partitions).await,
         BenchTarget::Sla { events, trials } => sla::bench_sla(settings, events, trials).await,
     }
-}
-
-fn unix_millis() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -12,15 +12,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{create_topics, median, preload, unix_millis};
+use super::{create_topics, median, preload};
 use crate::bus::json::{avro_to_json, json_to_avro};
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
+use crate::clock::now_millis;
 use crate::config::Settings;
 use crate::sla::{RequestCompleted, SlaConfig, SlaMonitor, SlaMonitorWorker, SlaWorkerSettings};
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
 
 /// `count` request-completed events, event `i` of series `series_of(i)` (service, kind) taking
 /// `latency_of(i)` ms, spread over the minute before `at_ms`.
@@ -53,11 +50,11 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
         bail!("need at least 1000 events and 1 trial");
     }
     let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
-    let run_id = unix_millis();
+    let run_id = now_millis();
     let (metrics_topic, alerts_topic) = (format!("bench.sla.{run_id}.metrics"), format!("bench.sla.{run_id}.alerts"));
     create_topics(settings, &[metrics_topic.clone(), alerts_topic.clone()], 6).await?;
 
-    let now = now_ms();
+    let now = now_millis();
     let records = request_events(&catalog, events, |i| (format!("svc-{}", i % 10), format!("kind-{}", (i / 10) % 10)), |i| 5.0 + ((i * 7919) % 150) as f64, now)?;
     eprintln!("[bench] loading {events} RequestCompleted events (100 series) into {metrics_topic}");
     preload(settings, &metrics_topic, records.clone()).await?;
@@ -124,7 +121,7 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
 
 /// Publishes a burst of slow requests for a fresh series per trial and times until the alert
 /// for that series is read back from the alerts topic.
-async fn detection_latencies(settings: &Settings, catalog: &Arc<SchemaCatalog>, run_id: u128, trials: usize) -> anyhow::Result<Vec<f64>> {
+async fn detection_latencies(settings: &Settings, catalog: &Arc<SchemaCatalog>, run_id: i64, trials: usize) -> anyhow::Result<Vec<f64>> {
     let (metrics_topic, alerts_topic) = (format!("bench.sla.{run_id}.breach"), format!("bench.sla.{run_id}.breach-alerts"));
     create_topics(settings, &[metrics_topic.clone(), alerts_topic.clone()], 1).await?;
     let monitor: SlaConfig = toml::from_str(
@@ -171,7 +168,7 @@ async fn detection_latencies(settings: &Settings, catalog: &Arc<SchemaCatalog>, 
     let mut latencies = Vec::with_capacity(trials);
     for trial in 0..trials {
         let service = format!("breach-{trial}");
-        let burst = request_events(catalog, 30, |_| (service.clone(), "breach".to_string()), |_| 500.0, now_ms())?;
+        let burst = request_events(catalog, 30, |_| (service.clone(), "breach".to_string()), |_| 500.0, now_millis())?;
         let started = Instant::now();
         preload(settings, &metrics_topic, burst).await?;
         let arrived = tokio::time::timeout(Duration::from_secs(30), async {
