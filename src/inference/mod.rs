@@ -1,2 +1,5 @@
-//! In-process ML inference on the CPU: sentence embeddings and zero-shot labels ([`model`]).
+//! AI inference: the embedding model ([`model`]), the instances that run it ([`backend`]), and
+//! the dynamic batcher that feeds them from `frontier.inference.jobs` ([`batcher`]).
+pub mod backend;
+pub mod batcher;
 pub mod model;

@@ -1,0 +1,1 @@
+//! Request serving: the multi-layer cache (memory, Redis, disk) in front of the analytics.

@@ -1,0 +1,49 @@
+//! The embedded all-MiniLM-L6-v2, as a backend.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::{BackendError, EmbeddingBackend};
+use crate::inference::model::EmbeddingModel;
+
+/// The model loaded in this process. Its calls are CPU-bound and already use every core
+/// (candle's rayon pool), so they run on tokio's blocking pool and one batch at a time: two
+/// batches at once would only split the same cores and make both late.
+#[derive(Debug, Clone)]
+pub struct InProcessBackend {
+    id: String,
+    model: Arc<EmbeddingModel>,
+    one_at_a_time: Arc<tokio::sync::Semaphore>,
+}
+
+impl InProcessBackend {
+    /// Wraps a loaded model; `id` names it in results (`local` by default in config).
+    pub fn new(id: impl Into<String>, model: Arc<EmbeddingModel>) -> Self {
+        InProcessBackend { id: id.into(), model, one_at_a_time: Arc::new(tokio::sync::Semaphore::new(1)) }
+    }
+
+    /// The model itself, for its dimension or offline measurements.
+    pub fn model(&self) -> &Arc<EmbeddingModel> {
+        &self.model
+    }
+}
+
+impl EmbeddingBackend for InProcessBackend {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
+        Box::pin(async move {
+            let failed = |reason: String| BackendError::Failed { instance: self.id.clone(), reason };
+            // The semaphore is never closed, so acquiring only fails if it were; say so rather than panic.
+            let _permit = self.one_at_a_time.acquire().await.map_err(|e| failed(e.to_string()))?;
+            let model = Arc::clone(&self.model);
+            tokio::task::spawn_blocking(move || model.embed(&texts))
+                .await
+                .map_err(|e| failed(format!("inference task ended abnormally: {e}")))?
+                .map_err(|e| failed(e.to_string()))
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! The dynamic batcher: per-model priority queues, batch formation and adaptive sizing.
