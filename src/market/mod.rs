@@ -1,1 +1,25 @@
-//! Daily price history in PostgreSQL: migrations, the price store, seeding, and DB query events.
+//! Daily price history in PostgreSQL: migrations, the price store, seeding, DB query events, and
+//! the request kinds computed from the prices.
+//!
+//! - [`PriceStore`]: a `sqlx` pool over the `symbols` and `prices` tables (`migrations/`); every
+//!   statement is timed and reported as a [`QueryEvent`] to a [`QueryEventSink`]
+//!   ([`KafkaQueryEvents`] publishes them to `frontier.db.query-events`).
+//! - [`seed`]: `frontier seed`'s deterministic synthetic closes and cache invalidations.
+//! - [`requests`]: `market.volatility`, `portfolio.risk` and `option.price`, parsed, tagged and
+//!   computed.
+
+pub mod day;
+pub mod events;
+pub mod fingerprint;
+pub mod requests;
+pub mod seed;
+pub mod store;
+
+pub use day::TradingDay;
+pub use events::{
+    DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, QueryEvent, QueryEventSink,
+    QueryStatus, RecordedQueryEvents,
+};
+pub use fingerprint::{normalize_sql, sql_fingerprint};
+pub use requests::{AnalysisRequest, RequestError};
+pub use store::{AlignedCloses, DailyClose, PriceStore, StoreError, StoreOptions, UpsertCounts};

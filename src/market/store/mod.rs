@@ -1,0 +1,368 @@
+//! The price store: daily closes in PostgreSQL, every statement timed and reported to a
+//! [`QueryEventSink`].
+
+mod checks;
+mod error;
+mod rows;
+mod sql;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+
+pub use checks::{MAXIMUM_SYMBOL_LEN, check_symbol};
+pub use error::StoreError;
+pub use rows::{AlignedCloses, DailyClose, StoreOptions, UpsertCounts};
+
+use super::day::TradingDay;
+use super::events::{QueryEvent, QueryEventSink, QueryStatus};
+use super::fingerprint::sql_fingerprint;
+use crate::config::PostgresSettings;
+use checks::{check_row, check_schema_name};
+
+/// Rows per bulk-insert statement: three arrays of this length stay well under PostgreSQL's
+/// 1 GB parameter limit and keep each statement (and its query event) around a second.
+pub const INSERT_BATCH_ROWS: usize = 20_000;
+
+/// Daily closes in PostgreSQL. Cheap to clone (the pool and the sink are shared).
+#[derive(Clone)]
+pub struct PriceStore {
+    pool: PgPool,
+    sink: Arc<dyn QueryEventSink>,
+    database: String,
+    application: String,
+    schema: Option<String>,
+}
+
+impl std::fmt::Debug for PriceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PriceStore")
+            .field("database", &self.database)
+            .field("application", &self.application)
+            .finish()
+    }
+}
+
+impl PriceStore {
+    /// Connects a pool with `settings`, creates `options.schema` if needed and applies the
+    /// migrations (idempotent: applied ones are skipped). Query events go to `sink`.
+    pub async fn connect(
+        settings: &PostgresSettings,
+        options: StoreOptions,
+        sink: Arc<dyn QueryEventSink>,
+    ) -> Result<Self, StoreError> {
+        let shown_url = crate::health::redact(&settings.url);
+        let mut connect_options = PgConnectOptions::from_str(&settings.url)
+            .map_err(|source| StoreError::InvalidUrl {
+                url: shown_url.clone(),
+                source,
+            })?
+            .application_name(&options.application);
+        if let Some(schema) = &options.schema {
+            check_schema_name(schema)?;
+            connect_options = connect_options.options([("search_path", schema.as_str())]);
+        }
+        // Without a database in the URL, PostgreSQL connects to the one named like the user.
+        let database = connect_options
+            .get_database()
+            .unwrap_or(connect_options.get_username())
+            .to_owned();
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            // A request waiting longer than this for a connection is better answered with
+            // store_unavailable (and retried) than left hanging.
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(connect_options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: shown_url,
+                source,
+            })?;
+        let store = Self {
+            pool,
+            sink,
+            database,
+            application: options.application,
+            schema: options.schema,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations in `migrations/` (creating the store's schema first, if it has
+    /// one). Safe to run concurrently (sqlx holds an advisory lock) and repeatedly.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut migrator = sqlx::migrate!();
+        if let Some(schema) = &self.schema {
+            migrator.create_schema(schema.clone());
+        }
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The pool, for callers that need a statement the store does not offer.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The database name query events carry.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Waits up to `timeout` for the sink to pass on the events taken so far.
+    pub fn flush_events(&self, timeout: std::time::Duration) {
+        self.sink.flush(timeout);
+    }
+
+    /// The latest `count` closes of `symbol`, oldest first; empty for an unknown symbol.
+    pub async fn latest_closes(
+        &self,
+        symbol: &str,
+        count: usize,
+    ) -> Result<Vec<DailyClose>, StoreError> {
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        let rows = self
+            .timed(sql::LATEST_CLOSES, |rows: &Vec<_>| rows.len(), async {
+                sqlx::query(sql::LATEST_CLOSES)
+                    .bind(symbol)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            })
+            .await
+            .map_err(|source| StoreError::Query {
+                operation: format!("reading the latest closes of {symbol}"),
+                source,
+            })?;
+        rows.iter()
+            .map(|row| {
+                Ok(DailyClose {
+                    symbol: symbol.to_owned(),
+                    day: TradingDay(row.try_get("day")?),
+                    close: row.try_get("close")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| StoreError::Query {
+                operation: format!("decoding the closes of {symbol}"),
+                source,
+            })
+    }
+
+    /// The closes of `symbols` on the latest `count` days that all of them have, oldest first.
+    /// A symbol without prices leaves no common day, so the result is then empty.
+    pub async fn aligned_closes(
+        &self,
+        symbols: &[&str],
+        count: usize,
+    ) -> Result<AlignedCloses, StoreError> {
+        let mut distinct: Vec<&str> = symbols.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let symbol_count = i64::try_from(distinct.len()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        let rows = self
+            .timed(sql::ALIGNED_CLOSES, |rows: &Vec<_>| rows.len(), async {
+                sqlx::query(sql::ALIGNED_CLOSES)
+                    .bind(&distinct)
+                    .bind(symbol_count)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            })
+            .await
+            .map_err(|source| StoreError::Query {
+                operation: format!("reading the aligned closes of {}", distinct.join(", ")),
+                source,
+            })?;
+        let mut aligned = AlignedCloses::default();
+        let decode = |source| StoreError::Query {
+            operation: "decoding aligned closes".to_owned(),
+            source,
+        };
+        let mut first_symbol: Option<String> = None;
+        for row in &rows {
+            let symbol: String = row.try_get("symbol").map_err(decode)?;
+            let day = TradingDay(row.try_get("day").map_err(decode)?);
+            let close: f64 = row.try_get("close").map_err(decode)?;
+            // Rows come ordered by symbol then day, and every symbol has every common day, so
+            // the first symbol's days are the days.
+            let first = first_symbol.get_or_insert_with(|| symbol.clone());
+            if *first == symbol {
+                aligned.days.push(day);
+            }
+            aligned.closes.entry(symbol).or_default().push(close);
+        }
+        Ok(aligned)
+    }
+
+    /// Every symbol with a row in `symbols`, sorted.
+    pub async fn known_symbols(&self) -> Result<Vec<String>, StoreError> {
+        self.timed(sql::KNOWN_SYMBOLS, Vec::len, async {
+            sqlx::query_scalar(sql::KNOWN_SYMBOLS)
+                .fetch_all(&self.pool)
+                .await
+        })
+        .await
+        .map_err(|source| StoreError::Query {
+            operation: "listing the known symbols".to_owned(),
+            source,
+        })
+    }
+
+    /// Which of `symbols` are known, sorted.
+    pub async fn existing_symbols(&self, symbols: &[&str]) -> Result<Vec<String>, StoreError> {
+        self.timed(sql::EXISTING_SYMBOLS, Vec::len, async {
+            sqlx::query_scalar(sql::EXISTING_SYMBOLS)
+                .bind(symbols)
+                .fetch_all(&self.pool)
+                .await
+        })
+        .await
+        .map_err(|source| StoreError::Query {
+            operation: "looking up symbols".to_owned(),
+            source,
+        })
+    }
+
+    /// Registers `symbols` (from `source`, e.g. `frontier seed`); known ones are left as they are.
+    pub async fn add_symbols(&self, symbols: &[&str], source: &str) -> Result<u64, StoreError> {
+        for symbol in symbols {
+            check_symbol(symbol).map_err(|reason| StoreError::InvalidRow {
+                symbol: (*symbol).to_owned(),
+                day: TradingDay(0),
+                reason,
+            })?;
+        }
+        self.timed(
+            sql::INSERT_SYMBOLS,
+            |&affected: &u64| affected as usize,
+            async {
+                sqlx::query(sql::INSERT_SYMBOLS)
+                    .bind(symbols)
+                    .bind(source)
+                    .execute(&self.pool)
+                    .await
+                    .map(|done| done.rows_affected())
+            },
+        )
+        .await
+        .map_err(|source| StoreError::Query {
+            operation: "registering symbols".to_owned(),
+            source,
+        })
+    }
+
+    /// Inserts or replaces `rows` (one statement, UNNEST of three arrays; each symbol and day at
+    /// most once per call; callers batch by
+    /// [`INSERT_BATCH_ROWS`]). Their symbols must be registered. Returns per symbol how many
+    /// rows were given and how many were new or changed.
+    pub async fn upsert_closes(
+        &self,
+        rows: &[DailyClose],
+    ) -> Result<BTreeMap<String, UpsertCounts>, StoreError> {
+        let mut counts: BTreeMap<String, UpsertCounts> = BTreeMap::new();
+        let mut symbols = Vec::with_capacity(rows.len());
+        let mut days = Vec::with_capacity(rows.len());
+        let mut closes = Vec::with_capacity(rows.len());
+        for row in rows {
+            check_row(row)?;
+            counts.entry(row.symbol.clone()).or_default().given += 1;
+            symbols.push(row.symbol.as_str());
+            days.push(row.day.0);
+            closes.push(row.close);
+        }
+        let changed: Vec<(String, i64)> = self
+            .timed(
+                sql::UPSERT_CLOSES,
+                |changed: &Vec<(String, i64)>| changed.iter().map(|(_, n)| *n as usize).sum(),
+                async {
+                    sqlx::query_as(sql::UPSERT_CLOSES)
+                        .bind(&symbols)
+                        .bind(&days)
+                        .bind(&closes)
+                        .fetch_all(&self.pool)
+                        .await
+                },
+            )
+            .await
+            .map_err(|source| StoreError::Query {
+                operation: format!("writing {} closes", rows.len()),
+                source,
+            })?;
+        for (symbol, changed) in changed {
+            counts.entry(symbol).or_default().changed = u64::try_from(changed).unwrap_or_default();
+        }
+        Ok(counts)
+    }
+
+    /// How many closes are stored for `symbols`.
+    pub async fn count_closes(&self, symbols: &[&str]) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .timed(sql::COUNT_CLOSES, |_| 1, async {
+                sqlx::query_scalar(sql::COUNT_CLOSES)
+                    .bind(symbols)
+                    .fetch_one(&self.pool)
+                    .await
+            })
+            .await
+            .map_err(|source| StoreError::Query {
+                operation: "counting closes".to_owned(),
+                source,
+            })?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    /// Runs `statement`, timing it, and reports a query event for `sql` with the rows
+    /// `rows_of` counts (affected rows for writes).
+    async fn timed<T>(
+        &self,
+        sql: &'static str,
+        rows_of: impl FnOnce(&T) -> usize,
+        statement: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        let occurred_at = crate::clock::now_millis();
+        let started = Instant::now();
+        let result = statement.await;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (rows, status, error) = match &result {
+            Ok(value) => (
+                i64::try_from(rows_of(value)).unwrap_or(i64::MAX),
+                QueryStatus::Ok,
+                None,
+            ),
+            Err(error) => (0, status_of(error), Some(error.to_string())),
+        };
+        self.sink.record(QueryEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            sql: sql.to_owned(),
+            fingerprint: Some(sql_fingerprint(sql)),
+            duration_ms,
+            rows,
+            database: self.database.clone(),
+            application: self.application.clone(),
+            status,
+            error,
+            occurred_at,
+        });
+        result
+    }
+}
+
+/// `timeout` for a statement cancelled by `statement_timeout` (SQLSTATE 57014) or a pool that
+/// had no connection in time; `error` for everything else.
+fn status_of(error: &sqlx::Error) -> QueryStatus {
+    match error {
+        sqlx::Error::PoolTimedOut => QueryStatus::Timeout,
+        sqlx::Error::Database(database) if database.code().as_deref() == Some("57014") => {
+            QueryStatus::Timeout
+        }
+        _ => QueryStatus::Error,
+    }
+}

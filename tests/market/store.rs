@@ -1,0 +1,56 @@
+//! Migrations, price history and aligned histories.
+
+use super::*;
+
+#[tokio::test]
+async fn migrations_run_idempotently() {
+    let (store, schema, _) = fresh_store().await;
+    store.migrate().await.expect("second migration run");
+    let again = store_in(&schema, Arc::new(RecordedQueryEvents::default())).await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(again.pool())
+        .await
+        .expect("migrations table read");
+    let files = std::fs::read_dir(common::repo().join("migrations"))
+        .expect("migrations folder")
+        .count();
+    assert_eq!(applied as usize, files);
+    drop_schema(&store, &schema).await;
+}
+
+#[tokio::test]
+async fn history_returns_the_latest_window_in_day_order() {
+    let (store, schema, _) = fresh_store().await;
+    let history: Vec<(i32, f64)> = (1..=10).map(|day| (20_000 + day, f64::from(day))).collect();
+    store_closes(&store, "HIST", &history).await;
+
+    let latest = store.latest_closes("HIST", 4).await.expect("history read");
+    let days: Vec<i32> = latest.iter().map(|row| row.day.0).collect();
+    let closes: Vec<f64> = latest.iter().map(|row| row.close).collect();
+    assert_eq!(days, [20_007, 20_008, 20_009, 20_010]);
+    assert_eq!(closes, [7.0, 8.0, 9.0, 10.0]);
+    assert!(store.latest_closes("NOPE", 4).await.unwrap().is_empty());
+    drop_schema(&store, &schema).await;
+}
+
+#[tokio::test]
+async fn aligned_histories_keep_only_the_days_every_symbol_has() {
+    let (store, schema, _) = fresh_store().await;
+    let a: Vec<(i32, f64)> = (1..=10).map(|day| (day, f64::from(day))).collect();
+    let b: Vec<(i32, f64)> = (1..=10)
+        .filter(|&day| day != 8)
+        .map(|day| (day, 100.0 + f64::from(day)))
+        .collect();
+    store_closes(&store, "A", &a).await;
+    store_closes(&store, "B", &b).await;
+
+    let aligned = store
+        .aligned_closes(&["B", "A"], 4)
+        .await
+        .expect("aligned read");
+    let days: Vec<i32> = aligned.days.iter().map(|day| day.0).collect();
+    assert_eq!(days, [6, 7, 9, 10]);
+    assert_eq!(aligned.closes_of("A"), [6.0, 7.0, 9.0, 10.0]);
+    assert_eq!(aligned.closes_of("B"), [106.0, 107.0, 109.0, 110.0]);
+    drop_schema(&store, &schema).await;
+}
