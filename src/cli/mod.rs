@@ -2,8 +2,10 @@
 
 mod alerts;
 mod bench;
+mod model_serve;
 mod publish;
 mod run;
+mod seed;
 mod tail;
 
 use std::path::PathBuf;
@@ -55,6 +57,10 @@ pub enum Command {
         #[command(subcommand)]
         target: bench::BenchTarget,
     },
+    /// Load deterministic synthetic daily closes into PostgreSQL and invalidate their cache tags.
+    Seed(seed::SeedArgs),
+    /// Serve the embedding model over an OpenAI-compatible API, as one instance for the batcher.
+    ModelServe(model_serve::ModelServeArgs),
 }
 
 /// `frontier topics ...`
@@ -92,6 +98,8 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Bench { target } => bench::bench(&settings, target).await,
+            Command::Seed(args) => seed::seed(&settings, args).await,
+            Command::ModelServe(args) => model_serve::model_serve(args).await,
         }
     }
 }

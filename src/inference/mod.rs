@@ -1,5 +1,7 @@
 //! AI inference: the embedding model ([`model`]), the instances that run it ([`backend`]), and
-//! the dynamic batcher that feeds them from `frontier.inference.jobs` ([`batcher`]).
+//! the dynamic batcher that feeds them from `frontier.inference.jobs` ([`batcher`]), and the
+//! OpenAI-compatible server that makes this process a model instance for others ([`serve`]);
 pub mod backend;
 pub mod batcher;
 pub mod model;
+pub mod serve;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::{BackendError, EmbeddingBackend};
+use super::{BackendError, Embedded, EmbeddingBackend};
 use crate::inference::model::EmbeddingModel;
 
 /// The model loaded in this process. Its calls are CPU-bound and already use every core
@@ -34,16 +34,22 @@ impl EmbeddingBackend for InProcessBackend {
         &self.id
     }
 
-    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, BackendError>> {
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Embedded, BackendError>> {
         Box::pin(async move {
             let failed = |reason: String| BackendError::Failed { instance: self.id.clone(), reason };
             // The semaphore is never closed, so acquiring only fails if it were; say so rather than panic.
-            let _permit = self.one_at_a_time.acquire().await.map_err(|e| failed(e.to_string()))?;
+            let permit = Arc::clone(&self.one_at_a_time).acquire_owned().await.map_err(|e| failed(e.to_string()))?;
             let model = Arc::clone(&self.model);
-            tokio::task::spawn_blocking(move || model.embed(&texts))
-                .await
-                .map_err(|e| failed(format!("inference task ended abnormally: {e}")))?
-                .map_err(|e| failed(e.to_string()))
+            // The permit goes with the blocking task: if the caller gives up (a client hung up
+            // on model-serve), the batch still runs to its end, and the next waits for it.
+            let vectors = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                model.embed(&texts)
+            })
+            .await
+            .map_err(|e| failed(format!("inference task ended abnormally: {e}")))?
+            .map_err(|e| failed(e.to_string()))?;
+            Ok(Embedded { vectors, instance: self.id.clone() })
         })
     }
 }

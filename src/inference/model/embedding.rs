@@ -76,6 +76,15 @@ impl EmbeddingModel {
         self.dimension
     }
 
+    /// How many tokens the model reads of each text: `[CLS]` and `[SEP]` included, cut at
+    /// [`MAX_SEQUENCE_TOKENS`] as [`embed`](Self::embed) cuts them (the `usage` an
+    /// embeddings server reports).
+    pub fn count_tokens(&self, texts: &[String]) -> Result<Vec<usize>, ModelError> {
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encodings = self.tokenizer.encode_batch(inputs, true).map_err(|source| ModelError::Tokenize { source })?;
+        Ok(encodings.iter().map(Encoding::len).collect())
+    }
+
     /// One L2-normalized embedding per text, in the order given, [`DEFAULT_BATCH_SIZE`] texts
     /// per forward pass.
     pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
