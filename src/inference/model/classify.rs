@@ -9,7 +9,7 @@ use super::{EmbeddingModel, ModelError};
 pub const SIMILARITY_SCALE: f32 = 20.0;
 
 /// A label and the text that describes it; texts are compared to the description.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LabelDescription {
     /// What a classified text is tagged with, e.g. `negative`.
     pub label: String,
@@ -86,27 +86,38 @@ impl EmbeddingModel {
         let label_vectors = self.embed(&descriptions)?;
         let text_vectors = self.embed(texts)?;
 
-        Ok(text_vectors
-            .iter()
-            .map(|text_vector| {
-                // Both sides are unit vectors, so the dot product is the cosine similarity.
-                let logits: Vec<f32> = label_vectors
-                    .iter()
-                    .map(|label_vector| dot(text_vector, label_vector) * SIMILARITY_SCALE)
-                    .collect();
-                let probabilities = softmax(&logits);
-                let best = argmax(&probabilities);
-                Classification {
-                    label: labels[best].label.clone(),
-                    scores: labels
-                        .iter()
-                        .zip(probabilities)
-                        .map(|(label, score)| LabelScore { label: label.label.clone(), score })
-                        .collect(),
-                }
-            })
-            .collect())
+        Ok(classify_embeddings(&text_vectors, &label_vectors, labels))
     }
+}
+
+/// Classifies texts from embeddings already computed: for each text vector, a softmax over its
+/// cosine similarities (times [`SIMILARITY_SCALE`]) with `label_vectors`, which are the
+/// embeddings of the labels' descriptions in label order. All vectors must be unit-norm (as
+/// [`EmbeddingModel::embed`] gives them). [`EmbeddingModel::classify`] and the batcher, which
+/// embeds the texts of many jobs at once and caches label embeddings, share this.
+pub fn classify_embeddings(
+    text_vectors: &[Vec<f32>],
+    label_vectors: &[Vec<f32>],
+    labels: &[LabelDescription],
+) -> Vec<Classification> {
+    text_vectors
+        .iter()
+        .map(|text_vector| {
+            // Both sides are unit vectors, so the dot product is the cosine similarity.
+            let logits: Vec<f32> =
+                label_vectors.iter().map(|label_vector| dot(text_vector, label_vector) * SIMILARITY_SCALE).collect();
+            let probabilities = softmax(&logits);
+            let best = argmax(&probabilities);
+            Classification {
+                label: labels.get(best).map(|label| label.label.clone()).unwrap_or_default(),
+                scores: labels
+                    .iter()
+                    .zip(probabilities)
+                    .map(|(label, score)| LabelScore { label: label.label.clone(), score })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// Dot product of two equally long vectors.

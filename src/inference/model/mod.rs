@@ -26,7 +26,9 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use classify::{Classification, LabelDescription, LabelScore, SIMILARITY_SCALE, default_sentiment_labels};
+pub use classify::{
+    Classification, LabelDescription, LabelScore, SIMILARITY_SCALE, classify_embeddings, default_sentiment_labels,
+};
 pub use embedding::{DEFAULT_BATCH_SIZE, EmbeddingModel, MAX_SEQUENCE_TOKENS};
 pub use throughput::throughput;
 

@@ -1,0 +1,193 @@
+//! What the batcher is asked to run and what it answers: jobs, priorities, outcomes.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inference::model::{Classification, LabelDescription};
+
+/// Scheduling priority of a job, most urgent first (the `Priority` enum of `inference_job.avsc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Runs before everything else.
+    Critical,
+    /// Runs before normal and low.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// Runs when nothing more urgent waits (or once aging lifts it).
+    Low,
+}
+
+impl Priority {
+    /// Every priority, most urgent first.
+    pub const ALL: [Priority; 4] = [Priority::Critical, Priority::High, Priority::Normal, Priority::Low];
+
+    /// 0 for critical up to 3 for low: the queue index, and the level aging lowers.
+    pub fn level(self) -> usize {
+        self as usize
+    }
+
+    /// The priority of a level; anything past low is low.
+    pub fn from_level(level: usize) -> Priority {
+        Priority::ALL[level.min(Priority::ALL.len() - 1)]
+    }
+
+    /// The next less urgent priority (low stays low).
+    pub fn demoted(self) -> Priority {
+        Priority::from_level(self.level() + 1)
+    }
+
+    /// The lowercase name, for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+/// A set of zero-shot labels with their descriptions, in a fixed order. Shared by the jobs
+/// that name the same set, and the key of the label-embedding cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LabelSet {
+    labels: Vec<LabelDescription>,
+}
+
+impl LabelSet {
+    /// A label set; `None` if it is empty or names a label twice.
+    pub fn new(labels: Vec<LabelDescription>) -> Option<LabelSet> {
+        let mut seen = std::collections::HashSet::new();
+        if labels.is_empty() || !labels.iter().all(|label| seen.insert(label.label.clone())) {
+            return None;
+        }
+        Some(LabelSet { labels })
+    }
+
+    /// The labels, in order.
+    pub fn labels(&self) -> &[LabelDescription] {
+        &self.labels
+    }
+
+    /// The descriptions, in label order: the texts whose embeddings the labels are compared to.
+    pub fn descriptions(&self) -> impl Iterator<Item = &str> {
+        self.labels.iter().map(|label| label.description.as_str())
+    }
+}
+
+/// What to compute for each input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// One unit-norm embedding per input.
+    Embed,
+    /// Zero-shot classification of each input against these labels.
+    Classify(Arc<LabelSet>),
+}
+
+impl Task {
+    /// `embed` or `classify`, for metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Task::Embed => "embed",
+            Task::Classify(_) => "classify",
+        }
+    }
+}
+
+/// One job as the batcher schedules it (already validated by the worker).
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    /// The job id, for logs.
+    pub id: String,
+    /// The model queue it goes to.
+    pub model: String,
+    /// What to compute.
+    pub task: Task,
+    /// The texts, in order.
+    pub inputs: Vec<String>,
+    /// How urgent it is.
+    pub priority: Priority,
+    /// When the publisher issued it: the start of its queue time.
+    pub issued_at: SystemTime,
+    /// When its result stops being useful; `None` falls back to the priority's default timeout.
+    pub deadline: Option<SystemTime>,
+}
+
+/// How a job ended (the `InferenceStatus` enum of `inference_result.avsc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Ran; the output is set.
+    Ok,
+    /// The model failed while running it.
+    Error,
+    /// Its deadline or queue timeout passed before it ran; it was not run.
+    Expired,
+    /// Not accepted: invalid, unknown model, or its priority's queue was full.
+    Rejected,
+}
+
+impl JobStatus {
+    /// The lowercase name, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Ok => "ok",
+            JobStatus::Error => "error",
+            JobStatus::Expired => "expired",
+            JobStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// What a job computed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutput {
+    /// One vector per input.
+    Embeddings(Vec<Vec<f32>>),
+    /// One classification per input.
+    Classifications(Vec<Classification>),
+}
+
+/// The batcher's answer to one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    /// How it ended.
+    pub status: JobStatus,
+    /// Set when `status` is ok.
+    pub output: Option<JobOutput>,
+    /// Why, when `status` is not ok.
+    pub error: Option<String>,
+    /// The instance that ran it; empty if none did.
+    pub instance: String,
+    /// Inputs of every job in its model batch; 0 if it did not run.
+    pub batch_size: usize,
+    /// Milliseconds from `issued_at` until its batch started (or it was expired or rejected).
+    pub queue_time_ms: f64,
+    /// Milliseconds the model took on its batch; 0 if it did not run.
+    pub inference_time_ms: f64,
+}
+
+impl JobOutcome {
+    /// An answer for a job that never ran.
+    pub fn not_run(status: JobStatus, reason: impl Into<String>, issued_at: SystemTime) -> JobOutcome {
+        JobOutcome {
+            status,
+            output: None,
+            error: Some(reason.into()),
+            instance: String::new(),
+            batch_size: 0,
+            queue_time_ms: millis_since(issued_at, SystemTime::now()),
+            inference_time_ms: 0.0,
+        }
+    }
+}
+
+/// Milliseconds from `from` to `to`, 0 if `to` is earlier (clocks of publisher and worker differ).
+pub fn millis_since(from: SystemTime, to: SystemTime) -> f64 {
+    to.duration_since(from).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+}

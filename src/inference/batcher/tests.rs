@@ -1,0 +1,366 @@
+//! The scheduling rules, with a deterministic test backend (pure logic; the real model is
+//! exercised by `tests/inference_batcher.rs`).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::execute::Waiting;
+use super::queue::{Dropped, PriorityQueues};
+use super::scheduler::due_batch_size;
+use super::sizing::{LatencyFit, LatencyModel};
+use super::*;
+use crate::inference::backend::{BackendError, Embedded, EmbeddingBackend};
+use crate::inference::model::LabelDescription;
+
+const AGING: Duration = Duration::from_secs(1);
+
+fn policies() -> PriorityPolicies {
+    PriorityPolicies::default()
+}
+
+fn push(queues: &mut PriorityQueues<&'static str>, name: &'static str, priority: Priority, at: Instant) {
+    queues.push(name, 1, priority, None, at, &policies()).expect("room in the queue");
+}
+
+fn names(batch: Vec<queue::Queued<&'static str>>) -> Vec<&'static str> {
+    batch.into_iter().map(|q| q.payload).collect()
+}
+
+#[test]
+fn critical_jobs_overtake_lower_ones() {
+    let (mut queues, t0) = (PriorityQueues::default(), Instant::now());
+    push(&mut queues, "low", Priority::Low, t0);
+    push(&mut queues, "normal", Priority::Normal, t0);
+    push(&mut queues, "high", Priority::High, t0);
+    push(&mut queues, "critical", Priority::Critical, t0 + Duration::from_millis(5));
+    let order = names(queues.take_batch(4, t0 + Duration::from_millis(10), AGING));
+    assert_eq!(order, ["critical", "high", "normal", "low"]);
+}
+
+#[test]
+fn aging_lifts_a_long_waiting_job_above_a_fresh_urgent_one() {
+    let (mut queues, t0) = (PriorityQueues::default(), Instant::now());
+    push(&mut queues, "old low", Priority::Low, t0);
+    let later = t0 + 3 * AGING + Duration::from_millis(1);
+    push(&mut queues, "fresh critical", Priority::Critical, later);
+    assert_eq!(
+        names(queues.take_batch(1, later, AGING)),
+        ["old low"],
+        "three levels of aging make low critical, and older"
+    );
+    // Before it has aged, the critical job goes first.
+    let (mut queues, t0) = (PriorityQueues::default(), Instant::now());
+    push(&mut queues, "young low", Priority::Low, t0);
+    push(&mut queues, "critical", Priority::Critical, t0 + AGING);
+    assert_eq!(names(queues.take_batch(1, t0 + AGING, AGING)), ["critical"]);
+}
+
+#[test]
+fn a_full_queue_refuses_the_next_job_of_that_priority_only() {
+    let mut policies = policies();
+    policies.low.max_queue_size = 2;
+    let (mut queues, now) = (PriorityQueues::default(), Instant::now());
+    for name in ["a", "b"] {
+        queues.push(name, 1, Priority::Low, None, now, &policies).expect("room");
+    }
+    let refused = queues.push("c", 1, Priority::Low, None, now, &policies);
+    assert!(matches!(refused, Err(("c", Dropped::QueueFull))));
+    queues.push("d", 1, Priority::Normal, None, now, &policies).expect("another priority has its own queue");
+    assert_eq!(queues.waiting(Priority::Low), 2);
+}
+
+#[test]
+fn deadlines_and_reject_timeouts_expire_jobs_and_delay_timeouts_demote_them() {
+    let mut policies = policies();
+    policies.normal.default_timeout = Some(Duration::from_millis(100));
+    policies.high.default_timeout = Some(Duration::from_millis(100));
+    policies.high.timeout_action = TimeoutAction::Delay;
+    policies.low.default_timeout = None;
+    let (mut queues, t0) = (PriorityQueues::default(), Instant::now());
+    queues.push("deadline", 1, Priority::Critical, Some(t0 + Duration::from_millis(50)), t0, &policies).unwrap();
+    queues.push("timeout", 1, Priority::Normal, None, t0, &policies).unwrap();
+    queues.push("delayed", 1, Priority::High, None, t0, &policies).unwrap();
+    queues.push("low", 1, Priority::Low, None, t0 + Duration::from_millis(1), &policies).unwrap();
+
+    let expired = queues.expire(t0 + Duration::from_millis(60), &policies);
+    assert_eq!(expired.into_iter().map(|q| q.payload).collect::<Vec<_>>(), ["deadline"]);
+    let expired = queues.expire(t0 + Duration::from_millis(150), &policies);
+    assert_eq!(expired.into_iter().map(|q| q.payload).collect::<Vec<_>>(), ["timeout"]);
+    // The high job timed out with `delay`: it is now normal, behind nothing but still ahead of low.
+    assert_eq!(queues.len(), 2);
+    assert_eq!(names(queues.take_batch(2, t0 + Duration::from_millis(150), AGING)), ["delayed", "low"]);
+}
+
+#[test]
+fn a_batch_stops_at_max_inputs_and_an_oversized_job_runs_alone() {
+    let (mut queues, now) = (PriorityQueues::default(), Instant::now());
+    queues.push("three", 3, Priority::Normal, None, now, &policies()).unwrap();
+    queues.push("four", 4, Priority::Normal, None, now, &policies()).unwrap();
+    queues.push("one", 1, Priority::Normal, None, now, &policies()).unwrap();
+    assert_eq!(names(queues.take_batch(6, now, AGING)), ["three"], "four does not fit and one may not overtake it");
+    assert_eq!(names(queues.take_batch(6, now, AGING)), ["four", "one"]);
+    queues.push("huge", 100, Priority::Normal, None, now, &policies()).unwrap();
+    assert_eq!(names(queues.take_batch(6, now, AGING)), ["huge"]);
+    assert!(queues.is_empty());
+    assert_eq!(queues.inputs(), 0);
+}
+
+#[test]
+fn the_latency_fit_recovers_a_linear_curve() {
+    let mut model = LatencyModel::default();
+    assert!(model.fit().is_none());
+    for size in [1usize, 8, 16, 32, 64, 4, 48] {
+        model.observe(size, Duration::from_secs_f64((5.0 + 1.5 * size as f64) / 1000.0));
+    }
+    let fit = model.fit().expect("a fit after observations");
+    assert!((fit.fixed_ms - 5.0).abs() < 1e-6 && (fit.per_input_ms - 1.5).abs() < 1e-6, "{fit:?}");
+    assert_eq!(fit.largest_within(Duration::from_millis(53), 64), 32);
+    assert_eq!(fit.largest_within(Duration::from_secs(1), 64), 64, "capped at the maximum");
+    assert_eq!(fit.largest_within(Duration::from_millis(1), 64), 1, "the most urgent job still goes");
+}
+
+#[test]
+fn one_batch_size_seen_predicts_latency_proportional_to_size() {
+    let mut model = LatencyModel::default();
+    model.observe(10, Duration::from_millis(20));
+    let fit = model.fit().expect("fit");
+    assert_eq!(fit.predict(20), Duration::from_millis(40));
+}
+
+fn waiting(inputs: usize, priority: Priority) -> (Waiting, oneshot::Receiver<JobOutcome>) {
+    let (reply, answer) = oneshot::channel();
+    let request = JobRequest {
+        id: "job".into(),
+        model: "m".into(),
+        task: Task::Embed,
+        inputs: vec!["x".into(); inputs],
+        priority,
+        issued_at: SystemTime::now(),
+        deadline: None,
+    };
+    (Waiting { request, reply }, answer)
+}
+
+#[test]
+fn adaptive_sizing_sends_the_largest_batch_that_meets_the_most_urgent_deadline() {
+    let settings =
+        BatchingSettings { max_batch_size: 64, preferred_batch_sizes: vec![], ..BatchingSettings::default() };
+    let fit = LatencyFit { fixed_ms: 5.0, per_input_ms: 1.0 };
+    let (mut queues, now) = (PriorityQueues::default(), Instant::now());
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        let (job, answer) = waiting(1, Priority::Normal);
+        queues.push(job, 1, Priority::Normal, None, now, &settings.policies).unwrap();
+        answers.push(answer);
+    }
+    // No deadline closer than the default timeouts: wait for the delay to fill a full batch.
+    assert_eq!(due_batch_size(&mut queues, &settings, Some(fit), now), None);
+    assert_eq!(due_batch_size(&mut queues, &settings, Some(fit), now + settings.max_queue_delay), Some(64));
+    // One job due in 25 ms: 5 + 20 * 1 ms fits, so a batch of 20 goes now.
+    let (job, _answer) = waiting(1, Priority::Critical);
+    queues.push(job, 1, Priority::Critical, Some(now + Duration::from_millis(25)), now, &settings.policies).unwrap();
+    assert_eq!(due_batch_size(&mut queues, &settings, Some(fit), now), Some(20));
+    // Without adaptive sizing (no fit), the size is the maximum.
+    assert_eq!(due_batch_size(&mut queues, &settings, None, now + settings.max_queue_delay), Some(64));
+}
+
+/// A deterministic backend: each text's vector depends only on the text; records the batches.
+struct RecordingBackend {
+    batches: Mutex<Vec<Vec<String>>>,
+    per_batch: Duration,
+}
+
+impl RecordingBackend {
+    fn new(per_batch: Duration) -> Arc<RecordingBackend> {
+        Arc::new(RecordingBackend { batches: Mutex::new(Vec::new()), per_batch })
+    }
+
+    fn batches(&self) -> Vec<Vec<String>> {
+        self.batches.lock().unwrap().clone()
+    }
+}
+
+fn vector_of(text: &str) -> Vec<f32> {
+    let sum: u32 = text.bytes().map(u32::from).sum();
+    let raw = [1.0 + (sum % 7) as f32, (text.len() % 5) as f32, (sum % 3) as f32];
+    let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
+    raw.iter().map(|x| x / norm).collect()
+}
+
+impl EmbeddingBackend for RecordingBackend {
+    fn id(&self) -> &str {
+        "recording"
+    }
+
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Embedded, BackendError>> {
+        Box::pin(async move {
+            self.batches.lock().unwrap().push(texts.clone());
+            tokio::time::sleep(self.per_batch).await;
+            Ok(Embedded { vectors: texts.iter().map(|t| vector_of(t)).collect(), instance: "recording-1".into() })
+        })
+    }
+}
+
+fn start(backend: Arc<RecordingBackend>, settings: BatchingSettings) -> Arc<InferenceBatcher> {
+    let queue = ModelQueue { name: "m".into(), backend, settings };
+    Arc::new(InferenceBatcher::start(vec![queue], CancellationToken::new()).expect("valid settings"))
+}
+
+fn request(id: &str, inputs: &[&str], priority: Priority) -> JobRequest {
+    JobRequest {
+        id: id.into(),
+        model: "m".into(),
+        task: Task::Embed,
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        priority,
+        issued_at: SystemTime::now(),
+        deadline: None,
+    }
+}
+
+async fn submit_all(batcher: &Arc<InferenceBatcher>, requests: Vec<JobRequest>) -> Vec<JobOutcome> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit(request).await.expect("answered") })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task"));
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn concurrent_jobs_within_the_delay_form_one_batch() {
+    let backend = RecordingBackend::new(Duration::from_millis(5));
+    let settings = BatchingSettings {
+        max_queue_delay: Duration::from_millis(50),
+        preferred_batch_sizes: vec![],
+        ..Default::default()
+    };
+    let batcher = start(backend.clone(), settings);
+    let texts: Vec<String> = (0..10).map(|i| format!("text {i}")).collect();
+    let requests = texts.iter().enumerate().map(|(i, t)| request(&format!("j{i}"), &[t], Priority::Normal)).collect();
+    let outcomes = submit_all(&batcher, requests).await;
+    assert!(outcomes.iter().all(|o| o.status == JobStatus::Ok && o.batch_size == 10), "{outcomes:?}");
+    assert_eq!(backend.batches().len(), 1);
+    for (outcome, text) in outcomes.iter().zip(&texts) {
+        assert_eq!(outcome.output, Some(JobOutput::Embeddings(vec![vector_of(text)])), "results fan back to their job");
+        assert_eq!(outcome.instance, "recording-1");
+    }
+}
+
+#[tokio::test]
+async fn identical_texts_in_a_batch_are_embedded_once() {
+    let backend = RecordingBackend::new(Duration::from_millis(1));
+    let batcher =
+        start(backend.clone(), BatchingSettings { max_queue_delay: Duration::from_millis(50), ..Default::default() });
+    let requests = vec![
+        request("a", &["same", "other"], Priority::Normal),
+        request("b", &["same"], Priority::Normal),
+        request("c", &["same", "same"], Priority::High),
+    ];
+    let outcomes = submit_all(&batcher, requests).await;
+    let mut sent = backend.batches().concat();
+    sent.sort();
+    assert_eq!(sent, ["other", "same"]);
+    assert_eq!(outcomes[2].output, Some(JobOutput::Embeddings(vec![vector_of("same"), vector_of("same")])));
+    assert!(outcomes.iter().all(|o| o.batch_size == 5));
+}
+
+#[tokio::test]
+async fn a_preferred_size_goes_out_without_waiting_for_the_delay() {
+    let backend = RecordingBackend::new(Duration::from_millis(1));
+    let settings = BatchingSettings {
+        max_queue_delay: Duration::from_secs(30),
+        preferred_batch_sizes: vec![4],
+        ..Default::default()
+    };
+    let batcher = start(backend.clone(), settings);
+    let started = Instant::now();
+    let requests = (0..4).map(|i| request(&format!("j{i}"), &[&format!("t{i}")], Priority::Low)).collect();
+    let outcomes =
+        tokio::time::timeout(Duration::from_secs(5), submit_all(&batcher, requests)).await.expect("no 30 s wait");
+    assert!(outcomes.iter().all(|o| o.status == JobStatus::Ok));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn settings_changed_while_running_take_effect() {
+    let backend = RecordingBackend::new(Duration::from_millis(1));
+    let batcher =
+        start(backend.clone(), BatchingSettings { max_queue_delay: Duration::from_millis(30), ..Default::default() });
+    let mut watched = batcher.watch_settings("m").expect("model");
+    let changed =
+        BatchingSettings { max_batch_size: 2, preferred_batch_sizes: vec![], ..batcher.settings("m").unwrap() };
+    batcher.update_settings("m", changed.clone()).expect("valid");
+    assert!(watched.has_changed().unwrap());
+    assert_eq!(*watched.borrow_and_update(), changed);
+    let requests = (0..6).map(|i| request(&format!("j{i}"), &[&format!("t{i}")], Priority::Normal)).collect();
+    submit_all(&batcher, requests).await;
+    assert!(backend.batches().iter().all(|batch| batch.len() <= 2), "{:?}", backend.batches());
+    let invalid = BatchingSettings { max_batch_size: 0, ..Default::default() };
+    assert!(matches!(batcher.update_settings("m", invalid), Err(BatcherError::InvalidSettings { .. })));
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_is_answered_expired_and_never_run() {
+    let backend = RecordingBackend::new(Duration::from_millis(1));
+    let batcher = start(backend.clone(), BatchingSettings::default());
+    let mut late = request("late", &["too late"], Priority::Critical);
+    late.deadline = Some(SystemTime::now() - Duration::from_millis(1));
+    let outcome = batcher.submit(late).await.expect("answered");
+    assert_eq!(outcome.status, JobStatus::Expired);
+    assert_eq!((outcome.batch_size, outcome.instance.as_str()), (0, ""));
+    assert!(backend.batches().is_empty());
+}
+
+#[tokio::test]
+async fn a_job_arriving_at_a_full_queue_is_rejected() {
+    // A slow backend keeps the first batch busy while the queue fills behind it.
+    let backend = RecordingBackend::new(Duration::from_millis(300));
+    let mut settings = BatchingSettings { max_batch_size: 1, preferred_batch_sizes: vec![], ..Default::default() };
+    settings.policies.low.max_queue_size = 2;
+    let batcher = start(backend.clone(), settings);
+    let requests = (0..6).map(|i| request(&format!("j{i}"), &[&format!("t{i}")], Priority::Low)).collect();
+    let outcomes = submit_all(&batcher, requests).await;
+    let rejected = outcomes.iter().filter(|o| o.status == JobStatus::Rejected).count();
+    assert!(rejected >= 2, "{outcomes:?}");
+    assert!(
+        outcomes.iter().filter(|o| o.status == JobStatus::Rejected).all(|o| o
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("full"))
+    );
+}
+
+#[tokio::test]
+async fn label_descriptions_are_embedded_once_per_label_set() {
+    let backend = RecordingBackend::new(Duration::from_millis(1));
+    let batcher =
+        start(backend.clone(), BatchingSettings { max_queue_delay: Duration::from_millis(1), ..Default::default() });
+    let labels = Arc::new(
+        LabelSet::new(vec![LabelDescription::new("up", "prices rise"), LabelDescription::new("down", "prices fall")])
+            .unwrap(),
+    );
+    for id in ["first", "second"] {
+        let mut job = request(id, &["stocks rally"], Priority::Normal);
+        job.task = Task::Classify(labels.clone());
+        let outcome = batcher.submit(job).await.expect("answered");
+        let Some(JobOutput::Classifications(classes)) = outcome.output else { panic!("{outcome:?}") };
+        assert_eq!(classes.len(), 1);
+        assert!((classes[0].scores.iter().map(|s| s.score).sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    let batches = backend.batches();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[0].len(), 3, "the first batch embeds the text and both descriptions");
+    assert_eq!(batches[1], ["stocks rally"], "the second finds the labels cached");
+}

@@ -1,0 +1,232 @@
+//! `frontier run inference-batcher`: the [`InferenceBatcher`] as a consumer-group worker.
+//!
+//! Each `InferenceJob` on `frontier.inference.jobs` is validated (an unknown model or a
+//! malformed job is answered `rejected` with the reason, not dead-lettered: the publisher is
+//! waiting for an answer), submitted to the batcher and awaited; the result goes to the job's
+//! `reply_to` or the results topic, keyed by job id. The bus handles up to `bus.max_in_flight`
+//! jobs at once, so many wait in the batcher together, and stores a job's offset only once its
+//! result is acknowledged: the topic is the durable queue, and jobs queued in memory when the
+//! process dies are redelivered.
+//!
+//! Batch settings change while running through the admin endpoint ([`admin`]).
+
+pub mod admin;
+mod settings;
+pub mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use settings::{DEFAULT_MODEL, InferenceWorkerSettings, ModelSettings};
+pub use wire::{InferenceJob, InferenceResult, WireClassification, WireTask};
+
+use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
+use crate::inference::backend::{ConnectError, ConnectOptions, EmbeddingBackend, PoolOptions, connect, connect_pool};
+use crate::inference::batcher::{
+    BatcherError, InferenceBatcher, JobOutcome, JobRequest, JobStatus, LabelSet, ModelQueue, Task, metric,
+};
+use crate::inference::model::{EmbeddingModel, LabelDescription, ModelError, default_sentiment_labels};
+
+/// Why the worker could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceWorkerError {
+    /// A setting under `workers.inference` is invalid.
+    #[error("invalid configuration at `workers.inference.{key}`: {message}")]
+    Config { key: String, message: String },
+    /// The job or result schema is missing from the catalog.
+    #[error("the inference schemas are missing: {0}")]
+    Schema(#[from] crate::bus::CodecError),
+    /// The in-process model could not be loaded.
+    #[error("cannot load the model for in-process instances")]
+    Model(#[from] ModelError),
+    /// An instance could not be turned into a backend.
+    #[error("cannot connect the instances of model `{model}`")]
+    Connect {
+        model: String,
+        #[source]
+        source: ConnectError,
+    },
+    /// The batcher refused the settings.
+    #[error(transparent)]
+    Batcher(#[from] BatcherError),
+}
+
+/// Loads the model for `in-process` instances, if any model has one.
+pub fn load_local_model(
+    settings: &InferenceWorkerSettings,
+) -> Result<Option<Arc<EmbeddingModel>>, InferenceWorkerError> {
+    if !settings.needs_local_model() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(EmbeddingModel::load(&settings.model_dir)?)))
+}
+
+/// Builds every model's backend (one instance, or a pool of several) and starts the batcher.
+/// `local_model` serves the `in-process` instances.
+pub fn start_batcher(
+    settings: &InferenceWorkerSettings,
+    local_model: Option<Arc<EmbeddingModel>>,
+    token: CancellationToken,
+) -> Result<Arc<InferenceBatcher>, InferenceWorkerError> {
+    settings.validate().map_err(|(key, message)| InferenceWorkerError::Config { key, message })?;
+    let mut queues = Vec::with_capacity(settings.models.len());
+    for (name, model) in &settings.models {
+        let mut options = ConnectOptions::new(name.clone());
+        options.request_timeout = settings.request_timeout;
+        options.local_model = local_model.clone();
+        let connect_error = |source| InferenceWorkerError::Connect { model: name.clone(), source };
+        let backend: Arc<dyn EmbeddingBackend> = match model.instances.as_slice() {
+            [one] => connect(one, &options).map_err(connect_error)?,
+            several => {
+                let pool = connect_pool(name.clone(), several, &options, PoolOptions::default()).map_err(connect_error)?;
+                // Probes /health in the background, so an instance whose breaker opened is put
+                // back as soon as it answers again; it stops with the batcher's token.
+                pool.spawn_health_watch(token.clone());
+                pool
+            }
+        };
+        info!(model = %name, instances = ?model.instances, "serving model");
+        queues.push(ModelQueue { name: name.clone(), backend, settings: model.batching.clone() });
+    }
+    Ok(Arc::new(InferenceBatcher::start(queues, token)?))
+}
+
+/// The inference batcher worker.
+pub struct InferenceWorker {
+    batcher: Arc<InferenceBatcher>,
+    results_topic: Arc<str>,
+    result_schema: Arc<KnownSchema>,
+    job_schema: String,
+    max_inputs_per_job: usize,
+    default_labels: Arc<LabelSet>,
+}
+
+impl InferenceWorker {
+    /// A worker feeding `batcher` (see [`start_batcher`]).
+    pub fn new(
+        settings: &InferenceWorkerSettings,
+        catalog: &SchemaCatalog,
+        batcher: Arc<InferenceBatcher>,
+    ) -> Result<InferenceWorker, InferenceWorkerError> {
+        settings.validate().map_err(|(key, message)| InferenceWorkerError::Config { key, message })?;
+        let default_labels = LabelSet::new(default_sentiment_labels()).ok_or_else(|| InferenceWorkerError::Config {
+            key: "models".into(),
+            message: "the default sentiment labels are empty or repeat a label".into(),
+        })?;
+        Ok(InferenceWorker {
+            batcher,
+            results_topic: Arc::from(settings.results_topic.as_str()),
+            result_schema: catalog.by_file("inference_result.avsc")?,
+            job_schema: catalog.by_file("inference_job.avsc")?.name.clone(),
+            max_inputs_per_job: settings.max_inputs_per_job,
+            default_labels: Arc::new(default_labels),
+        })
+    }
+
+    /// The batcher, for its settings and learned latency curve.
+    pub fn batcher(&self) -> &Arc<InferenceBatcher> {
+        &self.batcher
+    }
+
+    /// The batcher's request for `job`, or why the job is rejected.
+    fn validate(&self, job: &InferenceJob) -> Result<JobRequest, String> {
+        if !self.batcher.serves(&job.model) {
+            let known: Vec<&str> = self.batcher.models().collect();
+            return Err(format!("unknown model `{}` (this worker serves {})", job.model, known.join(", ")));
+        }
+        if job.id.trim().is_empty() {
+            return Err("the job has no id".into());
+        }
+        if job.inputs.is_empty() {
+            return Err("the job has no inputs".into());
+        }
+        if job.inputs.len() > self.max_inputs_per_job {
+            return Err(format!(
+                "{} inputs is more than the {} a job may carry",
+                job.inputs.len(),
+                self.max_inputs_per_job
+            ));
+        }
+        let task = match job.task {
+            WireTask::Embed => Task::Embed,
+            WireTask::Classify => Task::Classify(match &job.labels {
+                None => self.default_labels.clone(),
+                Some(labels) => {
+                    // Sorted by label so the same map always makes the same set (and cache key).
+                    let sorted: BTreeMap<&String, &String> = labels.iter().collect();
+                    let descriptions =
+                        sorted.into_iter().map(|(label, text)| LabelDescription::new(label, text)).collect();
+                    Arc::new(LabelSet::new(descriptions).ok_or("classify needs at least one label")?)
+                }
+            }),
+        };
+        Ok(JobRequest {
+            id: job.id.clone(),
+            model: job.model.clone(),
+            task,
+            inputs: job.inputs.clone(),
+            priority: job.priority,
+            issued_at: from_epoch_millis(job.issued_at),
+            deadline: job.deadline.map(from_epoch_millis),
+        })
+    }
+}
+
+/// `millis` since the epoch as a time; before the epoch reads as the epoch.
+fn from_epoch_millis(millis: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+}
+
+impl Worker for InferenceWorker {
+    fn name(&self) -> &'static str {
+        "inference-batcher"
+    }
+
+    async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        if message.schema.reader.name != self.job_schema {
+            return Err(HandlerError::rejected(
+                "unexpected_schema",
+                format!("{} is not a {}", message.schema.reader.name, self.job_schema),
+            ));
+        }
+        let job: InferenceJob = message.deserialize()?;
+        let outcome = match self.validate(&job) {
+            Err(reason) => JobOutcome::not_run(JobStatus::Rejected, reason, from_epoch_millis(job.issued_at)),
+            Ok(request) => match self.batcher.submit(request).await {
+                Ok(outcome) => outcome,
+                // Shutting down: fail transiently so nothing is committed and the job is
+                // redelivered to whoever runs next.
+                Err(BatcherError::Stopped(model)) => {
+                    return Err(HandlerError::transient("batcher_stopped", format!("the batcher of {model} stopped")));
+                }
+                Err(error) => {
+                    JobOutcome::not_run(JobStatus::Rejected, error.to_string(), from_epoch_millis(job.issued_at))
+                }
+            },
+        };
+        // Unknown model names come from publishers: never a label value.
+        let model_label = if self.batcher.serves(&job.model) { job.model.clone() } else { "unknown".to_owned() };
+        ::metrics::counter!(metric::JOBS, "model" => model_label, "status" => outcome.status.as_str()).increment(1);
+        ::metrics::histogram!(metric::QUEUE_SECONDS, "priority" => job.priority.as_str())
+            .record(outcome.queue_time_ms / 1000.0);
+
+        let topic: Arc<str> = match job.reply_to.as_deref().map(str::trim) {
+            Some(reply_to) if !reply_to.is_empty() => Arc::from(reply_to),
+            _ => self.results_topic.clone(),
+        };
+        let key = job.id.clone().into_bytes();
+        let result = InferenceResult::from_outcome(job.id, job.model, outcome, crate::clock::now_millis());
+        let payload = SchemaCatalog::encode(&self.result_schema, &result)
+            .map_err(|e| HandlerError::rejected("result_encoding", e.to_string()))?;
+        Ok(vec![Outbound::new(topic, Some(key), payload)])
+    }
+}
+
+/// Current batch settings of every model (for the admin endpoint and `frontier config`-like output).
+pub fn batching_snapshot(batcher: &InferenceBatcher) -> HashMap<String, crate::inference::batcher::BatchingSettings> {
+    batcher.models().filter_map(|model| Some((model.to_owned(), batcher.settings(model)?))).collect()
+}

@@ -1,0 +1,171 @@
+//! `[workers.inference]`: where the inference batcher reads and writes, the models it serves,
+//! their instances and batch settings.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inference::backend::IN_PROCESS_SPEC;
+use crate::inference::batcher::BatchingSettings;
+use crate::inference::model::DEFAULT_MODEL_DIR;
+
+/// The model served when the configuration names none: all-MiniLM-L6-v2, in-process.
+pub const DEFAULT_MODEL: &str = "all-minilm-l6-v2";
+
+/// `[workers.inference]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceWorkerSettings {
+    /// Topic of `InferenceJob`s.
+    pub input_topic: String,
+    /// Topic results go to when a job has no `reply_to`.
+    pub results_topic: String,
+    /// Consumer group id; defaults to `<group_prefix>.inference-batcher`.
+    pub group_id: Option<String>,
+    /// Folder of the model loaded for `in-process` instances (fetched by `ops/models`).
+    pub model_dir: PathBuf,
+    /// Address of the admin endpoint (`GET`/`PUT /admin/batching`, batch settings while
+    /// running); unset turns it off.
+    pub admin_listen: Option<SocketAddr>,
+    /// Most inputs one job may carry; a larger job is answered `rejected`.
+    pub max_inputs_per_job: usize,
+    /// How long one batch may take on an HTTP instance before it counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// The models served, by the name jobs use. Configuration files add models to the
+    /// default one (`all-minilm-l6-v2`, in-process); they cannot remove it.
+    pub models: BTreeMap<String, ModelSettings>,
+}
+
+impl Default for InferenceWorkerSettings {
+    fn default() -> Self {
+        InferenceWorkerSettings {
+            input_topic: "frontier.inference.jobs".into(),
+            results_topic: "frontier.inference.results".into(),
+            group_id: None,
+            model_dir: DEFAULT_MODEL_DIR.into(),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9480))),
+            max_inputs_per_job: 512,
+            request_timeout: Duration::from_secs(30),
+            models: BTreeMap::from([(DEFAULT_MODEL.to_owned(), ModelSettings::default())]),
+        }
+    }
+}
+
+/// One served model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    /// Where batches run: `in-process` (the model loaded from `model_dir`) and/or base URLs of
+    /// OpenAI-compatible embeddings servers (`http://127.0.0.1:8081`). Several instances form a
+    /// pool that balances batches and trips a circuit breaker on failing ones; set
+    /// `batching.max_concurrent_batches` to their number so each gets work.
+    pub instances: Vec<String>,
+    /// How this model's jobs are batched.
+    pub batching: BatchingSettings,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings { instances: vec![IN_PROCESS_SPEC.to_owned()], batching: BatchingSettings::default() }
+    }
+}
+
+impl InferenceWorkerSettings {
+    /// Checks what the types alone cannot; the error is the key under `workers.inference` and
+    /// what is wrong with it.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let invalid = |key: String, message: &str| Err((key, message.to_owned()));
+        if self.input_topic.trim().is_empty() {
+            return invalid("input_topic".into(), "must name a topic");
+        }
+        if self.results_topic.trim().is_empty() {
+            return invalid("results_topic".into(), "must name a topic");
+        }
+        if self.results_topic == self.input_topic {
+            return invalid("results_topic".into(), "must differ from input_topic (results would be read as jobs)");
+        }
+        if self.max_inputs_per_job == 0 {
+            return invalid("max_inputs_per_job".into(), "must be at least 1");
+        }
+        if self.request_timeout.is_zero() {
+            return invalid("request_timeout".into(), "must be greater than zero");
+        }
+        if self.models.is_empty() {
+            return invalid("models".into(), "must name at least one model");
+        }
+        for (name, model) in &self.models {
+            if model.instances.is_empty() {
+                return invalid(format!("models.{name}.instances"), "must name at least one instance");
+            }
+            for instance in &model.instances {
+                let instance = instance.trim();
+                if instance != IN_PROCESS_SPEC && !instance.starts_with("http://") {
+                    return invalid(
+                        format!("models.{name}.instances"),
+                        &format!("`{instance}` is neither `{IN_PROCESS_SPEC}` nor an http:// base URL"),
+                    );
+                }
+            }
+            if let Err(error) = model.batching.validate() {
+                return Err((format!("models.{name}.batching.{}", error.key), error.message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any model runs in this process (so the model files must be loaded).
+    pub fn needs_local_model(&self) -> bool {
+        self.models.values().flat_map(|model| &model.instances).any(|instance| instance.trim() == IN_PROCESS_SPEC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_serve_minilm_in_process() {
+        let settings = InferenceWorkerSettings::default();
+        assert_eq!(settings.validate(), Ok(()));
+        assert!(settings.needs_local_model());
+        assert_eq!(settings.models[DEFAULT_MODEL].batching.max_batch_size, 64);
+    }
+
+    #[test]
+    fn invalid_settings_name_their_key() {
+        let mut settings = InferenceWorkerSettings::default();
+        settings
+            .models
+            .insert("remote".into(), ModelSettings { instances: vec!["grpc://x".into()], ..ModelSettings::default() });
+        assert_eq!(settings.validate().unwrap_err().0, "models.remote.instances");
+        let mut settings = InferenceWorkerSettings::default();
+        settings.models.get_mut(DEFAULT_MODEL).unwrap().batching.policies.critical.max_queue_size = 0;
+        assert_eq!(
+            settings.validate().unwrap_err().0,
+            "models.all-minilm-l6-v2.batching.policies.critical.max_queue_size"
+        );
+        let settings =
+            InferenceWorkerSettings { results_topic: "frontier.inference.jobs".into(), ..Default::default() };
+        assert_eq!(settings.validate().unwrap_err().0, "results_topic");
+    }
+
+    #[test]
+    fn a_toml_section_parses_and_unknown_keys_are_refused() {
+        let parsed: InferenceWorkerSettings = toml::from_str(
+            r#"
+            input_topic = "jobs"
+            [models.finbert]
+            instances = ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
+            batching = { max_batch_size = 32, preferred_batch_sizes = [16, 32], max_queue_delay = "5ms", max_concurrent_batches = 2 }
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(parsed.models["finbert"].batching.max_queue_delay, Duration::from_millis(5));
+        assert_eq!(parsed.validate(), Ok(()));
+        assert!(toml::from_str::<InferenceWorkerSettings>("max_batch = 3").is_err());
+    }
+}
