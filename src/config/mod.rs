@@ -80,6 +80,9 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Log output.
     pub log: LogSettings,
+    /// The request cache of the serving worker and the cache warmer: sizes, lifetimes per
+    /// kind, encryption keys, Redis behaviour.
+    pub cache: crate::cache::CacheSettings,
     /// Per-worker settings.
     pub workers: WorkerSettings,
 }
@@ -292,6 +295,14 @@ pub struct WorkerSettings {
     pub passthrough: PassthroughSettings,
     /// The SLA monitor: SLIs, rules and SLOs over `frontier.metrics`, alerts to `frontier.alerts`.
     pub sla: crate::sla::SlaWorkerSettings,
+    /// The inference batcher: jobs from `frontier.inference.jobs` batched onto model instances,
+    /// results to `frontier.inference.results`.
+    pub inference: crate::inference::worker::InferenceWorkerSettings,
+    /// The serving worker: requests from `frontier.requests` answered from the cache,
+    /// responses to `frontier.responses`, events to `frontier.metrics`.
+    pub serve: crate::cache::serve::ServeSettings,
+    /// The cache warmer: hot keys from `frontier.metrics` recomputed before they expire.
+    pub cache_warmer: crate::cache::warmer::CacheWarmerSettings,
 }
 
 /// The passthrough worker: consumes one topic and re-produces every message to another.
@@ -351,6 +362,7 @@ impl Settings {
         let mut copy = self.clone();
         copy.redis.url = crate::health::redact(&copy.redis.url);
         copy.postgres.url = crate::health::redact(&copy.postgres.url);
+        copy.cache = copy.cache.redacted();
         for (key, value) in copy.kafka.client.iter_mut() {
             let key = key.to_lowercase();
             if ["password", "secret", "key", "token"].iter().any(|s| key.contains(s)) {

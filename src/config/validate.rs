@@ -79,6 +79,16 @@ impl Settings {
         positive("workers.sla.gauge_interval", sla.gauge_interval)?;
         positive("workers.sla.restore_timeout", sla.restore_timeout)?;
         sla.monitor.validate().map_err(|e| invalid(&format!("workers.sla.monitor.{}", e.key()), e.to_string()))?;
+        self.workers
+            .inference
+            .validate()
+            .map_err(|(key, message)| invalid(&format!("workers.inference.{key}"), message))?;
+        self.cache.validate().map_err(|e| invalid(&format!("cache.{}", e.key), e.message))?;
+        self.workers.serve.validate().map_err(|(key, message)| invalid(&format!("workers.serve.{key}"), message))?;
+        self.workers
+            .cache_warmer
+            .validate()
+            .map_err(|(key, message)| invalid(&format!("workers.cache_warmer.{key}"), message))?;
         let passthrough = &self.workers.passthrough;
         if passthrough.input_topic == passthrough.output_topic {
             return Err(invalid("workers.passthrough.output_topic", "must differ from input_topic (it would loop)"));

@@ -2,6 +2,8 @@
 //! reported as medians and ratios because the machines are shared and noisy.
 
 mod bus;
+mod inference;
+mod serve;
 mod sla;
 
 use std::process::ExitCode;
@@ -42,12 +44,35 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = 20)]
         trials: usize,
     },
+    /// The inference batcher: jobs/s through Kafka with batching off and on, beside the model's
+    /// own best offline throughput, and latency per priority under a steady load.
+    Inference {
+        /// One-headline embed jobs per throughput run.
+        #[arg(long, default_value_t = 2000)]
+        jobs: usize,
+        /// Rounds of offline, batching off and batching on (alternating); medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Steady load for the latency run, as a fraction of the batched throughput measured.
+        #[arg(long, default_value_t = 0.7)]
+        load: f64,
+        /// Seconds of steady load for the latency run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// The serving path: publish-to-response latency of cold and cached requests, hit ratio per
+    /// layer with the cache warmer off and on under a Zipf load, lookup latency per layer.
+    Serve(serve::ServeBenchArgs),
 }
 
 pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCode> {
     match target {
         BenchTarget::Bus { messages, rounds, partitions } => bus::bench_bus(settings, messages, rounds, partitions).await,
         BenchTarget::Sla { events, trials } => sla::bench_sla(settings, events, trials).await,
+        BenchTarget::Inference { jobs, rounds, load, seconds } => {
+            inference::bench_inference(settings, jobs, rounds, load, seconds).await
+        }
+        BenchTarget::Serve(args) => serve::bench_serve(settings, args).await,
     }
 }
 

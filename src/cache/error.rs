@@ -1,0 +1,37 @@
+//! Errors of the request cache. Layer failures never reach a request (they are counted and
+//! logged where they happen); only a failed computation and a cache that cannot start do.
+
+use super::disk::DiskLayerError;
+use super::keyring::KeyringError;
+use super::settings::InvalidCacheSetting;
+
+/// Why a value could not be computed; shared by every request coalesced onto the computation.
+/// `code` is a stable lower_snake_case code for the response's `ErrorDetail`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ComputeError {
+    /// Stable machine-readable code, e.g. `invalid_params`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ComputeError {
+    /// An error with `code` and `message`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ComputeError {
+        ComputeError { code: code.into(), message: message.into() }
+    }
+}
+
+/// Why the cache could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Settings(#[from] InvalidCacheSetting),
+    #[error("cache encryption keys: {0}")]
+    Keyring(#[from] KeyringError),
+    #[error("invalid Redis URL for the cache: {0}")]
+    RedisUrl(#[from] redis::RedisError),
+    #[error(transparent)]
+    Disk(#[from] DiskLayerError),
+}

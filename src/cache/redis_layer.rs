@@ -1,0 +1,336 @@
+//! The Redis layer, shared by every serving instance: sealed entries with `PX` = ttl + grace;
+//! per tag, a hash of the entries carrying it (entry key -> the watermark it was computed
+//! under) and a hash of its invalidation versions (partition -> offset). Writes and
+//! invalidations are Lua scripts, so checking a tag's versions and writing happen atomically.
+//!
+//! Redis being down never fails a request: the first failure is logged and the layer is
+//! skipped; after `retry_backoff` the next request tries a fresh connection, and success is
+//! logged once too.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError};
+use tracing::{info, warn};
+
+use super::entry::{Entry, duration_ms};
+use super::metric;
+use super::sealed::Sealer;
+use super::stats::{Counters, bump};
+use super::watermark::InvalidationVersion;
+
+/// Stores `ARGV[1]` under `KEYS[1]` for `ARGV[2]` ms unless a version of one of its tags
+/// (`KEYS[2..n+1]`, partition -> offset) is above its watermark `ARGV[3]` (`p:o,p:o`); then
+/// records it in each tag's index (`KEYS[n+2..2n+1]`, entry key -> watermark).
+const WRITE_SCRIPT: &str = r#"
+local wm = {}
+for p, o in string.gmatch(ARGV[3], '(%-?%d+):(%-?%d+)') do wm[p] = tonumber(o) end
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local versions = redis.call('HGETALL', KEYS[1 + i])
+  for j = 1, #versions, 2 do
+    if tonumber(versions[j + 1]) > (wm[versions[j]] or -1) then return 0 end
+  end
+end
+local px = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', px)
+for i = 1, n do
+  local index = KEYS[1 + n + i]
+  redis.call('HSET', index, KEYS[1], ARGV[3])
+  if redis.call('PTTL', index) < px then redis.call('PEXPIRE', index, px) end
+end
+return 1
+"#;
+
+/// Invalidation at partition `ARGV[1]`, offset `ARGV[2]`: raises the applied offset of the
+/// partition (`KEYS[1]`) and each tag's version (`KEYS[2..n+1]`, kept `ARGV[3]` ms), then
+/// deletes the entries of each tag index (`KEYS[n+2..]`) computed before it. Returns how many
+/// entries it deleted.
+const INVALIDATE_SCRIPT: &str = r#"
+local p, o = ARGV[1], tonumber(ARGV[2])
+local n = (#KEYS - 1) / 2
+local applied = tonumber(redis.call('HGET', KEYS[1], p))
+if applied == nil or applied < o then redis.call('HSET', KEYS[1], p, ARGV[2]) end
+local dropped = 0
+for i = 1, n do
+  local version = tonumber(redis.call('HGET', KEYS[1 + i], p))
+  if version == nil or version < o then redis.call('HSET', KEYS[1 + i], p, ARGV[2]) end
+  redis.call('PEXPIRE', KEYS[1 + i], ARGV[3])
+  local index = KEYS[1 + n + i]
+  local members = redis.call('HGETALL', index)
+  for j = 1, #members, 2 do
+    local at = -1
+    for mp, mo in string.gmatch(members[j + 1], '(%-?%d+):(%-?%d+)') do
+      if mp == p then at = tonumber(mo) end
+    end
+    if at < o then
+      dropped = dropped + redis.call('DEL', members[j])
+      redis.call('HDEL', index, members[j])
+    end
+  end
+end
+return dropped
+"#;
+
+/// What became of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Stored.
+    Stored,
+    /// Refused: a tag was invalidated above the entry's watermark.
+    Refused,
+    /// Not attempted or failed: Redis is unavailable (already counted and logged).
+    Unavailable,
+}
+
+/// Connection state: the live connection, or since when Redis is down and when to try again.
+struct Link {
+    connection: Option<ConnectionManager>,
+    down_since: Option<Instant>,
+    retry_at: Instant,
+}
+
+/// Names of the Redis keys under one prefix.
+#[derive(Debug, Clone)]
+struct KeyNames {
+    prefix: String,
+}
+
+impl KeyNames {
+    fn entry(&self, key: &str) -> String {
+        format!("{}:e:{key}", self.prefix)
+    }
+    fn tag_index(&self, tag: &str) -> String {
+        format!("{}:t:{tag}", self.prefix)
+    }
+    fn tag_version(&self, tag: &str) -> String {
+        format!("{}:v:{tag}", self.prefix)
+    }
+    fn applied(&self) -> String {
+        format!("{}:applied", self.prefix)
+    }
+}
+
+/// The shared layer.
+pub struct RedisLayer {
+    client: Client,
+    names: KeyNames,
+    sealer: Sealer,
+    link: Mutex<Link>,
+    retry_backoff: Duration,
+    timeout: Duration,
+    tag_version_retention: Duration,
+    counters: Arc<Counters>,
+}
+
+impl RedisLayer {
+    /// A layer on `url` (connected on first use); fails only on a malformed URL.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        sealer: Sealer,
+        retry_backoff: Duration,
+        timeout: Duration,
+        tag_version_retention: Duration,
+        counters: Arc<Counters>,
+    ) -> Result<RedisLayer, RedisError> {
+        let client = Client::open(url)?;
+        ::metrics::gauge!(metric::REDIS_UP).set(0.0);
+        Ok(RedisLayer {
+            client,
+            names: KeyNames { prefix: prefix.to_string() },
+            sealer,
+            link: Mutex::new(Link { connection: None, down_since: None, retry_at: Instant::now() }),
+            retry_backoff,
+            timeout,
+            tag_version_retention,
+            counters,
+        })
+    }
+
+    fn link(&self) -> MutexGuard<'_, Link> {
+        // The state is three plain fields, each always valid on its own.
+        self.link.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the layer is in use now (false while backing off after a failure).
+    pub fn is_up(&self) -> bool {
+        self.link().connection.is_some()
+    }
+
+    /// The connection, connecting first if the backoff has passed; `None` while Redis is
+    /// considered down.
+    pub async fn connection(&self) -> Option<ConnectionManager> {
+        {
+            let mut link = self.link();
+            if let Some(connection) = &link.connection {
+                return Some(connection.clone());
+            }
+            let now = Instant::now();
+            if now < link.retry_at {
+                return None;
+            }
+            // Only this caller probes; the others skip Redis until it succeeds or the next
+            // backoff passes.
+            link.retry_at = now + self.retry_backoff;
+        }
+        // One attempt per probe: the backoff between probes is ours, not the manager's.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let attempt = ConnectionManager::new_with_config(self.client.clone(), config);
+        match tokio::time::timeout(self.timeout + Duration::from_millis(100), attempt).await {
+            Ok(Ok(connection)) => {
+                let mut link = self.link();
+                link.connection = Some(connection.clone());
+                if let Some(since) = link.down_since.take() {
+                    bump(&self.counters.redis_recoveries);
+                    info!(down_for = ?since.elapsed(), "Redis is reachable again; the cache uses it again");
+                }
+                ::metrics::gauge!(metric::REDIS_UP).set(1.0);
+                Some(connection)
+            }
+            Ok(Err(error)) => {
+                self.failed("connect", &error, true);
+                None
+            }
+            Err(_) => {
+                self.failed("connect", &format!("no connection within {:?}", self.timeout), true);
+                None
+            }
+        }
+    }
+
+    /// Counts a failure; a connectivity failure also takes the layer down until the backoff
+    /// passes, logging the outage the first time only.
+    fn failed(&self, op: &'static str, error: &dyn Display, connectivity: bool) {
+        bump(&self.counters.redis_errors);
+        ::metrics::counter!(metric::REDIS_ERRORS, "op" => op).increment(1);
+        if !connectivity {
+            // A command Redis understood and refused: a bug here, not an outage.
+            warn!(op, %error, "Redis refused a cache command");
+            return;
+        }
+        let mut link = self.link();
+        link.connection = None;
+        link.retry_at = Instant::now() + self.retry_backoff;
+        if link.down_since.is_none() {
+            link.down_since = Some(Instant::now());
+            bump(&self.counters.redis_outages);
+            ::metrics::gauge!(metric::REDIS_UP).set(0.0);
+            warn!(op, %error, retry_every = ?self.retry_backoff,
+                "Redis is unreachable; the cache serves without it until it is back");
+        }
+    }
+
+    /// Runs one command with the layer's timeout, counting and classifying failures.
+    async fn run<T: redis::FromRedisValue>(&self, op: &'static str, command: &redis::Cmd) -> Option<T> {
+        let mut connection = self.connection().await?;
+        match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut connection)).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                let connectivity = error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal()
+                    || error.is_unrecoverable_error();
+                self.failed(op, &error, connectivity);
+                None
+            }
+            Err(_) => {
+                self.failed(op, &format!("no answer within {:?}", self.timeout), true);
+                None
+            }
+        }
+    }
+
+    /// The entry under `key`, if Redis holds a readable one. Unreadable values are deleted.
+    pub async fn get(&self, key: &str) -> Option<Entry> {
+        let redis_key = self.names.entry(key);
+        let bytes: Option<Vec<u8>> = self.run("get", redis::cmd("GET").arg(&redis_key)).await?;
+        let bytes = bytes?;
+        match self.sealer.open(Some(key), &bytes) {
+            Ok((_, entry)) => Some(entry),
+            Err(reason) => {
+                bump(&self.counters.unreadable);
+                ::metrics::counter!(metric::UNREADABLE, "layer" => "redis", "reason" => reason.label()).increment(1);
+                warn!(key, %reason, "dropping an unreadable entry from Redis");
+                let _: Option<i64> = self.run("remove", redis::cmd("DEL").arg(&redis_key)).await;
+                None
+            }
+        }
+    }
+
+    /// Stores `entry` under `key` for the rest of its life, unless one of its tags was
+    /// invalidated above its watermark.
+    pub async fn put(&self, key: &str, entry: &Entry) -> WriteOutcome {
+        let life = entry.remaining_life(crate::clock::now_millis());
+        if life < Duration::from_millis(1) {
+            return WriteOutcome::Stored;
+        }
+        let sealed = match self.sealer.seal(key, entry) {
+            Ok(sealed) => sealed,
+            Err(error) => {
+                self.failed("set", &error, false);
+                return WriteOutcome::Unavailable;
+            }
+        };
+        let mut command = redis::cmd("EVAL");
+        command.arg(WRITE_SCRIPT).arg(1 + 2 * entry.tags.len()).arg(self.names.entry(key));
+        for tag in &entry.tags {
+            command.arg(self.names.tag_version(tag));
+        }
+        for tag in &entry.tags {
+            command.arg(self.names.tag_index(tag));
+        }
+        command.arg(sealed).arg(duration_ms(life)).arg(entry.watermark.to_string());
+        match self.run::<i64>("set", &command).await {
+            Some(1) => WriteOutcome::Stored,
+            Some(_) => WriteOutcome::Refused,
+            None => WriteOutcome::Unavailable,
+        }
+    }
+
+    /// Records `version` for `tags` and deletes their entries computed before it. Returns how
+    /// many entries were deleted, `None` if Redis is unavailable.
+    pub async fn invalidate(&self, tags: &[String], version: InvalidationVersion) -> Option<u64> {
+        let mut command = redis::cmd("EVAL");
+        command.arg(INVALIDATE_SCRIPT).arg(1 + 2 * tags.len()).arg(self.names.applied());
+        for tag in tags {
+            command.arg(self.names.tag_version(tag));
+        }
+        for tag in tags {
+            command.arg(self.names.tag_index(tag));
+        }
+        command.arg(version.partition).arg(version.offset).arg(duration_ms(self.tag_version_retention));
+        self.run::<u64>("invalidate", &command).await
+    }
+
+    /// Deletes the entries under `keys`; how many existed, `None` if Redis is unavailable.
+    pub async fn remove(&self, keys: &[String]) -> Option<u64> {
+        if keys.is_empty() {
+            return Some(0);
+        }
+        let mut command = redis::cmd("DEL");
+        for key in keys {
+            command.arg(self.names.entry(key));
+        }
+        self.run::<u64>("remove", &command).await
+    }
+
+    /// The invalidation versions Redis holds for `tag` (partition -> offset), `None` if
+    /// unavailable.
+    pub async fn tag_versions(&self, tag: &str) -> Option<HashMap<i32, i64>> {
+        self.run("versions", redis::cmd("HGETALL").arg(self.names.tag_version(tag))).await
+    }
+
+    /// The highest invalidation offset any instance applied, per partition; `None` if
+    /// unavailable.
+    pub async fn applied(&self) -> Option<HashMap<i32, i64>> {
+        self.run("versions", redis::cmd("HGETALL").arg(self.names.applied())).await
+    }
+}

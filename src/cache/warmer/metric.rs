@@ -1,0 +1,26 @@
+//! Metric names of the cache warmer (the cache's own counters label its refreshes
+//! `reason="warmer"`).
+
+/// Request-completed events counted into the hot-key table.
+pub const EVENTS: &str = "frontier_cache_warmer_events_total";
+/// Refreshes finished, per `outcome` (refreshed, no_recipe, failed, cancelled).
+pub const REFRESHES: &str = "frontier_cache_warmer_refreshes_total";
+/// Due refreshes put off because the budget of refreshes per second was spent.
+pub const DEFERRED: &str = "frontier_cache_warmer_deferred_total";
+/// Seconds per refresh (recipe, computation, write-through).
+pub const REFRESH_SECONDS: &str = "frontier_cache_warmer_refresh_duration_seconds";
+/// Keys in the hot-key table.
+pub const TRACKED_KEYS: &str = "frontier_cache_warmer_tracked_keys";
+/// Keys hot enough to be kept warm.
+pub const HOT_KEYS: &str = "frontier_cache_warmer_hot_keys";
+
+/// Registers descriptions so `/metrics` explains itself.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EVENTS, "Request-completed events counted by the cache warmer.");
+    describe_counter!(REFRESHES, "Cache warmer refreshes, by outcome.");
+    describe_counter!(DEFERRED, "Due refreshes put off by the warmer's refresh budget.");
+    describe_histogram!(REFRESH_SECONDS, Unit::Seconds, "Seconds per cache warmer refresh.");
+    describe_gauge!(TRACKED_KEYS, "Keys in the cache warmer's hot-key table.");
+    describe_gauge!(HOT_KEYS, "Keys hot enough for the cache warmer to keep warm.");
+}

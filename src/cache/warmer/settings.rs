@@ -1,0 +1,90 @@
+//! `[workers.cache_warmer]`: what counts as hot, how early to refresh, and how much load the
+//! warmer may add.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[workers.cache_warmer]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheWarmerSettings {
+    /// Topic of the request-completed events of the serving workers.
+    pub input_topic: String,
+    /// Consumer group id; defaults to `<group_prefix>.cache-warmer`.
+    pub group_id: Option<String>,
+    /// Only events of this service are counted (the serving worker's `serve`).
+    pub service: String,
+    /// Keys tracked at most (Space-Saving counters): bounds memory whatever the key space.
+    pub tracked_keys: usize,
+    /// Half-life of a key's request count: a key nobody asked for in a few half-lives cools off.
+    #[serde(with = "humantime_serde")]
+    pub half_life: Duration,
+    /// Decayed request count from which a key is hot and kept warm.
+    pub min_score: f64,
+    /// Hot keys considered per scan, hottest first.
+    pub max_hot_keys: usize,
+    /// How early to refresh, as a fraction of the key's ttl (0.2: in the last fifth of it).
+    pub refresh_ahead: f64,
+    /// Refreshes running at once, at most: the warmer's share of the database and CPU.
+    pub max_concurrent_refreshes: usize,
+    /// Refreshes started per second, at most (token bucket with one second of burst).
+    pub max_refreshes_per_second: f64,
+    /// How often the hot keys are scanned for ones about to expire.
+    #[serde(with = "humantime_serde")]
+    pub scan_interval: Duration,
+    /// Memory layer of the warmer's own cache (recipes it reads, values it refreshes); the
+    /// warmer has no disk layer, its refreshes go to Redis, where the serving instances look.
+    pub memory_bytes: u64,
+}
+
+impl Default for CacheWarmerSettings {
+    fn default() -> Self {
+        CacheWarmerSettings {
+            input_topic: "frontier.metrics".into(),
+            group_id: None,
+            service: crate::cache::serve::wire::SERVICE.into(),
+            tracked_keys: 10_000,
+            half_life: Duration::from_secs(60),
+            min_score: 2.0,
+            max_hot_keys: 2_000,
+            refresh_ahead: 0.2,
+            max_concurrent_refreshes: 2,
+            max_refreshes_per_second: 50.0,
+            scan_interval: Duration::from_millis(250),
+            memory_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl CacheWarmerSettings {
+    /// Checks what serde cannot; the error names the key below `workers.cache_warmer`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let invalid = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
+        if self.input_topic.trim().is_empty() {
+            return invalid("input_topic", "must name a topic");
+        }
+        if self.tracked_keys == 0 || self.max_hot_keys == 0 {
+            return invalid(if self.tracked_keys == 0 { "tracked_keys" } else { "max_hot_keys" }, "must be at least 1");
+        }
+        if self.half_life.is_zero() || self.scan_interval.is_zero() {
+            return invalid(if self.half_life.is_zero() { "half_life" } else { "scan_interval" }, "must be greater than zero");
+        }
+        if !(self.min_score.is_finite() && self.min_score > 0.0) {
+            return invalid("min_score", "must be a positive number");
+        }
+        if !(self.refresh_ahead.is_finite() && self.refresh_ahead > 0.0 && self.refresh_ahead < 1.0) {
+            return invalid("refresh_ahead", "must be a fraction between 0 and 1 (exclusive)");
+        }
+        if self.max_concurrent_refreshes == 0 {
+            return invalid("max_concurrent_refreshes", "must be at least 1");
+        }
+        if !(self.max_refreshes_per_second.is_finite() && self.max_refreshes_per_second > 0.0) {
+            return invalid("max_refreshes_per_second", "must be a positive number");
+        }
+        if self.memory_bytes < 1024 * 1024 {
+            return invalid("memory_bytes", "must be at least 1 MiB");
+        }
+        Ok(())
+    }
+}

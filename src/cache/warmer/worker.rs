@@ -1,0 +1,225 @@
+//! `CacheWarmer`: counts the serving workers' request-completed events into [`HotKeys`] and,
+//! every scan interval, refreshes the hot keys about to expire, within a concurrency limit and
+//! a refresh budget, in background tasks that stop with the shutdown token.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::budget::RefreshBudget;
+use super::hot::{DueKey, HotKeys};
+use super::metric;
+use super::settings::CacheWarmerSettings;
+use crate::bus::json::avro_to_json;
+use crate::bus::{HandlerError, Inbound, Outbound, Worker};
+use crate::cache::serve::recipe::{self, RecipeError};
+use crate::cache::serve::wire::{CompletedRecord, Status};
+use crate::cache::{CacheKey, CachePolicy, TieredCache};
+use crate::market::{AnalysisRequest, PriceStore};
+
+/// How one refresh ended (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Refreshed,
+    NoRecipe,
+    Failed,
+    Cancelled,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Refreshed => "refreshed",
+            Outcome::NoRecipe => "no_recipe",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What the refresh tasks share with the worker.
+struct Shared {
+    hot: Mutex<HotKeys>,
+    cache: TieredCache,
+    store: PriceStore,
+    recipe_policy: CachePolicy,
+    refreshed: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn hot(&self) -> MutexGuard<'_, HotKeys> {
+        // Plain counters: whatever a panicking holder left is still usable.
+        self.hot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The cache warmer worker.
+pub struct CacheWarmer {
+    shared: Arc<Shared>,
+    settings: CacheWarmerSettings,
+    budget: Mutex<RefreshBudget>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl CacheWarmer {
+    /// A warmer refreshing into `cache` over `store`; recipes live `recipe_ttl` (the serving
+    /// workers' setting). Its refresh tasks stop when `shutdown` is cancelled; await
+    /// [`CacheWarmer::finish`] after the consumer loop stopped.
+    pub fn new(
+        settings: &CacheWarmerSettings,
+        cache: TieredCache,
+        store: PriceStore,
+        recipe_ttl: Duration,
+        shutdown: CancellationToken,
+    ) -> CacheWarmer {
+        metric::describe();
+        CacheWarmer {
+            shared: Arc::new(Shared {
+                hot: Mutex::new(HotKeys::new(settings.tracked_keys, settings.half_life, crate::clock::now_millis())),
+                cache,
+                store,
+                recipe_policy: CachePolicy { ttl: recipe_ttl, grace: Duration::ZERO },
+                refreshed: Default::default(),
+            }),
+            settings: settings.clone(),
+            budget: Mutex::new(RefreshBudget::new(settings.max_refreshes_per_second, Instant::now())),
+            permits: Arc::new(Semaphore::new(settings.max_concurrent_refreshes)),
+            tracker: TaskTracker::new(),
+            shutdown,
+        }
+    }
+
+    /// The cache it refreshes.
+    pub fn cache(&self) -> &TieredCache {
+        &self.shared.cache
+    }
+
+    /// Keys refreshed so far.
+    pub fn refreshed(&self) -> u64 {
+        self.shared.refreshed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The decayed request count of `key` now.
+    pub fn score(&self, key: &CacheKey) -> f64 {
+        self.shared.hot().score(key, crate::clock::now_millis())
+    }
+
+    /// Waits for the refreshes still running (they stop early once the token is cancelled).
+    pub async fn finish(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// Starts refreshes of the due hot keys, as many as the permits and the budget allow.
+    fn start_due_refreshes(&self, now_ms: i64) {
+        let settings = &self.settings;
+        let cache = &self.shared.cache;
+        let due = {
+            let hot = self.shared.hot();
+            ::metrics::gauge!(metric::TRACKED_KEYS).set(hot.len() as f64);
+            ::metrics::gauge!(metric::HOT_KEYS).set(hot.hot_count(now_ms, settings.min_score) as f64);
+            hot.due(now_ms, settings.min_score, settings.max_hot_keys, settings.refresh_ahead, |kind| cache.policy_for(kind).ttl)
+        };
+        for due_key in due {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else { return };
+            let allowed = self.budget.lock().unwrap_or_else(PoisonError::into_inner).try_take(Instant::now());
+            if !allowed {
+                ::metrics::counter!(metric::DEFERRED).increment(1);
+                return;
+            }
+            self.shared.hot().start_refresh(&due_key.key);
+            let (shared, shutdown) = (self.shared.clone(), self.shutdown.clone());
+            self.tracker.spawn(async move {
+                let _permit = permit;
+                let started = Instant::now();
+                let outcome = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => Outcome::Cancelled,
+                    outcome = refresh(&shared, &due_key) => outcome,
+                };
+                shared.hot().finish_refresh(&due_key.key, crate::clock::now_millis());
+                ::metrics::counter!(metric::REFRESHES, "outcome" => outcome.label()).increment(1);
+                ::metrics::histogram!(metric::REFRESH_SECONDS).record(started.elapsed().as_secs_f64());
+                if outcome == Outcome::Refreshed {
+                    shared.refreshed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    }
+}
+
+/// Recomputes one key from its recipe and writes it through (Redis included); renews the
+/// recipe when it is past half its life. Logs what went wrong where it happened.
+async fn refresh(shared: &Shared, due: &DueKey) -> Outcome {
+    let cache = &shared.cache;
+    let (recipe, recipe_age) = match recipe::load(cache, &due.key, shared.recipe_policy).await {
+        Ok(found) => found,
+        Err(RecipeError::Missing(key)) => {
+            debug!(%key, "hot key without a recipe; not warmed");
+            return Outcome::NoRecipe;
+        }
+        Err(error) => {
+            warn!(key = %due.key, %error, "hot key not warmed");
+            return Outcome::NoRecipe;
+        }
+    };
+    let analysis = match AnalysisRequest::parse(&recipe.kind, &recipe.params) {
+        Ok(analysis) => analysis,
+        Err(error) => {
+            warn!(key = %due.key, %error, "the recipe of a hot key does not parse");
+            return Outcome::Failed;
+        }
+    };
+    let tags = analysis.tags();
+    let policy = cache.policy_for(&recipe.kind);
+    let compute = crate::cache::serve::computation(analysis, shared.store.clone());
+    if let Err(error) = cache.refresh(&due.key, &tags, policy, compute).await {
+        warn!(key = %due.key, %error, "refreshing a hot key failed");
+        return Outcome::Failed;
+    }
+    if recipe_age > shared.recipe_policy.ttl / 2
+        && let Err(error) = recipe::renew(cache, &due.key, &recipe, shared.recipe_policy).await
+    {
+        warn!(key = %due.key, %error, "renewing the recipe of a hot key failed");
+    }
+    Outcome::Refreshed
+}
+
+impl Worker for CacheWarmer {
+    fn name(&self) -> &'static str {
+        "cache-warmer"
+    }
+
+    async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        let event: CompletedRecord = serde_json::from_value(avro_to_json(message.value()?))
+            .map_err(|e| HandlerError::rejected("unexpected_schema", format!("not a request-completed event: {e}")))?;
+        if event.service != self.settings.service || event.status != Status::Ok {
+            return Ok(Vec::new());
+        }
+        let Some(key) = event.cache_key.as_deref().and_then(CacheKey::parse) else { return Ok(Vec::new()) };
+        // Event time, but never ahead of this clock (a skewed sender must not heat a key up
+        // for the future).
+        let at_ms = event.occurred_at.min(crate::clock::now_millis());
+        self.shared.hot().observe(&key, &event.kind, at_ms, event.cache_layer == "none");
+        ::metrics::counter!(metric::EVENTS).increment(1);
+        Ok(Vec::new())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.settings.scan_interval)
+    }
+
+    async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
+        self.start_due_refreshes(crate::clock::epoch_millis(now));
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,490 @@
+//! `frontier bench serve`: the serving path end to end. Seeds prices for many symbols, runs an
+//! in-process serving instance on fresh topics and publishes requests through Kafka, timing
+//! each from publish to its response: cold requests (every key new), then a Zipf-distributed
+//! load over many symbols and portfolios with the cache warmer off and on (hit ratio per
+//! layer), and finally lookup latency per layer straight on the tiered cache.
+
+mod load;
+mod lookups;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use dashmap::DashMap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::create_topics;
+use crate::bus::json::{avro_to_json, json_to_avro};
+use crate::bus::{KnownSchema, SchemaCatalog, kafka};
+use crate::cache::serve::{ServeWorker, ServingLoops};
+use crate::cache::warmer::{CacheWarmer, run_warmer};
+use crate::cache::{CacheSettings, KindLifetime, TieredCache};
+use crate::config::Settings;
+use crate::market::seed::{SeedPlan, seed_prices};
+use crate::market::{DiscardQueryEvents, PriceStore, StoreOptions};
+
+/// `frontier bench serve` options.
+#[derive(Debug, Args)]
+pub struct ServeBenchArgs {
+    /// Symbols seeded (300 days each) into a fresh PostgreSQL schema.
+    #[arg(long, default_value_t = 200)]
+    pub symbols: usize,
+    /// Distinct requests of the Zipf load (volatility windows, portfolios, options).
+    #[arg(long, default_value_t = 2000)]
+    pub keys: usize,
+    /// Zipf exponent of the load.
+    #[arg(long, default_value_t = 1.1)]
+    pub zipf: f64,
+    /// Requests per second of the Zipf load.
+    #[arg(long, default_value_t = 2000.0)]
+    pub rate: f64,
+    /// Seconds of Zipf load measured for the cached latency (after the warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Seconds of Zipf load before the cached latency is measured (filling the cache).
+    #[arg(long, default_value_t = 15)]
+    pub warmup: u64,
+    /// Seconds of Zipf load per hit-ratio phase (warmer off, warmer on).
+    #[arg(long, default_value_t = 60)]
+    pub expiry_seconds: u64,
+    /// Cold requests (every key new).
+    #[arg(long, default_value_t = 1000)]
+    pub cold: usize,
+    /// Requests per second of the cold phase.
+    #[arg(long, default_value_t = 200.0)]
+    pub cold_rate: f64,
+    /// Entry ttl during the hit-ratio phases (grace 0), short so expiries happen within them.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Grace (stale-while-revalidate) during the hit-ratio phases; 0 makes every expiry a miss.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+    /// Producer linger (ms) of the publisher and the serving instance.
+    #[arg(long, default_value_t = 1)]
+    pub linger_ms: u64,
+}
+
+/// One answered request: which layer answered and how long it took from publish.
+#[derive(Debug, Clone)]
+struct Answered {
+    id: String,
+    /// When it was published.
+    sent: Instant,
+    layer: String,
+    status: String,
+    latency_ms: f64,
+}
+
+/// What one phase measured.
+#[derive(Debug, Default)]
+struct Phase {
+    answered: Vec<Answered>,
+    sent: usize,
+    elapsed: Duration,
+    started: Option<Instant>,
+}
+
+impl Phase {
+    fn latencies(&self, keep: impl Fn(&Answered) -> bool) -> Vec<f64> {
+        let mut all: Vec<f64> = self.answered.iter().filter(|a| keep(a)).map(|a| a.latency_ms).collect();
+        all.sort_by(f64::total_cmp);
+        all
+    }
+
+    /// The p99 latency of the requests published in each `bucket` of the phase, in ms.
+    fn p99_timeline(&self, bucket: Duration) -> Vec<f64> {
+        let Some(started) = self.started else { return Vec::new() };
+        let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for answered in &self.answered {
+            let index = (answered.sent.saturating_duration_since(started).as_secs_f64() / bucket.as_secs_f64()) as u64;
+            buckets.entry(index).or_default().push(answered.latency_ms);
+        }
+        buckets
+            .into_values()
+            .map(|mut latencies| {
+                latencies.sort_by(f64::total_cmp);
+                percentile(&latencies, 99.0)
+            })
+            .collect()
+    }
+
+    fn layer_counts(&self, keep: impl Fn(&Answered) -> bool) -> BTreeMap<&str, usize> {
+        let mut counts = BTreeMap::new();
+        for answered in self.answered.iter().filter(|a| keep(a)) {
+            *counts.entry(answered.layer.as_str()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn summary(sorted: &[f64]) -> String {
+    format!("p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  (n={})", percentile(sorted, 50.0), percentile(sorted, 95.0), percentile(sorted, 99.0), sorted.len())
+}
+
+/// Everything the phases share: topics, publisher, the response collector.
+pub(super) struct Bench {
+    pub(super) settings: Settings,
+    catalog: Arc<SchemaCatalog>,
+    request_schema: Arc<KnownSchema>,
+    producer: FutureProducer,
+    sent_at: Arc<DashMap<String, Instant>>,
+    answers: mpsc::UnboundedReceiver<Answered>,
+    store: PriceStore,
+    shutdown: CancellationToken,
+}
+
+pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
+    if args.symbols < 5 || args.keys == 0 || args.rate <= 0.0 || args.cold_rate <= 0.0 || args.seconds == 0 {
+        bail!("need at least 5 symbols, 1 key, positive rates and 1 second");
+    }
+    let run = crate::clock::now_millis();
+    let mut settings = settings.clone();
+    settings.kafka.linger = Duration::from_millis(args.linger_ms);
+    let serve = &mut settings.workers.serve;
+    serve.input_topic = format!("bench.serve.{run}.requests");
+    serve.responses_topic = format!("bench.serve.{run}.responses");
+    serve.metrics_topic = format!("bench.serve.{run}.metrics");
+    serve.invalidations_topic = format!("bench.serve.{run}.invalidations");
+    serve.query_events_topic = None;
+    serve.store_schema = Some(format!("bench_serve_{run}"));
+    settings.workers.cache_warmer.input_topic = settings.workers.serve.metrics_topic.clone();
+    settings.bus.dlq_topic = format!("bench.serve.{run}.dlq");
+    let serve = &settings.workers.serve;
+    let mut topics: Vec<String> = [&serve.input_topic, &serve.responses_topic, &serve.invalidations_topic, &settings.bus.dlq_topic].map(|t| t.to_string()).to_vec();
+    topics.extend(["cold", "steady", "warmer-off", "warmer-on"].map(|phase| format!("{}.{phase}", serve.metrics_topic)));
+    create_topics(&settings, &topics, 1).await?;
+
+    let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
+    let options = StoreOptions { schema: serve.store_schema.clone(), application: "frontier bench serve".into() };
+    let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
+    eprintln!("[bench] seeding {} symbols x 300 days into schema {}", args.symbols, serve.store_schema.as_deref().unwrap_or_default());
+    let plan = SeedPlan { symbols: args.symbols, days: 300, seed: 42, names: Vec::new(), benchmark: None };
+    seed_prices(&store, &plan, |_, _| {}).await.context("seeding")?;
+    let symbols: Vec<String> = (1..=args.symbols).map(|i| format!("SYN{i:04}")).collect();
+
+    let shutdown = CancellationToken::new();
+    crate::shutdown::cancel_on_signal(shutdown.clone());
+    let sent_at: Arc<DashMap<String, Instant>> = Arc::default();
+    let (answers_tx, answers) = mpsc::unbounded_channel();
+    spawn_collector(&settings, &serve.responses_topic, catalog.clone(), sent_at.clone(), answers_tx, shutdown.clone())?;
+    let mut bench = Bench {
+        request_schema: catalog.by_file("request.avsc")?,
+        producer: kafka::producer(&settings.kafka)?,
+        settings: settings.clone(),
+        catalog,
+        sent_at,
+        answers,
+        store,
+        shutdown,
+    };
+
+    // Cold: every request a new key (its own tenant), at a rate the computations can follow.
+    let cache_dir = ScratchDir::new("cold")?;
+    let instance = bench.start_instance(&bench.cache_settings(cache_dir.path(), None), "cold", "cold").await?;
+    eprintln!("[bench] cold: {} requests at {}/s, every key new", args.cold, args.cold_rate);
+    let cold = bench
+        .run_phase("cold", args.cold, args.cold_rate, &mut |i| {
+            let symbol = &symbols[i % symbols.len()];
+            ("market.volatility".to_string(), format!("cold-{i}"), json!({"symbol": symbol, "window_days": 60}))
+        })
+        .await?;
+    instance.stop().await?;
+
+    // The Zipf key space: ranks shuffled over volatility windows, portfolios and options.
+    let space = load::key_space(&symbols, args.keys);
+    let zipf = load::Zipf::new(space.len(), args.zipf);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut zipf_request = move |_| {
+        let (kind, params) = &space[zipf.sample(&mut rng)];
+        (kind.clone(), "acme".to_string(), params.clone())
+    };
+
+    // Cached: entries outlive the run; a warm-up fills the cache, then the load is measured.
+    let dir = ScratchDir::new("steady")?;
+    let instance = bench.start_instance(&bench.cache_settings(dir.path(), Some((Duration::from_secs(3600), Duration::ZERO))), "steady", "steady").await?;
+    eprintln!("[bench] cached: {} s warm-up then {} s measured, Zipf(s={}) over {} keys at {}/s", args.warmup, args.seconds, args.zipf, args.keys, args.rate);
+    bench.run_phase("warmup", (args.rate * args.warmup as f64) as usize, args.rate, &mut zipf_request).await?;
+    let steady = bench.run_phase("steady", (args.rate * args.seconds as f64) as usize, args.rate, &mut zipf_request).await?;
+    instance.stop().await?;
+
+    // Hit ratio with entries expiring (ttl, no grace), the warmer off then on.
+    let count = (args.rate * args.expiry_seconds as f64) as usize;
+    let mut results = Vec::new();
+    for (label, warmer_on) in [("warmer off", false), ("warmer on", true)] {
+        let dir = ScratchDir::new(label)?;
+        let cache = bench.cache_settings(dir.path(), Some((args.ttl, args.grace)));
+        let phase_topic = label.replace(' ', "-");
+        let instance = bench.start_instance(&cache, label, &phase_topic).await?;
+        let warmer = if warmer_on { Some(bench.start_warmer(&cache, &phase_topic).await?) } else { None };
+        eprintln!("[bench] {label}: {count} requests at {}/s, ttl {:?}, grace {:?}", args.rate, args.ttl, args.grace);
+        let phase = bench.run_phase(label, count, args.rate, &mut zipf_request).await?;
+        let refreshed = match warmer {
+            Some((token, warmer, task)) => {
+                token.cancel();
+                task.await.context("warmer task")??;
+                Some(warmer.refreshed())
+            }
+            None => None,
+        };
+        instance.stop().await?;
+        results.push((label, phase, refreshed));
+    }
+
+    eprintln!("[bench] lookup latency per layer");
+    let lookups = lookups::lookup_latencies(&bench).await?;
+
+    println!(
+        "frontier bench serve: {} symbols, {} keys, Zipf s={}, linger {} ms, hit-ratio phases ttl {:?} grace {:?}; publish -> response through Kafka (in-process serving instance)",
+        args.symbols, args.keys, args.zipf, args.linger_ms, args.ttl, args.grace
+    );
+    let cold_latencies = cold.latencies(|a| a.status == "ok");
+    println!("cold   (every key new)    {}  throughput {:.0}/s (offered {}/s)", summary(&cold_latencies), cold.answered.len() as f64 / cold.elapsed.as_secs_f64(), args.cold_rate);
+    let cached = steady.latencies(|a| a.layer != "none" && a.status == "ok");
+    let throughput = steady.answered.len() as f64 / steady.elapsed.as_secs_f64();
+    println!("cached (warm, no expiry)  {}  throughput {throughput:.0}/s (offered {}/s)", summary(&cached), args.rate);
+    println!("misses (warm, no expiry)  {}", summary(&steady.latencies(|a| a.layer == "none")));
+    for (label, phase, refreshed) in &results {
+        println!("{label}: answered {} of {}{}", phase.answered.len(), phase.sent, refreshed.map(|n| format!(", {n} warmer refreshes")).unwrap_or_default());
+        // The first ttl starts from an empty cache (every key's first request computes); after
+        // it, what remains is expiry.
+        let after_first_ttl = |a: &Answered| phase.started.is_some_and(|s| a.sent >= s + args.ttl);
+        for (part, keep) in [("whole phase", &(|_: &Answered| true) as &dyn Fn(&Answered) -> bool), ("after 1st ttl", &after_first_ttl)] {
+            let counts = phase.layer_counts(keep);
+            let total = counts.values().sum::<usize>().max(1) as f64;
+            let ratio = |layer: &str| 100.0 * counts.get(layer).copied().unwrap_or_default() as f64 / total;
+            println!(
+                "  {part:13}  hit ratio {:5.1} %  memory {:5.1} %  redis {:5.1} %  disk {:5.1} %  computed {:5.1} %",
+                100.0 - ratio("none"), ratio("memory"), ratio("redis"), ratio("disk"), ratio("none")
+            );
+            println!("  {part:13}  cached {}", summary(&phase.latencies(|a| keep(a) && a.layer != "none")));
+            println!("  {part:13}  computed {}", summary(&phase.latencies(|a| keep(a) && a.layer == "none")));
+        }
+        let timeline: Vec<String> = phase.p99_timeline(Duration::from_secs(5)).iter().map(|ms| format!("{ms:.0}")).collect();
+        println!("  p99 ms per 5 s of publish time: {}", timeline.join(" "));
+    }
+    for (layer, sorted) in &lookups {
+        println!("lookup {layer:7} p50 {:8.1} us  p99 {:8.1} us  (n={})", percentile(sorted, 50.0), percentile(sorted, 99.0), sorted.len());
+    }
+    let schema = settings.workers.serve.store_schema.clone().unwrap_or_default();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(bench.store.pool()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A disk-layer folder under the system's temporary directory, removed on drop.
+pub(super) struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    pub(super) fn new(label: &str) -> anyhow::Result<ScratchDir> {
+        let path = std::env::temp_dir().join(format!("frontier-bench-serve-{}-{}", label.replace(' ', "-"), uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(ScratchDir(path))
+    }
+
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running serving instance of the bench.
+struct RunningInstance {
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<Result<crate::bus::LoopReport, crate::cache::serve::ServeError>>,
+}
+
+impl RunningInstance {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.token.cancel();
+        self.task.await.context("serving task")??;
+        Ok(())
+    }
+}
+
+impl Bench {
+    /// The configured cache with a fresh Redis prefix and `dir` for the disk layer; with a
+    /// `(ttl, grace)`, every kind lives that long.
+    pub(super) fn cache_settings(&self, dir: &std::path::Path, lifetime: Option<(Duration, Duration)>) -> CacheSettings {
+        let mut cache = self.settings.cache.clone();
+        cache.redis_key_prefix = format!("bench:serve:{}", uuid::Uuid::new_v4().simple());
+        cache.disk_dir = dir.to_path_buf();
+        if let Some((ttl, grace)) = lifetime {
+            cache.default_ttl = ttl;
+            cache.default_grace = grace;
+            cache.kinds = crate::market::requests::KNOWN_KINDS
+                .iter()
+                .map(|kind| (kind.to_string(), KindLifetime { ttl: Some(ttl), grace: Some(grace) }))
+                .collect();
+        }
+        cache
+    }
+
+    /// A serving instance whose events go to the metrics topic of `phase`.
+    async fn start_instance(&self, cache: &CacheSettings, label: &str, phase: &str) -> anyhow::Result<RunningInstance> {
+        let mut settings = self.settings.clone();
+        settings.workers.serve.metrics_topic = self.metrics_topic(phase);
+        settings.workers.serve.group_id = Some(format!("bench.serve.{}.{}", label.replace(' ', "-"), uuid::Uuid::new_v4().simple()));
+        let cache = TieredCache::connect(cache, Some(&settings.redis.url)).await?;
+        let worker = Arc::new(ServeWorker::new(&settings.workers.serve, cache, self.store.clone(), &self.catalog)?);
+        let loops = ServingLoops::new(&settings, worker, self.catalog.clone())?;
+        let token = self.shutdown.child_token();
+        let task = tokio::spawn(loops.run(token.clone()));
+        Ok(RunningInstance { token, task })
+    }
+
+    /// A warmer on the metrics topic of `phase`, sharing the instance's Redis prefix.
+    async fn start_warmer(&self, cache: &CacheSettings, phase: &str) -> anyhow::Result<(CancellationToken, Arc<CacheWarmer>, WarmerTask)> {
+        let mut settings = self.settings.clone();
+        settings.workers.cache_warmer.input_topic = self.metrics_topic(phase);
+        settings.workers.cache_warmer.group_id = Some(format!("bench.warmer.{}", uuid::Uuid::new_v4().simple()));
+        let mut cache = cache.clone();
+        cache.disk_bytes = 0;
+        cache.memory_bytes = settings.workers.cache_warmer.memory_bytes;
+        let cache = TieredCache::connect(&cache, Some(&settings.redis.url)).await?;
+        let token = self.shutdown.child_token();
+        // Its own connection pool, as a separate warmer process would have.
+        let options = StoreOptions { schema: settings.workers.serve.store_schema.clone(), application: "frontier bench serve warmer".into() };
+        let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
+        let warmer = Arc::new(CacheWarmer::new(&settings.workers.cache_warmer, cache, store, settings.workers.serve.recipe_ttl, token.clone()));
+        let catalog = self.catalog.clone();
+        let instance = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let (task_token, task_warmer) = (token.clone(), warmer.clone());
+        let task = tokio::spawn(async move { run_warmer(&settings, task_warmer, catalog, &instance, task_token).await });
+        Ok((token, warmer, task))
+    }
+
+    /// The metrics topic of one phase (the warmer reads only its own phase's events).
+    fn metrics_topic(&self, phase: &str) -> String {
+        format!("{}.{phase}", self.settings.workers.serve.metrics_topic)
+    }
+
+    /// Publishes `count` requests at `rate` per second (`request_of(i)` giving kind, tenant and
+    /// params), then waits for their answers (at most 30 s after the last one was sent).
+    async fn run_phase(
+        &mut self,
+        label: &str,
+        count: usize,
+        rate: f64,
+        request_of: &mut impl FnMut(usize) -> (String, String, Value),
+    ) -> anyhow::Result<Phase> {
+        while self.answers.try_recv().is_ok() {}
+        let started = Instant::now();
+        let mut sent = 0;
+        let mut ticker = tokio::time::interval(Duration::from_millis(1));
+        while sent < count {
+            tokio::select! {
+                () = self.shutdown.cancelled() => bail!("interrupted"),
+                _ = ticker.tick() => {}
+            }
+            let due = ((started.elapsed().as_secs_f64() * rate) as usize).min(count);
+            while sent < due {
+                let (kind, tenant, params) = request_of(sent);
+                self.publish(&format!("{label}-{sent}"), &kind, &tenant, params)?;
+                sent += 1;
+            }
+        }
+        let mut phase = Phase { sent, started: Some(started), ..Phase::default() };
+        let patience = tokio::time::sleep(Duration::from_secs(30));
+        tokio::pin!(patience);
+        while phase.answered.len() < sent {
+            tokio::select! {
+                () = self.shutdown.cancelled() => bail!("interrupted"),
+                () = &mut patience => {
+                    eprintln!("[bench] {label}: {} of {sent} answered within 30 s of the last publish", phase.answered.len());
+                    break;
+                }
+                Some(answered) = self.answers.recv() => {
+                    if answered.id.starts_with(label) {
+                        phase.answered.push(answered);
+                    }
+                }
+            }
+        }
+        phase.elapsed = started.elapsed();
+        Ok(phase)
+    }
+
+    fn publish(&self, id: &str, kind: &str, tenant: &str, params: Value) -> anyhow::Result<()> {
+        let doc = json!({
+            "id": id, "tenant": tenant, "user": "bench", "kind": kind, "params": params, "priority": "normal",
+            "issued_at": crate::clock::now_millis(), "deadline": null, "reply_to": null, "entitlements": []
+        });
+        let payload = SchemaCatalog::encode_value(&self.request_schema, json_to_avro(&doc, &self.request_schema.schema)?)?;
+        self.sent_at.insert(id.to_string(), Instant::now());
+        let record = FutureRecord::to(&self.settings.workers.serve.input_topic).key(id).payload(&payload);
+        // The delivery future is dropped: librdkafka still delivers, and the answer is the proof.
+        self.producer.send_result(record).map_err(|(error, _)| error).context("publishing a request")?;
+        Ok(())
+    }
+}
+
+/// A warmer running in the bench process.
+type WarmerTask = tokio::task::JoinHandle<Result<crate::bus::LoopReport, crate::cache::serve::ServeError>>;
+
+/// Reads the responses topic and sends each answer with its latency from publish.
+fn spawn_collector(
+    settings: &Settings,
+    topic: &str,
+    catalog: Arc<SchemaCatalog>,
+    sent_at: Arc<DashMap<String, Instant>>,
+    answers: mpsc::UnboundedSender<Answered>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = kafka::base_config(&settings.kafka)
+        .set("group.id", format!("bench.serve.reader.{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = consumer.recv() => message,
+            };
+            let received = Instant::now();
+            let Ok(message) = message else { continue };
+            let Some(decoded) = message.payload().and_then(|bytes| catalog.decode(bytes).ok()) else { continue };
+            let value = avro_to_json(&decoded.value);
+            let id = value["request_id"].as_str().unwrap_or_default().to_string();
+            let Some((_, sent)) = sent_at.remove(&id) else { continue };
+            let answered = Answered {
+                layer: value["cache_layer"].as_str().unwrap_or("none").to_string(),
+                status: value["status"].as_str().unwrap_or("error").to_string(),
+                latency_ms: received.duration_since(sent).as_secs_f64() * 1000.0,
+                sent,
+                id,
+            };
+            if answers.send(answered).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+

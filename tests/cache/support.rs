@@ -1,0 +1,192 @@
+//! Helpers of the cache tests: settings, keys, counted computations, Redis access, a private
+//! `redis-server`, and log capture.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use frontier::cache::{CacheKey, CachePolicy, CacheSettings, ComputeError};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::common;
+
+pub const POLICY: CachePolicy = CachePolicy { ttl: Duration::from_secs(60), grace: Duration::from_secs(30) };
+
+/// The stack's Redis URL, after checking it answers.
+pub async fn stack_redis() -> String {
+    let url = common::settings().redis.url;
+    if let Err(error) = ping(&url).await {
+        panic!("Redis is not reachable at {url} ({error}): {}", common::START_HINT);
+    }
+    url
+}
+
+pub async fn ping(url: &str) -> Result<(), String> {
+    let attempt = async {
+        let client = redis::Client::open(url)?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer within 2s".into()),
+    }
+}
+
+/// Settings of one test: a fresh prefix, a disk folder, one test key, no keys from the
+/// environment.
+pub fn settings(prefix: &str, disk: &tempfile::TempDir) -> CacheSettings {
+    let mut settings = CacheSettings {
+        memory_bytes: 8 * 1024 * 1024,
+        disk_dir: disk.path().to_path_buf(),
+        disk_bytes: 16 * 1024 * 1024,
+        redis_key_prefix: prefix.to_string(),
+        encryption_keys_env: String::new(),
+        current_key_id: "test".into(),
+        redis_retry_backoff: Duration::from_millis(200),
+        ..CacheSettings::default()
+    };
+    settings.encryption_keys.insert("test".into(), base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+    settings
+}
+
+pub fn unique_prefix() -> String {
+    format!("test:cache:{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub fn key(symbol: &str) -> CacheKey {
+    CacheKey::for_request("market.volatility", &json!({"symbol": symbol, "window_days": 30}), "acme", &[])
+}
+
+pub fn tags(symbol: &str) -> Vec<String> {
+    vec![format!("symbol:{symbol}"), "tenant:acme".into()]
+}
+
+/// A computation returning `value` that counts its runs.
+pub fn counted(
+    runs: &Arc<AtomicUsize>,
+    value: &str,
+) -> impl Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static {
+    let runs = runs.clone();
+    let value = value.as_bytes().to_vec();
+    async move {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok(value)
+    }
+}
+
+/// Like [`counted`], taking `delay` first.
+pub fn slow(
+    runs: &Arc<AtomicUsize>,
+    value: &str,
+    delay: Duration,
+) -> impl Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static {
+    let inner = counted(runs, value);
+    async move {
+        tokio::time::sleep(delay).await;
+        inner.await
+    }
+}
+
+/// `inner`, run only after it has told `started` and `release` has let it go.
+pub fn gated(
+    started: &Arc<Notify>,
+    release: &Arc<Notify>,
+    inner: impl Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static,
+) -> impl Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static {
+    let (started, release) = (started.clone(), release.clone());
+    async move {
+        started.notify_one();
+        release.notified().await;
+        inner.await
+    }
+}
+
+/// Deletes every Redis key under `prefix` (what another operator's FLUSH would do).
+pub async fn clear_redis(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.unwrap();
+    }
+}
+
+pub async fn redis_has(url: &str, prefix: &str, key: &CacheKey) -> bool {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("EXISTS").arg(format!("{prefix}:e:{key}")).query_async::<bool>(&mut connection).await.unwrap()
+}
+
+pub fn text(value: &[u8]) -> &str {
+    std::str::from_utf8(value).unwrap()
+}
+
+/// A `redis-server` of this test only, killed on drop.
+pub struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    pub async fn start(port: u16) -> PrivateRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install it, e.g. with `ops/stack up`"));
+        let server = PrivateRedis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ping(&server.url()).await.is_err() {
+            assert!(Instant::now() < deadline, "redis-server on port {port} did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Log lines written while a test runs, for counting.
+#[derive(Clone, Default)]
+pub struct CapturedLog(pub Arc<Mutex<Vec<u8>>>);
+
+impl Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    pub fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).matches(needle).count()
+    }
+}
