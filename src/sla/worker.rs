@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{AlertBook, AlertChange, Observation, RequestCompleted, SlaConfig, SlaMonitor, Sli, SliWindow};
+use super::{
+    AlertBook, AlertChange, AutoscaleDecision, DbQueryEvent, Observation, RequestCompleted, SlaConfig, SlaMonitor, Sli,
+    SliWindow, WorkerStatus,
+};
 use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
 
 /// Metric names of the SLA monitor.
@@ -47,6 +50,12 @@ const EXPORTED_SLIS: [(Sli, &str); 7] = [
 pub struct SlaWorkerSettings {
     /// Topic of `RequestCompleted` events.
     pub input_topic: String,
+    /// Topic of `DbQueryEvent`s, counted in `db:<database>` series; none to ignore statements.
+    pub query_events_topic: Option<String>,
+    /// Topic of `WorkerStatus` reports (consumer lag, resources); none to run no such rules.
+    pub worker_status_topic: Option<String>,
+    /// Topic of the autoscaler's decisions; none to run no autoscaling rules.
+    pub autoscale_topic: Option<String>,
     /// Topic alerts are produced to (keyed by fingerprint); also replayed at start to restore
     /// which alerts are firing.
     pub alerts_topic: String,
@@ -70,6 +79,9 @@ impl Default for SlaWorkerSettings {
     fn default() -> Self {
         SlaWorkerSettings {
             input_topic: "frontier.metrics".into(),
+            query_events_topic: Some("frontier.db.query-events".into()),
+            worker_status_topic: Some("frontier.workers.status".into()),
+            autoscale_topic: Some("frontier.autoscale.decisions".into()),
             alerts_topic: "frontier.alerts".into(),
             group_id: None,
             evaluation_interval: Duration::from_millis(250),
@@ -80,12 +92,29 @@ impl Default for SlaWorkerSettings {
     }
 }
 
+impl SlaWorkerSettings {
+    /// Every topic the monitor consumes.
+    pub fn topics(&self) -> Vec<String> {
+        let optional = [&self.query_events_topic, &self.worker_status_topic, &self.autoscale_topic];
+        std::iter::once(self.input_topic.clone()).chain(optional.into_iter().flatten().cloned()).collect()
+    }
+}
+
+/// The record types the monitor reads, by their schemas' full names.
+#[derive(Debug)]
+struct InputSchemas {
+    request: String,
+    query: String,
+    status: String,
+    decision: String,
+}
+
 /// The SLA monitor worker.
 pub struct SlaMonitorWorker {
     monitor: Mutex<SlaMonitor>,
     alerts_topic: Arc<str>,
     alert_schema: Arc<KnownSchema>,
-    event_schema: String,
+    inputs: InputSchemas,
     interval: Duration,
     gauge_interval_ms: i64,
     /// When the gauges were last recomputed (ms since the epoch).
@@ -122,7 +151,12 @@ impl SlaMonitorWorker {
             monitor: Mutex::new(monitor),
             alerts_topic: Arc::from(settings.alerts_topic.as_str()),
             alert_schema: catalog.by_file("alert.avsc")?,
-            event_schema: catalog.by_file("request_completed.avsc")?.name.clone(),
+            inputs: InputSchemas {
+                request: catalog.by_file("request_completed.avsc")?.name.clone(),
+                query: catalog.by_file("db_query_event.avsc")?.name.clone(),
+                status: catalog.by_file("worker_status.avsc")?.name.clone(),
+                decision: catalog.by_file("autoscale_decision.avsc")?.name.clone(),
+            },
             interval: settings.evaluation_interval,
             gauge_interval_ms: settings.gauge_interval.as_millis() as i64,
             gauges_exported_at: AtomicI64::new(0),
@@ -187,16 +221,29 @@ impl Worker for SlaMonitorWorker {
     }
 
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        if message.schema.reader.name != self.event_schema {
+        let now_ms = crate::clock::now_millis();
+        let schema = message.schema.reader.name.as_str();
+        // Absurd events are counted by reason (exported with the gauges), never rejected: they
+        // are well-formed, just not usable.
+        let observation = if schema == self.inputs.request {
+            let event: RequestCompleted = message.deserialize()?;
+            self.monitor().observe(&event, now_ms)
+        } else if schema == self.inputs.query {
+            let statement: DbQueryEvent = message.deserialize()?;
+            self.monitor().observe_query(&statement, now_ms)
+        } else if schema == self.inputs.status {
+            let status: WorkerStatus = message.deserialize()?;
+            self.monitor().observe_status(status, now_ms)
+        } else if schema == self.inputs.decision {
+            let decision: AutoscaleDecision = message.deserialize()?;
+            self.monitor().observe_decision(decision, now_ms)
+        } else {
             return Err(HandlerError::rejected(
                 "unexpected_schema",
-                format!("{} is not a {}", message.schema.reader.name, self.event_schema),
+                format!("the SLA monitor does not read {schema} records"),
             ));
-        }
-        let event: RequestCompleted = message.deserialize()?;
-        // Absurd events are counted by reason (exported at each evaluation), never rejected:
-        // they are well-formed, just not usable.
-        if let Observation::Accepted = self.monitor().observe(&event, crate::clock::now_millis()) {
+        };
+        if let Observation::Accepted = observation {
             self.accepted.increment(1);
         }
         Ok(Vec::new())
