@@ -41,6 +41,7 @@ mod slo_ring;
 mod stream;
 mod template;
 mod validate;
+pub mod webhook;
 mod worker;
 
 #[cfg(test)]

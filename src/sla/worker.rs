@@ -14,6 +14,7 @@ use super::{
     AlertBook, AlertChange, AutoscaleDecision, DbQueryEvent, Observation, RequestCompleted, SlaConfig, SlaMonitor, Sli,
     SliWindow, WorkerStatus,
 };
+use super::webhook::{AlertWebhook, WebhookSettings};
 use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
 
 /// Metric names of the SLA monitor.
@@ -71,6 +72,8 @@ pub struct SlaWorkerSettings {
     /// Longest time the start-up replay of the alerts topic may take.
     #[serde(with = "humantime_serde")]
     pub restore_timeout: Duration,
+    /// Also send every alert message to this webhook, in Alertmanager's format; none by default.
+    pub webhook: Option<WebhookSettings>,
     /// The rules, SLOs and window settings.
     pub monitor: SlaConfig,
 }
@@ -87,6 +90,7 @@ impl Default for SlaWorkerSettings {
             evaluation_interval: Duration::from_millis(250),
             gauge_interval: Duration::from_secs(5),
             restore_timeout: Duration::from_secs(60),
+            webhook: None,
             monitor: SlaConfig::default(),
         }
     }
@@ -120,6 +124,7 @@ pub struct SlaMonitorWorker {
     /// When the gauges were last recomputed (ms since the epoch).
     gauges_exported_at: AtomicI64,
     accepted: ::metrics::Counter,
+    webhook: Option<AlertWebhook>,
 }
 
 /// Why the worker could not be built.
@@ -131,6 +136,8 @@ pub enum SlaWorkerError {
     Schema(#[from] crate::bus::CodecError),
     #[error("cannot restore alert state from the alerts topic: {0}")]
     Restore(#[from] crate::bus::replay::ReplayError),
+    #[error(transparent)]
+    Webhook(#[from] super::webhook::WebhookError),
 }
 
 impl SlaMonitorWorker {
@@ -161,6 +168,7 @@ impl SlaMonitorWorker {
             gauge_interval_ms: settings.gauge_interval.as_millis() as i64,
             gauges_exported_at: AtomicI64::new(0),
             accepted: ::metrics::counter!(metric::ACCEPTED),
+            webhook: settings.webhook.clone().map(AlertWebhook::new).transpose()?,
         })
     }
 
@@ -264,6 +272,9 @@ impl Worker for SlaMonitorWorker {
             }
             transitions
         };
+        if let Some(webhook) = &self.webhook {
+            webhook.forward(transitions.iter().map(|transition| transition.alert.clone()).collect());
+        }
         let mut outputs = Vec::with_capacity(transitions.len());
         for transition in transitions {
             let change = match transition.change {

@@ -1,6 +1,8 @@
 //! Shared set-up for the tests that run against the real local stack (`ops/stack up`).
 #![allow(dead_code)]
 
+pub mod sla;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
