@@ -32,6 +32,9 @@ pub mod metric {
     pub const FIRING: &str = "frontier_sla_alerts_firing";
     /// An SLO's burn rate for a series over a window (1.0 spends the error budget exactly).
     pub const BURN_RATE: &str = "frontier_sla_burn_rate";
+    /// A signal's value per subject (`signal` label; `group`, or `service` and `instance`);
+    /// NaN once the subject's reports are stale.
+    pub const SIGNAL: &str = "frontier_sla_signal";
 }
 
 /// The SLIs exported as gauges, with their label values.
@@ -198,7 +201,12 @@ impl SlaMonitorWorker {
         self.monitor.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn export_slis(monitor: &mut SlaMonitor) {
+    fn export_slis(monitor: &mut SlaMonitor, now_ms: i64) {
+        for (signal, labels, value) in monitor.signal_values(now_ms) {
+            let mut pairs: Vec<::metrics::Label> = vec![::metrics::Label::new("signal", signal.as_str())];
+            pairs.extend(labels.into_iter().map(|(key, value)| ::metrics::Label::new(key, value)));
+            ::metrics::gauge!(metric::SIGNAL, pairs).set(value);
+        }
         for (service, kind) in monitor.series_keys() {
             for window in SliWindow::ALL {
                 let Some(sli) = monitor.sli(&service, &kind, window) else { continue };
@@ -268,7 +276,7 @@ impl Worker for SlaMonitorWorker {
             let transitions = monitor.evaluate(now_ms);
             if now_ms - self.gauges_exported_at.load(Ordering::Relaxed) >= self.gauge_interval_ms {
                 self.gauges_exported_at.store(now_ms, Ordering::Relaxed);
-                Self::export_slis(&mut monitor);
+                Self::export_slis(&mut monitor, now_ms);
             }
             transitions
         };

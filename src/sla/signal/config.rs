@@ -41,6 +41,18 @@ impl Signal {
         }
     }
 
+    /// The name in configs and metric labels, e.g. `consumer_lag`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::ConsumerLag => "consumer_lag",
+            Signal::MemoryUtilization => "memory_utilization",
+            Signal::CpuUtilization => "cpu_utilization",
+            Signal::FdUtilization => "fd_utilization",
+            Signal::AutoscaleSaturation => "autoscale_saturation",
+            Signal::AutoscaleActions => "autoscale_actions",
+        }
+    }
+
     /// Whether the signal is about a consumer group (else about one worker instance).
     pub fn per_group(self) -> bool {
         matches!(self, Signal::ConsumerLag | Signal::AutoscaleSaturation | Signal::AutoscaleActions)

@@ -135,6 +135,30 @@ impl SlaMonitor {
         });
     }
 
+    /// Every signal's value per subject now, as `(signal, subject labels, value)`; NaN for a
+    /// subject whose reports went stale. For gauges: the same figures the rules judge.
+    pub fn signal_values(&self, now_ms: i64) -> Vec<(Signal, std::collections::BTreeMap<String, String>, f64)> {
+        let stale_ms = crate::sla::monitor::millis(self.config.signal_stale_after);
+        let window_ms = crate::sla::monitor::millis(self.config.autoscale_action_window);
+        let signals = [
+            Signal::ConsumerLag,
+            Signal::MemoryUtilization,
+            Signal::CpuUtilization,
+            Signal::FdUtilization,
+            Signal::AutoscaleSaturation,
+            Signal::AutoscaleActions,
+        ];
+        signals
+            .into_iter()
+            .flat_map(|signal| {
+                self.signals
+                    .values(signal, now_ms, stale_ms, window_ms)
+                    .into_iter()
+                    .map(move |(subject, value)| (signal, subject.labels(), value.unwrap_or(f64::NAN)))
+            })
+            .collect()
+    }
+
     /// Whether a firing alert that no evaluation judged belongs to a signal rule whose subject
     /// this monitor has not heard from: held, like a series not seen since a restart (another
     /// monitor instance may own it).
