@@ -115,29 +115,34 @@ impl SlaMonitor {
     /// Takes a worker's status report (consumer lag, memory, CPU, descriptors). Implausible
     /// numbers, a time beyond the allowed clock skew or one instance too many drop it.
     pub fn observe_status(&mut self, status: WorkerStatus, now_ms: i64) -> Observation {
-        let admitted = if !status.is_plausible() {
-            Err(DropReason::ImplausibleReport)
-        } else if status.occurred_at > now_ms + self.clock_skew_ms() {
-            Err(DropReason::FutureTimestamp)
-        } else if !self.signals.report_status(status, now_ms) {
-            Err(DropReason::SeriesLimit)
-        } else {
-            Ok(())
-        };
-        self.count(admitted)
+        let (plausible, at_ms) = (status.is_plausible(), status.occurred_at);
+        self.admit_report(plausible, at_ms, now_ms, |board| board.report_status(status, now_ms))
     }
 
-    /// Takes an autoscaler decision about a consumer group.
+    /// Takes an autoscaler decision about a consumer group, on the same terms.
     pub fn observe_decision(&mut self, decision: AutoscaleDecision, now_ms: i64) -> Observation {
         let plausible = decision.total_lag >= 0
             && decision.lag_rate_per_s.is_finite()
             && 0 <= decision.min_instances
             && decision.min_instances <= decision.max_instances;
+        let at_ms = decision.decided_at;
+        self.admit_report(plausible, at_ms, now_ms, |board| board.report_decision(decision, now_ms))
+    }
+
+    /// The checks every signal report passes before `record` puts it on the board (which says
+    /// false when the board is full).
+    fn admit_report(
+        &mut self,
+        plausible: bool,
+        at_ms: i64,
+        now_ms: i64,
+        record: impl FnOnce(&mut SignalBoard) -> bool,
+    ) -> Observation {
         let admitted = if !plausible {
             Err(DropReason::ImplausibleReport)
-        } else if decision.decided_at > now_ms + self.clock_skew_ms() {
+        } else if at_ms > now_ms + millis(self.config.max_clock_skew) {
             Err(DropReason::FutureTimestamp)
-        } else if !self.signals.report_decision(decision, now_ms) {
+        } else if !record(&mut self.signals) {
             Err(DropReason::SeriesLimit)
         } else {
             Ok(())
@@ -145,9 +150,6 @@ impl SlaMonitor {
         self.count(admitted)
     }
 
-    fn clock_skew_ms(&self) -> i64 {
-        millis(self.config.max_clock_skew)
-    }
 
     fn count(&mut self, admitted: Result<(), DropReason>) -> Observation {
         match admitted {
