@@ -32,6 +32,21 @@ fn the_prometheus_rules_pass_promtool() {
     promtool(&["check", "rules", "ops/prometheus/rules.yml"]);
 }
 
+#[test]
+fn the_prometheus_rules_cover_every_built_in_rule_slo_and_signal() {
+    let rules = std::fs::read_to_string(repo().join("ops/prometheus/rules.yml")).unwrap();
+    let mut in_file: Vec<&str> = rules.lines().filter_map(|line| line.trim().strip_prefix("- alert: ")).collect();
+    in_file.sort();
+    in_file.dedup();
+    let defaults = frontier::sla::SlaConfig::default();
+    let mut built_in: Vec<&str> = defaults.rules.iter().map(|r| r.name.as_str())
+        .chain(defaults.slos.iter().map(|s| s.name.as_str()))
+        .chain(defaults.signals.iter().map(|s| s.name.as_str()))
+        .collect();
+    built_in.sort();
+    assert_eq!(in_file, built_in, "ops/prometheus/rules.yml and the built-in rules (src/sla) differ");
+}
+
 /// Runs an instant PromQL query and returns its result vector.
 fn query(promql: &str) -> Vec<Value> {
     let body: Value = ureq::get(format!("{PROMETHEUS}/api/v1/query"))

@@ -3,17 +3,15 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::sla::*;
 use common::*;
-use frontier::bus::json::{avro_to_json, json_to_avro};
-use frontier::bus::{ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog, dlq};
+use frontier::bus::json::json_to_avro;
+use frontier::bus::{SchemaCatalog, dlq};
 use frontier::config::Settings;
-use frontier::sla::{DropReason, SlaConfig, SlaMonitorWorker, SlaWorkerSettings};
-use rdkafka::Message;
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use frontier::sla::{DropReason, SlaConfig, SlaWorkerSettings};
+use serde_json::json;
 
 /// One latency rule that fires as soon as a minute's p95 is above 200 ms over 20 events.
 fn worker_settings(input: &str, alerts: &str) -> SlaWorkerSettings {
@@ -37,6 +35,9 @@ fn worker_settings(input: &str, alerts: &str) -> SlaWorkerSettings {
         input_topic: input.into(),
         alerts_topic: alerts.into(),
         evaluation_interval: Duration::from_millis(200),
+        query_events_topic: None,
+        worker_status_topic: None,
+        autoscale_topic: None,
         monitor,
         ..SlaWorkerSettings::default()
     }
@@ -58,71 +59,6 @@ fn events(catalog: &SchemaCatalog, prefix: &str, count: usize, latency_ms: f64, 
             (Some("serving/market.volatility".to_string()), bytes)
         })
         .collect()
-}
-
-struct Monitor {
-    worker: Arc<SlaMonitorWorker>,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<Result<LoopReport, frontier::bus::BusError>>,
-}
-
-/// Starts a monitor the way `frontier run sla-monitor` does: alert state restored first.
-async fn start(settings: &Settings, config: &SlaWorkerSettings, group: &str) -> Monitor {
-    let catalog = catalog();
-    let past = {
-        let (kafka, config, catalog) = (settings.kafka.clone(), config.clone(), catalog.clone());
-        tokio::task::spawn_blocking(move || SlaMonitorWorker::past_alerts(&kafka, &config, &catalog)).await.unwrap().unwrap()
-    };
-    let worker = Arc::new(SlaMonitorWorker::new(config, &catalog, past).unwrap());
-    let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
-    let consumer_loop = ConsumerLoop::new(&settings.kafka, options, worker.clone(), catalog).unwrap();
-    let token = CancellationToken::new();
-    let task = tokio::spawn(consumer_loop.run(token.clone()));
-    Monitor { worker, token, task }
-}
-
-async fn stop(monitor: Monitor) {
-    monitor.token.cancel();
-    monitor.task.await.unwrap().expect("the monitor stops cleanly");
-}
-
-/// The alerts on `topic`, decoded, waiting until there are `count` (or a minute passed).
-async fn alerts(settings: &Settings, topic: &str, count: usize) -> Vec<Value> {
-    let (settings, topic) = (settings.clone(), topic.to_string());
-    tokio::task::spawn_blocking(move || {
-        let catalog = catalog();
-        let started = std::time::Instant::now();
-        loop {
-            let found: Vec<Value> = read_topic(&settings, &topic, count, Duration::from_secs(2))
-                .iter()
-                .map(|m| avro_to_json(&catalog.decode(m.payload().unwrap()).unwrap().value))
-                .collect();
-            if found.len() >= count || started.elapsed() > Duration::from_secs(60) {
-                return found;
-            }
-        }
-    })
-    .await
-    .unwrap()
-}
-
-/// Waits (up to 30 s) until the monitor has taken in `count` events, accepted or dropped.
-async fn taken_in(worker: &Arc<SlaMonitorWorker>, count: u64) -> bool {
-    let worker = worker.clone();
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..300 {
-            // One guard at a time: the monitor's mutex is not reentrant.
-            let monitor = worker.monitor();
-            if monitor.accepted() + monitor.drops().total() >= count {
-                return true;
-            }
-            drop(monitor);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    })
-    .await
-    .unwrap()
 }
 
 async fn setup(name: &str) -> (Settings, SlaWorkerSettings) {

@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use super::codec::SchemaCatalog;
 use super::context::LoopContext;
+use super::status::{LagReading, StatusReporter};
 use super::delivery::{DeliveryContext, Ticket};
 use super::worker::{HandlerError, Inbound, Outbound, Worker};
 use super::{dlq, kafka, metrics};
@@ -70,6 +71,8 @@ pub struct LoopOptions {
     pub retry_initial_backoff: Duration,
     pub retry_max_backoff: Duration,
     pub shutdown_timeout: Duration,
+    /// Where and how often the loop publishes its `WorkerStatus`; `None` publishes nothing.
+    pub status: Option<(String, Duration)>,
 }
 
 impl LoopOptions {
@@ -83,6 +86,7 @@ impl LoopOptions {
             retry_initial_backoff: bus.retry_initial_backoff,
             retry_max_backoff: bus.retry_max_backoff,
             shutdown_timeout: bus.shutdown_timeout,
+            status: (!bus.status_interval.is_zero()).then(|| (bus.status_topic.clone(), bus.status_interval)),
         }
     }
 }
@@ -139,7 +143,7 @@ impl<W: Worker> ConsumerLoop<W> {
         worker: Arc<W>,
         catalog: Arc<SchemaCatalog>,
     ) -> Result<Self, BusError> {
-        let context = LoopContext { group_id: options.group_id.clone() };
+        let context = LoopContext { group_id: options.group_id.clone(), lag: LagReading::default() };
         let consumer: StreamConsumer<LoopContext> = kafka::consumer_config(kafka_settings, &options.group_id)
             .create_with_context(context)
             .map_err(|source| BusError::Client { what: "consumer", source })?;
@@ -154,6 +158,23 @@ impl<W: Worker> ConsumerLoop<W> {
         Ok(ConsumerLoop { consumer, shared: Arc::new(Shared { worker, producer, catalog, options, dlq_topic }) })
     }
 
+    /// The status reporter, if reporting is on and its topic exists. A missing topic is said
+    /// once, here, rather than leaving librdkafka to retry records nobody can take (and the
+    /// final flush to wait for them).
+    fn status_reporter(&self) -> Option<StatusReporter> {
+        let shared = &self.shared;
+        let (topic, _) = shared.options.status.as_ref()?;
+        let metadata = self.consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+        let exists = metadata.as_ref().is_ok_and(|m| m.topics().iter().any(|t| t.name() == topic && t.error().is_none()));
+        if !exists {
+            warn!(worker = shared.worker.name(), topic = %topic,
+                  "the worker status topic does not exist (run `frontier topics apply`); status reports are off");
+            return None;
+        }
+        let lag = self.consumer.context().lag.clone();
+        StatusReporter::new(&shared.catalog, topic, shared.worker.name(), &shared.options.group_id, lag)
+    }
+
     /// Runs until `shutdown` is cancelled (then drains, commits and leaves the group, returning
     /// `Ok`) or an infrastructure failure (then commits what is durable and returns `Err`).
     pub async fn run(self, shutdown: CancellationToken) -> Result<LoopReport, BusError> {
@@ -166,12 +187,9 @@ impl<W: Worker> ConsumerLoop<W> {
         let mut handling = FuturesUnordered::new();
         let mut stream = self.consumer.stream();
         let mut failure = None;
-        let mut ticker = shared.worker.tick_interval().map(|period| {
-            let mut ticker = tokio::time::interval(period);
-            // After a stall, one tick catches up; a burst of them would only repeat the work.
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker
-        });
+        let mut ticker = shared.worker.tick_interval().map(every);
+        let mut status = self.status_reporter();
+        let mut status_ticker = status.as_ref().and(shared.options.status.as_ref()).map(|(_, period)| every(*period));
 
         loop {
             tokio::select! {
@@ -187,7 +205,14 @@ impl<W: Worker> ConsumerLoop<W> {
                 _ = next_tick(&mut ticker) => {
                     let ticket = Ticket::new(settled.clone());
                     queue.watch(ticket.clone());
-                    handling.push(Either::Right(tick(shared.clone(), ticket)));
+                    handling.push(Either::Right(tick(shared.clone(), ticket, None)));
+                }
+                _ = next_tick(&mut status_ticker) => {
+                    // Not watched by the settle queue: a status that fails to arrive is logged
+                    // and counted by the delivery callback, and the next one replaces it.
+                    if let Some(record) = status.as_mut().and_then(StatusReporter::next_record) {
+                        handling.push(Either::Right(tick(shared.clone(), Ticket::new(settled.clone()), Some(record))));
+                    }
                 }
                 received = stream.next(), if queue.len() < shared.options.max_in_flight => {
                     // Take whatever else is already fetched, so the loop's overhead is paid per
@@ -282,6 +307,13 @@ impl<W: Worker> ConsumerLoop<W> {
     }
 }
 
+/// An interval that, after a stall, ticks once to catch up: a burst would only repeat the work.
+fn every(period: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
 /// Completes at the worker's next tick, or never for a worker without ticks.
 async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
     match ticker {
@@ -292,9 +324,16 @@ async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// Runs the worker's periodic work and hands its outputs to the producer.
-async fn tick<W: Worker>(shared: Arc<Shared<W>>, ticket: Arc<Ticket>) -> Result<(), BusError> {
+/// Runs the worker's periodic work and hands its outputs to the producer; or, given a status
+/// record, produces just that, never failing the loop over it.
+async fn tick<W: Worker>(shared: Arc<Shared<W>>, ticket: Arc<Ticket>, status: Option<Outbound>) -> Result<(), BusError> {
     let name = shared.worker.name();
+    if let Some(record) = status {
+        // produce_all logs a refusal; a status is not worth stopping for.
+        let _ = produce_all(&shared, vec![record], &ticket).await;
+        ticket.release();
+        return Ok(());
+    }
     let result = match shared.worker.tick(SystemTime::now()).await {
         Ok(outputs) => produce_all(&shared, outputs, &ticket).await,
         Err(error @ HandlerError::Fatal { .. }) => Err(BusError::Worker { worker: name, error }),

@@ -12,10 +12,13 @@ use super::metrics;
 /// Callbacks of one worker's consumer.
 pub struct LoopContext {
     pub group_id: String,
+    /// This instance's total lag, for its status reports.
+    pub lag: super::status::LagReading,
 }
 
 impl ClientContext for LoopContext {
     fn stats(&self, statistics: Statistics) {
+        let mut total = 0;
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
                 // -1 is librdkafka's internal UA partition and partitions not assigned to us.
@@ -25,8 +28,10 @@ impl ClientContext for LoopContext {
                 ::metrics::gauge!(metrics::CONSUMER_LAG,
                     "group" => self.group_id.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
                 .set(p.consumer_lag as f64);
+                total += p.consumer_lag;
             }
         }
+        self.lag.set(total);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -9,6 +9,7 @@ pub mod json;
 pub mod kafka;
 pub mod metrics;
 pub mod replay;
+pub mod status;
 mod worker;
 
 pub use codec::{CodecError, Decoded, Identified, KnownSchema, SchemaCatalog};

@@ -69,7 +69,7 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
                     .context("restoring alert state")??
             };
             let worker = Arc::new(SlaMonitorWorker::new(config, &catalog, past)?);
-            let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
+            let options = LoopOptions::new(&settings.bus, group, config.topics());
             ConsumerLoop::new(&settings.kafka, options, worker, catalog)?.run(token).await?
         }
         WorkerKind::Serve => crate::cache::serve::run(settings, catalog, token).await?,

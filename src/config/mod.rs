@@ -179,6 +179,12 @@ pub struct BusSettings {
     /// On SIGTERM, how long in-flight work may take to finish before the loop commits and leaves.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Topic every worker publishes its `WorkerStatus` to (lag, memory, CPU, descriptors).
+    pub status_topic: String,
+    /// How often a worker publishes its status; `0s` turns reports off. The SLA monitor takes
+    /// a worker that stays silent for its `signal_stale_after` as gone.
+    #[serde(with = "humantime_serde")]
+    pub status_interval: Duration,
 }
 
 impl Default for BusSettings {
@@ -189,6 +195,8 @@ impl Default for BusSettings {
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(20),
+            status_topic: "frontier.workers.status".into(),
+            status_interval: Duration::from_secs(10),
         }
     }
 }

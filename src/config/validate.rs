@@ -55,6 +55,12 @@ impl Settings {
         }
         positive("bus.retry_initial_backoff", bus.retry_initial_backoff)?;
         positive("bus.shutdown_timeout", bus.shutdown_timeout)?;
+        if !bus.status_interval.is_zero() && bus.status_interval < Duration::from_secs(1) {
+            return Err(invalid("bus.status_interval", "must be 0s (off) or at least 1s"));
+        }
+        if !bus.status_interval.is_zero() && bus.status_topic.trim().is_empty() {
+            return Err(invalid("bus.status_topic", "must name a topic (or set bus.status_interval = \"0s\")"));
+        }
         if bus.retry_max_backoff < bus.retry_initial_backoff {
             return Err(invalid("bus.retry_max_backoff", "must not be shorter than bus.retry_initial_backoff"));
         }

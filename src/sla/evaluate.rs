@@ -23,6 +23,7 @@ impl SlaMonitor {
             }
             self.evict_quiet_series(at.now_ms);
         }
+        self.evaluate_signals(now_ms, &mut transitions);
         self.settle_unjudged(now_ms, &mut transitions);
         transitions
     }
@@ -83,6 +84,17 @@ impl SlaMonitor {
     /// arrived yet); alerts whose rule is gone or no longer applies are resolved.
     fn settle_unjudged(&mut self, now_ms: i64, out: &mut Vec<AlertTransition>) {
         for alert in self.book.unjudged_firing(self.generation) {
+            match self.signal_alert_held(&alert) {
+                Some(true) => continue,
+                Some(false) => {
+                    let why = "resolved: its rule no longer covers this subject";
+                    if let Some(transition) = self.book.resolve_orphan(&alert.fingerprint, now_ms, now_ms, why) {
+                        out.push(transition);
+                    }
+                    continue;
+                }
+                None => {}
+            }
             let (service, kind) = (label(&alert, "service"), label(&alert, "kind"));
             let still_defined = self.definitions.iter().any(|definition| {
                 definition.name == alert.name
@@ -115,10 +127,12 @@ fn build_alert(
     at: StreamPoint,
     exemplar_limit: usize,
 ) -> Alert {
+    let subject = format!("{} {}", series.service, series.kind);
     let values = SummaryValues {
         name: &definition.name,
         service: &series.service,
         kind: &series.kind,
+        subject: &subject,
         sli: definition.sli_name,
         value: verdict.unit.format(verdict.observed),
         comparison: relation(verdict.observed, verdict.threshold),

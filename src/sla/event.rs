@@ -1,4 +1,5 @@
-//! The monitor's input: one finished request (`schemas/request_completed.avsc`).
+//! The monitor's inputs: one finished request (`schemas/request_completed.avsc`) and one
+//! database statement (`schemas/db_query_event.avsc`).
 
 use serde::{Deserialize, Serialize};
 
@@ -91,5 +92,52 @@ impl CacheLayer {
     /// Whether the answer came from any cache tier.
     pub fn is_hit(self) -> bool {
         self != CacheLayer::None
+    }
+}
+
+/// One database statement, as decoded from `frontier.db.query-events` (`frontier.db.DbQueryEvent`).
+/// The monitor counts it in the series of its application and `db:<database>`, with the
+/// statement's duration as latency, so timeouts and slow statements get SLIs of their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbQueryEvent {
+    /// Event id; kept as an exemplar like a request id.
+    pub id: String,
+    /// Statement text with placeholders.
+    pub sql: String,
+    /// Id of the normalized statement, if the publisher computed one.
+    pub fingerprint: Option<String>,
+    /// Execution time, milliseconds.
+    pub duration_ms: f64,
+    /// Rows returned or affected.
+    pub rows: i64,
+    /// Database the statement ran against.
+    pub database: String,
+    /// Application that ran it.
+    pub application: String,
+    /// Outcome; `timeout` is a statement cancelled by a statement timeout.
+    pub status: RequestStatus,
+    /// Error text when not ok.
+    pub error: Option<String>,
+    /// When the statement started, milliseconds since the Unix epoch (UTC).
+    pub occurred_at: i64,
+}
+
+impl DbQueryEvent {
+    /// The kind of this statement's series: `db:<database>`.
+    pub fn series_kind(&self) -> String {
+        format!("{}{}", super::rules::QUERY_KIND_PREFIX, self.database)
+    }
+
+    /// The statement as a sample of its series; `kind` is [`DbQueryEvent::series_kind`].
+    pub fn sample<'a>(&'a self, kind: &'a str) -> RequestSample<'a> {
+        RequestSample {
+            id: &self.id,
+            service: &self.application,
+            kind,
+            latency_ms: self.duration_ms,
+            status: self.status,
+            cache_layer: CacheLayer::None,
+            occurred_at_ms: self.occurred_at,
+        }
     }
 }

@@ -36,10 +36,12 @@ mod monitor;
 mod ring;
 mod rules;
 mod series;
+mod signal;
 mod slo_ring;
 mod stream;
 mod template;
 mod validate;
+pub mod webhook;
 mod worker;
 
 #[cfg(test)]
@@ -47,8 +49,9 @@ mod tests;
 
 pub use alert::{Alert, AlertChange, AlertStatus, AlertTransition, Severity, fingerprint};
 pub use book::AlertBook;
-pub use config::{BurnRateWindows, Comparison, SlaConfig, Sli, SliWindow, SloConfig, SloIndicator, ThresholdRule};
-pub use event::{CacheLayer, RequestCompleted, RequestSample, RequestStatus};
+pub use config::{BurnRateWindows, Comparison, EventSource, SlaConfig, Sli, SliWindow, SloConfig, SloIndicator, ThresholdRule};
+pub use event::{CacheLayer, DbQueryEvent, RequestCompleted, RequestSample, RequestStatus};
+pub use signal::{AutoscaleDecision, ScaleAction, Signal, SignalRule, WorkerStatus};
 pub use monitor::{BurnRateReading, LatencyPercentiles, SlaMonitor, WindowSli};
 pub use stream::{DropCounts, DropReason, Observation};
 pub use validate::SlaConfigError;

@@ -3,8 +3,9 @@
 use super::book::AlertBook;
 use super::bucket::{LatencyHistogram, Sample, new_histogram};
 use super::config::{SlaConfig, SliWindow, SloIndicator};
-use super::event::{RequestCompleted, RequestSample};
-use super::rules::{AlertDefinition, Check, selected};
+use super::event::{DbQueryEvent, RequestCompleted, RequestSample};
+use super::signal::{AutoscaleDecision, SignalBoard, SignalDefinition, WorkerStatus};
+use super::rules::{AlertDefinition, Check, QUERY_KIND_PREFIX, selected, source_of};
 use super::series::{BadWhen, Series, SeriesAlert, SeriesIndex, SeriesSlo, StreamPoint};
 use super::slo_ring::SloCounterRing;
 use super::stream::{DropCounts, DropReason, Observation, StreamClock};
@@ -35,6 +36,8 @@ pub struct SlaMonitor {
     pub(crate) clock: StreamClock,
     pub(crate) series: SeriesIndex,
     pub(crate) book: AlertBook,
+    pub(crate) signals: SignalBoard,
+    pub(crate) signal_definitions: Vec<SignalDefinition>,
     drops: DropCounts,
     accepted: u64,
     /// Reused for every window merge, so evaluating allocates no histograms.
@@ -57,6 +60,7 @@ impl SlaMonitor {
     pub fn with_alert_book(config: SlaConfig, book: AlertBook) -> Result<SlaMonitor, SlaConfigError> {
         config.validate()?;
         let definitions = AlertDefinition::compile_all(&config)?;
+        let signal_definitions = SignalDefinition::compile_all(&config)?;
         let lateness_ms = millis(config.allowed_lateness);
         let longest_slo_ms = config
             .slos
@@ -74,6 +78,8 @@ impl SlaMonitor {
             definitions,
             series: SeriesIndex::default(),
             book,
+            signals: SignalBoard::default(),
+            signal_definitions,
             drops: DropCounts::default(),
             accepted: 0,
             scratch: new_histogram(),
@@ -91,7 +97,62 @@ impl SlaMonitor {
     /// series, starts a histogram in a bucket, or enters a bucket's exemplars with an id longer
     /// than the one it replaces.
     pub fn observe_sample(&mut self, request: RequestSample<'_>, now_ms: i64) -> Observation {
-        match self.admit(request, now_ms) {
+        // A request kind in the database namespace would mix into (or pose as) a DB series.
+        if request.kind.starts_with(QUERY_KIND_PREFIX) {
+            return self.count(Err(DropReason::ReservedKind));
+        }
+        let admitted = self.admit(request, now_ms);
+        self.count(admitted)
+    }
+
+    /// Counts one database statement in its application's `db:<database>` series.
+    pub fn observe_query(&mut self, statement: &DbQueryEvent, now_ms: i64) -> Observation {
+        let kind = statement.series_kind();
+        let admitted = self.admit(statement.sample(&kind), now_ms);
+        self.count(admitted)
+    }
+
+    /// Takes a worker's status report (consumer lag, memory, CPU, descriptors). Implausible
+    /// numbers, a time beyond the allowed clock skew or one instance too many drop it.
+    pub fn observe_status(&mut self, status: WorkerStatus, now_ms: i64) -> Observation {
+        let (plausible, at_ms) = (status.is_plausible(), status.occurred_at);
+        self.admit_report(plausible, at_ms, now_ms, |board| board.report_status(status, now_ms))
+    }
+
+    /// Takes an autoscaler decision about a consumer group, on the same terms.
+    pub fn observe_decision(&mut self, decision: AutoscaleDecision, now_ms: i64) -> Observation {
+        let plausible = decision.total_lag >= 0
+            && decision.lag_rate_per_s.is_finite()
+            && 0 <= decision.min_instances
+            && decision.min_instances <= decision.max_instances;
+        let at_ms = decision.decided_at;
+        self.admit_report(plausible, at_ms, now_ms, |board| board.report_decision(decision, now_ms))
+    }
+
+    /// The checks every signal report passes before `record` puts it on the board (which says
+    /// false when the board is full).
+    fn admit_report(
+        &mut self,
+        plausible: bool,
+        at_ms: i64,
+        now_ms: i64,
+        record: impl FnOnce(&mut SignalBoard) -> bool,
+    ) -> Observation {
+        let admitted = if !plausible {
+            Err(DropReason::ImplausibleReport)
+        } else if at_ms > now_ms + millis(self.config.max_clock_skew) {
+            Err(DropReason::FutureTimestamp)
+        } else if !record(&mut self.signals) {
+            Err(DropReason::SeriesLimit)
+        } else {
+            Ok(())
+        };
+        self.count(admitted)
+    }
+
+
+    fn count(&mut self, admitted: Result<(), DropReason>) -> Observation {
+        match admitted {
             Ok(()) => {
                 self.accepted += 1;
                 Observation::Accepted
@@ -139,7 +200,7 @@ impl SlaMonitor {
         let spread_ms = self.clock.spread_ms();
         let mut series = Series::new(service, kind, spread_ms, self.config.exemplars);
         for (slo_index, slo) in self.config.slos.iter().enumerate() {
-            if !(selected(&slo.services, service) && selected(&slo.kinds, kind)) {
+            if !(slo.source == source_of(kind) && selected(&slo.services, service) && selected(&slo.kinds, kind)) {
                 continue;
             }
             let longest_minutes = slo.alerts.iter().map(|pair| millis(pair.long_window) / 60_000).max().unwrap_or(1);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::alert::{Severity, fingerprint};
-use super::config::{Comparison, SlaConfig, Sli, SliWindow, SloIndicator};
+use super::config::{Comparison, EventSource, SlaConfig, Sli, SliWindow, SloIndicator};
 use super::event::RequestStatus;
 use super::series::WindowSli;
 use super::slo_ring::{SloCounterRing, Tally};
@@ -94,6 +94,7 @@ pub(crate) struct AlertDefinition {
     pub labels: BTreeMap<String, String>,
     pub services: Vec<String>,
     pub kinds: Vec<String>,
+    pub source: EventSource,
     pub summary: SummaryTemplate,
     /// What `{sli}` shows.
     pub sli_name: &'static str,
@@ -126,6 +127,7 @@ impl AlertDefinition {
                 labels: rule.labels.clone(),
                 services: rule.services.clone(),
                 kinds: rule.kinds.clone(),
+                source: rule.source,
                 summary,
                 sli_name: rule.sli.describe(),
                 objective_text: String::new(),
@@ -169,6 +171,7 @@ impl AlertDefinition {
                     labels,
                     services: slo.services.clone(),
                     kinds: slo.kinds.clone(),
+                    source: slo.source,
                     summary: summary.clone(),
                     sli_name: match slo.sli {
                         SloIndicator::Availability => "availability",
@@ -192,7 +195,7 @@ impl AlertDefinition {
 
     /// Whether the alert covers this series.
     pub(crate) fn applies_to(&self, service: &str, kind: &str) -> bool {
-        selected(&self.services, service) && selected(&self.kinds, kind)
+        self.source == source_of(kind) && selected(&self.services, service) && selected(&self.kinds, kind)
     }
 
     /// The alert's labels for a series.
@@ -340,6 +343,14 @@ fn precedence(reading: Reading) -> u8 {
         Reading::Recovered => 1,
         Reading::Insufficient { covered: true } => 0,
     }
+}
+
+/// Kinds of database series start with this (`db:analytics`); request events may not use it.
+pub(crate) const QUERY_KIND_PREFIX: &str = "db:";
+
+/// Which events a series of this kind is made of.
+pub(crate) fn source_of(kind: &str) -> EventSource {
+    if kind.starts_with(QUERY_KIND_PREFIX) { EventSource::Queries } else { EventSource::Requests }
 }
 
 /// Whether `value` passes a selector list (empty selects everything).

@@ -17,16 +17,23 @@ pub enum DropReason {
     FutureTimestamp,
     /// A new series while `max_series` are already tracked.
     SeriesLimit,
+    /// A request event whose kind starts with `db:`, the prefix of database series.
+    ReservedKind,
+    /// A worker status or autoscaler decision with numbers no process can have (negative
+    /// counts, zero limits, min above max).
+    ImplausibleReport,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::TooLate,
         DropReason::NegativeLatency,
         DropReason::NonFiniteLatency,
         DropReason::FutureTimestamp,
         DropReason::SeriesLimit,
+        DropReason::ReservedKind,
+        DropReason::ImplausibleReport,
     ];
 
     /// Stable label for metrics and logs, e.g. `too_late`.
@@ -37,6 +44,8 @@ impl DropReason {
             DropReason::NonFiniteLatency => "non_finite_latency",
             DropReason::FutureTimestamp => "future_timestamp",
             DropReason::SeriesLimit => "series_limit",
+            DropReason::ReservedKind => "reserved_kind",
+            DropReason::ImplausibleReport => "implausible_report",
         }
     }
 }

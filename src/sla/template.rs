@@ -29,6 +29,7 @@ pub(crate) enum Placeholder {
     ShortWindow,
     Objective,
     Severity,
+    Subject,
 }
 
 impl Placeholder {
@@ -45,6 +46,7 @@ impl Placeholder {
             "short_window" => Placeholder::ShortWindow,
             "objective" => Placeholder::Objective,
             "severity" => Placeholder::Severity,
+            "subject" => Placeholder::Subject,
             _ => return None,
         })
     }
@@ -60,6 +62,8 @@ pub(crate) struct SummaryValues<'a> {
     pub name: &'a str,
     pub service: &'a str,
     pub kind: &'a str,
+    /// What the alert is about, in words: `serve portfolio.risk`, `group frontier.serve`.
+    pub subject: &'a str,
     pub sli: &'a str,
     pub value: String,
     pub comparison: &'a str,
@@ -117,6 +121,7 @@ impl SummaryTemplate {
                     Placeholder::ShortWindow => values.short_window,
                     Placeholder::Objective => &values.objective,
                     Placeholder::Severity => values.severity,
+                    Placeholder::Subject => values.subject,
                 },
             };
             out.push_str(piece);
@@ -132,6 +137,10 @@ pub(crate) enum Unit {
     PerSecond,
     Fraction,
     BurnRate,
+    /// A number of things (messages, actions).
+    Count,
+    /// A yes/no condition shown as 0 or 1.
+    Flag,
 }
 
 impl Unit {
@@ -147,6 +156,7 @@ impl Unit {
             Unit::PerSecond => write!(out, "{value:.1}/s"),
             Unit::Fraction => write!(out, "{}%", trim_percent(value * 100.0)),
             Unit::BurnRate => write!(out, "{value:.1}x"),
+            Unit::Count | Unit::Flag => write!(out, "{value:.0}"),
         };
         out
     }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use super::config::{SlaConfig, SloConfig, SloIndicator, ThresholdRule};
+use super::config::{SignalRule, SlaConfig, SloConfig, SloIndicator, ThresholdRule};
 use super::template::SummaryTemplate;
 
 /// Why the SLA configuration cannot be used.
@@ -35,6 +35,9 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> SlaConfigError
 
 /// Labels the monitor sets itself; a rule may not override them.
 const RESERVED_LABELS: [&str; 3] = ["service", "kind", "severity"];
+
+/// Labels the monitor sets on signal alerts besides those.
+const SIGNAL_LABELS: [&str; 2] = ["group", "instance"];
 
 /// Longest SLO window: 7 days of per-minute counters is ~80 KB per series and SLO.
 pub(crate) const MAX_SLO_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -68,6 +71,20 @@ impl SlaConfig {
                 return Err(invalid(format!("{key}.name"), format!("`{}` is used twice", rule.name)));
             }
         }
+        if self.signal_stale_after < Duration::from_secs(1) {
+            return Err(invalid("signal_stale_after", "must be at least 1s"));
+        }
+        let window = self.autoscale_action_window;
+        if window < Duration::from_secs(60) || window > Duration::from_secs(24 * 3600) || window.as_millis() % 60_000 != 0 {
+            return Err(invalid("autoscale_action_window", "must be whole minutes, from 1m to 24h"));
+        }
+        for (i, signal) in self.signals.iter().enumerate() {
+            let key = format!("signals[{i}]");
+            validate_signal(&key, signal)?;
+            if !names.insert(signal.name.as_str()) {
+                return Err(invalid(format!("{key}.name"), format!("`{}` is used twice", signal.name)));
+            }
+        }
         for (i, slo) in self.slos.iter().enumerate() {
             let key = format!("slos[{i}]");
             validate_slo(&key, slo)?;
@@ -89,6 +106,21 @@ fn validate_rule(key: &str, rule: &ThresholdRule) -> Result<(), SlaConfigError> 
     }
     validate_hysteresis(key, rule.hysteresis)?;
     validate_common(key, &rule.summary, false, rule.runbook_url.as_deref(), &rule.labels)
+}
+
+fn validate_signal(key: &str, rule: &SignalRule) -> Result<(), SlaConfigError> {
+    validate_name(key, &rule.name)?;
+    if !rule.threshold.is_finite() {
+        return Err(invalid(format!("{key}.threshold"), "must be a finite number"));
+    }
+    validate_hysteresis(key, rule.hysteresis)?;
+    validate_common(key, &rule.summary, false, rule.runbook_url.as_deref(), &rule.labels)?;
+    for name in SIGNAL_LABELS {
+        if rule.labels.contains_key(name) {
+            return Err(invalid(format!("{key}.labels.{name}"), "is set by the monitor itself"));
+        }
+    }
+    Ok(())
 }
 
 fn validate_slo(key: &str, slo: &SloConfig) -> Result<(), SlaConfigError> {

@@ -10,7 +10,11 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{AlertBook, AlertChange, Observation, RequestCompleted, SlaConfig, SlaMonitor, Sli, SliWindow};
+use super::{
+    AlertBook, AlertChange, AutoscaleDecision, DbQueryEvent, Observation, RequestCompleted, SlaConfig, SlaMonitor, Sli,
+    SliWindow, WorkerStatus,
+};
+use super::webhook::{AlertWebhook, WebhookSettings};
 use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
 
 /// Metric names of the SLA monitor.
@@ -28,6 +32,9 @@ pub mod metric {
     pub const FIRING: &str = "frontier_sla_alerts_firing";
     /// An SLO's burn rate for a series over a window (1.0 spends the error budget exactly).
     pub const BURN_RATE: &str = "frontier_sla_burn_rate";
+    /// A signal's value per subject (`signal` label; `group`, or `service` and `instance`);
+    /// NaN once the subject's reports are stale.
+    pub const SIGNAL: &str = "frontier_sla_signal";
 }
 
 /// The SLIs exported as gauges, with their label values.
@@ -47,6 +54,12 @@ const EXPORTED_SLIS: [(Sli, &str); 7] = [
 pub struct SlaWorkerSettings {
     /// Topic of `RequestCompleted` events.
     pub input_topic: String,
+    /// Topic of `DbQueryEvent`s, counted in `db:<database>` series; none to ignore statements.
+    pub query_events_topic: Option<String>,
+    /// Topic of `WorkerStatus` reports (consumer lag, resources); none to run no such rules.
+    pub worker_status_topic: Option<String>,
+    /// Topic of the autoscaler's decisions; none to run no autoscaling rules.
+    pub autoscale_topic: Option<String>,
     /// Topic alerts are produced to (keyed by fingerprint); also replayed at start to restore
     /// which alerts are firing.
     pub alerts_topic: String,
@@ -62,6 +75,8 @@ pub struct SlaWorkerSettings {
     /// Longest time the start-up replay of the alerts topic may take.
     #[serde(with = "humantime_serde")]
     pub restore_timeout: Duration,
+    /// Also send every alert message to this webhook, in Alertmanager's format; none by default.
+    pub webhook: Option<WebhookSettings>,
     /// The rules, SLOs and window settings.
     pub monitor: SlaConfig,
 }
@@ -70,14 +85,35 @@ impl Default for SlaWorkerSettings {
     fn default() -> Self {
         SlaWorkerSettings {
             input_topic: "frontier.metrics".into(),
+            query_events_topic: Some("frontier.db.query-events".into()),
+            worker_status_topic: Some("frontier.workers.status".into()),
+            autoscale_topic: Some("frontier.autoscale.decisions".into()),
             alerts_topic: "frontier.alerts".into(),
             group_id: None,
             evaluation_interval: Duration::from_millis(250),
             gauge_interval: Duration::from_secs(5),
             restore_timeout: Duration::from_secs(60),
+            webhook: None,
             monitor: SlaConfig::default(),
         }
     }
+}
+
+impl SlaWorkerSettings {
+    /// Every topic the monitor consumes.
+    pub fn topics(&self) -> Vec<String> {
+        let optional = [&self.query_events_topic, &self.worker_status_topic, &self.autoscale_topic];
+        std::iter::once(self.input_topic.clone()).chain(optional.into_iter().flatten().cloned()).collect()
+    }
+}
+
+/// The record types the monitor reads, by their schemas' full names.
+#[derive(Debug)]
+struct InputSchemas {
+    request: String,
+    query: String,
+    status: String,
+    decision: String,
 }
 
 /// The SLA monitor worker.
@@ -85,12 +121,13 @@ pub struct SlaMonitorWorker {
     monitor: Mutex<SlaMonitor>,
     alerts_topic: Arc<str>,
     alert_schema: Arc<KnownSchema>,
-    event_schema: String,
+    inputs: InputSchemas,
     interval: Duration,
     gauge_interval_ms: i64,
     /// When the gauges were last recomputed (ms since the epoch).
     gauges_exported_at: AtomicI64,
     accepted: ::metrics::Counter,
+    webhook: Option<AlertWebhook>,
 }
 
 /// Why the worker could not be built.
@@ -102,6 +139,8 @@ pub enum SlaWorkerError {
     Schema(#[from] crate::bus::CodecError),
     #[error("cannot restore alert state from the alerts topic: {0}")]
     Restore(#[from] crate::bus::replay::ReplayError),
+    #[error(transparent)]
+    Webhook(#[from] super::webhook::WebhookError),
 }
 
 impl SlaMonitorWorker {
@@ -122,11 +161,17 @@ impl SlaMonitorWorker {
             monitor: Mutex::new(monitor),
             alerts_topic: Arc::from(settings.alerts_topic.as_str()),
             alert_schema: catalog.by_file("alert.avsc")?,
-            event_schema: catalog.by_file("request_completed.avsc")?.name.clone(),
+            inputs: InputSchemas {
+                request: catalog.by_file("request_completed.avsc")?.name.clone(),
+                query: catalog.by_file("db_query_event.avsc")?.name.clone(),
+                status: catalog.by_file("worker_status.avsc")?.name.clone(),
+                decision: catalog.by_file("autoscale_decision.avsc")?.name.clone(),
+            },
             interval: settings.evaluation_interval,
             gauge_interval_ms: settings.gauge_interval.as_millis() as i64,
             gauges_exported_at: AtomicI64::new(0),
             accepted: ::metrics::counter!(metric::ACCEPTED),
+            webhook: settings.webhook.clone().map(AlertWebhook::new).transpose()?,
         })
     }
 
@@ -156,7 +201,12 @@ impl SlaMonitorWorker {
         self.monitor.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn export_slis(monitor: &mut SlaMonitor) {
+    fn export_slis(monitor: &mut SlaMonitor, now_ms: i64) {
+        for (signal, labels, value) in monitor.signal_values(now_ms) {
+            let mut pairs: Vec<::metrics::Label> = vec![::metrics::Label::new("signal", signal.as_str())];
+            pairs.extend(labels.into_iter().map(|(key, value)| ::metrics::Label::new(key, value)));
+            ::metrics::gauge!(metric::SIGNAL, pairs).set(value);
+        }
         for (service, kind) in monitor.series_keys() {
             for window in SliWindow::ALL {
                 let Some(sli) = monitor.sli(&service, &kind, window) else { continue };
@@ -187,16 +237,29 @@ impl Worker for SlaMonitorWorker {
     }
 
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        if message.schema.reader.name != self.event_schema {
+        let now_ms = crate::clock::now_millis();
+        let schema = message.schema.reader.name.as_str();
+        // Absurd events are counted by reason (exported with the gauges), never rejected: they
+        // are well-formed, just not usable.
+        let observation = if schema == self.inputs.request {
+            let event: RequestCompleted = message.deserialize()?;
+            self.monitor().observe(&event, now_ms)
+        } else if schema == self.inputs.query {
+            let statement: DbQueryEvent = message.deserialize()?;
+            self.monitor().observe_query(&statement, now_ms)
+        } else if schema == self.inputs.status {
+            let status: WorkerStatus = message.deserialize()?;
+            self.monitor().observe_status(status, now_ms)
+        } else if schema == self.inputs.decision {
+            let decision: AutoscaleDecision = message.deserialize()?;
+            self.monitor().observe_decision(decision, now_ms)
+        } else {
             return Err(HandlerError::rejected(
                 "unexpected_schema",
-                format!("{} is not a {}", message.schema.reader.name, self.event_schema),
+                format!("the SLA monitor does not read {schema} records"),
             ));
-        }
-        let event: RequestCompleted = message.deserialize()?;
-        // Absurd events are counted by reason (exported at each evaluation), never rejected:
-        // they are well-formed, just not usable.
-        if let Observation::Accepted = self.monitor().observe(&event, crate::clock::now_millis()) {
+        };
+        if let Observation::Accepted = observation {
             self.accepted.increment(1);
         }
         Ok(Vec::new())
@@ -213,10 +276,13 @@ impl Worker for SlaMonitorWorker {
             let transitions = monitor.evaluate(now_ms);
             if now_ms - self.gauges_exported_at.load(Ordering::Relaxed) >= self.gauge_interval_ms {
                 self.gauges_exported_at.store(now_ms, Ordering::Relaxed);
-                Self::export_slis(&mut monitor);
+                Self::export_slis(&mut monitor, now_ms);
             }
             transitions
         };
+        if let Some(webhook) = &self.webhook {
+            webhook.forward(transitions.iter().map(|transition| transition.alert.clone()).collect());
+        }
         let mut outputs = Vec::with_capacity(transitions.len());
         for transition in transitions {
             let change = match transition.change {

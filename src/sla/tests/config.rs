@@ -10,6 +10,8 @@ max_latency = "1h"
 renotify_interval = "5m"
 exemplars = 5
 max_series = 500
+signal_stale_after = "1m"
+autoscale_action_window = "30m"
 
 [[rules]]
 name = "LatencyP95High"
@@ -37,6 +39,16 @@ comparison = "below"
 threshold = 0.8
 window = "5m"
 
+[[rules]]
+name = "DbQueryTimeouts"
+source = "queries"
+sli = "timeout_rate"
+comparison = "above"
+threshold = 0.01
+window = "5m"
+min_events = 20
+summary = "{service} statements on {kind} time out at {value}, {comparison} {threshold} over {window}"
+
 [[slos]]
 name = "AvailabilitySLO"
 sli = "availability"
@@ -55,6 +67,57 @@ name = "LatencySLO"
 sli = "latency"
 objective = 0.95
 latency_threshold_ms = 200.0
+
+[[signals]]
+name = "ConsumerLagHigh"
+signal = "consumer_lag"
+comparison = "above"
+threshold = 10000.0
+for = "5m"
+hysteresis = 0.05
+severity = "warning"
+summary = "{sli} of {subject} is {value}, {comparison} {threshold}"
+
+[[signals]]
+name = "MemoryExhaustion"
+signal = "memory_utilization"
+comparison = "above"
+threshold = 0.9
+for = "5m"
+severity = "critical"
+
+[[signals]]
+name = "FileDescriptorExhaustion"
+signal = "fd_utilization"
+comparison = "above"
+threshold = 0.9
+for = "5m"
+severity = "critical"
+
+[[signals]]
+name = "CpuSaturated"
+signal = "cpu_utilization"
+comparison = "above"
+threshold = 0.95
+for = "10m"
+
+[[signals]]
+name = "AutoscaleAtMaxInstances"
+signal = "autoscale_saturation"
+comparison = "above"
+threshold = 0.5
+for = "5m"
+severity = "critical"
+summary = "{subject} is at its maximum instances and still falling behind"
+
+[[signals]]
+name = "AutoscaleFlapping"
+signal = "autoscale_actions"
+comparison = "above"
+threshold = 5.0
+for = "0s"
+hysteresis = 0.0
+summary = "{subject} was scaled {value} times in {window}, {comparison} {threshold}"
 "#;
 
 #[test]

@@ -3,9 +3,11 @@
 mod config;
 mod drops;
 mod hot_path;
+mod queries;
 mod restore;
 mod rules;
 mod schema;
+mod signals;
 mod slo;
 mod support;
 mod windows;

@@ -1,0 +1,184 @@
+//! Every worker's self-report: a `WorkerStatus` (`schemas/worker_status.avsc`) on
+//! `bus.status_topic` every `bus.status_interval` — its consumer group's lag on the partitions it
+//! owns and its memory, CPU and file-descriptor use — which the SLA monitor turns into
+//! consumer-lag and resource-exhaustion alerts. Written once here, so every worker reports.
+//!
+//! Figures come from Linux's `/proc` and cgroup v2 files; on a platform without them the field
+//! is null rather than a guess.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::codec::{KnownSchema, SchemaCatalog};
+use super::worker::Outbound;
+
+/// A consumer group's lag on this instance's partitions, updated from librdkafka's statistics
+/// (`statistics.interval.ms`); negative until the first statistics arrive.
+#[derive(Debug, Clone)]
+pub struct LagReading(Arc<AtomicI64>);
+
+impl Default for LagReading {
+    fn default() -> Self {
+        LagReading(Arc::new(AtomicI64::new(-1)))
+    }
+}
+
+impl LagReading {
+    pub(super) fn set(&self, lag: i64) {
+        self.0.store(lag, Ordering::Relaxed);
+    }
+
+    /// Messages behind, if statistics have arrived.
+    pub fn get(&self) -> Option<i64> {
+        let lag = self.0.load(Ordering::Relaxed);
+        (lag >= 0).then_some(lag)
+    }
+}
+
+/// The record, field for field the schema.
+#[derive(Debug, Serialize)]
+struct WorkerStatusRecord<'a> {
+    service: &'a str,
+    instance: &'a str,
+    consumer_group: Option<&'a str>,
+    consumer_lag: Option<i64>,
+    rss_bytes: Option<i64>,
+    memory_limit_bytes: Option<i64>,
+    cpu_utilization: Option<f64>,
+    open_fds: Option<i64>,
+    max_fds: Option<i64>,
+    occurred_at: i64,
+}
+
+/// Builds one worker's status records.
+#[derive(Debug)]
+pub struct StatusReporter {
+    schema: Arc<KnownSchema>,
+    topic: Arc<str>,
+    service: &'static str,
+    instance: String,
+    group: String,
+    lag: LagReading,
+    /// CPU time used and when, at the previous report.
+    last_cpu: Option<(u64, Instant)>,
+}
+
+impl StatusReporter {
+    /// A reporter for worker `service` in `group`; `None` if the catalog has no
+    /// `worker_status.avsc` (an older schema folder): reporting is then off.
+    pub fn new(catalog: &SchemaCatalog, topic: &str, service: &'static str, group: &str, lag: LagReading) -> Option<Self> {
+        let schema = catalog.by_file("worker_status.avsc").ok()?;
+        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into());
+        Some(StatusReporter {
+            schema,
+            topic: Arc::from(topic),
+            service,
+            instance: format!("{host}-{}", std::process::id()),
+            group: group.to_string(),
+            lag,
+            last_cpu: None,
+        })
+    }
+
+    /// This process's id in reports: host and pid.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The next status record, keyed by consumer group so one SLA monitor sees a whole group;
+    /// `None` only if encoding fails (a schema that does not fit the record: logged).
+    pub fn next_record(&mut self) -> Option<Outbound> {
+        let cpu_ns = cpu_time_ns();
+        let now = Instant::now();
+        let cpu_utilization = match (cpu_ns, self.last_cpu) {
+            (Some(used), Some((before, at))) => {
+                let wall_ns = now.duration_since(at).as_nanos() as f64;
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+                (wall_ns > 0.0).then(|| (used.saturating_sub(before) as f64 / wall_ns / cores).min(1.0))
+            }
+            _ => None,
+        };
+        if let Some(used) = cpu_ns {
+            self.last_cpu = Some((used, now));
+        }
+        let (open_fds, max_fds) = descriptors();
+        let record = WorkerStatusRecord {
+            service: self.service,
+            instance: &self.instance,
+            consumer_group: Some(&self.group),
+            consumer_lag: self.lag.get(),
+            rss_bytes: resident_bytes(),
+            memory_limit_bytes: memory_limit_bytes(),
+            cpu_utilization,
+            open_fds,
+            max_fds,
+            occurred_at: crate::clock::now_millis(),
+        };
+        match SchemaCatalog::encode(&self.schema, &record) {
+            Ok(payload) => Some(Outbound::new(self.topic.clone(), Some(self.group.as_bytes().to_vec()), payload)),
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a worker status; reporting skipped");
+                None
+            }
+        }
+    }
+}
+
+/// CPU time the process has used, nanoseconds (`/proc/self/schedstat`: exact, no clock-tick
+/// conversion).
+fn cpu_time_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Resident set size from `/proc/self/status` (`VmRSS: 1234 kB`).
+fn resident_bytes() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The cgroup v2 memory limit, else the machine's memory (`max` means no cgroup limit).
+fn memory_limit_bytes() -> Option<i64> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|text| {
+        let path = text.lines().find_map(|line| line.strip_prefix("0::"))?.trim().to_string();
+        std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).ok()
+    });
+    if let Some(limit) = cgroup.and_then(|text| text.trim().parse::<i64>().ok()) {
+        return Some(limit);
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Open descriptors (`/proc/self/fd` entries) and the soft limit (`/proc/self/limits`).
+fn descriptors() -> (Option<i64>, Option<i64>) {
+    let open = std::fs::read_dir("/proc/self/fd").ok().map(|entries| entries.count() as i64);
+    let limit = std::fs::read_to_string("/proc/self/limits").ok().and_then(|text| {
+        let line = text.lines().find(|line| line.starts_with("Max open files"))?;
+        line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+    });
+    (open, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_reports_plausible_resource_figures_on_linux() {
+        let rss = resident_bytes().expect("VmRSS on Linux");
+        let limit = memory_limit_bytes().expect("a memory limit on Linux");
+        assert!(rss > 0 && rss < limit, "rss {rss} limit {limit}");
+        let (open, max) = descriptors();
+        let (open, max) = (open.expect("fd count"), max.expect("fd limit"));
+        assert!(open > 2 && open < max, "open {open} max {max}");
+        assert!(cpu_time_ns().expect("schedstat") > 0);
+    }
+}

@@ -1,0 +1,179 @@
+//! [`SignalBoard`]: the latest report of every worker instance and every scaled group, and the
+//! signal values they give.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::config::Signal;
+use super::input::{AutoscaleDecision, ScaleAction, WorkerStatus};
+
+/// Most instances and groups remembered at once; reports of further ones are dropped, so a
+/// flood of made-up instance names cannot exhaust memory.
+pub(crate) const MAX_SUBJECTS: usize = 10_000;
+
+/// Who a signal value is about; also the alert's labels.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Subject {
+    Group(String),
+    Instance { service: String, instance: String },
+}
+
+impl Subject {
+    /// The labels that tell this subject's alerts apart.
+    pub(crate) fn labels(&self) -> BTreeMap<String, String> {
+        match self {
+            Subject::Group(group) => BTreeMap::from([("group".to_string(), group.clone())]),
+            Subject::Instance { service, instance } => BTreeMap::from([
+                ("service".to_string(), service.clone()),
+                ("instance".to_string(), instance.clone()),
+            ]),
+        }
+    }
+
+    /// `group frontier.serve`, `serve on host-42`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Subject::Group(group) => format!("group {group}"),
+            Subject::Instance { service, instance } => format!("{service} on {instance}"),
+        }
+    }
+
+    /// The subject an alert's labels name, if they name one.
+    pub(crate) fn from_labels(labels: &BTreeMap<String, String>) -> Option<Subject> {
+        if let Some(group) = labels.get("group") {
+            return Some(Subject::Group(group.clone()));
+        }
+        Some(Subject::Instance { service: labels.get("service")?.clone(), instance: labels.get("instance")?.clone() })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct InstanceReport {
+    status: WorkerStatus,
+    /// Processing time it arrived: freshness is judged on the monitor's clock, so a worker
+    /// with a skewed clock is neither kept alive nor declared dead by it.
+    received_ms: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct GroupScaling {
+    latest: Option<(AutoscaleDecision, i64)>,
+    /// `decided_at` of recent scale-ups and scale-downs, oldest first.
+    actions: VecDeque<i64>,
+}
+
+/// What is known of every subject.
+#[derive(Debug, Default)]
+pub(crate) struct SignalBoard {
+    instances: BTreeMap<(String, String), InstanceReport>,
+    groups: BTreeMap<String, GroupScaling>,
+}
+
+impl SignalBoard {
+    /// Takes a worker's status; false if it was dropped for the subject limit.
+    pub(crate) fn report_status(&mut self, status: WorkerStatus, now_ms: i64) -> bool {
+        let key = (status.service.clone(), status.instance.clone());
+        if !self.instances.contains_key(&key) && self.instances.len() >= MAX_SUBJECTS {
+            return false;
+        }
+        self.instances.insert(key, InstanceReport { status, received_ms: now_ms });
+        true
+    }
+
+    /// Takes an autoscaler decision; false if it was dropped for the subject limit.
+    pub(crate) fn report_decision(&mut self, decision: AutoscaleDecision, now_ms: i64) -> bool {
+        if !self.groups.contains_key(&decision.consumer_group) && self.groups.len() >= MAX_SUBJECTS {
+            return false;
+        }
+        let scaling = self.groups.entry(decision.consumer_group.clone()).or_default();
+        if decision.action != ScaleAction::Hold {
+            // Decisions of one group come from one partition, so they arrive in order; keep
+            // the queue sorted anyway in case a replay interleaves two autoscalers.
+            let at = decision.decided_at;
+            let position = scaling.actions.iter().rposition(|&seen| seen <= at).map_or(0, |p| p + 1);
+            scaling.actions.insert(position, at);
+        }
+        let newer = scaling.latest.as_ref().is_none_or(|(latest, _)| latest.decided_at <= decision.decided_at);
+        if newer {
+            scaling.latest = Some((decision, now_ms));
+        }
+        true
+    }
+
+    /// Every subject a signal can be read for, with its value; `None` when the subject's
+    /// reports are stale (or carry no such figure): its alerts lose their evidence and resolve.
+    pub(crate) fn values(&self, signal: Signal, now_ms: i64, stale_ms: i64, window_ms: i64) -> Vec<(Subject, Option<f64>)> {
+        let fresh = |received_ms: i64| now_ms - received_ms <= stale_ms;
+        match signal {
+            Signal::ConsumerLag => {
+                let mut lag_by_group: BTreeMap<&str, Option<f64>> = BTreeMap::new();
+                for report in self.instances.values() {
+                    let Some(group) = report.status.consumer_group.as_deref() else { continue };
+                    let total = lag_by_group.entry(group).or_insert(None);
+                    if let (true, Some(lag)) = (fresh(report.received_ms), report.status.consumer_lag) {
+                        *total = Some(total.unwrap_or(0.0) + lag as f64);
+                    }
+                }
+                lag_by_group.into_iter().map(|(group, lag)| (Subject::Group(group.to_string()), lag)).collect()
+            }
+            Signal::MemoryUtilization | Signal::CpuUtilization | Signal::FdUtilization => self
+                .instances
+                .iter()
+                .map(|((service, instance), report)| {
+                    let value = fresh(report.received_ms)
+                        .then(|| match signal {
+                            Signal::MemoryUtilization => report.status.memory_utilization(),
+                            Signal::FdUtilization => report.status.fd_utilization(),
+                            _ => report.status.cpu_utilization,
+                        })
+                        .flatten();
+                    (Subject::Instance { service: service.clone(), instance: instance.clone() }, value)
+                })
+                .collect(),
+            Signal::AutoscaleSaturation => self
+                .groups
+                .iter()
+                .filter_map(|(group, scaling)| {
+                    let (decision, received_ms) = scaling.latest.as_ref()?;
+                    let value = fresh(*received_ms).then(|| if decision.is_saturated() { 1.0 } else { 0.0 });
+                    Some((Subject::Group(group.clone()), value))
+                })
+                .collect(),
+            // A count over a window is never stale: no action in it is a real zero.
+            Signal::AutoscaleActions => self
+                .groups
+                .iter()
+                .map(|(group, scaling)| {
+                    let recent = scaling.actions.iter().filter(|&&at| at > now_ms - window_ms).count();
+                    (Subject::Group(group.clone()), Some(recent as f64))
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the board has heard of the subject since the monitor started.
+    pub(crate) fn knows(&self, subject: &Subject) -> bool {
+        match subject {
+            Subject::Group(group) => {
+                self.groups.contains_key(group)
+                    || self.instances.values().any(|report| report.status.consumer_group.as_deref() == Some(group))
+            }
+            Subject::Instance { service, instance } => self.instances.contains_key(&(service.clone(), instance.clone())),
+        }
+    }
+
+    /// Forgets instances silent for `forget_ms` and actions older than `window_ms`, keeping
+    /// subjects with an active alert (`keep`), so memory follows the live fleet.
+    pub(crate) fn prune(&mut self, now_ms: i64, forget_ms: i64, window_ms: i64, keep: impl Fn(&Subject) -> bool) {
+        self.instances.retain(|(service, instance), report| {
+            now_ms - report.received_ms <= forget_ms
+                || keep(&Subject::Instance { service: service.clone(), instance: instance.clone() })
+        });
+        self.groups.retain(|group, scaling| {
+            while scaling.actions.front().is_some_and(|&at| at <= now_ms - window_ms) {
+                scaling.actions.pop_front();
+            }
+            let heard = scaling.latest.as_ref().is_some_and(|(_, received_ms)| now_ms - received_ms <= forget_ms);
+            heard || !scaling.actions.is_empty() || keep(&Subject::Group(group.clone()))
+        });
+    }
+}

@@ -1,0 +1,175 @@
+//! Signals: consumer lag, resource exhaustion and autoscaling, per group or instance.
+
+use std::time::Duration;
+
+use super::support::*;
+use crate::sla::{
+    AlertBook, AlertChange, AlertStatus, AutoscaleDecision, Comparison, DropReason, Observation, ScaleAction, Signal,
+    SignalRule, SlaConfig, SlaMonitor, WorkerStatus,
+};
+
+fn status(instance: &str, lag: i64, rss_fraction: f64, at_ms: i64) -> WorkerStatus {
+    WorkerStatus {
+        service: "serve".into(),
+        instance: instance.into(),
+        consumer_group: Some("frontier.serve".into()),
+        consumer_lag: Some(lag),
+        rss_bytes: Some((rss_fraction * 1e9) as i64),
+        memory_limit_bytes: Some(1_000_000_000),
+        cpu_utilization: Some(0.3),
+        open_fds: Some(100),
+        max_fds: Some(1024),
+        occurred_at: at_ms,
+    }
+}
+
+fn decision(action: ScaleAction, current: i32, lag_rate: f64, at_ms: i64) -> AutoscaleDecision {
+    AutoscaleDecision {
+        id: format!("d{at_ms}"),
+        consumer_group: "frontier.serve".into(),
+        topic: "frontier.requests".into(),
+        total_lag: 50_000,
+        lag_rate_per_s: lag_rate,
+        current_instances: current,
+        desired_instances: if action == ScaleAction::ScaleUp { (current + 1).min(20) } else { current },
+        min_instances: 2,
+        max_instances: 20,
+        action,
+        reason: "test".into(),
+        decided_at: at_ms,
+    }
+}
+
+fn only_signals(signals: Vec<SignalRule>) -> SlaConfig {
+    SlaConfig { rules: Vec::new(), slos: Vec::new(), signals, ..SlaConfig::default() }
+}
+
+/// Feeds one status per instance every 10 s for `seconds`, evaluating every second.
+fn report(monitor: &mut SlaMonitor, from_ms: i64, seconds: i64, statuses: impl Fn(i64) -> Vec<WorkerStatus>) -> Vec<crate::sla::AlertTransition> {
+    let mut transitions = Vec::new();
+    for second in 0..seconds {
+        let now = from_ms + second * SECOND;
+        if second % 10 == 0 {
+            for status in statuses(now) {
+                monitor.observe_status(status, now);
+            }
+        }
+        transitions.extend(monitor.evaluate(now));
+    }
+    transitions
+}
+
+#[test]
+fn consumer_lag_is_summed_over_a_groups_instances_and_fires_after_its_for_duration() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    // Each instance is 6,000 behind: neither alone passes 10,000, the group does.
+    let transitions = report(&mut monitor, T0, 6 * 60, |now| vec![status("a-1", 6_000, 0.2, now), status("b-2", 6_000, 0.2, now)]);
+
+    let fired: Vec<_> = transitions.iter().filter(|t| t.change == AlertChange::Fired).collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    let alert = &fired[0].alert;
+    assert_eq!(alert.name, "ConsumerLagHigh");
+    assert_eq!(alert.labels.get("group").map(String::as_str), Some("frontier.serve"));
+    assert_eq!(alert.observed_value, 12_000.0);
+    // Default `for` is 5 minutes of processing time.
+    assert!(alert.started_at >= T0 + 5 * MINUTE && alert.started_at <= T0 + 5 * MINUTE + 10 * SECOND);
+    assert_eq!(alert.summary, "consumer lag of group frontier.serve is 12000, above 10000");
+}
+
+#[test]
+fn an_instance_near_its_memory_limit_fires_memory_exhaustion_and_recovers() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    let high = report(&mut monitor, T0, 6 * 60, |now| vec![status("a-1", 0, 0.95, now), status("b-2", 0, 0.5, now)]);
+    let fired: Vec<_> = high.iter().filter(|t| t.change == AlertChange::Fired).collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(fired[0].alert.name, "MemoryExhaustion");
+    assert_eq!(fired[0].alert.labels.get("instance").map(String::as_str), Some("a-1"));
+
+    let low = report(&mut monitor, T0 + 6 * MINUTE, 30, |now| vec![status("a-1", 0, 0.5, now)]);
+    let resolved: Vec<_> = low.iter().filter(|t| t.change == AlertChange::Resolved).collect();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].alert.status, AlertStatus::Resolved);
+}
+
+#[test]
+fn a_silent_instance_loses_its_evidence_and_its_alert_resolves() {
+    let rule = SignalRule { for_duration: Duration::ZERO, ..SignalRule::new("Mem", Signal::MemoryUtilization, Comparison::Above, 0.9) };
+    let mut monitor = SlaMonitor::new(only_signals(vec![rule])).unwrap();
+    let fired = report(&mut monitor, T0, 5, |now| vec![status("a-1", 0, 0.95, now)]);
+    assert_eq!(fired.len(), 1);
+    // No report for longer than signal_stale_after (60 s by default).
+    let later = report(&mut monitor, T0 + 5 * SECOND, 70, |_| Vec::new());
+    assert_eq!(later.len(), 1, "{later:#?}");
+    assert_eq!(later[0].change, AlertChange::Resolved);
+    assert!(later[0].alert.summary.ends_with("(resolved: no fresh report)"), "{}", later[0].alert.summary);
+}
+
+#[test]
+fn a_group_at_max_instances_and_still_falling_behind_fires_autoscale_at_max() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    let mut transitions = Vec::new();
+    for second in 0..6 * 60 {
+        let now = T0 + second * SECOND;
+        if second % 15 == 0 {
+            monitor.observe_decision(decision(ScaleAction::Hold, 20, 300.0, now), now);
+        }
+        transitions.extend(monitor.evaluate(now));
+    }
+    let fired: Vec<_> = transitions.iter().filter(|t| t.change == AlertChange::Fired).collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(fired[0].alert.name, "AutoscaleAtMaxInstances");
+    assert_eq!(fired[0].alert.severity, crate::sla::Severity::Critical);
+    assert_eq!(fired[0].alert.summary, "group frontier.serve is at its maximum instances and still falling behind");
+}
+
+#[test]
+fn a_group_scaled_up_and_down_six_times_in_half_an_hour_is_flapping() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    let mut transitions = Vec::new();
+    for step in 0..6 {
+        let now = T0 + step * 2 * MINUTE;
+        let action = if step % 2 == 0 { ScaleAction::ScaleUp } else { ScaleAction::ScaleDown };
+        monitor.observe_decision(decision(action, 5, 0.0, now), now);
+        transitions.extend(monitor.evaluate(now));
+    }
+    let fired: Vec<_> = transitions.iter().filter(|t| t.change == AlertChange::Fired).collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(fired[0].alert.name, "AutoscaleFlapping");
+    assert_eq!(fired[0].alert.observed_value, 6.0);
+    assert_eq!(fired[0].alert.window, "30m");
+    // Half an hour after the last action the count is back to zero and the alert resolves.
+    let later = monitor.evaluate(T0 + 10 * MINUTE + 30 * MINUTE + SECOND);
+    assert_eq!(later.iter().filter(|t| t.change == AlertChange::Resolved).count(), 1, "{later:#?}");
+}
+
+#[test]
+fn implausible_reports_are_dropped_with_a_reason() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    let mut negative = status("a-1", -5, 0.2, T0);
+    assert_eq!(monitor.observe_status(negative.clone(), T0), Observation::Dropped(DropReason::ImplausibleReport));
+    negative.consumer_lag = Some(5);
+    negative.max_fds = Some(0);
+    assert_eq!(monitor.observe_status(negative, T0), Observation::Dropped(DropReason::ImplausibleReport));
+    let future = status("a-1", 5, 0.2, T0 + 10 * MINUTE);
+    assert_eq!(monitor.observe_status(future, T0), Observation::Dropped(DropReason::FutureTimestamp));
+    let mut inverted = decision(ScaleAction::Hold, 3, 0.0, T0);
+    inverted.min_instances = 30;
+    assert_eq!(monitor.observe_decision(inverted, T0), Observation::Dropped(DropReason::ImplausibleReport));
+}
+
+#[test]
+fn a_restored_signal_alert_is_held_until_its_subject_reports_then_judged() {
+    let rule = SignalRule { for_duration: Duration::ZERO, ..SignalRule::new("Mem", Signal::MemoryUtilization, Comparison::Above, 0.9) };
+    let mut first = SlaMonitor::new(only_signals(vec![rule.clone()])).unwrap();
+    let fired = report(&mut first, T0, 1, |now| vec![status("a-1", 0, 0.95, now)]);
+    assert_eq!(fired.len(), 1);
+
+    let book = AlertBook::restore(fired.iter().map(|t| t.alert.clone()));
+    let mut restarted = SlaMonitor::with_alert_book(only_signals(vec![rule]), book).unwrap();
+    // Nothing heard yet: neither resolved nor re-fired.
+    assert!(restarted.evaluate(T0 + 30 * SECOND).is_empty());
+    // Still high: one firing alert, no new `fired`.
+    let again = report(&mut restarted, T0 + 31 * SECOND, 5, |now| vec![status("a-1", 0, 0.95, now)]);
+    assert!(again.iter().all(|t| t.change != AlertChange::Fired), "{again:#?}");
+    assert_eq!(restarted.alert_book().firing().count(), 1);
+}
