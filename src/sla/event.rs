@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::market::{QueryEvent, QueryStatus};
+
 /// One finished request, as decoded from `frontier.metrics` (`frontier.sla.RequestCompleted`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestCompleted {
@@ -95,49 +97,26 @@ impl CacheLayer {
     }
 }
 
-/// One database statement, as decoded from `frontier.db.query-events` (`frontier.db.DbQueryEvent`).
-/// The monitor counts it in the series of its application and `db:<database>`, with the
-/// statement's duration as latency, so timeouts and slow statements get SLIs of their own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DbQueryEvent {
-    /// Event id; kept as an exemplar like a request id.
-    pub id: String,
-    /// Statement text with placeholders.
-    pub sql: String,
-    /// Id of the normalized statement, if the publisher computed one.
-    pub fingerprint: Option<String>,
-    /// Execution time, milliseconds.
-    pub duration_ms: f64,
-    /// Rows returned or affected.
-    pub rows: i64,
-    /// Database the statement ran against.
-    pub database: String,
-    /// Application that ran it.
-    pub application: String,
-    /// Outcome; `timeout` is a statement cancelled by a statement timeout.
-    pub status: RequestStatus,
-    /// Error text when not ok.
-    pub error: Option<String>,
-    /// When the statement started, milliseconds since the Unix epoch (UTC).
-    pub occurred_at: i64,
+/// The kind of a database statement's series: `db:<database>`.
+pub fn query_series_kind(statement: &QueryEvent) -> String {
+    format!("{}{}", super::rules::QUERY_KIND_PREFIX, statement.database)
 }
 
-impl DbQueryEvent {
-    /// The kind of this statement's series: `db:<database>`.
-    pub fn series_kind(&self) -> String {
-        format!("{}{}", super::rules::QUERY_KIND_PREFIX, self.database)
-    }
-
-    /// The statement as a sample of its series; `kind` is [`DbQueryEvent::series_kind`].
-    pub fn sample<'a>(&'a self, kind: &'a str) -> RequestSample<'a> {
-        RequestSample {
-            id: &self.id,
-            service: &self.application,
-            kind,
-            latency_ms: self.duration_ms,
-            status: self.status,
-            cache_layer: CacheLayer::None,
-            occurred_at_ms: self.occurred_at,
-        }
+/// A database statement as a sample of its series (the application's, kind
+/// [`query_series_kind`]), with the statement's duration as latency, so timeouts and slow
+/// statements get SLIs of their own.
+pub fn query_sample<'a>(statement: &'a QueryEvent, kind: &'a str) -> RequestSample<'a> {
+    RequestSample {
+        id: &statement.id,
+        service: &statement.application,
+        kind,
+        latency_ms: statement.duration_ms,
+        status: match statement.status {
+            QueryStatus::Ok => RequestStatus::Ok,
+            QueryStatus::Error => RequestStatus::Error,
+            QueryStatus::Timeout => RequestStatus::Timeout,
+        },
+        cache_layer: CacheLayer::None,
+        occurred_at_ms: statement.occurred_at,
     }
 }

@@ -50,7 +50,7 @@ mod tests;
 pub use alert::{Alert, AlertChange, AlertStatus, AlertTransition, Severity, fingerprint};
 pub use book::AlertBook;
 pub use config::{BurnRateWindows, Comparison, EventSource, SlaConfig, Sli, SliWindow, SloConfig, SloIndicator, ThresholdRule};
-pub use event::{CacheLayer, DbQueryEvent, RequestCompleted, RequestSample, RequestStatus};
+pub use event::{CacheLayer, RequestCompleted, RequestSample, RequestStatus};
 pub use signal::{AutoscaleDecision, ScaleAction, Signal, SignalRule, WorkerStatus};
 pub use monitor::{BurnRateReading, LatencyPercentiles, SlaMonitor, WindowSli};
 pub use stream::{DropCounts, DropReason, Observation};

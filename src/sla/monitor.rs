@@ -3,7 +3,8 @@
 use super::book::AlertBook;
 use super::bucket::{LatencyHistogram, Sample, new_histogram};
 use super::config::{SlaConfig, SliWindow, SloIndicator};
-use super::event::{DbQueryEvent, RequestCompleted, RequestSample};
+use super::event::{RequestCompleted, RequestSample, query_sample, query_series_kind};
+use crate::market::QueryEvent;
 use super::signal::{AutoscaleDecision, SignalBoard, SignalDefinition, WorkerStatus};
 use super::rules::{AlertDefinition, Check, QUERY_KIND_PREFIX, selected, source_of};
 use super::series::{BadWhen, Series, SeriesAlert, SeriesIndex, SeriesSlo, StreamPoint};
@@ -106,9 +107,9 @@ impl SlaMonitor {
     }
 
     /// Counts one database statement in its application's `db:<database>` series.
-    pub fn observe_query(&mut self, statement: &DbQueryEvent, now_ms: i64) -> Observation {
-        let kind = statement.series_kind();
-        let admitted = self.admit(statement.sample(&kind), now_ms);
+    pub fn observe_query(&mut self, statement: &QueryEvent, now_ms: i64) -> Observation {
+        let kind = query_series_kind(statement);
+        let admitted = self.admit(query_sample(statement, &kind), now_ms);
         self.count(admitted)
     }
 

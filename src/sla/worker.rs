@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{
-    AlertBook, AlertChange, AutoscaleDecision, DbQueryEvent, Observation, RequestCompleted, SlaConfig, SlaMonitor, Sli,
+    AlertBook, AlertChange, AutoscaleDecision, Observation, RequestCompleted, SlaConfig, SlaMonitor, Sli,
     SliWindow, WorkerStatus,
 };
 use super::webhook::{AlertWebhook, WebhookSettings};
@@ -245,7 +245,7 @@ impl Worker for SlaMonitorWorker {
             let event: RequestCompleted = message.deserialize()?;
             self.monitor().observe(&event, now_ms)
         } else if schema == self.inputs.query {
-            let statement: DbQueryEvent = message.deserialize()?;
+            let statement: crate::market::QueryEvent = message.deserialize()?;
             self.monitor().observe_query(&statement, now_ms)
         } else if schema == self.inputs.status {
             let status: WorkerStatus = message.deserialize()?;

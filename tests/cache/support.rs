@@ -2,11 +2,9 @@
 //! `redis-server`, and log capture.
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use frontier::cache::{CacheKey, CachePolicy, CacheSettings, ComputeError};
@@ -14,6 +12,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use super::common;
+pub use super::common::private_redis::{PrivateRedis, ping};
 
 pub const POLICY: CachePolicy = CachePolicy { ttl: Duration::from_secs(60), grace: Duration::from_secs(30) };
 
@@ -24,19 +23,6 @@ pub async fn stack_redis() -> String {
         panic!("Redis is not reachable at {url} ({error}): {}", common::START_HINT);
     }
     url
-}
-
-pub async fn ping(url: &str) -> Result<(), String> {
-    let attempt = async {
-        let client = redis::Client::open(url)?;
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut connection).await
-    };
-    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("no answer within 2s".into()),
-    }
 }
 
 /// Settings of one test: a fresh prefix, a disk folder, one test key, no keys from the
@@ -126,49 +112,6 @@ pub async fn redis_has(url: &str, prefix: &str, key: &CacheKey) -> bool {
 
 pub fn text(value: &[u8]) -> &str {
     std::str::from_utf8(value).unwrap()
-}
-
-/// A `redis-server` of this test only, killed on drop.
-pub struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    pub fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-    }
-
-    pub async fn start(port: u16) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install it, e.g. with `ops/stack up`"));
-        let server = PrivateRedis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while ping(&server.url()).await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server on port {port} did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Log lines written while a test runs, for counting.

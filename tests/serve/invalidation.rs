@@ -1,13 +1,12 @@
 //! Invalidations reaching every instance, and Redis going away and coming back.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 
 use frontier::market::seed::CacheInvalidation;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
 use super::*;
+use crate::common::private_redis::PrivateRedis;
 
 #[tokio::test]
 async fn a_tag_invalidation_reaches_a_second_instance_whose_next_answer_is_recomputed() {
@@ -45,49 +44,6 @@ async fn a_tag_invalidation_reaches_a_second_instance_whose_next_answer_is_recom
     a.stop().await;
     b.stop().await;
     world.drop_schema().await;
-}
-
-/// A `redis-server` of this test only, killed on drop.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-    }
-
-    async fn start(port: u16) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install it, e.g. with `ops/stack up`"));
-        let server = PrivateRedis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while ping(&server.url()).await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server on port {port} did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test]

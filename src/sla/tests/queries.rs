@@ -1,16 +1,15 @@
 //! Database statements: their own series, judged only by rules for queries.
 
 use super::support::*;
-use crate::sla::{
-    AlertChange, DbQueryEvent, DropReason, Observation, RequestStatus, SlaConfig, SlaMonitor, SliWindow,
-};
+use crate::market::{QueryEvent, QueryStatus};
+use crate::sla::{AlertChange, DropReason, Observation, RequestStatus, SlaConfig, SlaMonitor, SliWindow};
 
-fn statement(id: u64, status: RequestStatus, at_ms: i64) -> DbQueryEvent {
-    DbQueryEvent {
+fn statement(id: u64, status: QueryStatus, at_ms: i64) -> QueryEvent {
+    QueryEvent {
         id: format!("q{id}"),
         sql: "SELECT close FROM prices WHERE symbol = $1".into(),
         fingerprint: None,
-        duration_ms: if status == RequestStatus::Timeout { 5_000.0 } else { 3.0 },
+        duration_ms: if status == QueryStatus::Timeout { 5_000.0 } else { 3.0 },
         rows: 250,
         database: "frontier".into(),
         application: "serve".into(),
@@ -27,7 +26,7 @@ fn run_statements(monitor: &mut SlaMonitor, minutes: i64, timeout_every: u64) ->
     for second in 0..minutes * 60 {
         for half in 0..2 {
             id += 1;
-            let status = if id % timeout_every == 0 { RequestStatus::Timeout } else { RequestStatus::Ok };
+            let status = if id % timeout_every == 0 { QueryStatus::Timeout } else { QueryStatus::Ok };
             let at = T0 + second * SECOND + half * 500;
             monitor.observe_query(&statement(id, status, at), at + PROCESSING_LAG);
         }
