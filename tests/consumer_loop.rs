@@ -152,6 +152,34 @@ async fn garbage_goes_to_the_dlq_with_its_provenance_and_the_loop_goes_on() {
 }
 
 #[tokio::test]
+async fn a_message_whose_output_topic_does_not_exist_is_dead_lettered_not_a_crash_loop() {
+    let (settings, topics) = setup("missing-output").await;
+    let catalog = catalog();
+    produce(&settings, &topics.input, vec![
+        (Some("k".into()), request_bytes(&catalog, "m-1")),
+        (Some("k".into()), request_bytes(&catalog, "m-2")),
+    ])
+    .await;
+    // As if a request's reply_to named a topic nobody created.
+    let missing = unique("no-such-topic");
+    let group = unique("group");
+    let (s, dlq_topic) = (settings.clone(), topics.dlq.clone());
+    let report = run_until(&settings, &topics, &group, Passthrough::new(&missing), move || {
+        read_topic(&s, &dlq_topic, 2, Duration::from_millis(500)).len() == 2
+    })
+    .await;
+
+    let letters = read_topic(&settings, &topics.dlq, 2, Duration::from_secs(10));
+    assert_eq!(letters.len(), 2);
+    for letter in &letters {
+        assert_eq!(header(letter, dlq::header::ERROR_KIND).as_deref(), Some("unknown_output_topic"));
+        assert!(header(letter, dlq::header::ERROR_MESSAGE).unwrap_or_default().contains(&missing));
+    }
+    assert_eq!(report.dead_lettered, 2, "the loop kept going and stopped cleanly");
+    assert_eq!(committed(&settings, &group, &topics.input), Some(2), "both committed: they will not come back");
+}
+
+#[tokio::test]
 async fn a_message_the_worker_rejects_goes_to_the_dlq_with_the_reason() {
     let (settings, topics) = setup("rejected").await;
     let catalog = catalog();

@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use super::codec::SchemaCatalog;
 use super::context::LoopContext;
+use super::output_topics::OutputTopics;
 use super::status::{LagReading, StatusReporter};
 use super::delivery::{DeliveryContext, Ticket};
 use super::worker::{HandlerError, Inbound, Outbound, Worker};
@@ -109,6 +110,7 @@ struct Shared<W> {
     catalog: Arc<SchemaCatalog>,
     options: LoopOptions,
     dlq_topic: Arc<str>,
+    output_topics: OutputTopics,
 }
 
 /// A consumed message waiting for its outputs to be acknowledged, in consumption order.
@@ -127,6 +129,19 @@ struct Source<'a> {
     offset: i64,
     key: Option<&'a [u8]>,
     payload: &'a [u8],
+}
+
+impl<'a> Source<'a> {
+    /// Where a handed-over message came from.
+    fn of(inbound: &'a Inbound) -> Self {
+        Source {
+            topic: &inbound.topic,
+            partition: inbound.partition,
+            offset: inbound.offset,
+            key: inbound.key.as_deref(),
+            payload: &inbound.payload,
+        }
+    }
 }
 
 /// One worker's consumer loop.
@@ -155,7 +170,7 @@ impl<W: Worker> ConsumerLoop<W> {
             .subscribe(&topics)
             .map_err(|source| BusError::Subscribe { topics: options.topics.clone(), source })?;
         let dlq_topic = Arc::from(options.dlq_topic.as_str());
-        Ok(ConsumerLoop { consumer, shared: Arc::new(Shared { worker, producer, catalog, options, dlq_topic }) })
+        Ok(ConsumerLoop { consumer, shared: Arc::new(Shared { worker, producer, catalog, options, dlq_topic, output_topics: OutputTopics::default() }) })
     }
 
     /// The status reporter, if reporting is on and its topic exists. A missing topic is said
@@ -493,15 +508,19 @@ async fn handle_with_retries<W: Worker>(
     let mut backoff = shared.options.retry_initial_backoff;
     loop {
         match shared.worker.handle(inbound).await {
-            Ok(outputs) => return produce_all(shared, outputs, ticket).await,
+            Ok(outputs) => {
+                let topics = outputs.iter().map(|out| &*out.topic);
+                if let Some(missing) = shared.output_topics.first_missing(topics, shared.producer.client()) {
+                    let source = Source::of(inbound);
+                    let reason = format!(
+                        "output topic {missing} does not exist (fix the message's reply_to, or run `frontier topics apply`)"
+                    );
+                    return dead_letter(shared, &source, ticket, "unknown_output_topic", &reason).await;
+                }
+                return produce_all(shared, outputs, ticket).await;
+            }
             Err(HandlerError::Rejected { kind, reason }) => {
-                let source = Source {
-                    topic: &inbound.topic,
-                    partition: inbound.partition,
-                    offset: inbound.offset,
-                    key: inbound.key.as_deref(),
-                    payload: &inbound.payload,
-                };
+                let source = Source::of(inbound);
                 return dead_letter(shared, &source, ticket, kind, &reason).await;
             }
             Err(HandlerError::Transient { kind, reason }) => {

@@ -8,6 +8,7 @@ pub mod dlq;
 pub mod json;
 pub mod kafka;
 pub mod metrics;
+mod output_topics;
 pub mod replay;
 pub mod status;
 mod worker;
