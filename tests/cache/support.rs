@@ -12,17 +12,13 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use super::common;
-pub use super::common::private_redis::{PrivateRedis, ping};
+pub use super::common::redis::{PrivateRedis, delete_prefix as clear_redis};
 
 pub const POLICY: CachePolicy = CachePolicy { ttl: Duration::from_secs(60), grace: Duration::from_secs(30) };
 
 /// The stack's Redis URL, after checking it answers.
 pub async fn stack_redis() -> String {
-    let url = common::settings().redis.url;
-    if let Err(error) = ping(&url).await {
-        panic!("Redis is not reachable at {url} ({error}): {}", common::START_HINT);
-    }
-    url
+    common::redis::stack_redis(&common::settings()).await
 }
 
 /// Settings of one test: a fresh prefix, a disk folder, one test key, no keys from the
@@ -94,15 +90,6 @@ pub fn gated(
     }
 }
 
-/// Deletes every Redis key under `prefix` (what another operator's FLUSH would do).
-pub async fn clear_redis(url: &str, prefix: &str) {
-    let client = redis::Client::open(url).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.unwrap();
-    }
-}
 
 pub async fn redis_has(url: &str, prefix: &str, key: &CacheKey) -> bool {
     let client = redis::Client::open(url).unwrap();

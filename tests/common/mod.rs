@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 pub mod model_server;
-pub mod private_redis;
+pub mod redis;
 pub mod sla;
 
 use std::path::{Path, PathBuf};

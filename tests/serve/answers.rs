@@ -68,7 +68,7 @@ async fn an_instance_without_memory_and_redis_entries_is_answered_from_disk() {
     let instance = world.instance("a", world.cache_settings(&disk), Some(&redis)).await;
     let first = instance.ask(&mut world, volatility("SYN0001", 90)).await;
     instance.worker.cache().clear_memory().await;
-    deleted_from_redis(&redis, &world.redis_prefix).await;
+    delete_prefix(&redis, &world.redis_prefix).await;
     let second = instance.ask(&mut world, volatility("SYN0001", 90)).await;
     assert_eq!((layer(&first), layer(&second)), ("none", "disk"));
     assert_eq!(first["result"], second["result"]);

@@ -6,7 +6,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
 use super::*;
-use crate::common::private_redis::PrivateRedis;
+use crate::common::redis::PrivateRedis;
 
 #[tokio::test]
 async fn a_tag_invalidation_reaches_a_second_instance_whose_next_answer_is_recomputed() {

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::redis::{delete_prefix, stack_redis};
 use common::{START_HINT, catalog, create_topics, unique};
 use frontier::bus::json::{avro_to_json, json_to_avro};
 use frontier::bus::{LoopReport, SchemaCatalog, kafka};
@@ -229,35 +230,4 @@ async fn computed_directly(store: &PriceStore, request: &Value) -> Value {
 
 fn layer(response: &Value) -> &str {
     response["cache_layer"].as_str().unwrap()
-}
-
-async fn deleted_from_redis(url: &str, prefix: &str) {
-    let client = redis::Client::open(url).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.unwrap();
-    }
-}
-
-/// The stack's Redis URL, failing with instructions when it does not answer.
-async fn stack_redis(settings: &Settings) -> String {
-    let url = settings.redis.url.clone();
-    if let Err(error) = ping(&url).await {
-        panic!("Redis is not reachable at {url} ({error}): {START_HINT}");
-    }
-    url
-}
-
-async fn ping(url: &str) -> Result<(), String> {
-    let attempt = async {
-        let client = redis::Client::open(url)?;
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut connection).await
-    };
-    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("no answer within 2s".into()),
-    }
 }

@@ -1,9 +1,29 @@
-//! Redis for tests: a PING with a timeout, and a private `redis-server` a test can kill and
-//! restart (the stack's Redis is shared by every test, so it must never be stopped).
+//! Redis for tests: the stack's Redis checked before use, keys under a test's prefix deleted, a
+//! PING with a timeout, and a private `redis-server` a test can kill and restart (the stack's
+//! Redis is shared by every test, so it must never be stopped).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The stack's Redis URL (`settings.redis.url`), failing with instructions when it does not answer.
+pub async fn stack_redis(settings: &frontier::config::Settings) -> String {
+    let url = settings.redis.url.clone();
+    if let Err(error) = ping(&url).await {
+        panic!("Redis is not reachable at {url} ({error}): {}", super::START_HINT);
+    }
+    url
+}
+
+/// Deletes every key under `prefix` (what another operator's FLUSH would do to a test's keys).
+pub async fn delete_prefix(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.unwrap();
+    }
+}
 
 /// Whether Redis at `url` answers PING within 2 s.
 pub async fn ping(url: &str) -> Result<(), String> {
