@@ -23,31 +23,13 @@ use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::clock::now_millis;
 use crate::config::Settings;
 use crate::inference::batcher::{BatchingSettings, Priority};
-use crate::inference::model::{EmbeddingModel, throughput};
+use crate::inference::model::{EmbeddingModel, synthetic_headlines, throughput};
 use crate::inference::worker::{self, InferenceResult, InferenceWorker, InferenceWorkerSettings, ModelSettings};
 
 const MODEL: &str = "bench-minilm";
+
 /// Batch sizes tried offline for the model's best throughput.
 const OFFLINE_BATCH_SIZES: [usize; 5] = [1, 16, 32, 64, 128];
-
-/// Headline-like texts of 8 to 30 words, all distinct (so de-duplication does not flatter the
-/// batched figure).
-fn headlines(count: usize) -> Vec<String> {
-    let subjects = ["Acme Corp", "The central bank", "Global Mining Ltd", "A regional lender", "Tech giant Orbit"];
-    let events = [
-        "reported quarterly revenue above analyst estimates",
-        "cut its full-year outlook citing weaker demand in Europe and rising input costs",
-        "announced a share buyback",
-        "faces a regulatory probe into its accounting practices after a whistleblower complaint",
-        "kept interest rates unchanged",
-        "agreed to acquire a smaller rival in an all-stock deal valued at about two billion dollars",
-    ];
-    (0..count)
-        .map(|i| {
-            format!("{} {} (item {i}).", subjects[i % subjects.len()], events[(i / subjects.len()) % events.len()])
-        })
-        .collect()
-}
 
 /// The priority of job `i`: 10 % critical, 20 % high, 50 % normal, 20 % low.
 fn priority_of(i: usize) -> Priority {
@@ -237,7 +219,7 @@ pub(super) async fn bench_inference(
             .await?
             .context("loading the model (ops/models)")?,
     );
-    let texts = headlines(jobs_per_run);
+    let texts = synthetic_headlines(jobs_per_run);
     let run_id = now_millis();
     let unbatched =
         BatchingSettings { max_batch_size: 1, preferred_batch_sizes: vec![], ..BatchingSettings::default() };
@@ -378,7 +360,7 @@ async fn steady_latencies(
     // Let the worker join its group before the clock starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let texts = headlines(count);
+    let texts = synthetic_headlines(count);
     let producer = kafka::producer(&settings.kafka)?;
     let schema = catalog.by_file("inference_job.avsc")?;
     let mut sent: HashMap<String, (Priority, Instant)> = HashMap::with_capacity(count);

@@ -30,7 +30,7 @@ pub use classify::{
     Classification, LabelDescription, LabelScore, SIMILARITY_SCALE, classify_embeddings, default_sentiment_labels,
 };
 pub use embedding::{DEFAULT_BATCH_SIZE, EmbeddingModel, MAX_SEQUENCE_TOKENS};
-pub use throughput::throughput;
+pub use throughput::{synthetic_headlines, throughput};
 
 /// Where `ops/models` puts all-MiniLM-L6-v2, relative to the repository root.
 pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";

@@ -199,26 +199,6 @@ fn softmax_sums_to_one_and_survives_large_logits() {
     assert!(probabilities[0] > probabilities[1] && probabilities[1] > probabilities[2]);
 }
 
-/// Headline-like texts of 8 to 30 words, the length of the news the platform embeds.
-fn headline_corpus(count: usize) -> Vec<String> {
-    let subjects = ["Acme Corp", "The central bank", "Global Mining Ltd", "A regional lender", "Tech giant Orbit"];
-    let events = [
-        "reported quarterly revenue above analyst estimates",
-        "cut its full-year outlook citing weaker demand in Europe and rising input costs",
-        "announced a share buyback",
-        "faces a regulatory probe into its accounting practices after a whistleblower complaint",
-        "kept interest rates unchanged",
-        "agreed to acquire a smaller rival in an all-stock deal valued at about two billion dollars",
-    ];
-    (0..count)
-        .map(|index| {
-            let subject = subjects[index % subjects.len()];
-            let event = events[(index / subjects.len()) % events.len()];
-            format!("{subject} {event} (item {index}).")
-        })
-        .collect()
-}
-
 #[test]
 fn throughput_per_batch_size() {
     let model = model();
@@ -227,7 +207,7 @@ fn throughput_per_batch_size() {
     // (`cargo test --release --lib inference::model::tests::throughput -- --nocapture`).
     let (corpus_size, batch_sizes): (usize, &[usize]) =
         if cfg!(debug_assertions) { (8, &[1, 8]) } else { (512, &[1, 8, 16, 32, 64]) };
-    let texts = headline_corpus(corpus_size);
+    let texts = super::synthetic_headlines(corpus_size);
     println!("all-MiniLM-L6-v2 on {} candle threads, {} headlines:", compute_threads(), texts.len());
     for &batch_size in batch_sizes {
         let rate = throughput(model, &texts, batch_size).expect("throughput runs");

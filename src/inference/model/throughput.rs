@@ -4,6 +4,28 @@ use std::time::Instant;
 
 use super::{EmbeddingModel, ModelError};
 
+/// Headline-like texts of 8 to 30 words, the length of the news the platform embeds, all
+/// distinct (so de-duplication cannot flatter a batched figure): the corpus throughput is
+/// measured on, offline and through Kafka.
+pub fn synthetic_headlines(count: usize) -> Vec<String> {
+    let subjects = ["Acme Corp", "The central bank", "Global Mining Ltd", "A regional lender", "Tech giant Orbit"];
+    let events = [
+        "reported quarterly revenue above analyst estimates",
+        "cut its full-year outlook citing weaker demand in Europe and rising input costs",
+        "announced a share buyback",
+        "faces a regulatory probe into its accounting practices after a whistleblower complaint",
+        "kept interest rates unchanged",
+        "agreed to acquire a smaller rival in an all-stock deal valued at about two billion dollars",
+    ];
+    (0..count)
+        .map(|index| {
+            let subject = subjects[index % subjects.len()];
+            let event = events[(index / subjects.len()) % events.len()];
+            format!("{subject} {event} (item {index}).")
+        })
+        .collect()
+}
+
 /// Texts per second that `model` embeds `texts` at, `batch_size` texts per forward pass,
 /// tokenization and pooling included (the whole of [`EmbeddingModel::embed_in_batches`]).
 ///
