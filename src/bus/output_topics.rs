@@ -59,7 +59,7 @@ impl OutputTopics {
         let entry = metadata.topics().iter().find(|entry| entry.name() == topic)?;
         let exists = match entry.error() {
             None => true,
-            Some(code) if code == RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART => false,
+            Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => false,
             // Any other error (leader election, authorization) is not proof it is missing.
             Some(_) => return None,
         };

@@ -75,7 +75,7 @@ impl SlaConfig {
             return Err(invalid("signal_stale_after", "must be at least 1s"));
         }
         let window = self.autoscale_action_window;
-        if window < Duration::from_secs(60) || window > Duration::from_secs(24 * 3600) || window.as_millis() % 60_000 != 0 {
+        if !whole_minutes_up_to(window, Duration::from_secs(24 * 3600)) {
             return Err(invalid("autoscale_action_window", "must be whole minutes, from 1m to 24h"));
         }
         for (i, signal) in self.signals.iter().enumerate() {
@@ -150,7 +150,7 @@ fn validate_slo(key: &str, slo: &SloConfig) -> Result<(), SlaConfigError> {
             return Err(invalid(format!("{pair_key}.burn_rate"), "must be a positive number"));
         }
         for (field, window) in [("long_window", pair.long_window), ("short_window", pair.short_window)] {
-            if window < Duration::from_secs(60) || window.as_millis() % 60_000 != 0 || window > MAX_SLO_WINDOW {
+            if !whole_minutes_up_to(window, MAX_SLO_WINDOW) {
                 return Err(invalid(format!("{pair_key}.{field}"), "must be whole minutes, from 1m to 7d"));
             }
         }
@@ -159,6 +159,11 @@ fn validate_slo(key: &str, slo: &SloConfig) -> Result<(), SlaConfigError> {
         }
     }
     validate_common(key, &slo.summary, true, slo.runbook_url.as_deref(), &slo.labels)
+}
+
+/// Whether `window` is a whole number of minutes, from 1m up to `max`.
+fn whole_minutes_up_to(window: Duration, max: Duration) -> bool {
+    window >= Duration::from_secs(60) && window <= max && window.as_millis().is_multiple_of(60_000)
 }
 
 fn validate_name(key: &str, name: &str) -> Result<(), SlaConfigError> {
