@@ -29,7 +29,7 @@ use std::path::PathBuf;
 pub use classify::{
     Classification, LabelDescription, LabelScore, SIMILARITY_SCALE, classify_embeddings, default_sentiment_labels,
 };
-pub use embedding::{DEFAULT_BATCH_SIZE, EmbeddingModel, MAX_SEQUENCE_TOKENS};
+pub use embedding::{EmbeddingModel, MAX_SEQUENCE_TOKENS, MAX_TEXTS_PER_PASS};
 pub use throughput::{synthetic_headlines, throughput};
 
 /// Where `ops/models` puts all-MiniLM-L6-v2, relative to the repository root.
