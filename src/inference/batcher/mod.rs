@@ -6,7 +6,9 @@
 //! `rejected`; a default timeout for jobs without a deadline; on timeout `reject` or `delay`).
 //! Jobs past their deadline are answered `expired` and never run. Critical jobs overtake lower
 //! ones, and aging lifts a waiting job one level per `aging_interval` so none starves. Identical
-//! texts within a batch are embedded once. With `adaptive`, the latency of a batch against its
+//! texts within a batch are embedded once. Under a backlog, a batch's lowest priority is filled
+//! with jobs of similar text length (`similar_length_window`), since the model pads every text
+//! to the batch's longest. With `adaptive`, the latency of a batch against its
 //! size is learned online ([`sizing`]) and a batch is cut to the largest size predicted to meet
 //! the most urgent deadline. Settings live in a `tokio::sync::watch` per model and may change
 //! while running ([`InferenceBatcher::update_settings`]).

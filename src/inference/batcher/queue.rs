@@ -19,6 +19,8 @@ pub struct Queued<T> {
     pub payload: T,
     /// Its inputs: what it adds to a batch's size.
     pub inputs: usize,
+    /// Its longest input in bytes: what a batch pads to, when grouping by length.
+    pub length: usize,
     /// The priority it arrived with.
     pub priority: Priority,
     /// When it arrived.
@@ -76,7 +78,7 @@ impl<T> PriorityQueues<T> {
     pub fn push(
         &mut self,
         payload: T,
-        inputs: usize,
+        (inputs, length): (usize, usize),
         priority: Priority,
         deadline: Option<Instant>,
         now: Instant,
@@ -91,6 +93,7 @@ impl<T> PriorityQueues<T> {
         let mut entry = Queued {
             payload,
             inputs,
+            length,
             priority,
             arrived: now,
             level: priority.level(),
@@ -197,38 +200,84 @@ impl<T> PriorityQueues<T> {
         (entry.level.saturating_sub(raised), entry.since)
     }
 
-    /// Takes the next batch: jobs in effective-priority order (level after aging, then age)
-    /// while their inputs fit in `max_inputs`. The first job is always taken, however large,
-    /// so an oversized job runs alone rather than never. Jobs are not reordered to fill
-    /// a batch: a smaller job further back never overtakes one that did not fit.
-    pub fn take_batch(&mut self, max_inputs: usize, now: Instant, aging: Duration) -> Vec<Queued<T>> {
-        let mut batch = Vec::new();
-        let mut size = 0;
-        loop {
+    /// Waiting jobs in effective-priority order (level after aging, then time at that level),
+    /// at most `limit` of them, without taking any: a merge of the level queues, each of which
+    /// is already in that order.
+    fn ranked(&self, now: Instant, aging: Duration, limit: usize) -> Vec<((usize, Instant), u64)> {
+        let mut cursors = [0usize; LEVELS];
+        let mut ranked = Vec::new();
+        while ranked.len() < limit {
             let mut best: Option<((usize, Instant), u64, usize)> = None;
-            for level in 0..LEVELS {
-                if let Some(seq) = self.front(level) {
-                    let rank = self.rank(seq, now, aging);
-                    if best.as_ref().is_none_or(|(best_rank, _, _)| rank < *best_rank) {
-                        best = Some((rank, seq, level));
+            for (level, cursor) in cursors.iter_mut().enumerate() {
+                // Skip jobs that already left this level (taken out of order, or demoted).
+                while let Some(&seq) = self.levels[level].get(*cursor) {
+                    if self.entries.get(&seq).is_some_and(|entry| entry.level == level) {
+                        let rank = self.rank(seq, now, aging);
+                        if best.as_ref().is_none_or(|(best_rank, _, _)| rank < *best_rank) {
+                            best = Some((rank, seq, level));
+                        }
+                        break;
                     }
+                    *cursor += 1;
                 }
             }
-            let Some((_, seq, level)) = best else { break };
-            let inputs = self.entries[&seq].inputs;
-            if !batch.is_empty() && size + inputs > max_inputs {
+            let Some((rank, seq, level)) = best else { break };
+            cursors[level] += 1;
+            ranked.push((rank, seq));
+        }
+        ranked
+    }
+
+    /// Takes the next batch of at most `max_inputs` inputs: jobs in effective-priority order
+    /// (level after aging, then age) while their inputs fit. The first job is always taken,
+    /// however large, so an oversized job runs alone rather than never.
+    ///
+    /// With `similar_length_window` > 0 and more jobs waiting than fit, the batch's last
+    /// level is filled with jobs of similar length from its next `similar_length_window`
+    /// jobs instead of strictly the oldest: every text in a batch is padded to its longest,
+    /// so a batch of mixed lengths wastes the model's time (about a fifth of it for
+    /// headlines of 14 to 30 tokens). Priority still holds: every job of a higher level goes
+    /// first, and the oldest job of the last level is always in the batch, so every job runs
+    /// once it is the oldest. With 0, jobs keep strict order, and a smaller job never
+    /// overtakes one that did not fit.
+    pub fn take_batch(
+        &mut self,
+        max_inputs: usize,
+        now: Instant,
+        aging: Duration,
+        similar_length_window: usize,
+    ) -> Vec<Queued<T>> {
+        let ranked = self.ranked(now, aging, max_inputs.saturating_add(similar_length_window));
+        // The batch in strict order.
+        let (mut strict, mut size) = (0, 0);
+        for (_, seq) in &ranked {
+            let inputs = self.entries[seq].inputs;
+            if strict > 0 && size + inputs > max_inputs {
                 break;
             }
-            self.levels[level].pop_front();
-            if let Some(entry) = self.remove(seq) {
-                size += entry.inputs;
-                batch.push(entry);
-            }
+            size += inputs;
+            strict += 1;
             if size >= max_inputs {
                 break;
             }
         }
-        batch
+        let mut chosen: Vec<u64> = ranked[..strict].iter().map(|(_, seq)| *seq).collect();
+        if similar_length_window > 0 && strict > 0 && strict < ranked.len() {
+            let last_level = ranked[strict - 1].0.0;
+            let first = ranked.iter().position(|(rank, _)| rank.0 == last_level).unwrap_or(0);
+            let pool: Vec<u64> = ranked[first..]
+                .iter()
+                .take_while(|(rank, _)| rank.0 == last_level)
+                .take(similar_length_window.max(strict - first))
+                .map(|(_, seq)| *seq)
+                .collect();
+            let room = max_inputs.saturating_sub(chosen[..first].iter().map(|seq| self.entries[seq].inputs).sum());
+            let shapes: Vec<(usize, usize)> =
+                pool.iter().map(|seq| (self.entries[seq].length, self.entries[seq].inputs)).collect();
+            chosen.truncate(first);
+            chosen.extend(similar_lengths(&shapes, room).into_iter().map(|index| pool[index]));
+        }
+        chosen.into_iter().filter_map(|seq| self.remove(seq)).collect()
     }
 
     /// Jobs waiting.
@@ -268,4 +317,47 @@ impl<T> PriorityQueues<T> {
         let demotion = self.demotions.first().map(|(at, _)| *at);
         expiry.into_iter().chain(demotion).min()
     }
+}
+
+/// Which of `pool` (each a job's `(length, inputs)`, oldest first) fill `room` inputs with
+/// the least spread of lengths: a run of neighbours in length order that includes the oldest
+/// (index 0, taken even if it alone exceeds `room`). Fuller runs win, then narrower ones.
+fn similar_lengths(pool: &[(usize, usize)], room: usize) -> Vec<usize> {
+    let Some(&(_, anchor_inputs)) = pool.first() else {
+        return Vec::new();
+    };
+    if anchor_inputs >= room {
+        return vec![0];
+    }
+    // Ties in length keep age order, so among equals the older go first.
+    let mut by_length: Vec<usize> = (0..pool.len()).collect();
+    by_length.sort_by_key(|&index| (pool[index].0, index));
+    let anchor = by_length.iter().position(|&index| index == 0).unwrap_or(0);
+    let inputs = |position: usize| pool[by_length[position]].1;
+    let mut best: Option<((usize, std::cmp::Reverse<usize>), std::ops::Range<usize>)> = None;
+    // Two pointers: as a run's start moves right its end never moves left, so each start
+    // costs O(1) amortized and a pool of thousands is cheap.
+    let (mut end, mut size) = (0, 0);
+    for start in 0..=anchor {
+        if end < start {
+            (end, size) = (start, 0);
+        }
+        while end < by_length.len() && size + inputs(end) <= room {
+            size += inputs(end);
+            end += 1;
+        }
+        if end > anchor && end > start {
+            let spread = pool[by_length[end - 1]].0 - pool[by_length[start]].0;
+            let score = (size, std::cmp::Reverse(spread));
+            if best.as_ref().is_none_or(|(best_score, _)| score > *best_score) {
+                best = Some((score, start..end));
+            }
+        }
+        if end > start {
+            size -= inputs(start);
+        }
+    }
+    // The run starting at the anchor always includes it, so `best` is set; fall back to the
+    // anchor alone rather than panic.
+    best.map_or_else(|| vec![0], |(_, run)| by_length[run].to_vec())
 }

@@ -65,7 +65,11 @@ impl ModelScheduler {
                     break;
                 };
                 let batch: Vec<Waiting> =
-                    queues.take_batch(size, now, settings.aging_interval).into_iter().map(|q| q.payload).collect();
+                    queues
+                    .take_batch(size, now, settings.aging_interval, settings.similar_length_window)
+                    .into_iter()
+                    .map(|q| q.payload)
+                    .collect();
                 debug!(model = %self.model, jobs = batch.len(), size, "sending a batch");
                 in_flight.spawn(run_batch(self.model.clone(), self.backend.clone(), labels.clone(), batch));
             }
@@ -123,9 +127,10 @@ fn enqueue(
     wall_now: SystemTime,
 ) {
     let (inputs, priority) = (job.request.inputs.len(), job.request.priority);
+    let length = job.request.inputs.iter().map(String::len).max().unwrap_or(0);
     let deadline = job.request.deadline.map(|deadline| to_instant(deadline, now, wall_now));
     if let Err((job, Dropped::QueueFull | Dropped::Expired)) =
-        queues.push(job, inputs, priority, deadline, now, &settings.policies)
+        queues.push(job, (inputs, length), priority, deadline, now, &settings.policies)
     {
         let issued_at = job.request.issued_at;
         let limit = settings.policies.of(priority).max_queue_size;

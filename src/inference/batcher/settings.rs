@@ -34,6 +34,11 @@ pub struct BatchingSettings {
     /// then high, then critical), so a stream of urgent jobs cannot starve the rest.
     #[serde(with = "humantime_serde")]
     pub aging_interval: Duration,
+    /// When more jobs wait than fit in a batch: how many waiting jobs of the batch's lowest
+    /// priority are looked at to fill it with texts of similar length, so less of the model's
+    /// time goes on padding. The oldest job always goes and higher priorities always go
+    /// first; 0 keeps strict arrival order (Triton's).
+    pub similar_length_window: usize,
     /// The queue policy of each priority.
     pub policies: PriorityPolicies,
 }
@@ -47,6 +52,7 @@ impl Default for BatchingSettings {
             max_concurrent_batches: 1,
             adaptive: true,
             aging_interval: Duration::from_secs(2),
+            similar_length_window: 1024,
             policies: PriorityPolicies::default(),
         }
     }

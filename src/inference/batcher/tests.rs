@@ -18,12 +18,15 @@ use crate::inference::model::LabelDescription;
 
 const AGING: Duration = Duration::from_secs(1);
 
+/// `similar_length_window` 0: batches in strict order.
+const STRICT: usize = 0;
+
 fn policies() -> PriorityPolicies {
     PriorityPolicies::default()
 }
 
 fn push(queues: &mut PriorityQueues<&'static str>, name: &'static str, priority: Priority, at: Instant) {
-    queues.push(name, 1, priority, None, at, &policies()).expect("room in the queue");
+    queues.push(name, (1, 0), priority, None, at, &policies()).expect("room in the queue");
 }
 
 fn names(batch: Vec<queue::Queued<&'static str>>) -> Vec<&'static str> {
@@ -37,7 +40,7 @@ fn critical_jobs_overtake_lower_ones() {
     push(&mut queues, "normal", Priority::Normal, t0);
     push(&mut queues, "high", Priority::High, t0);
     push(&mut queues, "critical", Priority::Critical, t0 + Duration::from_millis(5));
-    let order = names(queues.take_batch(4, t0 + Duration::from_millis(10), AGING));
+    let order = names(queues.take_batch(4, t0 + Duration::from_millis(10), AGING, STRICT));
     assert_eq!(order, ["critical", "high", "normal", "low"]);
 }
 
@@ -48,7 +51,7 @@ fn aging_lifts_a_long_waiting_job_above_a_fresh_urgent_one() {
     let later = t0 + 3 * AGING + Duration::from_millis(1);
     push(&mut queues, "fresh critical", Priority::Critical, later);
     assert_eq!(
-        names(queues.take_batch(1, later, AGING)),
+        names(queues.take_batch(1, later, AGING, STRICT)),
         ["old low"],
         "three levels of aging make low critical, and older"
     );
@@ -56,7 +59,7 @@ fn aging_lifts_a_long_waiting_job_above_a_fresh_urgent_one() {
     let (mut queues, t0) = (PriorityQueues::default(), Instant::now());
     push(&mut queues, "young low", Priority::Low, t0);
     push(&mut queues, "critical", Priority::Critical, t0 + AGING);
-    assert_eq!(names(queues.take_batch(1, t0 + AGING, AGING)), ["critical"]);
+    assert_eq!(names(queues.take_batch(1, t0 + AGING, AGING, STRICT)), ["critical"]);
 }
 
 #[test]
@@ -65,11 +68,11 @@ fn a_full_queue_refuses_the_next_job_of_that_priority_only() {
     policies.low.max_queue_size = 2;
     let (mut queues, now) = (PriorityQueues::default(), Instant::now());
     for name in ["a", "b"] {
-        queues.push(name, 1, Priority::Low, None, now, &policies).expect("room");
+        queues.push(name, (1, 0), Priority::Low, None, now, &policies).expect("room");
     }
-    let refused = queues.push("c", 1, Priority::Low, None, now, &policies);
+    let refused = queues.push("c", (1, 0), Priority::Low, None, now, &policies);
     assert!(matches!(refused, Err(("c", Dropped::QueueFull))));
-    queues.push("d", 1, Priority::Normal, None, now, &policies).expect("another priority has its own queue");
+    queues.push("d", (1, 0), Priority::Normal, None, now, &policies).expect("another priority has its own queue");
     assert_eq!(queues.waiting(Priority::Low), 2);
 }
 
@@ -81,10 +84,10 @@ fn deadlines_and_reject_timeouts_expire_jobs_and_delay_timeouts_demote_them() {
     policies.high.timeout_action = TimeoutAction::Delay;
     policies.low.default_timeout = None;
     let (mut queues, t0) = (PriorityQueues::default(), Instant::now());
-    queues.push("deadline", 1, Priority::Critical, Some(t0 + Duration::from_millis(50)), t0, &policies).unwrap();
-    queues.push("timeout", 1, Priority::Normal, None, t0, &policies).unwrap();
-    queues.push("delayed", 1, Priority::High, None, t0, &policies).unwrap();
-    queues.push("low", 1, Priority::Low, None, t0 + Duration::from_millis(1), &policies).unwrap();
+    queues.push("deadline", (1, 0), Priority::Critical, Some(t0 + Duration::from_millis(50)), t0, &policies).unwrap();
+    queues.push("timeout", (1, 0), Priority::Normal, None, t0, &policies).unwrap();
+    queues.push("delayed", (1, 0), Priority::High, None, t0, &policies).unwrap();
+    queues.push("low", (1, 0), Priority::Low, None, t0 + Duration::from_millis(1), &policies).unwrap();
 
     let expired = queues.expire(t0 + Duration::from_millis(60), &policies);
     assert_eq!(expired.into_iter().map(|q| q.payload).collect::<Vec<_>>(), ["deadline"]);
@@ -92,21 +95,66 @@ fn deadlines_and_reject_timeouts_expire_jobs_and_delay_timeouts_demote_them() {
     assert_eq!(expired.into_iter().map(|q| q.payload).collect::<Vec<_>>(), ["timeout"]);
     // The high job timed out with `delay`: it is now normal, behind nothing but still ahead of low.
     assert_eq!(queues.len(), 2);
-    assert_eq!(names(queues.take_batch(2, t0 + Duration::from_millis(150), AGING)), ["delayed", "low"]);
+    assert_eq!(names(queues.take_batch(2, t0 + Duration::from_millis(150), AGING, STRICT)), ["delayed", "low"]);
 }
 
 #[test]
 fn a_batch_stops_at_max_inputs_and_an_oversized_job_runs_alone() {
     let (mut queues, now) = (PriorityQueues::default(), Instant::now());
-    queues.push("three", 3, Priority::Normal, None, now, &policies()).unwrap();
-    queues.push("four", 4, Priority::Normal, None, now, &policies()).unwrap();
-    queues.push("one", 1, Priority::Normal, None, now, &policies()).unwrap();
-    assert_eq!(names(queues.take_batch(6, now, AGING)), ["three"], "four does not fit and one may not overtake it");
-    assert_eq!(names(queues.take_batch(6, now, AGING)), ["four", "one"]);
-    queues.push("huge", 100, Priority::Normal, None, now, &policies()).unwrap();
-    assert_eq!(names(queues.take_batch(6, now, AGING)), ["huge"]);
+    queues.push("three", (3, 0), Priority::Normal, None, now, &policies()).unwrap();
+    queues.push("four", (4, 0), Priority::Normal, None, now, &policies()).unwrap();
+    queues.push("one", (1, 0), Priority::Normal, None, now, &policies()).unwrap();
+    assert_eq!(names(queues.take_batch(6, now, AGING, STRICT)), ["three"], "four does not fit and one may not overtake it");
+    assert_eq!(names(queues.take_batch(6, now, AGING, STRICT)), ["four", "one"]);
+    queues.push("huge", (100, 0), Priority::Normal, None, now, &policies()).unwrap();
+    assert_eq!(names(queues.take_batch(6, now, AGING, STRICT)), ["huge"]);
     assert!(queues.is_empty());
     assert_eq!(queues.inputs(), 0);
+}
+
+/// Queues a one-input job whose text is `length` bytes long.
+fn push_sized(queues: &mut PriorityQueues<&'static str>, name: &'static str, priority: Priority, length: usize) {
+    queues.push(name, (1, length), priority, None, Instant::now(), &policies()).expect("room in the queue");
+}
+
+fn sorted(mut names: Vec<&'static str>) -> Vec<&'static str> {
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn under_a_backlog_a_batch_takes_the_oldest_job_and_others_of_its_length() {
+    let mut queues = PriorityQueues::default();
+    for (name, length) in [("a50", 50), ("b10", 10), ("c90", 90), ("d52", 52), ("e11", 11), ("f48", 48), ("g91", 91), ("h12", 12)] {
+        push_sized(&mut queues, name, Priority::Normal, length);
+    }
+    let now = Instant::now();
+    assert_eq!(sorted(names(queues.take_batch(3, now, AGING, 8))), ["a50", "d52", "f48"]);
+    assert_eq!(sorted(names(queues.take_batch(3, now, AGING, 8))), ["b10", "e11", "h12"]);
+    assert_eq!(sorted(names(queues.take_batch(3, now, AGING, 8))), ["c90", "g91"]);
+    assert!(queues.is_empty());
+}
+
+#[test]
+fn grouping_by_length_never_lets_a_lower_priority_job_overtake() {
+    let mut queues = PriorityQueues::default();
+    push_sized(&mut queues, "normal 90 (oldest normal)", Priority::Normal, 90);
+    push_sized(&mut queues, "normal 10", Priority::Normal, 10);
+    push_sized(&mut queues, "normal 91", Priority::Normal, 91);
+    push_sized(&mut queues, "high 10", Priority::High, 10);
+    push_sized(&mut queues, "low 10", Priority::Low, 10);
+    let batch = names(queues.take_batch(3, Instant::now(), AGING, 8));
+    assert_eq!(sorted(batch), ["high 10", "normal 90 (oldest normal)", "normal 91"]);
+}
+
+#[test]
+fn grouping_by_length_only_looks_as_far_as_its_window() {
+    let mut queues = PriorityQueues::default();
+    for (name, length) in [("a50", 50), ("b10", 10), ("c11", 11), ("d49", 49)] {
+        push_sized(&mut queues, name, Priority::Normal, length);
+    }
+    // A window of 3 sees a50, b10 and c11: d49 is out of reach.
+    assert_eq!(sorted(names(queues.take_batch(2, Instant::now(), AGING, 3))), ["a50", "c11"]);
 }
 
 #[test]
@@ -154,7 +202,7 @@ fn adaptive_sizing_sends_the_largest_batch_that_meets_the_most_urgent_deadline()
     let mut answers = Vec::new();
     for _ in 0..40 {
         let (job, answer) = waiting(1, Priority::Normal);
-        queues.push(job, 1, Priority::Normal, None, now, &settings.policies).unwrap();
+        queues.push(job, (1, 0), Priority::Normal, None, now, &settings.policies).unwrap();
         answers.push(answer);
     }
     // No deadline closer than the default timeouts: wait for the delay to fill a full batch.
@@ -162,7 +210,7 @@ fn adaptive_sizing_sends_the_largest_batch_that_meets_the_most_urgent_deadline()
     assert_eq!(due_batch_size(&mut queues, &settings, Some(fit), now + settings.max_queue_delay), Some(64));
     // One job due in 25 ms: 5 + 20 * 1 ms fits, so a batch of 20 goes now.
     let (job, _answer) = waiting(1, Priority::Critical);
-    queues.push(job, 1, Priority::Critical, Some(now + Duration::from_millis(25)), now, &settings.policies).unwrap();
+    queues.push(job, (1, 0), Priority::Critical, Some(now + Duration::from_millis(25)), now, &settings.policies).unwrap();
     assert_eq!(due_batch_size(&mut queues, &settings, Some(fit), now), Some(20));
     // Without adaptive sizing (no fit), the size is the maximum.
     assert_eq!(due_batch_size(&mut queues, &settings, None, now + settings.max_queue_delay), Some(64));
