@@ -272,6 +272,70 @@ async fn a_stale_entry_is_served_during_one_background_refresh() {
     assert_eq!((cache.stats().stale_served, cache.stats().refreshes), (5, 1));
 }
 
+/// Waits (at most 5 s) until no background refresh of `symbol`'s key runs in `cache`.
+async fn until_refreshed(cache: &TieredCache, symbol: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.is_refreshing(&key(symbol)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stale_entry_takes_a_fresher_copy_from_redis_instead_of_recomputing() {
+    let url = stack_redis().await;
+    let prefix = unique_prefix();
+    let (disk_a, disk_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut settings_a, mut settings_b) = (settings(&prefix, &disk_a), settings(&prefix, &disk_b));
+    (settings_a.xfetch_beta, settings_b.xfetch_beta) = (0.0, 0.0);
+    let a = TieredCache::connect(&settings_a, Some(&url)).await.unwrap();
+    let b = TieredCache::connect(&settings_b, Some(&url)).await.unwrap();
+    let policy = CachePolicy { ttl: Duration::from_millis(300), grace: Duration::from_secs(30) };
+    let (a_runs, b_runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+
+    a.get_or_compute(&key("AAPL"), &tags("AAPL"), policy, counted(&a_runs, "v1")).await.unwrap();
+    let in_b = b.get_or_compute(&key("AAPL"), &tags("AAPL"), policy, counted(&b_runs, "b")).await.unwrap();
+    assert_eq!((in_b.layer, text(&in_b.value)), (CacheLayer::Redis, "v1"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A (or a warmer) refreshes the key in Redis; B's memory still holds the expired v1.
+    a.refresh(&key("AAPL"), &tags("AAPL"), policy, counted(&a_runs, "v2")).await.unwrap();
+
+    let stale = b.get_or_compute(&key("AAPL"), &tags("AAPL"), policy, counted(&b_runs, "b")).await.unwrap();
+    assert_eq!((text(&stale.value), stale.stale), ("v1", true));
+    until_refreshed(&b, "AAPL").await;
+    let answer = b.get(&key("AAPL")).await.unwrap();
+    assert_eq!((answer.layer, text(&answer.value), answer.stale), (CacheLayer::Memory, "v2", false));
+    assert_eq!(b_runs.load(Ordering::SeqCst), 0, "B computed nothing: it took A's v2 from Redis");
+}
+
+#[tokio::test]
+async fn background_refreshes_beyond_the_limit_are_skipped_not_queued() {
+    let url = stack_redis().await;
+    let (prefix, disk) = (unique_prefix(), tempfile::tempdir().unwrap());
+    let mut settings = settings(&prefix, &disk);
+    (settings.xfetch_beta, settings.max_background_refreshes) = (0.0, 1);
+    let cache = TieredCache::connect(&settings, Some(&url)).await.unwrap();
+    let policy = CachePolicy { ttl: Duration::from_millis(300), grace: Duration::from_secs(30) };
+    let runs = Arc::new(AtomicUsize::new(0));
+    for symbol in ["AAPL", "MSFT"] {
+        cache.get_or_compute(&key(symbol), &tags(symbol), policy, counted(&runs, "v1")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let slow_refresh = slow(&runs, "v2", Duration::from_millis(500));
+    cache.get_or_compute(&key("AAPL"), &tags("AAPL"), policy, slow_refresh).await.unwrap();
+    let msft = cache.get_or_compute(&key("MSFT"), &tags("MSFT"), policy, counted(&runs, "v2")).await.unwrap();
+    assert_eq!((text(&msft.value), msft.stale), ("v1", true), "served stale at once");
+    assert!(cache.is_refreshing(&key("AAPL")));
+    assert!(!cache.is_refreshing(&key("MSFT")), "the only refresh slot is AAPL's: MSFT's refresh is skipped");
+
+    until_refreshed(&cache, "AAPL").await;
+    cache.get_or_compute(&key("MSFT"), &tags("MSFT"), policy, counted(&runs, "v2")).await.unwrap();
+    until_refreshed(&cache, "MSFT").await;
+    let msft = cache.get(&key("MSFT")).await.unwrap();
+    assert_eq!((text(&msft.value), msft.stale), ("v2", false), "a later request refreshed it");
+    assert_eq!(runs.load(Ordering::SeqCst), 4, "two computations and two refreshes, none queued");
+}
+
 #[tokio::test]
 async fn xfetch_refreshes_a_hot_entry_once_before_it_expires() {
     let url = stack_redis().await;

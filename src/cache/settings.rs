@@ -53,6 +53,11 @@ pub struct CacheSettings {
     /// name is also read by the configuration loader as an override (an unknown key there)
     /// unless that loader ignores it; `FRONTIER_CACHE__ENCRYPTION_KEYS__<id>` is that route.
     pub encryption_keys_env: String,
+    /// Background refreshes (stale-while-revalidate and XFetch) running at once in this
+    /// process. One more is skipped, not queued: the entry is served as it is and a later
+    /// request tries again, so a burst of expiring keys cannot take the database from live
+    /// misses. The warmer has its own budget.
+    pub max_background_refreshes: usize,
     /// XFetch's beta: how eagerly a fresh but hot entry is recomputed before it expires. 1.0 is
     /// the paper's optimum; larger recomputes earlier, 0 never early.
     pub xfetch_beta: f64,
@@ -105,6 +110,7 @@ impl Default for CacheSettings {
             encryption_keys: BTreeMap::new(),
             current_key_id: String::new(),
             encryption_keys_env: "CACHE_ENCRYPTION_KEYS".into(),
+            max_background_refreshes: 8,
             xfetch_beta: 1.0,
             redis_retry_backoff: Duration::from_secs(1),
             redis_timeout: Duration::from_millis(500),
@@ -128,6 +134,7 @@ impl fmt::Debug for CacheSettings {
             .field("encryption_keys", &self.encryption_keys.keys().collect::<Vec<_>>())
             .field("current_key_id", &self.current_key_id)
             .field("encryption_keys_env", &self.encryption_keys_env)
+            .field("max_background_refreshes", &self.max_background_refreshes)
             .field("xfetch_beta", &self.xfetch_beta)
             .field("redis_retry_backoff", &self.redis_retry_backoff)
             .field("redis_timeout", &self.redis_timeout)
@@ -188,6 +195,9 @@ impl CacheSettings {
             if lifetime.ttl.is_none() && lifetime.grace.is_none() {
                 return Err(invalid(format!("kinds.{kind}"), "sets neither ttl nor grace"));
             }
+        }
+        if self.max_background_refreshes == 0 {
+            return Err(invalid("max_background_refreshes", "must be at least 1"));
         }
         if !(self.xfetch_beta.is_finite() && (0.0..=100.0).contains(&self.xfetch_beta)) {
             return Err(invalid("xfetch_beta", "must be a number from 0 to 100 (1.0 is the usual choice)"));
@@ -268,6 +278,8 @@ mod tests {
         assert_eq!(settings.validate().unwrap_err().key, "xfetch_beta");
         let settings = CacheSettings { default_ttl: Duration::ZERO, ..CacheSettings::default() };
         assert_eq!(settings.validate().unwrap_err().key, "default_ttl");
+        let settings = CacheSettings { max_background_refreshes: 0, ..CacheSettings::default() };
+        assert_eq!(settings.validate().unwrap_err().key, "max_background_refreshes");
     }
 
     #[test]

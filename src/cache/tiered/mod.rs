@@ -55,6 +55,8 @@ struct Inner {
     disk: Option<DiskLayer>,
     versions: TagVersions,
     in_flight: Arc<InFlight>,
+    /// One permit per background refresh allowed at once (`max_background_refreshes`).
+    refresh_permits: Arc<tokio::sync::Semaphore>,
     counters: Arc<Counters>,
     /// Invalidations Redis missed while down, replayed when it is back.
     unsent: UnsentInvalidations,
@@ -105,6 +107,7 @@ impl TieredCache {
                 disk,
                 versions: TagVersions::new(settings.tag_version_retention),
                 in_flight: Arc::default(),
+                refresh_permits: Arc::new(tokio::sync::Semaphore::new(settings.max_background_refreshes)),
                 counters,
                 unsent: UnsentInvalidations::default(),
             }),
@@ -157,7 +160,8 @@ impl TieredCache {
             match self.inner.judge(&entry) {
                 Verdict::Serve => return Ok(self.inner.served(&entry, CacheLayer::Memory)),
                 Verdict::ServeAndRefresh(reason) => {
-                    self.spawn_refresh(key, tags.to_vec(), policy, compute, reason);
+                    let held = Some(entry.created_at_ms);
+                    self.spawn_refresh(key, tags.to_vec(), policy, compute, reason, held);
                     return Ok(self.inner.served(&entry, CacheLayer::Memory));
                 }
                 Verdict::Unusable => self.inner.memory.remove(key).await,
@@ -221,7 +225,7 @@ impl TieredCache {
                 verdict => {
                     self.inner.memory.insert(key, entry.clone()).await;
                     if let Verdict::ServeAndRefresh(reason) = verdict {
-                        self.spawn_refresh(key, tags, policy, compute, reason);
+                        self.spawn_refresh(key, tags, policy, compute, reason, None);
                     }
                     return Ok(Found { entry, layer: CacheLayer::Redis });
                 }
@@ -247,7 +251,7 @@ impl TieredCache {
                     }
                     self.inner.memory.insert(key, entry.clone()).await;
                     if let Verdict::ServeAndRefresh(reason) = verdict {
-                        self.spawn_refresh(key, tags, policy, compute, reason);
+                        self.spawn_refresh(key, tags, policy, compute, reason, None);
                     }
                     return Ok(Found { entry, layer: CacheLayer::Disk });
                 }
@@ -311,24 +315,59 @@ impl TieredCache {
         }
     }
 
-    /// Recomputes `key` in the background unless a refresh of it is already running.
-    fn spawn_refresh<F>(&self, key: &str, tags: Vec<String>, policy: CachePolicy, compute: F, reason: RefreshReason)
-    where
+    /// Recomputes `key` in the background unless a refresh of it is already running or every
+    /// refresh slot is taken. `held` is when the memory copy being refreshed was computed: if
+    /// Redis has a fresh copy computed after it (another instance's refresh, or the warmer's),
+    /// memory takes that instead of computing the value again.
+    fn spawn_refresh<F>(
+        &self,
+        key: &str,
+        tags: Vec<String>,
+        policy: CachePolicy,
+        compute: F,
+        reason: RefreshReason,
+        held: Option<i64>,
+    ) where
         F: Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static,
     {
         if !self.inner.in_flight.claim_refresh(key) {
             return;
         }
-        self.inner.count_refresh(reason);
         let slot = RefreshSlot { in_flight: self.inner.in_flight.clone(), key: key.to_string() };
+        let Ok(permit) = self.inner.refresh_permits.clone().try_acquire_owned() else {
+            // Dropping the slot releases the key, so a later request can try again.
+            ::metrics::counter!(metric::REFRESHES_SKIPPED, "cause" => "busy").increment(1);
+            return;
+        };
         let cache = self.clone();
         tokio::spawn(async move {
-            // Held until the refresh ends, then lets the next one start.
-            let slot = slot;
+            // Both held until the refresh ends, then let the next one start.
+            let (slot, _permit) = (slot, permit);
+            if let Some(held) = held
+                && cache.take_fresher_from_redis(&slot.key, held).await
+            {
+                ::metrics::counter!(metric::REFRESHES_SKIPPED, "cause" => "redis_fresher").increment(1);
+                return;
+            }
+            cache.inner.count_refresh(reason);
             if let Err(error) = cache.compute_and_store(&slot.key, tags, policy, compute).await {
                 warn!(key = %slot.key, %error, reason = reason.label(), "background refresh failed; the old value stays until it dies");
             }
         });
+    }
+
+    /// Puts Redis's copy of `key` in memory if it was computed after `held`, is fresh and no
+    /// invalidation has overtaken it; whether it did.
+    async fn take_fresher_from_redis(&self, key: &str, held: i64) -> bool {
+        let Some(redis) = &self.inner.redis else { return false };
+        let Some(entry) = redis.get(key).await else { return false };
+        let usable = entry.created_at_ms > held
+            && entry.freshness(crate::clock::now_millis()) == Freshness::Fresh
+            && !self.inner.versions.is_stale(&entry.tags, &entry.watermark);
+        if usable {
+            self.inner.memory.insert(key, Arc::new(entry)).await;
+        }
+        usable
     }
 
     /// For a cache warmer: recomputes `key` and writes it through without serving it. Returns
