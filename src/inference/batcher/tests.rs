@@ -305,6 +305,38 @@ async fn concurrent_jobs_within_the_delay_form_one_batch() {
     }
 }
 
+/// Batches the backend saw after `blocker` (the first), each sorted, for jobs queued while it ran.
+async fn batches_behind_a_running_batch(settings: BatchingSettings, texts: &[&str]) -> Vec<Vec<String>> {
+    let backend = RecordingBackend::new(Duration::from_millis(100));
+    let batcher = start(backend.clone(), settings);
+    let first = batcher.clone();
+    let blocker = tokio::spawn(async move { first.submit(request("blocker", &["blocker"], Priority::Normal)).await });
+    while backend.batches().is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let requests = texts.iter().enumerate().map(|(i, t)| request(&format!("j{i}"), &[t], Priority::Normal)).collect();
+    submit_all(&batcher, requests).await;
+    blocker.await.expect("task").expect("answered");
+    let mut batches = backend.batches().split_off(1);
+    for batch in &mut batches {
+        batch.sort();
+    }
+    batches
+}
+
+#[tokio::test]
+async fn jobs_queued_behind_a_running_batch_are_batched_with_others_of_their_length() {
+    let long = ["long headline a", "long headline b", "long headline c"];
+    let texts = [long[0], "s1", long[1], "s2", long[2], "s3"];
+    let grouped = BatchingSettings { max_batch_size: 2, preferred_batch_sizes: vec![], ..Default::default() };
+    let batches = batches_behind_a_running_batch(grouped.clone(), &texts).await;
+    assert_eq!(batches, [vec![long[0], long[1]], vec!["s1", "s2"], vec![long[2], "s3"]]);
+
+    let strict = BatchingSettings { similar_length_window: 0, ..grouped };
+    let batches = batches_behind_a_running_batch(strict, &texts).await;
+    assert_eq!(batches, [vec![long[0], "s1"], vec![long[1], "s2"], vec![long[2], "s3"]]);
+}
+
 #[tokio::test]
 async fn identical_texts_in_a_batch_are_embedded_once() {
     let backend = RecordingBackend::new(Duration::from_millis(1));
