@@ -257,6 +257,7 @@ pub fn jittered(policy: CachePolicy, jitter: f64) -> CachePolicy {
 /// The computation the cache runs for `analysis` on a miss (or a refresh): the analytic over
 /// `store`, stored bit for bit ([`super::result`]); errors keep the request's code for every
 /// coalesced waiter.
+#[allow(clippy::manual_async_fn, reason = "the Send + 'static bound is what the cache needs; an async fn would not state it")]
 pub fn computation(analysis: AnalysisRequest, store: PriceStore) -> impl Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static {
     async move {
         let result = analysis.compute(&store).await.map_err(|e: RequestError| ComputeError::new(e.code(), e.to_string()))?;

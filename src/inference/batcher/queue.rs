@@ -334,7 +334,9 @@ fn similar_lengths(pool: &[(usize, usize)], room: usize) -> Vec<usize> {
     by_length.sort_by_key(|&index| (pool[index].0, index));
     let anchor = by_length.iter().position(|&index| index == 0).unwrap_or(0);
     let inputs = |position: usize| pool[by_length[position]].1;
-    let mut best: Option<((usize, std::cmp::Reverse<usize>), std::ops::Range<usize>)> = None;
+    // Fuller first, then narrower: (inputs, Reverse(spread)), and the run in `by_length`.
+    type Scored = ((usize, std::cmp::Reverse<usize>), std::ops::Range<usize>);
+    let mut best: Option<Scored> = None;
     // Two pointers: as a run's start moves right its end never moves left, so each start
     // costs O(1) amortized and a pool of thousands is cheap.
     let (mut end, mut size) = (0, 0);

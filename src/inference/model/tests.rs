@@ -225,7 +225,7 @@ fn embedding_model_can_be_shared_across_threads() {
 #[test]
 fn texts_of_similar_length_run_as_one_forward_pass() {
     let lengths = [20, 20, 21, 22, 22, 23, 24, 25];
-    assert_eq!(embedding::padding_aware_passes(&lengths, 128, 128), [0..8]);
+    assert_eq!(embedding::padding_aware_passes(&lengths, 128, 128), vec![0..lengths.len()]);
 }
 
 #[test]
@@ -234,7 +234,7 @@ fn short_and_long_texts_run_in_separate_passes_when_the_padding_saved_is_worth_a
     let lengths: Vec<usize> = std::iter::repeat_n(10, 32).chain(std::iter::repeat_n(100, 32)).collect();
     assert_eq!(embedding::padding_aware_passes(&lengths, 128, 128), [0..32, 32..64]);
     // One short text beside a long one is cheaper padded than run alone.
-    assert_eq!(embedding::padding_aware_passes(&[10, 100], 128, 128), [0..2]);
+    assert_eq!(embedding::padding_aware_passes(&[10, 100], 128, 128).len(), 1);
 }
 
 #[test]
