@@ -30,7 +30,7 @@ pub use classify::{
     Classification, LabelDescription, LabelScore, SIMILARITY_SCALE, classify_embeddings, default_sentiment_labels,
 };
 pub use embedding::{EmbeddingModel, MAX_SEQUENCE_TOKENS, MAX_TEXTS_PER_PASS};
-pub use throughput::{synthetic_headlines, throughput};
+pub use throughput::{synthetic_headlines, throughput, throughput_in_arrival_order};
 
 /// Where `ops/models` puts all-MiniLM-L6-v2, relative to the repository root.
 pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";

@@ -45,3 +45,24 @@ pub fn throughput(model: &EmbeddingModel, texts: &[String], batch_size: usize) -
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
     Ok(texts.len() as f64 / seconds)
 }
+
+/// Texts per second that `model` embeds `texts` at when they come `batch_size` at a time in
+/// the order given, each batch on its own ([`EmbeddingModel::embed`]): what a batcher gets
+/// that takes jobs in arrival order, against [`throughput`], which sorts all of `texts` by
+/// length first and so pads almost nothing.
+pub fn throughput_in_arrival_order(
+    model: &EmbeddingModel,
+    texts: &[String],
+    batch_size: usize,
+) -> Result<f64, ModelError> {
+    if texts.is_empty() || batch_size == 0 {
+        return Err(ModelError::InvalidArgument("throughput needs texts and a batch size of at least 1".to_owned()));
+    }
+    model.embed(&texts[..batch_size.min(texts.len())])?;
+    let started = Instant::now();
+    for batch in texts.chunks(batch_size) {
+        model.embed(batch)?;
+    }
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    Ok(texts.len() as f64 / seconds)
+}
