@@ -21,9 +21,14 @@ pub const MAX_SEQUENCE_TOKENS: usize = 256;
 /// only where that saves more padding than this.
 const PASS_COST_TOKEN_ROWS: usize = 128;
 
-/// The most texts in one forward pass of [`EmbeddingModel::embed`]: it bounds the
-/// activations' memory, and larger passes gained nothing on two cores (128 ran as fast as 64).
+/// The most texts in one forward pass of [`EmbeddingModel::embed`]: larger passes gained
+/// nothing on two cores (128 ran as fast as 64).
 pub const MAX_TEXTS_PER_PASS: usize = 128;
+
+/// The most padded token rows in one forward pass of [`EmbeddingModel::embed`], which bounds
+/// its memory (attention scores grow with texts x tokens²): 32 texts of the longest 256
+/// tokens, the most the fixed passes of 32 it replaced ever held.
+const MAX_TOKEN_ROWS_PER_PASS: usize = 32 * MAX_SEQUENCE_TOKENS;
 
 /// sentence-transformers' guards: the token count and the vector norm are clamped to these
 /// before dividing, so an all-padding row or a zero vector cannot give NaN.
@@ -102,7 +107,8 @@ impl EmbeddingModel {
         let mut shortest_first: Vec<usize> = (0..encodings.len()).collect();
         shortest_first.sort_by_key(|&index| encodings[index].len());
         let lengths: Vec<usize> = shortest_first.iter().map(|&index| encodings[index].len()).collect();
-        let passes = padding_aware_passes(&lengths, PASS_COST_TOKEN_ROWS, MAX_TEXTS_PER_PASS);
+        let limits = PassLimits { texts: MAX_TEXTS_PER_PASS, token_rows: MAX_TOKEN_ROWS_PER_PASS };
+        let passes = padding_aware_passes(&lengths, PASS_COST_TOKEN_ROWS, limits);
         self.run_passes(&encodings, &shortest_first, passes)
     }
 
@@ -179,22 +185,33 @@ impl EmbeddingModel {
     }
 }
 
-/// Cuts texts sorted by token length (`lengths`, ascending) into forward passes of at most
-/// `max_texts` that cost the least, a pass costing `pass_cost` token rows plus its texts times
+/// How large one forward pass may be.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PassLimits {
+    /// Texts in the pass.
+    pub texts: usize,
+    /// Texts times the padded length; a single text longer than this still runs alone.
+    pub token_rows: usize,
+}
+
+/// Cuts texts sorted by token length (`lengths`, ascending) into forward passes within
+/// `limits` that cost the least, a pass costing `pass_cost` token rows plus its texts times
 /// its longest length (every text is padded to it). Dynamic programming over the cut points:
-/// O(texts x max_texts), nothing next to a forward pass.
-pub(super) fn padding_aware_passes(lengths: &[usize], pass_cost: usize, max_texts: usize) -> Vec<Range<usize>> {
-    let max_texts = max_texts.max(1);
+/// O(texts x limits.texts), nothing next to a forward pass.
+pub(super) fn padding_aware_passes(lengths: &[usize], pass_cost: usize, limits: PassLimits) -> Vec<Range<usize>> {
+    let max_texts = limits.texts.max(1);
     // cost[i]: the cheapest way to embed the first i texts; start[i]: where its last pass starts.
     let mut cost = vec![0usize; lengths.len() + 1];
     let mut start = vec![0usize; lengths.len() + 1];
     for end in 1..=lengths.len() {
         // The last pass is lengths[begin..end]; sorted, so it pads to lengths[end - 1].
+        let padded = lengths[end - 1];
         let (best_cost, best_begin) = (end.saturating_sub(max_texts)..end)
-            .map(|begin| (cost[begin] + pass_cost + (end - begin) * lengths[end - 1], begin))
+            .filter(|&begin| begin == end - 1 || (end - begin) * padded <= limits.token_rows)
+            .map(|begin| (cost[begin] + pass_cost + (end - begin) * padded, begin))
             .min()
-            // Never empty: `end` is at least 1 and `max_texts` at least 1.
-            .unwrap_or((0, 0));
+            // Never empty: the pass of the last text alone always qualifies.
+            .unwrap_or((0, end - 1));
         cost[end] = best_cost;
         start[end] = best_begin;
     }

@@ -222,25 +222,33 @@ fn embedding_model_can_be_shared_across_threads() {
     assert_send_sync::<EmbeddingModel>();
 }
 
+const LIMITS: embedding::PassLimits = embedding::PassLimits { texts: 128, token_rows: 8192 };
+
 #[test]
 fn texts_of_similar_length_run_as_one_forward_pass() {
     let lengths = [20, 20, 21, 22, 22, 23, 24, 25];
-    assert_eq!(embedding::padding_aware_passes(&lengths, 128, 128), vec![0..lengths.len()]);
+    assert_eq!(embedding::padding_aware_passes(&lengths, 128, LIMITS), vec![0..lengths.len()]);
 }
 
 #[test]
 fn short_and_long_texts_run_in_separate_passes_when_the_padding_saved_is_worth_a_pass() {
     // 32 texts of 10 tokens padded to 100 would waste 2,880 token rows; a pass costs 128.
     let lengths: Vec<usize> = std::iter::repeat_n(10, 32).chain(std::iter::repeat_n(100, 32)).collect();
-    assert_eq!(embedding::padding_aware_passes(&lengths, 128, 128), [0..32, 32..64]);
+    assert_eq!(embedding::padding_aware_passes(&lengths, 128, LIMITS), [0..32, 32..64]);
     // One short text beside a long one is cheaper padded than run alone.
-    assert_eq!(embedding::padding_aware_passes(&[10, 100], 128, 128).len(), 1);
+    assert_eq!(embedding::padding_aware_passes(&[10, 100], 128, LIMITS).len(), 1);
 }
 
 #[test]
-fn no_forward_pass_holds_more_than_its_limit() {
-    let passes = embedding::padding_aware_passes(&[16; 300], 128, 128);
+fn no_forward_pass_holds_more_texts_or_token_rows_than_its_limits() {
+    let passes = embedding::padding_aware_passes(&[16; 300], 128, LIMITS);
     assert!(passes.iter().all(|pass| pass.len() <= 128), "{passes:?}");
     assert_eq!(passes.iter().map(ExactSizeIterator::len).sum::<usize>(), 300);
-    assert!(embedding::padding_aware_passes(&[], 128, 128).is_empty());
+    // Long texts: 32 of 256 tokens fill the token rows.
+    let passes = embedding::padding_aware_passes(&[256; 100], 128, LIMITS);
+    assert!(passes.iter().all(|pass| pass.len() * 256 <= 8192), "{passes:?}");
+    assert_eq!(passes.iter().map(ExactSizeIterator::len).sum::<usize>(), 100);
+    // A text longer than the budget still runs, alone.
+    assert_eq!(embedding::padding_aware_passes(&[10_000], 128, LIMITS), vec![0..1]);
+    assert!(embedding::padding_aware_passes(&[], 128, LIMITS).is_empty());
 }
