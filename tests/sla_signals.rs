@@ -252,15 +252,13 @@ async fn a_noisy_series_hovering_at_the_threshold_fires_once_and_does_not_flap()
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Asking for two messages, with a few seconds' patience: only a flap would bring a second.
-    let messages: Vec<Value> = tokio::task::spawn_blocking({
+    let read = tokio::task::spawn_blocking({
         let (settings, topic) = (settings.clone(), config.alerts_topic.clone());
         move || read_topic(&settings, &topic, 2, Duration::from_secs(3))
     })
     .await
-    .unwrap()
-    .iter()
-    .map(|m| avro_to_json(&catalog.decode(m.payload().unwrap()).unwrap().value))
-    .collect();
+    .unwrap();
+    let messages = decoded_json(&catalog, &read);
     let firing = monitor.worker.monitor().alert_book().firing().count();
     stop(monitor).await;
     let statuses: Vec<&str> = messages.iter().map(|a| a["status"].as_str().unwrap()).collect();

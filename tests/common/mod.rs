@@ -116,6 +116,14 @@ pub fn read_topic(settings: &Settings, topic: &str, count: usize, patience: Dura
     messages
 }
 
+/// Every message decoded to JSON; a message that does not decode fails the test.
+pub fn decoded_json(catalog: &SchemaCatalog, messages: &[OwnedMessage]) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|m| frontier::bus::json::avro_to_json(&catalog.decode(m.payload().expect("payload")).expect("decodes").value))
+        .collect()
+}
+
 /// The `id` field of every decodable message.
 pub fn ids(catalog: &SchemaCatalog, messages: &[OwnedMessage]) -> Vec<String> {
     messages

@@ -3,15 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use frontier::bus::json::avro_to_json;
 use frontier::bus::{ConsumerLoop, LoopOptions, LoopReport};
 use frontier::config::Settings;
 use frontier::sla::{SlaMonitorWorker, SlaWorkerSettings};
-use rdkafka::Message;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{catalog, read_topic};
+use super::{catalog, decoded_json, read_topic};
 
 pub struct Monitor {
     pub worker: Arc<SlaMonitorWorker>,
@@ -46,10 +44,7 @@ pub async fn alerts(settings: &Settings, topic: &str, count: usize) -> Vec<Value
         let catalog = catalog();
         let started = std::time::Instant::now();
         loop {
-            let found: Vec<Value> = read_topic(&settings, &topic, count, Duration::from_secs(2))
-                .iter()
-                .map(|m| avro_to_json(&catalog.decode(m.payload().unwrap()).unwrap().value))
-                .collect();
+            let found = decoded_json(&catalog, &read_topic(&settings, &topic, count, Duration::from_secs(2)));
             if found.len() >= count || started.elapsed() > Duration::from_secs(60) {
                 return found;
             }

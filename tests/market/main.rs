@@ -13,16 +13,14 @@ mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{START_HINT, catalog, create_topics, frontier, read_topic, settings, unique};
+use common::{START_HINT, catalog, create_topics, decoded_json, frontier, read_topic, settings, unique};
 use frontier::analytics::returns::trailing_window;
 use frontier::analytics::{PriceSeries, market_volatility};
-use frontier::bus::json::avro_to_json;
 use frontier::market::seed::{SeedPlan, generate_seed_series, seed_prices};
 use frontier::market::{
     AnalysisRequest, DailyClose, KafkaQueryEvents, PriceStore, QueryEventSink, QueryStatus,
     RecordedQueryEvents, StoreOptions, TradingDay, sql_fingerprint,
 };
-use rdkafka::Message;
 use serde_json::{Value, json};
 
 /// A schema name no other test or run uses.

@@ -25,17 +25,7 @@ async fn every_query_publishes_a_db_query_event() {
     assert_eq!(sink.counts().failed(), 0);
 
     let messages = read_topic(&settings, &topic, 4, Duration::from_secs(20));
-    let events: Vec<Value> = messages
-        .iter()
-        .map(|message| {
-            avro_to_json(
-                &catalog()
-                    .decode(message.payload().expect("payload"))
-                    .expect("decodes")
-                    .value,
-            )
-        })
-        .collect();
+    let events: Vec<Value> = decoded_json(&catalog(), &messages);
     assert_eq!(events.len(), 4, "{events:#?}");
     let rows: Vec<i64> = events
         .iter()

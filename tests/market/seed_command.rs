@@ -54,16 +54,8 @@ async fn seed_command_prints_its_summary_and_publishes_invalidations() {
     );
 
     let messages = read_topic(&settings, &invalidations, 4, Duration::from_secs(20));
-    let mut tags: Vec<String> = messages
-        .iter()
-        .map(|message| {
-            avro_to_json(
-                &catalog()
-                    .decode(message.payload().expect("payload"))
-                    .expect("decodes")
-                    .value,
-            )
-        })
+    let mut tags: Vec<String> = decoded_json(&catalog(), &messages)
+        .into_iter()
         .flat_map(|invalidation| {
             assert_eq!(invalidation["source"], "frontier seed");
             invalidation["tags"]
