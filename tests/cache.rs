@@ -262,22 +262,11 @@ async fn a_stale_entry_is_served_during_one_background_refresh() {
         assert_eq!((answer.layer, text(&answer.value), answer.stale), (CacheLayer::Memory, "v1", true));
     }
     assert!(cache.is_refreshing(&key("AAPL")));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cache.is_refreshing(&key("AAPL")) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_refreshed(&cache, "AAPL").await;
     let answer = cache.get_or_compute(&key("AAPL"), &tags("AAPL"), policy, counted(&runs, "v3")).await.unwrap();
     assert_eq!((answer.layer, text(&answer.value), answer.stale), (CacheLayer::Memory, "v2", false));
     assert_eq!(runs.load(Ordering::SeqCst), 2, "one computation, one refresh");
     assert_eq!((cache.stats().stale_served, cache.stats().refreshes), (5, 1));
-}
-
-/// Waits (at most 5 s) until no background refresh of `symbol`'s key runs in `cache`.
-async fn until_refreshed(cache: &TieredCache, symbol: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cache.is_refreshing(&key(symbol)) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -353,10 +342,7 @@ async fn xfetch_refreshes_a_hot_entry_once_before_it_expires() {
         assert_eq!(text(&answer.value), "v1");
     }
     assert!(cache.is_refreshing(&key("AAPL")), "refreshed early");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cache.is_refreshing(&key("AAPL")) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_refreshed(&cache, "AAPL").await;
     // `get`, not `get_or_compute`: v2 took 400 ms too, so XFetch may already fire for it
     // (p = e^-2.5 = 8% a second before its expiry).
     let answer = cache.get(&key("AAPL")).await.unwrap();

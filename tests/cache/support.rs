@@ -97,6 +97,14 @@ pub async fn redis_has(url: &str, prefix: &str, key: &CacheKey) -> bool {
     redis::cmd("EXISTS").arg(format!("{prefix}:e:{key}")).query_async::<bool>(&mut connection).await.unwrap()
 }
 
+/// Waits (at most 5 s) until no background refresh of `symbol`'s key runs in `cache`.
+pub async fn until_refreshed(cache: &frontier::cache::TieredCache, symbol: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cache.is_refreshing(&key(symbol)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn text(value: &[u8]) -> &str {
     std::str::from_utf8(value).unwrap()
 }
