@@ -180,10 +180,16 @@ impl<T> PriorityQueues<T> {
         expired
     }
 
+    /// Whether `seq`, listed in `level`'s queue, still waits there: a job taken out of order
+    /// or demoted leaves its number behind, skipped lazily.
+    fn waits_at(&self, seq: u64, level: usize) -> bool {
+        self.entries.get(&seq).is_some_and(|entry| entry.level == level)
+    }
+
     /// Drops the skipped sequence numbers at the front of `level` and returns the live front.
     fn front(&mut self, level: usize) -> Option<u64> {
         while let Some(&seq) = self.levels[level].front() {
-            if self.entries.get(&seq).is_some_and(|entry| entry.level == level) {
+            if self.waits_at(seq, level) {
                 return Some(seq);
             }
             self.levels[level].pop_front();
@@ -209,9 +215,8 @@ impl<T> PriorityQueues<T> {
         while ranked.len() < limit {
             let mut best: Option<((usize, Instant), u64, usize)> = None;
             for (level, cursor) in cursors.iter_mut().enumerate() {
-                // Skip jobs that already left this level (taken out of order, or demoted).
                 while let Some(&seq) = self.levels[level].get(*cursor) {
-                    if self.entries.get(&seq).is_some_and(|entry| entry.level == level) {
+                    if self.waits_at(seq, level) {
                         let rank = self.rank(seq, now, aging);
                         if best.as_ref().is_none_or(|(best_rank, _, _)| rank < *best_rank) {
                             best = Some((rank, seq, level));

@@ -38,12 +38,16 @@ pub fn throughput(model: &EmbeddingModel, texts: &[String], batch_size: usize) -
     }
     let warm_up = &texts[..batch_size.clamp(1, texts.len())];
     model.embed_in_batches(warm_up, batch_size)?;
+    texts_per_second(texts.len(), || model.embed_in_batches(texts, batch_size).map(drop))
+}
 
+/// `count` divided by the seconds `run` takes.
+fn texts_per_second(count: usize, run: impl FnOnce() -> Result<(), ModelError>) -> Result<f64, ModelError> {
     let started = Instant::now();
-    model.embed_in_batches(texts, batch_size)?;
+    run()?;
     // A clock too coarse to see the run must not turn into an infinite rate.
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
-    Ok(texts.len() as f64 / seconds)
+    Ok(count as f64 / seconds)
 }
 
 /// Texts per second that `model` embeds `texts` at when they come `batch_size` at a time in
@@ -59,10 +63,5 @@ pub fn throughput_in_arrival_order(
         return Err(ModelError::InvalidArgument("throughput needs texts and a batch size of at least 1".to_owned()));
     }
     model.embed(&texts[..batch_size.min(texts.len())])?;
-    let started = Instant::now();
-    for batch in texts.chunks(batch_size) {
-        model.embed(batch)?;
-    }
-    let seconds = started.elapsed().as_secs_f64().max(1e-9);
-    Ok(texts.len() as f64 / seconds)
+    texts_per_second(texts.len(), || texts.chunks(batch_size).try_for_each(|batch| model.embed(batch).map(drop)))
 }
