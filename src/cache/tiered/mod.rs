@@ -361,6 +361,7 @@ impl TieredCache {
     async fn take_fresher_from_redis(&self, key: &str, held: i64) -> bool {
         let Some(redis) = &self.inner.redis else { return false };
         let Some(entry) = redis.get(key).await else { return false };
+        // Not `judge`: its XFetch draw would turn down a fresh copy at random.
         let usable = entry.created_at_ms > held
             && entry.freshness(crate::clock::now_millis()) == Freshness::Fresh
             && !self.inner.versions.is_stale(&entry.tags, &entry.watermark);
