@@ -1,10 +1,17 @@
 //! Avro single-object encoding, the wire format of every Frontier topic.
 //!
 //! Each Kafka value is `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the
-//! writer schema's canonical form, then the binary datum. Any Avro library can read it with the
-//! `.avsc` file alone, no schema registry needed. A reader keeps every schema version it knows
-//! (`schemas/*.avsc` are current, `schemas/history/*.avsc` are older versions still on the wire)
-//! and resolves a datum written with any of them to the current version of its record.
+//! writer schema's Parsing Canonical Form, then the binary datum. Any Avro library can read it
+//! with the `.avsc` file alone, no schema registry needed. A reader keeps every schema version it
+//! knows (`schemas/*.avsc` are current, `schemas/history/*.avsc` are older versions still on the
+//! wire) and resolves a datum written with any of them to the current version of its record.
+//!
+//! Fingerprints are the specification's ([`canonical`]); records written before that fix carry
+//! apache-avro's fingerprint of the same schema (it differs for schemas with logical types) and
+//! stay readable: see [`KnownSchema::legacy_fingerprint`].
+
+pub mod canonical;
+mod decode;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,9 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use apache_avro::rabin::Rabin;
+use apache_avro::schema::Name;
 use apache_avro::types::Value;
-use apache_avro::{GenericSingleObjectReader, Schema, to_avro_datum};
+use apache_avro::{Schema, to_avro_datum};
 use serde::Serialize;
+
+pub use decode::{DecodeError, DecodeLimits};
 
 /// The two marker bytes that open a single-object encoded datum.
 pub const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -26,8 +36,10 @@ pub const HEADER_LEN: usize = 10;
 pub struct Fingerprint(pub [u8; 8]);
 
 impl Fingerprint {
-    /// The fingerprint of a schema's parsing canonical form.
-    pub fn of(schema: &Schema) -> Self {
+    /// The fingerprint apache-avro 0.21 computes for a schema, which differs from the
+    /// specification's for schemas with logical types (see [`canonical`]). Only for reading
+    /// records written before the fix; never written.
+    pub fn legacy_apache_avro(schema: &Schema) -> Self {
         let bytes = schema.fingerprint::<Rabin>().bytes;
         let mut out = [0u8; 8];
         // Rabin always yields 8 bytes; copy defensively rather than index.
@@ -61,6 +73,18 @@ pub enum CodecError {
     Corrupt {
         schema: String,
         #[source]
+        source: DecodeError,
+    },
+    #[error("{schema} datum over the decoding limits: {source}")]
+    OverLimit {
+        schema: String,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("{schema} datum does not resolve to the current version of its record: {source}")]
+    Unresolvable {
+        schema: String,
+        #[source]
         source: apache_avro::Error,
     },
     #[error("{schema} datum has {extra} trailing bytes")]
@@ -85,6 +109,12 @@ pub enum CodecError {
         #[source]
         source: apache_avro::Error,
     },
+    #[error("schema file {path}: {source}")]
+    NoCanonicalForm {
+        path: PathBuf,
+        #[source]
+        source: canonical::CanonicalFormError,
+    },
     #[error("schema file {path} is not a named record (every topic value is a record)")]
     NotARecord { path: PathBuf },
 }
@@ -95,7 +125,8 @@ impl CodecError {
         match self {
             CodecError::NotSingleObject(_) => "not_single_object",
             CodecError::UnknownFingerprint(_) => "unknown_fingerprint",
-            CodecError::Corrupt { .. } | CodecError::TrailingBytes { .. } => "corrupt",
+            CodecError::Corrupt { .. } | CodecError::TrailingBytes { .. } | CodecError::Unresolvable { .. } => "corrupt",
+            CodecError::OverLimit { .. } => "too_large",
             CodecError::Encode { .. } => "encode",
             _ => "schema",
         }
@@ -109,10 +140,14 @@ pub struct KnownSchema {
     /// File it was loaded from, relative to the schemas folder (`request.avsc`).
     pub file: String,
     pub schema: Schema,
+    /// The specification's fingerprint: written in every header, read from any writer.
     pub fingerprint: Fingerprint,
+    /// apache-avro 0.21's fingerprint of the same schema, which Frontier wrote until the
+    /// canonical form was fixed; still read so older records decode. `None` where both agree.
+    pub legacy_fingerprint: Option<Fingerprint>,
     header: [u8; HEADER_LEN],
-    /// Decoder with the schema's named types resolved once, not on every message.
-    reader: GenericSingleObjectReader,
+    /// The schema's named types, resolved once rather than on every message.
+    names: HashMap<Name, Schema>,
 }
 
 impl fmt::Debug for KnownSchema {
@@ -133,13 +168,15 @@ impl KnownSchema {
             Schema::Record(record) => record.name.fullname(None),
             _ => return Err(CodecError::NotARecord { path }),
         };
-        let fingerprint = Fingerprint::of(&schema);
+        let fingerprint =
+            canonical::fingerprint(text).map_err(|source| CodecError::NoCanonicalForm { path: path.clone(), source })?;
+        let legacy = Fingerprint::legacy_apache_avro(&schema);
+        let legacy_fingerprint = (legacy != fingerprint).then_some(legacy);
         let mut header = [0u8; HEADER_LEN];
         header[..2].copy_from_slice(&MAGIC);
         header[2..].copy_from_slice(&fingerprint.0);
-        let reader = GenericSingleObjectReader::new(schema.clone())
-            .map_err(|source| CodecError::InvalidSchema { path: path.clone(), source })?;
-        Ok(KnownSchema { name, file: file.to_string(), schema, fingerprint, header, reader })
+        let names = decode::named_types(&schema);
+        Ok(KnownSchema { name, file: file.to_string(), schema, fingerprint, legacy_fingerprint, header, names })
     }
 }
 
@@ -149,6 +186,7 @@ pub struct SchemaCatalog {
     by_fingerprint: HashMap<Fingerprint, Arc<KnownSchema>>,
     current_by_name: HashMap<String, Arc<KnownSchema>>,
     current_by_file: HashMap<String, Arc<KnownSchema>>,
+    limits: DecodeLimits,
 }
 
 impl SchemaCatalog {
@@ -167,10 +205,19 @@ impl SchemaCatalog {
         Ok(catalog)
     }
 
+    /// The same catalog with other decoding limits (see [`DecodeLimits`]).
+    pub fn with_limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Registers the version writers use now.
     pub fn add_current(&mut self, known: KnownSchema) -> Arc<KnownSchema> {
         let known = Arc::new(known);
         self.by_fingerprint.insert(known.fingerprint, known.clone());
+        if let Some(legacy) = known.legacy_fingerprint {
+            self.by_fingerprint.insert(legacy, known.clone());
+        }
         self.current_by_name.insert(known.name.clone(), known.clone());
         self.current_by_file.insert(known.file.clone(), known.clone());
         known
@@ -178,7 +225,10 @@ impl SchemaCatalog {
 
     /// Registers an older version that may still be on the wire: readable, never written.
     pub fn add_history(&mut self, known: KnownSchema) {
-        self.by_fingerprint.entry(known.fingerprint).or_insert_with(|| Arc::new(known));
+        let known = Arc::new(known);
+        for fingerprint in std::iter::once(known.fingerprint).chain(known.legacy_fingerprint) {
+            self.by_fingerprint.entry(fingerprint).or_insert_with(|| known.clone());
+        }
     }
 
     /// The current schema loaded from `file` (e.g. `request.avsc`).
@@ -207,7 +257,7 @@ impl SchemaCatalog {
         // A history version resolves to the current schema of the same record; a record whose
         // current version is unknown here is read as written.
         let reader = self.current_by_name.get(&writer.name).unwrap_or(writer);
-        Ok(Identified { writer: writer.clone(), reader: reader.clone() })
+        Ok(Identified { writer: writer.clone(), reader: reader.clone(), limits: self.limits })
     }
 
     /// Decodes a single-object datum, resolving it to the current version of its record.
@@ -245,20 +295,26 @@ pub struct Identified {
     pub writer: Arc<KnownSchema>,
     /// The current version it resolves to.
     pub reader: Arc<KnownSchema>,
+    /// What decoding the body may cost.
+    pub limits: DecodeLimits,
 }
 
 impl Identified {
     /// Decodes the whole datum (header included) and resolves it to the reader schema.
     pub fn decode(&self, bytes: &[u8]) -> Result<Value, CodecError> {
         let writer = &self.writer;
-        let corrupt = |source| CodecError::Corrupt { schema: writer.name.clone(), source };
-        let mut body = bytes;
-        let mut value = writer.reader.read_value(&mut body).map_err(corrupt)?;
-        if !Arc::ptr_eq(&self.reader, writer) {
-            value = value.resolve(&self.reader.schema).map_err(corrupt)?;
+        let body = bytes.get(HEADER_LEN..).ok_or(CodecError::NotSingleObject("shorter than the 10-byte header"))?;
+        let (mut value, used) = decode::decode_datum(&writer.schema, &writer.names, body, self.limits).map_err(|source| {
+            let schema = writer.name.clone();
+            if source.is_limit() { CodecError::OverLimit { schema, source } } else { CodecError::Corrupt { schema, source } }
+        })?;
+        if used != body.len() {
+            return Err(CodecError::TrailingBytes { schema: writer.name.clone(), extra: body.len() - used });
         }
-        if !body.is_empty() {
-            return Err(CodecError::TrailingBytes { schema: writer.name.clone(), extra: body.len() });
+        if !Arc::ptr_eq(&self.reader, writer) {
+            value = value
+                .resolve(&self.reader.schema)
+                .map_err(|source| CodecError::Unresolvable { schema: writer.name.clone(), source })?;
         }
         Ok(value)
     }
@@ -334,6 +390,28 @@ mod tests {
             decoded.value,
             Value::Record(vec![("id".into(), Value::String("a".into())), ("n".into(), Value::Long(7))])
         );
+    }
+
+    const STAMPED: &str = r#"{"type":"record","name":"Stamped","namespace":"t",
+        "fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+
+    #[test]
+    fn the_header_carries_the_specification_fingerprint_not_apache_avro_s() {
+        let known = KnownSchema::parse("stamped.avsc", STAMPED).unwrap();
+        let canonical = r#"{"name":"t.Stamped","type":"record","fields":[{"name":"at","type":"long"}]}"#;
+        assert_eq!(known.fingerprint.0, canonical::crc64_avro(canonical.as_bytes()).to_le_bytes());
+        assert_eq!(known.legacy_fingerprint, Some(Fingerprint::legacy_apache_avro(&known.schema)));
+    }
+
+    #[test]
+    fn records_written_with_the_legacy_fingerprint_still_decode() {
+        let mut catalog = SchemaCatalog::default();
+        let known = catalog.add_current(KnownSchema::parse("stamped.avsc", STAMPED).unwrap());
+        let mut bytes =
+            SchemaCatalog::encode_value(&known, Value::Record(vec![("at".into(), Value::TimestampMillis(42))])).unwrap();
+        bytes[2..HEADER_LEN].copy_from_slice(&known.legacy_fingerprint.unwrap().0);
+        let decoded = catalog.decode(&bytes).unwrap();
+        assert_eq!(decoded.value, Value::Record(vec![("at".into(), Value::TimestampMillis(42))]));
     }
 
     #[test]
