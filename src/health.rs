@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::Connection;
 
 use crate::bus::kafka;
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::topics;
 
 /// The outcome of one check.

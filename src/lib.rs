@@ -3,14 +3,19 @@
 //!
 //! - [`bus`]: Kafka clients, the Avro single-object codec, and the consumer loop every worker
 //!   runs on (at-least-once, dead-lettering, graceful shutdown).
+//! - [`records`]: one Rust type per Avro record of `schemas/`.
 //! - [`topics`]: declarative topic definitions, planned and applied against a cluster.
 //! - [`config`]: typed, validated settings per environment.
 //! - [`analytics`]: the financial analytics the serving worker computes and caches.
-//! - [`inference`]: the embedding model (all-MiniLM-L6-v2 on candle), model instances and the batcher.
-//! - [`cache`]: the multi-layer request cache and the serving worker.
+//! - [`inference`]: the embedding model (all-MiniLM-L6-v2 on candle), model instances, the
+//!   batcher as a library and `frontier model-serve`.
+//! - [`cache`]: the multi-layer request cache, its invalidation loop and the recipes the
+//!   serving worker and the warmer share.
 //! - [`market`]: daily prices in PostgreSQL and the DB query events of every query on them.
 //! - [`sla`]: SLIs, threshold rules, burn-rate SLO alerts and alert state (I/O-free core).
-//! - Workers, one module each: [`passthrough`].
+//! - [`workers`]: the consumer groups side by side (passthrough, serve, cache warmer, inference
+//!   batcher, SLA monitor), each with its settings and one entry point.
+//! - [`settings`]: the whole configuration, every section in one place above its owners.
 //! - [`cli`]: the `frontier` command.
 
 pub mod analytics;
@@ -22,8 +27,10 @@ pub mod config;
 pub mod health;
 pub mod inference;
 pub mod market;
-pub mod passthrough;
+pub mod records;
+pub mod settings;
 pub mod shutdown;
 pub mod sla;
 pub mod telemetry;
 pub mod topics;
+pub mod workers;

@@ -7,6 +7,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
+/// This process's instance id, `<host>-<pid>`: unique among the processes running at one time.
+/// Workers report it in their status, answers and events unless configured otherwise.
+pub fn instance_id() -> String {
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into());
+    format!("{host}-{}", std::process::id())
+}
+
 /// Installs the global log subscriber; `RUST_LOG` overrides the configured filter.
 pub fn init_logging(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));

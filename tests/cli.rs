@@ -119,7 +119,7 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn committed_total(settings: &frontier::config::Settings, group: &str, topic: &str, partitions: i32) -> i64 {
+fn committed_total(settings: &frontier::settings::Settings, group: &str, topic: &str, partitions: i32) -> i64 {
     let consumer: BaseConsumer = kafka::base_config(&settings.kafka).set("group.id", group).create().unwrap();
     let mut list = TopicPartitionList::new();
     for partition in 0..partitions {

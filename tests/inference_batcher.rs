@@ -14,10 +14,11 @@ use common::*;
 use frontier::bus::json::json_to_avro;
 use frontier::bus::{ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
 use frontier::clock::now_millis;
-use frontier::config::Settings;
+use frontier::settings::Settings;
 use frontier::inference::batcher::{BatchingSettings, JobStatus};
 use frontier::inference::model::EmbeddingModel;
-use frontier::inference::worker::{self, InferenceResult, InferenceWorker, InferenceWorkerSettings, ModelSettings};
+use frontier::records::InferenceResult;
+use frontier::workers::inference_batcher::{self as worker, InferenceBatcherSettings, InferenceWorker, ModelSettings};
 use rdkafka::Message;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -44,24 +45,24 @@ struct Running {
 }
 
 /// Fresh topics and a worker config serving `MODEL` in-process with `batching`.
-async fn setup(name: &str, batching: BatchingSettings) -> (Settings, InferenceWorkerSettings) {
+async fn setup(name: &str, batching: BatchingSettings) -> (Settings, InferenceBatcherSettings) {
     let mut settings = settings();
     let (jobs, results, dlq) =
         (unique(&format!("{name}.jobs")), unique(&format!("{name}.results")), unique(&format!("{name}.dlq")));
     settings.bus.dlq_topic = dlq.clone();
     create_topics(&settings, &[&jobs, &results, &dlq], 1).await;
-    let config = InferenceWorkerSettings {
+    let config = InferenceBatcherSettings {
         input_topic: jobs,
         results_topic: results,
         admin_listen: None,
         models: [(MODEL.to_owned(), ModelSettings { instances: vec!["in-process".into()], batching })].into(),
-        ..InferenceWorkerSettings::default()
+        ..InferenceBatcherSettings::default()
     };
     (settings, config)
 }
 
 /// Starts the worker the way `frontier run inference-batcher` does.
-async fn start(settings: &Settings, config: &InferenceWorkerSettings) -> Running {
+async fn start(settings: &Settings, config: &InferenceBatcherSettings) -> Running {
     let catalog = catalog();
     let batcher_token = CancellationToken::new();
     let batcher = worker::start_batcher(config, Some(model()), batcher_token.clone()).expect("batcher starts");

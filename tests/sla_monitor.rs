@@ -9,12 +9,13 @@ use common::sla::*;
 use common::*;
 use frontier::bus::json::json_to_avro;
 use frontier::bus::{SchemaCatalog, dlq};
-use frontier::config::Settings;
-use frontier::sla::{DropReason, SlaConfig, SlaWorkerSettings};
+use frontier::settings::Settings;
+use frontier::sla::{DropReason, SlaConfig};
+use frontier::workers::sla_monitor::SlaMonitorSettings;
 use serde_json::json;
 
 /// One latency rule that fires as soon as a minute's p95 is above 200 ms over 20 events.
-fn worker_settings(input: &str, alerts: &str) -> SlaWorkerSettings {
+fn worker_settings(input: &str, alerts: &str) -> SlaMonitorSettings {
     let monitor: SlaConfig = toml::from_str(
         r#"
         slos = []
@@ -31,7 +32,7 @@ fn worker_settings(input: &str, alerts: &str) -> SlaWorkerSettings {
         "#,
     )
     .expect("test rules parse");
-    SlaWorkerSettings {
+    SlaMonitorSettings {
         input_topic: input.into(),
         alerts_topic: alerts.into(),
         evaluation_interval: Duration::from_millis(200),
@@ -39,7 +40,7 @@ fn worker_settings(input: &str, alerts: &str) -> SlaWorkerSettings {
         worker_status_topic: None,
         autoscale_topic: None,
         monitor,
-        ..SlaWorkerSettings::default()
+        ..SlaMonitorSettings::default()
     }
 }
 
@@ -61,7 +62,7 @@ fn events(catalog: &SchemaCatalog, prefix: &str, count: usize, latency_ms: f64, 
         .collect()
 }
 
-async fn setup(name: &str) -> (Settings, SlaWorkerSettings) {
+async fn setup(name: &str) -> (Settings, SlaMonitorSettings) {
     let mut settings = settings();
     let (input, alerts_topic, dlq_topic) = (unique(&format!("{name}.metrics")), unique(&format!("{name}.alerts")), unique(&format!("{name}.dlq")));
     settings.bus.dlq_topic = dlq_topic.clone();

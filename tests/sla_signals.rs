@@ -12,16 +12,17 @@ use common::*;
 use frontier::bus::json::{avro_to_json, json_to_avro};
 use frontier::bus::{ConsumerLoop, LoopOptions, SchemaCatalog};
 use frontier::clock::now_millis;
-use frontier::config::Settings;
-use frontier::passthrough::Passthrough;
-use frontier::sla::webhook::WebhookSettings;
-use frontier::sla::{SlaConfig, SlaWorkerSettings};
+use frontier::settings::Settings;
+use frontier::workers::passthrough::Passthrough;
+use frontier::workers::sla_monitor::webhook::WebhookSettings;
+use frontier::sla::SlaConfig;
+use frontier::workers::sla_monitor::SlaMonitorSettings;
 use rdkafka::Message;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// A monitor reading four test topics, with `rules` (TOML) as its only rules.
-async fn setup(name: &str, rules: &str) -> (Settings, SlaWorkerSettings) {
+async fn setup(name: &str, rules: &str) -> (Settings, SlaMonitorSettings) {
     let mut settings = settings();
     let topic = |what: &str| unique(&format!("{name}.{what}"));
     let (metrics, queries, status, decisions, alerts, dlq) =
@@ -37,7 +38,7 @@ async fn setup(name: &str, rules: &str) -> (Settings, SlaWorkerSettings) {
     if !rules.contains("[[signals]]") {
         monitor.signals.clear();
     }
-    let config = SlaWorkerSettings {
+    let config = SlaMonitorSettings {
         input_topic: metrics,
         query_events_topic: Some(queries),
         worker_status_topic: Some(status),
@@ -45,7 +46,7 @@ async fn setup(name: &str, rules: &str) -> (Settings, SlaWorkerSettings) {
         alerts_topic: alerts,
         evaluation_interval: Duration::from_millis(200),
         monitor,
-        ..SlaWorkerSettings::default()
+        ..SlaMonitorSettings::default()
     };
     (settings, config)
 }

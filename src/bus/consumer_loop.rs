@@ -32,7 +32,7 @@ use super::status::{LagReading, StatusReporter};
 use super::delivery::{DeliveryContext, Ticket};
 use super::worker::{HandlerError, Inbound, Outbound, Worker};
 use super::{dlq, kafka, metrics};
-use crate::config::{BusSettings, KafkaSettings};
+use super::settings::{BusSettings, KafkaSettings};
 
 /// An infrastructure failure that stops the loop. Failures of single messages never get here:
 /// they go to the dead-letter topic.

@@ -8,7 +8,7 @@ use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
-use crate::config::KafkaSettings;
+use super::settings::KafkaSettings;
 
 fn millis(d: std::time::Duration) -> String {
     d.as_millis().to_string()
@@ -81,8 +81,7 @@ pub fn admin(kafka: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>,
 
 /// `frontier@<host>:<pid>`, so brokers and logs can tell instances apart.
 pub fn client_id() -> String {
-    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into());
-    format!("frontier@{host}:{}", std::process::id())
+    format!("frontier@{}", crate::telemetry::instance_id())
 }
 
 /// The partition ids of `topic`; empty when it does not exist.

@@ -10,9 +10,11 @@ pub mod kafka;
 pub mod metrics;
 mod output_topics;
 pub mod replay;
+pub mod settings;
 pub mod status;
 mod worker;
 
 pub use codec::{CodecError, Decoded, Identified, KnownSchema, SchemaCatalog};
 pub use consumer_loop::{BusError, ConsumerLoop, LoopOptions, LoopReport};
+pub use settings::{BusSettings, KafkaSettings};
 pub use worker::{HandlerError, Inbound, Outbound, Worker};

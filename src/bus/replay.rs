@@ -8,7 +8,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::kafka;
-use crate::config::KafkaSettings;
+use super::settings::KafkaSettings;
 
 /// Why a topic could not be replayed.
 #[derive(Debug, thiserror::Error)]

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
-use serde::Serialize;
-
 use super::codec::{KnownSchema, SchemaCatalog};
 use super::worker::Outbound;
+use crate::records::WorkerStatus;
 
 /// A consumer group's lag on this instance's partitions, updated from librdkafka's statistics
 /// (`statistics.interval.ms`); negative until the first statistics arrive.
@@ -38,21 +37,6 @@ impl LagReading {
     }
 }
 
-/// The record, field for field the schema.
-#[derive(Debug, Serialize)]
-struct WorkerStatusRecord<'a> {
-    service: &'a str,
-    instance: &'a str,
-    consumer_group: Option<&'a str>,
-    consumer_lag: Option<i64>,
-    rss_bytes: Option<i64>,
-    memory_limit_bytes: Option<i64>,
-    cpu_utilization: Option<f64>,
-    open_fds: Option<i64>,
-    max_fds: Option<i64>,
-    occurred_at: i64,
-}
-
 /// Builds one worker's status records.
 #[derive(Debug)]
 pub struct StatusReporter {
@@ -70,13 +54,12 @@ impl StatusReporter {
     /// A reporter for worker `service` in `group`; `None` if the catalog has no
     /// `worker_status.avsc` (an older schema folder): reporting is then off.
     pub fn new(catalog: &SchemaCatalog, topic: &str, service: &'static str, group: &str, lag: LagReading) -> Option<Self> {
-        let schema = catalog.by_file("worker_status.avsc").ok()?;
-        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into());
+        let schema = catalog.schema_of::<WorkerStatus>().ok()?;
         Some(StatusReporter {
             schema,
             topic: Arc::from(topic),
             service,
-            instance: format!("{host}-{}", std::process::id()),
+            instance: crate::telemetry::instance_id(),
             group: group.to_string(),
             lag,
             last_cpu: None,
@@ -105,10 +88,10 @@ impl StatusReporter {
             self.last_cpu = Some((used, now));
         }
         let (open_fds, max_fds) = descriptors();
-        let record = WorkerStatusRecord {
-            service: self.service,
-            instance: &self.instance,
-            consumer_group: Some(&self.group),
+        let record = WorkerStatus {
+            service: self.service.to_owned(),
+            instance: self.instance.clone(),
+            consumer_group: Some(self.group.clone()),
             consumer_lag: self.lag.get(),
             rss_bytes: resident_bytes(),
             memory_limit_bytes: memory_limit_bytes(),

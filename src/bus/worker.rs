@@ -6,9 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use apache_avro::types::Value;
-use serde::de::DeserializeOwned;
 
 use super::codec::Identified;
+use crate::records::Record;
 
 /// A consumed message whose envelope checked out (single-object marker, known fingerprint), as
 /// handed to a worker. The body is decoded on first use, so a worker that only routes bytes
@@ -50,8 +50,20 @@ impl Inbound {
         Ok(self.value.get_or_init(|| value))
     }
 
-    /// Deserializes the value into a worker's own type; a mismatch rejects the message.
-    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+    /// Whether the value is a `T` (its schema's current version is `T`'s record).
+    pub fn is<T: Record>(&self) -> bool {
+        self.schema.reader.name == T::NAME
+    }
+
+    /// The value as its record type; a value of another record, or one that does not fit,
+    /// rejects the message.
+    pub fn record<T: Record>(&self) -> Result<T, HandlerError> {
+        if !self.is::<T>() {
+            return Err(HandlerError::rejected(
+                "unexpected_schema",
+                format!("{} is not a {}", self.schema.reader.name, T::NAME),
+            ));
+        }
         apache_avro::from_value(self.value()?).map_err(|e| {
             HandlerError::rejected("unexpected_schema", format!("{} does not fit: {e}", self.schema.reader.name))
         })

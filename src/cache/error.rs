@@ -3,7 +3,7 @@
 
 use super::disk::DiskLayerError;
 use super::keyring::KeyringError;
-use super::settings::InvalidCacheSetting;
+use crate::config::InvalidSetting;
 
 /// Why a value could not be computed; shared by every request coalesced onto the computation.
 /// `code` is a stable lower_snake_case code for the response's `ErrorDetail`.
@@ -14,12 +14,20 @@ pub struct ComputeError {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+    /// Whether the same computation may succeed later (a store outage), so the request is worth
+    /// retrying rather than answering with the error.
+    pub transient: bool,
 }
 
 impl ComputeError {
-    /// An error with `code` and `message`.
+    /// An error the same input will always meet again.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> ComputeError {
-        ComputeError { code: code.into(), message: message.into() }
+        ComputeError { code: code.into(), message: message.into(), transient: false }
+    }
+
+    /// An error that may go away: retry later.
+    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> ComputeError {
+        ComputeError { code: code.into(), message: message.into(), transient: true }
     }
 }
 
@@ -27,7 +35,7 @@ impl ComputeError {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error(transparent)]
-    Settings(#[from] InvalidCacheSetting),
+    Settings(#[from] InvalidSetting),
     #[error("cache encryption keys: {0}")]
     Keyring(#[from] KeyringError),
     #[error("invalid Redis URL for the cache: {0}")]

@@ -37,6 +37,8 @@ pub const WRITES_REFUSED: &str = "frontier_cache_writes_refused_total";
 pub const INVALIDATIONS: &str = "frontier_cache_invalidations_total";
 /// Entries dropped by invalidation orders, per `layer`.
 pub const INVALIDATED_ENTRIES: &str = "frontier_cache_invalidated_entries_total";
+/// Exact keys of invalidation orders that are not cache keys (ignored).
+pub const INVALID_KEYS: &str = "frontier_cache_invalidation_keys_ignored_total";
 /// Bytes held by a layer this process owns, per `layer` (memory, disk).
 pub const BYTES: &str = "frontier_cache_bytes";
 
@@ -59,5 +61,6 @@ pub fn describe() {
     describe_counter!(WRITES_REFUSED, "Write-throughs refused by a newer invalidation, by layer.");
     describe_counter!(INVALIDATIONS, "Invalidation orders applied.");
     describe_counter!(INVALIDATED_ENTRIES, "Entries dropped by invalidation, by layer.");
+    describe_counter!(INVALID_KEYS, "Exact keys in invalidation orders that are not cache keys (ignored).");
     describe_gauge!(BYTES, Unit::Bytes, "Bytes held by a cache layer of this process.");
 }

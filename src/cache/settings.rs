@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::InvalidSetting;
+
 /// Longest accepted lifetime (ttl + grace) of an entry: a year. Longer is surely a typo, and
 /// keeps millisecond arithmetic far from overflow.
 const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -72,6 +74,13 @@ pub struct CacheSettings {
     /// exceed the longest entry lifetime and computation, so a late write is always caught.
     #[serde(with = "humantime_serde")]
     pub tag_version_retention: Duration,
+    /// Topic of cache invalidation orders. Every process that writes to the cache (serving
+    /// instances, the warmer) reads all of it, in a consumer group of its own.
+    pub invalidations_topic: String,
+    /// How long the recipe of a computed key (kind, params, tenant, entitlements, stored sealed
+    /// in the cache for the warmer) is kept; the warmer extends it while the key stays hot.
+    #[serde(with = "humantime_serde")]
+    pub recipe_ttl: Duration,
 }
 
 /// Lifetime of the entries of one analysis kind.
@@ -115,6 +124,8 @@ impl Default for CacheSettings {
             redis_retry_backoff: Duration::from_secs(1),
             redis_timeout: Duration::from_millis(500),
             tag_version_retention: Duration::from_secs(24 * 3600),
+            invalidations_topic: "frontier.cache.invalidations".into(),
+            recipe_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -139,22 +150,14 @@ impl fmt::Debug for CacheSettings {
             .field("redis_retry_backoff", &self.redis_retry_backoff)
             .field("redis_timeout", &self.redis_timeout)
             .field("tag_version_retention", &self.tag_version_retention)
+            .field("invalidations_topic", &self.invalidations_topic)
+            .field("recipe_ttl", &self.recipe_ttl)
             .finish()
     }
 }
 
-/// A setting that cannot work, with the key (relative to the cache table) that holds it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid cache setting `{key}`: {message}")]
-pub struct InvalidCacheSetting {
-    /// The offending key, e.g. `kinds.market.volatility.ttl`.
-    pub key: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> InvalidCacheSetting {
-    InvalidCacheSetting { key: key.into(), message: message.into() }
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> InvalidSetting {
+    InvalidSetting::new(key, message)
 }
 
 impl CacheSettings {
@@ -178,7 +181,7 @@ impl CacheSettings {
 
     /// Checks what serde cannot: sizes, lifetimes, beta and key syntax. Keys from the
     /// environment are checked when the keyring is built.
-    pub fn validate(&self) -> Result<(), InvalidCacheSetting> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.memory_bytes < 1024 * 1024 {
             return Err(invalid("memory_bytes", "must be at least 1 MiB"));
         }
@@ -216,6 +219,12 @@ impl CacheSettings {
                 format!("must exceed the longest entry lifetime (ttl + grace = {longest:?})"),
             ));
         }
+        if self.invalidations_topic.trim().is_empty() {
+            return Err(invalid("invalidations_topic", "must name a topic"));
+        }
+        if self.recipe_ttl.is_zero() {
+            return Err(invalid("recipe_ttl", "must be greater than zero"));
+        }
         for (id, key) in &self.encryption_keys {
             super::keyring::check_key(id, key).map_err(|e| invalid(format!("encryption_keys.{id}"), e.to_string()))?;
         }
@@ -229,7 +238,7 @@ impl CacheSettings {
     }
 }
 
-fn check_lifetime(ttl_key: &str, grace_key: &str, ttl: Duration, grace: Duration) -> Result<(), InvalidCacheSetting> {
+fn check_lifetime(ttl_key: &str, grace_key: &str, ttl: Duration, grace: Duration) -> Result<(), InvalidSetting> {
     if ttl.is_zero() {
         return Err(invalid(ttl_key, "must be more than 0"));
     }

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use super::tail::{Reading, read_topic};
 use crate::bus::SchemaCatalog;
 use crate::bus::json::avro_to_json;
-use crate::config::Settings;
+use crate::settings::Settings;
 
 /// `frontier alerts` options.
 #[derive(Debug, Args)]

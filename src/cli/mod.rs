@@ -15,7 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Environment, Settings};
+use crate::config::Environment;
+use crate::settings::Settings;
 use crate::{health, telemetry, topics};
 
 /// Frontier Optimizer: the optimization layer of the Frontier platform, on Apache Kafka.

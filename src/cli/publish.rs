@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::bus::json::{example, json_to_avro};
 use crate::bus::{KnownSchema, SchemaCatalog, kafka};
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::topics;
 
 /// `frontier publish` options.

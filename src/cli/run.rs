@@ -7,11 +7,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog};
-use crate::config::Settings;
-use crate::passthrough::Passthrough;
-use crate::inference::worker::{self as inference, InferenceWorker};
-use crate::sla::SlaMonitorWorker;
+use crate::bus::SchemaCatalog;
+use crate::settings::Settings;
+use crate::workers::{cache_warmer, inference_batcher, passthrough, serve, sla_monitor};
 use crate::{shutdown, telemetry};
 
 /// `frontier run` options.
@@ -51,56 +49,15 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
 
+    // The one table of workers: each takes the shared settings, its own table, the schemas and
+    // the shutdown token.
+    let (shared, workers) = (settings.shared(), &settings.workers);
     let report = match args.worker {
-        WorkerKind::Passthrough => {
-            let config = &settings.workers.passthrough;
-            let group = config.group_id.clone().unwrap_or_else(|| settings.group_id("passthrough"));
-            let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
-            let worker = Arc::new(Passthrough::new(&config.output_topic));
-            ConsumerLoop::new(&settings.kafka, options, worker, catalog)?.run(token).await?
-        }
-        WorkerKind::SlaMonitor => {
-            let config = &settings.workers.sla;
-            let group = config.group_id.clone().unwrap_or_else(|| settings.group_id("sla-monitor"));
-            let past = {
-                let (kafka, config, catalog) = (settings.kafka.clone(), config.clone(), catalog.clone());
-                tokio::task::spawn_blocking(move || SlaMonitorWorker::past_alerts(&kafka, &config, &catalog))
-                    .await
-                    .context("restoring alert state")??
-            };
-            let worker = Arc::new(SlaMonitorWorker::new(config, &catalog, past)?);
-            let options = LoopOptions::new(&settings.bus, group, config.topics());
-            ConsumerLoop::new(&settings.kafka, options, worker, catalog)?.run(token).await?
-        }
-        WorkerKind::Serve => crate::cache::serve::run(settings, catalog, token).await?,
-        WorkerKind::CacheWarmer => crate::cache::warmer::run(settings, catalog, token).await?,
-        WorkerKind::InferenceBatcher => {
-            let config = &settings.workers.inference;
-            let group = config.group_id.clone().unwrap_or_else(|| settings.group_id("inference-batcher"));
-            let local_model = {
-                let config = config.clone();
-                tokio::task::spawn_blocking(move || inference::load_local_model(&config))
-                    .await
-                    .context("loading the model")??
-            };
-            // The batcher outlives the consumer loop's shutdown: jobs in flight when SIGTERM
-            // arrives still get their results (within bus.shutdown_timeout) before it stops.
-            let batcher_token = CancellationToken::new();
-            let batcher = inference::start_batcher(config, local_model, batcher_token.clone())?;
-            if let Some(listen) = config.admin_listen {
-                let (batcher, token) = (batcher.clone(), batcher_token.clone());
-                tokio::spawn(async move {
-                    if let Err(error) = inference::admin::serve(listen, batcher, token).await {
-                        tracing::error!(%listen, %error, "the batch settings admin endpoint stopped");
-                    }
-                });
-            }
-            let worker = Arc::new(InferenceWorker::new(config, &catalog, batcher)?);
-            let options = LoopOptions::new(&settings.bus, group, vec![config.input_topic.clone()]);
-            let report = ConsumerLoop::new(&settings.kafka, options, worker, catalog)?.run(token).await;
-            batcher_token.cancel();
-            report?
-        }
+        WorkerKind::Passthrough => passthrough::run(&shared, &workers.passthrough, catalog, token).await?,
+        WorkerKind::SlaMonitor => sla_monitor::run(&shared, &workers.sla, catalog, token).await?,
+        WorkerKind::InferenceBatcher => inference_batcher::run(&shared, &workers.inference, catalog, token).await?,
+        WorkerKind::Serve => serve::run(&shared, &workers.serve, catalog, token).await?,
+        WorkerKind::CacheWarmer => cache_warmer::run(&shared, &workers.cache_warmer, catalog, token).await?,
     };
     tracing::info!(?report, "worker stopped cleanly");
     Ok(ExitCode::SUCCESS)

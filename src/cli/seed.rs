@@ -15,7 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use crate::bus::{SchemaCatalog, kafka};
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::health::redact;
 use crate::market::seed::{SeedPlan, seed_prices, symbol_invalidation};
 use crate::market::{KafkaQueryEvents, PriceStore, QUERY_EVENTS_TOPIC, StoreOptions};

@@ -12,7 +12,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::bus::json::avro_to_json;
 use crate::bus::{SchemaCatalog, kafka};
-use crate::config::Settings;
+use crate::settings::Settings;
 
 /// `frontier tail` options.
 #[derive(Debug, Args)]

@@ -9,55 +9,15 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::bus::{CodecError, KnownSchema, SchemaCatalog, kafka};
-use crate::config::KafkaSettings;
+use crate::records::QueryEvent;
+use crate::bus::KafkaSettings;
 
 /// The topic query events go to unless told otherwise.
 pub const QUERY_EVENTS_TOPIC: &str = "frontier.db.query-events";
 
-/// The schema file of query events.
-pub const QUERY_EVENT_SCHEMA_FILE: &str = "db_query_event.avsc";
-
-/// Outcome of a statement; serialized as the schema's symbols `ok`, `error`, `timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueryStatus {
-    /// It ran.
-    Ok,
-    /// It failed; the event's `error` says why.
-    Error,
-    /// It was cancelled by a statement timeout, or no connection was free in time.
-    Timeout,
-}
-
-/// One statement as it was run (`frontier.db.QueryEvent`): field for field the schema, so
-/// `SchemaCatalog::encode` writes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QueryEvent {
-    /// Unique event id (UUID v4).
-    pub id: String,
-    /// The statement text with placeholders; bound values are never included.
-    pub sql: String,
-    /// [`super::sql_fingerprint`] of `sql`.
-    pub fingerprint: Option<String>,
-    /// Wall-clock time from sending the statement to having its last row, in milliseconds.
-    pub duration_ms: f64,
-    /// Rows returned (queries) or affected (writes); 0 when it failed.
-    pub rows: i64,
-    /// The database it ran against.
-    pub database: String,
-    /// The application that ran it (also its PostgreSQL `application_name`).
-    pub application: String,
-    /// Outcome.
-    pub status: QueryStatus,
-    /// The error when `status` is not ok.
-    pub error: Option<String>,
-    /// When the statement started, ms since the epoch.
-    pub occurred_at: i64,
-}
 
 /// Where the price store sends an event after each statement. `record` must not block: it is
 /// called on the query's path.
@@ -207,7 +167,7 @@ impl KafkaQueryEvents {
     ) -> Result<Self, QueryEventSinkError> {
         Self::new(
             kafka_settings,
-            catalog.by_file(QUERY_EVENT_SCHEMA_FILE)?,
+            catalog.schema_of::<QueryEvent>()?,
             topic,
         )
     }

@@ -13,13 +13,12 @@ pub mod events;
 pub mod fingerprint;
 pub mod requests;
 pub mod seed;
+mod settings;
 pub mod store;
 
 pub use day::TradingDay;
-pub use events::{
-    DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, QueryEvent, QueryEventSink,
-    QueryStatus, RecordedQueryEvents,
-};
+pub use events::{DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, QueryEventSink, RecordedQueryEvents};
 pub use fingerprint::{normalize_sql, sql_fingerprint};
-pub use requests::{AnalysisRequest, RequestError};
+pub use requests::{Analysis, RequestError};
+pub use settings::{ConnectStoreError, PriceStoreSettings, connect_store};
 pub use store::{AlignedCloses, DailyClose, PriceStore, StoreError, StoreOptions, UpsertCounts};

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 
 use super::day::{TradingDay, synthetic_trading_days};
 use super::store::{
     DailyClose, INSERT_BATCH_ROWS, PriceStore, StoreError, UpsertCounts, check_symbol,
 };
 use crate::analytics::AnalyticsError;
+use crate::records::CacheInvalidation;
 use crate::analytics::synthetic::{SyntheticConfig, SyntheticSeries, generate_synthetic_market};
 
 /// Most rows one seed run writes: the whole market is generated in memory first (16 bytes a
@@ -222,24 +222,6 @@ pub async fn seed_prices(
         progress(done, total);
     }
     Ok(report)
-}
-
-/// One cache invalidation (`frontier.cache.Invalidation`, `schemas/cache_invalidation.avsc`):
-/// field for field the schema, so `SchemaCatalog::encode` writes it.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct CacheInvalidation {
-    /// Unique id (UUID v4).
-    pub id: String,
-    /// Tags to drop, `symbol:XYZ`.
-    pub tags: Vec<String>,
-    /// Exact keys to drop (none here).
-    pub keys: Vec<String>,
-    /// Why, for a person.
-    pub reason: String,
-    /// Who published it.
-    pub source: String,
-    /// When, ms since the epoch.
-    pub issued_at: i64,
 }
 
 /// The cache tag of a symbol's results: `symbol:XYZ`.

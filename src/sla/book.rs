@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::alert::{Alert, AlertChange, AlertStatus, AlertTransition};
+use super::alert::{AlertChange, AlertTransition};
+use crate::records::{Alert, AlertStatus};
 use super::rules::Reading;
 
 /// Which alerts are pending or firing, by fingerprint.

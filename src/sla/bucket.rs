@@ -4,7 +4,7 @@
 
 use hdrhistogram::Histogram;
 
-use super::event::RequestStatus;
+use crate::records::RequestStatus;
 
 /// Latency histogram: microseconds, 3 significant digits, growing to the largest value recorded
 /// (values are clamped to `max_latency` first). `u32` counts halve the memory of `u64`; a count

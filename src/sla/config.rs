@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::alert::Severity;
+use crate::records::Severity;
 pub use super::signal::SignalRule;
 
 /// The whole SLA monitor configuration (to be nested under the worker's settings).

@@ -1,10 +1,10 @@
 //! [`SlaMonitor::evaluate`]: judge every alert on every series it applies to, step the alert
 //! book, and build the messages that are due.
 
-use super::alert::{Alert, AlertChange, AlertTransition};
+use super::alert::{AlertChange, AlertTransition};
 use super::book::{Emission, StepContext};
 use super::config::SliWindow;
-use super::event::RequestStatus;
+use crate::records::{Alert, RequestStatus};
 use super::monitor::SlaMonitor;
 use super::rules::{AlertDefinition, Check, ExemplarKind, Reading, Verdict};
 use super::series::{Series, StreamPoint, WindowSli};

@@ -1,47 +1,7 @@
-//! The monitor's inputs: one finished request (`schemas/request_completed.avsc`) and one
-//! database statement (`schemas/db_query_event.avsc`).
+//! The monitor's inputs as samples: one finished request (`schemas/request_completed.avsc`) or
+//! one database statement (`schemas/db_query_event.avsc`), borrowed.
 
-use serde::{Deserialize, Serialize};
-
-use crate::market::{QueryEvent, QueryStatus};
-
-/// One finished request, as decoded from `frontier.metrics` (`frontier.sla.RequestCompleted`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestCompleted {
-    /// Id of the request; kept as an exemplar when it is among the slowest or latest failed.
-    pub id: String,
-    /// Service that completed the request; half of the series key.
-    pub service: String,
-    /// Kind of request; the other half of the series key.
-    pub kind: String,
-    /// Tenant the request was made for (not a series dimension yet).
-    pub tenant: String,
-    /// Milliseconds from issue to completion.
-    pub latency_ms: f64,
-    /// Outcome of the request.
-    pub status: RequestStatus,
-    /// Cache tier that served it, or `none`.
-    pub cache_layer: CacheLayer,
-    /// Event time: when the request completed, milliseconds since the Unix epoch (UTC).
-    pub occurred_at: i64,
-    /// Service instance (pod) that completed it, if known.
-    pub instance: Option<String>,
-}
-
-impl RequestCompleted {
-    /// The borrowed fields the monitor reads, without copying any string.
-    pub fn sample(&self) -> RequestSample<'_> {
-        RequestSample {
-            id: &self.id,
-            service: &self.service,
-            kind: &self.kind,
-            latency_ms: self.latency_ms,
-            status: self.status,
-            cache_layer: self.cache_layer,
-            occurred_at_ms: self.occurred_at,
-        }
-    }
-}
+use crate::records::{CacheLayer, QueryEvent, QueryStatus, RequestCompleted, RequestStatus};
 
 /// What [`crate::sla::SlaMonitor::observe_sample`] needs of a finished request, borrowed, so a
 /// caller that decodes straight from an Avro value (or a benchmark looping over prepared events)
@@ -62,39 +22,6 @@ pub struct RequestSample<'a> {
     pub cache_layer: CacheLayer,
     /// Event time, milliseconds since the Unix epoch.
     pub occurred_at_ms: i64,
-}
-
-/// Outcome of a request. Unknown future symbols resolve to `error` through the schema default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RequestStatus {
-    /// Answered successfully.
-    Ok,
-    /// Failed; counts against the error rate and availability.
-    Error,
-    /// Gave up waiting; counts against the timeout rate and availability.
-    Timeout,
-}
-
-/// Cache tier that served a request. Unknown future symbols resolve to `none`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheLayer {
-    /// In-process cache.
-    Memory,
-    /// Shared Redis cache.
-    Redis,
-    /// Local persistent cache.
-    Disk,
-    /// Computed fresh, or the service has no cache.
-    None,
-}
-
-impl CacheLayer {
-    /// Whether the answer came from any cache tier.
-    pub fn is_hit(self) -> bool {
-        self != CacheLayer::None
-    }
 }
 
 /// The kind of a database statement's series: `db:<database>`.
@@ -118,5 +45,20 @@ pub fn query_sample<'a>(statement: &'a QueryEvent, kind: &'a str) -> RequestSamp
         },
         cache_layer: CacheLayer::None,
         occurred_at_ms: statement.occurred_at,
+    }
+}
+
+impl<'a> From<&'a RequestCompleted> for RequestSample<'a> {
+    /// The borrowed fields the monitor reads, without copying any string.
+    fn from(event: &'a RequestCompleted) -> Self {
+        RequestSample {
+            id: &event.id,
+            service: &event.service,
+            kind: &event.kind,
+            latency_ms: event.latency_ms,
+            status: event.status,
+            cache_layer: event.cache_layer,
+            occurred_at_ms: event.occurred_at,
+        }
     }
 }

@@ -41,18 +41,15 @@ mod slo_ring;
 mod stream;
 mod template;
 mod validate;
-pub mod webhook;
-mod worker;
 
 #[cfg(test)]
 mod tests;
 
-pub use alert::{Alert, AlertChange, AlertStatus, AlertTransition, Severity, fingerprint};
+pub use alert::{AlertChange, AlertTransition, fingerprint};
 pub use book::AlertBook;
 pub use config::{BurnRateWindows, Comparison, EventSource, SlaConfig, Sli, SliWindow, SloConfig, SloIndicator, ThresholdRule};
-pub use event::{CacheLayer, RequestCompleted, RequestSample, RequestStatus};
-pub use signal::{AutoscaleDecision, ScaleAction, Signal, SignalRule, WorkerStatus};
+pub use event::RequestSample;
+pub use signal::{Signal, SignalRule};
 pub use monitor::{BurnRateReading, LatencyPercentiles, SlaMonitor, WindowSli};
 pub use stream::{DropCounts, DropReason, Observation};
 pub use validate::SlaConfigError;
-pub use worker::{SlaMonitorWorker, SlaWorkerError, SlaWorkerSettings, metric};

@@ -3,9 +3,9 @@
 use super::book::AlertBook;
 use super::bucket::{LatencyHistogram, Sample, new_histogram};
 use super::config::{SlaConfig, SliWindow, SloIndicator};
-use super::event::{RequestCompleted, RequestSample, query_sample, query_series_kind};
-use crate::market::QueryEvent;
-use super::signal::{AutoscaleDecision, SignalBoard, SignalDefinition, WorkerStatus};
+use super::event::{RequestSample, query_sample, query_series_kind};
+use super::signal::{SignalBoard, SignalDefinition};
+use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, WorkerStatus};
 use super::rules::{AlertDefinition, Check, QUERY_KIND_PREFIX, selected, source_of};
 use super::series::{BadWhen, Series, SeriesAlert, SeriesIndex, SeriesSlo, StreamPoint};
 use super::slo_ring::SloCounterRing;
@@ -91,7 +91,7 @@ impl SlaMonitor {
 
     /// Counts one decoded event; `now_ms` is the processing clock (ms since the epoch).
     pub fn observe(&mut self, event: &RequestCompleted, now_ms: i64) -> Observation {
-        self.observe_sample(event.sample(), now_ms)
+        self.observe_sample(RequestSample::from(event), now_ms)
     }
 
     /// Counts one event given as borrowed fields. Allocation-free unless the event starts a new

@@ -12,7 +12,7 @@
 //! once per bucket length.
 
 use super::bucket::{Bucket, BucketCounts, LatencyHistogram, Sample, merge_histogram, new_histogram};
-use super::event::RequestStatus;
+use crate::records::RequestStatus;
 
 /// Buckets `[start, end]` of one window, and the first bucket not yet sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::alert::{Severity, fingerprint};
+use super::alert::fingerprint;
 use super::config::{Comparison, EventSource, SlaConfig, Sli, SliWindow, SloIndicator};
-use super::event::RequestStatus;
+use crate::records::{RequestStatus, Severity};
 use super::series::WindowSli;
 use super::slo_ring::{SloCounterRing, Tally};
 use super::template::{SummaryTemplate, Unit};

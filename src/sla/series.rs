@@ -133,7 +133,7 @@ impl Series {
         }
         for slo in &mut self.slos {
             let bad = match slo.bad_when {
-                BadWhen::Failed => sample.status != super::event::RequestStatus::Ok,
+                BadWhen::Failed => sample.status != crate::records::RequestStatus::Ok,
                 BadWhen::SlowerThanMs(threshold) => latency_ms > threshold,
             };
             slo.ring.record(at_ms, bad);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use frontier::bus::json::json_to_avro;
 use frontier::bus::{SchemaCatalog, kafka};
-use frontier::config::Settings;
+use frontier::settings::Settings;
 use frontier::topics::{self, TopicSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;

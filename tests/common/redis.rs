@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The stack's Redis URL (`settings.redis.url`), failing with instructions when it does not answer.
-pub async fn stack_redis(settings: &frontier::config::Settings) -> String {
+pub async fn stack_redis(settings: &frontier::settings::Settings) -> String {
     let url = settings.redis.url.clone();
     if let Err(error) = ping(&url).await {
         panic!("Redis is not reachable at {url} ({error}): {}", super::START_HINT);

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use frontier::bus::{ConsumerLoop, LoopOptions, LoopReport};
-use frontier::config::Settings;
-use frontier::sla::{SlaMonitorWorker, SlaWorkerSettings};
+use frontier::settings::Settings;
+use frontier::workers::sla_monitor::{SlaMonitorSettings, SlaMonitorWorker};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +18,7 @@ pub struct Monitor {
 }
 
 /// Starts a monitor the way `frontier run sla-monitor` does: alert state restored first.
-pub async fn start(settings: &Settings, config: &SlaWorkerSettings, group: &str) -> Monitor {
+pub async fn start(settings: &Settings, config: &SlaMonitorSettings, group: &str) -> Monitor {
     let catalog = catalog();
     let past = {
         let (kafka, config, catalog) = (settings.kafka.clone(), config.clone(), catalog.clone());

@@ -17,10 +17,8 @@ use common::{START_HINT, catalog, create_topics, decoded_json, frontier, read_to
 use frontier::analytics::returns::trailing_window;
 use frontier::analytics::{PriceSeries, market_volatility};
 use frontier::market::seed::{SeedPlan, generate_seed_series, seed_prices};
-use frontier::market::{
-    AnalysisRequest, DailyClose, KafkaQueryEvents, PriceStore, QueryEventSink, QueryStatus,
-    RecordedQueryEvents, StoreOptions, TradingDay, sql_fingerprint,
-};
+use frontier::market::{Analysis, DailyClose, KafkaQueryEvents, PriceStore, QueryEventSink, RecordedQueryEvents, StoreOptions, TradingDay, sql_fingerprint};
+use frontier::records::QueryStatus;
 use serde_json::{Value, json};
 
 /// A schema name no other test or run uses.

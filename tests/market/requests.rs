@@ -9,7 +9,7 @@ async fn volatility_equals_the_analytics_on_the_same_closes() {
     seed_prices(&store, &seeded, |_, _| {})
         .await
         .expect("seeded");
-    let request = AnalysisRequest::parse(
+    let request = Analysis::parse(
         "market.volatility",
         &json!({"symbol": "SYN0002", "window_days": 60}),
     )
@@ -40,7 +40,7 @@ async fn option_price_matches_hull_black_scholes_values() {
     let price = |right: &str| {
         let mut params = hull.clone();
         params["right"] = json!(right);
-        AnalysisRequest::parse("option.price", &params).unwrap()
+        Analysis::parse("option.price", &params).unwrap()
     };
     let call = price("call").compute(&store).await.expect("call priced");
     let put = price("put").compute(&store).await.expect("put priced");
@@ -58,7 +58,7 @@ async fn option_price_on_a_symbol_uses_its_latest_close_and_realized_volatility(
         .expect("seeded");
     let params = json!({"symbol": "SYN0001", "strike": 100, "expiry_days": 90, "right": "put", "style": "american",
         "window_days": 60, "steps": 200});
-    let result = AnalysisRequest::parse("option.price", &params)
+    let result = Analysis::parse("option.price", &params)
         .unwrap()
         .compute(&store)
         .await
@@ -85,7 +85,7 @@ async fn portfolio_risk_reports_ordered_tails_and_beta() {
     let params = json!({"symbols": ["SYN0001", "SYN0002", "SYN0003"],
         "weights": {"SYN0001": 0.5, "SYN0002": 0.3, "SYN0003": 0.2}, "window_days": 250, "benchmark": "MKT",
         "confidence_levels": ["0.95", "0.975", "0.99"], "paths": 5000, "seed": 4});
-    let request = AnalysisRequest::parse("portfolio.risk", &params).unwrap();
+    let request = Analysis::parse("portfolio.risk", &params).unwrap();
     assert_eq!(
         request.tags(),
         [
@@ -124,12 +124,12 @@ async fn unknown_symbols_give_unknown_symbol() {
         .await
         .expect("seeded");
     let volatility =
-        AnalysisRequest::parse("market.volatility", &json!({"symbol": "NOPE"})).unwrap();
+        Analysis::parse("market.volatility", &json!({"symbol": "NOPE"})).unwrap();
     let error = volatility.compute(&store).await.unwrap_err();
     assert_eq!(error.code(), "unknown_symbol");
     assert!(error.to_string().contains("NOPE"), "{error}");
 
-    let portfolio = AnalysisRequest::parse(
+    let portfolio = Analysis::parse(
         "portfolio.risk",
         &json!({"weights": {"SYN0001": 0.5, "GHOST": 0.5}}),
     )
@@ -169,7 +169,7 @@ async fn invalid_params_and_unknown_kinds_give_their_codes() {
         ),
     ];
     for (kind, params, code, named) in cases {
-        let error = AnalysisRequest::parse(kind, &params).unwrap_err();
+        let error = Analysis::parse(kind, &params).unwrap_err();
         assert_eq!(error.code(), code, "{kind} {params}");
         assert!(error.to_string().contains(named), "{error}");
     }
@@ -179,7 +179,7 @@ async fn invalid_params_and_unknown_kinds_give_their_codes() {
 async fn too_short_a_history_gives_insufficient_history() {
     let (store, schema, _) = fresh_store().await;
     store_closes(&store, "TINY", &[(1, 10.0), (2, 11.0)]).await;
-    let request = AnalysisRequest::parse(
+    let request = Analysis::parse(
         "market.volatility",
         &json!({"symbol": "TINY", "window_days": 30}),
     )

@@ -1,7 +1,7 @@
 //! Invalidations reaching every instance, and Redis going away and coming back.
 
 
-use frontier::market::seed::CacheInvalidation;
+use frontier::records::CacheInvalidation;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
@@ -30,7 +30,7 @@ async fn a_tag_invalidation_reaches_a_second_instance_whose_next_answer_is_recom
     let schema = world.catalog.by_file("cache_invalidation.avsc").unwrap();
     let payload = SchemaCatalog::encode(&schema, &order).unwrap();
     let producer = kafka::producer(&world.settings.kafka).unwrap();
-    let topic = world.settings.workers.serve.invalidations_topic.clone();
+    let topic = world.settings.cache.invalidations_topic.clone();
     let delivered = producer.send(FutureRecord::<str, [u8]>::to(&topic).key("SYN0002").payload(&payload), Timeout::Never).await;
     let delivery = delivered.map_err(|(e, _)| e).expect("invalidation published");
     let deadline = Instant::now() + PATIENCE;

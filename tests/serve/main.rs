@@ -18,11 +18,11 @@ use common::redis::{delete_prefix, stack_redis};
 use common::{START_HINT, catalog, create_topics, unique};
 use frontier::bus::json::{avro_to_json, json_to_avro};
 use frontier::bus::{LoopReport, SchemaCatalog, kafka};
-use frontier::cache::serve::{ServeError, ServeWorker, ServingLoops};
+use frontier::workers::serve::{ServeError, ServeWorker, ServingLoops};
 use frontier::cache::{CacheSettings, TieredCache};
-use frontier::config::Settings;
+use frontier::settings::Settings;
 use frontier::market::seed::{SeedPlan, seed_prices};
-use frontier::market::{AnalysisRequest, PriceStore, RecordedQueryEvents, StoreOptions};
+use frontier::market::{Analysis, PriceStore, RecordedQueryEvents, StoreOptions};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
@@ -51,21 +51,21 @@ impl World {
         serve.input_topic = topic("requests");
         serve.responses_topic = topic("responses");
         serve.metrics_topic = topic("metrics");
-        serve.invalidations_topic = topic("invalidations");
-        serve.query_events_topic = None;
+        settings.cache.invalidations_topic = topic("invalidations");
+        settings.prices.query_events_topic = None;
         settings.bus.dlq_topic = topic("dlq");
         settings.workers.cache_warmer.input_topic = settings.workers.serve.metrics_topic.clone();
         let names = [
             settings.workers.serve.input_topic.clone(),
             settings.workers.serve.responses_topic.clone(),
             settings.workers.serve.metrics_topic.clone(),
-            settings.workers.serve.invalidations_topic.clone(),
+            settings.cache.invalidations_topic.clone(),
             settings.bus.dlq_topic.clone(),
         ];
         create_topics(&settings, &names.iter().map(String::as_str).collect::<Vec<_>>(), 1).await;
 
         let schema = format!("test_serve_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        settings.workers.serve.store_schema = Some(schema.clone());
+        settings.prices.schema = Some(schema.clone());
         let events = Arc::new(RecordedQueryEvents::default());
         let options = StoreOptions { schema: Some(schema.clone()), application: "frontier-tests".into() };
         let store = match PriceStore::connect(&settings.postgres, options, events.clone()).await {
@@ -119,10 +119,11 @@ impl World {
     }
 
     /// Starts a serving instance with `settings` over `store`.
-    async fn instance_with(&self, settings: Settings, cache: CacheSettings, redis_url: Option<&str>, store: PriceStore) -> Instance {
-        let cache = TieredCache::connect(&cache, redis_url).await.expect("cache starts");
-        let worker = Arc::new(ServeWorker::new(&settings.workers.serve, cache, store, &self.catalog).expect("worker"));
-        let loops = ServingLoops::new(&settings, worker.clone(), self.catalog.clone()).expect("loops subscribe");
+    async fn instance_with(&self, settings: Settings, cache_settings: CacheSettings, redis_url: Option<&str>, store: PriceStore) -> Instance {
+        let cache = TieredCache::connect(&cache_settings, redis_url).await.expect("cache starts");
+        let worker = Arc::new(ServeWorker::new(&settings.workers.serve, &cache_settings, cache, store, &self.catalog).expect("worker"));
+        let loops = ServingLoops::new(&settings.shared(), &settings.workers.serve, worker.clone(), self.catalog.clone())
+            .expect("loops subscribe");
         let token = CancellationToken::new();
         let task = tokio::spawn(loops.run(token.clone()));
         Instance { settings, worker, token, task }
@@ -224,7 +225,7 @@ impl Responses {
 
 /// The analytic computed directly over the same store.
 async fn computed_directly(store: &PriceStore, request: &Value) -> Value {
-    let analysis = AnalysisRequest::parse(request["kind"].as_str().unwrap(), &request["params"]).unwrap();
+    let analysis = Analysis::parse(request["kind"].as_str().unwrap(), &request["params"]).unwrap();
     analysis.compute(store).await.unwrap()
 }
 

@@ -1,7 +1,7 @@
 //! The cache warmer keeping a hot key fresh.
 
 use frontier::cache::KindLifetime;
-use frontier::cache::warmer::{CacheWarmer, run_warmer};
+use frontier::workers::cache_warmer::{CacheWarmer, run_warmer};
 
 use super::*;
 
@@ -30,7 +30,7 @@ async fn the_warmer_refreshes_a_hot_key_before_it_expires_so_the_next_request_is
     let warmer = Arc::new(CacheWarmer::new(&settings.workers.cache_warmer, warmer_cache, world.store.clone(), Duration::from_secs(600), token.clone()));
     let warmer_task = {
         let (settings, warmer, catalog, token) = (settings.clone(), warmer.clone(), world.catalog.clone(), token.clone());
-        tokio::spawn(async move { run_warmer(&settings, warmer, catalog, &unique("warmer"), token).await })
+        tokio::spawn(async move { run_warmer(&settings.shared(), &settings.workers.cache_warmer, warmer, catalog, &unique("warmer"), token).await })
     };
 
     let started = Instant::now();

@@ -24,6 +24,8 @@ use apache_avro::types::Value;
 use apache_avro::{Schema, to_avro_datum};
 use serde::Serialize;
 
+use crate::records::Record;
+
 pub use decode::{DecodeError, DecodeLimits};
 
 /// The two marker bytes that open a single-object encoded datum.
@@ -278,6 +280,16 @@ impl SchemaCatalog {
         out.extend_from_slice(&schema.header);
         out.extend_from_slice(&datum);
         Ok(out)
+    }
+
+    /// The current schema of a record type.
+    pub fn schema_of<T: Record>(&self) -> Result<Arc<KnownSchema>, CodecError> {
+        self.by_name(T::NAME)
+    }
+
+    /// Encodes a record with the current version of its schema.
+    pub fn encode_record<T: Record>(&self, record: &T) -> Result<Vec<u8>, CodecError> {
+        Self::encode(&*self.schema_of::<T>()?, record)
     }
 
     /// Encodes a serde value (a worker's typed output) with `schema`.

@@ -3,30 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The layer an answer came from; the symbols of the response's `CacheLayer` enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CacheLayer {
-    /// This process's memory.
-    Memory,
-    /// The shared Redis.
-    Redis,
-    /// This instance's disk folder.
-    Disk,
-    /// Computed for this request (or for the identical request it was coalesced with).
-    None,
-}
-
-impl CacheLayer {
-    /// The Avro enum symbol and metric label: `memory`, `redis`, `disk` or `none`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheLayer::Memory => "memory",
-            CacheLayer::Redis => "redis",
-            CacheLayer::Disk => "disk",
-            CacheLayer::None => "none",
-        }
-    }
-}
+pub use crate::records::CacheLayer;
 
 /// An answer of the cache.
 #[derive(Debug, Clone)]

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::{create_topics, median, preload};
 use crate::bus::json::json_to_avro;
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
-use crate::config::Settings;
-use crate::passthrough::Passthrough;
+use crate::settings::Settings;
+use crate::workers::passthrough::Passthrough;
 
 pub(super) async fn bench_bus(settings: &Settings, messages: u64, rounds: usize, partitions: i32) -> anyhow::Result<ExitCode> {
     if messages < 100 || rounds == 0 {

@@ -21,10 +21,11 @@ use super::{create_topics, median, preload};
 use crate::bus::json::json_to_avro;
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::clock::now_millis;
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::inference::batcher::{BatchingSettings, Priority};
 use crate::inference::model::{EmbeddingModel, synthetic_headlines, throughput, throughput_in_arrival_order};
-use crate::inference::worker::{self, InferenceResult, InferenceWorker, InferenceWorkerSettings, ModelSettings};
+use crate::records::InferenceResult;
+use crate::workers::inference_batcher::{self as worker, InferenceBatcherSettings, InferenceWorker, ModelSettings};
 
 const MODEL: &str = "bench-minilm";
 
@@ -126,7 +127,7 @@ impl RunningWorker {
 fn start_worker(
     settings: &Settings,
     catalog: &Arc<SchemaCatalog>,
-    config: &InferenceWorkerSettings,
+    config: &InferenceBatcherSettings,
     model: &Arc<EmbeddingModel>,
     group: String,
 ) -> anyhow::Result<RunningWorker> {
@@ -147,7 +148,7 @@ fn worker_config(
     input: &str,
     results: &str,
     mut batching: BatchingSettings,
-) -> InferenceWorkerSettings {
+) -> InferenceBatcherSettings {
     for priority in Priority::ALL {
         let policy = match priority {
             Priority::Critical => &mut batching.policies.critical,
@@ -157,7 +158,7 @@ fn worker_config(
         };
         policy.default_timeout = None;
     }
-    InferenceWorkerSettings {
+    InferenceBatcherSettings {
         input_topic: input.into(),
         results_topic: results.into(),
         admin_listen: None,

@@ -16,7 +16,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
 use crate::bus::kafka;
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::topics::{self, TopicSpec};
 
 /// What to measure.

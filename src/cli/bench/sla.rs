@@ -16,8 +16,10 @@ use super::{create_topics, median, preload};
 use crate::bus::json::{avro_to_json, json_to_avro};
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::clock::now_millis;
-use crate::config::Settings;
-use crate::sla::{RequestCompleted, SlaConfig, SlaMonitor, SlaMonitorWorker, SlaWorkerSettings};
+use crate::settings::Settings;
+use crate::records::RequestCompleted;
+use crate::sla::{SlaConfig, SlaMonitor};
+use crate::workers::sla_monitor::{SlaMonitorSettings, SlaMonitorWorker};
 
 /// `count` request-completed events, event `i` of series `series_of(i)` (service, kind) taking
 /// `latency_of(i)` ms, spread over the minute before `at_ms`.
@@ -58,7 +60,7 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
     let records = request_events(&catalog, events, |i| (format!("svc-{}", i % 10), format!("kind-{}", (i / 10) % 10)), |i| 5.0 + ((i * 7919) % 150) as f64, now)?;
     eprintln!("[bench] loading {events} RequestCompleted events (100 series) into {metrics_topic}");
     preload(settings, &metrics_topic, records.clone()).await?;
-    let config = SlaWorkerSettings {
+    let config = SlaMonitorSettings {
         input_topic: metrics_topic.clone(),
         alerts_topic: alerts_topic.clone(),
         ..settings.workers.sla.clone()
@@ -127,7 +129,7 @@ async fn detection_latencies(settings: &Settings, catalog: &Arc<SchemaCatalog>, 
     let monitor: SlaConfig = toml::from_str(
         "slos = []\n[[rules]]\nname = \"LatencyP95High\"\nsli = \"latency_p95\"\ncomparison = \"above\"\nthreshold = 200.0\nwindow = \"1m\"\nfor = \"0s\"\nmin_events = 20\n",
     )?;
-    let config = SlaWorkerSettings {
+    let config = SlaMonitorSettings {
         input_topic: metrics_topic.clone(),
         alerts_topic: alerts_topic.clone(),
         monitor,

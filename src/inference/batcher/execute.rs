@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
-use super::job::{JobOutcome, JobOutput, JobRequest, JobStatus, LabelSet, Task, millis_since};
+use super::job::{JobOutcome, JobOutput, JobRequest, LabelSet, Task, millis_since};
+use crate::records::JobStatus;
 use super::metric;
 use crate::inference::backend::{Embedded, EmbeddingBackend};
 use crate::inference::model::classify_embeddings;

@@ -3,54 +3,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
 
 use crate::inference::model::{Classification, LabelDescription};
+use crate::records::{JobStatus, Priority};
 
-/// Scheduling priority of a job, most urgent first (the `Priority` enum of `inference_job.avsc`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    /// Runs before everything else.
-    Critical,
-    /// Runs before normal and low.
-    High,
-    /// The default.
-    #[default]
-    Normal,
-    /// Runs when nothing more urgent waits (or once aging lifts it).
-    Low,
-}
-
-impl Priority {
-    /// Every priority, most urgent first.
-    pub const ALL: [Priority; 4] = [Priority::Critical, Priority::High, Priority::Normal, Priority::Low];
-
-    /// 0 for critical up to 3 for low: the queue index, and the level aging lowers.
-    pub fn level(self) -> usize {
-        self as usize
-    }
-
-    /// The priority of a level; anything past low is low.
-    pub fn from_level(level: usize) -> Priority {
-        Priority::ALL[level.min(Priority::ALL.len() - 1)]
-    }
-
-    /// The next less urgent priority (low stays low).
-    pub fn demoted(self) -> Priority {
-        Priority::from_level(self.level() + 1)
-    }
-
-    /// The lowercase name, for metric labels and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Critical => "critical",
-            Priority::High => "high",
-            Priority::Normal => "normal",
-            Priority::Low => "low",
-        }
-    }
-}
 
 /// A set of zero-shot labels with their descriptions, in a fixed order. Shared by the jobs
 /// that name the same set, and the key of the label-embedding cache.
@@ -118,31 +74,6 @@ pub struct JobRequest {
     pub deadline: Option<SystemTime>,
 }
 
-/// How a job ended (the `InferenceStatus` enum of `inference_result.avsc`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobStatus {
-    /// Ran; the output is set.
-    Ok,
-    /// The model failed while running it.
-    Error,
-    /// Its deadline or queue timeout passed before it ran; it was not run.
-    Expired,
-    /// Not accepted: invalid, unknown model, or its priority's queue was full.
-    Rejected,
-}
-
-impl JobStatus {
-    /// The lowercase name, for metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Ok => "ok",
-            JobStatus::Error => "error",
-            JobStatus::Expired => "expired",
-            JobStatus::Rejected => "rejected",
-        }
-    }
-}
 
 /// What a job computed.
 #[derive(Debug, Clone, PartialEq)]

@@ -32,7 +32,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use job::{JobOutcome, JobOutput, JobRequest, JobStatus, LabelSet, Priority, Task};
+pub use job::{JobOutcome, JobOutput, JobRequest, LabelSet, Task};
+pub use crate::records::{JobStatus, Priority};
 pub use settings::{BatchingSettings, InvalidBatching, PriorityPolicies, QueuePolicy, TimeoutAction};
 pub use sizing::LatencyFit;
 

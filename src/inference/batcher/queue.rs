@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::job::Priority;
+use crate::records::Priority;
 use super::settings::{PriorityPolicies, TimeoutAction};
 
 /// Levels 0 (critical) to 3 (low), and 4 for jobs delayed past low by their timeout.

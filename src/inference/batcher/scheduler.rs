@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::execute::{BatchReport, LabelCache, Waiting, run_batch};
-use super::job::{JobOutcome, JobStatus};
+use super::job::JobOutcome;
+use crate::records::JobStatus;
 use super::metric;
 use super::queue::{Dropped, PriorityQueues};
 use super::settings::BatchingSettings;

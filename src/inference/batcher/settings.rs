@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::job::Priority;
+use crate::records::Priority;
 
 /// How one model's jobs are batched (Triton's dynamic batcher, plus aging and adaptive sizing).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

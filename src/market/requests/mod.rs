@@ -1,8 +1,8 @@
 //! The request kinds the serving worker answers: a request's `kind` and `params` parsed into a
-//! typed [`AnalysisRequest`], its cache tags, and its computation over the price store.
+//! typed [`Analysis`], its cache tags, and its computation over the price store.
 //!
 //! ```text
-//! let request = AnalysisRequest::parse(&kind, &params)?;   // params: JSON object or JSON text
+//! let request = Analysis::parse(&kind, &params)?;   // params: JSON object or JSON text
 //! let tags = request.tags();                                // ["symbol:AAPL", ...]
 //! let result = request.compute(&store).await?;              // {"volatility_annualized": 0.23, ...}
 //! ```
@@ -50,7 +50,7 @@ pub const MARKET_VOLATILITY: &str = "market.volatility";
 pub const PORTFOLIO_RISK: &str = "portfolio.risk";
 /// `option.price`.
 pub const OPTION_PRICE: &str = "option.price";
-/// Every kind [`AnalysisRequest::parse`] knows.
+/// Every kind [`Analysis::parse`] knows.
 pub const KNOWN_KINDS: [&str; 3] = [MARKET_VOLATILITY, PORTFOLIO_RISK, OPTION_PRICE];
 
 /// Window when a request names none: one trading year of daily returns.
@@ -61,7 +61,7 @@ pub const WINDOW_DAYS_RANGE: RangeInclusive<u64> = 2..=100_000;
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AnalysisRequest {
+pub enum Analysis {
     /// `market.volatility`.
     MarketVolatility(VolatilityRequest),
     /// `portfolio.risk`.
@@ -70,7 +70,7 @@ pub enum AnalysisRequest {
     OptionPrice(OptionPriceRequest),
 }
 
-impl AnalysisRequest {
+impl Analysis {
     /// Parses `params` (a JSON object, a JSON text of one, or `null`) for `kind`. Unknown kinds
     /// give `unknown_kind`; missing, mistyped, out-of-range or unexpected parameters give
     /// `invalid_params` naming the field.

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::*;
 use crate::analytics::{ExerciseStyle, OptionKind};
 
-fn invalid_field(result: Result<AnalysisRequest, RequestError>) -> String {
+fn invalid_field(result: Result<Analysis, RequestError>) -> String {
     match result {
         Err(RequestError::InvalidParams { field, .. }) => field,
         other => panic!("expected invalid_params, got {other:?}"),
@@ -14,10 +14,10 @@ fn invalid_field(result: Result<AnalysisRequest, RequestError>) -> String {
 
 #[test]
 fn volatility_params_parse_with_a_default_window() {
-    let request = AnalysisRequest::parse("market.volatility", &json!({"symbol": "AAPL"})).unwrap();
+    let request = Analysis::parse("market.volatility", &json!({"symbol": "AAPL"})).unwrap();
     assert_eq!(
         request,
-        AnalysisRequest::MarketVolatility(VolatilityRequest {
+        Analysis::MarketVolatility(VolatilityRequest {
             symbol: "AAPL".into(),
             window_days: DEFAULT_WINDOW_DAYS
         })
@@ -26,7 +26,7 @@ fn volatility_params_parse_with_a_default_window() {
 
 #[test]
 fn params_may_arrive_as_json_text() {
-    let request = AnalysisRequest::parse(
+    let request = Analysis::parse(
         "market.volatility",
         &json!(r#"{"symbol":"MSFT","window_days":30}"#),
     )
@@ -36,7 +36,7 @@ fn params_may_arrive_as_json_text() {
 
 #[test]
 fn unknown_kind_has_its_code() {
-    let error = AnalysisRequest::parse("market.crystal_ball", &json!({})).unwrap_err();
+    let error = Analysis::parse("market.crystal_ball", &json!({})).unwrap_err();
     assert_eq!(error.code(), "unknown_kind");
     assert!(error.to_string().contains("market.crystal_ball"), "{error}");
 }
@@ -44,31 +44,31 @@ fn unknown_kind_has_its_code() {
 #[test]
 fn invalid_params_name_the_field() {
     assert_eq!(
-        invalid_field(AnalysisRequest::parse("market.volatility", &json!({}))),
+        invalid_field(Analysis::parse("market.volatility", &json!({}))),
         "symbol"
     );
     assert_eq!(
-        invalid_field(AnalysisRequest::parse(
+        invalid_field(Analysis::parse(
             "market.volatility",
             &json!({"symbol": "A", "window_days": 1})
         )),
         "window_days"
     );
     assert_eq!(
-        invalid_field(AnalysisRequest::parse(
+        invalid_field(Analysis::parse(
             "market.volatility",
             &json!({"symbol": "A", "windw_days": 30})
         )),
         "windw_days"
     );
     assert_eq!(
-        invalid_field(AnalysisRequest::parse(
+        invalid_field(Analysis::parse(
             "market.volatility",
             &json!({"symbol": 7})
         )),
         "symbol"
     );
-    let error = AnalysisRequest::parse(
+    let error = Analysis::parse(
         "option.price",
         &json!({"spot": -1, "strike": 40, "volatility": 0.2,
         "time_to_expiry": 0.5, "right": "call"}),
@@ -81,8 +81,8 @@ fn invalid_params_name_the_field() {
 #[test]
 fn portfolio_positions_are_sorted_and_weights_must_sum_to_one() {
     let params = json!({"symbols": ["MSFT", "AAPL"], "weights": {"MSFT": 0.4, "AAPL": 0.6}, "benchmark": "MKT"});
-    let AnalysisRequest::PortfolioRisk(request) =
-        AnalysisRequest::parse("portfolio.risk", &params).unwrap()
+    let Analysis::PortfolioRisk(request) =
+        Analysis::parse("portfolio.risk", &params).unwrap()
     else {
         panic!("not a portfolio request");
     };
@@ -95,21 +95,21 @@ fn portfolio_positions_are_sorted_and_weights_must_sum_to_one() {
     assert_eq!(request.confidence_levels, DEFAULT_CONFIDENCE_LEVELS);
     assert_eq!(request.monte_carlo_paths, 10_000);
     assert_eq!(
-        invalid_field(AnalysisRequest::parse(
+        invalid_field(Analysis::parse(
             "portfolio.risk",
             &json!({"weights": {"A": 0.5, "B": 0.4}})
         )),
         "weights"
     );
     assert_eq!(
-        invalid_field(AnalysisRequest::parse(
+        invalid_field(Analysis::parse(
             "portfolio.risk",
             &json!({"symbols": ["A"], "weights": {"A": 0.5, "B": 0.5}})
         )),
         "symbols"
     );
     assert_eq!(
-        invalid_field(AnalysisRequest::parse(
+        invalid_field(Analysis::parse(
             "portfolio.risk",
             &json!({"weights": {"A": 1.0}, "confidence_levels": ["0.95", 1.5]})
         )),
@@ -120,9 +120,9 @@ fn portfolio_positions_are_sorted_and_weights_must_sum_to_one() {
 #[test]
 fn tags_name_every_symbol_once() {
     let params = json!({"weights": {"MSFT": 0.5, "AAPL": 0.5}, "benchmark": "AAPL"});
-    let request = AnalysisRequest::parse("portfolio.risk", &params).unwrap();
+    let request = Analysis::parse("portfolio.risk", &params).unwrap();
     assert_eq!(request.tags(), ["symbol:AAPL", "symbol:MSFT"]);
-    let option = AnalysisRequest::parse(
+    let option = Analysis::parse(
         "option.price",
         &json!({"spot": 42, "strike": 40, "volatility": 0.2,
         "time_to_expiry": 0.5, "right": "put"}),
@@ -134,8 +134,8 @@ fn tags_name_every_symbol_once() {
 #[test]
 fn option_params_accept_the_example_request() {
     let params = json!({"symbol": "MSFT", "strike": 420.0, "expiry_days": 90, "style": "american", "right": "put"});
-    let AnalysisRequest::OptionPrice(request) =
-        AnalysisRequest::parse("option.price", &params).unwrap()
+    let Analysis::OptionPrice(request) =
+        Analysis::parse("option.price", &params).unwrap()
     else {
         panic!("not an option request");
     };
@@ -149,11 +149,11 @@ fn option_params_accept_the_example_request() {
 fn option_without_symbol_needs_spot_and_volatility() {
     let base = json!({"strike": 40, "time_to_expiry": 0.5, "right": "call"});
     assert_eq!(
-        invalid_field(AnalysisRequest::parse("option.price", &base)),
+        invalid_field(Analysis::parse("option.price", &base)),
         "spot"
     );
     assert_eq!(
-        invalid_field(AnalysisRequest::parse(
+        invalid_field(Analysis::parse(
             "option.price",
             &json!({"spot": 42, "strike": 40,
             "time_to_expiry": 0.5, "right": "call"})
@@ -161,7 +161,7 @@ fn option_without_symbol_needs_spot_and_volatility() {
         "volatility"
     );
     assert_eq!(
-        invalid_field(AnalysisRequest::parse(
+        invalid_field(Analysis::parse(
             "option.price",
             &json!({"spot": 42, "strike": 40, "volatility": 0.2,
             "time_to_expiry": 0.5, "right": "straddle"})

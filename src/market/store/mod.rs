@@ -20,7 +20,8 @@ pub use error::StoreError;
 pub use rows::{AlignedCloses, DailyClose, StoreOptions, UpsertCounts};
 
 use super::day::TradingDay;
-use super::events::{QueryEvent, QueryEventSink, QueryStatus};
+use super::events::QueryEventSink;
+use crate::records::{QueryEvent, QueryStatus};
 use super::fingerprint::sql_fingerprint;
 use crate::config::PostgresSettings;
 use checks::{check_row, check_schema_name};

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::config::Signal;
-use super::input::{AutoscaleDecision, ScaleAction, WorkerStatus};
+use crate::records::{AutoscaleDecision, ScaleAction, WorkerStatus};
 
 /// Most instances and groups remembered at once; reports of further ones are dropped, so a
 /// flood of made-up instance names cannot exhaust memory.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sla::alert::Severity;
+use crate::records::Severity;
 use crate::sla::config::Comparison;
 use crate::sla::template::Unit;
 

@@ -2,7 +2,8 @@
 
 use super::board::Subject;
 use super::config::{Signal, SignalRule};
-use crate::sla::alert::{Alert, AlertTransition, fingerprint};
+use crate::records::Alert;
+use crate::sla::alert::{AlertTransition, fingerprint};
 use crate::sla::book::StepContext;
 use crate::sla::config::Comparison;
 use crate::sla::monitor::SlaMonitor;

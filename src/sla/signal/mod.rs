@@ -11,10 +11,8 @@
 mod board;
 mod config;
 mod evaluate;
-mod input;
 
 pub use config::{Signal, SignalRule};
-pub use input::{AutoscaleDecision, ScaleAction, WorkerStatus};
 
 pub(crate) use board::SignalBoard;
 pub(crate) use evaluate::SignalDefinition;

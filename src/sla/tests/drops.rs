@@ -1,7 +1,8 @@
 //! Garbage in, counted out: absurd events never reach a window.
 
 use super::support::*;
-use crate::sla::{DropReason, Observation, RequestStatus, SlaConfig, SlaMonitor, SliWindow};
+use crate::sla::{DropReason, Observation, SlaConfig, SlaMonitor, SliWindow};
+use crate::records::RequestStatus;
 
 #[test]
 fn absurd_events_are_dropped_with_their_reason_and_never_break_a_window() {

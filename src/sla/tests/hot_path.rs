@@ -9,7 +9,8 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use super::support::*;
-use crate::sla::{CacheLayer, RequestCompleted, RequestStatus, SlaConfig, SlaMonitor};
+use crate::sla::{SlaConfig, SlaMonitor};
+use crate::records::{CacheLayer, RequestCompleted, RequestStatus};
 
 struct CountingAllocator;
 

@@ -3,10 +3,8 @@
 use std::time::Duration;
 
 use super::support::*;
-use crate::sla::{
-    Alert, AlertBook, AlertChange, AlertStatus, Comparison, RequestStatus, SlaConfig, SlaMonitor, Sli, SliWindow,
-    ThresholdRule,
-};
+use crate::sla::{AlertBook, AlertChange, Comparison, SlaConfig, SlaMonitor, Sli, SliWindow, ThresholdRule};
+use crate::records::{Alert, AlertStatus, RequestStatus};
 
 fn config() -> SlaConfig {
     only_rules(vec![ThresholdRule {

@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use super::support::*;
-use crate::sla::{
-    AlertChange, AlertStatus, CacheLayer, Comparison, RequestStatus, Severity, Sli, SliWindow, ThresholdRule,
-};
+use crate::sla::{AlertChange, Comparison, Sli, SliWindow, ThresholdRule};
+use crate::records::{AlertStatus, CacheLayer, RequestStatus, Severity};
 
 fn p95_rule() -> ThresholdRule {
     ThresholdRule {

@@ -3,10 +3,8 @@
 use std::time::Duration;
 
 use super::support::*;
-use crate::sla::{
-    AlertBook, AlertChange, AlertStatus, AutoscaleDecision, Comparison, DropReason, Observation, ScaleAction, Signal,
-    SignalRule, SlaConfig, SlaMonitor, WorkerStatus,
-};
+use crate::sla::{AlertBook, AlertChange, Comparison, DropReason, Observation, Signal, SignalRule, SlaConfig, SlaMonitor};
+use crate::records::{AlertStatus, AutoscaleDecision, ScaleAction, WorkerStatus};
 
 fn status(instance: &str, lag: i64, rss_fraction: f64, at_ms: i64) -> WorkerStatus {
     WorkerStatus {
@@ -118,7 +116,7 @@ fn a_group_at_max_instances_and_still_falling_behind_fires_autoscale_at_max() {
     let fired: Vec<_> = transitions.iter().filter(|t| t.change == AlertChange::Fired).collect();
     assert_eq!(fired.len(), 1, "{fired:#?}");
     assert_eq!(fired[0].alert.name, "AutoscaleAtMaxInstances");
-    assert_eq!(fired[0].alert.severity, crate::sla::Severity::Critical);
+    assert_eq!(fired[0].alert.severity, crate::records::Severity::Critical);
     assert_eq!(fired[0].alert.summary, "group frontier.serve is at its maximum instances and still falling behind");
 }
 

@@ -1,7 +1,8 @@
 //! SLO burn-rate alerts (Google SRE workbook, ch. 5): fast burns page, slow ones do not.
 
 use super::support::*;
-use crate::sla::{AlertChange, RequestStatus, Severity, SlaConfig, SloConfig, SloIndicator};
+use crate::sla::{AlertChange, SlaConfig, SloConfig, SloIndicator};
+use crate::records::{RequestStatus, Severity};
 
 fn availability_only() -> SlaConfig {
     SlaConfig {

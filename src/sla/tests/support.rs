@@ -1,8 +1,7 @@
 //! Builders for events, configurations and traffic shared by the specifications.
 
-use crate::sla::{
-    AlertChange, AlertTransition, CacheLayer, RequestCompleted, RequestStatus, SlaConfig, SlaMonitor, ThresholdRule,
-};
+use crate::sla::{AlertChange, AlertTransition, SlaConfig, SlaMonitor, ThresholdRule};
+use crate::records::{CacheLayer, RequestCompleted, RequestStatus};
 
 /// 2026-01-01T00:00:00Z: a round start, so minute and ten-minute buckets align with it.
 pub const T0: i64 = 1_767_225_600_000;
@@ -27,6 +26,7 @@ pub fn event(id: &str, latency_ms: f64, status: RequestStatus, at_ms: i64) -> Re
         cache_layer: CacheLayer::None,
         occurred_at: at_ms,
         instance: None,
+        cache_key: None,
     }
 }
 

@@ -27,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 use super::create_topics;
 use crate::bus::json::{avro_to_json, json_to_avro};
 use crate::bus::{KnownSchema, SchemaCatalog, kafka};
-use crate::cache::serve::{ServeWorker, ServingLoops};
-use crate::cache::warmer::{CacheWarmer, run_warmer};
+use crate::workers::cache_warmer::{CacheWarmer, WarmerError, run_warmer};
+use crate::workers::serve::{ServeError, ServeWorker, ServingLoops};
 use crate::cache::{CacheSettings, KindLifetime, TieredCache};
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::market::seed::{SeedPlan, seed_prices};
 use crate::market::{DiscardQueryEvents, PriceStore, StoreOptions};
 
@@ -163,20 +163,20 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     serve.input_topic = format!("bench.serve.{run}.requests");
     serve.responses_topic = format!("bench.serve.{run}.responses");
     serve.metrics_topic = format!("bench.serve.{run}.metrics");
-    serve.invalidations_topic = format!("bench.serve.{run}.invalidations");
-    serve.query_events_topic = None;
-    serve.store_schema = Some(format!("bench_serve_{run}"));
+    settings.cache.invalidations_topic = format!("bench.serve.{run}.invalidations");
+    settings.prices.query_events_topic = None;
+    settings.prices.schema = Some(format!("bench_serve_{run}"));
     settings.workers.cache_warmer.input_topic = settings.workers.serve.metrics_topic.clone();
     settings.bus.dlq_topic = format!("bench.serve.{run}.dlq");
     let serve = &settings.workers.serve;
-    let mut topics: Vec<String> = [&serve.input_topic, &serve.responses_topic, &serve.invalidations_topic, &settings.bus.dlq_topic].map(|t| t.to_string()).to_vec();
+    let mut topics: Vec<String> = [&serve.input_topic, &serve.responses_topic, &settings.cache.invalidations_topic, &settings.bus.dlq_topic].map(|t| t.to_string()).to_vec();
     topics.extend(["cold", "steady", "warmer-off", "warmer-on"].map(|phase| format!("{}.{phase}", serve.metrics_topic)));
     create_topics(&settings, &topics, 1).await?;
 
     let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
-    let options = StoreOptions { schema: serve.store_schema.clone(), application: "frontier bench serve".into() };
+    let options = StoreOptions { schema: settings.prices.schema.clone(), application: "frontier bench serve".into() };
     let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
-    eprintln!("[bench] seeding {} symbols x 300 days into schema {}", args.symbols, serve.store_schema.as_deref().unwrap_or_default());
+    eprintln!("[bench] seeding {} symbols x 300 days into schema {}", args.symbols, settings.prices.schema.as_deref().unwrap_or_default());
     let plan = SeedPlan { symbols: args.symbols, days: 300, seed: 42, names: Vec::new(), benchmark: None };
     seed_prices(&store, &plan, |_, _| {}).await.context("seeding")?;
     let symbols: Vec<String> = (1..=args.symbols).map(|i| format!("SYN{i:04}")).collect();
@@ -284,7 +284,7 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     for (layer, sorted) in &lookups {
         println!("lookup {layer:7} p50 {:8.1} us  p99 {:8.1} us  (n={})", percentile(sorted, 50.0), percentile(sorted, 99.0), sorted.len());
     }
-    let schema = settings.workers.serve.store_schema.clone().unwrap_or_default();
+    let schema = settings.prices.schema.clone().unwrap_or_default();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(bench.store.pool()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -313,7 +313,7 @@ impl Drop for ScratchDir {
 /// A running serving instance of the bench.
 struct RunningInstance {
     token: CancellationToken,
-    task: tokio::task::JoinHandle<Result<crate::bus::LoopReport, crate::cache::serve::ServeError>>,
+    task: tokio::task::JoinHandle<Result<crate::bus::LoopReport, ServeError>>,
 }
 
 impl RunningInstance {
@@ -348,8 +348,8 @@ impl Bench {
         settings.workers.serve.metrics_topic = self.metrics_topic(phase);
         settings.workers.serve.group_id = Some(format!("bench.serve.{}.{}", label.replace(' ', "-"), uuid::Uuid::new_v4().simple()));
         let cache = TieredCache::connect(cache, Some(&settings.redis.url)).await?;
-        let worker = Arc::new(ServeWorker::new(&settings.workers.serve, cache, self.store.clone(), &self.catalog)?);
-        let loops = ServingLoops::new(&settings, worker, self.catalog.clone())?;
+        let worker = Arc::new(ServeWorker::new(&settings.workers.serve, &settings.cache, cache, self.store.clone(), &self.catalog)?);
+        let loops = ServingLoops::new(&settings.shared(), &settings.workers.serve, worker, self.catalog.clone())?;
         let token = self.shutdown.child_token();
         let task = tokio::spawn(loops.run(token.clone()));
         Ok(RunningInstance { token, task })
@@ -366,13 +366,15 @@ impl Bench {
         let cache = TieredCache::connect(&cache, Some(&settings.redis.url)).await?;
         let token = self.shutdown.child_token();
         // Its own connection pool, as a separate warmer process would have.
-        let options = StoreOptions { schema: settings.workers.serve.store_schema.clone(), application: "frontier bench serve warmer".into() };
+        let options = StoreOptions { schema: settings.prices.schema.clone(), application: "frontier bench serve warmer".into() };
         let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
-        let warmer = Arc::new(CacheWarmer::new(&settings.workers.cache_warmer, cache, store, settings.workers.serve.recipe_ttl, token.clone()));
+        let warmer = Arc::new(CacheWarmer::new(&settings.workers.cache_warmer, cache, store, settings.cache.recipe_ttl, token.clone()));
         let catalog = self.catalog.clone();
         let instance = format!("bench-{}", uuid::Uuid::new_v4().simple());
         let (task_token, task_warmer) = (token.clone(), warmer.clone());
-        let task = tokio::spawn(async move { run_warmer(&settings, task_warmer, catalog, &instance, task_token).await });
+        let task = tokio::spawn(async move {
+            run_warmer(&settings.shared(), &settings.workers.cache_warmer, task_warmer, catalog, &instance, task_token).await
+        });
         Ok((token, warmer, task))
     }
 
@@ -442,7 +444,7 @@ impl Bench {
 }
 
 /// A warmer running in the bench process.
-type WarmerTask = tokio::task::JoinHandle<Result<crate::bus::LoopReport, crate::cache::serve::ServeError>>;
+type WarmerTask = tokio::task::JoinHandle<Result<crate::bus::LoopReport, WarmerError>>;
 
 /// Reads the responses topic and sends each answer with its latency from publish.
 fn spawn_collector(

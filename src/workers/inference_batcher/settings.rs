@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::InvalidSetting;
+use crate::workers::WorkerConfig;
+
 use crate::inference::backend::IN_PROCESS_SPEC;
 use crate::inference::batcher::BatchingSettings;
 use crate::inference::model::DEFAULT_MODEL_DIR;
@@ -18,7 +21,7 @@ pub const DEFAULT_MODEL: &str = "all-minilm-l6-v2";
 /// `[workers.inference]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct InferenceWorkerSettings {
+pub struct InferenceBatcherSettings {
     /// Topic of `InferenceJob`s.
     pub input_topic: String,
     /// Topic results go to when a job has no `reply_to`.
@@ -40,9 +43,9 @@ pub struct InferenceWorkerSettings {
     pub models: BTreeMap<String, ModelSettings>,
 }
 
-impl Default for InferenceWorkerSettings {
+impl Default for InferenceBatcherSettings {
     fn default() -> Self {
-        InferenceWorkerSettings {
+        InferenceBatcherSettings {
             input_topic: "frontier.inference.jobs".into(),
             results_topic: "frontier.inference.results".into(),
             group_id: None,
@@ -74,11 +77,16 @@ impl Default for ModelSettings {
     }
 }
 
-impl InferenceWorkerSettings {
-    /// Checks what the types alone cannot; the error is the key under `workers.inference` and
-    /// what is wrong with it.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let invalid = |key: String, message: &str| Err((key, message.to_owned()));
+impl WorkerConfig for InferenceBatcherSettings {
+    const SECTION: &'static str = "inference";
+    const NAME: &'static str = "inference-batcher";
+
+    fn group_id(&self) -> Option<&str> {
+        self.group_id.as_deref()
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        let invalid = |key: String, message: &str| Err(InvalidSetting::new(key, message));
         if self.input_topic.trim().is_empty() {
             return invalid("input_topic".into(), "must name a topic");
         }
@@ -111,12 +119,14 @@ impl InferenceWorkerSettings {
                 }
             }
             if let Err(error) = model.batching.validate() {
-                return Err((format!("models.{name}.batching.{}", error.key), error.message));
+                return Err(InvalidSetting::new(format!("models.{name}.batching.{}", error.key), error.message));
             }
         }
         Ok(())
     }
+}
 
+impl InferenceBatcherSettings {
     /// Whether any model runs in this process (so the model files must be loaded).
     pub fn needs_local_model(&self) -> bool {
         self.models.values().flat_map(|model| &model.instances).any(|instance| instance.trim() == IN_PROCESS_SPEC)
@@ -129,7 +139,7 @@ mod tests {
 
     #[test]
     fn the_defaults_are_valid_and_serve_minilm_in_process() {
-        let settings = InferenceWorkerSettings::default();
+        let settings = InferenceBatcherSettings::default();
         assert_eq!(settings.validate(), Ok(()));
         assert!(settings.needs_local_model());
         assert_eq!(settings.models[DEFAULT_MODEL].batching.max_batch_size, 64);
@@ -137,25 +147,25 @@ mod tests {
 
     #[test]
     fn invalid_settings_name_their_key() {
-        let mut settings = InferenceWorkerSettings::default();
+        let mut settings = InferenceBatcherSettings::default();
         settings
             .models
             .insert("remote".into(), ModelSettings { instances: vec!["grpc://x".into()], ..ModelSettings::default() });
-        assert_eq!(settings.validate().unwrap_err().0, "models.remote.instances");
-        let mut settings = InferenceWorkerSettings::default();
+        assert_eq!(settings.validate().unwrap_err().key, "models.remote.instances");
+        let mut settings = InferenceBatcherSettings::default();
         settings.models.get_mut(DEFAULT_MODEL).unwrap().batching.policies.critical.max_queue_size = 0;
         assert_eq!(
-            settings.validate().unwrap_err().0,
+            settings.validate().unwrap_err().key,
             "models.all-minilm-l6-v2.batching.policies.critical.max_queue_size"
         );
         let settings =
-            InferenceWorkerSettings { results_topic: "frontier.inference.jobs".into(), ..Default::default() };
-        assert_eq!(settings.validate().unwrap_err().0, "results_topic");
+            InferenceBatcherSettings { results_topic: "frontier.inference.jobs".into(), ..Default::default() };
+        assert_eq!(settings.validate().unwrap_err().key, "results_topic");
     }
 
     #[test]
     fn a_toml_section_parses_and_unknown_keys_are_refused() {
-        let parsed: InferenceWorkerSettings = toml::from_str(
+        let parsed: InferenceBatcherSettings = toml::from_str(
             r#"
             input_topic = "jobs"
             [models.finbert]
@@ -166,6 +176,6 @@ mod tests {
         .expect("parses");
         assert_eq!(parsed.models["finbert"].batching.max_queue_delay, Duration::from_millis(5));
         assert_eq!(parsed.validate(), Ok(()));
-        assert!(toml::from_str::<InferenceWorkerSettings>("max_batch = 3").is_err());
+        assert!(toml::from_str::<InferenceBatcherSettings>("max_batch = 3").is_err());
     }
 }

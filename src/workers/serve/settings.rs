@@ -1,11 +1,14 @@
 //! `[workers.serve]`: where the serving worker reads and writes, and who it says it is.
 
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// `[workers.serve]`: topics, groups and identity of a serving process. The cache itself is
-/// configured in the top-level `[cache]` section.
+use crate::config::InvalidSetting;
+use crate::workers::WorkerConfig;
+
+/// `[workers.serve]`: topics, groups and identity of a serving process. The cache itself
+/// (invalidation topic and recipe lifetime included) is configured in `[cache]`, the price store
+/// in `[prices]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeSettings {
@@ -16,8 +19,6 @@ pub struct ServeSettings {
     /// Topic of the `RequestCompleted` events (one per answer, keyed by service), read by the
     /// SLA monitor and the cache warmer.
     pub metrics_topic: String,
-    /// Topic of cache invalidations; every serving process reads all of it.
-    pub invalidations_topic: String,
     /// Consumer group of the request loop, shared by every instance; defaults to
     /// `<group_prefix>.serve`.
     pub group_id: Option<String>,
@@ -27,14 +28,6 @@ pub struct ServeSettings {
     pub invalidations_group_id: Option<String>,
     /// The instance id in `served_by` and in the events; defaults to `<host>-<pid>`.
     pub instance: Option<String>,
-    /// Topic of the DB query events of the price store; unset discards them.
-    pub query_events_topic: Option<String>,
-    /// PostgreSQL schema of the price tables; unset uses the server's search path.
-    pub store_schema: Option<String>,
-    /// How long the recipe of a computed key (kind, params, tenant, entitlements, stored sealed
-    /// in the cache for the warmer) is kept; the warmer extends it while the key stays hot.
-    #[serde(with = "humantime_serde")]
-    pub recipe_ttl: Duration,
     /// Each computed entry lives its kind's ttl shortened by a random fraction up to this, so
     /// entries computed together (a cold start, a burst) do not all expire in the same second
     /// and stampede the database. Keep it below the warmer's `refresh_ahead`.
@@ -47,27 +40,28 @@ impl Default for ServeSettings {
             input_topic: "frontier.requests".into(),
             responses_topic: "frontier.responses".into(),
             metrics_topic: "frontier.metrics".into(),
-            invalidations_topic: "frontier.cache.invalidations".into(),
             group_id: None,
             invalidations_group_id: None,
             instance: None,
-            query_events_topic: Some(crate::market::QUERY_EVENTS_TOPIC.into()),
-            store_schema: None,
-            recipe_ttl: Duration::from_secs(3600),
             ttl_jitter: 0.1,
         }
     }
 }
 
-impl ServeSettings {
-    /// Checks what serde cannot; the error names the key below `workers.serve`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let invalid = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
+impl WorkerConfig for ServeSettings {
+    const SECTION: &'static str = "serve";
+    const NAME: &'static str = "serve";
+
+    fn group_id(&self) -> Option<&str> {
+        self.group_id.as_deref()
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        let invalid = |key: &str, message: &str| Err(InvalidSetting::new(key, message));
         for (key, topic) in [
             ("input_topic", &self.input_topic),
             ("responses_topic", &self.responses_topic),
             ("metrics_topic", &self.metrics_topic),
-            ("invalidations_topic", &self.invalidations_topic),
         ] {
             if topic.trim().is_empty() {
                 return invalid(key, "must name a topic");
@@ -85,20 +79,14 @@ impl ServeSettings {
         if !(self.ttl_jitter.is_finite() && (0.0..0.5).contains(&self.ttl_jitter)) {
             return invalid("ttl_jitter", "must be a fraction from 0 to below 0.5");
         }
-        if self.recipe_ttl.is_zero() {
-            return invalid("recipe_ttl", "must be greater than zero");
-        }
         Ok(())
     }
 
-    /// The instance id: configured, or `<host>-<pid>`.
-    pub fn instance_id(&self) -> String {
-        self.instance.clone().unwrap_or_else(default_instance)
-    }
 }
 
-/// `<host>-<pid>`: unique among the processes running at one time.
-pub fn default_instance() -> String {
-    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into());
-    format!("{host}-{}", std::process::id())
+impl ServeSettings {
+    /// The instance id: configured, or `<host>-<pid>`.
+    pub fn instance_id(&self) -> String {
+        self.instance.clone().unwrap_or_else(crate::telemetry::instance_id)
+    }
 }

@@ -1,23 +1,23 @@
-//! The records on the wire: `InferenceJob` (`inference_job.avsc`) and `InferenceResult`
-//! (`inference_result.avsc`), as serde types the Avro codec maps field by field.
+//! `inference_job.avsc` and `inference_result.avsc`: inference jobs on
+//! `frontier.inference.jobs` and their results.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::inference::batcher::{JobOutcome, JobOutput, JobStatus, Priority};
+use super::Priority;
 
 /// What to compute (the `Task` enum of the job schema).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum WireTask {
+pub enum Task {
     /// One embedding per input.
     Embed,
     /// One classification per input.
     Classify,
 }
 
-/// An `InferenceJob` as published.
+/// One inference job (`frontier.inference.InferenceJob`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InferenceJob {
     /// Unique job id, echoed as `job_id`.
@@ -25,7 +25,7 @@ pub struct InferenceJob {
     /// Name of the model to run.
     pub model: String,
     /// What to compute.
-    pub task: WireTask,
+    pub task: Task,
     /// The texts, in order.
     pub inputs: Vec<String>,
     /// For classify: label -> description; `None` means the default sentiment labels.
@@ -40,16 +40,16 @@ pub struct InferenceJob {
     pub reply_to: Option<String>,
 }
 
-/// One input's classification in a result.
+/// One input's classification in a result (`frontier.inference.Classification`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireClassification {
+pub struct Classification {
     /// The label with the highest score.
     pub label: String,
     /// Every label's probability.
     pub scores: BTreeMap<String, f64>,
 }
 
-/// An `InferenceResult` as published.
+/// The result of one job (`frontier.inference.InferenceResult`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InferenceResult {
     /// The id of the job it answers.
@@ -63,7 +63,7 @@ pub struct InferenceResult {
     /// For embed jobs that ran: one vector per input.
     pub embeddings: Option<Vec<Vec<f32>>>,
     /// For classify jobs that ran: one classification per input.
-    pub classifications: Option<Vec<WireClassification>>,
+    pub classifications: Option<Vec<Classification>>,
     /// Why, when not ok.
     pub error: Option<String>,
     /// Inputs in the model batch it ran in; 0 if it did not run.
@@ -76,37 +76,28 @@ pub struct InferenceResult {
     pub completed_at: i64,
 }
 
-impl InferenceResult {
-    /// The result of `job_id` for `model` from the batcher's outcome.
-    pub fn from_outcome(job_id: String, model: String, outcome: JobOutcome, completed_at: i64) -> InferenceResult {
-        let (embeddings, classifications) = match outcome.output {
-            Some(JobOutput::Embeddings(vectors)) => (Some(vectors), None),
-            Some(JobOutput::Classifications(classifications)) => (
-                None,
-                Some(
-                    classifications
-                        .into_iter()
-                        .map(|c| WireClassification {
-                            label: c.label,
-                            scores: c.scores.into_iter().map(|s| (s.label, f64::from(s.score))).collect(),
-                        })
-                        .collect(),
-                ),
-            ),
-            None => (None, None),
-        };
-        InferenceResult {
-            job_id,
-            model,
-            instance: outcome.instance,
-            status: outcome.status,
-            embeddings,
-            classifications,
-            error: outcome.error,
-            batch_size: i32::try_from(outcome.batch_size).unwrap_or(i32::MAX),
-            queue_time_ms: outcome.queue_time_ms,
-            inference_time_ms: outcome.inference_time_ms,
-            completed_at,
+/// How a job ended (the `InferenceStatus` enum of `inference_result.avsc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Ran; the output is set.
+    Ok,
+    /// The model failed while running it.
+    Error,
+    /// Its deadline or queue timeout passed before it ran; it was not run.
+    Expired,
+    /// Not accepted: invalid, unknown model, or its priority's queue was full.
+    Rejected,
+}
+
+impl JobStatus {
+    /// The symbol, also a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Ok => "ok",
+            JobStatus::Error => "error",
+            JobStatus::Expired => "expired",
+            JobStatus::Rejected => "rejected",
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::cache::{CacheKey, CachePolicy, ComputeError, TieredCache};
+use crate::market::{Analysis, PriceStore, RequestError};
 
 /// The kind of recipe keys (`frontier.recipe:<sha256>`): no analysis kind starts like this.
 pub const RECIPE_KIND: &str = "frontier.recipe";
@@ -29,6 +30,19 @@ impl Recipe {
     /// The cache key this recipe computes.
     pub fn key(&self) -> CacheKey {
         CacheKey::for_request(&self.kind, &self.params, &self.tenant, &self.entitlements)
+    }
+}
+
+/// The computation the cache runs for `analysis` on a miss (or a refresh): the analytic over
+/// `store`, stored bit for bit ([`super::result`]). Its error keeps the request's code for
+/// every coalesced waiter, and says whether it may go away (the price store being down).
+#[allow(clippy::manual_async_fn, reason = "the Send + 'static bound is what the cache needs; an async fn would not state it")]
+pub fn computation(analysis: Analysis, store: PriceStore) -> impl Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static {
+    async move {
+        let result = analysis.compute(&store).await.map_err(|e: RequestError| {
+            if e.is_transient() { ComputeError::transient(e.code(), e.to_string()) } else { ComputeError::new(e.code(), e.to_string()) }
+        })?;
+        super::result::encode(&result).map_err(|e| ComputeError::new(super::result::CORRUPT_RESULT, e.to_string()))
     }
 }
 

@@ -8,12 +8,6 @@ pub const LATENCY: &str = "frontier_serve_latency_seconds";
 pub const RESPONSES: &str = "frontier_serve_responses_total";
 /// Error and timeout answers, per `code`.
 pub const ERRORS: &str = "frontier_serve_errors_total";
-/// Requests put back for a retry because the price store was unavailable.
-pub const STORE_UNAVAILABLE: &str = "frontier_serve_store_unavailable_total";
-/// Invalidation orders applied by this instance.
-pub const INVALIDATIONS_APPLIED: &str = "frontier_serve_invalidations_applied_total";
-/// Exact keys of invalidation orders that are not cache keys (ignored).
-pub const INVALID_KEYS: &str = "frontier_serve_invalidation_keys_ignored_total";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
@@ -21,13 +15,25 @@ pub fn describe() {
     describe_histogram!(LATENCY, Unit::Seconds, "Seconds from a request's issued_at to its answer, by kind and cache layer.");
     describe_counter!(RESPONSES, "Answers produced by the serving worker, by status.");
     describe_counter!(ERRORS, "Error and timeout answers, by code.");
-    describe_counter!(STORE_UNAVAILABLE, "Requests retried because the price store was unavailable.");
-    describe_counter!(INVALIDATIONS_APPLIED, "Cache invalidation orders applied by this instance.");
-    describe_counter!(INVALID_KEYS, "Exact keys in invalidation orders that are not cache keys.");
 }
 
 /// The `kind` label of a request kind: known kinds as they are, anything else `other` (kinds
 /// come from clients and must not create series).
 pub fn kind_label(kind: &str) -> &'static str {
     crate::market::requests::KNOWN_KINDS.iter().find(|known| **known == kind).copied().unwrap_or("other")
+}
+
+/// The `code` label of an error code: the stable codes as they are, anything else `other`.
+pub fn code_label(code: &str) -> &'static str {
+    const CODES: [&str; 8] = [
+        "unknown_kind",
+        "invalid_params",
+        "unknown_symbol",
+        "insufficient_history",
+        "analysis_failed",
+        "internal_error",
+        "store_unavailable",
+        super::DEADLINE_EXCEEDED,
+    ];
+    CODES.iter().find(|known| **known == code).copied().unwrap_or("other")
 }

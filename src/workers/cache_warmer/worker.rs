@@ -14,12 +14,12 @@ use super::budget::RefreshBudget;
 use super::hot::{DueKey, HotKeys};
 use super::metric;
 use super::settings::CacheWarmerSettings;
-use crate::bus::json::avro_to_json;
 use crate::bus::{HandlerError, Inbound, Outbound, Worker};
-use crate::cache::serve::recipe::{self, RecipeError};
-use crate::cache::serve::wire::{CompletedRecord, Status};
-use crate::cache::{CacheKey, CachePolicy, TieredCache};
-use crate::market::{AnalysisRequest, PriceStore};
+use crate::cache::recipe::{self, RecipeError, computation};
+use crate::cache::{CacheKey, CacheLayer, CachePolicy, TieredCache};
+use crate::market::{Analysis, PriceStore};
+use crate::records::{RequestCompleted, RequestStatus};
+use crate::workers::WorkerConfig;
 
 /// How one refresh ended (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +68,8 @@ pub struct CacheWarmer {
 }
 
 impl CacheWarmer {
-    /// A warmer refreshing into `cache` over `store`; recipes live `recipe_ttl` (the serving
-    /// workers' setting). Its refresh tasks stop when `shutdown` is cancelled; await
+    /// A warmer refreshing into `cache` over `store`; recipes live `recipe_ttl`
+    /// (`cache.recipe_ttl`). Its refresh tasks stop when `shutdown` is cancelled; await
     /// [`CacheWarmer::finish`] after the consumer loop stopped.
     pub fn new(
         settings: &CacheWarmerSettings,
@@ -172,7 +172,7 @@ async fn refresh(shared: &Shared, due: &DueKey) -> Outcome {
             return Outcome::NoRecipe;
         }
     };
-    let analysis = match AnalysisRequest::parse(&recipe.kind, &recipe.params) {
+    let analysis = match Analysis::parse(&recipe.kind, &recipe.params) {
         Ok(analysis) => analysis,
         Err(error) => {
             warn!(key = %due.key, %error, "the recipe of a hot key does not parse");
@@ -181,7 +181,7 @@ async fn refresh(shared: &Shared, due: &DueKey) -> Outcome {
     };
     let tags = analysis.tags();
     let policy = cache.policy_for(&recipe.kind);
-    let compute = crate::cache::serve::computation(analysis, shared.store.clone());
+    let compute = computation(analysis, shared.store.clone());
     if let Err(error) = cache.refresh(&due.key, &tags, policy, compute).await {
         warn!(key = %due.key, %error, "refreshing a hot key failed");
         return Outcome::Failed;
@@ -196,20 +196,19 @@ async fn refresh(shared: &Shared, due: &DueKey) -> Outcome {
 
 impl Worker for CacheWarmer {
     fn name(&self) -> &'static str {
-        "cache-warmer"
+        CacheWarmerSettings::NAME
     }
 
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        let event: CompletedRecord = serde_json::from_value(avro_to_json(message.value()?))
-            .map_err(|e| HandlerError::rejected("unexpected_schema", format!("not a request-completed event: {e}")))?;
-        if event.service != self.settings.service || event.status != Status::Ok {
+        let event: RequestCompleted = message.record()?;
+        if event.service != self.settings.service || event.status != RequestStatus::Ok {
             return Ok(Vec::new());
         }
         let Some(key) = event.cache_key.as_deref().and_then(CacheKey::parse) else { return Ok(Vec::new()) };
         // Event time, but never ahead of this clock (a skewed sender must not heat a key up
         // for the future).
         let at_ms = event.occurred_at.min(crate::clock::now_millis());
-        self.shared.hot().observe(&key, &event.kind, at_ms, event.cache_layer == "none");
+        self.shared.hot().observe(&key, &event.kind, at_ms, event.cache_layer == CacheLayer::None);
         ::metrics::counter!(metric::EVENTS).increment(1);
         Ok(Vec::new())
     }

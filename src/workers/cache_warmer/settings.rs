@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::InvalidSetting;
+use crate::workers::WorkerConfig;
+
 /// `[workers.cache_warmer]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -43,7 +46,8 @@ impl Default for CacheWarmerSettings {
         CacheWarmerSettings {
             input_topic: "frontier.metrics".into(),
             group_id: None,
-            service: crate::cache::serve::wire::SERVICE.into(),
+            // The serving worker's service name in its events (not imported: workers stay apart).
+            service: "serve".into(),
             tracked_keys: 10_000,
             half_life: Duration::from_secs(60),
             min_score: 2.0,
@@ -57,10 +61,16 @@ impl Default for CacheWarmerSettings {
     }
 }
 
-impl CacheWarmerSettings {
-    /// Checks what serde cannot; the error names the key below `workers.cache_warmer`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let invalid = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
+impl WorkerConfig for CacheWarmerSettings {
+    const SECTION: &'static str = "cache_warmer";
+    const NAME: &'static str = "cache-warmer";
+
+    fn group_id(&self) -> Option<&str> {
+        self.group_id.as_deref()
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        let invalid = |key: &str, message: &str| Err(InvalidSetting::new(key, message));
         if self.input_topic.trim().is_empty() {
             return invalid("input_topic", "must name a topic");
         }

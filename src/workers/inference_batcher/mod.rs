@@ -12,7 +12,7 @@
 
 pub mod admin;
 mod settings;
-pub mod wire;
+mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,15 +21,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use settings::{DEFAULT_MODEL, InferenceWorkerSettings, ModelSettings};
-pub use wire::{InferenceJob, InferenceResult, WireClassification, WireTask};
+pub use settings::{DEFAULT_MODEL, InferenceBatcherSettings, ModelSettings};
 
-use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
+use super::{Shared, WorkerConfig};
+use crate::bus::{BusError, ConsumerLoop, HandlerError, Inbound, KnownSchema, LoopOptions, LoopReport, Outbound, SchemaCatalog, Worker};
 use crate::inference::backend::{ConnectError, ConnectOptions, EmbeddingBackend, PoolOptions, connect, connect_pool};
-use crate::inference::batcher::{
-    BatcherError, InferenceBatcher, JobOutcome, JobRequest, JobStatus, LabelSet, ModelQueue, Task, metric,
-};
+use crate::inference::batcher::{BatcherError, InferenceBatcher, JobOutcome, JobRequest, LabelSet, ModelQueue, Task, metric};
 use crate::inference::model::{EmbeddingModel, LabelDescription, ModelError, default_sentiment_labels};
+use crate::records::{InferenceJob, InferenceResult, JobStatus, Task as JobTask};
 
 /// Why the worker could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +36,12 @@ pub enum InferenceWorkerError {
     /// A setting under `workers.inference` is invalid.
     #[error("invalid configuration at `workers.inference.{key}`: {message}")]
     Config { key: String, message: String },
+    /// The consumer loop could not start or failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The model loading task did not finish.
+    #[error("loading the model did not finish: {0}")]
+    Join(String),
     /// The job or result schema is missing from the catalog.
     #[error("the inference schemas are missing: {0}")]
     Schema(#[from] crate::bus::CodecError),
@@ -57,7 +62,7 @@ pub enum InferenceWorkerError {
 
 /// Loads the model for `in-process` instances, if any model has one.
 pub fn load_local_model(
-    settings: &InferenceWorkerSettings,
+    settings: &InferenceBatcherSettings,
 ) -> Result<Option<Arc<EmbeddingModel>>, InferenceWorkerError> {
     if !settings.needs_local_model() {
         return Ok(None);
@@ -68,11 +73,11 @@ pub fn load_local_model(
 /// Builds every model's backend (one instance, or a pool of several) and starts the batcher.
 /// `local_model` serves the `in-process` instances.
 pub fn start_batcher(
-    settings: &InferenceWorkerSettings,
+    settings: &InferenceBatcherSettings,
     local_model: Option<Arc<EmbeddingModel>>,
     token: CancellationToken,
 ) -> Result<Arc<InferenceBatcher>, InferenceWorkerError> {
-    settings.validate().map_err(|(key, message)| InferenceWorkerError::Config { key, message })?;
+    settings.validate().map_err(|e| InferenceWorkerError::Config { key: e.key, message: e.message })?;
     let mut queues = Vec::with_capacity(settings.models.len());
     for (name, model) in &settings.models {
         let mut options = ConnectOptions::new(name.clone());
@@ -100,7 +105,6 @@ pub struct InferenceWorker {
     batcher: Arc<InferenceBatcher>,
     results_topic: Arc<str>,
     result_schema: Arc<KnownSchema>,
-    job_schema: String,
     max_inputs_per_job: usize,
     default_labels: Arc<LabelSet>,
 }
@@ -108,11 +112,11 @@ pub struct InferenceWorker {
 impl InferenceWorker {
     /// A worker feeding `batcher` (see [`start_batcher`]).
     pub fn new(
-        settings: &InferenceWorkerSettings,
+        settings: &InferenceBatcherSettings,
         catalog: &SchemaCatalog,
         batcher: Arc<InferenceBatcher>,
     ) -> Result<InferenceWorker, InferenceWorkerError> {
-        settings.validate().map_err(|(key, message)| InferenceWorkerError::Config { key, message })?;
+        settings.validate().map_err(|e| InferenceWorkerError::Config { key: e.key, message: e.message })?;
         let default_labels = LabelSet::new(default_sentiment_labels()).ok_or_else(|| InferenceWorkerError::Config {
             key: "models".into(),
             message: "the default sentiment labels are empty or repeat a label".into(),
@@ -120,8 +124,7 @@ impl InferenceWorker {
         Ok(InferenceWorker {
             batcher,
             results_topic: Arc::from(settings.results_topic.as_str()),
-            result_schema: catalog.by_file("inference_result.avsc")?,
-            job_schema: catalog.by_file("inference_job.avsc")?.name.clone(),
+            result_schema: catalog.schema_of::<InferenceResult>()?,
             max_inputs_per_job: settings.max_inputs_per_job,
             default_labels: Arc::new(default_labels),
         })
@@ -152,8 +155,8 @@ impl InferenceWorker {
             ));
         }
         let task = match job.task {
-            WireTask::Embed => Task::Embed,
-            WireTask::Classify => Task::Classify(match &job.labels {
+            JobTask::Embed => Task::Embed,
+            JobTask::Classify => Task::Classify(match &job.labels {
                 None => self.default_labels.clone(),
                 Some(labels) => {
                     // Sorted by label so the same map always makes the same set (and cache key).
@@ -183,17 +186,11 @@ fn from_epoch_millis(millis: i64) -> SystemTime {
 
 impl Worker for InferenceWorker {
     fn name(&self) -> &'static str {
-        "inference-batcher"
+        InferenceBatcherSettings::NAME
     }
 
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        if message.schema.reader.name != self.job_schema {
-            return Err(HandlerError::rejected(
-                "unexpected_schema",
-                format!("{} is not a {}", message.schema.reader.name, self.job_schema),
-            ));
-        }
-        let job: InferenceJob = message.deserialize()?;
+        let job: InferenceJob = message.record()?;
         let outcome = match self.validate(&job) {
             Err(reason) => JobOutcome::not_run(JobStatus::Rejected, reason, from_epoch_millis(job.issued_at)),
             Ok(request) => match self.batcher.submit(request).await {
@@ -219,11 +216,47 @@ impl Worker for InferenceWorker {
             _ => self.results_topic.clone(),
         };
         let key = job.id.clone().into_bytes();
-        let result = InferenceResult::from_outcome(job.id, job.model, outcome, crate::clock::now_millis());
+        let result = wire::result_of(job.id, job.model, outcome, crate::clock::now_millis());
         let payload = SchemaCatalog::encode(&self.result_schema, &result)
             .map_err(|e| HandlerError::rejected("result_encoding", e.to_string()))?;
         Ok(vec![Outbound::new(topic, Some(key), payload)])
     }
+}
+
+/// `frontier run inference-batcher`: loads the model (for in-process instances), starts the
+/// batcher and its admin endpoint, and feeds it jobs until `shutdown`. The batcher outlives the
+/// consumer loop's shutdown: jobs in flight when it comes still get their results (within
+/// `bus.shutdown_timeout`) before it stops.
+pub async fn run(
+    shared: &Shared,
+    settings: &InferenceBatcherSettings,
+    catalog: Arc<SchemaCatalog>,
+    shutdown: CancellationToken,
+) -> Result<LoopReport, InferenceWorkerError> {
+    let local_model = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || load_local_model(&settings))
+            .await
+            .map_err(|e| InferenceWorkerError::Join(e.to_string()))??
+    };
+    let batcher_token = CancellationToken::new();
+    let batcher = start_batcher(settings, local_model, batcher_token.clone())?;
+    if let Some(listen) = settings.admin_listen {
+        let (batcher, token) = (batcher.clone(), batcher_token.clone());
+        tokio::spawn(async move {
+            if let Err(error) = admin::serve(listen, batcher, token).await {
+                tracing::error!(%listen, %error, "the batch settings admin endpoint stopped");
+            }
+        });
+    }
+    let worker = Arc::new(InferenceWorker::new(settings, &catalog, batcher)?);
+    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
+    let report = match ConsumerLoop::new(&shared.kafka, options, worker, catalog) {
+        Ok(consumer_loop) => consumer_loop.run(shutdown).await,
+        Err(error) => Err(error),
+    };
+    batcher_token.cancel();
+    Ok(report?)
 }
 
 /// Current batch settings of every model (for the admin endpoint and `frontier config`-like output).

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+/// The error code of a result that cannot be stored or read back (a bug: never expected).
+pub const CORRUPT_RESULT: &str = "internal_error";
+
 /// The format byte of this layout.
 const FORMAT: u8 = 1;
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-use super::alert::{Alert, AlertStatus};
+use crate::records::{Alert, AlertStatus};
 
 /// Metric: webhook deliveries by outcome (`delivered`, `failed`, `dropped`).
 pub const WEBHOOK_DELIVERIES: &str = "frontier_sla_webhook_deliveries_total";
@@ -178,7 +178,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::sla::Severity;
+    use crate::records::Severity;
 
     #[test]
     fn a_firing_alert_becomes_an_alertmanager_v4_notification() {

@@ -6,30 +6,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
 use tracing::{debug, warn};
 
 use super::metric;
-use super::recipe::{self, Recipe};
 use super::settings::ServeSettings;
-use super::wire::{CompletedRecord, ErrorDetail, RequestRecord, ResponseRecord, SERVICE, Status};
-use crate::bus::json::avro_to_json;
 use crate::bus::{CodecError, HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
-use crate::cache::{CacheKey, CacheLayer, CachePolicy, Cached, ComputeError, TieredCache};
-use crate::market::{AnalysisRequest, PriceStore, RequestError};
+use crate::cache::recipe::{self, Recipe, computation};
+use crate::cache::result::CORRUPT_RESULT;
+use crate::cache::{CacheKey, CachePolicy, CacheSettings, Cached, TieredCache};
+use crate::market::{Analysis, PriceStore};
+use crate::records::{AnalysisRequest, AnalysisResponse, CacheLayer, ErrorDetail, RequestCompleted, RequestStatus};
+use crate::workers::WorkerConfig;
+
+/// The service name in the request-completed events of the serving worker.
+pub const SERVICE: &str = "serve";
 
 /// Error code of an answer whose deadline had passed when the request was picked up.
 pub const DEADLINE_EXCEEDED: &str = "deadline_exceeded";
-/// Error code of a cached value that is not a result (never expected: entries are sealed).
-const CORRUPT_RESULT: &str = "internal_error";
-/// The computation error code that means "retry later" (`RequestError::StoreUnavailable`).
-const STORE_UNAVAILABLE: &str = "store_unavailable";
 
 /// What a request came to, before it is encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     /// Outcome.
-    pub status: Status,
+    pub status: RequestStatus,
     /// Named numbers when ok.
     pub result: Option<BTreeMap<String, f64>>,
     /// Why, when not ok.
@@ -43,7 +42,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn failed(status: Status, code: &str, message: String) -> Answer {
+    fn failed(status: RequestStatus, code: &str, message: String) -> Answer {
         Answer {
             status,
             result: None,
@@ -61,7 +60,6 @@ pub struct ServeWorker {
     store: PriceStore,
     responses_topic: Arc<str>,
     metrics_topic: Arc<str>,
-    request_schema: String,
     response_schema: Arc<KnownSchema>,
     completed_schema: Arc<KnownSchema>,
     instance: String,
@@ -70,28 +68,25 @@ pub struct ServeWorker {
     computations: Arc<AtomicU64>,
 }
 
-/// Why the worker could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeWorkerError {
-    /// A schema the worker reads or writes is missing from the catalog.
-    #[error("the serving worker's schemas are missing: {0}")]
-    Schema(#[from] CodecError),
-}
-
 impl ServeWorker {
-    /// A worker answering from `cache`, computing over `store`.
-    pub fn new(settings: &ServeSettings, cache: TieredCache, store: PriceStore, catalog: &SchemaCatalog) -> Result<ServeWorker, ServeWorkerError> {
+    /// A worker answering from `cache` (configured by `cache_settings`), computing over `store`.
+    pub fn new(
+        settings: &ServeSettings,
+        cache_settings: &CacheSettings,
+        cache: TieredCache,
+        store: PriceStore,
+        catalog: &SchemaCatalog,
+    ) -> Result<ServeWorker, CodecError> {
         metric::describe();
         Ok(ServeWorker {
             cache,
             store,
             responses_topic: Arc::from(settings.responses_topic.as_str()),
             metrics_topic: Arc::from(settings.metrics_topic.as_str()),
-            request_schema: catalog.by_file("request.avsc")?.name.clone(),
-            response_schema: catalog.by_file("response.avsc")?,
-            completed_schema: catalog.by_file("request_completed.avsc")?,
+            response_schema: catalog.schema_of::<AnalysisResponse>()?,
+            completed_schema: catalog.schema_of::<RequestCompleted>()?,
             instance: settings.instance_id(),
-            recipe_policy: CachePolicy { ttl: settings.recipe_ttl, grace: Duration::ZERO },
+            recipe_policy: CachePolicy { ttl: cache_settings.recipe_ttl, grace: Duration::ZERO },
             ttl_jitter: settings.ttl_jitter,
             computations: Arc::default(),
         })
@@ -113,18 +108,26 @@ impl ServeWorker {
     }
 
     /// Answers one request: timeout, error, or a result from the cache or computed. `Err` only
-    /// for a failure worth retrying (the price store is unavailable).
-    pub async fn answer(&self, request: &RequestRecord, now_ms: i64) -> Result<Answer, HandlerError> {
+    /// for a failure worth retrying (the price store is unavailable), which the bus logs,
+    /// counts and retries.
+    pub async fn answer(&self, request: &AnalysisRequest, now_ms: i64) -> Result<Answer, HandlerError> {
         if let Some(deadline) = request.deadline
             && deadline <= now_ms
         {
-            let message = format!("the deadline passed {} ms before the request was picked up", now_ms - deadline);
-            return Ok(Answer::failed(Status::Timeout, DEADLINE_EXCEEDED, message));
+            let late = now_ms.saturating_sub(deadline);
+            let message = format!("the deadline passed {late} ms before the request was picked up");
+            return Ok(Answer::failed(RequestStatus::Timeout, DEADLINE_EXCEEDED, message));
         }
-        let params = Value::Object(request.params.clone());
-        let analysis = match AnalysisRequest::parse(&request.kind, &params) {
+        let params = match request.params_json() {
+            Ok(params) => params,
+            Err(name) => {
+                let message = format!("invalid params: `{name}` must be a finite number");
+                return Ok(Answer::failed(RequestStatus::Error, "invalid_params", message));
+            }
+        };
+        let analysis = match Analysis::parse(&request.kind, &params) {
             Ok(analysis) => analysis,
-            Err(error) => return Ok(Answer::failed(Status::Error, error.code(), error.to_string())),
+            Err(error) => return Ok(Answer::failed(RequestStatus::Error, error.code(), error.to_string())),
         };
         let key = CacheKey::for_request(&request.kind, &params, &request.tenant, &request.entitlements);
         let tags = analysis.tags();
@@ -149,51 +152,46 @@ impl ServeWorker {
                 }
                 Ok(ok_answer(cached, key))
             }
-            Err(error) if error.code == STORE_UNAVAILABLE => {
-                // Logged and counted here, once per attempt; the bus retries with backoff.
-                ::metrics::counter!(metric::STORE_UNAVAILABLE).increment(1);
-                warn!(request = %request.id, %error, "price store unavailable; the request will be retried");
-                Err(HandlerError::transient(STORE_UNAVAILABLE, error.message))
-            }
-            Err(error) => Ok(Answer::failed(Status::Error, &error.code, error.message)),
+            Err(error) if error.transient => Err(HandlerError::transient(metric::code_label(&error.code), error.message)),
+            Err(error) => Ok(Answer::failed(RequestStatus::Error, &error.code, error.message)),
         }
     }
 
     /// The response and the request-completed event of `answer`, counted in the metrics.
-    fn outputs(&self, request: &RequestRecord, answer: Answer) -> Result<Vec<Outbound>, HandlerError> {
+    fn outputs(&self, request: &AnalysisRequest, answer: Answer) -> Result<Vec<Outbound>, HandlerError> {
         let completed_at = SystemTime::now();
         let completed_ms = crate::clock::epoch_millis(completed_at);
         let completed_exact_ms = completed_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or_default();
         let latency_ms = (completed_exact_ms - request.issued_at as f64).max(0.0);
-        let layer = answer.layer.as_str();
-        ::metrics::histogram!(metric::LATENCY, "kind" => metric::kind_label(&request.kind), "layer" => layer).record(latency_ms / 1000.0);
+        let layer = answer.layer;
+        ::metrics::histogram!(metric::LATENCY, "kind" => metric::kind_label(&request.kind), "layer" => layer.as_str())
+            .record(latency_ms / 1000.0);
         ::metrics::counter!(metric::RESPONSES, "status" => answer.status.as_str()).increment(1);
         if let Some(error) = &answer.error {
-            let code = known_code(&error.code);
-            ::metrics::counter!(metric::ERRORS, "code" => code).increment(1);
+            ::metrics::counter!(metric::ERRORS, "code" => metric::code_label(&error.code)).increment(1);
             debug!(request = %request.id, code = %error.code, message = %error.message, "answered with an error");
         }
-        let response = ResponseRecord {
+        let response = AnalysisResponse {
             request_id: request.id.clone(),
             tenant: request.tenant.clone(),
             kind: request.kind.clone(),
             status: answer.status,
             result: answer.result,
             error: answer.error,
-            cache_layer: layer.to_owned(),
+            cache_layer: layer,
             cache_age_ms: answer.age.map(|age| i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
             latency_ms,
             served_by: self.instance.clone(),
             completed_at: completed_ms,
         };
-        let completed = CompletedRecord {
+        let completed = RequestCompleted {
             id: request.id.clone(),
             service: SERVICE.to_owned(),
             kind: request.kind.clone(),
             tenant: request.tenant.clone(),
             latency_ms,
             status: answer.status,
-            cache_layer: layer.to_owned(),
+            cache_layer: layer,
             occurred_at: completed_ms,
             instance: Some(self.instance.clone()),
             cache_key: answer.key.map(|key| key.as_str().to_owned()),
@@ -215,18 +213,11 @@ impl ServeWorker {
 
 impl Worker for ServeWorker {
     fn name(&self) -> &'static str {
-        "serve"
+        ServeSettings::NAME
     }
 
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        if message.schema.reader.name != self.request_schema {
-            return Err(HandlerError::rejected(
-                "unexpected_schema",
-                format!("{} is not a {}", message.schema.reader.name, self.request_schema),
-            ));
-        }
-        let request: RequestRecord = serde_json::from_value(avro_to_json(message.value()?))
-            .map_err(|e| HandlerError::rejected("unexpected_schema", format!("not an analysis request: {e}")))?;
+        let request: AnalysisRequest = message.record()?;
         let answer = self.answer(&request, crate::clock::now_millis()).await?;
         self.outputs(&request, answer)
     }
@@ -234,12 +225,19 @@ impl Worker for ServeWorker {
 
 /// The ok answer of a cache lookup; a value that is not a result map becomes an error answer.
 fn ok_answer(cached: Cached, key: CacheKey) -> Answer {
-    match super::result::decode(&cached.value) {
-        Ok(result) => Answer { status: Status::Ok, result: Some(result), error: None, layer: cached.layer, age: cached.age, key: Some(key) },
+    match crate::cache::result::decode(&cached.value) {
+        Ok(result) => Answer {
+            status: RequestStatus::Ok,
+            result: Some(result),
+            error: None,
+            layer: cached.layer,
+            age: cached.age,
+            key: Some(key),
+        },
         Err(error) => {
             // Counted with every error answer in `outputs`; logged louder here, as it is a bug.
             warn!(%key, %error, "a cached value is not a result map");
-            Answer::failed(Status::Error, CORRUPT_RESULT, format!("the cached result is unreadable: {error}"))
+            Answer::failed(RequestStatus::Error, CORRUPT_RESULT, format!("the cached result is unreadable: {error}"))
         }
     }
 }
@@ -252,30 +250,4 @@ pub fn jittered(policy: CachePolicy, jitter: f64) -> CachePolicy {
     }
     let factor = 1.0 - jitter * rand::random::<f64>();
     CachePolicy { ttl: policy.ttl.mul_f64(factor), ..policy }
-}
-
-/// The computation the cache runs for `analysis` on a miss (or a refresh): the analytic over
-/// `store`, stored bit for bit ([`super::result`]); errors keep the request's code for every
-/// coalesced waiter.
-#[allow(clippy::manual_async_fn, reason = "the Send + 'static bound is what the cache needs; an async fn would not state it")]
-pub fn computation(analysis: AnalysisRequest, store: PriceStore) -> impl Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static {
-    async move {
-        let result = analysis.compute(&store).await.map_err(|e: RequestError| ComputeError::new(e.code(), e.to_string()))?;
-        super::result::encode(&result).map_err(|e| ComputeError::new(CORRUPT_RESULT, e.to_string()))
-    }
-}
-
-/// The `code` label: the known codes as they are, anything else `other`.
-fn known_code(code: &str) -> &'static str {
-    const CODES: [&str; 8] = [
-        "unknown_kind",
-        "invalid_params",
-        "unknown_symbol",
-        "insufficient_history",
-        "analysis_failed",
-        "internal_error",
-        STORE_UNAVAILABLE,
-        DEADLINE_EXCEEDED,
-    ];
-    CODES.iter().find(|known| **known == code).copied().unwrap_or("other")
 }

@@ -1,0 +1,56 @@
+//! `[prices]`: where the price store keeps its tables and sends its query events, and the one
+//! way every process connects to it.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::events::{DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, QueryEventSink, QueryEventSinkError};
+use super::store::{PriceStore, StoreError, StoreOptions};
+use crate::bus::{KafkaSettings, SchemaCatalog};
+use crate::config::PostgresSettings;
+
+/// `[prices]`: the price store in PostgreSQL, shared by the serving worker, the cache warmer and
+/// `frontier seed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriceStoreSettings {
+    /// PostgreSQL schema of the price tables (created if missing); unset uses the server's
+    /// search path.
+    pub schema: Option<String>,
+    /// Topic of the DB query event of every statement the store runs; unset discards them.
+    pub query_events_topic: Option<String>,
+}
+
+impl Default for PriceStoreSettings {
+    fn default() -> Self {
+        PriceStoreSettings { schema: None, query_events_topic: Some(QUERY_EVENTS_TOPIC.into()) }
+    }
+}
+
+/// Why the price store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectStoreError {
+    /// The query event producer could not be created.
+    #[error("creating the DB query event producer: {0}")]
+    QueryEvents(#[from] QueryEventSinkError),
+    /// PostgreSQL could not be reached or migrated.
+    #[error("opening the price store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Connects the price store as `application` (its name in PostgreSQL and in the query events).
+pub async fn connect_store(
+    postgres: &PostgresSettings,
+    prices: &PriceStoreSettings,
+    kafka: &KafkaSettings,
+    catalog: &SchemaCatalog,
+    application: &str,
+) -> Result<PriceStore, ConnectStoreError> {
+    let sink: Arc<dyn QueryEventSink> = match &prices.query_events_topic {
+        Some(topic) => Arc::new(KafkaQueryEvents::from_catalog(kafka, catalog, topic)?),
+        None => Arc::new(DiscardQueryEvents),
+    };
+    let options = StoreOptions { schema: prices.schema.clone(), application: application.to_owned() };
+    Ok(PriceStore::connect(postgres, options, sink).await?)
+}

@@ -1,0 +1,135 @@
+//! The whole configuration of a `frontier` process: every section in one place, above the
+//! parts that own them. The bus owns `[kafka]` and `[bus]`, the cache `[cache]`, the price store
+//! `[prices]`, each worker its table under `[workers]`; [`crate::config`] loads and checks them
+//! and owns the sections nobody else does.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bus::{BusSettings, KafkaSettings};
+use crate::cache::CacheSettings;
+use crate::config::{
+    self, ConfigError, Environment, InvalidSetting, LogSettings, MetricsSettings, PathSettings, PostgresSettings,
+    RedisSettings, TopicOverrides,
+};
+use crate::market::PriceStoreSettings;
+use crate::workers::{
+    CacheWarmerSettings, InferenceBatcherSettings, PassthroughSettings, ServeSettings, Shared, SlaMonitorSettings, WorkerConfig,
+};
+
+/// The whole configuration of a `frontier` process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Kafka connection and client settings shared by every worker and command.
+    pub kafka: KafkaSettings,
+    /// The consumer loop every worker runs on.
+    pub bus: BusSettings,
+    /// Redis, the shared cache layer.
+    pub redis: RedisSettings,
+    /// PostgreSQL, the system of record for analytics data.
+    pub postgres: PostgresSettings,
+    /// The price store in PostgreSQL: its schema, and where its query events go.
+    pub prices: PriceStoreSettings,
+    /// Where schemas and topic definitions live.
+    pub paths: PathSettings,
+    /// Environment-wide overrides of the topic files.
+    pub topics: TopicOverrides,
+    /// Prometheus exposition.
+    pub metrics: MetricsSettings,
+    /// Log output.
+    pub log: LogSettings,
+    /// The request cache of the serving worker and the cache warmer: sizes, lifetimes per
+    /// kind, encryption keys, Redis behaviour, the invalidation topic.
+    pub cache: CacheSettings,
+    /// Per-worker settings.
+    pub workers: WorkerSettings,
+}
+
+/// Per-worker settings, one table each.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// The passthrough worker, which measures the bus itself.
+    pub passthrough: PassthroughSettings,
+    /// The SLA monitor: SLIs, rules and SLOs over `frontier.metrics`, alerts to `frontier.alerts`.
+    pub sla: SlaMonitorSettings,
+    /// The inference batcher: jobs from `frontier.inference.jobs` batched onto model instances,
+    /// results to `frontier.inference.results`.
+    pub inference: InferenceBatcherSettings,
+    /// The serving worker: requests from `frontier.requests` answered from the cache,
+    /// responses to `frontier.responses`, events to `frontier.metrics`.
+    pub serve: ServeSettings,
+    /// The cache warmer: hot keys from `frontier.metrics` recomputed before they expire.
+    pub cache_warmer: CacheWarmerSettings,
+}
+
+impl Settings {
+    /// Loads `<config_dir>/<environment>.toml`, applies `FRONTIER_*` overrides and validates.
+    pub fn load(environment: Environment, config_dir: &Path) -> Result<Settings, ConfigError> {
+        let settings: Settings = config::load_file(environment, config_dir)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Defaults plus `FRONTIER_*` overrides, no file: for tests and tools.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        let settings: Settings = config::load_env()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what the types alone cannot; the error names the full key to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate().map_err(|e| e.within("kafka"))?;
+        self.bus.validate().map_err(|e| e.within("bus"))?;
+        self.redis.validate().map_err(|e| e.within("redis"))?;
+        self.postgres.validate().map_err(|e| e.within("postgres"))?;
+        self.topics.validate().map_err(|e| e.within("topics"))?;
+        self.cache.validate().map_err(|e| e.within("cache"))?;
+        let workers = &self.workers;
+        worker(&workers.passthrough)?;
+        worker(&workers.sla)?;
+        worker(&workers.inference)?;
+        worker(&workers.serve)?;
+        worker(&workers.cache_warmer)?;
+        Ok(())
+    }
+
+    /// A copy safe to print: passwords in URLs and secret client settings are masked.
+    pub fn redacted(&self) -> Settings {
+        let mut copy = self.clone();
+        copy.redis.url = crate::health::redact(&copy.redis.url);
+        copy.postgres.url = crate::health::redact(&copy.postgres.url);
+        copy.cache = copy.cache.redacted();
+        for (key, value) in copy.kafka.client.iter_mut() {
+            let key = key.to_lowercase();
+            if ["password", "secret", "key", "token"].iter().any(|s| key.contains(s)) {
+                *value = "***".into();
+            }
+        }
+        copy
+    }
+
+    /// The consumer group id for a worker: `<group_prefix>.<worker>`.
+    pub fn group_id(&self, worker: &str) -> String {
+        self.kafka.group_id(worker)
+    }
+
+    /// What every worker is started with besides its own table.
+    pub fn shared(&self) -> Shared {
+        Shared {
+            kafka: self.kafka.clone(),
+            bus: self.bus.clone(),
+            redis: self.redis.clone(),
+            postgres: self.postgres.clone(),
+            prices: self.prices.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+fn worker<S: WorkerConfig>(settings: &S) -> Result<(), InvalidSetting> {
+    settings.validate().map_err(|e| e.within(&format!("workers.{}", S::SECTION)))
+}

@@ -1,0 +1,87 @@
+//! The passthrough worker: re-produces every message of one topic to another, unchanged.
+//!
+//! It does no work of its own, so its throughput is the bus's: consuming, decoding (every message
+//! is checked against its schema; garbage goes to the DLQ), producing with `acks=all`, and
+//! committing only after the copy is durable. `frontier bench bus` compares it with a bare
+//! librdkafka loop.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, WorkerConfig};
+use crate::bus::{BusError, ConsumerLoop, HandlerError, Inbound, LoopOptions, LoopReport, Outbound, SchemaCatalog, Worker};
+use crate::config::InvalidSetting;
+
+/// `[workers.passthrough]`: consumes one topic and re-produces every message to another.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassthroughSettings {
+    /// Topic to consume.
+    pub input_topic: String,
+    /// Topic to re-produce to.
+    pub output_topic: String,
+    /// Consumer group id; defaults to `<group_prefix>.passthrough`.
+    pub group_id: Option<String>,
+}
+
+impl Default for PassthroughSettings {
+    fn default() -> Self {
+        PassthroughSettings {
+            input_topic: "frontier.requests".into(),
+            output_topic: "frontier.passthrough".into(),
+            group_id: None,
+        }
+    }
+}
+
+impl WorkerConfig for PassthroughSettings {
+    const SECTION: &'static str = "passthrough";
+    const NAME: &'static str = "passthrough";
+
+    fn group_id(&self) -> Option<&str> {
+        self.group_id.as_deref()
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.input_topic == self.output_topic {
+            return Err(InvalidSetting::new("output_topic", "must differ from input_topic (it would loop)"));
+        }
+        Ok(())
+    }
+}
+
+/// `frontier run passthrough`: copies `input_topic` to `output_topic` until `shutdown`.
+pub async fn run(
+    shared: &Shared,
+    settings: &PassthroughSettings,
+    catalog: Arc<SchemaCatalog>,
+    shutdown: CancellationToken,
+) -> Result<LoopReport, BusError> {
+    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
+    let worker = Arc::new(Passthrough::new(&settings.output_topic));
+    ConsumerLoop::new(&shared.kafka, options, worker, catalog)?.run(shutdown).await
+}
+
+/// Copies messages to `output_topic`, keeping key and value bytes.
+pub struct Passthrough {
+    output_topic: Arc<str>,
+}
+
+impl Passthrough {
+    /// A passthrough to `output_topic`.
+    pub fn new(output_topic: &str) -> Self {
+        Passthrough { output_topic: Arc::from(output_topic) }
+    }
+}
+
+impl Worker for Passthrough {
+    fn name(&self) -> &'static str {
+        PassthroughSettings::NAME
+    }
+
+    async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        Ok(vec![Outbound::new(self.output_topic.clone(), message.key.clone(), message.payload.clone())])
+    }
+}

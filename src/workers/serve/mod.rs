@@ -1,0 +1,95 @@
+//! `frontier run serve`: the request-serving path. Each process runs two consumer loops on one
+//! shutdown token, tracked by one `TaskTracker`:
+//!
+//! - the **request loop** ([`ServeWorker`], group `<prefix>.serve`, shared by every instance):
+//!   a request whose deadline passed is answered `timeout` uncomputed; kind and params are
+//!   parsed (`error` answers with the error's code otherwise); the answer comes from the tiered
+//!   cache or is computed over the price store, and its response (to `reply_to` or
+//!   `frontier.responses`, keyed by request id) and request-completed event (to
+//!   `frontier.metrics`, keyed by service) are both outputs, so the offset is stored only once
+//!   both are in Kafka. PostgreSQL being down is a transient failure the bus retries;
+//! - the **invalidation loop** ([`crate::cache::invalidation`], a group unique to the process,
+//!   so every instance sees every order).
+//!
+//! The recipe of every computed key is stored sealed in the cache ([`crate::cache::recipe`]) so
+//! the cache warmer can recompute hot keys.
+
+pub mod metric;
+mod settings;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use self::settings::ServeSettings;
+pub use self::worker::{Answer, DEADLINE_EXCEEDED, ServeWorker, SERVICE, jittered};
+use super::Shared;
+use crate::bus::{BusError, ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
+use crate::cache::invalidation::{InvalidationWorker, SideBySideError, invalidation_loop, run_beside_invalidations};
+use crate::cache::{CacheError, TieredCache};
+use crate::market::{ConnectStoreError, connect_store};
+
+/// Why a serving process could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The price store could not be opened.
+    #[error(transparent)]
+    Store(#[from] ConnectStoreError),
+    /// The cache could not start (settings, keys, disk folder).
+    #[error("starting the cache: {0}")]
+    Cache(#[from] CacheError),
+    /// A consumer loop could not start.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A consumer loop failed or did not finish.
+    #[error(transparent)]
+    Loops(#[from] SideBySideError),
+    /// A schema the worker reads or writes is missing.
+    #[error("the serving worker's schemas: {0}")]
+    Schema(#[from] crate::bus::CodecError),
+}
+
+/// The two consumer loops of one serving process.
+pub struct ServingLoops {
+    requests: ConsumerLoop<ServeWorker>,
+    invalidations: ConsumerLoop<InvalidationWorker>,
+}
+
+impl ServingLoops {
+    /// Subscribes both loops: requests in the shared group, invalidations in this process's own.
+    pub fn new(shared: &Shared, settings: &ServeSettings, worker: Arc<ServeWorker>, catalog: Arc<SchemaCatalog>) -> Result<ServingLoops, ServeError> {
+        let invalidation_group = settings
+            .invalidations_group_id
+            .clone()
+            .unwrap_or_else(|| shared.kafka.group_id(&format!("serve.invalidations.{}", worker.instance())));
+        let invalidations = invalidation_loop(
+            &shared.kafka,
+            &shared.bus,
+            &shared.cache.invalidations_topic,
+            worker.cache().clone(),
+            catalog.clone(),
+            invalidation_group,
+        )?;
+        let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
+        Ok(ServingLoops { requests: ConsumerLoop::new(&shared.kafka, options, worker, catalog)?, invalidations })
+    }
+
+    /// Runs both loops until `shutdown` is cancelled (both drain and commit) or one fails (then
+    /// the other is stopped too). Returns the request loop's report.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<LoopReport, ServeError> {
+        Ok(run_beside_invalidations(self.requests, self.invalidations, shutdown).await?)
+    }
+}
+
+/// `frontier run serve`: connects the price store and the cache, then runs both loops until
+/// `shutdown`.
+pub async fn run(shared: &Shared, settings: &ServeSettings, catalog: Arc<SchemaCatalog>, shutdown: CancellationToken) -> Result<LoopReport, ServeError> {
+    let store = connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier serve").await?;
+    let cache = TieredCache::connect(&shared.cache, Some(&shared.redis.url)).await?;
+    let worker = Arc::new(ServeWorker::new(settings, &shared.cache, cache, store, &catalog)?);
+    ServingLoops::new(shared, settings, worker, catalog)?.run(shutdown).await
+}

@@ -1,0 +1,35 @@
+//! Unit tests of the serving worker's pure parts (the path through Kafka, Redis and PostgreSQL
+//! is tested in `tests/serve.rs`).
+
+use super::metric::kind_label;
+use super::settings::ServeSettings;
+use crate::workers::WorkerConfig;
+
+#[test]
+fn kinds_from_clients_cannot_create_metric_series() {
+    assert_eq!(kind_label("market.volatility"), "market.volatility");
+    assert_eq!(kind_label("anything.else"), "other");
+}
+
+#[test]
+fn settings_refuse_a_loop_and_a_shared_invalidation_group() {
+    assert!(ServeSettings::default().validate().is_ok());
+    let looping = ServeSettings { responses_topic: "frontier.requests".into(), ..ServeSettings::default() };
+    assert_eq!(looping.validate().unwrap_err().key, "input_topic");
+    let shared = ServeSettings { group_id: Some("g".into()), invalidations_group_id: Some("g".into()), ..ServeSettings::default() };
+    assert_eq!(shared.validate().unwrap_err().key, "invalidations_group_id");
+}
+
+#[test]
+fn jitter_only_shortens_the_ttl_and_never_below_its_share() {
+    use std::time::Duration;
+
+    use crate::cache::CachePolicy;
+    let policy = CachePolicy { ttl: Duration::from_secs(100), grace: Duration::from_secs(7) };
+    for _ in 0..1000 {
+        let jittered = super::worker::jittered(policy, 0.1);
+        assert!(jittered.ttl <= policy.ttl && jittered.ttl >= Duration::from_secs(90), "{jittered:?}");
+        assert_eq!(jittered.grace, policy.grace);
+    }
+    assert_eq!(super::worker::jittered(policy, 0.0), policy);
+}

@@ -1,0 +1,36 @@
+//! `frontier run sla-monitor`: the [`SlaMonitor`](crate::sla::SlaMonitor) as a consumer-group
+//! worker. At start it replays the alerts topic to learn which alerts are firing, then observes
+//! every event and evaluates the rules on the loop's tick.
+
+pub mod metric;
+mod settings;
+pub mod webhook;
+mod worker;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use self::settings::SlaMonitorSettings;
+pub use self::worker::{SlaMonitorWorker, SlaWorkerError};
+use super::Shared;
+use crate::bus::{ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
+
+/// `frontier run sla-monitor`: restores alert state from the alerts topic, then monitors until
+/// `shutdown`.
+pub async fn run(
+    shared: &Shared,
+    settings: &SlaMonitorSettings,
+    catalog: Arc<SchemaCatalog>,
+    shutdown: CancellationToken,
+) -> Result<LoopReport, SlaWorkerError> {
+    let past = {
+        let (kafka, settings, catalog) = (shared.kafka.clone(), settings.clone(), catalog.clone());
+        tokio::task::spawn_blocking(move || SlaMonitorWorker::past_alerts(&kafka, &settings, &catalog))
+            .await
+            .map_err(|e| SlaWorkerError::Join(e.to_string()))??
+    };
+    let worker = Arc::new(SlaMonitorWorker::new(settings, &catalog, past)?);
+    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.topics());
+    Ok(ConsumerLoop::new(&shared.kafka, options, worker, catalog)?.run(shutdown).await?)
+}
