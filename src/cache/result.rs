@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 
 /// The error code of a result that cannot be stored or read back (a bug: never expected).
 pub const CORRUPT_RESULT: &str = "internal_error";
@@ -18,12 +17,6 @@ const FORMAT: u8 = 1;
 /// Why a result could not be stored or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResultCodecError {
-    /// The computation returned something other than an object of numbers.
-    #[error("the result is not an object of numbers: `{0}` is not a number")]
-    NotANumber(String),
-    /// The computation returned something other than an object.
-    #[error("the result is not an object")]
-    NotAnObject,
     /// A name longer than 65535 bytes.
     #[error("result name too long: {0} bytes")]
     NameTooLong(usize),
@@ -32,13 +25,11 @@ pub enum ResultCodecError {
     Malformed(usize),
 }
 
-/// Encodes a computation's result (a JSON object of numbers).
-pub fn encode(result: &Value) -> Result<Vec<u8>, ResultCodecError> {
-    let Value::Object(fields) = result else { return Err(ResultCodecError::NotAnObject) };
-    let mut out = Vec::with_capacity(1 + fields.len() * 32);
+/// Encodes a computation's result.
+pub fn encode(result: &BTreeMap<String, f64>) -> Result<Vec<u8>, ResultCodecError> {
+    let mut out = Vec::with_capacity(1 + result.len() * 32);
     out.push(FORMAT);
-    for (name, value) in fields {
-        let number = value.as_f64().ok_or_else(|| ResultCodecError::NotANumber(name.clone()))?;
+    for (name, &number) in result {
         let len = u16::try_from(name.len()).map_err(|_| ResultCodecError::NameTooLong(name.len()))?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(name.as_bytes());
@@ -70,23 +61,23 @@ pub fn decode(bytes: &[u8]) -> Result<BTreeMap<String, f64>, ResultCodecError> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
-    #[test]
-    fn results_survive_bit_for_bit() {
-        let value = json!({"std_dev_daily": 0.015214339644440189, "volatility_annualized": 0.24152015436755767, "n": 60.0});
-        let decoded = decode(&encode(&value).unwrap()).unwrap();
-        assert_eq!(decoded["std_dev_daily"].to_bits(), 0.015214339644440189f64.to_bits());
-        assert_eq!(decoded.len(), 3);
+    fn result(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|(name, value)| ((*name).to_owned(), *value)).collect()
     }
 
     #[test]
-    fn garbage_and_non_numbers_are_errors_not_panics() {
-        assert_eq!(encode(&json!({"a": "x"})), Err(ResultCodecError::NotANumber("a".into())));
-        assert_eq!(encode(&json!([1])), Err(ResultCodecError::NotAnObject));
-        let good = encode(&json!({"abc": 1.5})).unwrap();
+    fn results_survive_bit_for_bit() {
+        let value = result(&[("std_dev_daily", 0.015214339644440189), ("volatility_annualized", 0.24152015436755767), ("n", 60.0)]);
+        let decoded = decode(&encode(&value).unwrap()).unwrap();
+        assert_eq!(decoded["std_dev_daily"].to_bits(), 0.015214339644440189f64.to_bits());
+        assert_eq!(decoded, value);
+    }
+
+    #[test]
+    fn truncated_or_foreign_bytes_are_errors_not_panics() {
+        let good = encode(&result(&[("abc", 1.5)])).unwrap();
         for cut in 0..good.len() {
             let _ = decode(&good[..cut]);
         }

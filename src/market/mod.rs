@@ -19,6 +19,6 @@ pub mod store;
 pub use day::TradingDay;
 pub use events::{DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, QueryEventSink, RecordedQueryEvents};
 pub use fingerprint::{normalize_sql, sql_fingerprint};
-pub use requests::{Analysis, RequestError};
+pub use requests::{Analysis, AnalysisResult, RequestError};
 pub use settings::{ConnectStoreError, PriceStoreSettings, connect_store};
 pub use store::{AlignedCloses, DailyClose, PriceStore, StoreError, StoreOptions, UpsertCounts};

@@ -17,7 +17,7 @@ use common::{START_HINT, catalog, create_topics, decoded_json, frontier, read_to
 use frontier::analytics::returns::trailing_window;
 use frontier::analytics::{PriceSeries, market_volatility};
 use frontier::market::seed::{SeedPlan, generate_seed_series, seed_prices};
-use frontier::market::{Analysis, DailyClose, KafkaQueryEvents, PriceStore, QueryEventSink, RecordedQueryEvents, StoreOptions, TradingDay, sql_fingerprint};
+use frontier::market::{Analysis, AnalysisResult, DailyClose, KafkaQueryEvents, PriceStore, QueryEventSink, RecordedQueryEvents, StoreOptions, TradingDay, sql_fingerprint};
 use frontier::records::QueryStatus;
 use serde_json::{Value, json};
 
@@ -93,8 +93,6 @@ async fn store_closes(store: &PriceStore, symbol: &str, days_and_closes: &[(i32,
     store.upsert_closes(&rows).await.expect("closes stored");
 }
 
-fn number(result: &Value, name: &str) -> f64 {
-    result[name]
-        .as_f64()
-        .unwrap_or_else(|| panic!("result has no number `{name}`: {result}"))
+fn number(result: &AnalysisResult, name: &str) -> f64 {
+    *result.get(name).unwrap_or_else(|| panic!("result has no number `{name}`: {result:?}"))
 }

@@ -44,8 +44,8 @@ async fn option_price_matches_hull_black_scholes_values() {
     };
     let call = price("call").compute(&store).await.expect("call priced");
     let put = price("put").compute(&store).await.expect("put priced");
-    assert!((number(&call, "price") - 4.76).abs() < 0.005, "{call}");
-    assert!((number(&put, "price") - 0.81).abs() < 0.005, "{put}");
+    assert!((number(&call, "price") - 4.76).abs() < 0.005, "{call:?}");
+    assert!((number(&put, "price") - 0.81).abs() < 0.005, "{put:?}");
     drop_schema(&store, &schema).await;
 }
 
@@ -102,10 +102,10 @@ async fn portfolio_risk_reports_ordered_tails_and_beta() {
     for method in ["historical", "monte_carlo"] {
         let var = |level: &str| number(&result, &format!("{method}_var_{level}_daily"));
         let cvar = |level: &str| number(&result, &format!("{method}_cvar_{level}_daily"));
-        assert!(var("99") >= var("95"), "{result}");
+        assert!(var("99") >= var("95"), "{result:?}");
         assert!(
             cvar("95") >= var("95") && cvar("99") >= var("99"),
-            "{result}"
+            "{result:?}"
         );
     }
     let var_975 = number(&result, "historical_var_97_5_daily");
@@ -113,7 +113,7 @@ async fn portfolio_risk_reports_ordered_tails_and_beta() {
     assert!(var_975 <= number(&result, "historical_var_99_daily"));
     // The synthetic symbols load on the market factor with correlation 0.3 to 0.8.
     let beta = number(&result, "beta");
-    assert!(beta > 0.0 && beta < 5.0, "{result}");
+    assert!(beta > 0.0 && beta < 5.0, "{result:?}");
     drop_schema(&store, &schema).await;
 }
 

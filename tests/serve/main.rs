@@ -226,7 +226,7 @@ impl Responses {
 /// The analytic computed directly over the same store.
 async fn computed_directly(store: &PriceStore, request: &Value) -> Value {
     let analysis = Analysis::parse(request["kind"].as_str().unwrap(), &request["params"]).unwrap();
-    analysis.compute(store).await.unwrap()
+    json!(analysis.compute(store).await.unwrap())
 }
 
 fn layer(response: &Value) -> &str {

@@ -14,8 +14,8 @@
 
 mod answer;
 mod flight;
-mod get;
 mod invalidation;
+mod lookup;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -194,71 +194,6 @@ impl TieredCache {
         };
         cached.coalesced = !started;
         Ok(cached)
-    }
-
-    /// The slow path, run once per key at a time: Redis, disk, then compute.
-    async fn look_up<F>(
-        &self,
-        key: &str,
-        tags: Vec<String>,
-        policy: CachePolicy,
-        compute: F,
-    ) -> Result<Found, ComputeError>
-    where
-        F: Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static,
-    {
-        self.replay_unsent_invalidations().await;
-        // Memory again: a lookup that just finished may have filled it.
-        if let Some(entry) = self.inner.memory.get(key).await
-            && matches!(self.inner.judge(&entry), Verdict::Serve)
-        {
-            return Ok(Found { entry, layer: CacheLayer::Memory });
-        }
-        if let Some(redis) = &self.inner.redis
-            && let Some(entry) = redis.get(key).await
-        {
-            let entry = Arc::new(entry);
-            match self.inner.judge(&entry) {
-                Verdict::Unusable => {
-                    redis.remove(&[key.to_string()]).await;
-                }
-                verdict => {
-                    self.inner.memory.insert(key, entry.clone()).await;
-                    if let Verdict::ServeAndRefresh(reason) = verdict {
-                        self.spawn_refresh(key, tags, policy, compute, reason, None);
-                    }
-                    return Ok(Found { entry, layer: CacheLayer::Redis });
-                }
-            }
-        }
-        if let Some(disk) = &self.inner.disk
-            && let Some(entry) = disk.get(key).await
-        {
-            let entry = Arc::new(entry);
-            match self.inner.judge(&entry) {
-                Verdict::Unusable => {
-                    disk.remove(key).await;
-                }
-                verdict => {
-                    // Up to Redis too, so other instances find it; refused there if stale.
-                    if let Some(redis) = &self.inner.redis
-                        && redis.put(key, &entry).await == WriteOutcome::Refused
-                    {
-                        self.inner.refused("redis");
-                        disk.remove(key).await;
-                        self.inner.count_miss();
-                        return self.compute_and_store(key, tags, policy, compute).await;
-                    }
-                    self.inner.memory.insert(key, entry.clone()).await;
-                    if let Verdict::ServeAndRefresh(reason) = verdict {
-                        self.spawn_refresh(key, tags, policy, compute, reason, None);
-                    }
-                    return Ok(Found { entry, layer: CacheLayer::Disk });
-                }
-            }
-        }
-        self.inner.count_miss();
-        self.compute_and_store(key, tags, policy, compute).await
     }
 
     /// Runs `compute` under the current watermark and writes the result through.

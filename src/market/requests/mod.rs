@@ -31,9 +31,10 @@ mod volatility;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
 
 pub use error::RequestError;
 pub use option::OptionPriceRequest;
@@ -113,9 +114,9 @@ impl Analysis {
         self.symbols().into_iter().map(symbol_tag).collect()
     }
 
-    /// Loads the prices the request needs and computes it. The result is a flat JSON object of
-    /// named numbers (a response's `result` map).
-    pub async fn compute(&self, store: &PriceStore) -> Result<Value, RequestError> {
+    /// Loads the prices the request needs and computes it: named numbers, a response's
+    /// `result` map.
+    pub async fn compute(&self, store: &PriceStore) -> Result<AnalysisResult, RequestError> {
         match self {
             Self::MarketVolatility(request) => request.compute(store).await,
             Self::PortfolioRisk(request) => request.compute(store).await,
@@ -124,17 +125,17 @@ impl Analysis {
     }
 }
 
-/// A result's named values as a JSON object of numbers (non-finite values, which JSON cannot
-/// carry, are left out).
-pub(crate) fn named_values_json(result: &impl NamedValues) -> Value {
-    let fields: Map<String, Value> = result
+/// What an analysis computes: named numbers (the response's `result` map).
+pub type AnalysisResult = BTreeMap<String, f64>;
+
+/// A result's named values (non-finite values, which a client cannot use, are left out).
+pub(crate) fn named_values(result: &impl NamedValues) -> AnalysisResult {
+    result
         .to_named_values()
         .into_iter()
-        .filter_map(|(name, value)| {
-            Number::from_f64(value).map(|number| (name.to_owned(), Value::Number(number)))
-        })
-        .collect();
-    Value::Object(fields)
+        .filter(|(_, value)| value.is_finite())
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
 }
 
 /// Runs CPU-bound analytics (Monte-Carlo paths, binomial trees: up to about a second) on

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::params::{Params, missing, positive};
 use super::volatility::load_window;
-use super::{
-    DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values_json, off_async_runtime,
+use super::{AnalysisResult, 
+    DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values, off_async_runtime,
 };
 use crate::analytics::options::CALENDAR_DAYS_PER_YEAR;
 use crate::analytics::options::{MAXIMUM_BINOMIAL_STEPS, MINIMUM_BINOMIAL_STEPS};
@@ -137,7 +137,7 @@ impl OptionPriceRequest {
     }
 
     /// Completes spot and volatility from the store when needed, then prices the option.
-    pub async fn compute(&self, store: &PriceStore) -> Result<Value, RequestError> {
+    pub async fn compute(&self, store: &PriceStore) -> Result<AnalysisResult, RequestError> {
         let (spot, volatility) = match (&self.symbol, self.spot, self.volatility) {
             (_, Some(spot), Some(volatility)) => (spot, volatility),
             (Some(symbol), spot, volatility) => {
@@ -175,13 +175,11 @@ impl OptionPriceRequest {
         let (style, steps) = (self.style, self.steps);
         let valuation =
             off_async_runtime(move || Ok(price_option(&contract, style, steps)?)).await?;
-        let mut result = named_values_json(&valuation);
-        if let Value::Object(fields) = &mut result {
-            // The inputs taken from the store, so a client can see what was priced.
-            for (name, value) in [("spot", spot), ("volatility_annual", volatility)] {
-                if let Some(number) = serde_json::Number::from_f64(value) {
-                    fields.entry(name).or_insert(Value::Number(number));
-                }
+        let mut result = named_values(&valuation);
+        // The inputs taken from the store, so a client can see what was priced.
+        for (name, value) in [("spot", spot), ("volatility_annual", volatility)] {
+            if value.is_finite() {
+                result.entry(name.to_owned()).or_insert(value);
             }
         }
         Ok(result)

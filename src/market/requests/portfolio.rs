@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use super::params::Params;
-use super::{
-    DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values_json, off_async_runtime,
+use super::{AnalysisResult, 
+    DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values, off_async_runtime,
 };
 use crate::analytics::risk::portfolio_daily_returns;
 use crate::analytics::risk::{
@@ -158,7 +158,7 @@ impl PortfolioRiskRequest {
     }
 
     /// Loads the closes all symbols share over the window and computes the risk report.
-    pub async fn compute(&self, store: &PriceStore) -> Result<Value, RequestError> {
+    pub async fn compute(&self, store: &PriceStore) -> Result<AnalysisResult, RequestError> {
         let symbols = self.symbols();
         let known = store.existing_symbols(&symbols).await?;
         if let Some(unknown) = symbols
@@ -177,7 +177,7 @@ impl PortfolioRiskRequest {
     }
 
     /// The risk report over already loaded closes (CPU-bound: the Monte-Carlo paths).
-    fn analyse(&self, aligned: &AlignedCloses) -> Result<Value, RequestError> {
+    fn analyse(&self, aligned: &AlignedCloses) -> Result<AnalysisResult, RequestError> {
         let positions: Vec<PortfolioPosition<'_>> = self
             .positions
             .iter()
@@ -197,7 +197,7 @@ impl PortfolioRiskRequest {
             risk_free_rate_annual: self.risk_free_rate,
         };
         let report = portfolio_risk(&positions, benchmark, &config)?;
-        let mut result = named_values_json(&report);
+        let mut result = named_values(&report);
         let extra_levels: Vec<f64> = self
             .confidence_levels
             .iter()
@@ -210,17 +210,12 @@ impl PortfolioRiskRequest {
             .collect();
         if !extra_levels.is_empty() {
             let returns = portfolio_daily_returns(&positions)?;
-            if let Value::Object(fields) = &mut result {
-                for level in extra_levels {
-                    let tail = historical_tail_risk(&returns, level)?;
-                    let label = level_label(level);
-                    for (name, value) in [("var", tail.var_daily), ("cvar", tail.cvar_daily)] {
-                        if let Some(number) = serde_json::Number::from_f64(value) {
-                            fields.insert(
-                                format!("historical_{name}_{label}_daily"),
-                                Value::Number(number),
-                            );
-                        }
+            for level in extra_levels {
+                let tail = historical_tail_risk(&returns, level)?;
+                let label = level_label(level);
+                for (name, value) in [("var", tail.var_daily), ("cvar", tail.cvar_daily)] {
+                    if value.is_finite() {
+                        result.insert(format!("historical_{name}_{label}_daily"), value);
                     }
                 }
             }

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::params::Params;
-use super::{DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values_json};
+use super::{AnalysisResult, DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values};
 use crate::analytics::{PriceSeries, market_volatility};
 use crate::market::PriceStore;
 
@@ -33,10 +33,10 @@ impl VolatilityRequest {
     }
 
     /// Loads the window's closes and computes the volatility report.
-    pub async fn compute(&self, store: &PriceStore) -> Result<Value, RequestError> {
+    pub async fn compute(&self, store: &PriceStore) -> Result<AnalysisResult, RequestError> {
         let closes = load_window(store, &self.symbol, self.window_days).await?;
         let report = market_volatility(PriceSeries::new(&self.symbol, &closes))?;
-        Ok(named_values_json(&report))
+        Ok(named_values(&report))
     }
 }
 

@@ -13,7 +13,8 @@ pub(super) async fn lookup_latencies(bench: &Bench) -> anyhow::Result<Vec<(&'sta
     let dir = ScratchDir::new("lookups")?;
     let settings = bench.cache_settings(dir.path(), None);
     let policy = settings.policy_for("bench");
-    let payload = crate::cache::result::encode(&json!({"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4, "e": 0.5, "f": 0.6}))?;
+    let result = ["a", "b", "c", "d", "e", "f"].iter().zip(1..).map(|(name, i)| ((*name).to_owned(), f64::from(i) / 10.0)).collect();
+    let payload = crate::cache::result::encode(&result)?;
     let keys: Vec<CacheKey> = (0..1000).map(|i| CacheKey::for_request("bench", &json!({"i": i}), "acme", &[])).collect();
     let tags = vec!["bench".to_string()];
     let time_all = |cache: TieredCache| {
