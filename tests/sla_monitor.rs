@@ -139,8 +139,8 @@ async fn garbage_goes_to_the_dlq_and_absurd_events_are_dropped_with_a_reason() {
     .await
     .unwrap();
     let taken = taken_in(&monitor.worker, 4).await;
-    let accepted = monitor.worker.monitor().accepted();
-    let negative = monitor.worker.monitor().drops().get(DropReason::NegativeLatency);
+    let snapshot = monitor.worker.snapshot().await.unwrap();
+    let (accepted, negative) = (snapshot.accepted, snapshot.drops.get(DropReason::NegativeLatency));
     stop(monitor).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(header(&letters[0], dlq::header::ERROR_KIND).as_deref(), Some("not_single_object"));
@@ -156,7 +156,7 @@ async fn too_little_traffic_does_not_page() {
     let monitor = start(&settings, &config, &unique("group")).await;
     // Ten very slow requests: below the rule's 20-event minimum.
     produce(&settings, &config.input_topic, events(&catalog, "few", 10, 900.0, now_millis())).await;
-    let counted = taken_in(&monitor.worker, 10).await && monitor.worker.monitor().accepted() == 10;
+    let counted = taken_in(&monitor.worker, 10).await && monitor.worker.snapshot().await.unwrap().accepted == 10;
     // Several evaluation intervals (200 ms) pass while the topic is read.
     let alerts_now = read_topic(&settings, &config.alerts_topic, 1, Duration::from_secs(2));
     stop(monitor).await;
@@ -179,7 +179,7 @@ async fn late_events_count_in_their_window_and_too_late_ones_are_dropped() {
     produce(&settings, &config.input_topic, events(&catalog, "stale", 5, 600.0, now - 300_000)).await;
     let fired = alerts(&settings, &config.alerts_topic, 1).await;
     assert!(taken_in(&monitor.worker, 95).await, "the events never reached the monitor");
-    let too_late = monitor.worker.monitor().drops().get(DropReason::TooLate);
+    let too_late = monitor.worker.snapshot().await.unwrap().drops.get(DropReason::TooLate);
     stop(monitor).await;
     assert_eq!(fired.len(), 1, "the late slow requests did not count in the minute window");
     assert_eq!(fired[0]["status"], "firing");

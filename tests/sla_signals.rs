@@ -260,7 +260,7 @@ async fn a_noisy_series_hovering_at_the_threshold_fires_once_and_does_not_flap()
     .await
     .unwrap();
     let messages = decoded_json(&catalog, &read);
-    let firing = monitor.worker.monitor().alert_book().firing().count();
+    let firing = monitor.worker.snapshot().await.unwrap().firing;
     stop(monitor).await;
     let statuses: Vec<&str> = messages.iter().map(|a| a["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["firing"], "one alert, never resolved or re-fired: {messages:#?}");

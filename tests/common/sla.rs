@@ -56,20 +56,12 @@ pub async fn alerts(settings: &Settings, topic: &str, count: usize) -> Vec<Value
 
 /// Waits (up to 30 s) until the monitor has taken in `count` events, accepted or dropped.
 pub async fn taken_in(worker: &Arc<SlaMonitorWorker>, count: u64) -> bool {
-    let worker = worker.clone();
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..300 {
-            // One guard at a time: the monitor's mutex is not reentrant.
-            let monitor = worker.monitor();
-            if monitor.accepted() + monitor.drops().total() >= count {
-                return true;
-            }
-            drop(monitor);
-            std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..300 {
+        if worker.snapshot().await.expect("monitor running").taken_in() >= count {
+            return true;
         }
-        false
-    })
-    .await
-    .unwrap()
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 

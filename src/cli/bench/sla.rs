@@ -85,7 +85,7 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
     let mut first: Option<(Instant, u64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let through_kafka = loop {
-        let accepted = worker.monitor().accepted();
+        let accepted = worker.snapshot().await?.accepted;
         let at = Instant::now();
         if first.is_none() && accepted >= events / 100 {
             first = Some((at, accepted));

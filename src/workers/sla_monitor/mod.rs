@@ -3,6 +3,7 @@
 //! every event and evaluates the rules on the loop's tick.
 
 pub mod metric;
+mod owner;
 mod settings;
 pub mod webhook;
 mod worker;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use self::settings::SlaMonitorSettings;
+pub use self::owner::MonitorSnapshot;
 pub use self::worker::{SlaMonitorWorker, SlaWorkerError};
 use super::Shared;
 use crate::bus::{ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};

@@ -3,40 +3,29 @@
 //! the rules are evaluated and each alert transition is produced to `frontier.alerts`, keyed by
 //! its fingerprint, with SLI gauges updated for Prometheus.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
 use super::metric;
+use super::owner::{Input, MonitorOwner, MonitorSnapshot, OwnerStopped};
 use super::settings::SlaMonitorSettings;
 use super::webhook::AlertWebhook;
 use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
 use crate::records::{Alert, AutoscaleDecision, QueryEvent, RequestCompleted, WorkerStatus};
-use crate::sla::{AlertBook, AlertChange, Observation, SlaMonitor, Sli, SliWindow};
-
-/// The SLIs exported as gauges, with their label values.
-const EXPORTED_SLIS: [(Sli, &str); 7] = [
-    (Sli::LatencyP50, "latency_p50"),
-    (Sli::LatencyP95, "latency_p95"),
-    (Sli::LatencyP99, "latency_p99"),
-    (Sli::Throughput, "throughput"),
-    (Sli::ErrorRate, "error_rate"),
-    (Sli::TimeoutRate, "timeout_rate"),
-    (Sli::CacheHitRatio, "cache_hit_ratio"),
-];
+use crate::sla::{AlertBook, AlertChange, SlaMonitor};
 
 /// The SLA monitor worker.
 pub struct SlaMonitorWorker {
-    monitor: Mutex<SlaMonitor>,
+    monitor: MonitorOwner,
     alerts_topic: Arc<str>,
     alert_schema: Arc<KnownSchema>,
     interval: Duration,
     gauge_interval_ms: i64,
     /// When the gauges were last recomputed (ms since the epoch).
     gauges_exported_at: AtomicI64,
-    accepted: ::metrics::Counter,
     webhook: Option<AlertWebhook>,
 }
 
@@ -55,6 +44,10 @@ pub enum SlaWorkerError {
     Bus(#[from] crate::bus::BusError),
     #[error("the alert restore task did not finish: {0}")]
     Join(String),
+    #[error("cannot start the monitor's thread: {0}")]
+    Thread(#[from] std::io::Error),
+    #[error(transparent)]
+    Stopped(#[from] OwnerStopped),
 }
 
 impl SlaMonitorWorker {
@@ -72,13 +65,12 @@ impl SlaMonitorWorker {
         info!(restored, firing, "alert state restored from the alerts topic");
         ::metrics::gauge!(metric::FIRING).set(firing as f64);
         Ok(SlaMonitorWorker {
-            monitor: Mutex::new(monitor),
+            monitor: MonitorOwner::start(monitor)?,
             alerts_topic: Arc::from(settings.alerts_topic.as_str()),
             alert_schema: catalog.schema_of::<Alert>()?,
             interval: settings.evaluation_interval,
             gauge_interval_ms: settings.gauge_interval.as_millis() as i64,
             gauges_exported_at: AtomicI64::new(0),
-            accepted: ::metrics::counter!(metric::ACCEPTED),
             webhook: settings.webhook.clone().map(AlertWebhook::new).transpose()?,
         })
     }
@@ -102,40 +94,10 @@ impl SlaMonitorWorker {
         Ok(alerts)
     }
 
-    /// The monitor, for benchmarks and tests that read its counters.
-    pub fn monitor(&self) -> MutexGuard<'_, SlaMonitor> {
-        // A panic while holding the lock cannot leave the monitor half-updated in a way that
-        // matters more than losing it; keep serving.
-        self.monitor.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn export_slis(monitor: &mut SlaMonitor, now_ms: i64) {
-        for (signal, labels, value) in monitor.signal_values(now_ms) {
-            let mut pairs: Vec<::metrics::Label> = vec![::metrics::Label::new("signal", signal.as_str())];
-            pairs.extend(labels.into_iter().map(|(key, value)| ::metrics::Label::new(key, value)));
-            ::metrics::gauge!(metric::SIGNAL, pairs).set(value);
-        }
-        for (service, kind) in monitor.series_keys() {
-            for window in SliWindow::ALL {
-                let Some(sli) = monitor.sli(&service, &kind, window) else { continue };
-                for (which, label) in EXPORTED_SLIS {
-                    if let Some(value) = sli.value(which) {
-                        ::metrics::gauge!(metric::SLI, "service" => service.clone(), "kind" => kind.clone(),
-                            "sli" => label, "window" => window.label())
-                        .set(value);
-                    }
-                }
-            }
-        }
-        for reading in monitor.burn_rates() {
-            ::metrics::gauge!(metric::BURN_RATE, "slo" => reading.slo, "service" => reading.service,
-                "kind" => reading.kind, "window" => reading.window)
-            .set(reading.burn_rate);
-        }
-        for (reason, count) in monitor.drops().iter() {
-            ::metrics::counter!(metric::DROPPED, "reason" => reason.as_str()).absolute(count);
-        }
-        ::metrics::gauge!(metric::FIRING).set(monitor.alert_book().firing().count() as f64);
+    /// The monitor's counters once every input handed to it so far is applied, for
+    /// benchmarks, tests and operators.
+    pub async fn snapshot(&self) -> Result<MonitorSnapshot, OwnerStopped> {
+        self.monitor.snapshot().await
     }
 }
 
@@ -148,16 +110,14 @@ impl Worker for SlaMonitorWorker {
         let now_ms = crate::clock::now_millis();
         // Absurd events are counted by reason (exported with the gauges), never rejected: they
         // are well-formed, just not usable.
-        let observation = if message.is::<RequestCompleted>() {
-            let event: RequestCompleted = message.record()?;
-            self.monitor().observe(&event, now_ms)
+        let input = if message.is::<RequestCompleted>() {
+            Input::Request(message.record()?)
         } else if message.is::<QueryEvent>() {
-            let statement: QueryEvent = message.record()?;
-            self.monitor().observe_query(&statement, now_ms)
+            Input::Query(message.record()?)
         } else if message.is::<WorkerStatus>() {
-            self.monitor().observe_status(message.record()?, now_ms)
+            Input::Status(message.record()?)
         } else if message.is::<AutoscaleDecision>() {
-            self.monitor().observe_decision(message.record()?, now_ms)
+            Input::Decision(message.record()?)
         } else {
             let schema = &message.schema.reader.name;
             return Err(HandlerError::rejected(
@@ -165,9 +125,7 @@ impl Worker for SlaMonitorWorker {
                 format!("the SLA monitor does not read {schema} records"),
             ));
         };
-        if let Observation::Accepted = observation {
-            self.accepted.increment(1);
-        }
+        self.monitor.observe(input, now_ms).await.map_err(|e| HandlerError::fatal("monitor_stopped", e.to_string()))?;
         Ok(Vec::new())
     }
 
@@ -177,15 +135,15 @@ impl Worker for SlaMonitorWorker {
 
     async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
         let now_ms = crate::clock::epoch_millis(now);
-        let transitions = {
-            let mut monitor = self.monitor();
-            let transitions = monitor.evaluate(now_ms);
-            if now_ms - self.gauges_exported_at.load(Ordering::Relaxed) >= self.gauge_interval_ms {
-                self.gauges_exported_at.store(now_ms, Ordering::Relaxed);
-                Self::export_slis(&mut monitor, now_ms);
-            }
-            transitions
-        };
+        let export_gauges = now_ms - self.gauges_exported_at.load(Ordering::Relaxed) >= self.gauge_interval_ms;
+        if export_gauges {
+            self.gauges_exported_at.store(now_ms, Ordering::Relaxed);
+        }
+        let transitions = self
+            .monitor
+            .evaluate(now_ms, export_gauges)
+            .await
+            .map_err(|e| HandlerError::fatal("monitor_stopped", e.to_string()))?;
         if let Some(webhook) = &self.webhook {
             webhook.forward(transitions.iter().map(|transition| transition.alert.clone()).collect());
         }

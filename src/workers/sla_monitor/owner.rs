@@ -1,0 +1,172 @@
+//! The monitor's one owner: a thread of its own that applies observations, evaluations and
+//! gauge exports in the order they were sent. Handlers and the tick only send it commands (an
+//! async wait on a bounded channel when it is behind), so no tokio thread ever blocks on the
+//! monitor, and nothing outside this thread holds a reference into it: callers get copies
+//! ([`MonitorSnapshot`]).
+
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+use super::metric;
+use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, WorkerStatus};
+use crate::sla::{AlertTransition, DropCounts, Observation, SlaMonitor, Sli, SliWindow};
+
+/// Observations waiting for the owner at most; a handler waits (asynchronously) beyond that.
+const QUEUE: usize = 8192;
+
+/// The SLIs exported as gauges, with their label values.
+const EXPORTED_SLIS: [(Sli, &str); 7] = [
+    (Sli::LatencyP50, "latency_p50"),
+    (Sli::LatencyP95, "latency_p95"),
+    (Sli::LatencyP99, "latency_p99"),
+    (Sli::Throughput, "throughput"),
+    (Sli::ErrorRate, "error_rate"),
+    (Sli::TimeoutRate, "timeout_rate"),
+    (Sli::CacheHitRatio, "cache_hit_ratio"),
+];
+
+/// One input of the monitor, decoded.
+#[derive(Debug)]
+pub(super) enum Input {
+    /// A finished request.
+    Request(RequestCompleted),
+    /// A database statement.
+    Query(QueryEvent),
+    /// A worker's self-report.
+    Status(WorkerStatus),
+    /// An autoscaler decision.
+    Decision(AutoscaleDecision),
+}
+
+/// What the monitor's counters say at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorSnapshot {
+    /// Events counted into windows.
+    pub accepted: u64,
+    /// Events dropped, by reason.
+    pub drops: DropCounts,
+    /// Alerts firing.
+    pub firing: usize,
+}
+
+impl MonitorSnapshot {
+    /// Events taken in, accepted or dropped.
+    pub fn taken_in(&self) -> u64 {
+        self.accepted + self.drops.total()
+    }
+}
+
+enum Command {
+    Observe { input: Input, now_ms: i64 },
+    Evaluate { now_ms: i64, export_gauges: bool, reply: oneshot::Sender<Vec<AlertTransition>> },
+    Snapshot { reply: oneshot::Sender<MonitorSnapshot> },
+}
+
+/// Why the owner no longer answers: its thread ended (a bug: it panicked).
+#[derive(Debug, thiserror::Error)]
+#[error("the SLA monitor's thread stopped")]
+pub struct OwnerStopped;
+
+/// The sending side; dropping it ends the owner thread.
+pub(super) struct MonitorOwner {
+    commands: mpsc::Sender<Command>,
+    _thread: JoinHandle<()>,
+}
+
+impl MonitorOwner {
+    /// Moves `monitor` to a thread of its own.
+    pub(super) fn start(monitor: SlaMonitor) -> std::io::Result<MonitorOwner> {
+        let (commands, receiver) = mpsc::channel(QUEUE);
+        let thread = std::thread::Builder::new().name("sla-monitor".into()).spawn(move || own(monitor, receiver))?;
+        Ok(MonitorOwner { commands, _thread: thread })
+    }
+
+    /// Hands one input to the monitor.
+    pub(super) async fn observe(&self, input: Input, now_ms: i64) -> Result<(), OwnerStopped> {
+        self.commands.send(Command::Observe { input, now_ms }).await.map_err(|_| OwnerStopped)
+    }
+
+    /// Evaluates every rule after the inputs sent before; recomputes the gauges too when asked.
+    pub(super) async fn evaluate(&self, now_ms: i64, export_gauges: bool) -> Result<Vec<AlertTransition>, OwnerStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Evaluate { now_ms, export_gauges, reply }).await.map_err(|_| OwnerStopped)?;
+        answer.await.map_err(|_| OwnerStopped)
+    }
+
+    /// The counters after the inputs sent before.
+    pub(super) async fn snapshot(&self) -> Result<MonitorSnapshot, OwnerStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Snapshot { reply }).await.map_err(|_| OwnerStopped)?;
+        answer.await.map_err(|_| OwnerStopped)
+    }
+}
+
+/// The owner thread: applies commands until every sender is gone.
+fn own(mut monitor: SlaMonitor, mut commands: mpsc::Receiver<Command>) {
+    let accepted = ::metrics::counter!(metric::ACCEPTED);
+    while let Some(command) = commands.blocking_recv() {
+        match command {
+            Command::Observe { input, now_ms } => {
+                let observation = match input {
+                    Input::Request(event) => monitor.observe(&event, now_ms),
+                    Input::Query(statement) => monitor.observe_query(&statement, now_ms),
+                    Input::Status(status) => monitor.observe_status(status, now_ms),
+                    Input::Decision(decision) => monitor.observe_decision(decision, now_ms),
+                };
+                if let Observation::Accepted = observation {
+                    accepted.increment(1);
+                }
+            }
+            Command::Evaluate { now_ms, export_gauges, reply } => {
+                let transitions = monitor.evaluate(now_ms);
+                if export_gauges {
+                    export(&mut monitor, now_ms);
+                }
+                // The tick that asked is only gone when the process stops at its shutdown
+                // deadline: nothing can be sent then anyway.
+                let _ = reply.send(transitions);
+            }
+            Command::Snapshot { reply } => {
+                let snapshot = MonitorSnapshot {
+                    accepted: monitor.accepted(),
+                    drops: monitor.drops().clone(),
+                    firing: monitor.alert_book().firing().count(),
+                };
+                let _ = reply.send(snapshot);
+            }
+        }
+    }
+    info!("the SLA monitor's owner stopped");
+}
+
+/// Sets every SLI, burn-rate and signal gauge from the monitor.
+fn export(monitor: &mut SlaMonitor, now_ms: i64) {
+    for (signal, labels, value) in monitor.signal_values(now_ms) {
+        let mut pairs: Vec<::metrics::Label> = vec![::metrics::Label::new("signal", signal.as_str())];
+        pairs.extend(labels.into_iter().map(|(key, value)| ::metrics::Label::new(key, value)));
+        ::metrics::gauge!(metric::SIGNAL, pairs).set(value);
+    }
+    for (service, kind) in monitor.series_keys() {
+        for window in SliWindow::ALL {
+            let Some(sli) = monitor.sli(&service, &kind, window) else { continue };
+            for (which, label) in EXPORTED_SLIS {
+                if let Some(value) = sli.value(which) {
+                    ::metrics::gauge!(metric::SLI, "service" => service.clone(), "kind" => kind.clone(),
+                        "sli" => label, "window" => window.label())
+                    .set(value);
+                }
+            }
+        }
+    }
+    for reading in monitor.burn_rates() {
+        ::metrics::gauge!(metric::BURN_RATE, "slo" => reading.slo, "service" => reading.service,
+            "kind" => reading.kind, "window" => reading.window)
+        .set(reading.burn_rate);
+    }
+    for (reason, count) in monitor.drops().iter() {
+        ::metrics::counter!(metric::DROPPED, "reason" => reason.as_str()).absolute(count);
+    }
+    ::metrics::gauge!(metric::FIRING).set(monitor.alert_book().firing().count() as f64);
+}
