@@ -3,6 +3,7 @@
 //!
 //! `cargo bench --bench codec` prints per-schema medians and ratios. Run by `cargo test`
 //! (no `--bench` argument), it only checks that both decoders agree on every schema.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 use std::hint::black_box;
 use std::path::Path;
@@ -30,7 +31,8 @@ fn median_ns(rounds: usize, iterations: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let benchmarking = std::env::args().any(|a| a == "--bench");
-    let catalog = SchemaCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")).expect("schemas load");
+    let catalog =
+        SchemaCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")).expect("schemas load");
     let (rounds, iterations) = if benchmarking { (7, 20_000) } else { (1, 1) };
     if benchmarking {
         println!("{:<26} {:>14} {:>18} {:>7}", "schema", "bus codec ns", "from_avro_datum ns", "ratio");
@@ -57,6 +59,9 @@ fn main() {
     if benchmarking {
         println!("median speed-up of the bus codec over from_avro_datum: {:.2}x", ratios[ratios.len() / 2]);
     } else {
-        println!("codec bench smoke check: both decoders agree on {} schemas (run `cargo bench --bench codec` for figures)", ratios.len());
+        println!(
+            "codec bench smoke check: both decoders agree on {} schemas (run `cargo bench --bench codec` for figures)",
+            ratios.len()
+        );
     }
 }

@@ -15,7 +15,8 @@ use crate::config::{
 };
 use crate::market::PriceStoreSettings;
 use crate::workers::{
-    CacheWarmerSettings, InferenceBatcherSettings, PassthroughSettings, ServeSettings, Shared, SlaMonitorSettings, WorkerConfig,
+    CacheWarmerSettings, InferenceBatcherSettings, PassthroughSettings, ServeSettings, Shared, SlaMonitorSettings,
+    WorkerConfig,
 };
 
 /// The whole configuration of a `frontier` process.

@@ -1,5 +1,6 @@
 //! The tiered request cache against real Redis (`ops/stack up`), plus private `redis-server`
 //! processes for the outage test. Every test uses its own Redis key prefix and disk folder.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 #[path = "cache/support.rs"]

@@ -1,4 +1,5 @@
 //! The `frontier` binary as a person or an orchestrator uses it, against the real stack.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -38,7 +39,8 @@ async fn a_published_json_record_comes_back_identical_from_tail() {
     let published = publish(&topic, &lines);
     assert!(published.status.success(), "publish failed: {}", String::from_utf8_lossy(&published.stderr));
 
-    let tail = frontier().args(["tail", &topic, "--from-beginning", "--max", "3", "--timeout", "30s"]).output().unwrap();
+    let tail =
+        frontier().args(["tail", &topic, "--from-beginning", "--max", "3", "--timeout", "30s"]).output().unwrap();
     assert!(tail.status.success(), "tail failed: {}", String::from_utf8_lossy(&tail.stderr));
     let tailed: Vec<Value> =
         String::from_utf8(tail.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -61,7 +63,8 @@ async fn published_bytes_decode_with_a_stock_avro_reader_and_the_avsc_alone() {
     let payload = messages[0].payload().unwrap();
     assert_eq!(payload[..2], frontier::bus::codec::MAGIC);
     assert_eq!(payload[2..10], catalog().by_file("request.avsc").unwrap().fingerprint.0);
-    let value = apache_avro::from_avro_datum(&schema, &mut &payload[10..], None).expect("stock reader decodes the bytes");
+    let value =
+        apache_avro::from_avro_datum(&schema, &mut &payload[10..], None).expect("stock reader decodes the bytes");
     assert_eq!(value, json_to_avro(&record, &schema).unwrap());
 }
 
@@ -76,9 +79,16 @@ async fn publish_refuses_json_that_does_not_fit_and_names_the_field() {
     let published = publish(&topic, &lines);
     let stderr = String::from_utf8_lossy(&published.stderr);
     assert!(!published.status.success());
-    assert!(stderr.contains("line 2") && stderr.contains("$.priority: `urgent` is not one of critical, high, normal, low"), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("$.priority: `urgent` is not one of critical, high, normal, low"),
+        "{stderr}"
+    );
     assert!(stderr.contains("line 3") && stderr.contains("not JSON"), "{stderr}");
-    assert_eq!(ids(&catalog(), &read_topic(&settings, &topic, 1, Duration::from_secs(30))), vec!["good-1"], "valid lines are still published");
+    assert_eq!(
+        ids(&catalog(), &read_topic(&settings, &topic, 1, Duration::from_secs(30))),
+        vec!["good-1"],
+        "valid lines are still published"
+    );
 }
 
 /// A passthrough process in `group`, logging to target/test-logs.
@@ -115,7 +125,8 @@ fn wait_exit(child: &mut Child, patience: Duration) -> Option<std::process::Exit
 }
 
 fn signal(child: &Child, name: &str) {
-    let status = std::process::Command::new("kill").args([format!("-{name}"), child.id().to_string()]).status().unwrap();
+    let status =
+        std::process::Command::new("kill").args([format!("-{name}"), child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -136,15 +147,24 @@ async fn a_consumer_killed_mid_stream_loses_nothing() {
     create_topics(&settings, &[&input, &output], 3).await;
     let catalog = catalog();
     let expected: Vec<String> = (0..300).map(|i| format!("k-{i}")).collect();
-    produce(&settings, &input, expected.iter().map(|id| (Some(id.clone()), request_bytes(&catalog, id))).collect()).await;
+    produce(&settings, &input, expected.iter().map(|id| (Some(id.clone()), request_bytes(&catalog, id))).collect())
+        .await;
 
     // The first member works slowly (one message at a time, 20 ms batching), so it is surely
     // killed mid-stream, with outputs produced whose offsets were never committed.
-    let mut first = spawn_passthrough(&input, &output, &group,
-        &[("FRONTIER_BUS__MAX_IN_FLIGHT", "1"), ("FRONTIER_KAFKA__LINGER", "20ms")], "kill-first.log");
+    let mut first = spawn_passthrough(
+        &input,
+        &output,
+        &group,
+        &[("FRONTIER_BUS__MAX_IN_FLIGHT", "1"), ("FRONTIER_KAFKA__LINGER", "20ms")],
+        "kill-first.log",
+    );
     let started = Instant::now();
     while read_topic(&settings, &output, 30, Duration::from_millis(500)).len() < 30 {
-        assert!(started.elapsed() < Duration::from_secs(120), "the first member produced nothing; see target/test-logs/kill-first.log");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the first member produced nothing; see target/test-logs/kill-first.log"
+        );
     }
     first.kill().unwrap();
     first.wait().unwrap();
@@ -164,7 +184,12 @@ async fn a_consumer_killed_mid_stream_loses_nothing() {
     signal(&second, "TERM");
     let status = wait_exit(&mut second, Duration::from_secs(30));
     let missing: Vec<&&String> = wanted.iter().filter(|id| !seen.contains(**id)).collect();
-    assert!(missing.is_empty(), "{} ids never reached the output, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} ids never reached the output, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     assert!(status.is_some_and(|s| s.success()), "the second member did not exit 0 on SIGTERM: {status:?}");
 }
 
@@ -174,7 +199,12 @@ async fn sigterm_finishes_in_flight_work_commits_and_exits_zero() {
     let (input, output, group) = (unique("term.in"), unique("term.out"), unique("term.group"));
     create_topics(&settings, &[&input, &output], 2).await;
     let catalog = catalog();
-    produce(&settings, &input, (0..200).map(|i| (Some(format!("t-{i}")), request_bytes(&catalog, &format!("t-{i}")))).collect()).await;
+    produce(
+        &settings,
+        &input,
+        (0..200).map(|i| (Some(format!("t-{i}")), request_bytes(&catalog, &format!("t-{i}")))).collect(),
+    )
+    .await;
 
     let mut worker = spawn_passthrough(&input, &output, &group, &[], "term.log");
     let started = Instant::now();
@@ -184,5 +214,9 @@ async fn sigterm_finishes_in_flight_work_commits_and_exits_zero() {
     signal(&worker, "TERM");
     let status = wait_exit(&mut worker, Duration::from_secs(30)).expect("exits within its shutdown deadline");
     assert!(status.success(), "exit status {status:?}");
-    assert_eq!(committed_total(&settings, &group, &input, 2), 200, "every processed message is committed on the way out");
+    assert_eq!(
+        committed_total(&settings, &group, &input, 2),
+        200,
+        "every processed message is committed on the way out"
+    );
 }

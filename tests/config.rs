@@ -1,5 +1,6 @@
 //! Configuration as an operator meets it: files per environment, FRONTIER_* overrides, and
 //! errors that name the key. No services needed.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -16,7 +17,8 @@ fn config(env: &[(&str, &str)]) -> std::process::Output {
 
 #[test]
 fn environment_variables_override_the_file() {
-    let out = config(&[("FRONTIER_KAFKA__BOOTSTRAP_SERVERS", "broker-a:9093"), ("FRONTIER_BUS__SHUTDOWN_TIMEOUT", "7s")]);
+    let out =
+        config(&[("FRONTIER_KAFKA__BOOTSTRAP_SERVERS", "broker-a:9093"), ("FRONTIER_BUS__SHUTDOWN_TIMEOUT", "7s")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("bootstrap_servers = \"broker-a:9093\""), "{stdout}");
@@ -33,7 +35,10 @@ fn the_environment_picks_the_file() {
 
 #[test]
 fn kafka_client_settings_pass_through_with_secrets_masked() {
-    let out = config(&[("FRONTIER_KAFKA__CLIENT__SASL_PASSWORD", "hunter2"), ("FRONTIER_KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")]);
+    let out = config(&[
+        ("FRONTIER_KAFKA__CLIENT__SASL_PASSWORD", "hunter2"),
+        ("FRONTIER_KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000"),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("session_timeout_ms = \"6000\""), "{stdout}");
     assert!(!stdout.contains("hunter2"), "{stdout}");
@@ -43,7 +48,11 @@ fn kafka_client_settings_pass_through_with_secrets_masked() {
 fn an_invalid_value_stops_the_start_naming_the_key() {
     let out = config(&[("FRONTIER_KAFKA__LINGER", "soon")]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`kafka.linger`"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`kafka.linger`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! The shared consumer loop, driven in-process against the real broker.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -48,7 +49,11 @@ struct Topics {
 
 async fn setup(name: &str) -> (Settings, Topics) {
     let mut settings = settings();
-    let topics = Topics { input: unique(&format!("{name}.in")), output: unique(&format!("{name}.out")), dlq: unique(&format!("{name}.dlq")) };
+    let topics = Topics {
+        input: unique(&format!("{name}.in")),
+        output: unique(&format!("{name}.out")),
+        dlq: unique(&format!("{name}.dlq")),
+    };
     settings.bus.dlq_topic = topics.dlq.clone();
     settings.bus.retry_initial_backoff = Duration::from_millis(10);
     // One partition, so arrival order and offsets are known.
@@ -88,7 +93,13 @@ async fn stop((token, task): Running) -> LoopReport {
 }
 
 /// Starts a loop for `worker`, waits until `until` returns true, then shuts it down.
-async fn run_until<W: Worker>(settings: &Settings, topics: &Topics, group: &str, worker: W, until: impl Fn() -> bool + Send + 'static) -> LoopReport {
+async fn run_until<W: Worker>(
+    settings: &Settings,
+    topics: &Topics,
+    group: &str,
+    worker: W,
+    until: impl Fn() -> bool + Send + 'static,
+) -> LoopReport {
     let running = start(settings, topics, group, worker);
     let waited = eventually(until).await;
     let report = stop(running).await;
@@ -118,18 +129,23 @@ async fn garbage_goes_to_the_dlq_with_its_provenance_and_the_loop_goes_on() {
     let catalog = catalog();
     let mut unknown_fingerprint = vec![0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8];
     unknown_fingerprint.extend_from_slice(b"datum");
-    produce(&settings, &topics.input, vec![
-        (Some("k".into()), request_bytes(&catalog, "a-1")),
-        (Some("k".into()), b"hello, not avro".to_vec()),
-        (Some("k".into()), unknown_fingerprint.clone()),
-        (Some("k".into()), request_bytes(&catalog, "a-2")),
-    ])
+    produce(
+        &settings,
+        &topics.input,
+        vec![
+            (Some("k".into()), request_bytes(&catalog, "a-1")),
+            (Some("k".into()), b"hello, not avro".to_vec()),
+            (Some("k".into()), unknown_fingerprint.clone()),
+            (Some("k".into()), request_bytes(&catalog, "a-2")),
+        ],
+    )
     .await;
 
     let group = unique("group");
     let (s, out, dlq_topic) = (settings.clone(), topics.output.clone(), topics.dlq.clone());
     let report = run_until(&settings, &topics, &group, Passthrough::new(&topics.output), move || {
-        read_topic(&s, &out, 2, Duration::from_millis(500)).len() == 2 && read_topic(&s, &dlq_topic, 2, Duration::from_millis(500)).len() == 2
+        read_topic(&s, &out, 2, Duration::from_millis(500)).len() == 2
+            && read_topic(&s, &dlq_topic, 2, Duration::from_millis(500)).len() == 2
     })
     .await;
 
@@ -148,17 +164,22 @@ async fn garbage_goes_to_the_dlq_with_its_provenance_and_the_loop_goes_on() {
         assert_eq!(letter.key(), Some(&b"k"[..]));
     }
     assert_eq!(report.dead_lettered, 2);
-    assert_eq!(committed(&settings, &group, &topics.input), Some(4), "every message, dead-lettered or not, is committed");
+    assert_eq!(
+        committed(&settings, &group, &topics.input),
+        Some(4),
+        "every message, dead-lettered or not, is committed"
+    );
 }
 
 #[tokio::test]
 async fn a_message_whose_output_topic_does_not_exist_is_dead_lettered_not_a_crash_loop() {
     let (settings, topics) = setup("missing-output").await;
     let catalog = catalog();
-    produce(&settings, &topics.input, vec![
-        (Some("k".into()), request_bytes(&catalog, "m-1")),
-        (Some("k".into()), request_bytes(&catalog, "m-2")),
-    ])
+    produce(
+        &settings,
+        &topics.input,
+        vec![(Some("k".into()), request_bytes(&catalog, "m-1")), (Some("k".into()), request_bytes(&catalog, "m-2"))],
+    )
     .await;
     // As if a request's reply_to named a topic nobody created.
     let missing = unique("no-such-topic");
@@ -183,14 +204,18 @@ async fn a_message_whose_output_topic_does_not_exist_is_dead_lettered_not_a_cras
 async fn a_message_the_worker_rejects_goes_to_the_dlq_with_the_reason() {
     let (settings, topics) = setup("rejected").await;
     let catalog = catalog();
-    produce(&settings, &topics.input, vec![
-        (None, request_bytes(&catalog, "reject-1")),
-        (None, request_bytes(&catalog, "ok-1")),
-    ])
+    produce(
+        &settings,
+        &topics.input,
+        vec![(None, request_bytes(&catalog, "reject-1")), (None, request_bytes(&catalog, "ok-1"))],
+    )
     .await;
     let worker = Picky { output: topics.output.clone(), transient_failures_left: AtomicU32::new(0) };
     let (s, out) = (settings.clone(), topics.output.clone());
-    run_until(&settings, &topics, &unique("group"), worker, move || read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1).await;
+    run_until(&settings, &topics, &unique("group"), worker, move || {
+        read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1
+    })
+    .await;
 
     let letters = read_topic(&settings, &topics.dlq, 1, Duration::from_secs(10));
     assert_eq!(ids(&catalog, &letters), vec!["reject-1"]);
@@ -208,10 +233,16 @@ async fn a_transient_failure_is_retried_until_the_message_succeeds() {
     let worker = Picky { output: topics.output.clone(), transient_failures_left: AtomicU32::new(2) };
     let group = unique("group");
     let (s, out) = (settings.clone(), topics.output.clone());
-    let report = run_until(&settings, &topics, &group, worker, move || read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1).await;
+    let report = run_until(&settings, &topics, &group, worker, move || {
+        read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1
+    })
+    .await;
 
     assert_eq!(ids(&catalog, &read_topic(&settings, &topics.output, 2, Duration::from_secs(3))), vec!["flaky-1"]);
-    assert!(read_topic(&settings, &topics.dlq, 1, Duration::from_secs(1)).is_empty(), "a transient failure is not dead-lettered");
+    assert!(
+        read_topic(&settings, &topics.dlq, 1, Duration::from_secs(1)).is_empty(),
+        "a transient failure is not dead-lettered"
+    );
     assert_eq!(report.dead_lettered, 0);
     assert_eq!(committed(&settings, &group, &topics.input), Some(1));
 }
@@ -220,14 +251,26 @@ async fn a_transient_failure_is_retried_until_the_message_succeeds() {
 async fn shutdown_stops_a_message_stuck_in_retries_without_committing_it() {
     let (settings, topics) = setup("stuck").await;
     let catalog = catalog();
-    produce(&settings, &topics.input, vec![(None, request_bytes(&catalog, "ok-1")), (None, request_bytes(&catalog, "flaky-1"))]).await;
+    produce(
+        &settings,
+        &topics.input,
+        vec![(None, request_bytes(&catalog, "ok-1")), (None, request_bytes(&catalog, "flaky-1"))],
+    )
+    .await;
     // Fails "forever": the loop must still stop promptly when asked to.
     let worker = Picky { output: topics.output.clone(), transient_failures_left: AtomicU32::new(u32::MAX) };
     let group = unique("group");
     let (s, out) = (settings.clone(), topics.output.clone());
-    run_until(&settings, &topics, &group, worker, move || read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1).await;
+    run_until(&settings, &topics, &group, worker, move || {
+        read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1
+    })
+    .await;
 
-    assert_eq!(committed(&settings, &group, &topics.input), Some(1), "the stuck message stays uncommitted, to be redelivered");
+    assert_eq!(
+        committed(&settings, &group, &topics.input),
+        Some(1),
+        "the stuck message stays uncommitted, to be redelivered"
+    );
 }
 
 #[tokio::test]
@@ -240,7 +283,12 @@ async fn every_message_of_a_long_stream_reaches_the_output() {
     create_topics(&settings, &[&topics.input, &topics.output, &topics.dlq], 3).await;
     let catalog = catalog();
     let expected: Vec<String> = (0..5000).map(|i| format!("m-{i}")).collect();
-    produce(&settings, &topics.input, expected.iter().map(|id| (Some(id.clone()), request_bytes(&catalog, id))).collect()).await;
+    produce(
+        &settings,
+        &topics.input,
+        expected.iter().map(|id| (Some(id.clone()), request_bytes(&catalog, id))).collect(),
+    )
+    .await;
 
     let group = unique("group");
     let (s, out) = (settings.clone(), topics.output.clone());
@@ -261,22 +309,36 @@ async fn a_rebalance_commits_finished_work_before_partitions_move() {
     let mut settings = settings();
     // No background commits during the test: whatever is committed, the rebalance committed.
     settings.kafka.client.insert("auto.commit.interval.ms".into(), "600000".into());
-    let topics = Topics { input: unique("rebalance.in"), output: unique("rebalance.out"), dlq: unique("rebalance.dlq") };
+    let topics =
+        Topics { input: unique("rebalance.in"), output: unique("rebalance.out"), dlq: unique("rebalance.dlq") };
     settings.bus.dlq_topic = topics.dlq.clone();
     create_topics(&settings, &[&topics.input, &topics.output, &topics.dlq], 4).await;
     let catalog = catalog();
     let ids_in: Vec<String> = (0..400).map(|i| format!("rb-{i}")).collect();
-    produce(&settings, &topics.input, ids_in.iter().map(|id| (Some(id.clone()), request_bytes(&catalog, id))).collect()).await;
+    produce(
+        &settings,
+        &topics.input,
+        ids_in.iter().map(|id| (Some(id.clone()), request_bytes(&catalog, id))).collect(),
+    )
+    .await;
 
     let group = unique("group");
     let first = start(&settings, &topics, &group, Passthrough::new(&topics.output));
     let (s, out) = (settings.clone(), topics.output.clone());
-    assert!(eventually(move || read_topic(&s, &out, 400, Duration::from_millis(500)).len() == 400).await, "first member never finished");
-    assert!(committed_offsets(&settings, &group, &topics.input, 4).iter().all(Option::is_none), "nothing is committed before the rebalance");
+    assert!(
+        eventually(move || read_topic(&s, &out, 400, Duration::from_millis(500)).len() == 400).await,
+        "first member never finished"
+    );
+    assert!(
+        committed_offsets(&settings, &group, &topics.input, 4).iter().all(Option::is_none),
+        "nothing is committed before the rebalance"
+    );
 
     let second = start(&settings, &topics, &group, Passthrough::new(&topics.output));
     let (s, input, g) = (settings.clone(), topics.input.clone(), group.clone());
-    let all_committed = eventually(move || committed_offsets(&s, &g, &input, 4).iter().map(|o| o.unwrap_or(0)).sum::<i64>() == 400).await;
+    let all_committed =
+        eventually(move || committed_offsets(&s, &g, &input, 4).iter().map(|o| o.unwrap_or(0)).sum::<i64>() == 400)
+            .await;
     let second_report = stop(second).await;
     stop(first).await;
     assert!(all_committed, "the revoking member did not commit its finished work");
@@ -313,6 +375,9 @@ async fn a_worker_with_ticks_produces_periodic_outputs_without_input() {
     let (settings, topics) = setup("tick").await;
     let worker = Heartbeat { output: topics.output.clone(), beat: request_bytes(&catalog(), "beat") };
     let (s, out) = (settings.clone(), topics.output.clone());
-    let report = run_until(&settings, &topics, &unique("group"), worker, move || read_topic(&s, &out, 3, Duration::from_millis(500)).len() >= 3).await;
+    let report = run_until(&settings, &topics, &unique("group"), worker, move || {
+        read_topic(&s, &out, 3, Duration::from_millis(500)).len() >= 3
+    })
+    .await;
     assert_eq!(report.consumed, 0);
 }

@@ -1,4 +1,5 @@
 //! `frontier health-check` against the real stack.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -34,7 +35,10 @@ fn health_check_names_missing_topics() {
     let settings = settings();
     require_kafka(&settings);
     let missing = unique("never.created");
-    let dir = topic_dir(&[(&missing, "partitions = 1\nreplication_factor = 1\nmin_insync_replicas = 1\nretention_ms = 1000\ncleanup_policy = \"delete\"\n")]);
+    let dir = topic_dir(&[(
+        &missing,
+        "partitions = 1\nreplication_factor = 1\nmin_insync_replicas = 1\nretention_ms = 1000\ncleanup_policy = \"delete\"\n",
+    )]);
     let out = frontier().arg("health-check").env("FRONTIER_PATHS__TOPICS", path_str(dir.path())).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());

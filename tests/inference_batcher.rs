@@ -4,6 +4,7 @@
 //!
 //! Debug builds run the model about 100x slower than release, so each test keeps its job count
 //! small.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -14,10 +15,10 @@ use common::*;
 use frontier::bus::json::json_to_avro;
 use frontier::bus::{ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
 use frontier::clock::now_millis;
-use frontier::settings::Settings;
 use frontier::inference::batcher::{BatchingSettings, JobStatus};
 use frontier::inference::model::EmbeddingModel;
 use frontier::records::InferenceResult;
+use frontier::settings::Settings;
 use frontier::workers::inference_batcher::{self as worker, InferenceBatcherSettings, InferenceWorker, ModelSettings};
 use rdkafka::Message;
 use serde_json::{Value, json};
@@ -261,7 +262,10 @@ async fn with_two_model_serve_instances_one_killed_mid_load_every_job_is_answere
         tokio::join!(ModelServer::start_named(free_port(), MODEL), ModelServer::start_named(free_port(), MODEL));
     let batching = BatchingSettings { max_batch_size: 4, preferred_batch_sizes: vec![], ..BatchingSettings::default() };
     let (settings, mut config) = setup("failover", batching).await;
-    config.models.insert(MODEL.to_owned(), ModelSettings { instances: vec![victim.url(), survivor.url()], ..config.models[MODEL].clone() });
+    config.models.insert(
+        MODEL.to_owned(),
+        ModelSettings { instances: vec![victim.url(), survivor.url()], ..config.models[MODEL].clone() },
+    );
     let jobs: Vec<Value> = (0..60)
         .map(|i| job(&format!("job-{i}"), "embed", &[&format!("headline number {i} about markets")], "normal", None))
         .collect();
@@ -282,6 +286,9 @@ async fn with_two_model_serve_instances_one_killed_mid_load_every_job_is_answere
     // Allow a second for batches the victim had already answered on the wire.
     let late: Vec<_> = answered.iter().filter(|r| r.completed_at > killed_at + 1_000).collect();
     assert!(!late.is_empty(), "some jobs ran after the kill");
-    assert!(late.iter().all(|r| r.instance == survivor.url()), "after the kill only the survivor answers: {:?}",
-        late.iter().map(|r| &r.instance).collect::<Vec<_>>());
+    assert!(
+        late.iter().all(|r| r.instance == survivor.url()),
+        "after the kill only the survivor answers: {:?}",
+        late.iter().map(|r| &r.instance).collect::<Vec<_>>()
+    );
 }

@@ -1,5 +1,6 @@
 //! Prometheus (started by `ops/stack up`) scrapes the workers: its config and rules pass
 //! promtool, and a running worker shows up with `up == 1` and its `frontier_` metrics.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -18,7 +19,12 @@ fn promtool(args: &[&str]) {
         .current_dir(repo())
         .output()
         .unwrap_or_else(|e| panic!("promtool is not installed ({e}): {START_HINT}"));
-    assert!(out.status.success(), "promtool {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -39,7 +45,10 @@ fn the_prometheus_rules_cover_every_built_in_rule_slo_and_signal() {
     in_file.sort();
     in_file.dedup();
     let defaults = frontier::sla::SlaConfig::default();
-    let mut built_in: Vec<&str> = defaults.rules.iter().map(|r| r.name.as_str())
+    let mut built_in: Vec<&str> = defaults
+        .rules
+        .iter()
+        .map(|r| r.name.as_str())
         .chain(defaults.slos.iter().map(|s| s.name.as_str()))
         .chain(defaults.signals.iter().map(|s| s.name.as_str()))
         .collect();

@@ -1,5 +1,6 @@
 //! The schemas in `schemas/`: valid, documented, round-tripping, readable by a stock Avro library,
 //! and backward compatible with their previous version in git. No services needed.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -71,7 +72,11 @@ fn every_record_enum_and_field_is_namespaced_and_documented() {
             continue;
         }
         let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert!(json["namespace"].as_str().is_some_and(|n| n.starts_with("frontier.")), "{} has no frontier.* namespace", path.display());
+        assert!(
+            json["namespace"].as_str().is_some_and(|n| n.starts_with("frontier.")),
+            "{} has no frontier.* namespace",
+            path.display()
+        );
         let mut missing = Vec::new();
         undocumented(&json, "", &mut missing);
         assert!(missing.is_empty(), "{}: no doc on {missing:?}", path.display());
@@ -90,7 +95,11 @@ fn every_topic_file_names_a_schema_that_exists() {
 }
 
 fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).current_dir(repo()).output().expect("git is installed (the compatibility check reads history)");
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("git is installed (the compatibility check reads history)");
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -110,12 +119,16 @@ fn previous_version(file: &str) -> Option<String> {
 
 #[test]
 fn every_schema_reads_data_written_with_its_previous_version_in_git() {
-    assert!(git(&["rev-parse", "--git-dir"]).is_some(), "the compatibility check needs the git history of this checkout");
+    assert!(
+        git(&["rev-parse", "--git-dir"]).is_some(),
+        "the compatibility check needs the git history of this checkout"
+    );
     let catalog = catalog();
     let mut compared = Vec::new();
     for known in catalog.current() {
         let Some(previous) = previous_version(&known.file) else { continue };
-        let previous = Schema::parse_str(&previous).unwrap_or_else(|e| panic!("previous {} does not parse: {e}", known.file));
+        let previous =
+            Schema::parse_str(&previous).unwrap_or_else(|e| panic!("previous {} does not parse: {e}", known.file));
         if let Err(e) = SchemaCompatibility::can_read(&previous, &known.schema) {
             panic!("{} cannot read data written with its previous version: {e}", known.file);
         }
@@ -127,6 +140,9 @@ fn every_schema_reads_data_written_with_its_previous_version_in_git() {
 #[test]
 fn the_compatibility_check_catches_a_new_field_without_default() {
     let old = Schema::parse_str(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#).unwrap();
-    let new = Schema::parse_str(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"long"}]}"#).unwrap();
+    let new = Schema::parse_str(
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"long"}]}"#,
+    )
+    .unwrap();
     assert!(SchemaCompatibility::can_read(&old, &new).is_err());
 }

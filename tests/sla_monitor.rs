@@ -1,5 +1,6 @@
 //! The SLA monitor worker against the real broker: request-completed events in, alerts out.
 //! (The window, rule and SLO logic is specified in detail by the unit tests in `src/sla/tests`.)
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -47,7 +48,13 @@ fn worker_settings(input: &str, alerts: &str) -> SlaMonitorSettings {
 use frontier::clock::now_millis;
 
 /// `count` request-completed events of one series, `latency_ms` each, at event time `at_ms`.
-fn events(catalog: &SchemaCatalog, prefix: &str, count: usize, latency_ms: f64, at_ms: i64) -> Vec<(Option<String>, Vec<u8>)> {
+fn events(
+    catalog: &SchemaCatalog,
+    prefix: &str,
+    count: usize,
+    latency_ms: f64,
+    at_ms: i64,
+) -> Vec<(Option<String>, Vec<u8>)> {
     let schema = catalog.by_file("request_completed.avsc").unwrap();
     (0..count)
         .map(|i| {
@@ -64,7 +71,8 @@ fn events(catalog: &SchemaCatalog, prefix: &str, count: usize, latency_ms: f64, 
 
 async fn setup(name: &str) -> (Settings, SlaMonitorSettings) {
     let mut settings = settings();
-    let (input, alerts_topic, dlq_topic) = (unique(&format!("{name}.metrics")), unique(&format!("{name}.alerts")), unique(&format!("{name}.dlq")));
+    let (input, alerts_topic, dlq_topic) =
+        (unique(&format!("{name}.metrics")), unique(&format!("{name}.alerts")), unique(&format!("{name}.dlq")));
     settings.bus.dlq_topic = dlq_topic.clone();
     create_topics(&settings, &[&input, &alerts_topic, &dlq_topic], 1).await;
     let config = worker_settings(&input, &alerts_topic);

@@ -1,6 +1,7 @@
 //! The SLA monitor's other inputs against the real broker: database statements, worker status
 //! reports and autoscaler decisions in, alerts out (and to a webhook); plus a noisy series that
 //! must not flap. The rule logic itself is specified by the unit tests in `src/sla/tests`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -13,10 +14,10 @@ use frontier::bus::json::{avro_to_json, json_to_avro};
 use frontier::bus::{ConsumerLoop, LoopOptions, SchemaCatalog};
 use frontier::clock::now_millis;
 use frontier::settings::Settings;
-use frontier::workers::passthrough::Passthrough;
-use frontier::workers::sla_monitor::webhook::WebhookSettings;
 use frontier::sla::SlaConfig;
+use frontier::workers::passthrough::Passthrough;
 use frontier::workers::sla_monitor::SlaMonitorSettings;
+use frontier::workers::sla_monitor::webhook::WebhookSettings;
 use rdkafka::Message;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -162,7 +163,12 @@ async fn a_group_far_behind_fires_consumer_lag_high_from_its_instances_statuses(
     let now = now_millis();
     let reports = ["a-1", "b-2"]
         .iter()
-        .map(|instance| (Some("frontier.serve".to_string()), encode(&catalog, "worker_status.avsc", status_doc(instance, 7_000, now))))
+        .map(|instance| {
+            (
+                Some("frontier.serve".to_string()),
+                encode(&catalog, "worker_status.avsc", status_doc(instance, 7_000, now)),
+            )
+        })
         .collect();
     produce(&settings, config.worker_status_topic.as_deref().unwrap(), reports).await;
 
@@ -207,7 +213,13 @@ async fn an_autoscaler_stuck_at_max_instances_fires_autoscale_at_max_instances()
 }
 
 /// Request-completed events of one series at event time `at_ms`, latencies cycling through `latencies`.
-fn requests(catalog: &SchemaCatalog, prefix: &str, count: usize, latencies: &[f64], at_ms: i64) -> Vec<(Option<String>, Vec<u8>)> {
+fn requests(
+    catalog: &SchemaCatalog,
+    prefix: &str,
+    count: usize,
+    latencies: &[f64],
+    at_ms: i64,
+) -> Vec<(Option<String>, Vec<u8>)> {
     (0..count)
         .map(|i| {
             let doc = json!({

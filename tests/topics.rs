@@ -1,4 +1,5 @@
 //! Declarative topics against the real broker.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -47,7 +48,14 @@ async fn growing_partitions_and_changed_configs_are_applied_in_place() {
     let dir = topic_dir(&[(&name, BODY)]);
     apply(&plan_for(dir.path()).await).await.unwrap();
 
-    std::fs::write(dir.path().join(format!("{name}.toml")), format!("name = \"{name}\"\n{}", BODY.replace("partitions = 3", "partitions = 5").replace("3600000", "7200000"))).unwrap();
+    std::fs::write(
+        dir.path().join(format!("{name}.toml")),
+        format!(
+            "name = \"{name}\"\n{}",
+            BODY.replace("partitions = 3", "partitions = 5").replace("3600000", "7200000")
+        ),
+    )
+    .unwrap();
     let plan = plan_for(dir.path()).await;
     assert!(plan.changes.contains(&Change::AddPartitions { topic: name.clone(), from: 3, to: 5 }), "{plan}");
     assert!(plan.changes.iter().any(|c| matches!(c, Change::AlterConfigs { diffs, .. } if diffs.iter().any(|d| d.key == "retention.ms" && d.desired == "7200000"))), "{plan}");
@@ -68,7 +76,10 @@ async fn a_partition_decrease_is_refused_with_the_reason_and_nothing_is_applied(
     let error = apply(&plan).await.unwrap_err().to_string();
     assert!(error.contains("cannot remove partitions"), "{error}");
     let after = plan_for(dir.path()).await;
-    assert!(after.changes.iter().any(|c| matches!(c, Change::AlterConfigs { .. })), "the config change was not applied either: {after}");
+    assert!(
+        after.changes.iter().any(|c| matches!(c, Change::AlterConfigs { .. })),
+        "the config change was not applied either: {after}"
+    );
 }
 
 #[test]

@@ -62,9 +62,7 @@ pub enum AnalyticsError {
     },
 
     /// Two histories that must be aligned day by day have different lengths.
-    #[error(
-        "{symbol}: {actual} prices, but {reference_symbol} has {expected}; histories must cover the same days"
-    )]
+    #[error("{symbol}: {actual} prices, but {reference_symbol} has {expected}; histories must cover the same days")]
     MisalignedHistory {
         /// The history whose length differs.
         symbol: String,
@@ -94,9 +92,7 @@ pub enum AnalyticsError {
     },
 
     /// The Monte-Carlo path count is outside the accepted range.
-    #[error(
-        "Monte-Carlo paths = {paths}: must be between {minimum} (one path in the 99% tail) and {maximum}"
-    )]
+    #[error("Monte-Carlo paths = {paths}: must be between {minimum} (one path in the 99% tail) and {maximum}")]
     MonteCarloPathsOutOfRange {
         /// The paths asked for.
         paths: usize,
@@ -131,9 +127,7 @@ pub enum AnalyticsError {
 
     /// The tree's risk-neutral up-probability falls outside (0, 1): the steps are too coarse for
     /// the carry (r - q) against the volatility.
-    #[error(
-        "binomial tree with {steps} steps has up-probability {probability}, outside (0, 1); use more steps"
-    )]
+    #[error("binomial tree with {steps} steps has up-probability {probability}, outside (0, 1); use more steps")]
     TreeProbabilityOutOfRange {
         /// The steps asked for.
         steps: usize,

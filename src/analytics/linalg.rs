@@ -16,29 +16,18 @@ pub(crate) struct NotPositiveSemiDefinite {
 /// largest variance) therefore gets a zero column instead of failing: the asset's randomness is
 /// already spanned by the earlier factors, and its Schur complement is zero there, so `L Lᵀ`
 /// still reproduces the matrix. Only a clearly negative pivot is an error.
-pub(crate) fn cholesky_lower(
-    covariance: &[f64],
-    dimension: usize,
-) -> Result<Vec<f64>, NotPositiveSemiDefinite> {
+pub(crate) fn cholesky_lower(covariance: &[f64], dimension: usize) -> Result<Vec<f64>, NotPositiveSemiDefinite> {
     debug_assert_eq!(covariance.len(), dimension * dimension);
-    let largest_variance = (0..dimension)
-        .map(|i| covariance[i * dimension + i])
-        .fold(0.0_f64, f64::max);
+    let largest_variance = (0..dimension).map(|i| covariance[i * dimension + i]).fold(0.0_f64, f64::max);
     let tolerance = 1e-12 * largest_variance;
 
     let mut lower = vec![0.0; dimension * dimension];
     for column in 0..dimension {
         let row_start = column * dimension;
-        let already_explained: f64 = lower[row_start..row_start + column]
-            .iter()
-            .map(|l| l * l)
-            .sum();
+        let already_explained: f64 = lower[row_start..row_start + column].iter().map(|l| l * l).sum();
         let pivot = covariance[row_start + column] - already_explained;
         if pivot < -tolerance {
-            return Err(NotPositiveSemiDefinite {
-                index: column,
-                pivot,
-            });
+            return Err(NotPositiveSemiDefinite { index: column, pivot });
         }
         if pivot <= tolerance {
             // Zero column (already zero-initialized): see the function's comment.
@@ -48,9 +37,7 @@ pub(crate) fn cholesky_lower(
         lower[row_start + column] = diagonal;
         for row in column + 1..dimension {
             let other_start = row * dimension;
-            let shared: f64 = (0..column)
-                .map(|k| lower[other_start + k] * lower[row_start + k])
-                .sum();
+            let shared: f64 = (0..column).map(|k| lower[other_start + k] * lower[row_start + k]).sum();
             lower[other_start + column] = (covariance[other_start + column] - shared) / diagonal;
         }
     }

@@ -36,8 +36,8 @@ mod tests;
 
 pub use error::AnalyticsError;
 pub use options::{
-    BinomialValuation, BlackScholesValuation, ExerciseStyle, OptionContract, OptionKind,
-    OptionValuation, binomial_crr, black_scholes, price_option,
+    BinomialValuation, BlackScholesValuation, ExerciseStyle, OptionContract, OptionKind, OptionValuation, binomial_crr,
+    black_scholes, price_option,
 };
 pub use returns::PriceSeries;
 pub use risk::{PortfolioPosition, PortfolioRiskReport, RiskConfig, portfolio_risk};

@@ -79,11 +79,8 @@ pub(crate) fn simulate_tails(
         for asset in 0..asset_count {
             // L is lower-triangular: asset `i` loads on the first `i + 1` shocks only.
             let loadings = &lower[asset * asset_count..=asset * asset_count + asset];
-            let correlated_shock: f64 = loadings
-                .iter()
-                .zip(&shocks[..=asset])
-                .map(|(loading, shock)| loading * shock)
-                .sum();
+            let correlated_shock: f64 =
+                loadings.iter().zip(&shocks[..=asset]).map(|(loading, shock)| loading * shock).sum();
             portfolio_return += assets.weights[asset] * (means[asset] + correlated_shock);
         }
         portfolio_returns.push(portfolio_return);

@@ -33,18 +33,10 @@ impl<'a> PriceSeries<'a> {
         for (index, &price) in self.closes.iter().enumerate() {
             // NaN compares false with everything, so it must be caught before the sign test.
             if !price.is_finite() {
-                return Err(AnalyticsError::NonFinitePrice {
-                    symbol: self.symbol.to_owned(),
-                    index,
-                    price,
-                });
+                return Err(AnalyticsError::NonFinitePrice { symbol: self.symbol.to_owned(), index, price });
             }
             if price <= 0.0 {
-                return Err(AnalyticsError::NonPositivePrice {
-                    symbol: self.symbol.to_owned(),
-                    index,
-                    price,
-                });
+                return Err(AnalyticsError::NonPositivePrice { symbol: self.symbol.to_owned(), index, price });
             }
         }
         Ok(())
@@ -61,11 +53,7 @@ pub fn trailing_window(closes: &[f64], returns: usize) -> &[f64] {
 /// Daily log returns `ln(P_t / P_{t-1})` of a validated series.
 pub fn log_returns(series: PriceSeries<'_>) -> Result<Vec<f64>, AnalyticsError> {
     series.validate()?;
-    Ok(series
-        .closes
-        .windows(2)
-        .map(|pair| (pair[1] / pair[0]).ln())
-        .collect())
+    Ok(series.closes.windows(2).map(|pair| (pair[1] / pair[0]).ln()).collect())
 }
 
 /// Daily simple returns `P_t / P_{t-1} - 1` of a validated series.

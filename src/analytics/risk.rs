@@ -41,11 +41,7 @@ pub struct RiskConfig {
 
 impl Default for RiskConfig {
     fn default() -> Self {
-        Self {
-            monte_carlo_paths: DEFAULT_MONTE_CARLO_PATHS,
-            seed: 0,
-            risk_free_rate_annual: 0.0,
-        }
+        Self { monte_carlo_paths: DEFAULT_MONTE_CARLO_PATHS, seed: 0, risk_free_rate_annual: 0.0 }
     }
 }
 
@@ -119,9 +115,7 @@ impl NamedValues for PortfolioRiskReport {
 
 /// Daily portfolio returns `sum_i w_i R_i,t` from the positions' simple returns: a portfolio
 /// rebalanced to its weights every day. Validates prices, weights and alignment.
-pub fn portfolio_daily_returns(
-    positions: &[PortfolioPosition<'_>],
-) -> Result<Vec<f64>, AnalyticsError> {
+pub fn portfolio_daily_returns(positions: &[PortfolioPosition<'_>]) -> Result<Vec<f64>, AnalyticsError> {
     let asset_returns = validated_asset_returns(positions)?;
     Ok(weighted_returns(positions, &asset_returns))
 }
@@ -146,9 +140,7 @@ pub fn portfolio_risk(
 
     // Validation above guarantees a first position; its symbol names the reference history.
     let reference_symbol = positions.first().map_or("", |position| position.symbol);
-    let beta = benchmark
-        .map(|benchmark| beta_against(&portfolio_returns, benchmark, reference_symbol))
-        .transpose()?;
+    let beta = benchmark.map(|benchmark| beta_against(&portfolio_returns, benchmark, reference_symbol)).transpose()?;
 
     let mean_return_daily = mean(&portfolio_returns);
     let volatility_daily = sample_variance(&portfolio_returns).sqrt();
@@ -160,12 +152,7 @@ pub fn portfolio_risk(
     let symbols: Vec<&str> = positions.iter().map(|position| position.symbol).collect();
     let weights: Vec<f64> = positions.iter().map(|position| position.weight).collect();
     let simulated = simulate_tails(
-        &AssetReturns {
-            symbols: &symbols,
-            weights: &weights,
-            returns: &asset_returns,
-            days,
-        },
+        &AssetReturns { symbols: &symbols, weights: &weights, returns: &asset_returns, days },
         config.monte_carlo_paths,
         config.seed,
     )?;
@@ -196,9 +183,7 @@ pub fn portfolio_risk(
 }
 
 /// Checks the positions and returns their simple returns, asset-major in one buffer.
-fn validated_asset_returns(
-    positions: &[PortfolioPosition<'_>],
-) -> Result<Vec<f64>, AnalyticsError> {
+fn validated_asset_returns(positions: &[PortfolioPosition<'_>]) -> Result<Vec<f64>, AnalyticsError> {
     let first = positions.first().ok_or(AnalyticsError::EmptyPortfolio)?;
     let mut weight_sum = 0.0;
     for position in positions {
@@ -220,10 +205,7 @@ fn validated_asset_returns(
         }
     }
     if (weight_sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
-        return Err(AnalyticsError::WeightsDoNotSumToOne {
-            sum: weight_sum,
-            tolerance: WEIGHT_SUM_TOLERANCE,
-        });
+        return Err(AnalyticsError::WeightsDoNotSumToOne { sum: weight_sum, tolerance: WEIGHT_SUM_TOLERANCE });
     }
     let days = first.closes.len() - 1;
     let mut returns = Vec::with_capacity(days * positions.len());
@@ -264,9 +246,7 @@ fn beta_against(
     append_simple_returns(benchmark.closes, &mut benchmark_returns);
     let benchmark_variance = sample_variance(&benchmark_returns);
     if benchmark_variance <= 0.0 {
-        return Err(AnalyticsError::DegenerateBenchmark {
-            symbol: benchmark.symbol.to_owned(),
-        });
+        return Err(AnalyticsError::DegenerateBenchmark { symbol: benchmark.symbol.to_owned() });
     }
     Ok(sample_covariance(portfolio_returns, &benchmark_returns) / benchmark_variance)
 }

@@ -11,11 +11,7 @@ pub(crate) fn sample_covariance(xs: &[f64], ys: &[f64]) -> f64 {
     debug_assert_eq!(xs.len(), ys.len());
     let x_mean = mean(xs);
     let y_mean = mean(ys);
-    let cross: f64 = xs
-        .iter()
-        .zip(ys)
-        .map(|(x, y)| (x - x_mean) * (y - y_mean))
-        .sum();
+    let cross: f64 = xs.iter().zip(ys).map(|(x, y)| (x - x_mean) * (y - y_mean)).sum();
     cross / (xs.len() - 1) as f64
 }
 
@@ -58,17 +54,6 @@ pub(crate) fn moments(values: &[f64]) -> Moments {
     m2 /= count;
     m3 /= count;
     m4 /= count;
-    let (skewness, excess_kurtosis) = if m2 > 0.0 {
-        (m3 / m2.powf(1.5), m4 / (m2 * m2) - 3.0)
-    } else {
-        (0.0, 0.0)
-    };
-    Moments {
-        mean,
-        std_dev: (sum_of_squares / (count - 1.0)).sqrt(),
-        skewness,
-        excess_kurtosis,
-        min,
-        max,
-    }
+    let (skewness, excess_kurtosis) = if m2 > 0.0 { (m3 / m2.powf(1.5), m4 / (m2 * m2) - 3.0) } else { (0.0, 0.0) };
+    Moments { mean, std_dev: (sum_of_squares / (count - 1.0)).sqrt(), skewness, excess_kurtosis, min, max }
 }

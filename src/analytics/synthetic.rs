@@ -88,15 +88,8 @@ pub struct SyntheticMarket {
 ///
 /// Daily log return of symbol i: `(μ - σ²/2) Δt + σ sqrt(Δt) (ρ Z_market + sqrt(1 - ρ²) ε_i)`
 /// with `Δt = 1/252`, so each symbol keeps exactly its drawn σ whatever ρ is.
-pub fn generate_synthetic_market(
-    config: &SyntheticConfig,
-) -> Result<SyntheticMarket, AnalyticsError> {
-    check_range(
-        "symbols",
-        config.symbols,
-        (1, MAXIMUM_SYMBOLS),
-        "must be between 1 and 10,000",
-    )?;
+pub fn generate_synthetic_market(config: &SyntheticConfig) -> Result<SyntheticMarket, AnalyticsError> {
+    check_range("symbols", config.symbols, (1, MAXIMUM_SYMBOLS), "must be between 1 and 10,000")?;
     check_range(
         "days",
         config.days,
@@ -105,9 +98,7 @@ pub fn generate_synthetic_market(
     )?;
 
     let mut market_sampler = NormalSampler::new(config.seed, 0);
-    let market_shocks: Vec<f64> = (1..config.days)
-        .map(|_| market_sampler.next_standard_normal())
-        .collect();
+    let market_shocks: Vec<f64> = (1..config.days).map(|_| market_sampler.next_standard_normal()).collect();
     let market_parameters = GbmParameters {
         start_price: MARKET_START_PRICE,
         drift_annual: MARKET_DRIFT_ANNUAL,
@@ -125,29 +116,15 @@ pub fn generate_synthetic_market(
         .map(|index| {
             let mut sampler = NormalSampler::new(config.seed, index as u64 + 1);
             let drift_annual = sampler.next_uniform(DRIFT_RANGE_ANNUAL.0, DRIFT_RANGE_ANNUAL.1);
-            let volatility_annual =
-                sampler.next_uniform(VOLATILITY_RANGE_ANNUAL.0, VOLATILITY_RANGE_ANNUAL.1);
-            let log_start = sampler.next_uniform(
-                libm::log(START_PRICE_RANGE.0),
-                libm::log(START_PRICE_RANGE.1),
-            );
+            let volatility_annual = sampler.next_uniform(VOLATILITY_RANGE_ANNUAL.0, VOLATILITY_RANGE_ANNUAL.1);
+            let log_start = sampler.next_uniform(libm::log(START_PRICE_RANGE.0), libm::log(START_PRICE_RANGE.1));
             // Drawn whether or not the factor is on, so switching it keeps every other draw.
-            let drawn_correlation =
-                sampler.next_uniform(MARKET_CORRELATION_RANGE.0, MARKET_CORRELATION_RANGE.1);
-            let market_correlation = if config.with_market_factor {
-                drawn_correlation
-            } else {
-                0.0
-            };
-            let parameters = GbmParameters {
-                start_price: libm::exp(log_start),
-                drift_annual,
-                volatility_annual,
-            };
+            let drawn_correlation = sampler.next_uniform(MARKET_CORRELATION_RANGE.0, MARKET_CORRELATION_RANGE.1);
+            let market_correlation = if config.with_market_factor { drawn_correlation } else { 0.0 };
+            let parameters = GbmParameters { start_price: libm::exp(log_start), drift_annual, volatility_annual };
             let idiosyncratic_weight = (1.0 - market_correlation * market_correlation).sqrt();
             let closes = gbm_closes(&parameters, config.days, |day| {
-                market_correlation * market_shocks[day]
-                    + idiosyncratic_weight * sampler.next_standard_normal()
+                market_correlation * market_shocks[day] + idiosyncratic_weight * sampler.next_standard_normal()
             });
             SyntheticSeries {
                 symbol: format!("SYN{:04}", index + 1),
@@ -163,29 +140,12 @@ pub fn generate_synthetic_market(
 }
 
 /// One GBM path of `days` closes (at least 1) with its own seeded shocks.
-pub fn simulate_gbm(
-    parameters: &GbmParameters,
-    days: usize,
-    seed: u64,
-) -> Result<Vec<f64>, AnalyticsError> {
-    check_range(
-        "days",
-        days,
-        (1, MAXIMUM_DAYS),
-        "must be between 1 and 100,000",
-    )?;
+pub fn simulate_gbm(parameters: &GbmParameters, days: usize, seed: u64) -> Result<Vec<f64>, AnalyticsError> {
+    check_range("days", days, (1, MAXIMUM_DAYS), "must be between 1 and 100,000")?;
     let checks = [
-        (
-            "start_price",
-            parameters.start_price,
-            parameters.start_price > 0.0,
-        ),
+        ("start_price", parameters.start_price, parameters.start_price > 0.0),
         ("drift_annual", parameters.drift_annual, true),
-        (
-            "volatility_annual",
-            parameters.volatility_annual,
-            parameters.volatility_annual >= 0.0,
-        ),
+        ("volatility_annual", parameters.volatility_annual, parameters.volatility_annual >= 0.0),
     ];
     for (name, value, in_domain) in checks {
         if !(in_domain && value.is_finite()) {
@@ -197,18 +157,12 @@ pub fn simulate_gbm(
         }
     }
     let mut sampler = NormalSampler::new(seed, 0);
-    Ok(gbm_closes(parameters, days, |_| {
-        sampler.next_standard_normal()
-    }))
+    Ok(gbm_closes(parameters, days, |_| sampler.next_standard_normal()))
 }
 
 /// `days` closes of a GBM whose day-`t` shock (t = 0 for the move into the second close) is
 /// `shock(t)`, a standard normal.
-fn gbm_closes(
-    parameters: &GbmParameters,
-    days: usize,
-    mut shock: impl FnMut(usize) -> f64,
-) -> Vec<f64> {
+fn gbm_closes(parameters: &GbmParameters, days: usize, mut shock: impl FnMut(usize) -> f64) -> Vec<f64> {
     let step_years = 1.0 / TRADING_DAYS_PER_YEAR;
     let volatility = parameters.volatility_annual;
     let log_drift_daily = (parameters.drift_annual - 0.5 * volatility * volatility) * step_years;
@@ -233,10 +187,6 @@ fn check_range(
     if (minimum..=maximum).contains(&value) {
         Ok(())
     } else {
-        Err(AnalyticsError::InvalidParameter {
-            name,
-            value: value as f64,
-            requirement,
-        })
+        Err(AnalyticsError::InvalidParameter { name, value: value as f64, requirement })
     }
 }

@@ -77,8 +77,5 @@ pub(crate) fn tail_risk_in_place(sample: &mut [f64], confidence: f64) -> TailRis
     let (worse, kth_worst, _) = sample.select_nth_unstable_by(tail - 1, f64::total_cmp);
     let kth_worst = *kth_worst;
     let tail_sum: f64 = worse.iter().sum::<f64>() + kth_worst;
-    TailRisk {
-        var_daily: -kth_worst,
-        cvar_daily: -tail_sum / tail as f64,
-    }
+    TailRisk { var_daily: -kth_worst, cvar_daily: -tail_sum / tail as f64 }
 }

@@ -11,8 +11,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::stream::FuturesUnordered;
 use futures::future::Either;
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -27,12 +27,12 @@ use tracing::{debug, error, info, warn};
 
 use super::codec::SchemaCatalog;
 use super::context::LoopContext;
-use super::output_topics::OutputTopics;
-use super::status::{LagReading, StatusReporter};
 use super::delivery::{DeliveryContext, Ticket};
+use super::output_topics::OutputTopics;
+use super::settings::{BusSettings, KafkaSettings};
+use super::status::{LagReading, StatusReporter};
 use super::worker::{HandlerError, Inbound, Outbound, Worker};
 use super::{dlq, kafka, metrics};
-use super::settings::{BusSettings, KafkaSettings};
 
 /// An infrastructure failure that stops the loop. Failures of single messages never get here:
 /// they go to the dead-letter topic.
@@ -166,11 +166,19 @@ impl<W: Worker> ConsumerLoop<W> {
             .create_with_context(DeliveryContext::new(worker.name()))
             .map_err(|source| BusError::Client { what: "producer", source })?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|source| BusError::Subscribe { topics: options.topics.clone(), source })?;
+        consumer.subscribe(&topics).map_err(|source| BusError::Subscribe { topics: options.topics.clone(), source })?;
         let dlq_topic = Arc::from(options.dlq_topic.as_str());
-        Ok(ConsumerLoop { consumer, shared: Arc::new(Shared { worker, producer, catalog, options, dlq_topic, output_topics: OutputTopics::default() }) })
+        Ok(ConsumerLoop {
+            consumer,
+            shared: Arc::new(Shared {
+                worker,
+                producer,
+                catalog,
+                options,
+                dlq_topic,
+                output_topics: OutputTopics::default(),
+            }),
+        })
     }
 
     /// The status reporter, if reporting is on and its topic exists. A missing topic is said
@@ -180,7 +188,8 @@ impl<W: Worker> ConsumerLoop<W> {
         let shared = &self.shared;
         let (topic, _) = shared.options.status.as_ref()?;
         let metadata = self.consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
-        let exists = metadata.as_ref().is_ok_and(|m| m.topics().iter().any(|t| t.name() == topic && t.error().is_none()));
+        let exists =
+            metadata.as_ref().is_ok_and(|m| m.topics().iter().any(|t| t.name() == topic && t.error().is_none()));
         if !exists {
             warn!(worker = shared.worker.name(), topic = %topic,
                   "the worker status topic does not exist (run `frontier topics apply`); status reports are off");
@@ -282,7 +291,12 @@ impl<W: Worker> ConsumerLoop<W> {
     /// Lets in-flight messages finish (handlers see the cancellation and stop retrying) and
     /// settles them, within the shutdown deadline; whatever is not done by then is simply
     /// consumed again after a restart.
-    async fn drain<F>(&self, queue: &mut SettleQueue, handling: &mut FuturesUnordered<F>, settled: &Notify) -> Result<(), BusError>
+    async fn drain<F>(
+        &self,
+        queue: &mut SettleQueue,
+        handling: &mut FuturesUnordered<F>,
+        settled: &Notify,
+    ) -> Result<(), BusError>
     where
         F: Future<Output = Result<(), BusError>>,
     {
@@ -341,7 +355,11 @@ async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
 
 /// Runs the worker's periodic work and hands its outputs to the producer; or, given a status
 /// record, produces just that, never failing the loop over it.
-async fn tick<W: Worker>(shared: Arc<Shared<W>>, ticket: Arc<Ticket>, status: Option<Outbound>) -> Result<(), BusError> {
+async fn tick<W: Worker>(
+    shared: Arc<Shared<W>>,
+    ticket: Arc<Ticket>,
+    status: Option<Outbound>,
+) -> Result<(), BusError> {
     let name = shared.worker.name();
     if let Some(record) = status {
         // produce_all logs a refusal; a status is not worth stopping for.
@@ -373,7 +391,8 @@ impl InputTopics {
         let index = match self.known.iter().position(|(known, _)| &**known == topic) {
             Some(index) => index,
             None => {
-                let counter = ::metrics::counter!(metrics::CONSUMED, "worker" => self.worker, "topic" => topic.to_string());
+                let counter =
+                    ::metrics::counter!(metrics::CONSUMED, "worker" => self.worker, "topic" => topic.to_string());
                 self.known.push((Arc::from(topic), counter));
                 self.known.len() - 1
             }
@@ -546,16 +565,22 @@ async fn handle_with_retries<W: Worker>(
 
 /// Hands every output to the producer, each holding a token of the message's ticket until the
 /// broker acknowledges it.
-async fn produce_all<W: Worker>(shared: &Shared<W>, outputs: Vec<Outbound>, ticket: &Arc<Ticket>) -> Result<(), BusError> {
+async fn produce_all<W: Worker>(
+    shared: &Shared<W>,
+    outputs: Vec<Outbound>,
+    ticket: &Arc<Ticket>,
+) -> Result<(), BusError> {
     for out in &outputs {
-        let mut record = BaseRecord::<[u8], [u8], Arc<Ticket>>::with_opaque_to(&out.topic, ticket.clone()).payload(&out.payload);
+        let mut record =
+            BaseRecord::<[u8], [u8], Arc<Ticket>>::with_opaque_to(&out.topic, ticket.clone()).payload(&out.payload);
         if let Some(key) = &out.key {
             record = record.key(key);
         }
         if !out.headers.is_empty() {
-            let headers = out.headers.iter().fold(OwnedHeaders::new(), |headers, (key, value)| {
-                headers.insert(Header { key, value: Some(value) })
-            });
+            let headers = out
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }));
             record = record.headers(headers);
         }
         ticket.hold();
@@ -589,8 +614,15 @@ async fn dead_letter<W: Worker>(
 ) -> Result<(), BusError> {
     let name = shared.worker.name();
     ::metrics::counter!(metrics::DEAD_LETTERED, "worker" => name, "reason" => kind).increment(1);
-    warn!(worker = name, topic = source.topic, partition = source.partition, offset = source.offset,
-          kind, reason, "message dead-lettered");
+    warn!(
+        worker = name,
+        topic = source.topic,
+        partition = source.partition,
+        offset = source.offset,
+        kind,
+        reason,
+        "message dead-lettered"
+    );
     let failed_at = crate::clock::now_millis();
     let headers = dlq::headers(&dlq::Provenance {
         topic: source.topic,

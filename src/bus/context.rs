@@ -1,10 +1,10 @@
 //! The consumer's librdkafka callbacks: rebalances, commits, statistics and client errors.
 
+use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
-use rdkafka::TopicPartitionList;
 use tracing::{debug, info, warn};
 
 use super::metrics;
@@ -44,7 +44,8 @@ impl ConsumerContext for LoopContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
-                ::metrics::counter!(metrics::REBALANCES, "group" => self.group_id.clone(), "kind" => "revoke").increment(1);
+                ::metrics::counter!(metrics::REBALANCES, "group" => self.group_id.clone(), "kind" => "revoke")
+                    .increment(1);
                 info!(group = %self.group_id, partitions = %describe(partitions), "partitions revoked");
                 // Commit what is done before another member takes over, so it does not redo it.
                 // Stored offsets are only ever those whose outputs are durable.
@@ -56,11 +57,13 @@ impl ConsumerContext for LoopContext {
                 }
             }
             Rebalance::Assign(partitions) => {
-                ::metrics::counter!(metrics::REBALANCES, "group" => self.group_id.clone(), "kind" => "assign").increment(1);
+                ::metrics::counter!(metrics::REBALANCES, "group" => self.group_id.clone(), "kind" => "assign")
+                    .increment(1);
                 info!(group = %self.group_id, partitions = %describe(partitions), "partitions assigned");
             }
             Rebalance::Error(error) => {
-                ::metrics::counter!(metrics::REBALANCES, "group" => self.group_id.clone(), "kind" => "error").increment(1);
+                ::metrics::counter!(metrics::REBALANCES, "group" => self.group_id.clone(), "kind" => "error")
+                    .increment(1);
                 warn!(group = %self.group_id, %error, "rebalance error");
             }
         }
@@ -74,7 +77,8 @@ impl ConsumerContext for LoopContext {
             }
             Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Err(error) => {
-                ::metrics::counter!(metrics::COMMITS, "group" => self.group_id.clone(), "result" => "error").increment(1);
+                ::metrics::counter!(metrics::COMMITS, "group" => self.group_id.clone(), "result" => "error")
+                    .increment(1);
                 warn!(group = %self.group_id, %error, "offset commit failed");
             }
         }

@@ -9,11 +9,11 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
-use rdkafka::Message;
 use tokio::sync::Notify;
 use tracing::{error, warn};
 

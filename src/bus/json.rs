@@ -50,7 +50,9 @@ impl Converter<'_> {
             Schema::Float => json.as_f64().map(|n| Value::Float(n as f32)).ok_or_else(|| expected(path, "a number")),
             Schema::Double => json.as_f64().map(Value::Double).ok_or_else(|| expected(path, "a number")),
             Schema::String => json.as_str().map(|s| Value::String(s.into())).ok_or_else(|| expected(path, "a string")),
-            Schema::Uuid => json.as_str().map(|s| Value::String(s.into())).ok_or_else(|| expected(path, "a UUID string")),
+            Schema::Uuid => {
+                json.as_str().map(|s| Value::String(s.into())).ok_or_else(|| expected(path, "a UUID string"))
+            }
             Schema::Date => json
                 .as_i64()
                 .and_then(|n| i32::try_from(n).ok())
@@ -107,7 +109,10 @@ impl Converter<'_> {
                 let object = json.as_object().ok_or_else(|| expected(path, "an object"))?;
                 if let Some(unknown) = object.keys().find(|k| !record.fields.iter().any(|f| &f.name == *k)) {
                     let known: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
-                    return Err(fail(path, format!("unknown field `{unknown}` (the schema has: {})", known.join(", "))));
+                    return Err(fail(
+                        path,
+                        format!("unknown field `{unknown}` (the schema has: {})", known.join(", ")),
+                    ));
                 }
                 let mut fields = Vec::with_capacity(record.fields.len());
                 for field in &record.fields {
@@ -115,7 +120,8 @@ impl Converter<'_> {
                     let value = match (object.get(&field.name), &field.default) {
                         (Some(value), _) => self.convert(value, &field.schema, path)?,
                         // Avro applies a union's default to its first branch.
-                        (None, Some(default)) => self.convert(default, first_branch(&field.schema), path)
+                        (None, Some(default)) => self
+                            .convert(default, first_branch(&field.schema), path)
                             .map(|v| wrap_first_branch(&field.schema, v))?,
                         (None, None) => return Err(fail(path, "missing required field".into())),
                     };

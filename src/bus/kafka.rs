@@ -17,9 +17,7 @@ fn millis(d: std::time::Duration) -> String {
 /// Settings common to every client: brokers, identity, pass-through security settings.
 pub fn base_config(kafka: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("client.id", client_id());
+    config.set("bootstrap.servers", &kafka.bootstrap_servers).set("client.id", client_id());
     for (key, value) in kafka.client_settings() {
         config.set(key, value);
     }
@@ -85,7 +83,11 @@ pub fn client_id() -> String {
 }
 
 /// The partition ids of `topic`; empty when it does not exist.
-pub fn partitions_of<C: ConsumerContext, K: Consumer<C>>(consumer: &K, topic: &str, timeout: std::time::Duration) -> Result<Vec<i32>, KafkaError> {
+pub fn partitions_of<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<i32>, KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     Ok(metadata
         .topics()

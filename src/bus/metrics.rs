@@ -25,7 +25,7 @@ pub const REBALANCES: &str = "frontier_rebalances_total";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(CONSUMED, "Messages received from Kafka.");
     describe_counter!(PRODUCED, "Records acknowledged by Kafka.");
     describe_counter!(STORED, "Offsets stored for commit after their outputs were acknowledged.");

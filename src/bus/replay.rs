@@ -24,7 +24,11 @@ pub enum ReplayError {
 /// Every retained value of `topic` up to its end as of now, in offset order per partition
 /// (partitions one after another). Blocking: call it before the worker starts, or on a blocking
 /// thread.
-pub fn read_to_end(kafka_settings: &KafkaSettings, topic: &str, patience: Duration) -> Result<Vec<Vec<u8>>, ReplayError> {
+pub fn read_to_end(
+    kafka_settings: &KafkaSettings,
+    topic: &str,
+    patience: Duration,
+) -> Result<Vec<Vec<u8>>, ReplayError> {
     let consumer: BaseConsumer = kafka::base_config(kafka_settings)
         .set("group.id", format!("frontier.replay.{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")

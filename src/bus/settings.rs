@@ -122,7 +122,6 @@ impl Default for BusSettings {
     }
 }
 
-
 /// librdkafka settings the bus owns: overriding them would break at-least-once delivery.
 const RESERVED_CLIENT_KEYS: &[(&str, &str)] = &[
     ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
@@ -140,7 +139,11 @@ impl KafkaSettings {
             return Err(InvalidSetting::new("bootstrap_servers", "must name at least one broker"));
         }
         for server in self.bootstrap_servers.split(',') {
-            if !server.trim().rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) {
+            if !server
+                .trim()
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            {
                 return Err(InvalidSetting::new("bootstrap_servers", format!("`{server}` is not host:port")));
             }
         }

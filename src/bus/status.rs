@@ -53,7 +53,13 @@ pub struct StatusReporter {
 impl StatusReporter {
     /// A reporter for worker `service` in `group`; `None` if the catalog has no
     /// `worker_status.avsc` (an older schema folder): reporting is then off.
-    pub fn new(catalog: &SchemaCatalog, topic: &str, service: &'static str, group: &str, lag: LagReading) -> Option<Self> {
+    pub fn new(
+        catalog: &SchemaCatalog,
+        topic: &str,
+        service: &'static str,
+        group: &str,
+        lag: LagReading,
+    ) -> Option<Self> {
         let schema = catalog.schema_of::<WorkerStatus>().ok()?;
         Some(StatusReporter {
             schema,

@@ -36,11 +36,21 @@ impl Recipe {
 /// The computation the cache runs for `analysis` on a miss (or a refresh): the analytic over
 /// `store`, stored bit for bit ([`super::result`]). Its error keeps the request's code for
 /// every coalesced waiter, and says whether it may go away (the price store being down).
-#[allow(clippy::manual_async_fn, reason = "the Send + 'static bound is what the cache needs; an async fn would not state it")]
-pub fn computation(analysis: Analysis, store: PriceStore) -> impl Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static {
+#[allow(
+    clippy::manual_async_fn,
+    reason = "the Send + 'static bound is what the cache needs; an async fn would not state it"
+)]
+pub fn computation(
+    analysis: Analysis,
+    store: PriceStore,
+) -> impl Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static {
     async move {
         let result = analysis.compute(&store).await.map_err(|e: RequestError| {
-            if e.is_transient() { ComputeError::transient(e.code(), e.to_string()) } else { ComputeError::new(e.code(), e.to_string()) }
+            if e.is_transient() {
+                ComputeError::transient(e.code(), e.to_string())
+            } else {
+                ComputeError::new(e.code(), e.to_string())
+            }
         })?;
         super::result::encode(&result).map_err(|e| ComputeError::new(super::result::CORRUPT_RESULT, e.to_string()))
     }
@@ -84,13 +94,22 @@ pub async fn remember(cache: &TieredCache, key: &CacheKey, recipe: &Recipe, poli
 
 /// Stores `recipe` for `key` again, restarting its lifetime (the warmer does this for keys that
 /// stay hot).
-pub async fn renew(cache: &TieredCache, key: &CacheKey, recipe: &Recipe, policy: CachePolicy) -> Result<(), ComputeError> {
+pub async fn renew(
+    cache: &TieredCache,
+    key: &CacheKey,
+    recipe: &Recipe,
+    policy: CachePolicy,
+) -> Result<(), ComputeError> {
     let bytes = serde_json::to_vec(recipe).map_err(|e| ComputeError::new("internal_error", e.to_string()))?;
     cache.refresh(&recipe_key(key), &[], policy, async move { Ok(bytes) }).await
 }
 
 /// The recipe stored for `key`, and its age.
-pub async fn load(cache: &TieredCache, key: &CacheKey, policy: CachePolicy) -> Result<(Recipe, std::time::Duration), RecipeError> {
+pub async fn load(
+    cache: &TieredCache,
+    key: &CacheKey,
+    policy: CachePolicy,
+) -> Result<(Recipe, std::time::Duration), RecipeError> {
     let missing = async { Err(ComputeError::new(MISSING_CODE, "no recipe stored")) };
     let cached = match cache.get_or_compute(&recipe_key(key), &[], policy, missing).await {
         Ok(cached) => cached,
@@ -116,7 +135,12 @@ mod tests {
             tenant: "acme".into(),
             entitlements: vec!["nyse".into()],
         };
-        let key = CacheKey::for_request("market.volatility", &json!({"window_days": 30.0, "symbol": "AAPL"}), "acme", &["nyse".into()]);
+        let key = CacheKey::for_request(
+            "market.volatility",
+            &json!({"window_days": 30.0, "symbol": "AAPL"}),
+            "acme",
+            &["nyse".into()],
+        );
         assert_eq!(recipe.key(), key);
         let derived = recipe_key(&key);
         assert!(derived.as_str().starts_with("frontier.recipe:"), "{derived}");

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-
 /// The error code of a result that cannot be stored or read back (a bug: never expected).
 pub const CORRUPT_RESULT: &str = "internal_error";
 
@@ -69,7 +68,11 @@ mod tests {
 
     #[test]
     fn results_survive_bit_for_bit() {
-        let value = result(&[("std_dev_daily", 0.015214339644440189), ("volatility_annualized", 0.24152015436755767), ("n", 60.0)]);
+        let value = result(&[
+            ("std_dev_daily", 0.015214339644440189),
+            ("volatility_annualized", 0.24152015436755767),
+            ("n", 60.0),
+        ]);
         let decoded = decode(&encode(&value).unwrap()).unwrap();
         assert_eq!(decoded["std_dev_daily"].to_bits(), 0.015214339644440189f64.to_bits());
         assert_eq!(decoded, value);

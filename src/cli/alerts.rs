@@ -51,7 +51,8 @@ pub fn render(alert: &Json) -> String {
     let labels = alert["labels"]
         .as_object()
         .map(|labels| {
-            let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+            let mut pairs: Vec<String> =
+                labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
             pairs.sort();
             pairs.join(" ")
         })
@@ -70,7 +71,8 @@ pub fn render(alert: &Json) -> String {
     if !alert["ended_at"].is_null() {
         out.push_str(&format!(", ended {}", time(&alert["ended_at"])));
     }
-    let exemplars: Vec<&str> = alert["exemplars"].as_array().map(|e| e.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
+    let exemplars: Vec<&str> =
+        alert["exemplars"].as_array().map(|e| e.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
     if !exemplars.is_empty() {
         out.push_str(&format!("\n    slowest requests: {}", exemplars.join(", ")));
     }

@@ -110,9 +110,9 @@ async fn topics_command(settings: &Settings, action: TopicsAction) -> anyhow::Re
     let admin = crate::bus::kafka::admin(&settings.kafka)?;
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     let timeout = settings.kafka.request_timeout;
-    let cluster = topics::describe(&admin, &names, timeout)
-        .await
-        .with_context(|| format!("reading topics from {} (is Kafka up? `ops/stack up`)", settings.kafka.bootstrap_servers))?;
+    let cluster = topics::describe(&admin, &names, timeout).await.with_context(|| {
+        format!("reading topics from {} (is Kafka up? `ops/stack up`)", settings.kafka.bootstrap_servers)
+    })?;
     let plan = topics::plan(&specs, &cluster);
     print!("{plan}");
     match action {

@@ -37,7 +37,12 @@ pub struct PublishArgs {
 }
 
 /// The schema a topic's values are written with.
-pub fn schema_for(settings: &Settings, catalog: &SchemaCatalog, topic: &str, explicit: Option<&str>) -> anyhow::Result<Arc<KnownSchema>> {
+pub fn schema_for(
+    settings: &Settings,
+    catalog: &SchemaCatalog,
+    topic: &str,
+    explicit: Option<&str>,
+) -> anyhow::Result<Arc<KnownSchema>> {
     let file = match explicit {
         Some(file) => file.to_string(),
         None => {
@@ -78,9 +83,8 @@ pub async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<E
         if line.trim().is_empty() {
             continue;
         }
-        let encoded = serde_json::from_str::<serde_json::Value>(&line)
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(|json| {
+        let encoded =
+            serde_json::from_str::<serde_json::Value>(&line).map_err(|e| format!("not JSON: {e}")).and_then(|json| {
                 let key = json.get(&args.key).and_then(|k| k.as_str()).map(|k| k.as_bytes().to_vec());
                 let value = json_to_avro(&json, &schema.schema).map_err(|e| e.to_string())?;
                 let payload = SchemaCatalog::encode_value(&schema, value).map_err(|e| e.to_string())?;
@@ -115,7 +119,11 @@ pub async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<E
     Ok(if invalid + failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn tally<T>(delivery: Option<(usize, Result<T, rdkafka::error::KafkaError>)>, published: &mut usize, failed: &mut usize) {
+fn tally<T>(
+    delivery: Option<(usize, Result<T, rdkafka::error::KafkaError>)>,
+    published: &mut usize,
+    failed: &mut usize,
+) {
     match delivery {
         Some((_, Ok(_))) => *published += 1,
         Some((line, Err(e))) => {

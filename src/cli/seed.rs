@@ -15,10 +15,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use crate::bus::{SchemaCatalog, kafka};
-use crate::settings::Settings;
 use crate::health::redact;
 use crate::market::seed::{SeedPlan, seed_prices, symbol_invalidation};
 use crate::market::{KafkaQueryEvents, PriceStore, QUERY_EVENTS_TOPIC, StoreOptions};
+use crate::settings::Settings;
 
 /// How long the query events of the run may take to be acknowledged before the command exits.
 const QUERY_EVENT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,21 +57,14 @@ pub async fn seed(settings: &Settings, args: SeedArgs) -> anyhow::Result<ExitCod
     let catalog = SchemaCatalog::load_dir(&settings.paths.schemas)
         .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?;
     let invalidation_schema = catalog.by_file("cache_invalidation.avsc")?;
-    let query_events = Arc::new(KafkaQueryEvents::from_catalog(
-        &settings.kafka,
-        &catalog,
-        &args.query_events_topic,
-    )?);
+    let query_events = Arc::new(KafkaQueryEvents::from_catalog(&settings.kafka, &catalog, &args.query_events_topic)?);
     // Check the topics before writing any row: a missing topic would otherwise surface only
     // after `kafka.delivery_timeout`, with the prices already changed and nobody told.
     let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;
     for topic in [&args.invalidations_topic, &args.query_events_topic] {
         require_topic(&producer, topic, settings.kafka.request_timeout)?;
     }
-    let options = StoreOptions {
-        schema: args.schema.clone(),
-        application: "frontier seed".to_owned(),
-    };
+    let options = StoreOptions { schema: args.schema.clone(), application: "frontier seed".to_owned() };
     let store = PriceStore::connect(&settings.postgres, options, query_events.clone()).await?;
 
     let plan = SeedPlan {
@@ -94,25 +87,14 @@ pub async fn seed(settings: &Settings, args: SeedArgs) -> anyhow::Result<ExitCod
     let changed = report.changed_symbols();
     let mut deliveries = FuturesUnordered::new();
     for symbol in &changed {
-        let changed_rows = report
-            .symbols
-            .get(*symbol)
-            .map_or(0, |counts| counts.changed);
+        let changed_rows = report.symbols.get(*symbol).map_or(0, |counts| counts.changed);
         let invalidation = symbol_invalidation(symbol, changed_rows, args.seed);
         let payload = SchemaCatalog::encode(&invalidation_schema, &invalidation)?;
         let producer = &producer;
         let topic = args.invalidations_topic.as_str();
         deliveries.push(async move {
-            let record = FutureRecord::<str, [u8]>::to(topic)
-                .key(*symbol)
-                .payload(&payload);
-            (
-                *symbol,
-                producer
-                    .send(record, Timeout::Never)
-                    .await
-                    .map_err(|(error, _)| error),
-            )
+            let record = FutureRecord::<str, [u8]>::to(topic).key(*symbol).payload(&payload);
+            (*symbol, producer.send(record, Timeout::Never).await.map_err(|(error, _)| error))
         });
     }
     let mut failed = 0usize;
@@ -124,23 +106,13 @@ pub async fn seed(settings: &Settings, args: SeedArgs) -> anyhow::Result<ExitCod
     }
     store.flush_events(QUERY_EVENT_FLUSH_TIMEOUT);
 
-    let shown_schema = args
-        .schema
-        .as_deref()
-        .map(|schema| format!(" (schema {schema})"))
-        .unwrap_or_default();
+    let shown_schema = args.schema.as_deref().map(|schema| format!(" (schema {schema})")).unwrap_or_default();
     println!(
         "seeded {} symbol(s) x {} day(s) ({} to {}), seed {}: {} row(s) written, {} new or changed, into {}{} in {:.1}s",
         report.symbols.len(),
         report.days,
-        report
-            .first_day
-            .map(|day| day.to_string())
-            .unwrap_or_default(),
-        report
-            .last_day
-            .map(|day| day.to_string())
-            .unwrap_or_default(),
+        report.first_day.map(|day| day.to_string()).unwrap_or_default(),
+        report.last_day.map(|day| day.to_string()).unwrap_or_default(),
         args.seed,
         report.rows_written(),
         report.rows_changed(),
@@ -156,11 +128,7 @@ pub async fn seed(settings: &Settings, args: SeedArgs) -> anyhow::Result<ExitCod
         query_events.topic(),
         query_events.counts().failed(),
     );
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Fails naming `topic` when the cluster does not have it (or cannot be reached).
@@ -186,9 +154,8 @@ fn progress_bar() -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} seeding [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template("{spinner} seeding [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar

@@ -32,7 +32,9 @@ pub async fn tail(settings: &Settings, args: TailArgs) -> anyhow::Result<ExitCod
         .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?;
     read_topic(settings, &args.topic, &args.reading, |message| match render(&catalog, message, args.envelope) {
         Ok(line) => println!("{line}"),
-        Err(reason) => eprintln!("{}[{}]@{}: undecodable: {reason}", message.topic(), message.partition(), message.offset()),
+        Err(reason) => {
+            eprintln!("{}[{}]@{}: undecodable: {reason}", message.topic(), message.partition(), message.offset())
+        }
     })
     .await?;
     Ok(ExitCode::SUCCESS)
@@ -67,8 +69,9 @@ pub(super) async fn read_topic(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     let consumer: StreamConsumer = config.create().context("creating the Kafka consumer")?;
-    let partitions = kafka::partitions_of(&consumer, topic, settings.kafka.request_timeout)
-        .with_context(|| format!("reading metadata from {} (is Kafka up? `ops/stack up`)", settings.kafka.bootstrap_servers))?;
+    let partitions = kafka::partitions_of(&consumer, topic, settings.kafka.request_timeout).with_context(|| {
+        format!("reading metadata from {} (is Kafka up? `ops/stack up`)", settings.kafka.bootstrap_servers)
+    })?;
     if partitions.is_empty() {
         bail!("topic `{topic}` does not exist (create it with `frontier topics apply`)");
     }
@@ -114,7 +117,9 @@ fn render(catalog: &SchemaCatalog, message: &BorrowedMessage<'_>, envelope: bool
         .map(|headers| {
             headers
                 .iter()
-                .map(|h| (h.key.to_string(), Json::String(String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())))
+                .map(|h| {
+                    (h.key.to_string(), Json::String(String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                })
                 .collect()
         })
         .unwrap_or_default();

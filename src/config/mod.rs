@@ -67,7 +67,10 @@ pub fn positive(key: &str, value: Duration) -> Result<(), InvalidSetting> {
 
 /// Loads `<config_dir>/<environment>.toml` over `T`'s defaults and applies `FRONTIER_*`
 /// overrides; validation is the caller's.
-pub fn load_file<T: Serialize + DeserializeOwned + Default>(environment: Environment, config_dir: &Path) -> Result<T, ConfigError> {
+pub fn load_file<T: Serialize + DeserializeOwned + Default>(
+    environment: Environment,
+    config_dir: &Path,
+) -> Result<T, ConfigError> {
     let file = config_dir.join(format!("{environment}.toml"));
     if !file.is_file() {
         return Err(ConfigError::MissingFile(file));
@@ -217,7 +220,6 @@ pub enum LogFormat {
     Human,
     Json,
 }
-
 
 impl RedisSettings {
     /// Checks what serde cannot; keys are relative to `[redis]`.

@@ -27,9 +27,7 @@ impl TradingDay {
         let month_from_march = if month > 2 { month - 3 } else { month + 9 };
         let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
         let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-        i32::try_from(era * 146_097 + day_of_era - 719_468)
-            .ok()
-            .map(TradingDay)
+        i32::try_from(era * 146_097 + day_of_era - 719_468).ok().map(TradingDay)
     }
 
     /// Year, month (1-12) and day of month (1-31).
@@ -38,16 +36,11 @@ impl TradingDay {
         let days = i64::from(self.0) + 719_468;
         let era = days.div_euclid(146_097);
         let day_of_era = days - era * 146_097;
-        let year_of_era =
-            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
         let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
         let month_from_march = (5 * day_of_year + 2) / 153;
         let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-        let month = if month_from_march < 10 {
-            month_from_march + 3
-        } else {
-            month_from_march - 9
-        } as u32;
+        let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 } as u32;
         let year = year_of_era + era * 400 + i64::from(month <= 2);
         (year as i32, month, day)
     }
@@ -108,20 +101,11 @@ mod tests {
     fn epoch_and_known_dates_convert_both_ways() {
         assert_eq!(TradingDay::from_ymd(1970, 1, 1), Some(TradingDay(0)));
         assert_eq!(TradingDay::from_ymd(2000, 1, 3), Some(SYNTHETIC_FIRST_DAY));
-        assert_eq!(
-            TradingDay::from_ymd(2000, 2, 29)
-                .map(|d| d.to_string())
-                .as_deref(),
-            Some("2000-02-29")
-        );
+        assert_eq!(TradingDay::from_ymd(2000, 2, 29).map(|d| d.to_string()).as_deref(), Some("2000-02-29"));
         assert_eq!(TradingDay(-1).to_string(), "1969-12-31");
         for days in [-800_000, -1, 0, 59, 60, 10_959, 20_000, 2_000_000] {
             let (y, m, d) = TradingDay(days).ymd();
-            assert_eq!(
-                TradingDay::from_ymd(y, m, d),
-                Some(TradingDay(days)),
-                "{days}"
-            );
+            assert_eq!(TradingDay::from_ymd(y, m, d), Some(TradingDay(days)), "{days}");
         }
     }
 
@@ -139,15 +123,7 @@ mod tests {
         let shown: Vec<String> = days.iter().map(|d| d.to_string()).collect();
         assert_eq!(
             shown,
-            [
-                "2000-01-03",
-                "2000-01-04",
-                "2000-01-05",
-                "2000-01-06",
-                "2000-01-07",
-                "2000-01-10",
-                "2000-01-11"
-            ]
+            ["2000-01-03", "2000-01-04", "2000-01-05", "2000-01-06", "2000-01-07", "2000-01-10", "2000-01-11"]
         );
     }
 }

@@ -11,13 +11,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tracing::warn;
 
+use crate::bus::KafkaSettings;
 use crate::bus::{CodecError, KnownSchema, SchemaCatalog, kafka};
 use crate::records::QueryEvent;
-use crate::bus::KafkaSettings;
 
 /// The topic query events go to unless told otherwise.
 pub const QUERY_EVENTS_TOPIC: &str = "frontier.db.query-events";
-
 
 /// Where the price store sends an event after each statement. `record` must not block: it is
 /// called on the query's path.
@@ -49,10 +48,7 @@ impl RecordedQueryEvents {
     /// A copy of the events taken so far.
     pub fn events(&self) -> Vec<QueryEvent> {
         // A poisoned lock only means a recording thread panicked; the list is still whole.
-        self.events
-            .lock()
-            .map(|events| events.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+        self.events.lock().map(|events| events.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 }
 
@@ -148,15 +144,8 @@ impl KafkaQueryEvents {
     ) -> Result<Self, QueryEventSinkError> {
         let counts = Arc::new(DeliveryCounts::default());
         let producer =
-            kafka::producer_config(kafka_settings).create_with_context(CountingContext {
-                counts: counts.clone(),
-            })?;
-        Ok(Self {
-            producer,
-            schema,
-            topic: topic.to_owned(),
-            counts,
-        })
+            kafka::producer_config(kafka_settings).create_with_context(CountingContext { counts: counts.clone() })?;
+        Ok(Self { producer, schema, topic: topic.to_owned(), counts })
     }
 
     /// A sink using the catalog's current `db_query_event.avsc`.
@@ -165,11 +154,7 @@ impl KafkaQueryEvents {
         catalog: &SchemaCatalog,
         topic: &str,
     ) -> Result<Self, QueryEventSinkError> {
-        Self::new(
-            kafka_settings,
-            catalog.schema_of::<QueryEvent>()?,
-            topic,
-        )
+        Self::new(kafka_settings, catalog.schema_of::<QueryEvent>()?, topic)
     }
 
     /// Delivered and failed events so far.

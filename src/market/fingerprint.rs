@@ -32,9 +32,7 @@ pub fn normalize_sql(sql: &str) -> String {
         }
         if current == '/' && next == Some('*') {
             index += 2;
-            while index < chars.len()
-                && !(chars[index] == '*' && chars.get(index + 1) == Some(&'/'))
-            {
+            while index < chars.len() && !(chars[index] == '*' && chars.get(index + 1) == Some(&'/')) {
                 index += 1;
             }
             index += 2;
@@ -65,9 +63,7 @@ pub fn normalize_sql(sql: &str) -> String {
                 }
             }
             c if c.is_ascii_digit() && !previous_is_word(&out) => {
-                while index < chars.len()
-                    && (chars[index].is_ascii_alphanumeric() || chars[index] == '.')
-                {
+                while index < chars.len() && (chars[index].is_ascii_alphanumeric() || chars[index] == '.') {
                     index += 1;
                 }
                 out.push('?');
@@ -106,9 +102,7 @@ fn skip_quoted(chars: &[char], start: usize, quote: char) -> usize {
 
 /// Whether the output ends inside a word, so a digit continues an identifier (`t1`, `float8`).
 fn previous_is_word(out: &str) -> bool {
-    out.chars()
-        .last()
-        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    out.chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -133,10 +127,7 @@ mod tests {
 
     #[test]
     fn escaped_quotes_and_block_comments_are_handled() {
-        assert_eq!(
-            normalize_sql("SELECT /* hint */ 'it''s', 1.5e3"),
-            "select ?, ?"
-        );
+        assert_eq!(normalize_sql("SELECT /* hint */ 'it''s', 1.5e3"), "select ?, ?");
     }
 
     #[test]

@@ -4,14 +4,11 @@
 
 use std::collections::BTreeMap;
 
-
 use super::day::{TradingDay, synthetic_trading_days};
-use super::store::{
-    DailyClose, INSERT_BATCH_ROWS, PriceStore, StoreError, UpsertCounts, check_symbol,
-};
+use super::store::{DailyClose, INSERT_BATCH_ROWS, PriceStore, StoreError, UpsertCounts, check_symbol};
 use crate::analytics::AnalyticsError;
-use crate::records::CacheInvalidation;
 use crate::analytics::synthetic::{SyntheticConfig, SyntheticSeries, generate_synthetic_market};
+use crate::records::CacheInvalidation;
 
 /// Most rows one seed run writes: the whole market is generated in memory first (16 bytes a
 /// close plus the row), so this bounds the process at a few GB.
@@ -99,11 +96,7 @@ impl SeedReport {
 
     /// The symbols with at least one new or changed row: those whose cached results are stale.
     pub fn changed_symbols(&self) -> Vec<&str> {
-        self.symbols
-            .iter()
-            .filter(|(_, counts)| counts.changed > 0)
-            .map(|(symbol, _)| symbol.as_str())
-            .collect()
+        self.symbols.iter().filter(|(_, counts)| counts.changed > 0).map(|(symbol, _)| symbol.as_str()).collect()
     }
 }
 
@@ -112,11 +105,7 @@ pub fn generate_seed_series(plan: &SeedPlan) -> Result<Vec<SyntheticSeries>, See
     let stored_symbols = plan.symbols + usize::from(plan.benchmark.is_some());
     let rows = stored_symbols.saturating_mul(plan.days);
     if rows > MAXIMUM_SEED_ROWS {
-        return Err(SeedError::TooManyRows {
-            symbols: stored_symbols,
-            days: plan.days,
-            rows,
-        });
+        return Err(SeedError::TooManyRows { symbols: stored_symbols, days: plan.days, rows });
     }
     let market = generate_synthetic_market(&SyntheticConfig {
         seed: plan.seed,
@@ -133,17 +122,11 @@ pub fn generate_seed_series(plan: &SeedPlan) -> Result<Vec<SyntheticSeries>, See
         });
     }
     for (index, name) in plan.names.iter().enumerate() {
-        check_symbol(name).map_err(|reason| SeedError::InvalidName {
-            symbol: name.clone(),
-            reason,
-        })?;
+        check_symbol(name).map_err(|reason| SeedError::InvalidName { symbol: name.clone(), reason })?;
         series[index].symbol = name.clone();
     }
     for (index, generated) in series.iter().enumerate() {
-        if series[..index]
-            .iter()
-            .any(|earlier| earlier.symbol == generated.symbol)
-        {
+        if series[..index].iter().any(|earlier| earlier.symbol == generated.symbol) {
             return Err(SeedError::InvalidName {
                 symbol: generated.symbol.clone(),
                 reason: "two symbols would have this name",
@@ -151,14 +134,8 @@ pub fn generate_seed_series(plan: &SeedPlan) -> Result<Vec<SyntheticSeries>, See
         }
     }
     if let Some(benchmark) = &plan.benchmark {
-        check_symbol(benchmark).map_err(|reason| SeedError::InvalidBenchmark {
-            symbol: benchmark.clone(),
-            reason,
-        })?;
-        if series
-            .iter()
-            .any(|generated| generated.symbol == *benchmark)
-        {
+        check_symbol(benchmark).map_err(|reason| SeedError::InvalidBenchmark { symbol: benchmark.clone(), reason })?;
+        if series.iter().any(|generated| generated.symbol == *benchmark) {
             return Err(SeedError::InvalidBenchmark {
                 symbol: benchmark.clone(),
                 reason: "it is also the name of a generated symbol",
@@ -184,10 +161,7 @@ pub async fn seed_prices(
 ) -> Result<SeedReport, SeedError> {
     let series = generate_seed_series(plan)?;
     let days = synthetic_trading_days(plan.days);
-    let symbols: Vec<&str> = series
-        .iter()
-        .map(|generated| generated.symbol.as_str())
-        .collect();
+    let symbols: Vec<&str> = series.iter().map(|generated| generated.symbol.as_str()).collect();
     store.add_symbols(&symbols, SEED_SOURCE).await?;
 
     let total = (series.len() * days.len()) as u64;
@@ -200,13 +174,11 @@ pub async fn seed_prices(
     let mut done = 0u64;
     progress(done, total);
     let rows = series.iter().flat_map(|generated| {
-        days.iter()
-            .zip(&generated.closes)
-            .map(|(&day, &close)| DailyClose {
-                symbol: generated.symbol.clone(),
-                day,
-                close,
-            })
+        days.iter().zip(&generated.closes).map(|(&day, &close)| DailyClose {
+            symbol: generated.symbol.clone(),
+            day,
+            close,
+        })
     });
     let mut batch = Vec::with_capacity(INSERT_BATCH_ROWS);
     let mut rows = rows.peekable();
@@ -235,9 +207,7 @@ pub fn symbol_invalidation(symbol: &str, changed: u64, seed: u64) -> CacheInvali
         id: uuid::Uuid::new_v4().to_string(),
         tags: vec![symbol_tag(symbol)],
         keys: Vec::new(),
-        reason: format!(
-            "frontier seed (seed {seed}) wrote {changed} new or changed close(s) of {symbol}"
-        ),
+        reason: format!("frontier seed (seed {seed}) wrote {changed} new or changed close(s) of {symbol}"),
         source: SEED_SOURCE.to_owned(),
         issued_at: crate::clock::now_millis(),
     }
@@ -277,10 +247,7 @@ mod tests {
             (&["bad name"][..], None),
             (&["AAPL"][..], Some("AAPL")),
         ] {
-            assert!(
-                generate_seed_series(&plan(names, benchmark)).is_err(),
-                "{names:?} {benchmark:?}"
-            );
+            assert!(generate_seed_series(&plan(names, benchmark)).is_err(), "{names:?} {benchmark:?}");
         }
     }
 }

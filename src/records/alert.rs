@@ -80,4 +80,3 @@ pub enum AlertStatus {
     /// The condition stopped holding (or its traffic went away).
     Resolved,
 }
-

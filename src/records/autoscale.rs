@@ -35,7 +35,8 @@ impl AutoscaleDecision {
     /// The group cannot scale further and still falls behind: more instances would help, the
     /// bound forbids them.
     pub fn is_saturated(&self) -> bool {
-        self.current_instances >= self.max_instances && self.desired_instances >= self.max_instances
+        self.current_instances >= self.max_instances
+            && self.desired_instances >= self.max_instances
             && self.lag_rate_per_s > 0.0
     }
 }

@@ -38,4 +38,3 @@ pub struct QueryEvent {
     /// When the statement started, ms since the epoch.
     pub occurred_at: i64,
 }
-

@@ -45,9 +45,10 @@ fn shape_mismatch(value: &Value, schema: &Schema, names: &HashMap<Name, Schema>,
         (Schema::Ref { name }, _) => shape_mismatch(value, &names[name], names, path),
         (_, Value::Union(_, inner)) => shape_mismatch(inner, schema, names, path),
         (Schema::Union(union), _) => {
-            let fits = union.variants().iter().any(|branch| {
-                !matches!(branch, Schema::Null) && shape_mismatch(value, branch, names, path).is_none()
-            });
+            let fits = union
+                .variants()
+                .iter()
+                .any(|branch| !matches!(branch, Schema::Null) && shape_mismatch(value, branch, names, path).is_none());
             (!fits).then(|| format!("{path}: {value:?} fits no branch of the union"))
         }
         (Schema::Record(record), Value::Record(fields)) => {
@@ -69,7 +70,9 @@ fn shape_mismatch(value: &Value, schema: &Schema, names: &HashMap<Name, Schema>,
             Some((key, item)) => shape_mismatch(item, &map.types, names, &format!("{path}.{key}")),
             None => Some(format!("{path}: the sample's map is empty, so its values are not checked")),
         },
-        (Schema::Array(_) | Schema::Map(_), other) => Some(format!("{path}: a collection in the schema, {other:?} in the type")),
+        (Schema::Array(_) | Schema::Map(_), other) => {
+            Some(format!("{path}: a collection in the schema, {other:?} in the type"))
+        }
         (Schema::Null, Value::Null) => None,
         (Schema::Null, other) => Some(format!("{path}: null in the schema, {other:?} in the type")),
         _ => None,

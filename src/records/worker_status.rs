@@ -53,4 +53,3 @@ impl WorkerStatus {
 fn ratio(used: i64, limit: i64) -> Option<f64> {
     (limit > 0).then(|| used as f64 / limit as f64)
 }
-

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use super::alert::{AlertChange, AlertTransition};
-use crate::records::{Alert, AlertStatus};
 use super::rules::Reading;
+use crate::records::{Alert, AlertStatus};
 
 /// Which alerts are pending or firing, by fingerprint.
 #[derive(Debug, Default, Clone)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Severity;
 pub use super::signal::SignalRule;
+use crate::records::Severity;
 
 /// The whole SLA monitor configuration (to be nested under the worker's settings).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,11 +4,11 @@
 use super::alert::{AlertChange, AlertTransition};
 use super::book::{Emission, StepContext};
 use super::config::SliWindow;
-use crate::records::{Alert, RequestStatus};
 use super::monitor::SlaMonitor;
 use super::rules::{AlertDefinition, Check, ExemplarKind, Reading, Verdict};
 use super::series::{Series, StreamPoint, WindowSli};
 use super::template::{SummaryValues, relation};
+use crate::records::{Alert, RequestStatus};
 
 impl SlaMonitor {
     /// Judges every alert as of the stream time and returns the messages to send, in a

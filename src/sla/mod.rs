@@ -47,9 +47,11 @@ mod tests;
 
 pub use alert::{AlertChange, AlertTransition, fingerprint};
 pub use book::AlertBook;
-pub use config::{BurnRateWindows, Comparison, EventSource, SlaConfig, Sli, SliWindow, SloConfig, SloIndicator, ThresholdRule};
+pub use config::{
+    BurnRateWindows, Comparison, EventSource, SlaConfig, Sli, SliWindow, SloConfig, SloIndicator, ThresholdRule,
+};
 pub use event::RequestSample;
-pub use signal::{Signal, SignalRule};
 pub use monitor::{BurnRateReading, LatencyPercentiles, SlaMonitor, WindowSli};
+pub use signal::{Signal, SignalRule};
 pub use stream::{DropCounts, DropReason, Observation};
 pub use validate::SlaConfigError;

@@ -4,13 +4,13 @@ use super::book::AlertBook;
 use super::bucket::{LatencyHistogram, Sample, new_histogram};
 use super::config::{SlaConfig, SliWindow, SloIndicator};
 use super::event::{RequestSample, query_sample, query_series_kind};
-use super::signal::{SignalBoard, SignalDefinition};
-use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, WorkerStatus};
 use super::rules::{AlertDefinition, Check, QUERY_KIND_PREFIX, selected, source_of};
 use super::series::{BadWhen, Series, SeriesAlert, SeriesIndex, SeriesSlo, StreamPoint};
+use super::signal::{SignalBoard, SignalDefinition};
 use super::slo_ring::SloCounterRing;
 use super::stream::{DropCounts, DropReason, Observation, StreamClock};
 use super::validate::SlaConfigError;
+use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, WorkerStatus};
 
 pub use super::series::{LatencyPercentiles, WindowSli};
 
@@ -150,7 +150,6 @@ impl SlaMonitor {
         };
         self.count(admitted)
     }
-
 
     fn count(&mut self, admitted: Result<(), DropReason>) -> Observation {
         match admitted {

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use super::alert::fingerprint;
 use super::config::{Comparison, EventSource, SlaConfig, Sli, SliWindow, SloIndicator};
-use crate::records::{RequestStatus, Severity};
 use super::series::WindowSli;
 use super::slo_ring::{SloCounterRing, Tally};
 use super::template::{SummaryTemplate, Unit};
 use super::validate::SlaConfigError;
+use crate::records::{RequestStatus, Severity};
 
 /// How a series stands against an alert's condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

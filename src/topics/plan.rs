@@ -35,11 +35,22 @@ pub struct ConfigDiff {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Create(TopicSpec),
-    AddPartitions { topic: String, from: i32, to: i32 },
+    AddPartitions {
+        topic: String,
+        from: i32,
+        to: i32,
+    },
     /// `desired` is the whole managed set, which is what Kafka's AlterConfigs writes.
-    AlterConfigs { topic: String, diffs: Vec<ConfigDiff>, desired: BTreeMap<String, String> },
+    AlterConfigs {
+        topic: String,
+        diffs: Vec<ConfigDiff>,
+        desired: BTreeMap<String, String>,
+    },
     /// Something the files ask for that Kafka cannot do in place.
-    Refused { topic: String, reason: String },
+    Refused {
+        topic: String,
+        reason: String,
+    },
 }
 
 /// Every change needed, in file order.
@@ -78,7 +89,13 @@ impl fmt::Display for Plan {
                 Change::AddPartitions { topic, from, to } => writeln!(f, "~ {topic}: partitions {from} -> {to}")?,
                 Change::AlterConfigs { topic, diffs, .. } => {
                     for d in diffs {
-                        writeln!(f, "~ {topic}: {} {} -> {}", d.key, d.current.as_deref().unwrap_or("(unset)"), d.desired)?;
+                        writeln!(
+                            f,
+                            "~ {topic}: {} {} -> {}",
+                            d.key,
+                            d.current.as_deref().unwrap_or("(unset)"),
+                            d.desired
+                        )?;
                     }
                 }
                 Change::Refused { topic, reason } => writeln!(f, "! {topic}: refused: {reason}")?,
@@ -107,7 +124,11 @@ pub fn plan(specs: &[TopicSpec], cluster: &HashMap<String, ClusterTopic>) -> Pla
                 ),
             });
         } else if spec.partitions > current.partitions {
-            changes.push(Change::AddPartitions { topic: spec.name.clone(), from: current.partitions, to: spec.partitions });
+            changes.push(Change::AddPartitions {
+                topic: spec.name.clone(),
+                from: current.partitions,
+                to: spec.partitions,
+            });
         }
         if spec.replication_factor != current.replication_factor {
             changes.push(Change::Refused {
@@ -123,7 +144,11 @@ pub fn plan(specs: &[TopicSpec], cluster: &HashMap<String, ClusterTopic>) -> Pla
         let diffs: Vec<ConfigDiff> = desired
             .iter()
             .filter(|(key, value)| current.configs.get(*key) != Some(*value))
-            .map(|(key, value)| ConfigDiff { key: key.clone(), current: current.configs.get(key).cloned(), desired: value.clone() })
+            .map(|(key, value)| ConfigDiff {
+                key: key.clone(),
+                current: current.configs.get(key).cloned(),
+                desired: value.clone(),
+            })
             .collect();
         if !diffs.is_empty() {
             changes.push(Change::AlterConfigs { topic: spec.name.clone(), diffs, desired });
@@ -146,7 +171,11 @@ pub async fn describe(
             let replication_factor = topic.partitions().first().map(|p| p.replicas().len() as i32).unwrap_or(0);
             found.insert(
                 topic.name().to_string(),
-                ClusterTopic { partitions: topic.partitions().len() as i32, replication_factor, configs: BTreeMap::new() },
+                ClusterTopic {
+                    partitions: topic.partitions().len() as i32,
+                    replication_factor,
+                    configs: BTreeMap::new(),
+                },
             );
         }
     }
@@ -158,7 +187,11 @@ pub async fn describe(
     let described = admin.describe_configs(&resources, &options).await.map_err(TopicsError::Kafka)?;
     let mut configs_by_topic = Vec::new();
     for result in described {
-        let resource = result.map_err(|code| TopicsError::Broker { topic: "(describe)".into(), action: "describe configs of", code })?;
+        let resource = result.map_err(|code| TopicsError::Broker {
+            topic: "(describe)".into(),
+            action: "describe configs of",
+            code,
+        })?;
         if let OwnedResourceSpecifier::Topic(name) = resource.specifier {
             let configs: BTreeMap<String, String> =
                 resource.entries.into_iter().filter_map(|e| e.value.map(|v| (e.name, v))).collect();
@@ -279,7 +312,10 @@ async fn wait_for_metadata(
     loop {
         let metadata = admin.inner().fetch_metadata(None, timeout).map_err(TopicsError::Kafka)?;
         let ready = expected.iter().all(|(name, partitions)| {
-            metadata.topics().iter().any(|t| t.name() == *name && t.error().is_none() && t.partitions().len() as i32 == *partitions)
+            metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == *name && t.error().is_none() && t.partitions().len() as i32 == *partitions)
         });
         if ready {
             return Ok(());

@@ -78,7 +78,10 @@ impl TopicSpec {
             )));
         }
         if !matches!(self.cleanup_policy.as_str(), "delete" | "compact" | "compact,delete" | "delete,compact") {
-            return Err(invalid(format!("cleanup_policy `{}` is not delete, compact or compact,delete", self.cleanup_policy)));
+            return Err(invalid(format!(
+                "cleanup_policy `{}` is not delete, compact or compact,delete",
+                self.cleanup_policy
+            )));
         }
         if let Some(key) = self.configs.keys().find(|k| FIELD_CONFIGS.contains(&k.as_str())) {
             return Err(invalid(format!("set `{key}` through its own field, not [configs]")));
@@ -114,7 +117,10 @@ pub fn load_dir(dir: &Path, overrides: &TopicOverrides) -> Result<Vec<TopicSpec>
         specs.push(spec);
     }
     if specs.is_empty() {
-        return Err(TopicsError::InvalidSpec { file: dir.to_path_buf(), message: "no topic files (*.toml) found".into() });
+        return Err(TopicsError::InvalidSpec {
+            file: dir.to_path_buf(),
+            message: "no topic files (*.toml) found".into(),
+        });
     }
     Ok(specs)
 }
@@ -124,7 +130,8 @@ mod tests {
     use super::*;
 
     fn spec(text: &str) -> Result<TopicSpec, TopicsError> {
-        let spec: TopicSpec = toml::from_str(text).map_err(|e| TopicsError::InvalidSpec { file: "t".into(), message: e.to_string() })?;
+        let spec: TopicSpec =
+            toml::from_str(text).map_err(|e| TopicsError::InvalidSpec { file: "t".into(), message: e.to_string() })?;
         spec.validate(Path::new("t.toml"))?;
         Ok(spec)
     }

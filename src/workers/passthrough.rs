@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, WorkerConfig};
-use crate::bus::{BusError, ConsumerLoop, HandlerError, Inbound, LoopOptions, LoopReport, Outbound, SchemaCatalog, Worker};
+use crate::bus::{
+    BusError, ConsumerLoop, HandlerError, Inbound, LoopOptions, LoopReport, Outbound, SchemaCatalog, Worker,
+};
 use crate::config::InvalidSetting;
 
 /// `[workers.passthrough]`: consumes one topic and re-produces every message to another.

@@ -90,7 +90,6 @@ pub fn gated(
     }
 }
 
-
 pub async fn redis_has(url: &str, prefix: &str, key: &CacheKey) -> bool {
     let client = redis::Client::open(url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();

@@ -120,7 +120,9 @@ pub fn read_topic(settings: &Settings, topic: &str, count: usize, patience: Dura
 pub fn decoded_json(catalog: &SchemaCatalog, messages: &[OwnedMessage]) -> Vec<Value> {
     messages
         .iter()
-        .map(|m| frontier::bus::json::avro_to_json(&catalog.decode(m.payload().expect("payload")).expect("decodes").value))
+        .map(|m| {
+            frontier::bus::json::avro_to_json(&catalog.decode(m.payload().expect("payload")).expect("decodes").value)
+        })
         .collect()
 }
 

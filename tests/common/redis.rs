@@ -81,4 +81,3 @@ impl Drop for PrivateRedis {
         self.stop();
     }
 }
-

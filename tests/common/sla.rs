@@ -22,7 +22,10 @@ pub async fn start(settings: &Settings, config: &SlaMonitorSettings, group: &str
     let catalog = catalog();
     let past = {
         let (kafka, config, catalog) = (settings.kafka.clone(), config.clone(), catalog.clone());
-        tokio::task::spawn_blocking(move || SlaMonitorWorker::past_alerts(&kafka, &config, &catalog)).await.unwrap().unwrap()
+        tokio::task::spawn_blocking(move || SlaMonitorWorker::past_alerts(&kafka, &config, &catalog))
+            .await
+            .unwrap()
+            .unwrap()
     };
     let worker = Arc::new(SlaMonitorWorker::new(config, &catalog, past).unwrap());
     let options = LoopOptions::new(&settings.bus, group, config.topics());
@@ -64,4 +67,3 @@ pub async fn taken_in(worker: &Arc<SlaMonitorWorker>, count: u64) -> bool {
     }
     false
 }
-

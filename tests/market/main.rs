@@ -1,6 +1,7 @@
 //! The price store, seeding, DB query events and the request kinds, against the real PostgreSQL
 //! and Kafka of `ops/stack up`. Each test keeps its tables in a PostgreSQL schema of its own
 //! (dropped at the end), so tests run in parallel without seeing each other's rows.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,24 +18,21 @@ use common::{START_HINT, catalog, create_topics, decoded_json, frontier, read_to
 use frontier::analytics::returns::trailing_window;
 use frontier::analytics::{PriceSeries, market_volatility};
 use frontier::market::seed::{SeedPlan, generate_seed_series, seed_prices};
-use frontier::market::{Analysis, AnalysisResult, DailyClose, KafkaQueryEvents, PriceStore, QueryEventSink, RecordedQueryEvents, StoreOptions, TradingDay, sql_fingerprint};
+use frontier::market::{
+    Analysis, AnalysisResult, DailyClose, KafkaQueryEvents, PriceStore, QueryEventSink, RecordedQueryEvents,
+    StoreOptions, TradingDay, sql_fingerprint,
+};
 use frontier::records::QueryStatus;
 use serde_json::{Value, json};
 
 /// A schema name no other test or run uses.
 fn unique_schema() -> String {
-    format!(
-        "test_market_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    format!("test_market_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 /// A store in `schema`, failing with instructions when PostgreSQL is down.
 async fn store_in(schema: &str, sink: Arc<dyn QueryEventSink>) -> PriceStore {
-    let options = StoreOptions {
-        schema: Some(schema.to_owned()),
-        application: "frontier-tests".to_owned(),
-    };
+    let options = StoreOptions { schema: Some(schema.to_owned()), application: "frontier-tests".to_owned() };
     match PriceStore::connect(&settings().postgres, options, sink).await {
         Ok(store) => store,
         Err(error) => panic!("PostgreSQL is not usable ({error}): {START_HINT}"),
@@ -50,22 +48,14 @@ async fn fresh_store() -> (PriceStore, String, Arc<RecordedQueryEvents>) {
 }
 
 async fn drop_schema(store: &PriceStore, schema: &str) {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-    )))
-    .execute(store.pool())
-    .await
-    .expect("test schema dropped");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+        .execute(store.pool())
+        .await
+        .expect("test schema dropped");
 }
 
 fn plan(symbols: usize, days: usize, seed: u64, benchmark: Option<&str>) -> SeedPlan {
-    SeedPlan {
-        symbols,
-        days,
-        seed,
-        names: Vec::new(),
-        benchmark: benchmark.map(str::to_owned),
-    }
+    SeedPlan { symbols, days, seed, names: Vec::new(), benchmark: benchmark.map(str::to_owned) }
 }
 
 /// Every stored close, ordered by symbol and day.
@@ -78,17 +68,10 @@ async fn all_closes(store: &PriceStore) -> Vec<(String, i32, f64)> {
 
 /// Registers `symbol` and stores `closes` on consecutive days from `first_day`.
 async fn store_closes(store: &PriceStore, symbol: &str, days_and_closes: &[(i32, f64)]) {
-    store
-        .add_symbols(&[symbol], "tests")
-        .await
-        .expect("symbol registered");
+    store.add_symbols(&[symbol], "tests").await.expect("symbol registered");
     let rows: Vec<DailyClose> = days_and_closes
         .iter()
-        .map(|&(day, close)| DailyClose {
-            symbol: symbol.to_owned(),
-            day: TradingDay(day),
-            close,
-        })
+        .map(|&(day, close)| DailyClose { symbol: symbol.to_owned(), day: TradingDay(day), close })
         .collect();
     store.upsert_closes(&rows).await.expect("closes stored");
 }

@@ -26,32 +26,14 @@ async fn seed_command_prints_its_summary_and_publishes_invalidations() {
             "--schema",
             &schema,
         ])
-        .args([
-            "--invalidations-topic",
-            &invalidations,
-            "--query-events-topic",
-            &query_events,
-        ])
+        .args(["--invalidations-topic", &invalidations, "--query-events-topic", &query_events])
         .output()
         .expect("frontier seed runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        stdout.contains("seeded 4 symbol(s) x 40 day(s)"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("160 row(s) written, 160 new or changed"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("published 4 cache invalidation(s)"),
-        "{stdout}"
-    );
+    assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("seeded 4 symbol(s) x 40 day(s)"), "{stdout}");
+    assert!(stdout.contains("160 row(s) written, 160 new or changed"), "{stdout}");
+    assert!(stdout.contains("published 4 cache invalidation(s)"), "{stdout}");
 
     let messages = read_topic(&settings, &invalidations, 4, Duration::from_secs(20));
     let mut tags: Vec<String> = decoded_json(&catalog(), &messages)
@@ -67,28 +49,11 @@ async fn seed_command_prints_its_summary_and_publishes_invalidations() {
         })
         .collect();
     tags.sort();
-    assert_eq!(
-        tags,
-        [
-            "symbol:AAPL",
-            "symbol:MKT",
-            "symbol:SYN0002",
-            "symbol:SYN0003"
-        ]
-    );
-    assert!(
-        !read_topic(&settings, &query_events, 1, Duration::from_secs(10)).is_empty(),
-        "no query events"
-    );
+    assert_eq!(tags, ["symbol:AAPL", "symbol:MKT", "symbol:SYN0002", "symbol:SYN0003"]);
+    assert!(!read_topic(&settings, &query_events, 1, Duration::from_secs(10)).is_empty(), "no query events");
 
     let store = store_in(&schema, Arc::new(RecordedQueryEvents::default())).await;
-    assert_eq!(
-        store
-            .count_closes(&["AAPL", "MKT", "SYN0002", "SYN0003"])
-            .await
-            .unwrap(),
-        160
-    );
+    assert_eq!(store.count_closes(&["AAPL", "MKT", "SYN0002", "SYN0003"]).await.unwrap(), 160);
     drop_schema(&store, &schema).await;
 }
 
@@ -101,21 +66,8 @@ async fn rerunning_the_seed_command_publishes_no_invalidations() {
     let schema = unique_schema();
     let run = || {
         frontier()
-            .args([
-                "seed",
-                "--symbols",
-                "2",
-                "--days",
-                "10",
-                "--schema",
-                &schema,
-            ])
-            .args([
-                "--invalidations-topic",
-                &invalidations,
-                "--query-events-topic",
-                &query_events,
-            ])
+            .args(["seed", "--symbols", "2", "--days", "10", "--schema", &schema])
+            .args(["--invalidations-topic", &invalidations, "--query-events-topic", &query_events])
             .output()
             .expect("frontier seed runs")
     };
@@ -123,18 +75,9 @@ async fn rerunning_the_seed_command_publishes_no_invalidations() {
     let second = run();
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("20 row(s) written, 0 new or changed"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("published 0 cache invalidation(s)"),
-        "{stdout}"
-    );
-    assert_eq!(
-        read_topic(&settings, &invalidations, 3, Duration::from_secs(5)).len(),
-        2
-    );
+    assert!(stdout.contains("20 row(s) written, 0 new or changed"), "{stdout}");
+    assert!(stdout.contains("published 0 cache invalidation(s)"), "{stdout}");
+    assert_eq!(read_topic(&settings, &invalidations, 3, Duration::from_secs(5)).len(), 2);
 
     let store = store_in(&schema, Arc::new(RecordedQueryEvents::default())).await;
     drop_schema(&store, &schema).await;

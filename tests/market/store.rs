@@ -11,9 +11,7 @@ async fn migrations_run_idempotently() {
         .fetch_one(again.pool())
         .await
         .expect("migrations table read");
-    let files = std::fs::read_dir(common::repo().join("migrations"))
-        .expect("migrations folder")
-        .count();
+    let files = std::fs::read_dir(common::repo().join("migrations")).expect("migrations folder").count();
     assert_eq!(applied as usize, files);
     drop_schema(&store, &schema).await;
 }
@@ -37,17 +35,11 @@ async fn history_returns_the_latest_window_in_day_order() {
 async fn aligned_histories_keep_only_the_days_every_symbol_has() {
     let (store, schema, _) = fresh_store().await;
     let a: Vec<(i32, f64)> = (1..=10).map(|day| (day, f64::from(day))).collect();
-    let b: Vec<(i32, f64)> = (1..=10)
-        .filter(|&day| day != 8)
-        .map(|day| (day, 100.0 + f64::from(day)))
-        .collect();
+    let b: Vec<(i32, f64)> = (1..=10).filter(|&day| day != 8).map(|day| (day, 100.0 + f64::from(day))).collect();
     store_closes(&store, "A", &a).await;
     store_closes(&store, "B", &b).await;
 
-    let aligned = store
-        .aligned_closes(&["B", "A"], 4)
-        .await
-        .expect("aligned read");
+    let aligned = store.aligned_closes(&["B", "A"], 4).await.expect("aligned read");
     let days: Vec<i32> = aligned.days.iter().map(|day| day.0).collect();
     assert_eq!(days, [6, 7, 9, 10]);
     assert_eq!(aligned.closes_of("A"), [6.0, 7.0, 9.0, 10.0]);

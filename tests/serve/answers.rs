@@ -21,7 +21,10 @@ async fn a_request_is_answered_with_the_numbers_of_the_analytic_computed_directl
     // The request-completed event went to the metrics topic, keyed by service, with the key.
     let mut metrics = Responses::by_field(&world.settings, &world.settings.workers.serve.metrics_topic, "id");
     let event = metrics.wait(sent["id"].as_str().unwrap()).await;
-    assert_eq!((event["service"].as_str(), event["status"].as_str(), event["cache_layer"].as_str()), (Some("serve"), Some("ok"), Some("none")));
+    assert_eq!(
+        (event["service"].as_str(), event["status"].as_str(), event["cache_layer"].as_str()),
+        (Some("serve"), Some("ok"), Some("none"))
+    );
     assert!(event["cache_key"].as_str().unwrap().starts_with("market.volatility:"));
     instance.stop().await;
     world.drop_schema().await;
@@ -96,7 +99,11 @@ async fn a_hundred_concurrent_identical_requests_compute_once() {
     let queries_of_100 = world.queries() - queries_before;
     let before_one = world.queries();
     computed_directly(&world.store, &requests[0]).await;
-    assert_eq!(queries_of_100, world.queries() - before_one, "the queries of one computation for 100 identical requests");
+    assert_eq!(
+        queries_of_100,
+        world.queries() - before_one,
+        "the queries of one computation for 100 identical requests"
+    );
     instance.stop().await;
     world.drop_schema().await;
 }

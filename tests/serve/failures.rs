@@ -23,7 +23,10 @@ async fn error_of(world: &mut World, instance: &Instance, sent: Value) -> (Strin
     let response = instance.ask(world, sent).await;
     assert_eq!(response["status"], "error", "{response}");
     assert!(response["result"].is_null());
-    (response["error"]["code"].as_str().unwrap().to_string(), response["error"]["message"].as_str().unwrap().to_string())
+    (
+        response["error"]["code"].as_str().unwrap().to_string(),
+        response["error"]["message"].as_str().unwrap().to_string(),
+    )
 }
 
 #[tokio::test]
@@ -32,7 +35,12 @@ async fn invalid_params_are_answered_with_invalid_params() {
     let redis = stack_redis(&world.settings).await;
     let disk = tempfile::tempdir().unwrap();
     let instance = world.instance("a", world.cache_settings(&disk), Some(&redis)).await;
-    let (code, message) = error_of(&mut world, &instance, request("market.volatility", json!({"symbol": "SYN0001", "window_days": -3}), None)).await;
+    let (code, message) = error_of(
+        &mut world,
+        &instance,
+        request("market.volatility", json!({"symbol": "SYN0001", "window_days": -3}), None),
+    )
+    .await;
     assert_eq!(code, "invalid_params");
     assert!(message.contains("window_days"), "{message}");
     instance.stop().await;
@@ -45,7 +53,8 @@ async fn an_unknown_kind_is_answered_with_unknown_kind() {
     let redis = stack_redis(&world.settings).await;
     let disk = tempfile::tempdir().unwrap();
     let instance = world.instance("a", world.cache_settings(&disk), Some(&redis)).await;
-    let (code, message) = error_of(&mut world, &instance, request("market.horoscope", json!({"symbol": "SYN0001"}), None)).await;
+    let (code, message) =
+        error_of(&mut world, &instance, request("market.horoscope", json!({"symbol": "SYN0001"}), None)).await;
     assert_eq!(code, "unknown_kind");
     assert!(message.contains("market.horoscope"), "{message}");
     instance.stop().await;
@@ -73,7 +82,8 @@ async fn a_request_is_retried_not_answered_while_postgres_fails_and_answered_onc
     // An instance whose own connection pool is closed: every query fails like a database
     // that went away.
     let options = StoreOptions { schema: Some(world.schema.clone()), application: "frontier-tests".into() };
-    let broken = PriceStore::connect(&world.settings.postgres, options, Arc::new(RecordedQueryEvents::default())).await.unwrap();
+    let broken =
+        PriceStore::connect(&world.settings.postgres, options, Arc::new(RecordedQueryEvents::default())).await.unwrap();
     broken.pool().close().await;
     let settings = world.instance_settings("a").await;
     let first = world.instance_with(settings.clone(), world.cache_settings(&disk), Some(&redis), broken).await;

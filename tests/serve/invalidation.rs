@@ -1,6 +1,5 @@
 //! Invalidations reaching every instance, and Redis going away and coming back.
 
-
 use frontier::records::CacheInvalidation;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
@@ -31,7 +30,8 @@ async fn a_tag_invalidation_reaches_a_second_instance_whose_next_answer_is_recom
     let payload = SchemaCatalog::encode(&schema, &order).unwrap();
     let producer = kafka::producer(&world.settings.kafka).unwrap();
     let topic = world.settings.cache.invalidations_topic.clone();
-    let delivered = producer.send(FutureRecord::<str, [u8]>::to(&topic).key("SYN0002").payload(&payload), Timeout::Never).await;
+    let delivered =
+        producer.send(FutureRecord::<str, [u8]>::to(&topic).key("SYN0002").payload(&payload), Timeout::Never).await;
     let delivery = delivered.map_err(|(e, _)| e).expect("invalidation published");
     let deadline = Instant::now() + PATIENCE;
     while b.worker.cache().watermark().offset(delivery.partition) < delivery.offset {
@@ -59,7 +59,11 @@ async fn requests_are_answered_while_redis_is_down_and_redis_is_used_again_once_
     redis.stop();
     for window in [21, 22, 23] {
         let response = instance.ask(&mut world, volatility("SYN0001", window)).await;
-        assert_eq!((response["status"].as_str(), layer(&response)), (Some("ok"), "none"), "answered without Redis: {response}");
+        assert_eq!(
+            (response["status"].as_str(), layer(&response)),
+            (Some("ok"), "none"),
+            "answered without Redis: {response}"
+        );
     }
     assert!(!instance.worker.cache().redis_is_up());
 
@@ -79,7 +83,11 @@ async fn requests_are_answered_while_redis_is_down_and_redis_is_used_again_once_
     instance.worker.cache().clear_disk().await;
     let mut again = fresh;
     again["id"] = json!(uuid::Uuid::new_v4().to_string());
-    assert_eq!(layer(&instance.ask(&mut world, again).await), "redis", "the entry written after the restart is in Redis");
+    assert_eq!(
+        layer(&instance.ask(&mut world, again).await),
+        "redis",
+        "the entry written after the restart is in Redis"
+    );
     instance.stop().await;
     world.drop_schema().await;
 }

@@ -2,10 +2,11 @@
 //! test topic, answered by in-process serving workers (and a cache warmer) over PostgreSQL
 //! prices seeded into a schema of the test's own, with the stack's Redis under a key prefix of
 //! the test's own (or a private `redis-server` for the outage test).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
+mod answers;
 #[path = "../common/mod.rs"]
 mod common;
-mod answers;
 mod failures;
 mod invalidation;
 mod warmer;
@@ -18,11 +19,11 @@ use common::redis::{delete_prefix, stack_redis};
 use common::{START_HINT, catalog, create_topics, unique};
 use frontier::bus::json::{avro_to_json, json_to_avro};
 use frontier::bus::{LoopReport, SchemaCatalog, kafka};
-use frontier::workers::serve::{ServeError, ServeWorker, ServingLoops};
 use frontier::cache::{CacheSettings, TieredCache};
-use frontier::settings::Settings;
 use frontier::market::seed::{SeedPlan, seed_prices};
 use frontier::market::{Analysis, PriceStore, RecordedQueryEvents, StoreOptions};
+use frontier::settings::Settings;
+use frontier::workers::serve::{ServeError, ServeWorker, ServingLoops};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
@@ -119,11 +120,20 @@ impl World {
     }
 
     /// Starts a serving instance with `settings` over `store`.
-    async fn instance_with(&self, settings: Settings, cache_settings: CacheSettings, redis_url: Option<&str>, store: PriceStore) -> Instance {
+    async fn instance_with(
+        &self,
+        settings: Settings,
+        cache_settings: CacheSettings,
+        redis_url: Option<&str>,
+        store: PriceStore,
+    ) -> Instance {
         let cache = TieredCache::connect(&cache_settings, redis_url).await.expect("cache starts");
-        let worker = Arc::new(ServeWorker::new(&settings.workers.serve, &cache_settings, cache, store, &self.catalog).expect("worker"));
-        let loops = ServingLoops::new(&settings.shared(), &settings.workers.serve, worker.clone(), self.catalog.clone())
-            .expect("loops subscribe");
+        let worker = Arc::new(
+            ServeWorker::new(&settings.workers.serve, &cache_settings, cache, store, &self.catalog).expect("worker"),
+        );
+        let loops =
+            ServingLoops::new(&settings.shared(), &settings.workers.serve, worker.clone(), self.catalog.clone())
+                .expect("loops subscribe");
         let token = CancellationToken::new();
         let task = tokio::spawn(loops.run(token.clone()));
         Instance { settings, worker, token, task }

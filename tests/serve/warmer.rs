@@ -27,10 +27,20 @@ async fn the_warmer_refreshes_a_hot_key_before_it_expires_so_the_next_request_is
     warmer_cache.disk_bytes = 0;
     let warmer_cache = TieredCache::connect(&warmer_cache, Some(&redis)).await.unwrap();
     let token = CancellationToken::new();
-    let warmer = Arc::new(CacheWarmer::new(&settings.workers.cache_warmer, warmer_cache, world.store.clone(), Duration::from_secs(600), token.clone()));
+    let warmer = Arc::new(CacheWarmer::new(
+        &settings.workers.cache_warmer,
+        warmer_cache,
+        world.store.clone(),
+        Duration::from_secs(600),
+        token.clone(),
+    ));
     let warmer_task = {
-        let (settings, warmer, catalog, token) = (settings.clone(), warmer.clone(), world.catalog.clone(), token.clone());
-        tokio::spawn(async move { run_warmer(&settings.shared(), &settings.workers.cache_warmer, warmer, catalog, &unique("warmer"), token).await })
+        let (settings, warmer, catalog, token) =
+            (settings.clone(), warmer.clone(), world.catalog.clone(), token.clone());
+        tokio::spawn(async move {
+            run_warmer(&settings.shared(), &settings.workers.cache_warmer, warmer, catalog, &unique("warmer"), token)
+                .await
+        })
     };
 
     let started = Instant::now();

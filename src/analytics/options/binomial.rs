@@ -71,16 +71,12 @@ pub fn binomial_crr(
     let log_up = contract.volatility_annual * step_years.sqrt();
     let up = log_up.exp();
     let down = 1.0 / up;
-    let growth =
-        ((contract.risk_free_rate_annual - contract.dividend_yield_annual) * step_years).exp();
+    let growth = ((contract.risk_free_rate_annual - contract.dividend_yield_annual) * step_years).exp();
     let up_probability = (growth - down) / (up - down);
     // Outside (0, 1) the tree admits arbitrage and the "probabilities" are meaningless; it only
     // happens when |r - q| sqrt(Δt) is comparable to σ, i.e. with too few steps.
     if !(up_probability > 0.0 && up_probability < 1.0) {
-        return Err(AnalyticsError::TreeProbabilityOutOfRange {
-            steps,
-            probability: up_probability,
-        });
+        return Err(AnalyticsError::TreeProbabilityOutOfRange { steps, probability: up_probability });
     }
     let step_discount = (-contract.risk_free_rate_annual * step_years).exp();
     let discounted_up = step_discount * up_probability;
@@ -90,13 +86,10 @@ pub fn binomial_crr(
     // Every node's spot is S u^k for some k in -steps..=steps: node j of level i has
     // k = 2j - i. One exp per rung of this ladder keeps every spot within one rounding of exact
     // (rolling spots level by level would accumulate `steps` roundings), and the root is S.
-    let spot_ladder: Vec<f64> = (0..=2 * steps)
-        .map(|rung| spot * ((rung as f64 - steps as f64) * log_up).exp())
-        .collect();
+    let spot_ladder: Vec<f64> =
+        (0..=2 * steps).map(|rung| spot * ((rung as f64 - steps as f64) * log_up).exp()).collect();
     let node_spot = |level: usize, node: usize| spot_ladder[2 * node + steps - level];
-    let mut values: Vec<f64> = (0..=steps)
-        .map(|node| contract.intrinsic_value(node_spot(steps, node)))
-        .collect();
+    let mut values: Vec<f64> = (0..=steps).map(|node| contract.intrinsic_value(node_spot(steps, node))).collect();
 
     let mut first_level = [0.0; 2]; // [V_d, V_u]
     let mut second_level = [0.0; 3]; // [V_dd, V_ud, V_uu]

@@ -68,9 +68,7 @@ pub fn black_scholes(contract: &OptionContract) -> Result<BlackScholesValuation,
 
     let sqrt_time = time.sqrt();
     let vol_sqrt_time = volatility * sqrt_time;
-    let d1 = ((spot / strike).ln()
-        + (rate - dividend_yield + 0.5 * volatility * volatility) * time)
-        / vol_sqrt_time;
+    let d1 = ((spot / strike).ln() + (rate - dividend_yield + 0.5 * volatility * volatility) * time) / vol_sqrt_time;
     let d2 = d1 - vol_sqrt_time;
     let dividend_discount = (-dividend_yield * time).exp();
     let rate_discount = (-rate * time).exp();
@@ -89,8 +87,7 @@ pub fn black_scholes(contract: &OptionContract) -> Result<BlackScholesValuation,
             (
                 prepaid_forward * n_d1 - discounted_strike * n_d2,
                 dividend_discount * n_d1,
-                volatility_decay - rate * discounted_strike * n_d2
-                    + dividend_yield * prepaid_forward * n_d1,
+                volatility_decay - rate * discounted_strike * n_d2 + dividend_yield * prepaid_forward * n_d1,
                 time * discounted_strike * n_d2,
             )
         }

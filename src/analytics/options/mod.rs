@@ -8,8 +8,7 @@ mod binomial;
 mod black_scholes;
 
 pub use binomial::{
-    BinomialValuation, DEFAULT_BINOMIAL_STEPS, MAXIMUM_BINOMIAL_STEPS, MINIMUM_BINOMIAL_STEPS,
-    binomial_crr,
+    BinomialValuation, DEFAULT_BINOMIAL_STEPS, MAXIMUM_BINOMIAL_STEPS, MINIMUM_BINOMIAL_STEPS, binomial_crr,
 };
 pub use black_scholes::{BlackScholesValuation, black_scholes};
 
@@ -82,11 +81,7 @@ impl OptionContract {
         ];
         for (name, value) in rates {
             if !value.is_finite() {
-                return Err(AnalyticsError::InvalidParameter {
-                    name,
-                    value,
-                    requirement: "must be a finite number",
-                });
+                return Err(AnalyticsError::InvalidParameter { name, value, requirement: "must be a finite number" });
             }
         }
         Ok(())
@@ -139,11 +134,9 @@ pub fn price_option(
 ) -> Result<OptionValuation, AnalyticsError> {
     match style {
         ExerciseStyle::European => black_scholes(contract).map(OptionValuation::BlackScholes),
-        ExerciseStyle::American => binomial_crr(
-            contract,
-            ExerciseStyle::American,
-            tree_steps.unwrap_or(DEFAULT_BINOMIAL_STEPS),
-        )
-        .map(OptionValuation::Binomial),
+        ExerciseStyle::American => {
+            binomial_crr(contract, ExerciseStyle::American, tree_steps.unwrap_or(DEFAULT_BINOMIAL_STEPS))
+                .map(OptionValuation::Binomial)
+        }
     }
 }

@@ -4,9 +4,7 @@
 use super::black_scholes::contract;
 use super::support::assert_close;
 use crate::analytics::options::MAXIMUM_BINOMIAL_STEPS;
-use crate::analytics::{
-    AnalyticsError, ExerciseStyle, OptionContract, OptionKind, binomial_crr, black_scholes,
-};
+use crate::analytics::{AnalyticsError, ExerciseStyle, OptionContract, OptionKind, binomial_crr, black_scholes};
 
 /// A bound on CRR's discretization error for options near the money: its leading term is
 /// proportional to S σ sqrt(T) / steps, with a coefficient that oscillates with where the strike
@@ -23,60 +21,31 @@ fn hull_american_put_tree_matches_published_prices() {
     // Five steps give 4.49 (the worked tree); 30, 50, 100 and 500 steps give 4.263, 4.272,
     // 4.278 and 4.283. Tolerances: half a unit of the last published digit.
     let put = contract(OptionKind::Put, 50.0, 50.0, 5.0 / 12.0, 0.10, 0.0, 0.40);
-    let tree_price = |steps| {
-        binomial_crr(&put, ExerciseStyle::American, steps)
-            .unwrap()
-            .price
-    };
+    let tree_price = |steps| binomial_crr(&put, ExerciseStyle::American, steps).unwrap().price;
     assert_close(tree_price(5), 4.49, 0.005, "5 steps");
     for (steps, published) in [(30, 4.263), (50, 4.272), (100, 4.278), (500, 4.283)] {
-        assert_close(
-            tree_price(steps),
-            published,
-            0.0005,
-            &format!("{steps} steps"),
-        );
+        assert_close(tree_price(steps), published, 0.0005, &format!("{steps} steps"));
     }
 }
 
 #[test]
 fn american_put_is_worth_at_least_the_european_put() {
-    for &(spot, strike, rate, dividend_yield) in &[
-        (50.0, 50.0, 0.10, 0.0),
-        (40.0, 50.0, 0.05, 0.0),
-        (60.0, 50.0, 0.05, 0.02),
-        (100.0, 100.0, 0.0, 0.03),
-    ] {
-        let put = contract(
-            OptionKind::Put,
-            spot,
-            strike,
-            1.0,
-            rate,
-            dividend_yield,
-            0.30,
-        );
-        let american = binomial_crr(&put, ExerciseStyle::American, 500)
-            .unwrap()
-            .price;
-        let european_tree = binomial_crr(&put, ExerciseStyle::European, 500)
-            .unwrap()
-            .price;
+    for &(spot, strike, rate, dividend_yield) in
+        &[(50.0, 50.0, 0.10, 0.0), (40.0, 50.0, 0.05, 0.0), (60.0, 50.0, 0.05, 0.02), (100.0, 100.0, 0.0, 0.03)]
+    {
+        let put = contract(OptionKind::Put, spot, strike, 1.0, rate, dividend_yield, 0.30);
+        let american = binomial_crr(&put, ExerciseStyle::American, 500).unwrap().price;
+        let european_tree = binomial_crr(&put, ExerciseStyle::European, 500).unwrap().price;
         let european_closed_form = black_scholes(&put).unwrap().price;
-        assert!(
-            american >= european_tree,
-            "{put:?}: {american} < {european_tree}"
-        );
+        assert!(american >= european_tree, "{put:?}: {american} < {european_tree}");
         // Against the closed form the tree's own discretization error applies.
         let bound = crr_error_bound(&put, 500);
         assert!(american >= european_closed_form - bound, "{put:?}");
     }
     // In the money with a positive rate, early exercise has real value.
     let deep_put = contract(OptionKind::Put, 40.0, 50.0, 1.0, 0.05, 0.0, 0.30);
-    let premium = binomial_crr(&deep_put, ExerciseStyle::American, 500)
-        .unwrap()
-        .price
-        - black_scholes(&deep_put).unwrap().price;
+    let premium =
+        binomial_crr(&deep_put, ExerciseStyle::American, 500).unwrap().price - black_scholes(&deep_put).unwrap().price;
     assert!(premium > 0.1, "early-exercise premium {premium}");
 }
 
@@ -87,25 +56,11 @@ fn american_call_without_dividends_equals_european_call() {
     // discretization error of the closed form.
     for &(spot, strike, rate) in &[(42.0, 40.0, 0.10), (100.0, 110.0, 0.05), (50.0, 30.0, 0.02)] {
         let call = contract(OptionKind::Call, spot, strike, 0.75, rate, 0.0, 0.25);
-        let american = binomial_crr(&call, ExerciseStyle::American, 500)
-            .unwrap()
-            .price;
-        let european_tree = binomial_crr(&call, ExerciseStyle::European, 500)
-            .unwrap()
-            .price;
-        assert_close(
-            american,
-            european_tree,
-            1e-12,
-            "American vs European on the tree",
-        );
+        let american = binomial_crr(&call, ExerciseStyle::American, 500).unwrap().price;
+        let european_tree = binomial_crr(&call, ExerciseStyle::European, 500).unwrap().price;
+        assert_close(american, european_tree, 1e-12, "American vs European on the tree");
         let closed_form = black_scholes(&call).unwrap().price;
-        assert_close(
-            american,
-            closed_form,
-            crr_error_bound(&call, 500),
-            "tree vs closed form",
-        );
+        assert_close(american, closed_form, crr_error_bound(&call, 500), "tree vs closed form");
     }
 }
 
@@ -113,18 +68,10 @@ fn american_call_without_dividends_equals_european_call() {
 fn american_call_with_high_dividend_yield_is_worth_more_than_european() {
     // A large dividend yield makes exercising a deep in-the-money call early worthwhile.
     let call = contract(OptionKind::Call, 150.0, 100.0, 2.0, 0.03, 0.10, 0.20);
-    let american = binomial_crr(&call, ExerciseStyle::American, 500)
-        .unwrap()
-        .price;
+    let american = binomial_crr(&call, ExerciseStyle::American, 500).unwrap().price;
     let european = black_scholes(&call).unwrap().price;
-    assert!(
-        american > european + 1.0,
-        "American {american}, European {european}"
-    );
-    assert!(
-        american >= call.spot - call.strike,
-        "worth at least exercising now"
-    );
+    assert!(american > european + 1.0, "American {american}, European {european}");
+    assert!(american >= call.spot - call.strike, "worth at least exercising now");
 }
 
 #[test]
@@ -150,14 +97,8 @@ fn crr_european_prices_converge_to_black_scholes() {
         };
         let coarse = worst_error(&[50, 100]);
         let fine = worst_error(&[1600, 3200]);
-        assert!(
-            fine <= coarse / 10.0,
-            "{option:?}: coarse {coarse}, fine {fine}"
-        );
-        assert!(
-            fine < crr_error_bound(&option, 1600),
-            "{option:?}: fine {fine}"
-        );
+        assert!(fine <= coarse / 10.0, "{option:?}: coarse {coarse}, fine {fine}");
+        assert!(fine < crr_error_bound(&option, 1600), "{option:?}: fine {fine}");
     }
 }
 
@@ -193,11 +134,7 @@ fn tree_rejects_bad_step_counts_and_arbitrage_probabilities() {
         Err(AnalyticsError::TreeProbabilityOutOfRange { steps: 2, .. })
     ));
     assert!(matches!(
-        binomial_crr(
-            &contract(OptionKind::Put, 50.0, 0.0, 1.0, 0.1, 0.0, 0.4),
-            ExerciseStyle::American,
-            100
-        ),
+        binomial_crr(&contract(OptionKind::Put, 50.0, 0.0, 1.0, 0.1, 0.0, 0.4), ExerciseStyle::American, 100),
         Err(AnalyticsError::InvalidParameter { name: "strike", .. })
     ));
 }

@@ -4,8 +4,8 @@
 
 use super::support::assert_close;
 use crate::analytics::{
-    AnalyticsError, ExerciseStyle, NamedValues, OptionContract, OptionKind, OptionValuation,
-    black_scholes, price_option,
+    AnalyticsError, ExerciseStyle, NamedValues, OptionContract, OptionKind, OptionValuation, black_scholes,
+    price_option,
 };
 
 /// A contract from the textbook notation (S, K, T, r, q, σ).
@@ -41,16 +41,7 @@ fn hull_example_call_is_4_76_and_put_is_0_81() {
     // Hull's worked example in the Black-Scholes-Merton chapter: S=42, K=40, r=10 %, σ=20 %,
     // T=0.5 gives d1 = 0.7693, d2 = 0.6278, c = 4.76, p = 0.81. Published to the cent (the d's
     // to 4 decimals), so the tolerance is half a unit of the last published digit.
-    let call = black_scholes(&contract(
-        OptionKind::Call,
-        42.0,
-        40.0,
-        0.5,
-        0.10,
-        0.0,
-        0.20,
-    ))
-    .unwrap();
+    let call = black_scholes(&contract(OptionKind::Call, 42.0, 40.0, 0.5, 0.10, 0.0, 0.20)).unwrap();
     let put = black_scholes(&contract(OptionKind::Put, 42.0, 40.0, 0.5, 0.10, 0.0, 0.20)).unwrap();
     assert_close(call.price, 4.76, 0.005, "Hull call");
     assert_close(put.price, 0.81, 0.005, "Hull put");
@@ -80,64 +71,19 @@ fn haug_greek_examples_match_to_four_decimals() {
     // tolerance is half a unit of the last.
     let tolerance = 0.00005;
     // Delta: S=105, K=100, T=0.5, r=10 %, b=0 (q=r), σ=36 %: call 0.5946, put -0.3566.
-    let call = black_scholes(&contract(
-        OptionKind::Call,
-        105.0,
-        100.0,
-        0.5,
-        0.10,
-        0.10,
-        0.36,
-    ))
-    .unwrap();
-    let put = black_scholes(&contract(
-        OptionKind::Put,
-        105.0,
-        100.0,
-        0.5,
-        0.10,
-        0.10,
-        0.36,
-    ))
-    .unwrap();
+    let call = black_scholes(&contract(OptionKind::Call, 105.0, 100.0, 0.5, 0.10, 0.10, 0.36)).unwrap();
+    let put = black_scholes(&contract(OptionKind::Put, 105.0, 100.0, 0.5, 0.10, 0.10, 0.36)).unwrap();
     assert_close(call.delta, 0.5946, tolerance, "Haug call delta");
     assert_close(put.delta, -0.3566, tolerance, "Haug put delta");
     // Gamma and vega: S=55, K=60, T=0.75, r=b=10 %, σ=30 %: gamma 0.0278, vega 18.9358.
-    let gamma_vega = black_scholes(&contract(
-        OptionKind::Call,
-        55.0,
-        60.0,
-        0.75,
-        0.10,
-        0.0,
-        0.30,
-    ))
-    .unwrap();
+    let gamma_vega = black_scholes(&contract(OptionKind::Call, 55.0, 60.0, 0.75, 0.10, 0.0, 0.30)).unwrap();
     assert_close(gamma_vega.gamma, 0.0278, tolerance, "Haug gamma");
     assert_close(gamma_vega.vega, 18.9358, tolerance, "Haug vega");
     // Theta: S=430, K=405, T=0.0833, r=7 %, b=2 % (q=5 %), σ=20 %: put theta -31.1924 a year.
-    let theta = black_scholes(&contract(
-        OptionKind::Put,
-        430.0,
-        405.0,
-        0.0833,
-        0.07,
-        0.05,
-        0.20,
-    ))
-    .unwrap();
+    let theta = black_scholes(&contract(OptionKind::Put, 430.0, 405.0, 0.0833, 0.07, 0.05, 0.20)).unwrap();
     assert_close(theta.theta_per_year, -31.1924, tolerance, "Haug put theta");
     // Rho: S=72, K=75, T=1, r=b=9 %, σ=19 %: call rho 38.7325.
-    let rho = black_scholes(&contract(
-        OptionKind::Call,
-        72.0,
-        75.0,
-        1.0,
-        0.09,
-        0.0,
-        0.19,
-    ))
-    .unwrap();
+    let rho = black_scholes(&contract(OptionKind::Call, 72.0, 75.0, 1.0, 0.09, 0.0, 0.19)).unwrap();
     assert_close(rho.rho, 38.7325, tolerance, "Haug call rho");
 }
 
@@ -146,27 +92,13 @@ fn hull_greek_letters_example_matches_published_greeks() {
     // Hull's running example of the chapter "The Greek Letters": S=49, K=50, r=5 %, σ=20 %,
     // T=20 weeks (0.3846): c = 2.40, delta 0.522, gamma 0.066, vega 12.1, theta -4.31 a year
     // (-0.0118 a calendar day), rho 8.91. Tolerances: half a unit of the last published digit.
-    let call = black_scholes(&contract(
-        OptionKind::Call,
-        49.0,
-        50.0,
-        0.3846,
-        0.05,
-        0.0,
-        0.20,
-    ))
-    .unwrap();
+    let call = black_scholes(&contract(OptionKind::Call, 49.0, 50.0, 0.3846, 0.05, 0.0, 0.20)).unwrap();
     assert_close(call.price, 2.40, 0.005, "price");
     assert_close(call.delta, 0.522, 0.0005, "delta");
     assert_close(call.gamma, 0.066, 0.0005, "gamma");
     assert_close(call.vega, 12.1, 0.05, "vega");
     assert_close(call.theta_per_year, -4.31, 0.005, "theta per year");
-    assert_close(
-        call.theta_per_day,
-        -0.0118,
-        0.00005,
-        "theta per calendar day",
-    );
+    assert_close(call.theta_per_day, -0.0118, 0.00005, "theta per calendar day");
     assert_close(call.rho, 8.91, 0.005, "rho");
 }
 
@@ -182,26 +114,9 @@ fn put_call_parity_holds_to_1e_10() {
         (100.0, 50.0, 0.01, -0.005, 0.01, 0.15),
         (20.0, 25.0, 5.0, 0.06, 0.0, 0.80),
     ] {
-        let call = price(&contract(
-            OptionKind::Call,
-            spot,
-            strike,
-            time,
-            rate,
-            dividend_yield,
-            volatility,
-        ));
-        let put = price(&contract(
-            OptionKind::Put,
-            spot,
-            strike,
-            time,
-            rate,
-            dividend_yield,
-            volatility,
-        ));
-        let forward_difference =
-            spot * (-dividend_yield * time).exp() - strike * (-rate * time).exp();
+        let call = price(&contract(OptionKind::Call, spot, strike, time, rate, dividend_yield, volatility));
+        let put = price(&contract(OptionKind::Put, spot, strike, time, rate, dividend_yield, volatility));
+        let forward_difference = spot * (-dividend_yield * time).exp() - strike * (-rate * time).exp();
         assert_close(call - put, forward_difference, 1e-10, "put-call parity");
     }
 }
@@ -232,11 +147,7 @@ fn greeks_match_central_finite_differences() {
             let h = 1e-4 * spot;
             let (up, down) = bumped(&|c, d| c.spot += d, h);
             close(greeks.delta, (up - down) / (2.0 * h), "delta");
-            close(
-                greeks.gamma,
-                (up - 2.0 * greeks.price + down) / (h * h),
-                "gamma",
-            );
+            close(greeks.gamma, (up - 2.0 * greeks.price + down) / (h * h), "gamma");
 
             let h = 1e-4 * volatility;
             let (up, down) = bumped(&|c, d| c.volatility_annual += d, h);
@@ -256,16 +167,7 @@ fn greeks_match_central_finite_differences() {
 
 #[test]
 fn per_point_greeks_are_the_unit_greeks_scaled() {
-    let call = black_scholes(&contract(
-        OptionKind::Call,
-        49.0,
-        50.0,
-        0.3846,
-        0.05,
-        0.0,
-        0.20,
-    ))
-    .unwrap();
+    let call = black_scholes(&contract(OptionKind::Call, 49.0, 50.0, 0.3846, 0.05, 0.0, 0.20)).unwrap();
     assert_eq!(call.vega_per_vol_point, call.vega / 100.0);
     assert_eq!(call.rho_per_rate_point, call.rho / 100.0);
     assert_eq!(call.theta_per_day, call.theta_per_year / 365.0);
@@ -281,12 +183,8 @@ fn invalid_inputs_are_rejected_naming_the_field() {
         ("volatility_annual", |c| c.volatility_annual = 0.0),
         ("time_to_expiry_years", |c| c.time_to_expiry_years = 0.0),
         ("spot", |c| c.spot = f64::NAN),
-        ("risk_free_rate_annual", |c| {
-            c.risk_free_rate_annual = f64::NAN
-        }),
-        ("dividend_yield_annual", |c| {
-            c.dividend_yield_annual = f64::INFINITY
-        }),
+        ("risk_free_rate_annual", |c| c.risk_free_rate_annual = f64::NAN),
+        ("dividend_yield_annual", |c| c.dividend_yield_annual = f64::INFINITY),
     ];
     for (field, break_it) in cases {
         let mut broken = valid;
@@ -312,10 +210,6 @@ fn price_option_uses_closed_form_for_european_and_the_tree_for_american() {
     for valuation in [european, american] {
         let values = valuation.to_named_values();
         assert!(values.iter().all(|(_, value)| value.is_finite()));
-        assert!(
-            values
-                .iter()
-                .any(|&(name, value)| name == "price" && value == valuation.price())
-        );
+        assert!(values.iter().any(|&(name, value)| name == "price" && value == valuation.price()));
     }
 }

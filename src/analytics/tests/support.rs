@@ -17,9 +17,7 @@ pub fn assert_close(actual: f64, expected: f64, tolerance: f64, what: &str) {
 /// `count` seeded draws from N(mean, std_dev²).
 pub fn normal_sample(seed: u64, count: usize, mean: f64, std_dev: f64) -> Vec<f64> {
     let mut sampler = NormalSampler::new(seed, 0);
-    (0..count)
-        .map(|_| mean + std_dev * sampler.next_standard_normal())
-        .collect()
+    (0..count).map(|_| mean + std_dev * sampler.next_standard_normal()).collect()
 }
 
 /// Closes starting at `start` whose daily simple returns are `returns`.
@@ -36,9 +34,5 @@ pub fn prices_from_simple_returns(start: f64, returns: &[f64]) -> Vec<f64> {
 
 /// A one-position portfolio (weight 1) of `closes`.
 pub fn single_position<'a>(symbol: &'a str, closes: &'a [f64]) -> [PortfolioPosition<'a>; 1] {
-    [PortfolioPosition {
-        symbol,
-        weight: 1.0,
-        closes,
-    }]
+    [PortfolioPosition { symbol, weight: 1.0, closes }]
 }

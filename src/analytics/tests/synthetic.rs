@@ -6,17 +6,12 @@ use crate::analytics::synthetic::{
     VOLATILITY_RANGE_ANNUAL, simulate_gbm,
 };
 use crate::analytics::{
-    AnalyticsError, PortfolioPosition, PriceSeries, RiskConfig, SyntheticConfig,
-    generate_synthetic_market, market_volatility, portfolio_risk,
+    AnalyticsError, PortfolioPosition, PriceSeries, RiskConfig, SyntheticConfig, generate_synthetic_market,
+    market_volatility, portfolio_risk,
 };
 
 fn config(seed: u64, symbols: usize, days: usize, with_market_factor: bool) -> SyntheticConfig {
-    SyntheticConfig {
-        seed,
-        symbols,
-        days,
-        with_market_factor,
-    }
+    SyntheticConfig { seed, symbols, days, with_market_factor }
 }
 
 #[test]
@@ -25,12 +20,7 @@ fn same_seed_gives_bit_identical_series() {
     let second = generate_synthetic_market(&config(2024, 8, 500, true)).unwrap();
     assert_eq!(first, second);
     assert_eq!(first.symbols.len(), 8);
-    assert!(
-        first
-            .symbols
-            .iter()
-            .all(|series| series.closes.len() == 500)
-    );
+    assert!(first.symbols.iter().all(|series| series.closes.len() == 500));
     assert_eq!(first.market.symbol, MARKET_SYMBOL);
     assert_eq!(first.symbols[0].symbol, "SYN0001");
     assert_eq!(first.symbols[7].symbol, "SYN0008");
@@ -51,29 +41,12 @@ fn pinned_values_reproduce_on_every_machine() {
     // dependency change that alters the series fails here rather than silently reseeding a
     // database. Literals are Rust's shortest round-trip form, so `==` is bit equality.
     let market = generate_synthetic_market(&config(42, 2, 4, true)).unwrap();
-    let generated: Vec<&[f64]> = std::iter::once(&market.market)
-        .chain(&market.symbols)
-        .map(|series| series.closes.as_slice())
-        .collect();
+    let generated: Vec<&[f64]> =
+        std::iter::once(&market.market).chain(&market.symbols).map(|series| series.closes.as_slice()).collect();
     let pinned: [&[f64]; 3] = [
-        &[
-            100.0,
-            100.16655222198072,
-            100.54836113656587,
-            99.32781602936443,
-        ],
-        &[
-            94.49680352215339,
-            93.30347346675582,
-            93.86587443394934,
-            94.01434366105481,
-        ],
-        &[
-            104.75304954166906,
-            101.81819840212685,
-            101.6367421802016,
-            101.66495788876894,
-        ],
+        &[100.0, 100.16655222198072, 100.54836113656587, 99.32781602936443],
+        &[94.49680352215339, 93.30347346675582, 93.86587443394934, 94.01434366105481],
+        &[104.75304954166906, 101.81819840212685, 101.6367421802016, 101.66495788876894],
     ];
     assert_eq!(generated, pinned, "MKT, SYN0001, SYN0002 for seed 42");
 }
@@ -84,39 +57,16 @@ fn drawn_parameters_lie_in_their_documented_ranges() {
     let within = |value: f64, (low, high): (f64, f64)| value >= low && value <= high;
     for series in &market.symbols {
         let parameters = series.parameters;
-        assert!(
-            within(parameters.drift_annual, DRIFT_RANGE_ANNUAL),
-            "{series:?}"
-        );
-        assert!(
-            within(parameters.volatility_annual, VOLATILITY_RANGE_ANNUAL),
-            "{series:?}"
-        );
-        assert!(
-            within(parameters.start_price, START_PRICE_RANGE),
-            "{series:?}"
-        );
-        assert!(
-            within(series.market_correlation, MARKET_CORRELATION_RANGE),
-            "{series:?}"
-        );
+        assert!(within(parameters.drift_annual, DRIFT_RANGE_ANNUAL), "{series:?}");
+        assert!(within(parameters.volatility_annual, VOLATILITY_RANGE_ANNUAL), "{series:?}");
+        assert!(within(parameters.start_price, START_PRICE_RANGE), "{series:?}");
+        assert!(within(series.market_correlation, MARKET_CORRELATION_RANGE), "{series:?}");
         assert_eq!(series.closes[0], parameters.start_price);
     }
     // 300 uniform draws spread over the range: both ends of each range are approached.
-    let lowest_vol = market
-        .symbols
-        .iter()
-        .map(|s| s.parameters.volatility_annual)
-        .fold(f64::INFINITY, f64::min);
-    let highest_vol = market
-        .symbols
-        .iter()
-        .map(|s| s.parameters.volatility_annual)
-        .fold(0.0, f64::max);
-    assert!(
-        lowest_vol < 0.20 && highest_vol > 0.55,
-        "{lowest_vol} .. {highest_vol}"
-    );
+    let lowest_vol = market.symbols.iter().map(|s| s.parameters.volatility_annual).fold(f64::INFINITY, f64::min);
+    let highest_vol = market.symbols.iter().map(|s| s.parameters.volatility_annual).fold(0.0, f64::max);
+    assert!(lowest_vol < 0.20 && highest_vol > 0.55, "{lowest_vol} .. {highest_vol}");
 }
 
 #[test]
@@ -145,22 +95,13 @@ fn market_factor_gives_betas_near_correlation_times_relative_volatility() {
     for with_market_factor in [true, false] {
         let market = generate_synthetic_market(&config(5, 6, days, with_market_factor)).unwrap();
         for series in &market.symbols {
-            let position = [PortfolioPosition {
-                symbol: &series.symbol,
-                weight: 1.0,
-                closes: &series.closes,
-            }];
+            let position = [PortfolioPosition { symbol: &series.symbol, weight: 1.0, closes: &series.closes }];
             let benchmark = PriceSeries::new(&market.market.symbol, &market.market.closes);
-            let report =
-                portfolio_risk(&position, Some(benchmark), &RiskConfig::default()).unwrap();
+            let report = portfolio_risk(&position, Some(benchmark), &RiskConfig::default()).unwrap();
             let beta = report.beta.unwrap();
             assert_close(beta, series.market_beta, 0.2, &series.symbol);
             if with_market_factor {
-                assert!(
-                    beta > 0.3,
-                    "{}: beta {beta} should be clearly non-zero",
-                    series.symbol
-                );
+                assert!(beta > 0.3, "{}: beta {beta} should be clearly non-zero", series.symbol);
             }
         }
     }
@@ -173,30 +114,16 @@ fn realized_volatility_of_each_symbol_matches_its_drawn_volatility() {
     for series in std::iter::once(&market.market).chain(&market.symbols) {
         let report = market_volatility(PriceSeries::new(&series.symbol, &series.closes)).unwrap();
         let drawn = series.parameters.volatility_annual;
-        assert_close(
-            report.volatility_annualized,
-            drawn,
-            0.05 * drawn,
-            &series.symbol,
-        );
+        assert_close(report.volatility_annualized, drawn, 0.05 * drawn, &series.symbol);
     }
 }
 
 #[test]
 fn zero_volatility_gbm_grows_at_its_drift() {
     // With σ = 0 the path is deterministic: P_t = P_0 e^(μ t / 252), to rounding.
-    let parameters = GbmParameters {
-        start_price: 50.0,
-        drift_annual: 0.10,
-        volatility_annual: 0.0,
-    };
+    let parameters = GbmParameters { start_price: 50.0, drift_annual: 0.10, volatility_annual: 0.0 };
     let closes = simulate_gbm(&parameters, 253, 1).unwrap();
-    assert_close(
-        closes[252],
-        50.0 * 0.10_f64.exp(),
-        1e-10,
-        "one year of drift",
-    );
+    assert_close(closes[252], 50.0 * 0.10_f64.exp(), 1e-10, "one year of drift");
 }
 
 #[test]
@@ -207,10 +134,6 @@ fn invalid_settings_are_rejected() {
             Err(AnalyticsError::InvalidParameter { name, .. }) if name == field
         ));
     }
-    let negative_vol = GbmParameters {
-        start_price: 50.0,
-        drift_annual: 0.1,
-        volatility_annual: -0.2,
-    };
+    let negative_vol = GbmParameters { start_price: 50.0, drift_annual: 0.1, volatility_annual: -0.2 };
     assert!(simulate_gbm(&negative_vol, 10, 1).is_err());
 }

@@ -86,7 +86,8 @@ impl Canonicalizer {
                 Ok(())
             }
             Json::Object(object) => {
-                let kind = object.get("type").ok_or_else(|| CanonicalFormError("an object schema without `type`".into()))?;
+                let kind =
+                    object.get("type").ok_or_else(|| CanonicalFormError("an object schema without `type`".into()))?;
                 let Some(kind) = kind.as_str() else {
                     // `{"type": {...}}` or `{"type": [...]}`: the wrapper adds nothing.
                     return self.write(kind, namespace, out);
@@ -128,7 +129,8 @@ impl Canonicalizer {
         namespace: Option<&str>,
         out: &mut String,
     ) -> Result<(), CanonicalFormError> {
-        let name = required(object, "name")?.as_str().ok_or_else(|| CanonicalFormError("`name` is not a string".into()))?;
+        let name =
+            required(object, "name")?.as_str().ok_or_else(|| CanonicalFormError("`name` is not a string".into()))?;
         let own_namespace = object.get("namespace").and_then(Json::as_str);
         let full = full_name(name, own_namespace, namespace);
         if self.defined.contains(&full) {
@@ -145,18 +147,25 @@ impl Canonicalizer {
         match kind {
             "enum" => {
                 out.push_str(",\"symbols\":[");
-                let symbols = required(object, "symbols")?.as_array().ok_or_else(|| CanonicalFormError("`symbols` is not an array".into()))?;
+                let symbols = required(object, "symbols")?
+                    .as_array()
+                    .ok_or_else(|| CanonicalFormError("`symbols` is not an array".into()))?;
                 for (i, symbol) in symbols.iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
-                    push_quoted(out, symbol.as_str().ok_or_else(|| CanonicalFormError("an enum symbol is not a string".into()))?);
+                    push_quoted(
+                        out,
+                        symbol.as_str().ok_or_else(|| CanonicalFormError("an enum symbol is not a string".into()))?,
+                    );
                 }
                 out.push(']');
             }
             "fixed" => {
                 // [INTEGERS]: no quotes, no leading zeros.
-                let size = required(object, "size")?.as_u64().ok_or_else(|| CanonicalFormError("`size` is not a non-negative integer".into()))?;
+                let size = required(object, "size")?
+                    .as_u64()
+                    .ok_or_else(|| CanonicalFormError("`size` is not a non-negative integer".into()))?;
                 out.push_str(",\"size\":");
                 out.push_str(&size.to_string());
             }
@@ -164,13 +173,18 @@ impl Canonicalizer {
                 // Names inside a record default to the record's own namespace.
                 let inner_namespace = full.rsplit_once('.').map(|(ns, _)| ns.to_string());
                 out.push_str(",\"fields\":[");
-                let fields = required(object, "fields")?.as_array().ok_or_else(|| CanonicalFormError("`fields` is not an array".into()))?;
+                let fields = required(object, "fields")?
+                    .as_array()
+                    .ok_or_else(|| CanonicalFormError("`fields` is not an array".into()))?;
                 for (i, field) in fields.iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
-                    let field = field.as_object().ok_or_else(|| CanonicalFormError("a field is not an object".into()))?;
-                    let field_name = required(field, "name")?.as_str().ok_or_else(|| CanonicalFormError("a field name is not a string".into()))?;
+                    let field =
+                        field.as_object().ok_or_else(|| CanonicalFormError("a field is not an object".into()))?;
+                    let field_name = required(field, "name")?
+                        .as_str()
+                        .ok_or_else(|| CanonicalFormError("a field name is not a string".into()))?;
                     out.push_str("{\"name\":");
                     push_quoted(out, field_name);
                     out.push_str(",\"type\":");

@@ -164,10 +164,11 @@ impl<'a> Decoder<'a> {
             return Err(DecodeError::NegativeLength { length, at });
         }
         let remaining = self.remaining();
-        usize::try_from(length)
-            .ok()
-            .filter(|&n| n <= remaining)
-            .ok_or(DecodeError::LengthExceedsInput { length: length as u64, remaining, at })
+        usize::try_from(length).ok().filter(|&n| n <= remaining).ok_or(DecodeError::LengthExceedsInput {
+            length: length as u64,
+            remaining,
+            at,
+        })
     }
 
     /// The item count of the next array or map block (0 ends the sequence). The count is
@@ -397,7 +398,8 @@ mod tests {
 
     #[test]
     fn a_datum_cut_short_is_an_error_not_a_null() {
-        let schema = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"boolean"}]}"#;
+        let schema =
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"boolean"}]}"#;
         assert!(matches!(decode(schema, &[0x02, b'x']), Err(DecodeError::UnexpectedEnd { .. })));
     }
 

@@ -127,7 +127,9 @@ impl CodecError {
         match self {
             CodecError::NotSingleObject(_) => "not_single_object",
             CodecError::UnknownFingerprint(_) => "unknown_fingerprint",
-            CodecError::Corrupt { .. } | CodecError::TrailingBytes { .. } | CodecError::Unresolvable { .. } => "corrupt",
+            CodecError::Corrupt { .. } | CodecError::TrailingBytes { .. } | CodecError::Unresolvable { .. } => {
+                "corrupt"
+            }
             CodecError::OverLimit { .. } => "too_large",
             CodecError::Encode { .. } => "encode",
             _ => "schema",
@@ -154,7 +156,11 @@ pub struct KnownSchema {
 
 impl fmt::Debug for KnownSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KnownSchema").field("name", &self.name).field("file", &self.file).field("fingerprint", &self.fingerprint).finish()
+        f.debug_struct("KnownSchema")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .field("fingerprint", &self.fingerprint)
+            .finish()
     }
 }
 
@@ -162,16 +168,14 @@ impl KnownSchema {
     /// Parses one `.avsc` document.
     pub fn parse(file: &str, text: &str) -> Result<Self, CodecError> {
         let path = PathBuf::from(file);
-        let schema = Schema::parse_str(text).map_err(|source| CodecError::InvalidSchema {
-            path: path.clone(),
-            source,
-        })?;
+        let schema =
+            Schema::parse_str(text).map_err(|source| CodecError::InvalidSchema { path: path.clone(), source })?;
         let name = match &schema {
             Schema::Record(record) => record.name.fullname(None),
             _ => return Err(CodecError::NotARecord { path }),
         };
-        let fingerprint =
-            canonical::fingerprint(text).map_err(|source| CodecError::NoCanonicalForm { path: path.clone(), source })?;
+        let fingerprint = canonical::fingerprint(text)
+            .map_err(|source| CodecError::NoCanonicalForm { path: path.clone(), source })?;
         let legacy = Fingerprint::legacy_apache_avro(&schema);
         let legacy_fingerprint = (legacy != fingerprint).then_some(legacy);
         let mut header = [0u8; HEADER_LEN];
@@ -254,8 +258,7 @@ impl SchemaCatalog {
     /// record, without decoding the body.
     pub fn identify(&self, bytes: &[u8]) -> Result<Identified, CodecError> {
         let fingerprint = read_header(bytes)?;
-        let writer =
-            self.by_fingerprint.get(&fingerprint).ok_or(CodecError::UnknownFingerprint(fingerprint))?;
+        let writer = self.by_fingerprint.get(&fingerprint).ok_or(CodecError::UnknownFingerprint(fingerprint))?;
         // A history version resolves to the current schema of the same record; a record whose
         // current version is unknown here is read as written.
         let reader = self.current_by_name.get(&writer.name).unwrap_or(writer);
@@ -316,10 +319,15 @@ impl Identified {
     pub fn decode(&self, bytes: &[u8]) -> Result<Value, CodecError> {
         let writer = &self.writer;
         let body = bytes.get(HEADER_LEN..).ok_or(CodecError::NotSingleObject("shorter than the 10-byte header"))?;
-        let (mut value, used) = decode::decode_datum(&writer.schema, &writer.names, body, self.limits).map_err(|source| {
-            let schema = writer.name.clone();
-            if source.is_limit() { CodecError::OverLimit { schema, source } } else { CodecError::Corrupt { schema, source } }
-        })?;
+        let (mut value, used) =
+            decode::decode_datum(&writer.schema, &writer.names, body, self.limits).map_err(|source| {
+                let schema = writer.name.clone();
+                if source.is_limit() {
+                    CodecError::OverLimit { schema, source }
+                } else {
+                    CodecError::Corrupt { schema, source }
+                }
+            })?;
         if used != body.len() {
             return Err(CodecError::TrailingBytes { schema: writer.name.clone(), extra: body.len() - used });
         }
@@ -358,8 +366,8 @@ fn read_avsc_files(dir: &Path) -> Result<Vec<(String, String)>, CodecError> {
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         if path.extension().is_some_and(|ext| ext == "avsc") {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| CodecError::Io { path: path.clone(), source })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| CodecError::Io { path: path.clone(), source })?;
             let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             files.push((file, text));
         }
@@ -420,7 +428,8 @@ mod tests {
         let mut catalog = SchemaCatalog::default();
         let known = catalog.add_current(KnownSchema::parse("stamped.avsc", STAMPED).unwrap());
         let mut bytes =
-            SchemaCatalog::encode_value(&known, Value::Record(vec![("at".into(), Value::TimestampMillis(42))])).unwrap();
+            SchemaCatalog::encode_value(&known, Value::Record(vec![("at".into(), Value::TimestampMillis(42))]))
+                .unwrap();
         bytes[2..HEADER_LEN].copy_from_slice(&known.legacy_fingerprint.unwrap().0);
         let decoded = catalog.decode(&bytes).unwrap();
         assert_eq!(decoded.value, Value::Record(vec![("at".into(), Value::TimestampMillis(42))]));

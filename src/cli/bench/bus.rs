@@ -21,7 +21,12 @@ use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::settings::Settings;
 use crate::workers::passthrough::Passthrough;
 
-pub(super) async fn bench_bus(settings: &Settings, messages: u64, rounds: usize, partitions: i32) -> anyhow::Result<ExitCode> {
+pub(super) async fn bench_bus(
+    settings: &Settings,
+    messages: u64,
+    rounds: usize,
+    partitions: i32,
+) -> anyhow::Result<ExitCode> {
     if messages < 100 || rounds == 0 {
         bail!("need at least 100 messages and 1 round");
     }
@@ -50,7 +55,8 @@ pub(super) async fn bench_bus(settings: &Settings, messages: u64, rounds: usize,
             move |stop| raw_loop(&settings, &input, &raw_out, &group, messages, stop)
         })
         .await?;
-        let bus = measure_bus(settings, &catalog, &input, bus_out, &format!("bench.bus.{run_id}.{round}"), messages).await?;
+        let bus =
+            measure_bus(settings, &catalog, &input, bus_out, &format!("bench.bus.{run_id}.{round}"), messages).await?;
         println!("{round:>5}  {raw:>20.0}  {bus:>23.0}  {:>5.2}", bus / raw);
         raw_rates.push(raw);
         bus_rates.push(bus);
@@ -132,11 +138,16 @@ async fn watch_output(settings: &Settings, topic: &str, messages: u64) -> anyhow
 
 /// The baseline: a bare librdkafka consume-and-produce loop with the same producer settings,
 /// no decoding, and librdkafka's own automatic offset storing.
-fn raw_loop(settings: &Settings, input: &str, output: &str, group: &str, messages: u64, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = kafka::base_config(&settings.kafka)
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .create()?;
+fn raw_loop(
+    settings: &Settings,
+    input: &str,
+    output: &str,
+    group: &str,
+    messages: u64,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer =
+        kafka::base_config(&settings.kafka).set("group.id", group).set("auto.offset.reset", "earliest").create()?;
     consumer.subscribe(&[input])?;
     let producer: BaseProducer = kafka::producer_config(&settings.kafka).create()?;
     let mut consumed = 0u64;

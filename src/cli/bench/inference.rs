@@ -21,10 +21,10 @@ use super::{create_topics, median, preload};
 use crate::bus::json::json_to_avro;
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::clock::now_millis;
-use crate::settings::Settings;
 use crate::inference::batcher::{BatchingSettings, Priority};
 use crate::inference::model::{EmbeddingModel, synthetic_headlines, throughput, throughput_in_arrival_order};
 use crate::records::InferenceResult;
+use crate::settings::Settings;
 use crate::workers::inference_batcher::{self as worker, InferenceBatcherSettings, InferenceWorker, ModelSettings};
 
 const MODEL: &str = "bench-minilm";

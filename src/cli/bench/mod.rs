@@ -67,7 +67,9 @@ pub enum BenchTarget {
 
 pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCode> {
     match target {
-        BenchTarget::Bus { messages, rounds, partitions } => bus::bench_bus(settings, messages, rounds, partitions).await,
+        BenchTarget::Bus { messages, rounds, partitions } => {
+            bus::bench_bus(settings, messages, rounds, partitions).await
+        }
         BenchTarget::Sla { events, trials } => sla::bench_sla(settings, events, trials).await,
         BenchTarget::Inference { jobs, rounds, load, seconds } => {
             inference::bench_inference(settings, jobs, rounds, load, seconds).await

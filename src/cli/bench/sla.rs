@@ -16,8 +16,8 @@ use super::{create_topics, median, preload};
 use crate::bus::json::{avro_to_json, json_to_avro};
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::clock::now_millis;
-use crate::settings::Settings;
 use crate::records::RequestCompleted;
+use crate::settings::Settings;
 use crate::sla::{SlaConfig, SlaMonitor};
 use crate::workers::sla_monitor::{SlaMonitorSettings, SlaMonitorWorker};
 
@@ -57,7 +57,13 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
     create_topics(settings, &[metrics_topic.clone(), alerts_topic.clone()], 6).await?;
 
     let now = now_millis();
-    let records = request_events(&catalog, events, |i| (format!("svc-{}", i % 10), format!("kind-{}", (i / 10) % 10)), |i| 5.0 + ((i * 7919) % 150) as f64, now)?;
+    let records = request_events(
+        &catalog,
+        events,
+        |i| (format!("svc-{}", i % 10), format!("kind-{}", (i / 10) % 10)),
+        |i| 5.0 + ((i * 7919) % 150) as f64,
+        now,
+    )?;
     eprintln!("[bench] loading {events} RequestCompleted events (100 series) into {metrics_topic}");
     preload(settings, &metrics_topic, records.clone()).await?;
     let config = SlaMonitorSettings {
@@ -81,7 +87,8 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
     let worker = Arc::new(SlaMonitorWorker::new(&config, &catalog, Vec::new())?);
     let options = LoopOptions::new(&settings.bus, format!("bench.sla.{run_id}"), vec![metrics_topic.clone()]);
     let token = CancellationToken::new();
-    let task = tokio::spawn(ConsumerLoop::new(&settings.kafka, options, worker.clone(), catalog.clone())?.run(token.clone()));
+    let task =
+        tokio::spawn(ConsumerLoop::new(&settings.kafka, options, worker.clone(), catalog.clone())?.run(token.clone()));
     let mut first: Option<(Instant, u64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let through_kafka = loop {
@@ -104,7 +111,10 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
 
     println!("throughput (events/s)        value      note");
     println!("  in memory (decode+count)   {in_memory:>9.0}  baseline: the same work without Kafka");
-    println!("  through Kafka (sla-monitor) {through_kafka:>8.0}  goal >= 200000; {:.2} of the baseline", through_kafka / in_memory);
+    println!(
+        "  through Kafka (sla-monitor) {through_kafka:>8.0}  goal >= 200000; {:.2} of the baseline",
+        through_kafka / in_memory
+    );
 
     let latencies = detection_latencies(settings, &catalog, run_id, trials).await?;
     let mut sorted = latencies.clone();
@@ -123,8 +133,14 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
 
 /// Publishes a burst of slow requests for a fresh series per trial and times until the alert
 /// for that series is read back from the alerts topic.
-async fn detection_latencies(settings: &Settings, catalog: &Arc<SchemaCatalog>, run_id: i64, trials: usize) -> anyhow::Result<Vec<f64>> {
-    let (metrics_topic, alerts_topic) = (format!("bench.sla.{run_id}.breach"), format!("bench.sla.{run_id}.breach-alerts"));
+async fn detection_latencies(
+    settings: &Settings,
+    catalog: &Arc<SchemaCatalog>,
+    run_id: i64,
+    trials: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let (metrics_topic, alerts_topic) =
+        (format!("bench.sla.{run_id}.breach"), format!("bench.sla.{run_id}.breach-alerts"));
     create_topics(settings, &[metrics_topic.clone(), alerts_topic.clone()], 1).await?;
     let monitor: SlaConfig = toml::from_str(
         "slos = []\n[[rules]]\nname = \"LatencyP95High\"\nsli = \"latency_p95\"\ncomparison = \"above\"\nthreshold = 200.0\nwindow = \"1m\"\nfor = \"0s\"\nmin_events = 20\n",
@@ -160,7 +176,8 @@ async fn detection_latencies(settings: &Settings, catalog: &Arc<SchemaCatalog>, 
                 };
                 let Ok(message) = message else { continue };
                 if let Ok(decoded) = catalog.decode(message.payload().unwrap_or_default()) {
-                    let service = avro_to_json(&decoded.value)["labels"]["service"].as_str().unwrap_or_default().to_string();
+                    let service =
+                        avro_to_json(&decoded.value)["labels"]["service"].as_str().unwrap_or_default().to_string();
                     let _ = seen.send((service, Instant::now()));
                 }
             }

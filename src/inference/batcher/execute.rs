@@ -8,10 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::job::{JobOutcome, JobOutput, JobRequest, LabelSet, Task, millis_since};
-use crate::records::JobStatus;
 use super::metric;
 use crate::inference::backend::{Embedded, EmbeddingBackend};
 use crate::inference::model::classify_embeddings;
+use crate::records::JobStatus;
 
 /// A queued job and where its answer goes.
 #[derive(Debug)]

@@ -3,10 +3,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-
 use crate::inference::model::{Classification, LabelDescription};
 use crate::records::{JobStatus, Priority};
-
 
 /// A set of zero-shot labels with their descriptions, in a fixed order. Shared by the jobs
 /// that name the same set, and the key of the label-embedding cache.
@@ -73,7 +71,6 @@ pub struct JobRequest {
     /// When its result stops being useful; `None` falls back to the priority's default timeout.
     pub deadline: Option<SystemTime>,
 }
-
 
 /// What a job computed.
 #[derive(Debug, Clone, PartialEq)]

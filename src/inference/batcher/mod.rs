@@ -32,8 +32,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use job::{JobOutcome, JobOutput, JobRequest, LabelSet, Task};
 pub use crate::records::{JobStatus, Priority};
+pub use job::{JobOutcome, JobOutput, JobRequest, LabelSet, Task};
 pub use settings::{BatchingSettings, InvalidBatching, PriorityPolicies, QueuePolicy, TimeoutAction};
 pub use sizing::LatencyFit;
 

@@ -5,8 +5,8 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::records::Priority;
 use super::settings::{PriorityPolicies, TimeoutAction};
+use crate::records::Priority;
 
 /// Levels 0 (critical) to 3 (low), and 4 for jobs delayed past low by their timeout.
 const LEVELS: usize = 5;

@@ -11,12 +11,12 @@ use tracing::debug;
 
 use super::execute::{BatchReport, LabelCache, Waiting, run_batch};
 use super::job::JobOutcome;
-use crate::records::JobStatus;
 use super::metric;
 use super::queue::{Dropped, PriorityQueues};
 use super::settings::BatchingSettings;
 use super::sizing::{LatencyFit, LatencyModel};
 use crate::inference::backend::EmbeddingBackend;
+use crate::records::JobStatus;
 
 /// Everything one model's loop owns.
 pub(super) struct ModelScheduler {
@@ -65,8 +65,7 @@ impl ModelScheduler {
                 let Some(size) = due_batch_size(&mut queues, &settings, fit, now) else {
                     break;
                 };
-                let batch: Vec<Waiting> =
-                    queues
+                let batch: Vec<Waiting> = queues
                     .take_batch(size, now, settings.aging_interval, settings.similar_length_window)
                     .into_iter()
                     .map(|q| q.payload)

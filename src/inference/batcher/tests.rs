@@ -104,7 +104,11 @@ fn a_batch_stops_at_max_inputs_and_an_oversized_job_runs_alone() {
     queues.push("three", (3, 0), Priority::Normal, None, now, &policies()).unwrap();
     queues.push("four", (4, 0), Priority::Normal, None, now, &policies()).unwrap();
     queues.push("one", (1, 0), Priority::Normal, None, now, &policies()).unwrap();
-    assert_eq!(names(queues.take_batch(6, now, AGING, STRICT)), ["three"], "four does not fit and one may not overtake it");
+    assert_eq!(
+        names(queues.take_batch(6, now, AGING, STRICT)),
+        ["three"],
+        "four does not fit and one may not overtake it"
+    );
     assert_eq!(names(queues.take_batch(6, now, AGING, STRICT)), ["four", "one"]);
     queues.push("huge", (100, 0), Priority::Normal, None, now, &policies()).unwrap();
     assert_eq!(names(queues.take_batch(6, now, AGING, STRICT)), ["huge"]);
@@ -125,7 +129,9 @@ fn sorted(mut names: Vec<&'static str>) -> Vec<&'static str> {
 #[test]
 fn under_a_backlog_a_batch_takes_the_oldest_job_and_others_of_its_length() {
     let mut queues = PriorityQueues::default();
-    for (name, length) in [("a50", 50), ("b10", 10), ("c90", 90), ("d52", 52), ("e11", 11), ("f48", 48), ("g91", 91), ("h12", 12)] {
+    for (name, length) in
+        [("a50", 50), ("b10", 10), ("c90", 90), ("d52", 52), ("e11", 11), ("f48", 48), ("g91", 91), ("h12", 12)]
+    {
         push_sized(&mut queues, name, Priority::Normal, length);
     }
     let now = Instant::now();
@@ -210,7 +216,9 @@ fn adaptive_sizing_sends_the_largest_batch_that_meets_the_most_urgent_deadline()
     assert_eq!(due_batch_size(&mut queues, &settings, Some(fit), now + settings.max_queue_delay), Some(64));
     // One job due in 25 ms: 5 + 20 * 1 ms fits, so a batch of 20 goes now.
     let (job, _answer) = waiting(1, Priority::Critical);
-    queues.push(job, (1, 0), Priority::Critical, Some(now + Duration::from_millis(25)), now, &settings.policies).unwrap();
+    queues
+        .push(job, (1, 0), Priority::Critical, Some(now + Duration::from_millis(25)), now, &settings.policies)
+        .unwrap();
     assert_eq!(due_batch_size(&mut queues, &settings, Some(fit), now), Some(20));
     // Without adaptive sizing (no fit), the size is the maximum.
     assert_eq!(due_batch_size(&mut queues, &settings, None, now + settings.max_queue_delay), Some(64));

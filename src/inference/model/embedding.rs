@@ -123,7 +123,8 @@ impl EmbeddingModel {
         let encodings = self.encode(texts)?;
         let mut longest_first: Vec<usize> = (0..encodings.len()).collect();
         longest_first.sort_by_key(|&index| std::cmp::Reverse(encodings[index].len()));
-        let passes = (0..encodings.len()).step_by(batch_size).map(|start| start..(start + batch_size).min(encodings.len()));
+        let passes =
+            (0..encodings.len()).step_by(batch_size).map(|start| start..(start + batch_size).min(encodings.len()));
         self.run_passes(&encodings, &longest_first, passes.collect())
     }
 

@@ -8,9 +8,7 @@ use crate::market::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// The kind is none of [`super::KNOWN_KINDS`].
-    #[error(
-        "unknown kind `{kind}`; known kinds are market.volatility, portfolio.risk and option.price"
-    )]
+    #[error("unknown kind `{kind}`; known kinds are market.volatility, portfolio.risk and option.price")]
     UnknownKind {
         /// The kind as given.
         kind: String,
@@ -68,10 +66,7 @@ impl RequestError {
 
     /// An `invalid_params` error for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        RequestError::InvalidParams {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        RequestError::InvalidParams { field: field.into(), reason: reason.into() }
     }
 }
 
@@ -81,21 +76,14 @@ impl From<AnalyticsError> for RequestError {
             AnalyticsError::TooFewPrices { .. } | AnalyticsError::MisalignedHistory { .. } => {
                 RequestError::InsufficientHistory(error)
             }
-            AnalyticsError::InvalidParameter { name, .. } => {
-                RequestError::invalid(name, error.to_string())
-            }
-            AnalyticsError::InvalidTreeSteps { .. }
-            | AnalyticsError::TreeProbabilityOutOfRange { .. } => {
+            AnalyticsError::InvalidParameter { name, .. } => RequestError::invalid(name, error.to_string()),
+            AnalyticsError::InvalidTreeSteps { .. } | AnalyticsError::TreeProbabilityOutOfRange { .. } => {
                 RequestError::invalid("steps", error.to_string())
             }
-            AnalyticsError::MonteCarloPathsOutOfRange { .. } => {
-                RequestError::invalid("paths", error.to_string())
-            }
+            AnalyticsError::MonteCarloPathsOutOfRange { .. } => RequestError::invalid("paths", error.to_string()),
             AnalyticsError::EmptyPortfolio
             | AnalyticsError::NonFiniteWeight { .. }
-            | AnalyticsError::WeightsDoNotSumToOne { .. } => {
-                RequestError::invalid("weights", error.to_string())
-            }
+            | AnalyticsError::WeightsDoNotSumToOne { .. } => RequestError::invalid("weights", error.to_string()),
             other => RequestError::AnalysisFailed(other),
         }
     }

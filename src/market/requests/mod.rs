@@ -80,9 +80,7 @@ impl Analysis {
             MARKET_VOLATILITY => VolatilityRequest::parse(params).map(Self::MarketVolatility),
             PORTFOLIO_RISK => PortfolioRiskRequest::parse(params).map(Self::PortfolioRisk),
             OPTION_PRICE => OptionPriceRequest::parse(params).map(Self::OptionPrice),
-            other => Err(RequestError::UnknownKind {
-                kind: other.to_owned(),
-            }),
+            other => Err(RequestError::UnknownKind { kind: other.to_owned() }),
         }
     }
 
@@ -145,7 +143,5 @@ pub(crate) async fn off_async_runtime<T: Send + 'static>(
 ) -> Result<T, RequestError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|error| RequestError::Internal {
-            reason: format!("the computation did not finish: {error}"),
-        })?
+        .map_err(|error| RequestError::Internal { reason: format!("the computation did not finish: {error}") })?
 }

@@ -5,14 +5,10 @@ use serde_json::Value;
 
 use super::params::{Params, missing, positive};
 use super::volatility::load_window;
-use super::{AnalysisResult, 
-    DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values, off_async_runtime,
-};
+use super::{AnalysisResult, DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values, off_async_runtime};
 use crate::analytics::options::CALENDAR_DAYS_PER_YEAR;
 use crate::analytics::options::{MAXIMUM_BINOMIAL_STEPS, MINIMUM_BINOMIAL_STEPS};
-use crate::analytics::{
-    ExerciseStyle, OptionContract, OptionKind, PriceSeries, market_volatility, price_option,
-};
+use crate::analytics::{ExerciseStyle, OptionContract, OptionKind, PriceSeries, market_volatility, price_option};
 use crate::market::PriceStore;
 
 /// `option.price` parameters.
@@ -65,32 +61,17 @@ impl OptionPriceRequest {
     pub fn parse(params: &Value) -> Result<Self, RequestError> {
         let params = Params::new(params, Self::PARAMS)?;
         let symbol = params.symbol("symbol")?;
-        let spot = params
-            .number("spot")?
-            .map(|spot| positive("spot", spot))
-            .transpose()?;
-        let volatility = params
-            .number("volatility")?
-            .map(|v| positive("volatility", v))
-            .transpose()?;
+        let spot = params.number("spot")?.map(|spot| positive("spot", spot)).transpose()?;
+        let volatility = params.number("volatility")?.map(|v| positive("volatility", v)).transpose()?;
         if symbol.is_none() {
             if spot.is_none() {
-                return Err(RequestError::invalid(
-                    "spot",
-                    "is required when no symbol is given",
-                ));
+                return Err(RequestError::invalid("spot", "is required when no symbol is given"));
             }
             if volatility.is_none() {
-                return Err(RequestError::invalid(
-                    "volatility",
-                    "is required when no symbol is given",
-                ));
+                return Err(RequestError::invalid("volatility", "is required when no symbol is given"));
             }
         }
-        let time_to_expiry_years = match (
-            params.number("time_to_expiry")?,
-            params.number("expiry_days")?,
-        ) {
+        let time_to_expiry_years = match (params.number("time_to_expiry")?, params.number("expiry_days")?) {
             (Some(_), Some(_)) => {
                 return Err(RequestError::invalid(
                     "expiry_days",
@@ -106,10 +87,7 @@ impl OptionPriceRequest {
             Some(_) => OptionKind::Put,
             None => return Err(missing("right")),
         };
-        let style = match params
-            .choice("style", &["european", "american"])?
-            .as_deref()
-        {
+        let style = match params.choice("style", &["european", "american"])?.as_deref() {
             Some("american") => ExerciseStyle::American,
             _ => ExerciseStyle::European,
         };
@@ -117,19 +95,14 @@ impl OptionPriceRequest {
         Ok(Self {
             symbol,
             spot,
-            strike: positive(
-                "strike",
-                params.number("strike")?.ok_or_else(|| missing("strike"))?,
-            )?,
+            strike: positive("strike", params.number("strike")?.ok_or_else(|| missing("strike"))?)?,
             time_to_expiry_years,
             rate: params.number("rate")?.unwrap_or(0.0),
             dividend_yield: params.number("dividend_yield")?.unwrap_or(0.0),
             volatility,
             right,
             style,
-            steps: params
-                .integer("steps", steps_range)?
-                .map(|steps| steps as usize),
+            steps: params.integer("steps", steps_range)?.map(|steps| steps as usize),
             window_days: params
                 .integer("window_days", WINDOW_DAYS_RANGE)?
                 .map_or(DEFAULT_WINDOW_DAYS, |days| days as usize),
@@ -145,18 +118,13 @@ impl OptionPriceRequest {
                 let spot = match spot {
                     Some(spot) => spot,
                     // load_window never returns an empty history, so there is a last close.
-                    None => closes
-                        .last()
-                        .copied()
-                        .ok_or_else(|| RequestError::UnknownSymbol {
-                            symbol: symbol.clone(),
-                        })?,
+                    None => {
+                        closes.last().copied().ok_or_else(|| RequestError::UnknownSymbol { symbol: symbol.clone() })?
+                    }
                 };
                 let volatility = match volatility {
                     Some(volatility) => volatility,
-                    None => {
-                        market_volatility(PriceSeries::new(symbol, &closes))?.volatility_annualized
-                    }
+                    None => market_volatility(PriceSeries::new(symbol, &closes))?.volatility_annualized,
                 };
                 (spot, volatility)
             }
@@ -173,8 +141,7 @@ impl OptionPriceRequest {
             volatility_annual: volatility,
         };
         let (style, steps) = (self.style, self.steps);
-        let valuation =
-            off_async_runtime(move || Ok(price_option(&contract, style, steps)?)).await?;
+        let valuation = off_async_runtime(move || Ok(price_option(&contract, style, steps)?)).await?;
         let mut result = named_values(&valuation);
         // The inputs taken from the store, so a client can see what was priced.
         for (name, value) in [("spot", spot), ("volatility_annual", volatility)] {

@@ -25,29 +25,17 @@ impl Params {
                 Ok(Value::Object(fields)) => fields,
                 Ok(_) => return Err(RequestError::invalid("params", "must be a JSON object")),
                 Err(error) => {
-                    return Err(RequestError::invalid(
-                        "params",
-                        format!("is not JSON: {error}"),
-                    ));
+                    return Err(RequestError::invalid("params", format!("is not JSON: {error}")));
                 }
             },
             _ => {
-                return Err(RequestError::invalid(
-                    "params",
-                    "must be an object of named parameters",
-                ));
+                return Err(RequestError::invalid("params", "must be an object of named parameters"));
             }
         };
-        if let Some(unknown) = fields
-            .keys()
-            .find(|name| !expected.contains(&name.as_str()))
-        {
+        if let Some(unknown) = fields.keys().find(|name| !expected.contains(&name.as_str())) {
             return Err(RequestError::invalid(
                 unknown.as_str(),
-                format!(
-                    "is not a parameter of this kind (expected: {})",
-                    expected.join(", ")
-                ),
+                format!("is not a parameter of this kind (expected: {})", expected.join(", ")),
             ));
         }
         Ok(Self { fields })
@@ -93,25 +81,14 @@ impl Params {
     }
 
     /// An optional whole number in `range` (a number like `30.0` counts as whole).
-    pub fn integer(
-        &self,
-        name: &str,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Result<Option<u64>, RequestError> {
+    pub fn integer(&self, name: &str, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>, RequestError> {
         let value = match self.get(name) {
             None => return Ok(None),
             Some(Value::Number(number)) => match (number.as_u64(), number.as_f64()) {
                 (Some(whole), _) => whole,
-                (None, Some(value))
-                    if value >= 0.0 && value.fract() == 0.0 && value <= u64::MAX as f64 =>
-                {
-                    value as u64
-                }
+                (None, Some(value)) if value >= 0.0 && value.fract() == 0.0 && value <= u64::MAX as f64 => value as u64,
                 _ => {
-                    return Err(RequestError::invalid(
-                        name,
-                        "must be a whole non-negative number",
-                    ));
+                    return Err(RequestError::invalid(name, "must be a whole non-negative number"));
                 }
             },
             Some(other) => return Err(wrong_type(name, "a whole number", other)),
@@ -121,11 +98,7 @@ impl Params {
         } else {
             Err(RequestError::invalid(
                 name,
-                format!(
-                    "is {value}; must be between {} and {}",
-                    range.start(),
-                    range.end()
-                ),
+                format!("is {value}; must be between {} and {}", range.start(), range.end()),
             ))
         }
     }
@@ -138,8 +111,7 @@ impl Params {
                 .iter()
                 .enumerate()
                 .map(|(index, item)| {
-                    item.as_str()
-                        .ok_or_else(|| wrong_type(&format!("{name}[{index}]"), "a string", item))
+                    item.as_str().ok_or_else(|| wrong_type(&format!("{name}[{index}]"), "a string", item))
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
@@ -166,9 +138,7 @@ impl Params {
                     Value::String(text) => text.trim().parse::<f64>().ok(),
                     _ => None,
                 };
-                number
-                    .filter(|n| n.is_finite())
-                    .ok_or_else(|| wrong_type(&field, "a number", item))
+                number.filter(|n| n.is_finite()).ok_or_else(|| wrong_type(&field, "a number", item))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
@@ -204,10 +174,7 @@ impl Params {
         if choices.contains(&lower.as_str()) {
             Ok(Some(lower))
         } else {
-            Err(RequestError::invalid(
-                name,
-                format!("is `{text}`; must be one of {}", choices.join(", ")),
-            ))
+            Err(RequestError::invalid(name, format!("is `{text}`; must be one of {}", choices.join(", "))))
         }
     }
 }
@@ -217,10 +184,7 @@ pub fn positive(name: &str, value: f64) -> Result<f64, RequestError> {
     if value > 0.0 && value.is_finite() {
         Ok(value)
     } else {
-        Err(RequestError::invalid(
-            name,
-            format!("is {value}; must be a positive number"),
-        ))
+        Err(RequestError::invalid(name, format!("is {value}; must be a positive number")))
     }
 }
 

@@ -4,16 +4,10 @@
 use serde_json::Value;
 
 use super::params::Params;
-use super::{AnalysisResult, 
-    DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values, off_async_runtime,
-};
+use super::{AnalysisResult, DEFAULT_WINDOW_DAYS, RequestError, WINDOW_DAYS_RANGE, named_values, off_async_runtime};
 use crate::analytics::risk::portfolio_daily_returns;
-use crate::analytics::risk::{
-    DEFAULT_MONTE_CARLO_PATHS, MAXIMUM_MONTE_CARLO_PATHS, MINIMUM_MONTE_CARLO_PATHS,
-};
-use crate::analytics::{
-    PortfolioPosition, PriceSeries, RiskConfig, historical_tail_risk, portfolio_risk,
-};
+use crate::analytics::risk::{DEFAULT_MONTE_CARLO_PATHS, MAXIMUM_MONTE_CARLO_PATHS, MINIMUM_MONTE_CARLO_PATHS};
+use crate::analytics::{PortfolioPosition, PriceSeries, RiskConfig, historical_tail_risk, portfolio_risk};
 use crate::market::{AlignedCloses, PriceStore};
 
 /// Confidence levels when the request names none; the report always carries these two.
@@ -55,36 +49,20 @@ pub struct PortfolioRiskRequest {
 
 impl PortfolioRiskRequest {
     /// The parameter names this kind takes.
-    pub const PARAMS: &'static [&'static str] = &[
-        "symbols",
-        "weights",
-        "window_days",
-        "benchmark",
-        "confidence_levels",
-        "paths",
-        "seed",
-        "risk_free_rate",
-    ];
+    pub const PARAMS: &'static [&'static str] =
+        &["symbols", "weights", "window_days", "benchmark", "confidence_levels", "paths", "seed", "risk_free_rate"];
 
     /// Reads and checks the parameters.
     pub fn parse(params: &Value) -> Result<Self, RequestError> {
         let params = Params::new(params, Self::PARAMS)?;
-        let weights = params
-            .number_map("weights")?
-            .ok_or_else(|| RequestError::invalid("weights", "is required"))?;
+        let weights = params.number_map("weights")?.ok_or_else(|| RequestError::invalid("weights", "is required"))?;
         if weights.is_empty() {
-            return Err(RequestError::invalid(
-                "weights",
-                "must name at least one symbol",
-            ));
+            return Err(RequestError::invalid("weights", "must name at least one symbol"));
         }
         if weights.len() > MAXIMUM_POSITIONS {
             return Err(RequestError::invalid(
                 "weights",
-                format!(
-                    "names {} symbols; at most {MAXIMUM_POSITIONS}",
-                    weights.len()
-                ),
+                format!("names {} symbols; at most {MAXIMUM_POSITIONS}", weights.len()),
             ));
         }
         let mut positions = Vec::with_capacity(weights.len());
@@ -96,28 +74,18 @@ impl PortfolioRiskRequest {
         positions.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         let sum: f64 = positions.iter().map(|position| position.weight).sum();
         if (sum - 1.0).abs() > crate::analytics::risk::WEIGHT_SUM_TOLERANCE {
-            return Err(RequestError::invalid(
-                "weights",
-                format!("sum to {sum}; they must sum to 1"),
-            ));
+            return Err(RequestError::invalid("weights", format!("sum to {sum}; they must sum to 1")));
         }
         if let Some(symbols) = params.strings("symbols")? {
             let mut listed: Vec<&str> = symbols;
             listed.sort_unstable();
-            let weighted: Vec<&str> = positions
-                .iter()
-                .map(|position| position.symbol.as_str())
-                .collect();
+            let weighted: Vec<&str> = positions.iter().map(|position| position.symbol.as_str()).collect();
             if listed != weighted {
-                return Err(RequestError::invalid(
-                    "symbols",
-                    "must list exactly the symbols of `weights`",
-                ));
+                return Err(RequestError::invalid("symbols", "must list exactly the symbols of `weights`"));
             }
         }
-        let confidence_levels = params
-            .numbers("confidence_levels")?
-            .unwrap_or_else(|| DEFAULT_CONFIDENCE_LEVELS.to_vec());
+        let confidence_levels =
+            params.numbers("confidence_levels")?.unwrap_or_else(|| DEFAULT_CONFIDENCE_LEVELS.to_vec());
         for (index, &level) in confidence_levels.iter().enumerate() {
             if !(level > 0.5 && level < 1.0) {
                 return Err(RequestError::invalid(
@@ -144,11 +112,7 @@ impl PortfolioRiskRequest {
 
     /// Every symbol the request reads: the positions, then the benchmark.
     pub fn symbols(&self) -> Vec<&str> {
-        let mut symbols: Vec<&str> = self
-            .positions
-            .iter()
-            .map(|position| position.symbol.as_str())
-            .collect();
+        let mut symbols: Vec<&str> = self.positions.iter().map(|position| position.symbol.as_str()).collect();
         if let Some(benchmark) = &self.benchmark
             && !symbols.contains(&benchmark.as_str())
         {
@@ -161,17 +125,10 @@ impl PortfolioRiskRequest {
     pub async fn compute(&self, store: &PriceStore) -> Result<AnalysisResult, RequestError> {
         let symbols = self.symbols();
         let known = store.existing_symbols(&symbols).await?;
-        if let Some(unknown) = symbols
-            .iter()
-            .find(|symbol| !known.iter().any(|known| known == *symbol))
-        {
-            return Err(RequestError::UnknownSymbol {
-                symbol: (*unknown).to_owned(),
-            });
+        if let Some(unknown) = symbols.iter().find(|symbol| !known.iter().any(|known| known == *symbol)) {
+            return Err(RequestError::UnknownSymbol { symbol: (*unknown).to_owned() });
         }
-        let aligned = store
-            .aligned_closes(&symbols, self.window_days.saturating_add(1))
-            .await?;
+        let aligned = store.aligned_closes(&symbols, self.window_days.saturating_add(1)).await?;
         let request = self.clone();
         off_async_runtime(move || request.analyse(&aligned)).await
     }
@@ -187,10 +144,7 @@ impl PortfolioRiskRequest {
                 closes: aligned.closes_of(&position.symbol),
             })
             .collect();
-        let benchmark = self
-            .benchmark
-            .as_deref()
-            .map(|symbol| PriceSeries::new(symbol, aligned.closes_of(symbol)));
+        let benchmark = self.benchmark.as_deref().map(|symbol| PriceSeries::new(symbol, aligned.closes_of(symbol)));
         let config = RiskConfig {
             monte_carlo_paths: self.monte_carlo_paths,
             seed: self.seed,
@@ -202,11 +156,7 @@ impl PortfolioRiskRequest {
             .confidence_levels
             .iter()
             .copied()
-            .filter(|level| {
-                !DEFAULT_CONFIDENCE_LEVELS
-                    .iter()
-                    .any(|default| (default - level).abs() < 1e-12)
-            })
+            .filter(|level| !DEFAULT_CONFIDENCE_LEVELS.iter().any(|default| (default - level).abs() < 1e-12))
             .collect();
         if !extra_levels.is_empty() {
             let returns = portfolio_daily_returns(&positions)?;

@@ -46,13 +46,9 @@ pub(super) async fn load_window(
     symbol: &str,
     window_days: usize,
 ) -> Result<Vec<f64>, RequestError> {
-    let rows = store
-        .latest_closes(symbol, window_days.saturating_add(1))
-        .await?;
+    let rows = store.latest_closes(symbol, window_days.saturating_add(1)).await?;
     if rows.is_empty() {
-        return Err(RequestError::UnknownSymbol {
-            symbol: symbol.to_owned(),
-        });
+        return Err(RequestError::UnknownSymbol { symbol: symbol.to_owned() });
     }
     Ok(rows.into_iter().map(|row| row.close).collect())
 }

@@ -11,21 +11,14 @@ pub fn check_symbol(symbol: &str) -> Result<(), &'static str> {
     if symbol.is_empty() || symbol.len() > MAXIMUM_SYMBOL_LEN {
         return Err("a symbol has 1 to 32 characters");
     }
-    if !symbol
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '^' | '='))
-    {
+    if !symbol.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '^' | '=')) {
         return Err("a symbol has only letters, digits and . - _ ^ =");
     }
     Ok(())
 }
 
 pub(super) fn check_row(row: &DailyClose) -> Result<(), StoreError> {
-    let invalid = |reason| StoreError::InvalidRow {
-        symbol: row.symbol.clone(),
-        day: row.day,
-        reason,
-    };
+    let invalid = |reason| StoreError::InvalidRow { symbol: row.symbol.clone(), day: row.day, reason };
     check_symbol(&row.symbol).map_err(invalid)?;
     if !(row.close.is_finite() && row.close > 0.0) {
         return Err(invalid("the close must be a positive finite number"));
@@ -40,11 +33,7 @@ pub(super) fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     let valid = schema.len() <= 63
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidSchemaName(schema.to_owned()))
-    }
+    if valid { Ok(()) } else { Err(StoreError::InvalidSchemaName(schema.to_owned())) }
 }
 
 #[cfg(test)]

@@ -21,9 +21,9 @@ pub use rows::{AlignedCloses, DailyClose, StoreOptions, UpsertCounts};
 
 use super::day::TradingDay;
 use super::events::QueryEventSink;
-use crate::records::{QueryEvent, QueryStatus};
 use super::fingerprint::sql_fingerprint;
 use crate::config::PostgresSettings;
+use crate::records::{QueryEvent, QueryStatus};
 use checks::{check_row, check_schema_name};
 
 /// Rows per bulk-insert statement: three arrays of this length stay well under PostgreSQL's
@@ -42,10 +42,7 @@ pub struct PriceStore {
 
 impl std::fmt::Debug for PriceStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PriceStore")
-            .field("database", &self.database)
-            .field("application", &self.application)
-            .finish()
+        f.debug_struct("PriceStore").field("database", &self.database).field("application", &self.application).finish()
     }
 }
 
@@ -59,20 +56,14 @@ impl PriceStore {
     ) -> Result<Self, StoreError> {
         let shown_url = crate::health::redact(&settings.url);
         let mut connect_options = PgConnectOptions::from_str(&settings.url)
-            .map_err(|source| StoreError::InvalidUrl {
-                url: shown_url.clone(),
-                source,
-            })?
+            .map_err(|source| StoreError::InvalidUrl { url: shown_url.clone(), source })?
             .application_name(&options.application);
         if let Some(schema) = &options.schema {
             check_schema_name(schema)?;
             connect_options = connect_options.options([("search_path", schema.as_str())]);
         }
         // Without a database in the URL, PostgreSQL connects to the one named like the user.
-        let database = connect_options
-            .get_database()
-            .unwrap_or(connect_options.get_username())
-            .to_owned();
+        let database = connect_options.get_database().unwrap_or(connect_options.get_username()).to_owned();
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             // A request waiting longer than this for a connection is better answered with
@@ -80,17 +71,8 @@ impl PriceStore {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(connect_options)
             .await
-            .map_err(|source| StoreError::Connect {
-                url: shown_url,
-                source,
-            })?;
-        let store = Self {
-            pool,
-            sink,
-            database,
-            application: options.application,
-            schema: options.schema,
-        };
+            .map_err(|source| StoreError::Connect { url: shown_url, source })?;
+        let store = Self { pool, sink, database, application: options.application, schema: options.schema };
         store.migrate().await?;
         Ok(store)
     }
@@ -122,19 +104,11 @@ impl PriceStore {
     }
 
     /// The latest `count` closes of `symbol`, oldest first; empty for an unknown symbol.
-    pub async fn latest_closes(
-        &self,
-        symbol: &str,
-        count: usize,
-    ) -> Result<Vec<DailyClose>, StoreError> {
+    pub async fn latest_closes(&self, symbol: &str, count: usize) -> Result<Vec<DailyClose>, StoreError> {
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
         let rows = self
             .timed(sql::LATEST_CLOSES, |rows: &Vec<_>| rows.len(), async {
-                sqlx::query(sql::LATEST_CLOSES)
-                    .bind(symbol)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
+                sqlx::query(sql::LATEST_CLOSES).bind(symbol).bind(limit).fetch_all(&self.pool).await
             })
             .await
             .map_err(|source| StoreError::Query {
@@ -150,19 +124,12 @@ impl PriceStore {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(|source| StoreError::Query {
-                operation: format!("decoding the closes of {symbol}"),
-                source,
-            })
+            .map_err(|source| StoreError::Query { operation: format!("decoding the closes of {symbol}"), source })
     }
 
     /// The closes of `symbols` on the latest `count` days that all of them have, oldest first.
     /// A symbol without prices leaves no common day, so the result is then empty.
-    pub async fn aligned_closes(
-        &self,
-        symbols: &[&str],
-        count: usize,
-    ) -> Result<AlignedCloses, StoreError> {
+    pub async fn aligned_closes(&self, symbols: &[&str], count: usize) -> Result<AlignedCloses, StoreError> {
         let mut distinct: Vec<&str> = symbols.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
@@ -183,10 +150,7 @@ impl PriceStore {
                 source,
             })?;
         let mut aligned = AlignedCloses::default();
-        let decode = |source| StoreError::Query {
-            operation: "decoding aligned closes".to_owned(),
-            source,
-        };
+        let decode = |source| StoreError::Query { operation: "decoding aligned closes".to_owned(), source };
         let mut first_symbol: Option<String> = None;
         for row in &rows {
             let symbol: String = row.try_get("symbol").map_err(decode)?;
@@ -206,30 +170,19 @@ impl PriceStore {
     /// Every symbol with a row in `symbols`, sorted.
     pub async fn known_symbols(&self) -> Result<Vec<String>, StoreError> {
         self.timed(sql::KNOWN_SYMBOLS, Vec::len, async {
-            sqlx::query_scalar(sql::KNOWN_SYMBOLS)
-                .fetch_all(&self.pool)
-                .await
+            sqlx::query_scalar(sql::KNOWN_SYMBOLS).fetch_all(&self.pool).await
         })
         .await
-        .map_err(|source| StoreError::Query {
-            operation: "listing the known symbols".to_owned(),
-            source,
-        })
+        .map_err(|source| StoreError::Query { operation: "listing the known symbols".to_owned(), source })
     }
 
     /// Which of `symbols` are known, sorted.
     pub async fn existing_symbols(&self, symbols: &[&str]) -> Result<Vec<String>, StoreError> {
         self.timed(sql::EXISTING_SYMBOLS, Vec::len, async {
-            sqlx::query_scalar(sql::EXISTING_SYMBOLS)
-                .bind(symbols)
-                .fetch_all(&self.pool)
-                .await
+            sqlx::query_scalar(sql::EXISTING_SYMBOLS).bind(symbols).fetch_all(&self.pool).await
         })
         .await
-        .map_err(|source| StoreError::Query {
-            operation: "looking up symbols".to_owned(),
-            source,
-        })
+        .map_err(|source| StoreError::Query { operation: "looking up symbols".to_owned(), source })
     }
 
     /// Registers `symbols` (from `source`, e.g. `frontier seed`); known ones are left as they are.
@@ -241,33 +194,23 @@ impl PriceStore {
                 reason,
             })?;
         }
-        self.timed(
-            sql::INSERT_SYMBOLS,
-            |&affected: &u64| affected as usize,
-            async {
-                sqlx::query(sql::INSERT_SYMBOLS)
-                    .bind(symbols)
-                    .bind(source)
-                    .execute(&self.pool)
-                    .await
-                    .map(|done| done.rows_affected())
-            },
-        )
-        .await
-        .map_err(|source| StoreError::Query {
-            operation: "registering symbols".to_owned(),
-            source,
+        self.timed(sql::INSERT_SYMBOLS, |&affected: &u64| affected as usize, async {
+            sqlx::query(sql::INSERT_SYMBOLS)
+                .bind(symbols)
+                .bind(source)
+                .execute(&self.pool)
+                .await
+                .map(|done| done.rows_affected())
         })
+        .await
+        .map_err(|source| StoreError::Query { operation: "registering symbols".to_owned(), source })
     }
 
     /// Inserts or replaces `rows` (one statement, UNNEST of three arrays; each symbol and day at
     /// most once per call; callers batch by
     /// [`INSERT_BATCH_ROWS`]). Their symbols must be registered. Returns per symbol how many
     /// rows were given and how many were new or changed.
-    pub async fn upsert_closes(
-        &self,
-        rows: &[DailyClose],
-    ) -> Result<BTreeMap<String, UpsertCounts>, StoreError> {
+    pub async fn upsert_closes(&self, rows: &[DailyClose]) -> Result<BTreeMap<String, UpsertCounts>, StoreError> {
         let mut counts: BTreeMap<String, UpsertCounts> = BTreeMap::new();
         let mut symbols = Vec::with_capacity(rows.len());
         let mut days = Vec::with_capacity(rows.len());
@@ -293,10 +236,7 @@ impl PriceStore {
                 },
             )
             .await
-            .map_err(|source| StoreError::Query {
-                operation: format!("writing {} closes", rows.len()),
-                source,
-            })?;
+            .map_err(|source| StoreError::Query { operation: format!("writing {} closes", rows.len()), source })?;
         for (symbol, changed) in changed {
             counts.entry(symbol).or_default().changed = u64::try_from(changed).unwrap_or_default();
         }
@@ -307,16 +247,10 @@ impl PriceStore {
     pub async fn count_closes(&self, symbols: &[&str]) -> Result<u64, StoreError> {
         let count: i64 = self
             .timed(sql::COUNT_CLOSES, |_| 1, async {
-                sqlx::query_scalar(sql::COUNT_CLOSES)
-                    .bind(symbols)
-                    .fetch_one(&self.pool)
-                    .await
+                sqlx::query_scalar(sql::COUNT_CLOSES).bind(symbols).fetch_one(&self.pool).await
             })
             .await
-            .map_err(|source| StoreError::Query {
-                operation: "counting closes".to_owned(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Query { operation: "counting closes".to_owned(), source })?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
@@ -333,11 +267,7 @@ impl PriceStore {
         let result = statement.await;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (rows, status, error) = match &result {
-            Ok(value) => (
-                i64::try_from(rows_of(value)).unwrap_or(i64::MAX),
-                QueryStatus::Ok,
-                None,
-            ),
+            Ok(value) => (i64::try_from(rows_of(value)).unwrap_or(i64::MAX), QueryStatus::Ok, None),
             Err(error) => (0, status_of(error), Some(error.to_string())),
         };
         self.sink.record(QueryEvent {
@@ -361,9 +291,7 @@ impl PriceStore {
 fn status_of(error: &sqlx::Error) -> QueryStatus {
     match error {
         sqlx::Error::PoolTimedOut => QueryStatus::Timeout,
-        sqlx::Error::Database(database) if database.code().as_deref() == Some("57014") => {
-            QueryStatus::Timeout
-        }
+        sqlx::Error::Database(database) if database.code().as_deref() == Some("57014") => QueryStatus::Timeout,
         _ => QueryStatus::Error,
     }
 }

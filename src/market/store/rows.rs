@@ -16,10 +16,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self {
-            schema: None,
-            application: "frontier".to_owned(),
-        }
+        Self { schema: None, application: "frontier".to_owned() }
     }
 }
 

@@ -14,8 +14,7 @@ pub const ALIGNED_CLOSES: &str = "WITH common AS (\
 /// Every registered symbol.
 pub const KNOWN_SYMBOLS: &str = "SELECT symbol FROM symbols ORDER BY symbol";
 /// Which of symbols `$1` are registered.
-pub const EXISTING_SYMBOLS: &str =
-    "SELECT symbol FROM symbols WHERE symbol = ANY($1) ORDER BY symbol";
+pub const EXISTING_SYMBOLS: &str = "SELECT symbol FROM symbols WHERE symbol = ANY($1) ORDER BY symbol";
 /// Registers symbols `$1` from source `$2`, leaving known ones alone.
 pub const INSERT_SYMBOLS: &str = "INSERT INTO symbols (symbol, source) \
     SELECT s, $2 FROM UNNEST($1::text[]) AS s ON CONFLICT (symbol) DO NOTHING";

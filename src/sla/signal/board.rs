@@ -22,10 +22,9 @@ impl Subject {
     pub(crate) fn labels(&self) -> BTreeMap<String, String> {
         match self {
             Subject::Group(group) => BTreeMap::from([("group".to_string(), group.clone())]),
-            Subject::Instance { service, instance } => BTreeMap::from([
-                ("service".to_string(), service.clone()),
-                ("instance".to_string(), instance.clone()),
-            ]),
+            Subject::Instance { service, instance } => {
+                BTreeMap::from([("service".to_string(), service.clone()), ("instance".to_string(), instance.clone())])
+            }
         }
     }
 
@@ -101,7 +100,13 @@ impl SignalBoard {
 
     /// Every subject a signal can be read for, with its value; `None` when the subject's
     /// reports are stale (or carry no such figure): its alerts lose their evidence and resolve.
-    pub(crate) fn values(&self, signal: Signal, now_ms: i64, stale_ms: i64, window_ms: i64) -> Vec<(Subject, Option<f64>)> {
+    pub(crate) fn values(
+        &self,
+        signal: Signal,
+        now_ms: i64,
+        stale_ms: i64,
+        window_ms: i64,
+    ) -> Vec<(Subject, Option<f64>)> {
         let fresh = |received_ms: i64| now_ms - received_ms <= stale_ms;
         match signal {
             Signal::ConsumerLag => {
@@ -157,7 +162,9 @@ impl SignalBoard {
                 self.groups.contains_key(group)
                     || self.instances.values().any(|report| report.status.consumer_group.as_deref() == Some(group))
             }
-            Subject::Instance { service, instance } => self.instances.contains_key(&(service.clone(), instance.clone())),
+            Subject::Instance { service, instance } => {
+                self.instances.contains_key(&(service.clone(), instance.clone()))
+            }
         }
     }
 

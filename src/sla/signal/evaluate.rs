@@ -19,7 +19,9 @@ pub(crate) struct SignalDefinition {
 
 impl SignalDefinition {
     /// Every signal rule of a validated configuration, in order.
-    pub(crate) fn compile_all(config: &crate::sla::SlaConfig) -> Result<Vec<SignalDefinition>, crate::sla::SlaConfigError> {
+    pub(crate) fn compile_all(
+        config: &crate::sla::SlaConfig,
+    ) -> Result<Vec<SignalDefinition>, crate::sla::SlaConfigError> {
         config
             .signals
             .iter()

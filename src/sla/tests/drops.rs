@@ -1,8 +1,8 @@
 //! Garbage in, counted out: absurd events never reach a window.
 
 use super::support::*;
-use crate::sla::{DropReason, Observation, SlaConfig, SlaMonitor, SliWindow};
 use crate::records::RequestStatus;
+use crate::sla::{DropReason, Observation, SlaConfig, SlaMonitor, SliWindow};
 
 #[test]
 fn absurd_events_are_dropped_with_their_reason_and_never_break_a_window() {
@@ -43,6 +43,16 @@ fn events_of_a_series_beyond_max_series_are_dropped_as_series_limit() {
     assert_eq!(monitor.observe(&other, T0), Observation::Dropped(DropReason::SeriesLimit));
     assert_eq!(monitor.series_count(), 1);
     let labels: Vec<&str> = monitor.drops().iter().map(|(reason, _)| reason.as_str()).collect();
-    assert_eq!(labels, ["too_late", "negative_latency", "non_finite_latency", "future_timestamp", "series_limit",
-        "reserved_kind", "implausible_report"]);
+    assert_eq!(
+        labels,
+        [
+            "too_late",
+            "negative_latency",
+            "non_finite_latency",
+            "future_timestamp",
+            "series_limit",
+            "reserved_kind",
+            "implausible_report"
+        ]
+    );
 }

@@ -9,8 +9,8 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use super::support::*;
-use crate::sla::{SlaConfig, SlaMonitor};
 use crate::records::{CacheLayer, RequestCompleted, RequestStatus};
+use crate::sla::{SlaConfig, SlaMonitor};
 
 struct CountingAllocator;
 

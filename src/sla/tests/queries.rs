@@ -1,9 +1,9 @@
 //! Database statements: their own series, judged only by rules for queries.
 
 use super::support::*;
+use crate::records::RequestStatus;
 use crate::records::{QueryEvent, QueryStatus};
 use crate::sla::{AlertChange, DropReason, Observation, SlaConfig, SlaMonitor, SliWindow};
-use crate::records::RequestStatus;
 
 fn statement(id: u64, status: QueryStatus, at_ms: i64) -> QueryEvent {
     QueryEvent {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::support::*;
-use crate::sla::{AlertBook, AlertChange, Comparison, SlaConfig, SlaMonitor, Sli, SliWindow, ThresholdRule};
 use crate::records::{Alert, AlertStatus, RequestStatus};
+use crate::sla::{AlertBook, AlertChange, Comparison, SlaConfig, SlaMonitor, Sli, SliWindow, ThresholdRule};
 
 fn config() -> SlaConfig {
     only_rules(vec![ThresholdRule {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::support::*;
-use crate::sla::{AlertChange, Comparison, Sli, SliWindow, ThresholdRule};
 use crate::records::{AlertStatus, CacheLayer, RequestStatus, Severity};
+use crate::sla::{AlertChange, Comparison, Sli, SliWindow, ThresholdRule};
 
 fn p95_rule() -> ThresholdRule {
     ThresholdRule {

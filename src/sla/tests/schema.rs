@@ -7,8 +7,8 @@ use apache_avro::types::Value;
 
 use super::support::*;
 use crate::bus::{KnownSchema, SchemaCatalog};
-use crate::sla::{Comparison, Sli, SliWindow, ThresholdRule, fingerprint};
 use crate::records::{Alert, AlertStatus, CacheLayer, RequestCompleted, RequestStatus, Severity};
+use crate::sla::{Comparison, Sli, SliWindow, ThresholdRule, fingerprint};
 
 fn load(file: &str) -> SchemaCatalog {
     let path = format!("{}/schemas/{file}", env!("CARGO_MANIFEST_DIR"));

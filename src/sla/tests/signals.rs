@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use super::support::*;
-use crate::sla::{AlertBook, AlertChange, Comparison, DropReason, Observation, Signal, SignalRule, SlaConfig, SlaMonitor};
 use crate::records::{AlertStatus, AutoscaleDecision, ScaleAction, WorkerStatus};
+use crate::sla::{
+    AlertBook, AlertChange, Comparison, DropReason, Observation, Signal, SignalRule, SlaConfig, SlaMonitor,
+};
 
 fn status(instance: &str, lag: i64, rss_fraction: f64, at_ms: i64) -> WorkerStatus {
     WorkerStatus {
@@ -43,7 +45,12 @@ fn only_signals(signals: Vec<SignalRule>) -> SlaConfig {
 }
 
 /// Feeds one status per instance every 10 s for `seconds`, evaluating every second.
-fn report(monitor: &mut SlaMonitor, from_ms: i64, seconds: i64, statuses: impl Fn(i64) -> Vec<WorkerStatus>) -> Vec<crate::sla::AlertTransition> {
+fn report(
+    monitor: &mut SlaMonitor,
+    from_ms: i64,
+    seconds: i64,
+    statuses: impl Fn(i64) -> Vec<WorkerStatus>,
+) -> Vec<crate::sla::AlertTransition> {
     let mut transitions = Vec::new();
     for second in 0..seconds {
         let now = from_ms + second * SECOND;
@@ -61,7 +68,8 @@ fn report(monitor: &mut SlaMonitor, from_ms: i64, seconds: i64, statuses: impl F
 fn consumer_lag_is_summed_over_a_groups_instances_and_fires_after_its_for_duration() {
     let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
     // Each instance is 6,000 behind: neither alone passes 10,000, the group does.
-    let transitions = report(&mut monitor, T0, 6 * 60, |now| vec![status("a-1", 6_000, 0.2, now), status("b-2", 6_000, 0.2, now)]);
+    let transitions =
+        report(&mut monitor, T0, 6 * 60, |now| vec![status("a-1", 6_000, 0.2, now), status("b-2", 6_000, 0.2, now)]);
 
     let fired: Vec<_> = transitions.iter().filter(|t| t.change == AlertChange::Fired).collect();
     assert_eq!(fired.len(), 1, "{fired:#?}");
@@ -91,7 +99,10 @@ fn an_instance_near_its_memory_limit_fires_memory_exhaustion_and_recovers() {
 
 #[test]
 fn a_silent_instance_loses_its_evidence_and_its_alert_resolves() {
-    let rule = SignalRule { for_duration: Duration::ZERO, ..SignalRule::new("Mem", Signal::MemoryUtilization, Comparison::Above, 0.9) };
+    let rule = SignalRule {
+        for_duration: Duration::ZERO,
+        ..SignalRule::new("Mem", Signal::MemoryUtilization, Comparison::Above, 0.9)
+    };
     let mut monitor = SlaMonitor::new(only_signals(vec![rule])).unwrap();
     let fired = report(&mut monitor, T0, 5, |now| vec![status("a-1", 0, 0.95, now)]);
     assert_eq!(fired.len(), 1);
@@ -157,7 +168,10 @@ fn implausible_reports_are_dropped_with_a_reason() {
 
 #[test]
 fn a_restored_signal_alert_is_held_until_its_subject_reports_then_judged() {
-    let rule = SignalRule { for_duration: Duration::ZERO, ..SignalRule::new("Mem", Signal::MemoryUtilization, Comparison::Above, 0.9) };
+    let rule = SignalRule {
+        for_duration: Duration::ZERO,
+        ..SignalRule::new("Mem", Signal::MemoryUtilization, Comparison::Above, 0.9)
+    };
     let mut first = SlaMonitor::new(only_signals(vec![rule.clone()])).unwrap();
     let fired = report(&mut first, T0, 1, |now| vec![status("a-1", 0, 0.95, now)]);
     assert_eq!(fired.len(), 1);

@@ -1,8 +1,8 @@
 //! SLO burn-rate alerts (Google SRE workbook, ch. 5): fast burns page, slow ones do not.
 
 use super::support::*;
-use crate::sla::{AlertChange, SlaConfig, SloConfig, SloIndicator};
 use crate::records::{RequestStatus, Severity};
+use crate::sla::{AlertChange, SlaConfig, SloConfig, SloIndicator};
 
 fn availability_only() -> SlaConfig {
     SlaConfig {

@@ -1,7 +1,7 @@
 //! Builders for events, configurations and traffic shared by the specifications.
 
-use crate::sla::{AlertChange, AlertTransition, SlaConfig, SlaMonitor, ThresholdRule};
 use crate::records::{CacheLayer, RequestCompleted, RequestStatus};
+use crate::sla::{AlertChange, AlertTransition, SlaConfig, SlaMonitor, ThresholdRule};
 
 /// 2026-01-01T00:00:00Z: a round start, so minute and ten-minute buckets align with it.
 pub const T0: i64 = 1_767_225_600_000;

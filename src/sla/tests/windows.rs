@@ -1,8 +1,8 @@
 //! SLIs per window: exact percentiles, counters, late events and the 6h ring.
 
 use super::support::*;
-use crate::sla::{DropReason, Observation, SlaConfig, SlaMonitor, SliWindow};
 use crate::records::{CacheLayer, RequestStatus};
+use crate::sla::{DropReason, Observation, SlaConfig, SlaMonitor, SliWindow};
 
 /// Nearest-rank percentile of raw values, the definition HDR histograms implement.
 fn exact_percentile(sorted: &[f64], quantile: f64) -> f64 {

@@ -124,7 +124,14 @@ impl HotKeys {
     /// refreshed are skipped. A key only ever seen answered from a cache has an unknown age: it
     /// is taken as half a ttl old when first seen (refreshing such keys at once would pile the
     /// warmer's work onto a cold start, when every instance is computing).
-    pub fn due(&self, now_ms: i64, min_score: f64, max_hot: usize, refresh_ahead: f64, ttl_of: impl Fn(&str) -> Duration) -> Vec<DueKey> {
+    pub fn due(
+        &self,
+        now_ms: i64,
+        min_score: f64,
+        max_hot: usize,
+        refresh_ahead: f64,
+        ttl_of: impl Fn(&str) -> Duration,
+    ) -> Vec<DueKey> {
         let now_weight = self.increment(now_ms);
         let mut due = Vec::new();
         for key in self.by_weight.values().rev().take(max_hot) {
@@ -147,7 +154,11 @@ impl HotKeys {
     /// How many keys are hot at `now_ms`.
     pub fn hot_count(&self, now_ms: i64, min_score: f64) -> usize {
         let threshold = min_score * self.increment(now_ms);
-        self.by_weight.values().rev().take_while(|key| self.entries.get(*key).is_some_and(|t| t.weight >= threshold)).count()
+        self.by_weight
+            .values()
+            .rev()
+            .take_while(|key| self.entries.get(*key).is_some_and(|t| t.weight >= threshold))
+            .count()
     }
 
     /// Marks a refresh of `key` as started.

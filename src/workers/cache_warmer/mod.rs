@@ -91,7 +91,8 @@ pub async fn run(
     catalog: Arc<SchemaCatalog>,
     shutdown: CancellationToken,
 ) -> Result<LoopReport, WarmerError> {
-    let store = connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier cache-warmer").await?;
+    let store =
+        connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier cache-warmer").await?;
     let cache = TieredCache::connect(&warmer_cache_settings(&shared.cache, settings), Some(&shared.redis.url)).await?;
     let warmer = Arc::new(CacheWarmer::new(settings, cache, store, shared.cache.recipe_ttl, shutdown.clone()));
     let instance = crate::telemetry::instance_id();

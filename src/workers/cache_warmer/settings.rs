@@ -78,7 +78,10 @@ impl WorkerConfig for CacheWarmerSettings {
             return invalid(if self.tracked_keys == 0 { "tracked_keys" } else { "max_hot_keys" }, "must be at least 1");
         }
         if self.half_life.is_zero() || self.scan_interval.is_zero() {
-            return invalid(if self.half_life.is_zero() { "half_life" } else { "scan_interval" }, "must be greater than zero");
+            return invalid(
+                if self.half_life.is_zero() { "half_life" } else { "scan_interval" },
+                "must be greater than zero",
+            );
         }
         if !(self.min_score.is_finite() && self.min_score > 0.0) {
             return invalid("min_score", "must be a positive number");

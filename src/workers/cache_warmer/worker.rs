@@ -124,7 +124,9 @@ impl CacheWarmer {
             let hot = self.shared.hot();
             ::metrics::gauge!(metric::TRACKED_KEYS).set(hot.len() as f64);
             ::metrics::gauge!(metric::HOT_KEYS).set(hot.hot_count(now_ms, settings.min_score) as f64);
-            hot.due(now_ms, settings.min_score, settings.max_hot_keys, settings.refresh_ahead, |kind| cache.policy_for(kind).ttl)
+            hot.due(now_ms, settings.min_score, settings.max_hot_keys, settings.refresh_ahead, |kind| {
+                cache.policy_for(kind).ttl
+            })
         };
         for due_key in due {
             if self.shutdown.is_cancelled() {

@@ -24,9 +24,14 @@ use tracing::info;
 pub use settings::{DEFAULT_MODEL, InferenceBatcherSettings, ModelSettings};
 
 use super::{Shared, WorkerConfig};
-use crate::bus::{BusError, ConsumerLoop, HandlerError, Inbound, KnownSchema, LoopOptions, LoopReport, Outbound, SchemaCatalog, Worker};
+use crate::bus::{
+    BusError, ConsumerLoop, HandlerError, Inbound, KnownSchema, LoopOptions, LoopReport, Outbound, SchemaCatalog,
+    Worker,
+};
 use crate::inference::backend::{ConnectError, ConnectOptions, EmbeddingBackend, PoolOptions, connect, connect_pool};
-use crate::inference::batcher::{BatcherError, InferenceBatcher, JobOutcome, JobRequest, LabelSet, ModelQueue, Task, metric};
+use crate::inference::batcher::{
+    BatcherError, InferenceBatcher, JobOutcome, JobRequest, LabelSet, ModelQueue, Task, metric,
+};
 use crate::inference::model::{EmbeddingModel, LabelDescription, ModelError, default_sentiment_labels};
 use crate::records::{InferenceJob, InferenceResult, JobStatus, Task as JobTask};
 
@@ -87,7 +92,8 @@ pub fn start_batcher(
         let backend: Arc<dyn EmbeddingBackend> = match model.instances.as_slice() {
             [one] => connect(one, &options).map_err(connect_error)?,
             several => {
-                let pool = connect_pool(name.clone(), several, &options, PoolOptions::default()).map_err(connect_error)?;
+                let pool =
+                    connect_pool(name.clone(), several, &options, PoolOptions::default()).map_err(connect_error)?;
                 // Probes /health in the background, so an instance whose breaker opened is put
                 // back as soon as it answers again; it stops with the batcher's token.
                 pool.spawn_health_watch(token.clone());

@@ -12,7 +12,11 @@ pub const ERRORS: &str = "frontier_serve_errors_total";
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_histogram};
-    describe_histogram!(LATENCY, Unit::Seconds, "Seconds from a request's issued_at to its answer, by kind and cache layer.");
+    describe_histogram!(
+        LATENCY,
+        Unit::Seconds,
+        "Seconds from a request's issued_at to its answer, by kind and cache layer."
+    );
     describe_counter!(RESPONSES, "Answers produced by the serving worker, by status.");
     describe_counter!(ERRORS, "Error and timeout answers, by code.");
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use self::settings::ServeSettings;
-pub use self::worker::{Answer, DEADLINE_EXCEEDED, ServeWorker, SERVICE, jittered};
+pub use self::worker::{Answer, DEADLINE_EXCEEDED, SERVICE, ServeWorker, jittered};
 use super::Shared;
 use crate::bus::{BusError, ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
 use crate::cache::invalidation::{InvalidationWorker, SideBySideError, invalidation_loop, run_beside_invalidations};
@@ -61,7 +61,12 @@ pub struct ServingLoops {
 
 impl ServingLoops {
     /// Subscribes both loops: requests in the shared group, invalidations in this process's own.
-    pub fn new(shared: &Shared, settings: &ServeSettings, worker: Arc<ServeWorker>, catalog: Arc<SchemaCatalog>) -> Result<ServingLoops, ServeError> {
+    pub fn new(
+        shared: &Shared,
+        settings: &ServeSettings,
+        worker: Arc<ServeWorker>,
+        catalog: Arc<SchemaCatalog>,
+    ) -> Result<ServingLoops, ServeError> {
         let invalidation_group = settings
             .invalidations_group_id
             .clone()
@@ -87,7 +92,12 @@ impl ServingLoops {
 
 /// `frontier run serve`: connects the price store and the cache, then runs both loops until
 /// `shutdown`.
-pub async fn run(shared: &Shared, settings: &ServeSettings, catalog: Arc<SchemaCatalog>, shutdown: CancellationToken) -> Result<LoopReport, ServeError> {
+pub async fn run(
+    shared: &Shared,
+    settings: &ServeSettings,
+    catalog: Arc<SchemaCatalog>,
+    shutdown: CancellationToken,
+) -> Result<LoopReport, ServeError> {
     let store = connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier serve").await?;
     let cache = TieredCache::connect(&shared.cache, Some(&shared.redis.url)).await?;
     let worker = Arc::new(ServeWorker::new(settings, &shared.cache, cache, store, &catalog)?);

@@ -1,6 +1,5 @@
 //! `[workers.serve]`: where the serving worker reads and writes, and who it says it is.
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::config::InvalidSetting;
@@ -68,10 +67,16 @@ impl WorkerConfig for ServeSettings {
             }
         }
         if self.responses_topic == self.input_topic || self.metrics_topic == self.input_topic {
-            return invalid("input_topic", "must differ from responses_topic and metrics_topic (answers would be read as requests)");
+            return invalid(
+                "input_topic",
+                "must differ from responses_topic and metrics_topic (answers would be read as requests)",
+            );
         }
         if self.invalidations_group_id.is_some() && self.invalidations_group_id == self.group_id {
-            return invalid("invalidations_group_id", "must differ from group_id (every instance must see every invalidation)");
+            return invalid(
+                "invalidations_group_id",
+                "must differ from group_id (every instance must see every invalidation)",
+            );
         }
         if self.instance.as_deref().is_some_and(|i| i.trim().is_empty()) {
             return invalid("instance", "must not be empty when set");
@@ -81,7 +86,6 @@ impl WorkerConfig for ServeSettings {
         }
         Ok(())
     }
-
 }
 
 impl ServeSettings {

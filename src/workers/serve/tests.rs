@@ -16,7 +16,11 @@ fn settings_refuse_a_loop_and_a_shared_invalidation_group() {
     assert!(ServeSettings::default().validate().is_ok());
     let looping = ServeSettings { responses_topic: "frontier.requests".into(), ..ServeSettings::default() };
     assert_eq!(looping.validate().unwrap_err().key, "input_topic");
-    let shared = ServeSettings { group_id: Some("g".into()), invalidations_group_id: Some("g".into()), ..ServeSettings::default() };
+    let shared = ServeSettings {
+        group_id: Some("g".into()),
+        invalidations_group_id: Some("g".into()),
+        ..ServeSettings::default()
+    };
     assert_eq!(shared.validate().unwrap_err().key, "invalidations_group_id");
 }
 

@@ -152,7 +152,9 @@ impl ServeWorker {
                 }
                 Ok(ok_answer(cached, key))
             }
-            Err(error) if error.transient => Err(HandlerError::transient(metric::code_label(&error.code), error.message)),
+            Err(error) if error.transient => {
+                Err(HandlerError::transient(metric::code_label(&error.code), error.message))
+            }
             Err(error) => Ok(Answer::failed(RequestStatus::Error, &error.code, error.message)),
         }
     }
@@ -161,7 +163,8 @@ impl ServeWorker {
     fn outputs(&self, request: &AnalysisRequest, answer: Answer) -> Result<Vec<Outbound>, HandlerError> {
         let completed_at = SystemTime::now();
         let completed_ms = crate::clock::epoch_millis(completed_at);
-        let completed_exact_ms = completed_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or_default();
+        let completed_exact_ms =
+            completed_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or_default();
         let latency_ms = (completed_exact_ms - request.issued_at as f64).max(0.0);
         let layer = answer.layer;
         ::metrics::histogram!(metric::LATENCY, "kind" => metric::kind_label(&request.kind), "layer" => layer.as_str())
@@ -198,8 +201,10 @@ impl ServeWorker {
         };
         // Our own records always fit our own schemas; failing here is a bug that must stop
         // the worker rather than drop answers silently.
-        let response = SchemaCatalog::encode(&self.response_schema, &response).map_err(|e| HandlerError::fatal("response_encoding", e.to_string()))?;
-        let completed = SchemaCatalog::encode(&self.completed_schema, &completed).map_err(|e| HandlerError::fatal("event_encoding", e.to_string()))?;
+        let response = SchemaCatalog::encode(&self.response_schema, &response)
+            .map_err(|e| HandlerError::fatal("response_encoding", e.to_string()))?;
+        let completed = SchemaCatalog::encode(&self.completed_schema, &completed)
+            .map_err(|e| HandlerError::fatal("event_encoding", e.to_string()))?;
         let reply_to: Arc<str> = match &request.reply_to {
             Some(topic) if !topic.trim().is_empty() => Arc::from(topic.as_str()),
             _ => self.responses_topic.clone(),

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-pub use self::settings::SlaMonitorSettings;
 pub use self::owner::MonitorSnapshot;
+pub use self::settings::SlaMonitorSettings;
 pub use self::worker::{SlaMonitorWorker, SlaWorkerError};
 use super::Shared;
 use crate::bus::{ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};

@@ -89,7 +89,11 @@ impl MonitorOwner {
     }
 
     /// Evaluates every rule after the inputs sent before; recomputes the gauges too when asked.
-    pub(super) async fn evaluate(&self, now_ms: i64, export_gauges: bool) -> Result<Vec<AlertTransition>, OwnerStopped> {
+    pub(super) async fn evaluate(
+        &self,
+        now_ms: i64,
+        export_gauges: bool,
+    ) -> Result<Vec<AlertTransition>, OwnerStopped> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::Evaluate { now_ms, export_gauges, reply }).await.map_err(|_| OwnerStopped)?;
         answer.await.map_err(|_| OwnerStopped)

@@ -68,7 +68,6 @@ impl SlaMonitorSettings {
     }
 }
 
-
 impl WorkerConfig for SlaMonitorSettings {
     const SECTION: &'static str = "sla";
     const NAME: &'static str = "sla-monitor";

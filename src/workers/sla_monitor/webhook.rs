@@ -86,7 +86,10 @@ impl AlertWebhook {
         }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "dropped").increment(alerts.len() as u64);
-            warn!(dropped = alerts.len(), "alert webhook is backed up; messages dropped (they are on the alerts topic)");
+            warn!(
+                dropped = alerts.len(),
+                "alert webhook is backed up; messages dropped (they are on the alerts topic)"
+            );
             return;
         };
         let webhook = self.clone();
@@ -102,7 +105,8 @@ impl AlertWebhook {
         let body = alertmanager_payload(alert, &self.settings.receiver);
         let mut backoff = Duration::from_millis(200);
         for attempt in 1..=self.settings.max_attempts {
-            let outcome = self.client.post(&self.settings.url).json(&body).send().await.and_then(|r| r.error_for_status());
+            let outcome =
+                self.client.post(&self.settings.url).json(&body).send().await.and_then(|r| r.error_for_status());
             match outcome {
                 Ok(_) => {
                     ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "delivered").increment(1);

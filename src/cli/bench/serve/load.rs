@@ -17,7 +17,10 @@ pub(super) fn key_space(symbols: &[String], size: usize) -> Vec<(String, Value)>
         let pick: f64 = rng.random();
         let request = if pick < 0.6 {
             let symbol = &symbols[rng.random_range(0..symbols.len())];
-            ("market.volatility".to_string(), json!({"symbol": symbol, "window_days": windows[rng.random_range(0..windows.len())]}))
+            (
+                "market.volatility".to_string(),
+                json!({"symbol": symbol, "window_days": windows[rng.random_range(0..windows.len())]}),
+            )
         } else if pick < 0.9 {
             let n = rng.random_range(2..=5);
             let mut chosen: Vec<&String> = Vec::new();
@@ -27,13 +30,20 @@ pub(super) fn key_space(symbols: &[String], size: usize) -> Vec<(String, Value)>
                     chosen.push(symbol);
                 }
             }
-            let weights: serde_json::Map<String, Value> = chosen.iter().map(|s| (s.to_string(), json!(1.0 / n as f64))).collect();
+            let weights: serde_json::Map<String, Value> =
+                chosen.iter().map(|s| (s.to_string(), json!(1.0 / n as f64))).collect();
             // Weights of 1/3 sum to 1 within the kind's tolerance.
-            ("portfolio.risk".to_string(), json!({"symbols": chosen, "weights": weights, "window_days": 120, "paths": 1000}))
+            (
+                "portfolio.risk".to_string(),
+                json!({"symbols": chosen, "weights": weights, "window_days": 120, "paths": 1000}),
+            )
         } else {
             let symbol = &symbols[rng.random_range(0..symbols.len())];
             let strike = 80 + 5 * rng.random_range(0..9);
-            ("option.price".to_string(), json!({"symbol": symbol, "strike": strike, "expiry_days": 90, "right": "call"}))
+            (
+                "option.price".to_string(),
+                json!({"symbol": symbol, "strike": strike, "expiry_days": 90, "right": "call"}),
+            )
         };
         let key = CacheKey::for_request(&request.0, &request.1, "acme", &[]);
         if seen.insert(key) {
@@ -66,4 +76,3 @@ impl Zipf {
         self.cumulative.partition_point(|c| *c < target).min(self.cumulative.len() - 1)
     }
 }
-

@@ -13,9 +13,14 @@ pub(super) async fn lookup_latencies(bench: &Bench) -> anyhow::Result<Vec<(&'sta
     let dir = ScratchDir::new("lookups")?;
     let settings = bench.cache_settings(dir.path(), None);
     let policy = settings.policy_for("bench");
-    let result = ["a", "b", "c", "d", "e", "f"].iter().zip(1..).map(|(name, i)| ((*name).to_owned(), f64::from(i) / 10.0)).collect();
+    let result = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .zip(1..)
+        .map(|(name, i)| ((*name).to_owned(), f64::from(i) / 10.0))
+        .collect();
     let payload = crate::cache::result::encode(&result)?;
-    let keys: Vec<CacheKey> = (0..1000).map(|i| CacheKey::for_request("bench", &json!({"i": i}), "acme", &[])).collect();
+    let keys: Vec<CacheKey> =
+        (0..1000).map(|i| CacheKey::for_request("bench", &json!({"i": i}), "acme", &[])).collect();
     let tags = vec!["bench".to_string()];
     let time_all = |cache: TieredCache| {
         let (keys, tags, payload) = (keys.clone(), tags.clone(), payload.clone());
@@ -24,7 +29,10 @@ pub(super) async fn lookup_latencies(bench: &Bench) -> anyhow::Result<Vec<(&'sta
             for key in &keys {
                 let value = payload.clone();
                 let started = Instant::now();
-                cache.get_or_compute(key, &tags, policy, async move { Ok(value) }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                cache
+                    .get_or_compute(key, &tags, policy, async move { Ok(value) })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 times.push(started.elapsed().as_secs_f64() * 1e6);
             }
             times.sort_by(f64::total_cmp);

@@ -27,12 +27,12 @@ use tokio_util::sync::CancellationToken;
 use super::create_topics;
 use crate::bus::json::{avro_to_json, json_to_avro};
 use crate::bus::{KnownSchema, SchemaCatalog, kafka};
-use crate::workers::cache_warmer::{CacheWarmer, WarmerError, run_warmer};
-use crate::workers::serve::{ServeError, ServeWorker, ServingLoops};
 use crate::cache::{CacheSettings, KindLifetime, TieredCache};
-use crate::settings::Settings;
 use crate::market::seed::{SeedPlan, seed_prices};
 use crate::market::{DiscardQueryEvents, PriceStore, StoreOptions};
+use crate::settings::Settings;
+use crate::workers::cache_warmer::{CacheWarmer, WarmerError, run_warmer};
+use crate::workers::serve::{ServeError, ServeWorker, ServingLoops};
 
 /// `frontier bench serve` options.
 #[derive(Debug, Args)]
@@ -137,7 +137,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn summary(sorted: &[f64]) -> String {
-    format!("p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  (n={})", percentile(sorted, 50.0), percentile(sorted, 95.0), percentile(sorted, 99.0), sorted.len())
+    format!(
+        "p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  (n={})",
+        percentile(sorted, 50.0),
+        percentile(sorted, 95.0),
+        percentile(sorted, 99.0),
+        sorted.len()
+    )
 }
 
 /// Everything the phases share: topics, publisher, the response collector.
@@ -169,14 +175,22 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     settings.workers.cache_warmer.input_topic = settings.workers.serve.metrics_topic.clone();
     settings.bus.dlq_topic = format!("bench.serve.{run}.dlq");
     let serve = &settings.workers.serve;
-    let mut topics: Vec<String> = [&serve.input_topic, &serve.responses_topic, &settings.cache.invalidations_topic, &settings.bus.dlq_topic].map(|t| t.to_string()).to_vec();
-    topics.extend(["cold", "steady", "warmer-off", "warmer-on"].map(|phase| format!("{}.{phase}", serve.metrics_topic)));
+    let mut topics: Vec<String> =
+        [&serve.input_topic, &serve.responses_topic, &settings.cache.invalidations_topic, &settings.bus.dlq_topic]
+            .map(|t| t.to_string())
+            .to_vec();
+    topics
+        .extend(["cold", "steady", "warmer-off", "warmer-on"].map(|phase| format!("{}.{phase}", serve.metrics_topic)));
     create_topics(&settings, &topics, 1).await?;
 
     let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
     let options = StoreOptions { schema: settings.prices.schema.clone(), application: "frontier bench serve".into() };
     let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
-    eprintln!("[bench] seeding {} symbols x 300 days into schema {}", args.symbols, settings.prices.schema.as_deref().unwrap_or_default());
+    eprintln!(
+        "[bench] seeding {} symbols x 300 days into schema {}",
+        args.symbols,
+        settings.prices.schema.as_deref().unwrap_or_default()
+    );
     let plan = SeedPlan { symbols: args.symbols, days: 300, seed: 42, names: Vec::new(), benchmark: None };
     seed_prices(&store, &plan, |_, _| {}).await.context("seeding")?;
     let symbols: Vec<String> = (1..=args.symbols).map(|i| format!("SYN{i:04}")).collect();
@@ -220,10 +234,20 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
 
     // Cached: entries outlive the run; a warm-up fills the cache, then the load is measured.
     let dir = ScratchDir::new("steady")?;
-    let instance = bench.start_instance(&bench.cache_settings(dir.path(), Some((Duration::from_secs(3600), Duration::ZERO))), "steady", "steady").await?;
-    eprintln!("[bench] cached: {} s warm-up then {} s measured, Zipf(s={}) over {} keys at {}/s", args.warmup, args.seconds, args.zipf, args.keys, args.rate);
+    let instance = bench
+        .start_instance(
+            &bench.cache_settings(dir.path(), Some((Duration::from_secs(3600), Duration::ZERO))),
+            "steady",
+            "steady",
+        )
+        .await?;
+    eprintln!(
+        "[bench] cached: {} s warm-up then {} s measured, Zipf(s={}) over {} keys at {}/s",
+        args.warmup, args.seconds, args.zipf, args.keys, args.rate
+    );
     bench.run_phase("warmup", (args.rate * args.warmup as f64) as usize, args.rate, &mut zipf_request).await?;
-    let steady = bench.run_phase("steady", (args.rate * args.seconds as f64) as usize, args.rate, &mut zipf_request).await?;
+    let steady =
+        bench.run_phase("steady", (args.rate * args.seconds as f64) as usize, args.rate, &mut zipf_request).await?;
     instance.stop().await?;
 
     // Hit ratio with entries expiring (ttl, no grace), the warmer off then on.
@@ -257,35 +281,59 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         args.symbols, args.keys, args.zipf, args.linger_ms, args.ttl, args.grace
     );
     let cold_latencies = cold.latencies(|a| a.status == "ok");
-    println!("cold   (every key new)    {}  throughput {:.0}/s (offered {}/s)", summary(&cold_latencies), cold.answered.len() as f64 / cold.elapsed.as_secs_f64(), args.cold_rate);
+    println!(
+        "cold   (every key new)    {}  throughput {:.0}/s (offered {}/s)",
+        summary(&cold_latencies),
+        cold.answered.len() as f64 / cold.elapsed.as_secs_f64(),
+        args.cold_rate
+    );
     let cached = steady.latencies(|a| a.layer != "none" && a.status == "ok");
     let throughput = steady.answered.len() as f64 / steady.elapsed.as_secs_f64();
     println!("cached (warm, no expiry)  {}  throughput {throughput:.0}/s (offered {}/s)", summary(&cached), args.rate);
     println!("misses (warm, no expiry)  {}", summary(&steady.latencies(|a| a.layer == "none")));
     for (label, phase, refreshed) in &results {
-        println!("{label}: answered {} of {}{}", phase.answered.len(), phase.sent, refreshed.map(|n| format!(", {n} warmer refreshes")).unwrap_or_default());
+        println!(
+            "{label}: answered {} of {}{}",
+            phase.answered.len(),
+            phase.sent,
+            refreshed.map(|n| format!(", {n} warmer refreshes")).unwrap_or_default()
+        );
         // The first ttl starts from an empty cache (every key's first request computes); after
         // it, what remains is expiry.
         let after_first_ttl = |a: &Answered| phase.started.is_some_and(|s| a.sent >= s + args.ttl);
-        for (part, keep) in [("whole phase", &(|_: &Answered| true) as &dyn Fn(&Answered) -> bool), ("after 1st ttl", &after_first_ttl)] {
+        for (part, keep) in
+            [("whole phase", &(|_: &Answered| true) as &dyn Fn(&Answered) -> bool), ("after 1st ttl", &after_first_ttl)]
+        {
             let counts = phase.layer_counts(keep);
             let total = counts.values().sum::<usize>().max(1) as f64;
             let ratio = |layer: &str| 100.0 * counts.get(layer).copied().unwrap_or_default() as f64 / total;
             println!(
                 "  {part:13}  hit ratio {:5.1} %  memory {:5.1} %  redis {:5.1} %  disk {:5.1} %  computed {:5.1} %",
-                100.0 - ratio("none"), ratio("memory"), ratio("redis"), ratio("disk"), ratio("none")
+                100.0 - ratio("none"),
+                ratio("memory"),
+                ratio("redis"),
+                ratio("disk"),
+                ratio("none")
             );
             println!("  {part:13}  cached {}", summary(&phase.latencies(|a| keep(a) && a.layer != "none")));
             println!("  {part:13}  computed {}", summary(&phase.latencies(|a| keep(a) && a.layer == "none")));
         }
-        let timeline: Vec<String> = phase.p99_timeline(Duration::from_secs(5)).iter().map(|ms| format!("{ms:.0}")).collect();
+        let timeline: Vec<String> =
+            phase.p99_timeline(Duration::from_secs(5)).iter().map(|ms| format!("{ms:.0}")).collect();
         println!("  p99 ms per 5 s of publish time: {}", timeline.join(" "));
     }
     for (layer, sorted) in &lookups {
-        println!("lookup {layer:7} p50 {:8.1} us  p99 {:8.1} us  (n={})", percentile(sorted, 50.0), percentile(sorted, 99.0), sorted.len());
+        println!(
+            "lookup {layer:7} p50 {:8.1} us  p99 {:8.1} us  (n={})",
+            percentile(sorted, 50.0),
+            percentile(sorted, 99.0),
+            sorted.len()
+        );
     }
     let schema = settings.prices.schema.clone().unwrap_or_default();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(bench.store.pool()).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+        .execute(bench.store.pool())
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -294,7 +342,11 @@ pub(super) struct ScratchDir(std::path::PathBuf);
 
 impl ScratchDir {
     pub(super) fn new(label: &str) -> anyhow::Result<ScratchDir> {
-        let path = std::env::temp_dir().join(format!("frontier-bench-serve-{}-{}", label.replace(' ', "-"), uuid::Uuid::new_v4().simple()));
+        let path = std::env::temp_dir().join(format!(
+            "frontier-bench-serve-{}-{}",
+            label.replace(' ', "-"),
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(ScratchDir(path))
     }
@@ -327,7 +379,11 @@ impl RunningInstance {
 impl Bench {
     /// The configured cache with a fresh Redis prefix and `dir` for the disk layer; with a
     /// `(ttl, grace)`, every kind lives that long.
-    pub(super) fn cache_settings(&self, dir: &std::path::Path, lifetime: Option<(Duration, Duration)>) -> CacheSettings {
+    pub(super) fn cache_settings(
+        &self,
+        dir: &std::path::Path,
+        lifetime: Option<(Duration, Duration)>,
+    ) -> CacheSettings {
         let mut cache = self.settings.cache.clone();
         cache.redis_key_prefix = format!("bench:serve:{}", uuid::Uuid::new_v4().simple());
         cache.disk_dir = dir.to_path_buf();
@@ -346,9 +402,16 @@ impl Bench {
     async fn start_instance(&self, cache: &CacheSettings, label: &str, phase: &str) -> anyhow::Result<RunningInstance> {
         let mut settings = self.settings.clone();
         settings.workers.serve.metrics_topic = self.metrics_topic(phase);
-        settings.workers.serve.group_id = Some(format!("bench.serve.{}.{}", label.replace(' ', "-"), uuid::Uuid::new_v4().simple()));
+        settings.workers.serve.group_id =
+            Some(format!("bench.serve.{}.{}", label.replace(' ', "-"), uuid::Uuid::new_v4().simple()));
         let cache = TieredCache::connect(cache, Some(&settings.redis.url)).await?;
-        let worker = Arc::new(ServeWorker::new(&settings.workers.serve, &settings.cache, cache, self.store.clone(), &self.catalog)?);
+        let worker = Arc::new(ServeWorker::new(
+            &settings.workers.serve,
+            &settings.cache,
+            cache,
+            self.store.clone(),
+            &self.catalog,
+        )?);
         let loops = ServingLoops::new(&settings.shared(), &settings.workers.serve, worker, self.catalog.clone())?;
         let token = self.shutdown.child_token();
         let task = tokio::spawn(loops.run(token.clone()));
@@ -356,7 +419,11 @@ impl Bench {
     }
 
     /// A warmer on the metrics topic of `phase`, sharing the instance's Redis prefix.
-    async fn start_warmer(&self, cache: &CacheSettings, phase: &str) -> anyhow::Result<(CancellationToken, Arc<CacheWarmer>, WarmerTask)> {
+    async fn start_warmer(
+        &self,
+        cache: &CacheSettings,
+        phase: &str,
+    ) -> anyhow::Result<(CancellationToken, Arc<CacheWarmer>, WarmerTask)> {
         let mut settings = self.settings.clone();
         settings.workers.cache_warmer.input_topic = self.metrics_topic(phase);
         settings.workers.cache_warmer.group_id = Some(format!("bench.warmer.{}", uuid::Uuid::new_v4().simple()));
@@ -366,14 +433,22 @@ impl Bench {
         let cache = TieredCache::connect(&cache, Some(&settings.redis.url)).await?;
         let token = self.shutdown.child_token();
         // Its own connection pool, as a separate warmer process would have.
-        let options = StoreOptions { schema: settings.prices.schema.clone(), application: "frontier bench serve warmer".into() };
+        let options =
+            StoreOptions { schema: settings.prices.schema.clone(), application: "frontier bench serve warmer".into() };
         let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
-        let warmer = Arc::new(CacheWarmer::new(&settings.workers.cache_warmer, cache, store, settings.cache.recipe_ttl, token.clone()));
+        let warmer = Arc::new(CacheWarmer::new(
+            &settings.workers.cache_warmer,
+            cache,
+            store,
+            settings.cache.recipe_ttl,
+            token.clone(),
+        ));
         let catalog = self.catalog.clone();
         let instance = format!("bench-{}", uuid::Uuid::new_v4().simple());
         let (task_token, task_warmer) = (token.clone(), warmer.clone());
         let task = tokio::spawn(async move {
-            run_warmer(&settings.shared(), &settings.workers.cache_warmer, task_warmer, catalog, &instance, task_token).await
+            run_warmer(&settings.shared(), &settings.workers.cache_warmer, task_warmer, catalog, &instance, task_token)
+                .await
         });
         Ok((token, warmer, task))
     }
@@ -434,7 +509,8 @@ impl Bench {
             "id": id, "tenant": tenant, "user": "bench", "kind": kind, "params": params, "priority": "normal",
             "issued_at": crate::clock::now_millis(), "deadline": null, "reply_to": null, "entitlements": []
         });
-        let payload = SchemaCatalog::encode_value(&self.request_schema, json_to_avro(&doc, &self.request_schema.schema)?)?;
+        let payload =
+            SchemaCatalog::encode_value(&self.request_schema, json_to_avro(&doc, &self.request_schema.schema)?)?;
         self.sent_at.insert(id.to_string(), Instant::now());
         let record = FutureRecord::to(&self.settings.workers.serve.input_topic).key(id).payload(&payload);
         // The delivery future is dropped: librdkafka still delivers, and the answer is the proof.
@@ -489,4 +565,3 @@ fn spawn_collector(
     });
     Ok(())
 }
-
