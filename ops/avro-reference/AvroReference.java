@@ -7,7 +7,9 @@
 //   fingerprint FILE...   per schema file one line: FILE, TAB, the CRC-64-AVRO fingerprint of
 //                         its Parsing Canonical Form as the 8 little-endian bytes of the
 //                         single-object header in hex, TAB, the Parsing Canonical Form
-//   encode SCHEMA.avsc    per stdin line of plain JSON, the single-object encoding in hex
+//   encode SCHEMA.avsc... per stdin line of plain JSON, the single-object encoding in hex; a
+//                         line is a record of the first schema, or FILE, TAB, a record of the
+//                         schema given as FILE (so one run can encode records of many schemas)
 //   decode SCHEMA_DIR     per stdin line of single-object hex, the record as plain JSON;
 //                         writer schemas are looked up by fingerprint among SCHEMA_DIR/*.avsc
 //                         and SCHEMA_DIR/history/*.avsc, and resolved to the current version
@@ -59,12 +61,12 @@ public class AvroReference {
     try {
       if (args.length >= 2 && args[0].equals("fingerprint")) {
         status = fingerprint(Arrays.asList(args).subList(1, args.length), out);
-      } else if (args.length == 2 && args[0].equals("encode")) {
-        status = encode(parse(new File(args[1])), out);
+      } else if (args.length >= 2 && args[0].equals("encode")) {
+        status = encode(Arrays.asList(args).subList(1, args.length), out);
       } else if (args.length == 2 && args[0].equals("decode")) {
         status = decode(new File(args[1]), out);
       } else {
-        System.err.println("usage: AvroReference fingerprint FILE... | encode SCHEMA.avsc | decode SCHEMA_DIR");
+        System.err.println("usage: AvroReference fingerprint FILE... | encode SCHEMA.avsc... | decode SCHEMA_DIR");
         status = 2;
       }
     } catch (SetupError e) {
@@ -109,12 +111,32 @@ public class AvroReference {
 
   // ----------------------------------------------------------------------------------- encode
 
-  static int encode(Schema schema, PrintStream out) throws IOException {
-    BinaryMessageEncoder<GenericRecord> encoder = new BinaryMessageEncoder<>(GenericData.get(), schema);
+  static int encode(List<String> files, PrintStream out) throws IOException, SetupError {
+    Map<String, Schema> schemas = new LinkedHashMap<>();
+    Map<String, BinaryMessageEncoder<GenericRecord>> encoders = new HashMap<>();
+    for (String file : files) {
+      Schema schema = parse(new File(file));
+      schemas.put(file, schema);
+      encoders.put(file, new BinaryMessageEncoder<>(GenericData.get(), schema));
+    }
+    String first = files.get(0);
     BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
     int status = 0;
     for (String line; (line = in.readLine()) != null; ) {
       try {
+        // "FILE<TAB>{...}" names the schema; a record alone is one of the first schema's. A
+        // JSON record starts with "{", which no file name given here does.
+        String file = first;
+        int tab = line.indexOf('\t');
+        if (tab >= 0 && !line.substring(0, tab).trim().startsWith("{")) {
+          file = line.substring(0, tab);
+          line = line.substring(tab + 1);
+          if (!schemas.containsKey(file)) {
+            throw new IllegalArgumentException("schema " + file + " was not given on the command line");
+          }
+        }
+        Schema schema = schemas.get(file);
+        BinaryMessageEncoder<GenericRecord> encoder = encoders.get(file);
         Object datum = fromJson(JSON.readTree(line), schema, "$");
         if (!GenericData.get().validate(schema, datum)) {
           throw new IllegalArgumentException("GenericData does not accept the converted record");

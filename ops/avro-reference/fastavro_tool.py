@@ -8,7 +8,9 @@ makes:
   fingerprint FILE...   per schema file one line: FILE, TAB, the CRC-64-AVRO fingerprint of its
                         Parsing Canonical Form as fastavro prints it (the 8 little-endian bytes
                         of the single-object header, in hex), TAB, the Parsing Canonical Form
-  encode SCHEMA.avsc    per stdin line of plain JSON, the single-object encoding in hex
+  encode SCHEMA.avsc... per stdin line of plain JSON, the single-object encoding in hex; a line
+                        is a record of the first schema, or FILE, TAB, a record of the schema
+                        given as FILE (so one run can encode records of many schemas)
   decode SCHEMA_DIR     per stdin line of single-object hex, the record as plain JSON; writer
                         schemas are looked up by fingerprint among SCHEMA_DIR/*.avsc and
                         SCHEMA_DIR/history/*.avsc, and resolved to the current version
@@ -58,14 +60,26 @@ def fingerprint_command(files, out):
     return 0
 
 
-def encode_command(path, out):
-    document, parsed, _, fingerprint = load(path)
-    header = MAGIC + bytes.fromhex(fingerprint)
-    if len(header) != 10:
-        raise SetupError(f"{path}: fingerprint {fingerprint} is not 8 bytes")
+def encode_command(paths, out):
+    schemas = {}  # file as given -> (parsed schema, single-object header)
+    for path in paths:
+        _, parsed, _, fingerprint = load(path)
+        header = MAGIC + bytes.fromhex(fingerprint)
+        if len(header) != 10:
+            raise SetupError(f"{path}: fingerprint {fingerprint} is not 8 bytes")
+        schemas[path] = (parsed, header)
     status = 0
     for line in sys.stdin:
         try:
+            # "FILE<TAB>{...}" names the schema; a record alone is one of the first schema's. A
+            # JSON record starts with "{", which no file name given here does.
+            path = paths[0]
+            before, tab, after = line.partition("\t")
+            if tab and not before.strip().startswith("{"):
+                path, line = before, after
+                if path not in schemas:
+                    raise ValueError(f"schema {path} was not given on the command line")
+            parsed, header = schemas[path]
             record = json.loads(line)
             body = io.BytesIO()
             # strict_allow_default: an unknown field is an error, a missing one takes its default
@@ -143,11 +157,11 @@ def main(argv):
     try:
         if len(argv) >= 2 and argv[0] == "fingerprint":
             return fingerprint_command(argv[1:], out)
-        if len(argv) == 2 and argv[0] == "encode":
-            return encode_command(argv[1], out)
+        if len(argv) >= 2 and argv[0] == "encode":
+            return encode_command(argv[1:], out)
         if len(argv) == 2 and argv[0] == "decode":
             return decode_command(argv[1], out)
-        print("usage: fastavro_tool.py fingerprint FILE... | encode SCHEMA.avsc | decode SCHEMA_DIR", file=sys.stderr)
+        print("usage: fastavro_tool.py fingerprint FILE... | encode SCHEMA.avsc... | decode SCHEMA_DIR", file=sys.stderr)
         return 2
     except SetupError as error:
         print(f"fastavro_tool: {error}", file=sys.stderr)

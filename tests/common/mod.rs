@@ -1,6 +1,7 @@
 //! Shared set-up for the tests that run against the real local stack (`ops/stack up`).
 #![allow(dead_code)]
 
+pub mod avro_tools;
 pub mod model_server;
 pub mod redis;
 pub mod sla;
