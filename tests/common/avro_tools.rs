@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
+use serde_json::{Map, Number, Value};
 
 use super::repo;
 
@@ -114,12 +114,18 @@ impl AvroTool {
     /// Single-object encodings of plain-JSON records, each with its schema file; an error says
     /// why the tool refused that record.
     pub fn encode(self, records: &[(PathBuf, Value)]) -> Vec<Result<Vec<u8>, String>> {
+        let lines: Vec<(PathBuf, String)> = records.iter().map(|(file, doc)| (file.clone(), doc.to_string())).collect();
+        self.encode_text(&lines)
+    }
+
+    /// `encode` of records given as JSON text, which the tool parses itself.
+    pub fn encode_text(self, records: &[(PathBuf, String)]) -> Vec<Result<Vec<u8>, String>> {
         let mut files: Vec<String> = records.iter().map(|(f, _)| f.to_string_lossy().into_owned()).collect();
         files.sort();
         files.dedup();
         let mut args = vec!["encode".to_string()];
         args.extend(files);
-        let input = records.iter().map(|(file, doc)| format!("{}\t{doc}", file.to_string_lossy())).collect();
+        let input = records.iter().map(|(file, text)| format!("{}\t{text}", file.to_string_lossy())).collect();
         self.run(&args, input)
             .into_iter()
             .map(|line| match line.strip_prefix("error: ") {
@@ -148,7 +154,7 @@ impl AvroTool {
             .into_iter()
             .map(|line| match line.strip_prefix("error: ") {
                 Some(why) => Err(why.to_string()),
-                None => serde_json::from_str(&line).map_err(|e| format!("not JSON ({e}): {line}")),
+                None => parse_exact(&line).map_err(|e| format!("not JSON ({e}): {line}")),
             })
             .collect()
     }
@@ -182,4 +188,135 @@ pub fn every_schema_file() -> Vec<PathBuf> {
     let mut files = avsc_files(&schemas);
     files.extend(avsc_files(&schemas.join("history")));
     files
+}
+
+/// JSON text as a `Value`, every number read exactly. serde_json's own parser (without its
+/// `float_roundtrip` feature, which this crate does not enable) can land one unit in the last
+/// place off for a 17-digit double, e.g. `-0.10345894309385793`, and a comparison with the tools'
+/// output would then blame the tools for serde_json's rounding.
+pub fn parse_exact(text: &str) -> Result<Value, String> {
+    let mut reader = ExactReader { text, pos: 0 };
+    let value = reader.value()?;
+    reader.skip_whitespace();
+    if reader.pos != text.len() {
+        return Err(format!("trailing text at byte {}", reader.pos));
+    }
+    Ok(value)
+}
+
+struct ExactReader<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl ExactReader<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Skips whitespace, then expects `byte`.
+    fn expect(&mut self, byte: u8) -> Result<(), String> {
+        self.skip_whitespace();
+        if self.peek() != Some(byte) {
+            return Err(format!("expected `{}` at byte {}", byte as char, self.pos));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn value(&mut self) -> Result<Value, String> {
+        self.skip_whitespace();
+        let start = self.pos;
+        match self.peek() {
+            Some(b'{') => {
+                self.pos += 1;
+                let mut object = Map::new();
+                self.skip_whitespace();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                    return Ok(Value::Object(object));
+                }
+                loop {
+                    let Value::String(key) = self.value()? else {
+                        return Err(format!("a key that is not a string at byte {start}"));
+                    };
+                    self.expect(b':')?;
+                    object.insert(key, self.value()?);
+                    self.skip_whitespace();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b'}') => {
+                            self.pos += 1;
+                            return Ok(Value::Object(object));
+                        }
+                        _ => return Err(format!("expected `,` or `}}` at byte {}", self.pos)),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                self.skip_whitespace();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.skip_whitespace();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b']') => {
+                            self.pos += 1;
+                            return Ok(Value::Array(items));
+                        }
+                        _ => return Err(format!("expected `,` or `]` at byte {}", self.pos)),
+                    }
+                }
+            }
+            Some(b'"') => {
+                // Strings have no numbers in them: serde_json reads the token itself. `"` and `\`
+                // are ASCII, so the scan never splits a UTF-8 sequence.
+                self.pos += 1;
+                loop {
+                    match self.peek() {
+                        Some(b'\\') => self.pos += 2,
+                        Some(b'"') => break,
+                        Some(_) => self.pos += 1,
+                        None => return Err("unterminated string".into()),
+                    }
+                }
+                self.pos += 1;
+                serde_json::from_str(&self.text[start..self.pos]).map_err(|e| e.to_string())
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                while matches!(self.peek(), Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
+                    self.pos += 1;
+                }
+                let token = &self.text[start..self.pos];
+                let number = if token.contains(['.', 'e', 'E']) {
+                    // The standard library's parser rounds correctly.
+                    token.parse::<f64>().ok().and_then(Number::from_f64)
+                } else {
+                    token.parse::<i64>().map(Number::from).or_else(|_| token.parse::<u64>().map(Number::from)).ok()
+                };
+                number.map(Value::Number).ok_or_else(|| format!("not a number: {token}"))
+            }
+            _ => {
+                for (word, value) in [("true", Value::Bool(true)), ("false", Value::Bool(false)), ("null", Value::Null)] {
+                    if self.text[self.pos..].starts_with(word) {
+                        self.pos += word.len();
+                        return Ok(value);
+                    }
+                }
+                Err(format!("unexpected text at byte {}", self.pos))
+            }
+        }
+    }
 }

@@ -1,0 +1,334 @@
+//! Frontier's workers among other Avro implementations, through Kafka: records written by Avro's
+//! Java reference implementation and by fastavro to each topic a user publishes to are consumed
+//! by the real workers (`frontier run <worker>` as processes), and what the workers write is read
+//! by both. Needs the local stack (`ops/stack up`), the tools (`ops/avro-reference/install`) and,
+//! for the inference batcher, the model (`ops/models`).
+//!
+//! The schema-by-schema checks without Kafka are in `tests/avro_reference.rs`.
+
+mod common;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::avro_tools::{AvroTool, parse_exact};
+use common::*;
+use frontier::bus::json::{avro_to_json, json_to_avro};
+use frontier::clock::now_millis;
+use frontier::config::Settings;
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
+use serde_json::{Value, json};
+
+/// How long a test waits for a worker's output (a debug build starting, joining its group, and
+/// for the batcher loading the model).
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// A `frontier run <worker>` process, killed when the test ends however it ends.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    /// Starts `frontier run <worker>` with the settings in `env`; its log goes to
+    /// `target/test-logs/interop-<worker>-<unique>.log`.
+    fn start(worker: &str, env: &[(&str, String)]) -> Worker {
+        let dir = repo().join("target/test-logs");
+        std::fs::create_dir_all(&dir).expect("log folder");
+        let log = dir.join(format!("interop-{worker}-{}.log", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let mut command = frontier();
+        command
+            .args(["run", worker])
+            // A port of its own for /metrics: tests run side by side.
+            .env("FRONTIER_METRICS__LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log file"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().unwrap_or_else(|e| panic!("frontier run {worker} does not start: {e}"));
+        Worker { child, log }
+    }
+
+    /// Fails the test with the worker's log if it exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("worker status") {
+            panic!("the worker exited with {status}; its log ({}):\n{}", self.log.display(), self.log_text());
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `count` messages of `topic`, failing with the worker's log when they do not come.
+fn await_messages(settings: &Settings, worker: &mut Worker, topic: &str, count: usize) -> Vec<OwnedMessage> {
+    let started = Instant::now();
+    let mut messages = Vec::new();
+    while messages.len() < count && started.elapsed() < PATIENCE {
+        worker.assert_running();
+        messages = read_topic(settings, topic, count, Duration::from_secs(2));
+    }
+    assert!(
+        messages.len() >= count,
+        "{} of {count} messages on {topic} within {PATIENCE:?}; the worker's log ({}):\n{}",
+        messages.len(),
+        worker.log.display(),
+        worker.log_text()
+    );
+    messages
+}
+
+fn payloads(messages: &[OwnedMessage]) -> Vec<Vec<u8>> {
+    messages.iter().map(|m| m.payload().expect("a payload").to_vec()).collect()
+}
+
+/// Both tools decode what a worker wrote to the same plain JSON as our catalog; returns ours.
+fn assert_both_tools_read(messages: &[OwnedMessage]) -> Vec<Value> {
+    let ours = decoded_json(&catalog(), messages);
+    let bytes = payloads(messages);
+    for tool in AvroTool::BOTH {
+        assert_eq!(tool.decode_all(&bytes), ours, "{} reads the worker's records differently", tool.name());
+    }
+    ours
+}
+
+/// `docs` (records of `schemas/<file>`) as written by `tool`, each keyed by `key(doc)`.
+fn written_by(tool: AvroTool, file: &str, docs: &[Value], key: impl Fn(&Value) -> String) -> Vec<(Option<String>, Vec<u8>)> {
+    let path = repo().join("schemas").join(file);
+    let records: Vec<(PathBuf, Value)> = docs.iter().map(|doc| (path.clone(), doc.clone())).collect();
+    tool.encode_all(&records).into_iter().zip(docs).map(|(bytes, doc)| (Some(key(doc)), bytes)).collect()
+}
+
+/// The `id` field, the key of requests and jobs.
+fn by_id(doc: &Value) -> String {
+    doc["id"].as_str().expect("an id").to_string()
+}
+
+/// An id naming the implementation that wrote the record.
+fn id_for(tool: AvroTool, what: &str) -> String {
+    let who = match tool {
+        AvroTool::Java => "java",
+        AvroTool::Fastavro => "fastavro",
+    };
+    format!("{who}-{what}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+fn field<'a>(records: &'a [Value], name: &str) -> Vec<&'a str> {
+    let mut values: Vec<&str> = records.iter().map(|r| r[name].as_str().unwrap_or("?")).collect();
+    values.sort();
+    values
+}
+
+/// Unique topics for one test, created with one partition.
+async fn topics<const N: usize>(settings: &Settings, test: &str, names: [&str; N]) -> [String; N] {
+    let topics = names.map(|n| unique(&format!("interop.{test}.{n}")));
+    create_topics(settings, &topics.iter().map(String::as_str).collect::<Vec<_>>(), 1).await;
+    topics
+}
+
+/// Nothing reached the dead-letter topic.
+fn assert_no_dead_letters(settings: &Settings, dlq: &str) {
+    let letters = read_topic(settings, dlq, 1, Duration::from_secs(3));
+    let why: Vec<String> = letters.iter().filter_map(|m| header(m, frontier::bus::dlq::header::ERROR_MESSAGE)).collect();
+    assert!(letters.is_empty(), "{} dead letter(s) on {dlq}: {why:?}", letters.len());
+}
+
+#[tokio::test]
+async fn serve_answers_requests_written_by_java_and_fastavro_with_records_both_read() {
+    let settings = settings();
+    common::redis::stack_redis(&settings).await;
+    let [requests, responses, metrics, invalidations, query_events, dlq] =
+        topics(&settings, "serve", ["requests", "responses", "metrics", "invalidations", "query-events", "dlq"]).await;
+    // Prices of the test's own PostgreSQL schema, through the real `frontier seed`.
+    let schema = format!("test_interop_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let seeded = frontier()
+        .args(["seed", "--symbols", "1", "--days", "60", "--names", "AAPL", "--schema", &schema])
+        .args(["--invalidations-topic", &invalidations, "--query-events-topic", &query_events])
+        .output()
+        .expect("frontier seed runs");
+    assert!(seeded.status.success(), "frontier seed failed ({START_HINT}): {}", String::from_utf8_lossy(&seeded.stderr));
+
+    let mut sent = Vec::new();
+    for tool in AvroTool::BOTH {
+        let doc = json!({
+            "id": id_for(tool, "request"), "tenant": "acme", "user": "ana", "kind": "market.volatility",
+            "params": {"symbol": "AAPL", "window_days": 30}, "priority": "normal", "issued_at": now_millis(),
+            "deadline": null, "reply_to": null, "entitlements": []
+        });
+        sent.push(doc["id"].as_str().unwrap().to_string());
+        produce(&settings, &requests, written_by(tool, "request.avsc", &[doc], by_id)).await;
+    }
+    sent.sort();
+
+    let disk = tempfile::tempdir().expect("cache folder");
+    let redis_prefix = unique("interop:serve");
+    let mut worker = Worker::start(
+        "serve",
+        &[
+            ("FRONTIER_WORKERS__SERVE__INPUT_TOPIC", requests.clone()),
+            ("FRONTIER_WORKERS__SERVE__RESPONSES_TOPIC", responses.clone()),
+            ("FRONTIER_WORKERS__SERVE__METRICS_TOPIC", metrics.clone()),
+            ("FRONTIER_WORKERS__SERVE__INVALIDATIONS_TOPIC", invalidations.clone()),
+            ("FRONTIER_WORKERS__SERVE__QUERY_EVENTS_TOPIC", query_events.clone()),
+            ("FRONTIER_WORKERS__SERVE__STORE_SCHEMA", schema.clone()),
+            ("FRONTIER_WORKERS__SERVE__GROUP_ID", unique("interop.serve.group")),
+            ("FRONTIER_CACHE__REDIS_KEY_PREFIX", redis_prefix.clone()),
+            ("FRONTIER_CACHE__DISK_DIR", path_str(disk.path())),
+            ("FRONTIER_BUS__DLQ_TOPIC", dlq.clone()),
+            ("FRONTIER_BUS__STATUS_INTERVAL", "0s".into()),
+        ],
+    );
+    let answers = assert_both_tools_read(&await_messages(&settings, &mut worker, &responses, 2));
+    let completed = assert_both_tools_read(&await_messages(&settings, &mut worker, &metrics, 2));
+    drop(worker);
+    drop_pg_schema(&settings, &schema).await;
+    common::redis::delete_prefix(&settings.redis.url, &redis_prefix).await;
+
+    assert_eq!(field(&answers, "request_id"), sent, "one response per request, with its id");
+    for answer in &answers {
+        assert_eq!(answer["status"], "ok", "{answer}");
+    }
+    assert_eq!(field(&completed, "id"), sent, "one RequestCompleted event per request");
+    assert_no_dead_letters(&settings, &dlq);
+}
+
+async fn drop_pg_schema(settings: &Settings, schema: &str) {
+    let pool = sqlx::PgPool::connect(&settings.postgres.url).await.expect("PostgreSQL connects");
+    let statement = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&pool).await.expect("test schema dropped");
+}
+
+#[tokio::test]
+async fn the_inference_batcher_answers_embed_jobs_written_by_java_and_fastavro_with_results_both_read() {
+    let model_dir = common::model_server::model_dir();
+    let settings = settings();
+    let [jobs, results, dlq] = topics(&settings, "inference", ["jobs", "results", "dlq"]).await;
+    // The model the development config serves in-process.
+    const MODEL: &str = "all-minilm-l6-v2";
+    let mut sent = Vec::new();
+    for tool in AvroTool::BOTH {
+        let doc = json!({
+            "id": id_for(tool, "job"), "model": MODEL, "task": "embed", "inputs": ["Oil prices rise"], "labels": null,
+            "priority": "normal", "issued_at": now_millis(), "deadline": null, "reply_to": null
+        });
+        sent.push(doc["id"].as_str().unwrap().to_string());
+        produce(&settings, &jobs, written_by(tool, "inference_job.avsc", &[doc], by_id)).await;
+    }
+    sent.sort();
+
+    let mut worker = Worker::start(
+        "inference-batcher",
+        &[
+            ("FRONTIER_WORKERS__INFERENCE__INPUT_TOPIC", jobs.clone()),
+            ("FRONTIER_WORKERS__INFERENCE__RESULTS_TOPIC", results.clone()),
+            ("FRONTIER_WORKERS__INFERENCE__GROUP_ID", unique("interop.inference.group")),
+            ("FRONTIER_WORKERS__INFERENCE__MODEL_DIR", path_str(&model_dir)),
+            // The batch settings endpoint on a port of its own.
+            ("FRONTIER_WORKERS__INFERENCE__ADMIN_LISTEN", "127.0.0.1:0".into()),
+            ("FRONTIER_BUS__DLQ_TOPIC", dlq.clone()),
+            ("FRONTIER_BUS__STATUS_INTERVAL", "0s".into()),
+        ],
+    );
+    let answered = assert_both_tools_read(&await_messages(&settings, &mut worker, &results, 2));
+    drop(worker);
+
+    assert_eq!(field(&answered, "job_id"), sent, "one result per job, with its id");
+    for result in &answered {
+        assert_eq!(result["status"], "ok", "{result}");
+        let embeddings = result["embeddings"].as_array().expect("embeddings");
+        assert_eq!(embeddings.len(), 1, "one vector per input");
+        assert_eq!(embeddings[0].as_array().map(Vec::len), Some(384));
+    }
+    assert_no_dead_letters(&settings, &dlq);
+}
+
+#[tokio::test]
+async fn the_sla_monitor_counts_request_completed_events_from_java_and_fastavro_and_both_read_its_alert_and_status() {
+    let settings = settings();
+    let [metrics, alerts, query_events, status, autoscale, dlq] =
+        topics(&settings, "sla", ["metrics", "alerts", "query-events", "status", "autoscale", "dlq"]).await;
+    // Slow requests three minutes ago (event time), ten from each implementation: the rule needs
+    // all twenty, so the alert fires only if every event from both was consumed.
+    const PER_TOOL: usize = 10;
+    let at = now_millis() - 180_000;
+    for tool in AvroTool::BOTH {
+        let docs: Vec<Value> = (0..PER_TOOL)
+            .map(|i| {
+                json!({
+                    "id": id_for(tool, &format!("completed-{i}")), "service": "serving", "kind": "market.volatility",
+                    "tenant": "acme", "latency_ms": 500.0, "status": "ok", "cache_layer": "none",
+                    "occurred_at": at, "instance": null, "cache_key": null
+                })
+            })
+            .collect();
+        produce(&settings, &metrics, written_by(tool, "request_completed.avsc", &docs, |_| "serving/market.volatility".into())).await;
+    }
+    let rule = format!(
+        r#"[{{name="LatencyP95High", sli="latency_p95", comparison="above", threshold=200.0, window="1m", for="0s", min_events={}, severity="critical"}}]"#,
+        2 * PER_TOOL
+    );
+    let mut worker = Worker::start(
+        "sla-monitor",
+        &[
+            ("FRONTIER_WORKERS__SLA__INPUT_TOPIC", metrics.clone()),
+            ("FRONTIER_WORKERS__SLA__ALERTS_TOPIC", alerts.clone()),
+            ("FRONTIER_WORKERS__SLA__QUERY_EVENTS_TOPIC", query_events.clone()),
+            ("FRONTIER_WORKERS__SLA__WORKER_STATUS_TOPIC", status.clone()),
+            ("FRONTIER_WORKERS__SLA__AUTOSCALE_TOPIC", autoscale.clone()),
+            ("FRONTIER_WORKERS__SLA__GROUP_ID", unique("interop.sla.group")),
+            ("FRONTIER_WORKERS__SLA__EVALUATION_INTERVAL", "200ms".into()),
+            ("FRONTIER_WORKERS__SLA__MONITOR__RULES", rule),
+            ("FRONTIER_WORKERS__SLA__MONITOR__SLOS", "[]".into()),
+            ("FRONTIER_WORKERS__SLA__MONITOR__SIGNALS", "[]".into()),
+            ("FRONTIER_BUS__DLQ_TOPIC", dlq.clone()),
+            ("FRONTIER_BUS__STATUS_TOPIC", status.clone()),
+            ("FRONTIER_BUS__STATUS_INTERVAL", "1s".into()),
+        ],
+    );
+    let fired = assert_both_tools_read(&await_messages(&settings, &mut worker, &alerts, 1));
+    let statuses = assert_both_tools_read(&await_messages(&settings, &mut worker, &status, 1));
+    drop(worker);
+
+    assert_eq!((fired[0]["name"].as_str(), fired[0]["status"].as_str()), (Some("LatencyP95High"), Some("firing")), "{}", fired[0]);
+    assert_eq!(statuses[0]["service"], "sla-monitor", "{}", statuses[0]);
+    assert_no_dead_letters(&settings, &dlq);
+}
+
+#[tokio::test]
+async fn tail_prints_records_written_by_java_and_fastavro_as_the_plain_json_they_read() {
+    let settings = settings();
+    let topic = unique("interop.tail");
+    create_topics(&settings, &[&topic], 1).await;
+    let schema = catalog().by_file("request.avsc").unwrap();
+    let (mut meant, mut bytes) = (Vec::new(), Vec::new());
+    for tool in AvroTool::BOTH {
+        let mut doc = request_json(&id_for(tool, "tail"));
+        doc["params"] = json!({"symbols": ["AAPL", "MSFT"], "weights": {"AAPL": 0.6, "MSFT": 0.4}, "adjusted": true});
+        let records = written_by(tool, "request.avsc", std::slice::from_ref(&doc), by_id);
+        bytes.extend(records.iter().map(|(_, b)| b.clone()));
+        produce(&settings, &topic, records).await;
+        // The document as we read it: defaults filled.
+        meant.push(avro_to_json(&json_to_avro(&doc, &schema.schema).unwrap()));
+    }
+
+    let tail = frontier().args(["tail", &topic, "--from-beginning", "--max", "2", "--timeout", "30s"]).output().unwrap();
+    assert!(tail.status.success(), "tail failed: {}", String::from_utf8_lossy(&tail.stderr));
+    let printed: Vec<Value> =
+        String::from_utf8(tail.stdout).unwrap().lines().map(|l| parse_exact(l).expect("a JSON line")).collect();
+    assert_eq!(printed, meant, "tail prints the records as they were written");
+    for tool in AvroTool::BOTH {
+        assert_eq!(printed, tool.decode_all(&bytes), "tail prints what {} reads", tool.name());
+    }
+}
