@@ -134,16 +134,23 @@ fn cases() -> Vec<(PathBuf, Value)> {
             cases.extend(fitting.iter().map(|k| (schemas.join(&k.file), doc.clone())));
         }
     }
-    // Every branch of the params union, a negative long, a tiny double, non-ASCII text.
+    // Every branch of the params union, a negative long, a tiny double, a double that needs all
+    // 17 digits, non-ASCII text.
     cases.push((
         schemas.join("request.avsc"),
         json!({
             "id": "awkward-1", "tenant": "zürich-Ω", "user": "ana", "kind": "portfolio.risk",
-            "params": {"flag": true, "none": null, "n": -7, "x": 2.5e-8, "s": "é", "list": [], "weights": {"A": -0.5}},
+            "params": {"flag": true, "none": null, "n": -7, "x": 2.5e-8, "precise": -0.10345894309385793, "s": "é",
+                       "list": [], "weights": {"A": -0.5}},
             "priority": "low", "issued_at": 1_764_230_400_000i64, "deadline": 1_764_230_460_000i64,
             "reply_to": "frontier.responses.gateway-1", "entitlements": ["equities", "fx"]
         }),
     ));
+    // Floats (f32) that are not short decimals: each side must widen the same f32 to a double.
+    let result = catalog.by_file("inference_result.avsc").unwrap();
+    let mut floats = example(&result.schema);
+    floats["embeddings"] = json!([[0.1, -0.3333333, 1e-40]]);
+    cases.push((schemas.join("inference_result.avsc"), floats));
     for file in avsc_files(&schemas.join("history")) {
         let known = KnownSchema::parse(&catalog_name(&file), &text(&file)).unwrap();
         cases.push((file, example(&known.schema)));
