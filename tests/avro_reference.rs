@@ -239,3 +239,28 @@ fn both_tools_refuse_our_record_when_its_fingerprint_is_one_bit_off() {
         assert!(why.contains("fingerprint"), "{}: {why}", tool.name());
     }
 }
+
+/// A person's JSON line (`frontier publish` reads each with `serde_json::from_str`) holding a
+/// double that needs all 17 digits, e.g. a result copied from `frontier tail`: we must encode the
+/// double the Java reference and fastavro encode from the same text.
+#[test]
+fn a_seventeen_digit_double_in_json_text_encodes_as_the_reference_implementations_encode_it() {
+    let catalog = catalog();
+    let known = catalog.by_file("request.avsc").unwrap();
+    let text = r#"{"id":"digits-1","tenant":"acme","user":"ana","kind":"market.volatility","params":{"x":-0.10345894309385793},"issued_at":1764230400000}"#;
+    let exact = "-0.10345894309385793".parse::<f64>().unwrap();
+    let ours = SchemaCatalog::encode_value(&known, json_to_avro(&serde_json::from_str(text).unwrap(), &known.schema).unwrap()).unwrap();
+    let our_x = avro_to_json(&catalog.decode(&ours).unwrap().value)["params"]["x"].as_f64().unwrap();
+    for tool in AvroTool::BOTH {
+        let theirs = tool.encode_text(&[(repo().join("schemas/request.avsc"), text.to_string())]).remove(0).unwrap();
+        let their_x = avro_to_json(&catalog.decode(&theirs).unwrap().value)["params"]["x"].as_f64().unwrap();
+        assert_eq!(their_x.to_bits(), exact.to_bits(), "{} reads the text exactly", tool.name());
+        assert_eq!(
+            our_x.to_bits(),
+            their_x.to_bits(),
+            "we encode {our_x:e} from the text where {} encodes {their_x:e}: serde_json parses floats one unit in the \
+             last place off without its `float_roundtrip` feature (Cargo.toml: serde_json features += \"float_roundtrip\")",
+            tool.name()
+        );
+    }
+}
