@@ -17,7 +17,7 @@ use common::avro_tools::{AvroTool, parse_exact};
 use common::*;
 use frontier::bus::json::{avro_to_json, json_to_avro};
 use frontier::clock::now_millis;
-use frontier::config::Settings;
+use frontier::settings::Settings;
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use serde_json::{Value, json};
@@ -180,9 +180,9 @@ async fn serve_answers_requests_written_by_java_and_fastavro_with_records_both_r
             ("FRONTIER_WORKERS__SERVE__INPUT_TOPIC", requests.clone()),
             ("FRONTIER_WORKERS__SERVE__RESPONSES_TOPIC", responses.clone()),
             ("FRONTIER_WORKERS__SERVE__METRICS_TOPIC", metrics.clone()),
-            ("FRONTIER_WORKERS__SERVE__INVALIDATIONS_TOPIC", invalidations.clone()),
-            ("FRONTIER_WORKERS__SERVE__QUERY_EVENTS_TOPIC", query_events.clone()),
-            ("FRONTIER_WORKERS__SERVE__STORE_SCHEMA", schema.clone()),
+            ("FRONTIER_CACHE__INVALIDATIONS_TOPIC", invalidations.clone()),
+            ("FRONTIER_PRICES__QUERY_EVENTS_TOPIC", query_events.clone()),
+            ("FRONTIER_PRICES__SCHEMA", schema.clone()),
             ("FRONTIER_WORKERS__SERVE__GROUP_ID", unique("interop.serve.group")),
             ("FRONTIER_CACHE__REDIS_KEY_PREFIX", redis_prefix.clone()),
             ("FRONTIER_CACHE__DISK_DIR", path_str(disk.path())),
