@@ -4,6 +4,7 @@
 //! may pass while an independent implementation disagrees with us. No services needed.
 //!
 //! The same records through Kafka and the real workers: `tests/interop.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -53,7 +54,12 @@ fn assert_our_fingerprints_are(tool: AvroTool) {
         let ours = canonical::fingerprint(&text(&answer.file)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(ours.to_string(), answer.wire_hex, "{name}: our fingerprint differs from {}'s", tool.name());
         let known = KnownSchema::parse(&name, &text(&answer.file)).unwrap();
-        assert_eq!(known.fingerprint.to_string(), answer.wire_hex, "{name}: KnownSchema's fingerprint differs from {}'s", tool.name());
+        assert_eq!(
+            known.fingerprint.to_string(),
+            answer.wire_hex,
+            "{name}: KnownSchema's fingerprint differs from {}'s",
+            tool.name()
+        );
     }
 }
 
@@ -83,7 +89,8 @@ fn every_header_the_catalog_writes_carries_the_java_reference_fingerprint() {
     assert_eq!(current.len(), catalog.current().len());
     for answer in current {
         let known = catalog.by_file(&catalog_name(&answer.file)).unwrap();
-        let bytes = SchemaCatalog::encode_value(&known, json_to_avro(&example(&known.schema), &known.schema).unwrap()).unwrap();
+        let bytes =
+            SchemaCatalog::encode_value(&known, json_to_avro(&example(&known.schema), &known.schema).unwrap()).unwrap();
         assert_eq!(bytes[..2], MAGIC);
         assert_eq!(hex::encode(&bytes[2..HEADER_LEN]), answer.wire_hex, "{}", known.file);
     }
@@ -129,7 +136,8 @@ fn cases() -> Vec<(PathBuf, Value)> {
         }
         for (n, line) in text(&path).lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let doc: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
-            let fitting: Vec<_> = catalog.current().into_iter().filter(|k| json_to_avro(&doc, &k.schema).is_ok()).collect();
+            let fitting: Vec<_> =
+                catalog.current().into_iter().filter(|k| json_to_avro(&doc, &k.schema).is_ok()).collect();
             assert!(!fitting.is_empty(), "{}:{} fits no schema", path.display(), n + 1);
             cases.extend(fitting.iter().map(|k| (schemas.join(&k.file), doc.clone())));
         }
@@ -174,7 +182,12 @@ fn assert_records_encoded_by(tool: AvroTool) {
     for (((file, doc), bytes), their_json) in cases.iter().zip(&encoded).zip(&theirs) {
         let name = catalog_name(file);
         let writer = KnownSchema::parse(&name, &text(file)).unwrap();
-        assert_eq!(hex::encode(&bytes[2..HEADER_LEN]), writer.fingerprint.to_string(), "{name}: {}'s header", tool.name());
+        assert_eq!(
+            hex::encode(&bytes[2..HEADER_LEN]),
+            writer.fingerprint.to_string(),
+            "{name}: {}'s header",
+            tool.name()
+        );
         let decoded = catalog.decode(bytes).unwrap_or_else(|e| panic!("{name}: {doc} written by {}: {e}", tool.name()));
         let ours = avro_to_json(&decoded.value);
         assert_eq!(&ours, their_json, "{name}: {doc} written by {}: we read it differently", tool.name());
@@ -249,7 +262,9 @@ fn a_seventeen_digit_double_in_json_text_encodes_as_the_reference_implementation
     let known = catalog.by_file("request.avsc").unwrap();
     let text = r#"{"id":"digits-1","tenant":"acme","user":"ana","kind":"market.volatility","params":{"x":-0.10345894309385793},"issued_at":1764230400000}"#;
     let exact = "-0.10345894309385793".parse::<f64>().unwrap();
-    let ours = SchemaCatalog::encode_value(&known, json_to_avro(&serde_json::from_str(text).unwrap(), &known.schema).unwrap()).unwrap();
+    let ours =
+        SchemaCatalog::encode_value(&known, json_to_avro(&serde_json::from_str(text).unwrap(), &known.schema).unwrap())
+            .unwrap();
     let our_x = avro_to_json(&catalog.decode(&ours).unwrap().value)["params"]["x"].as_f64().unwrap();
     for tool in AvroTool::BOTH {
         let theirs = tool.encode_text(&[(repo().join("schemas/request.avsc"), text.to_string())]).remove(0).unwrap();

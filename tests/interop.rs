@@ -5,6 +5,7 @@
 //! for the inference batcher, the model (`ops/models`).
 //!
 //! The schema-by-schema checks without Kafka are in `tests/avro_reference.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
 
@@ -105,7 +106,12 @@ fn assert_both_tools_read(messages: &[OwnedMessage]) -> Vec<Value> {
 }
 
 /// `docs` (records of `schemas/<file>`) as written by `tool`, each keyed by `key(doc)`.
-fn written_by(tool: AvroTool, file: &str, docs: &[Value], key: impl Fn(&Value) -> String) -> Vec<(Option<String>, Vec<u8>)> {
+fn written_by(
+    tool: AvroTool,
+    file: &str,
+    docs: &[Value],
+    key: impl Fn(&Value) -> String,
+) -> Vec<(Option<String>, Vec<u8>)> {
     let path = repo().join("schemas").join(file);
     let records: Vec<(PathBuf, Value)> = docs.iter().map(|doc| (path.clone(), doc.clone())).collect();
     tool.encode_all(&records).into_iter().zip(docs).map(|(bytes, doc)| (Some(key(doc)), bytes)).collect()
@@ -141,7 +147,8 @@ async fn topics<const N: usize>(settings: &Settings, test: &str, names: [&str; N
 /// Nothing reached the dead-letter topic.
 fn assert_no_dead_letters(settings: &Settings, dlq: &str) {
     let letters = read_topic(settings, dlq, 1, Duration::from_secs(3));
-    let why: Vec<String> = letters.iter().filter_map(|m| header(m, frontier::bus::dlq::header::ERROR_MESSAGE)).collect();
+    let why: Vec<String> =
+        letters.iter().filter_map(|m| header(m, frontier::bus::dlq::header::ERROR_MESSAGE)).collect();
     assert!(letters.is_empty(), "{} dead letter(s) on {dlq}: {why:?}", letters.len());
 }
 
@@ -158,7 +165,11 @@ async fn serve_answers_requests_written_by_java_and_fastavro_with_records_both_r
         .args(["--invalidations-topic", &invalidations, "--query-events-topic", &query_events])
         .output()
         .expect("frontier seed runs");
-    assert!(seeded.status.success(), "frontier seed failed ({START_HINT}): {}", String::from_utf8_lossy(&seeded.stderr));
+    assert!(
+        seeded.status.success(),
+        "frontier seed failed ({START_HINT}): {}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
 
     let mut sent = Vec::new();
     for tool in AvroTool::BOTH {
@@ -273,7 +284,12 @@ async fn the_sla_monitor_counts_request_completed_events_from_java_and_fastavro_
                 })
             })
             .collect();
-        produce(&settings, &metrics, written_by(tool, "request_completed.avsc", &docs, |_| "serving/market.volatility".into())).await;
+        produce(
+            &settings,
+            &metrics,
+            written_by(tool, "request_completed.avsc", &docs, |_| "serving/market.volatility".into()),
+        )
+        .await;
     }
     let rule = format!(
         r#"[{{name="LatencyP95High", sli="latency_p95", comparison="above", threshold=200.0, window="1m", for="0s", min_events={}, severity="critical"}}]"#,
@@ -301,7 +317,12 @@ async fn the_sla_monitor_counts_request_completed_events_from_java_and_fastavro_
     let statuses = assert_both_tools_read(&await_messages(&settings, &mut worker, &status, 1));
     drop(worker);
 
-    assert_eq!((fired[0]["name"].as_str(), fired[0]["status"].as_str()), (Some("LatencyP95High"), Some("firing")), "{}", fired[0]);
+    assert_eq!(
+        (fired[0]["name"].as_str(), fired[0]["status"].as_str()),
+        (Some("LatencyP95High"), Some("firing")),
+        "{}",
+        fired[0]
+    );
     assert_eq!(statuses[0]["service"], "sla-monitor", "{}", statuses[0]);
     assert_no_dead_letters(&settings, &dlq);
 }
@@ -323,7 +344,8 @@ async fn tail_prints_records_written_by_java_and_fastavro_as_the_plain_json_they
         meant.push(avro_to_json(&json_to_avro(&doc, &schema.schema).unwrap()));
     }
 
-    let tail = frontier().args(["tail", &topic, "--from-beginning", "--max", "2", "--timeout", "30s"]).output().unwrap();
+    let tail =
+        frontier().args(["tail", &topic, "--from-beginning", "--max", "2", "--timeout", "30s"]).output().unwrap();
     assert!(tail.status.success(), "tail failed: {}", String::from_utf8_lossy(&tail.stderr));
     let printed: Vec<Value> =
         String::from_utf8(tail.stdout).unwrap().lines().map(|l| parse_exact(l).expect("a JSON line")).collect();

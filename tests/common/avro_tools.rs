@@ -88,7 +88,13 @@ impl AvroTool {
         );
         let lines: Vec<String> = stdout.lines().map(String::from).collect();
         if args[0] != "fingerprint" {
-            assert_eq!(lines.len(), expected, "{} answered {} lines for {expected}: {stderr}", self.name(), lines.len());
+            assert_eq!(
+                lines.len(),
+                expected,
+                "{} answered {} lines for {expected}: {stderr}",
+                self.name(),
+                lines.len()
+            );
         }
         lines
     }
@@ -103,7 +109,8 @@ impl AvroTool {
             .iter()
             .map(|line| {
                 let mut parts = line.splitn(3, '\t');
-                let (Some(file), Some(wire_hex), Some(canonical_form)) = (parts.next(), parts.next(), parts.next()) else {
+                let (Some(file), Some(wire_hex), Some(canonical_form)) = (parts.next(), parts.next(), parts.next())
+                else {
                     panic!("{}: not FILE<TAB>FINGERPRINT<TAB>FORM: {line}", self.name());
                 };
                 Fingerprinted { file: file.into(), wire_hex: wire_hex.into(), canonical_form: canonical_form.into() }
@@ -141,7 +148,8 @@ impl AvroTool {
             .into_iter()
             .zip(records)
             .map(|(result, (file, doc))| {
-                result.unwrap_or_else(|why| panic!("{} cannot encode {doc} with {}: {why}", self.name(), file.display()))
+                result
+                    .unwrap_or_else(|why| panic!("{} cannot encode {doc} with {}: {why}", self.name(), file.display()))
             })
             .collect()
     }
@@ -165,7 +173,9 @@ impl AvroTool {
             .into_iter()
             .enumerate()
             .map(|(i, result)| {
-                result.unwrap_or_else(|why| panic!("{} cannot decode payload {i} ({}): {why}", self.name(), hex::encode(&payloads[i])))
+                result.unwrap_or_else(|why| {
+                    panic!("{} cannot decode payload {i} ({}): {why}", self.name(), hex::encode(&payloads[i]))
+                })
             })
             .collect()
     }
@@ -309,7 +319,8 @@ impl ExactReader<'_> {
                 number.map(Value::Number).ok_or_else(|| format!("not a number: {token}"))
             }
             _ => {
-                for (word, value) in [("true", Value::Bool(true)), ("false", Value::Bool(false)), ("null", Value::Null)] {
+                for (word, value) in [("true", Value::Bool(true)), ("false", Value::Bool(false)), ("null", Value::Null)]
+                {
                     if self.text[self.pos..].starts_with(word) {
                         self.pos += word.len();
                         return Ok(value);
