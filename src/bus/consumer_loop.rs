@@ -28,7 +28,7 @@ use tracing::{debug, error, info, warn};
 use super::codec::SchemaCatalog;
 use super::context::LoopContext;
 use super::delivery::{DeliveryContext, Ticket};
-use super::output_topics::OutputTopics;
+use super::outputs::{OutputCheck, Refusal, record_size};
 use super::settings::{BusSettings, KafkaSettings};
 use super::status::{LagReading, StatusReporter};
 use super::worker::{HandlerError, Inbound, Outbound, Worker};
@@ -72,6 +72,8 @@ pub struct LoopOptions {
     pub retry_initial_backoff: Duration,
     pub retry_max_backoff: Duration,
     pub shutdown_timeout: Duration,
+    /// The most one produced record may take (`bus.max_message_bytes`).
+    pub max_message_bytes: usize,
     /// Where and how often the loop publishes its `WorkerStatus`; `None` publishes nothing.
     pub status: Option<(String, Duration)>,
 }
@@ -87,6 +89,7 @@ impl LoopOptions {
             retry_initial_backoff: bus.retry_initial_backoff,
             retry_max_backoff: bus.retry_max_backoff,
             shutdown_timeout: bus.shutdown_timeout,
+            max_message_bytes: bus.max_message_bytes,
             status: (!bus.status_interval.is_zero()).then(|| (bus.status_topic.clone(), bus.status_interval)),
         }
     }
@@ -110,7 +113,7 @@ struct Shared<W> {
     catalog: Arc<SchemaCatalog>,
     options: LoopOptions,
     dlq_topic: Arc<str>,
-    output_topics: OutputTopics,
+    outputs: OutputCheck,
 }
 
 /// A consumed message waiting for its outputs to be acknowledged, in consumption order.
@@ -165,6 +168,7 @@ impl<W: Worker> ConsumerLoop<W> {
         let producer = kafka::producer_config(kafka_settings)
             .create_with_context(DeliveryContext::new(worker.name()))
             .map_err(|source| BusError::Client { what: "producer", source })?;
+        let admin = kafka::admin(kafka_settings).map_err(|source| BusError::Client { what: "admin client", source })?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|source| BusError::Subscribe { topics: options.topics.clone(), source })?;
         let dlq_topic = Arc::from(options.dlq_topic.as_str());
@@ -174,9 +178,9 @@ impl<W: Worker> ConsumerLoop<W> {
                 worker,
                 producer,
                 catalog,
-                options,
                 dlq_topic,
-                output_topics: OutputTopics::default(),
+                outputs: OutputCheck::new(options.max_message_bytes, admin),
+                options,
             }),
         })
     }
@@ -270,7 +274,7 @@ impl<W: Worker> ConsumerLoop<W> {
                     }
                 }
             }
-            if let Err(error) = queue.settle(&self.consumer) {
+            if let Err(error) = queue.settle(&self.consumer, shared) {
                 failure = Some(error);
                 break;
             }
@@ -303,7 +307,7 @@ impl<W: Worker> ConsumerLoop<W> {
         let deadline = tokio::time::sleep(self.shared.options.shutdown_timeout);
         tokio::pin!(deadline);
         loop {
-            queue.settle(&self.consumer)?;
+            queue.settle(&self.consumer, &self.shared)?;
             if queue.len() == 0 {
                 return Ok(());
             }
@@ -441,8 +445,14 @@ impl SettleQueue {
         self.pending.push_back(pending);
     }
 
-    /// Stores the offsets of the settled messages at the head of the queue.
-    fn settle(&mut self, consumer: &StreamConsumer<LoopContext>) -> Result<(), BusError> {
+    /// Stores the offsets of the settled messages at the head of the queue. A message whose
+    /// output the broker refused for good is dead-lettered first (and settles again once that
+    /// is acknowledged); any other delivery failure stops the loop.
+    fn settle<W: Worker>(
+        &mut self,
+        consumer: &StreamConsumer<LoopContext>,
+        shared: &Shared<W>,
+    ) -> Result<(), BusError> {
         let mut next: HashMap<(Arc<str>, i32), i64> = HashMap::new();
         let now = Instant::now();
         let mut failure = None;
@@ -453,11 +463,18 @@ impl SettleQueue {
         }
         self.watched.retain(|t| !t.is_settled());
         while failure.is_none() && self.pending.front().is_some_and(|p| p.ticket.is_settled()) {
-            let Some(done) = self.pending.pop_front() else { break };
-            if let Some((topic, error)) = done.ticket.failure() {
-                failure = Some(BusError::Produce { topic: topic.clone(), source: error.clone() });
+            if let Some(head) = self.pending.front()
+                && let Some((topic, error)) = head.ticket.failure()
+            {
+                if is_refused_for_good(&error) && !head.ticket.is_dead_lettered() {
+                    // Settles again once the dead letter is acknowledged.
+                    failure = late_dead_letter(shared, head, &topic, &error).err();
+                } else {
+                    failure = Some(BusError::Produce { topic, source: error });
+                }
                 break;
             }
+            let Some(done) = self.pending.pop_front() else { break };
             self.abandoned |= done.ticket.is_abandoned();
             if self.abandoned {
                 continue;
@@ -481,6 +498,70 @@ impl SettleQueue {
         }
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// Whether a delivery error is the broker (or librdkafka) refusing this one record for good,
+/// rather than the cluster being unreachable: retrying the same record cannot help, and the
+/// input must be dead-lettered so the group moves on.
+fn is_refused_for_good(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as Code;
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            Code::MessageSizeTooLarge
+                | Code::MessageBatchTooLarge
+                | Code::InvalidMessageSize
+                | Code::InvalidMessage
+                | Code::InvalidRecord
+                | Code::InvalidTopic
+                | Code::TopicAuthorizationFailed
+                | Code::UnknownTopic
+                | Code::UnknownTopicOrPartition
+                | Code::UnknownPartition
+        )
+    )
+}
+
+/// Dead-letters the head message whose output the broker refused: its coordinates and why,
+/// without its value (the original stays at its source offset; keeping every in-flight value
+/// until acknowledgement would cost more than this rare path is worth).
+fn late_dead_letter<W: Worker>(
+    shared: &Shared<W>,
+    head: &Pending,
+    topic: &str,
+    error: &KafkaError,
+) -> Result<(), BusError> {
+    let name = shared.worker.name();
+    let kind = "output_refused";
+    let reason = format!("the broker refused an output to {topic}: {error}");
+    ::metrics::counter!(metrics::DEAD_LETTERED, "worker" => name, "reason" => kind).increment(1);
+    warn!(worker = name, topic = %head.topic, partition = head.partition, offset = head.offset, kind, %reason,
+          "message dead-lettered after delivery");
+    let mut headers = dlq::headers(&dlq::Provenance {
+        topic: &head.topic,
+        partition: head.partition,
+        offset: head.offset,
+        kind,
+        reason: &reason,
+        worker: name,
+        group: &shared.options.group_id,
+        failed_at_ms: crate::clock::now_millis(),
+    });
+    let omitted = "omitted: an output was refused at delivery; the message is still at its source offset";
+    headers.push((dlq::header::PAYLOAD.to_owned(), omitted.as_bytes().to_vec()));
+    let headers =
+        headers.iter().fold(OwnedHeaders::new(), |all, (key, value)| all.insert(Header { key, value: Some(value) }));
+    let ticket = head.ticket.clone();
+    ticket.clear_failure();
+    ticket.mark_dead_lettered();
+    ticket.hold();
+    let record = BaseRecord::<[u8], [u8], Arc<Ticket>>::with_opaque_to(&shared.dlq_topic, ticket.clone())
+        .payload(&[][..])
+        .headers(headers);
+    shared.producer.send(record).map_err(|(source, _)| {
+        ticket.release();
+        BusError::Produce { topic: shared.dlq_topic.to_string(), source }
+    })
 }
 
 /// Checks the envelope, runs the worker (retrying transient failures) and produces its outputs
@@ -528,19 +609,13 @@ async fn handle_with_retries<W: Worker>(
     loop {
         match shared.worker.handle(inbound).await {
             Ok(outputs) => {
-                let topics = outputs.iter().map(|out| &*out.topic);
-                if let Some(missing) = shared.output_topics.first_missing(topics, shared.producer.client()) {
-                    let source = Source::of(inbound);
-                    let reason = format!(
-                        "output topic {missing} does not exist (fix the message's reply_to, or run `frontier topics apply`)"
-                    );
-                    return dead_letter(shared, &source, ticket, "unknown_output_topic", &reason).await;
-                }
-                return produce_all(shared, outputs, ticket).await;
+                return match shared.outputs.first_refused(&outputs).await {
+                    None => produce_all(shared, outputs, ticket).await,
+                    Some(refusal) => refuse(shared, inbound, ticket, &refusal).await,
+                };
             }
-            Err(HandlerError::Rejected { kind, reason }) => {
-                let source = Source::of(inbound);
-                return dead_letter(shared, &source, ticket, kind, &reason).await;
+            Err(HandlerError::Rejected { kind, reason, answer }) => {
+                return reject(shared, inbound, ticket, kind, &reason, answer).await;
             }
             Err(HandlerError::Transient { kind, reason }) => {
                 ::metrics::counter!(metrics::RETRIES, "worker" => name, "kind" => kind).increment(1);
@@ -592,6 +667,13 @@ async fn produce_all<W: Worker>(
                     record = returned;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
+                // Refused for this record alone: settled like a refused delivery (the input is
+                // dead-lettered when its turn comes).
+                Err((source, _)) if is_refused_for_good(&source) => {
+                    ticket.fail(&out.topic, source);
+                    ticket.release();
+                    break;
+                }
                 Err((source, _)) => {
                     ticket.release();
                     error!(worker = shared.worker.name(), topic = %out.topic, error = %source, "produce refused");
@@ -603,8 +685,43 @@ async fn produce_all<W: Worker>(
     Ok(())
 }
 
+/// A message whose outputs the bus will not send: the worker's replacements (an error answer,
+/// checked like any output) go out instead, and the message is dead-lettered with the reason.
+async fn refuse<W: Worker>(
+    shared: &Shared<W>,
+    inbound: &Inbound,
+    ticket: &Arc<Ticket>,
+    refusal: &Refusal,
+) -> Result<(), BusError> {
+    let answer = shared.worker.refused(inbound, refusal);
+    reject(shared, inbound, ticket, refusal.kind(), &refusal.to_string(), answer).await
+}
+
+/// Sends `answer` (each output checked; one the bus refuses too is dropped, logged) and
+/// dead-letters the message.
+async fn reject<W: Worker>(
+    shared: &Shared<W>,
+    inbound: &Inbound,
+    ticket: &Arc<Ticket>,
+    kind: &'static str,
+    reason: &str,
+    answer: Vec<Outbound>,
+) -> Result<(), BusError> {
+    let mut checked = Vec::with_capacity(answer.len());
+    for output in answer {
+        match shared.outputs.first_refused(std::slice::from_ref(&output)).await {
+            None => checked.push(output),
+            Some(refusal) => warn!(worker = shared.worker.name(), %refusal, "an error answer is refused too; dropped"),
+        }
+    }
+    produce_all(shared, checked, ticket).await?;
+    dead_letter(shared, &Source::of(inbound), ticket, kind, reason).await
+}
+
 /// Sends a message that can never succeed to the dead-letter topic, with headers saying where it
-/// came from and why, and counts and logs it (the one place that does).
+/// came from and why, and counts and logs it (the one place that does). A message too large to
+/// be dead-lettered whole keeps its headers and the first part of its value; the header
+/// `frontier.payload` says how much was kept, and the original stays at its source offset.
 async fn dead_letter<W: Worker>(
     shared: &Shared<W>,
     source: &Source<'_>,
@@ -620,7 +737,7 @@ async fn dead_letter<W: Worker>(
         partition = source.partition,
         offset = source.offset,
         kind,
-        reason,
+        reason = %dlq::truncated(reason, dlq::MAX_REASON_BYTES),
         "message dead-lettered"
     );
     let failed_at = crate::clock::now_millis();
@@ -634,12 +751,16 @@ async fn dead_letter<W: Worker>(
         group: &shared.options.group_id,
         failed_at_ms: failed_at,
     });
-    let letter = Outbound {
-        topic: shared.dlq_topic.clone(),
-        key: source.key.map(<[u8]>::to_vec),
-        payload: source.payload.to_vec(),
-        headers,
-    };
+    let key = source.key.map(|key| key[..key.len().min(dlq::MAX_KEY_BYTES)].to_vec());
+    let mut letter = Outbound { topic: shared.dlq_topic.clone(), key, payload: Vec::new(), headers };
+    let room = shared.outputs.max_message_bytes().saturating_sub(record_size(&letter) + 64);
+    if source.payload.len() > room {
+        letter.payload = source.payload[..room].to_vec();
+        let kept = format!("truncated: kept the first {room} of {} bytes", source.payload.len());
+        letter.headers.push((dlq::header::PAYLOAD.to_owned(), kept.into_bytes()));
+    } else {
+        letter.payload = source.payload.to_vec();
+    }
     ticket.mark_dead_lettered();
     produce_all(shared, vec![letter], ticket).await
 }

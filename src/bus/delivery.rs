@@ -7,7 +7,7 @@
 //! every earlier message is settled too.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
@@ -22,7 +22,8 @@ use super::metrics;
 /// The state of one consumed message's outputs.
 pub(super) struct Ticket {
     outstanding: AtomicUsize,
-    failure: OnceLock<(String, KafkaError)>,
+    /// The first output that could not be delivered, and why.
+    failure: Mutex<Option<(String, KafkaError)>>,
     abandoned: AtomicBool,
     dead_lettered: AtomicBool,
     settled: Arc<Notify>,
@@ -33,7 +34,7 @@ impl Ticket {
     pub(super) fn new(settled: Arc<Notify>) -> Arc<Self> {
         Arc::new(Ticket {
             outstanding: AtomicUsize::new(1),
-            failure: OnceLock::new(),
+            failure: Mutex::new(None),
             abandoned: AtomicBool::new(false),
             dead_lettered: AtomicBool::new(false),
             settled,
@@ -52,9 +53,9 @@ impl Ticket {
         }
     }
 
-    /// Records that an output could not be delivered.
+    /// Records that an output could not be delivered (the first failure is kept).
     pub(super) fn fail(&self, topic: &str, error: KafkaError) {
-        let _ = self.failure.set((topic.to_string(), error));
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert((topic.to_string(), error));
     }
 
     /// Marks the message as interrupted by shutdown: it will be consumed again.
@@ -70,8 +71,14 @@ impl Ticket {
         self.outstanding.load(Ordering::Acquire) == 0
     }
 
-    pub(super) fn failure(&self) -> Option<&(String, KafkaError)> {
-        self.failure.get()
+    /// The first delivery failure, if any.
+    pub(super) fn failure(&self) -> Option<(String, KafkaError)> {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Forgets the delivery failure once it has been dealt with (dead-lettered).
+    pub(super) fn clear_failure(&self) {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 
     pub(super) fn is_abandoned(&self) -> bool {
@@ -112,7 +119,8 @@ impl ProducerContext for DeliveryContext {
         match result {
             Ok(_) => self.produced.increment(1),
             Err((error, message)) => {
-                // librdkafka already retried for `delivery.timeout.ms`: the broker is gone.
+                // librdkafka already retried what can be retried: either the broker refused
+                // this record for good (the loop dead-letters its input) or it is gone.
                 self.failed.increment(1);
                 error!(topic = message.topic(), %error, "record not delivered");
                 ticket.fail(message.topic(), error.clone());

@@ -8,7 +8,7 @@ pub mod dlq;
 pub mod json;
 pub mod kafka;
 pub mod metrics;
-mod output_topics;
+pub mod outputs;
 pub mod replay;
 pub mod settings;
 pub mod status;
@@ -16,5 +16,6 @@ mod worker;
 
 pub use codec::{CodecError, Decoded, Identified, KnownSchema, SchemaCatalog};
 pub use consumer_loop::{BusError, ConsumerLoop, LoopOptions, LoopReport};
+pub use outputs::{Refusal, RefusalCause};
 pub use settings::{BusSettings, KafkaSettings};
 pub use worker::{HandlerError, Inbound, Outbound, Worker};

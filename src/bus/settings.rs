@@ -89,6 +89,17 @@ impl KafkaSettings {
 pub struct BusSettings {
     /// Messages handled concurrently per process; offsets still commit in order.
     pub max_in_flight: usize,
+    /// The most one produced record (key, value and headers) may take. An output over it is
+    /// not sent: its input is dead-lettered and the worker may answer with an error instead.
+    /// Keep it at or below the producer's `message.max.bytes` (1,000,000 by default) and the
+    /// topics' `max.message.bytes`.
+    pub max_message_bytes: usize,
+    /// The most array items and map entries one consumed value may decode into, all levels
+    /// together; a value announcing more is dead-lettered (`too_large`) before anything is
+    /// allocated for it.
+    pub max_decoded_items: usize,
+    /// The deepest nesting of records, arrays, maps and unions a consumed value may have.
+    pub max_nesting_depth: usize,
     /// Where undecodable and rejected messages go, with headers saying why.
     pub dlq_topic: String,
     /// First wait before retrying a transient failure; doubles up to `retry_max_backoff`.
@@ -112,6 +123,9 @@ impl Default for BusSettings {
     fn default() -> Self {
         BusSettings {
             max_in_flight: 10_000,
+            max_message_bytes: 1_000_000,
+            max_decoded_items: crate::bus::codec::DecodeLimits::default().max_items,
+            max_nesting_depth: crate::bus::codec::DecodeLimits::default().max_depth,
             dlq_topic: "frontier.dlq".into(),
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),
@@ -168,10 +182,22 @@ impl KafkaSettings {
 }
 
 impl BusSettings {
+    /// What decoding one consumed value may cost.
+    pub fn decode_limits(&self) -> crate::bus::codec::DecodeLimits {
+        crate::bus::codec::DecodeLimits { max_items: self.max_decoded_items, max_depth: self.max_nesting_depth }
+    }
+
     /// Checks what serde cannot; keys are relative to `[bus]`.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.max_in_flight == 0 {
             return Err(InvalidSetting::new("max_in_flight", "must be at least 1"));
+        }
+        if !(4096..=64 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return Err(InvalidSetting::new("max_message_bytes", "must be from 4096 to 64 MiB"));
+        }
+        if self.max_decoded_items == 0 || self.max_nesting_depth == 0 {
+            let key = if self.max_decoded_items == 0 { "max_decoded_items" } else { "max_nesting_depth" };
+            return Err(InvalidSetting::new(key, "must be at least 1"));
         }
         if self.dlq_topic.trim().is_empty() {
             return Err(InvalidSetting::new("dlq_topic", "must name a topic"));

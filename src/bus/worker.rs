@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use apache_avro::types::Value;
 
 use super::codec::Identified;
+use super::outputs::Refusal;
 use crate::records::Record;
 
 /// A consumed message whose envelope checked out (single-object marker, known fingerprint), as
@@ -91,9 +92,10 @@ impl Outbound {
 /// How handling one message failed, which decides what the bus does next.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// The message can never succeed (invalid content): dead-letter it and move on.
+    /// The message can never succeed (invalid content): dead-letter it and move on, after
+    /// sending `answer` (an error answer to the requester, checked like any output; often none).
     #[error("rejected ({kind}): {reason}")]
-    Rejected { kind: &'static str, reason: String },
+    Rejected { kind: &'static str, reason: String, answer: Vec<Outbound> },
     /// A dependency hiccupped: retry the same message with backoff, committing nothing meanwhile.
     #[error("transient ({kind}): {reason}")]
     Transient { kind: &'static str, reason: String },
@@ -105,7 +107,11 @@ pub enum HandlerError {
 impl HandlerError {
     /// A poison message. `kind` is a short, stable label for metrics and the DLQ header.
     pub fn rejected(kind: &'static str, reason: impl Into<String>) -> Self {
-        HandlerError::Rejected { kind, reason: reason.into() }
+        HandlerError::Rejected { kind, reason: reason.into(), answer: Vec::new() }
+    }
+    /// A poison message whose requester can still be told why: `answer` goes out first.
+    pub fn rejected_with_answer(kind: &'static str, reason: impl Into<String>, answer: Vec<Outbound>) -> Self {
+        HandlerError::Rejected { kind, reason: reason.into(), answer }
     }
     /// A failure worth retrying.
     pub fn transient(kind: &'static str, reason: impl Into<String>) -> Self {
@@ -125,6 +131,15 @@ pub trait Worker: Send + Sync + 'static {
     /// Turns one message into the records to produce. It may run concurrently with other
     /// messages (up to `bus.max_in_flight`); offsets still commit in consumption order.
     fn handle(&self, message: &Inbound) -> impl Future<Output = Result<Vec<Outbound>, HandlerError>> + Send;
+
+    /// Outputs to send instead of `handle`'s when the bus refuses one of them for `message`
+    /// (too large, an invalid or unknown topic): typically an error answer to the requester,
+    /// where one can be sent. The bus dead-letters the message either way; replacements it
+    /// refuses too are dropped. The default sends nothing.
+    fn refused(&self, message: &Inbound, refusal: &Refusal) -> Vec<Outbound> {
+        let _ = (message, refusal);
+        Vec::new()
+    }
 
     /// How often [`Worker::tick`] runs; `None` (the default) never.
     fn tick_interval(&self) -> Option<Duration> {

@@ -44,7 +44,8 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
     }
     let catalog = Arc::new(
         SchemaCatalog::load_dir(&settings.paths.schemas)
-            .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?,
+            .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?
+            .with_limits(settings.bus.decode_limits()),
     );
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());

@@ -24,9 +24,10 @@ use tracing::info;
 pub use settings::{DEFAULT_MODEL, InferenceBatcherSettings, ModelSettings};
 
 use super::{Shared, WorkerConfig};
+use crate::bus::outputs::is_valid_topic_name;
 use crate::bus::{
-    BusError, ConsumerLoop, HandlerError, Inbound, KnownSchema, LoopOptions, LoopReport, Outbound, SchemaCatalog,
-    Worker,
+    BusError, ConsumerLoop, HandlerError, Inbound, KnownSchema, LoopOptions, LoopReport, Outbound, Refusal,
+    RefusalCause, SchemaCatalog, Worker,
 };
 use crate::inference::backend::{ConnectError, ConnectOptions, EmbeddingBackend, PoolOptions, connect, connect_pool};
 use crate::inference::batcher::{
@@ -197,6 +198,13 @@ impl Worker for InferenceWorker {
 
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
         let job: InferenceJob = message.record()?;
+        if let Some(reply_to) = job.reply_to.as_deref().filter(|topic| !is_valid_topic_name(topic)) {
+            // Nothing can be sent there: say so on the results topic, dead-letter the job.
+            let reason = format!("reply_to `{}` is not a valid Kafka topic name", reply_to.escape_debug());
+            let answer =
+                self.rejection(InferenceJob { reply_to: None, ..job }, reason.clone(), self.results_topic.clone());
+            return Err(HandlerError::rejected_with_answer("invalid_reply_to", reason, answer.into_iter().collect()));
+        }
         let outcome = match self.validate(&job) {
             Err(reason) => JobOutcome::not_run(JobStatus::Rejected, reason, from_epoch_millis(job.issued_at)),
             Ok(request) => match self.batcher.submit(request).await {
@@ -217,15 +225,42 @@ impl Worker for InferenceWorker {
         ::metrics::histogram!(metric::QUEUE_SECONDS, "priority" => job.priority.as_str())
             .record(outcome.queue_time_ms / 1000.0);
 
-        let topic: Arc<str> = match job.reply_to.as_deref().map(str::trim) {
-            Some(reply_to) if !reply_to.is_empty() => Arc::from(reply_to),
-            _ => self.results_topic.clone(),
-        };
+        let topic = self.reply_topic(&job);
         let key = job.id.clone().into_bytes();
         let result = wire::result_of(job.id, job.model, outcome, crate::clock::now_millis());
         let payload = SchemaCatalog::encode(&self.result_schema, &result)
-            .map_err(|e| HandlerError::rejected("result_encoding", e.to_string()))?;
+            .map_err(|e| HandlerError::fatal("result_encoding", e.to_string()))?;
         Ok(vec![Outbound::new(topic, Some(key), payload)])
+    }
+
+    /// A `rejected` result in place of one the bus will not send: too large for a message (to
+    /// the same topic), or to a `reply_to` that does not exist (to the results topic).
+    fn refused(&self, message: &Inbound, refusal: &Refusal) -> Vec<Outbound> {
+        let Ok(job) = message.record::<InferenceJob>() else { return Vec::new() };
+        let topic = match refusal.cause {
+            RefusalCause::TooLarge { .. } => refusal.topic.clone(),
+            RefusalCause::InvalidTopic | RefusalCause::UnknownTopic => self.results_topic.clone(),
+        };
+        self.rejection(job, refusal.to_string(), topic).into_iter().collect()
+    }
+}
+
+impl InferenceWorker {
+    /// Where a job's result goes: its `reply_to`, else the results topic.
+    fn reply_topic(&self, job: &InferenceJob) -> Arc<str> {
+        match job.reply_to.as_deref().map(str::trim) {
+            Some(reply_to) if !reply_to.is_empty() => Arc::from(reply_to),
+            _ => self.results_topic.clone(),
+        }
+    }
+
+    /// A `rejected` result of `job` with `reason`, to `topic`.
+    fn rejection(&self, job: InferenceJob, reason: String, topic: Arc<str>) -> Option<Outbound> {
+        let outcome = JobOutcome::not_run(JobStatus::Rejected, reason, from_epoch_millis(job.issued_at));
+        let key = job.id.clone().into_bytes();
+        let result = wire::result_of(job.id, job.model, outcome, crate::clock::now_millis());
+        let payload = SchemaCatalog::encode(&self.result_schema, &result).ok()?;
+        Some(Outbound::new(topic, Some(key), payload))
     }
 }
 

@@ -31,6 +31,12 @@ pub struct ServeSettings {
     /// entries computed together (a cold start, a burst) do not all expire in the same second
     /// and stampede the database. Keep it below the warmer's `refresh_ahead`.
     pub ttl_jitter: f64,
+    /// The longest `id`, `tenant`, `user`, `kind` or entitlement a request may carry, in bytes.
+    /// They are echoed into answers and events and become cache-key parts: a longer one is
+    /// dead-lettered (`field_too_long`).
+    pub max_field_bytes: usize,
+    /// The most entitlements one request may carry.
+    pub max_entitlements: usize,
 }
 
 impl Default for ServeSettings {
@@ -43,6 +49,8 @@ impl Default for ServeSettings {
             invalidations_group_id: None,
             instance: None,
             ttl_jitter: 0.1,
+            max_field_bytes: 256,
+            max_entitlements: 64,
         }
     }
 }
@@ -71,6 +79,9 @@ impl WorkerConfig for ServeSettings {
                 "input_topic",
                 "must differ from responses_topic and metrics_topic (answers would be read as requests)",
             );
+        }
+        if !(16..=65_536).contains(&self.max_field_bytes) {
+            return invalid("max_field_bytes", "must be from 16 to 65536");
         }
         if self.invalidations_group_id.is_some() && self.invalidations_group_id == self.group_id {
             return invalid(

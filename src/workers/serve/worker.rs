@@ -10,7 +10,10 @@ use tracing::{debug, warn};
 
 use super::metric;
 use super::settings::ServeSettings;
-use crate::bus::{CodecError, HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
+use crate::bus::outputs::is_valid_topic_name;
+use crate::bus::{
+    CodecError, HandlerError, Inbound, KnownSchema, Outbound, Refusal, RefusalCause, SchemaCatalog, Worker,
+};
 use crate::cache::recipe::{self, Recipe, computation};
 use crate::cache::result::CORRUPT_RESULT;
 use crate::cache::{CacheKey, CachePolicy, CacheSettings, Cached, TieredCache};
@@ -65,6 +68,8 @@ pub struct ServeWorker {
     instance: String,
     recipe_policy: CachePolicy,
     ttl_jitter: f64,
+    max_field_bytes: usize,
+    max_entitlements: usize,
     computations: Arc<AtomicU64>,
 }
 
@@ -88,6 +93,8 @@ impl ServeWorker {
             instance: settings.instance_id(),
             recipe_policy: CachePolicy { ttl: cache_settings.recipe_ttl, grace: Duration::ZERO },
             ttl_jitter: settings.ttl_jitter,
+            max_field_bytes: settings.max_field_bytes,
+            max_entitlements: settings.max_entitlements,
             computations: Arc::default(),
         })
     }
@@ -223,8 +230,58 @@ impl Worker for ServeWorker {
 
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
         let request: AnalysisRequest = message.record()?;
+        self.check_fields(&request)?;
+        if let Some(reply_to) = request.reply_to.as_deref().filter(|topic| !is_valid_topic_name(topic)) {
+            // Nothing can be sent there: say so on the responses topic, dead-letter the request.
+            let reason = format!("reply_to `{}` is not a valid Kafka topic name", reply_to.escape_debug());
+            let answer = Answer::failed(RequestStatus::Error, "invalid_reply_to", reason.clone());
+            let to_default = AnalysisRequest { reply_to: None, ..request };
+            return Err(HandlerError::rejected_with_answer(
+                "invalid_reply_to",
+                reason,
+                self.outputs(&to_default, answer)?,
+            ));
+        }
         let answer = self.answer(&request, crate::clock::now_millis()).await?;
         self.outputs(&request, answer)
+    }
+
+    /// An error answer in place of a response the bus will not send: too large for a message,
+    /// or to a `reply_to` that does not exist (then on the responses topic).
+    fn refused(&self, message: &Inbound, refusal: &Refusal) -> Vec<Outbound> {
+        let Ok(request) = message.record::<AnalysisRequest>() else { return Vec::new() };
+        if *refusal.topic == *self.metrics_topic {
+            // Our own configuration is wrong, not the request: nothing to tell the requester.
+            return Vec::new();
+        }
+        let (code, request) = match refusal.cause {
+            RefusalCause::TooLarge { .. } => ("response_too_large", request),
+            RefusalCause::InvalidTopic | RefusalCause::UnknownTopic => {
+                ("unknown_reply_to", AnalysisRequest { reply_to: None, ..request })
+            }
+        };
+        let answer = Answer::failed(RequestStatus::Error, code, refusal.to_string());
+        self.outputs(&request, answer).unwrap_or_default()
+    }
+}
+
+impl ServeWorker {
+    /// Refuses fields too long to echo into answers and events, or to hash into cache keys.
+    fn check_fields(&self, request: &AnalysisRequest) -> Result<(), HandlerError> {
+        let limit = self.max_field_bytes;
+        let fields =
+            [("id", &request.id), ("tenant", &request.tenant), ("user", &request.user), ("kind", &request.kind)];
+        let entitlements = request.entitlements.iter().map(|e| ("entitlements", e));
+        if let Some((name, value)) = fields.into_iter().chain(entitlements).find(|(_, value)| value.len() > limit) {
+            let reason = format!("`{name}` takes {} bytes, more than the {limit} allowed", value.len());
+            return Err(HandlerError::rejected("field_too_long", reason));
+        }
+        if request.entitlements.len() > self.max_entitlements {
+            let reason =
+                format!("{} entitlements, more than the {} allowed", request.entitlements.len(), self.max_entitlements);
+            return Err(HandlerError::rejected("field_too_long", reason));
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,224 @@
+//! What the bus checks before it produces a worker's outputs. Workers choose output topics and
+//! sizes from message content (a request's `reply_to`, a result's size), and a record the
+//! producer or broker refuses would fail the message's delivery, stop the loop, and come back
+//! after every restart: one bad field would take the group down. Here such an output is found
+//! before it is sent, and the loop dead-letters its input instead ([`Refusal`]).
+//!
+//! Topic existence comes from a directory of the cluster's topics, fetched off the async
+//! threads and at most once per [`REFRESH_AT_MOST_EVERY`] however many unknown names arrive, so
+//! a flood of made-up `reply_to`s costs one metadata request per second, not one per message.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use tokio::sync::Mutex;
+use tracing::warn;
+
+use super::worker::Outbound;
+
+/// A name not in the directory is believed missing until a refresh this long after the last.
+const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// The directory is refreshed at least this often, so topics created meanwhile are found.
+const REFRESH_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+/// How long a metadata request may take before the directory keeps what it had.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Kafka's own limit on a topic name's length.
+const MAX_TOPIC_NAME: usize = 249;
+/// Room left under the size limit for the record's framing (offsets, lengths, timestamps).
+const RECORD_OVERHEAD: usize = 512;
+
+/// Why the bus will not produce an output of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The output's topic.
+    pub topic: Arc<str>,
+    /// What is wrong with it.
+    pub cause: RefusalCause,
+}
+
+/// The kinds of refused outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalCause {
+    /// Key, value and headers together exceed `bus.max_message_bytes`.
+    TooLarge {
+        /// The record's size.
+        bytes: usize,
+        /// The most a record may take.
+        limit: usize,
+    },
+    /// The topic name breaks Kafka's rules (length, characters).
+    InvalidTopic,
+    /// No such topic exists in the cluster.
+    UnknownTopic,
+}
+
+impl Refusal {
+    /// A short, stable label for metrics and the dead letter's `frontier.error.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self.cause {
+            RefusalCause::TooLarge { .. } => "output_too_large",
+            RefusalCause::InvalidTopic => "invalid_output_topic",
+            RefusalCause::UnknownTopic => "unknown_output_topic",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let topic = &self.topic;
+        match self.cause {
+            RefusalCause::TooLarge { bytes, limit } => {
+                write!(f, "an output to {topic} takes {bytes} bytes, more than the {limit} a record may take")
+            }
+            RefusalCause::InvalidTopic => write!(
+                f,
+                "output topic `{}` is not a valid Kafka topic name (1 to {MAX_TOPIC_NAME} of a-z A-Z 0-9 . _ -)",
+                topic.escape_debug()
+            ),
+            RefusalCause::UnknownTopic => write!(
+                f,
+                "output topic {topic} does not exist (fix the message's reply_to, or run `frontier topics apply`)"
+            ),
+        }
+    }
+}
+
+/// Whether `name` is a topic name Kafka accepts (`org.apache.kafka.common.internals.Topic`).
+pub fn is_valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TOPIC_NAME
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The size a record takes against the producer's `message.max.bytes`.
+pub fn record_size(output: &Outbound) -> usize {
+    let headers: usize = output.headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+    output.payload.len() + output.key.as_ref().map_or(0, Vec::len) + headers + RECORD_OVERHEAD
+}
+
+/// Checks outputs against the size limit, Kafka's naming rules and the cluster's topics.
+pub(super) struct OutputCheck {
+    max_message_bytes: usize,
+    directory: TopicDirectory,
+}
+
+impl OutputCheck {
+    /// A check against `max_message_bytes`, asking the cluster through `admin`.
+    pub(super) fn new(max_message_bytes: usize, admin: AdminClient<DefaultClientContext>) -> Self {
+        OutputCheck { max_message_bytes, directory: TopicDirectory::new(admin) }
+    }
+
+    /// The first output the bus would refuse, if any.
+    pub(super) async fn first_refused(&self, outputs: &[Outbound]) -> Option<Refusal> {
+        for output in outputs {
+            if let Some(cause) = self.cause(output).await {
+                return Some(Refusal { topic: output.topic.clone(), cause });
+            }
+        }
+        None
+    }
+
+    async fn cause(&self, output: &Outbound) -> Option<RefusalCause> {
+        let bytes = record_size(output);
+        if bytes > self.max_message_bytes {
+            return Some(RefusalCause::TooLarge { bytes, limit: self.max_message_bytes });
+        }
+        if !is_valid_topic_name(&output.topic) {
+            return Some(RefusalCause::InvalidTopic);
+        }
+        (!self.directory.exists(&output.topic).await).then_some(RefusalCause::UnknownTopic)
+    }
+
+    /// The most a record may take.
+    pub(super) fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+}
+
+/// The names of the cluster's topics, as of the last metadata request.
+struct TopicDirectory {
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    known: Mutex<Known>,
+}
+
+#[derive(Default)]
+struct Known {
+    topics: HashSet<String>,
+    /// When the last listing was asked for, answered or not.
+    fetched_at: Option<Instant>,
+    /// The last listing got no answer: every name is then assumed to exist.
+    listing_failed: bool,
+}
+
+impl TopicDirectory {
+    fn new(admin: AdminClient<DefaultClientContext>) -> Self {
+        TopicDirectory { admin: Arc::new(admin), known: Mutex::new(Known::default()) }
+    }
+
+    /// Whether `topic` exists. Unknown names refresh the directory, at most once per
+    /// [`REFRESH_AT_MOST_EVERY`] (concurrent callers wait for one refresh, asynchronously).
+    /// Without an answer from the cluster, a topic is assumed to exist: a broker outage must not
+    /// dead-letter good messages (their delivery then waits for the broker like any other).
+    async fn exists(&self, topic: &str) -> bool {
+        let mut known = self.known.lock().await;
+        let age = known.fetched_at.map(|at| at.elapsed());
+        if known.topics.contains(topic) && age.is_some_and(|age| age < REFRESH_AT_LEAST_EVERY) {
+            return true;
+        }
+        if age.is_some_and(|age| age < REFRESH_AT_MOST_EVERY) {
+            return known.listing_failed || known.topics.contains(topic);
+        }
+        let admin = self.admin.clone();
+        // A blocking librdkafka call: on the blocking pool, never on an async thread.
+        let fetched = tokio::task::spawn_blocking(move || {
+            let metadata = admin.inner().fetch_metadata(None, METADATA_TIMEOUT)?;
+            let topics = metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name().to_owned());
+            Ok::<HashSet<String>, rdkafka::error::KafkaError>(topics.collect())
+        })
+        .await;
+        known.fetched_at = Some(Instant::now());
+        match fetched {
+            Ok(Ok(topics)) => {
+                known.topics = topics;
+                known.listing_failed = false;
+            }
+            Ok(Err(error)) => {
+                warn!(%error, "cannot list the cluster's topics; assuming output topics exist");
+                known.listing_failed = true;
+            }
+            Err(error) => {
+                warn!(%error, "the topic listing task did not finish; assuming output topics exist");
+                known.listing_failed = true;
+            }
+        }
+        known.listing_failed || known.topics.contains(topic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_s_rules() {
+        for good in ["frontier.responses", "a", "A-b_c.9", &"x".repeat(249)] {
+            assert!(is_valid_topic_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "bad topic name!", "é", "a/b", &"x".repeat(250)] {
+            assert!(!is_valid_topic_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_record_s_size_counts_key_value_headers_and_framing() {
+        let mut output = Outbound::new("t", Some(vec![0; 10]), vec![0; 100]);
+        output.headers.push(("h".into(), vec![0; 5]));
+        assert_eq!(record_size(&output), 10 + 100 + (1 + 5 + 8) + RECORD_OVERHEAD);
+    }
+}
