@@ -33,10 +33,18 @@ pub struct SlaConfig {
     pub renotify_interval: Duration,
     /// Request ids kept per bucket as exemplars (slowest, and latest failed); at most 100.
     pub exemplars: usize,
-    /// Most series (service + kind) tracked at once; events of further series are dropped as
-    /// `series_limit`, so a flood of bogus kinds cannot exhaust memory. A busy series holds
-    /// about a hundred histograms (tens of kilobytes each).
+    /// Most series (service + kind) tracked at once, so a flood of bogus kinds cannot exhaust
+    /// memory; a busy series holds about a hundred histograms (tens of kilobytes each). When
+    /// full, a new series takes the place of a near-idle one (at most one event in its last two
+    /// minutes, none firing), so junk cannot lock real services out; only when every series is
+    /// busy are its events dropped as `series_limit`.
     pub max_series: usize,
+    /// Most series of one service (one per kind), so one service minting kinds cannot take the
+    /// whole table; further kinds of it are dropped as `series_limit`.
+    pub max_series_per_service: usize,
+    /// The longest service or kind name (and worker status name) taken, in bytes: they become
+    /// label values of alerts and gauges. Longer ones are dropped as `label_too_long`.
+    pub max_label_bytes: usize,
     /// Threshold rules on SLIs, evaluated per series.
     pub rules: Vec<ThresholdRule>,
     /// Service level objectives with multiwindow, multi-burn-rate alerts, evaluated per series.
@@ -62,6 +70,8 @@ impl Default for SlaConfig {
             renotify_interval: Duration::from_secs(300),
             exemplars: 5,
             max_series: 500,
+            max_series_per_service: 100,
+            max_label_bytes: 128,
             rules: ThresholdRule::platform_defaults(),
             slos: SloConfig::platform_defaults(),
             signals: SignalRule::platform_defaults(),

@@ -116,12 +116,19 @@ impl SlaMonitor {
     /// Takes a worker's status report (consumer lag, memory, CPU, descriptors). Implausible
     /// numbers, a time beyond the allowed clock skew or one instance too many drop it.
     pub fn observe_status(&mut self, status: WorkerStatus, now_ms: i64) -> Observation {
+        let names = [Some(&status.service), Some(&status.instance), status.consumer_group.as_ref()];
+        if names.into_iter().flatten().any(|name| name.len() > self.config.max_label_bytes) {
+            return self.count(Err(DropReason::LabelTooLong));
+        }
         let (plausible, at_ms) = (status.is_plausible(), status.occurred_at);
         self.admit_report(plausible, at_ms, now_ms, |board| board.report_status(status, now_ms))
     }
 
     /// Takes an autoscaler decision about a consumer group, on the same terms.
     pub fn observe_decision(&mut self, decision: AutoscaleDecision, now_ms: i64) -> Observation {
+        if decision.consumer_group.len() > self.config.max_label_bytes {
+            return self.count(Err(DropReason::LabelTooLong));
+        }
         let plausible = decision.total_lag >= 0
             && decision.lag_rate_per_s.is_finite()
             && 0 <= decision.min_instances
@@ -141,7 +148,7 @@ impl SlaMonitor {
     ) -> Observation {
         let admitted = if !plausible {
             Err(DropReason::ImplausibleReport)
-        } else if at_ms > now_ms + millis(self.config.max_clock_skew) {
+        } else if at_ms > now_ms.saturating_add(millis(self.config.max_clock_skew)) {
             Err(DropReason::FutureTimestamp)
         } else if !record(&mut self.signals) {
             Err(DropReason::SeriesLimit)
@@ -172,15 +179,28 @@ impl SlaMonitor {
         if latency_ms < 0.0 {
             return Err(DropReason::NegativeLatency);
         }
+        let limit = self.config.max_label_bytes;
+        if request.service.len() > limit || request.kind.len() > limit {
+            return Err(DropReason::LabelTooLong);
+        }
         let existing = self.series.find(request.service, request.kind);
-        if existing.is_none() && self.series.len() >= self.config.max_series {
-            return Err(DropReason::SeriesLimit);
+        let mut replaced = None;
+        if existing.is_none() {
+            if self.series.of_service(request.service) >= self.config.max_series_per_service {
+                return Err(DropReason::SeriesLimit);
+            }
+            if self.series.len() >= self.config.max_series {
+                replaced = Some(self.near_idle_series(now_ms).ok_or(DropReason::SeriesLimit)?);
+            }
         }
         // Only after every other check: a dropped event must not move the stream clock.
         self.clock.admit(request.occurred_at_ms, now_ms)?;
         let id = match existing {
             Some(id) => id,
             None => {
+                if let Some(victim) = replaced {
+                    self.series.remove(victim);
+                }
                 let series = self.new_series(request.service, request.kind);
                 self.series.insert(series)
             }
@@ -194,6 +214,22 @@ impl SlaMonitor {
         } else {
             Err(DropReason::TooLate)
         }
+    }
+
+    /// The series a new one may replace in a full table: the least busy of those with at most
+    /// one event in the last two minutes and no active alert (the oldest of equals). Junk that
+    /// creates a series per event churns among itself; a series with steady traffic, or one
+    /// that is alerting, is never pushed out.
+    fn near_idle_series(&self, now_ms: i64) -> Option<usize> {
+        let stream_ms = self.clock.now().unwrap_or(now_ms);
+        self.series
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(_, series)| series.recent_volume(stream_ms) <= 1)
+            .filter(|(_, series)| !series.alerts.iter().any(|alert| self.book.is_active(&alert.fingerprint)))
+            .min_by_key(|(_, series)| (series.recent_volume(stream_ms), series.last_event_ms))
+            .map(|(id, _)| id)
     }
 
     fn new_series(&self, service: &str, kind: &str) -> Series {

@@ -49,6 +49,11 @@ pub(crate) struct Series {
     pub alerts: Vec<SeriesAlert>,
     /// Newest event time recorded, for evicting series that went quiet.
     pub last_event_ms: i64,
+    /// Events of the minute `volume_minute` and of the minute before it: how busy the series
+    /// is now, when a new series needs its place.
+    volume_minute: i64,
+    volume_now: u32,
+    volume_before: u32,
 }
 
 /// Latency percentiles of a window, milliseconds.
@@ -123,6 +128,35 @@ impl Series {
             slos: Vec::new(),
             alerts: Vec::new(),
             last_event_ms: i64::MIN,
+            volume_minute: i64::MIN,
+            volume_now: 0,
+            volume_before: 0,
+        }
+    }
+
+    /// Events in the minute of `now_ms` and the minute before.
+    pub(crate) fn recent_volume(&self, now_ms: i64) -> u32 {
+        let minute = now_ms.div_euclid(MINUTE_MS);
+        if self.volume_minute == minute {
+            self.volume_now.saturating_add(self.volume_before)
+        } else if self.volume_minute == minute - 1 {
+            self.volume_now
+        } else {
+            0
+        }
+    }
+
+    fn count_volume(&mut self, at_ms: i64) {
+        let minute = at_ms.div_euclid(MINUTE_MS);
+        if minute > self.volume_minute {
+            self.volume_before = if minute == self.volume_minute.saturating_add(1) { self.volume_now } else { 0 };
+            self.volume_now = 0;
+            self.volume_minute = minute;
+        }
+        if minute == self.volume_minute {
+            self.volume_now = self.volume_now.saturating_add(1);
+        } else if minute == self.volume_minute - 1 {
+            self.volume_before = self.volume_before.saturating_add(1);
         }
     }
 
@@ -139,6 +173,7 @@ impl Series {
             slo.ring.record(at_ms, bad);
         }
         self.last_event_ms = self.last_event_ms.max(at_ms);
+        self.count_volume(at_ms);
         true
     }
 
@@ -234,5 +269,10 @@ impl SeriesIndex {
 
     pub(crate) fn len(&self) -> usize {
         self.list.len()
+    }
+
+    /// Series of one service.
+    pub(crate) fn of_service(&self, service: &str) -> usize {
+        self.ids.get(service).map_or(0, HashMap::len)
     }
 }

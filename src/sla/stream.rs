@@ -22,11 +22,13 @@ pub enum DropReason {
     /// A worker status or autoscaler decision with numbers no process can have (negative
     /// counts, zero limits, min above max).
     ImplausibleReport,
+    /// A service, kind or instance name longer than `max_label_bytes`.
+    LabelTooLong,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::TooLate,
         DropReason::NegativeLatency,
         DropReason::NonFiniteLatency,
@@ -34,6 +36,7 @@ impl DropReason {
         DropReason::SeriesLimit,
         DropReason::ReservedKind,
         DropReason::ImplausibleReport,
+        DropReason::LabelTooLong,
     ];
 
     /// Stable label for metrics and logs, e.g. `too_late`.
@@ -46,6 +49,7 @@ impl DropReason {
             DropReason::SeriesLimit => "series_limit",
             DropReason::ReservedKind => "reserved_kind",
             DropReason::ImplausibleReport => "implausible_report",
+            DropReason::LabelTooLong => "label_too_long",
         }
     }
 }
@@ -123,12 +127,17 @@ impl StreamClock {
         if occurred_at_ms > now_ms.saturating_add(self.skew_ms) {
             return Err(DropReason::FutureTimestamp);
         }
+        // Older than anything a window keeps: useless, and a time like i64::MIN as the first
+        // event would otherwise become the stream time every later event is judged against.
+        if occurred_at_ms < now_ms.saturating_sub(self.retention_ms.saturating_add(self.lateness_ms)) {
+            return Err(DropReason::TooLate);
+        }
         let advance_to = occurred_at_ms.min(now_ms);
         match self.newest_ms {
-            Some(newest) if occurred_at_ms < newest - self.lateness_ms => return Err(DropReason::TooLate),
+            Some(newest) if occurred_at_ms < newest.saturating_sub(self.lateness_ms) => return Err(DropReason::TooLate),
             Some(newest) if advance_to > newest => {
                 // A stray ancient first event must not make days of windows look observed.
-                if advance_to - newest > self.retention_ms {
+                if advance_to.saturating_sub(newest) > self.retention_ms {
                     self.filled_since_ms = occurred_at_ms;
                 }
                 self.newest_ms = Some(advance_to);
@@ -153,7 +162,7 @@ impl StreamClock {
 
     /// Events before this are dropped as too late; buckets ending at or before it are sealed.
     pub(crate) fn watermark(&self) -> Option<i64> {
-        self.newest_ms.map(|newest| newest - self.lateness_ms)
+        self.newest_ms.map(|newest| newest.saturating_sub(self.lateness_ms))
     }
 
     /// Oldest accepted event time: a window starting at or after it is fully observed.

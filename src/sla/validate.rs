@@ -63,6 +63,12 @@ impl SlaConfig {
         if self.max_series == 0 {
             return Err(invalid("max_series", "must be at least 1"));
         }
+        if self.max_series_per_service == 0 {
+            return Err(invalid("max_series_per_service", "must be at least 1"));
+        }
+        if !(8..=4096).contains(&self.max_label_bytes) {
+            return Err(invalid("max_label_bytes", "must be from 8 to 4096"));
+        }
         let mut names = HashSet::new();
         for (i, rule) in self.rules.iter().enumerate() {
             let key = format!("rules[{i}]");
