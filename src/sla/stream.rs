@@ -134,7 +134,9 @@ impl StreamClock {
         }
         let advance_to = occurred_at_ms.min(now_ms);
         match self.newest_ms {
-            Some(newest) if occurred_at_ms < newest.saturating_sub(self.lateness_ms) => return Err(DropReason::TooLate),
+            Some(newest) if occurred_at_ms < newest.saturating_sub(self.lateness_ms) => {
+                return Err(DropReason::TooLate);
+            }
             Some(newest) if advance_to > newest => {
                 // A stray ancient first event must not make days of windows look observed.
                 if advance_to.saturating_sub(newest) > self.retention_ms {

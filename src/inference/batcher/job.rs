@@ -72,6 +72,20 @@ pub struct JobRequest {
     pub deadline: Option<SystemTime>,
 }
 
+impl JobRequest {
+    /// The job cut into requests of at most `max_inputs` inputs each, in input order (itself
+    /// alone when it fits).
+    pub fn split(self, max_inputs: usize) -> Vec<JobRequest> {
+        if self.inputs.len() <= max_inputs {
+            return vec![self];
+        }
+        self.inputs
+            .chunks(max_inputs.max(1))
+            .map(|inputs| JobRequest { inputs: inputs.to_vec(), ..self.clone() })
+            .collect()
+    }
+}
+
 /// What a job computed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobOutput {
@@ -101,6 +115,49 @@ pub struct JobOutcome {
 }
 
 impl JobOutcome {
+    /// The outcome of a job run in chunks (see [`JobRequest::split`]), from the chunks'
+    /// outcomes in input order: ok with every output joined when every chunk ran, else the
+    /// first chunk that did not run decides. Queue time is the longest wait, inference time
+    /// the sum, batch size the largest batch a chunk ran in.
+    pub fn merge(mut outcomes: Vec<JobOutcome>) -> JobOutcome {
+        if outcomes.len() == 1 {
+            return outcomes.remove(0);
+        }
+        let queue_time_ms = outcomes.iter().map(|o| o.queue_time_ms).fold(0.0, f64::max);
+        let inference_time_ms = outcomes.iter().map(|o| o.inference_time_ms).sum();
+        let batch_size = outcomes.iter().map(|o| o.batch_size).max().unwrap_or(0);
+        if let Some(failed) = outcomes.iter().position(|o| o.status != JobStatus::Ok) {
+            let failed = outcomes.swap_remove(failed);
+            return JobOutcome { queue_time_ms, inference_time_ms, batch_size, output: None, ..failed };
+        }
+        let instance = outcomes.first().map(|o| o.instance.clone()).unwrap_or_default();
+        let mut output: Option<JobOutput> = None;
+        for outcome in outcomes {
+            output = match (output, outcome.output) {
+                (None, next) => next,
+                (Some(JobOutput::Embeddings(mut all)), Some(JobOutput::Embeddings(more))) => {
+                    all.extend(more);
+                    Some(JobOutput::Embeddings(all))
+                }
+                (Some(JobOutput::Classifications(mut all)), Some(JobOutput::Classifications(more))) => {
+                    all.extend(more);
+                    Some(JobOutput::Classifications(all))
+                }
+                // Chunks of one job share its task, so their outputs are of one kind.
+                (kept, _) => kept,
+            };
+        }
+        JobOutcome {
+            status: JobStatus::Ok,
+            output,
+            error: None,
+            instance,
+            batch_size,
+            queue_time_ms,
+            inference_time_ms,
+        }
+    }
+
     /// An answer for a job that never ran.
     pub fn not_run(status: JobStatus, reason: impl Into<String>, issued_at: SystemTime) -> JobOutcome {
         JobOutcome {

@@ -140,9 +140,22 @@ impl InferenceBatcher {
         let handle =
             self.models.get(&request.model).ok_or_else(|| BatcherError::UnknownModel(request.model.clone()))?;
         let model = request.model.clone();
-        let (reply, answer) = oneshot::channel();
-        handle.submissions.send(Waiting { request, reply }).map_err(|_| BatcherError::Stopped(model.clone()))?;
-        answer.await.map_err(|_| BatcherError::Stopped(model))
+        // A job with more inputs than a batch takes is cut into chunks that queue like any job
+        // (same priority and deadline), so it cannot hold the model for one giant batch while
+        // more urgent jobs wait behind it.
+        let chunk = handle.settings.borrow().max_batch_size.max(1);
+        let chunks = request.split(chunk);
+        let mut answers = Vec::with_capacity(chunks.len());
+        for request in chunks {
+            let (reply, answer) = oneshot::channel();
+            handle.submissions.send(Waiting { request, reply }).map_err(|_| BatcherError::Stopped(model.clone()))?;
+            answers.push(answer);
+        }
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for answer in answers {
+            outcomes.push(answer.await.map_err(|_| BatcherError::Stopped(model.clone()))?);
+        }
+        Ok(JobOutcome::merge(outcomes))
     }
 
     /// The current batch settings of `model`.

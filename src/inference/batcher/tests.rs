@@ -452,3 +452,53 @@ async fn label_descriptions_are_embedded_once_per_label_set() {
     assert_eq!(batches[0].len(), 3, "the first batch embeds the text and both descriptions");
     assert_eq!(batches[1], ["stocks rally"], "the second finds the labels cached");
 }
+
+#[tokio::test]
+async fn a_job_larger_than_a_batch_runs_in_chunks_that_let_an_urgent_job_through() {
+    let backend = RecordingBackend::new(Duration::from_millis(50));
+    let settings = BatchingSettings { max_batch_size: 4, preferred_batch_sizes: vec![], ..Default::default() };
+    let batcher = start(backend.clone(), settings);
+    let texts: Vec<String> = (0..20).map(|i| format!("big {i}")).collect();
+    let big = {
+        let (batcher, texts) = (batcher.clone(), texts.clone());
+        tokio::spawn(async move {
+            let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            batcher.submit(request("big", &inputs, Priority::Low)).await
+        })
+    };
+    while backend.batches().is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let urgent = batcher.submit(request("urgent", &["urgent"], Priority::Critical)).await.expect("answered");
+    let big = big.await.expect("task").expect("answered");
+
+    let batches = backend.batches();
+    assert!(batches.iter().all(|batch| batch.len() <= 4), "no batch over max_batch_size: {batches:?}");
+    let urgent_at = batches.iter().position(|b| b.iter().any(|t| t == "urgent")).expect("urgent ran");
+    let last_big = batches.iter().rposition(|b| b.iter().any(|t| t.starts_with("big"))).expect("big ran");
+    assert!(urgent_at < last_big, "the urgent job ran before the big job's last chunk: {batches:?}");
+    assert_eq!(urgent.status, JobStatus::Ok);
+    assert_eq!(big.status, JobStatus::Ok);
+    let expected: Vec<Vec<f32>> = texts.iter().map(|t| vector_of(t)).collect();
+    assert_eq!(big.output, Some(JobOutput::Embeddings(expected)), "chunks join back in input order");
+}
+
+#[test]
+fn a_failed_chunk_fails_the_whole_job() {
+    let ok = JobOutcome {
+        status: JobStatus::Ok,
+        output: Some(JobOutput::Embeddings(vec![vec![1.0]])),
+        error: None,
+        instance: "i".into(),
+        batch_size: 4,
+        queue_time_ms: 5.0,
+        inference_time_ms: 2.0,
+    };
+    let expired = JobOutcome::not_run(JobStatus::Expired, "deadline passed", SystemTime::now());
+    let merged = JobOutcome::merge(vec![ok.clone(), expired]);
+    assert_eq!(merged.status, JobStatus::Expired);
+    assert_eq!(merged.output, None);
+    assert_eq!(merged.inference_time_ms, 2.0);
+    let both = JobOutcome::merge(vec![ok.clone(), ok]);
+    assert_eq!(both.output, Some(JobOutput::Embeddings(vec![vec![1.0], vec![1.0]])));
+}

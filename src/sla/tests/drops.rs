@@ -63,7 +63,10 @@ fn events_of_a_series_beyond_max_series_are_dropped_as_series_limit() {
 #[test]
 fn a_first_event_at_i64_min_is_too_old_and_live_events_after_it_are_accepted() {
     let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
-    assert_eq!(monitor.observe(&event("ancient", 1.0, RequestStatus::Ok, i64::MIN), T0), Observation::Dropped(DropReason::TooLate));
+    assert_eq!(
+        monitor.observe(&event("ancient", 1.0, RequestStatus::Ok, i64::MIN), T0),
+        Observation::Dropped(DropReason::TooLate)
+    );
     for i in 0..10 {
         let live = event(&format!("live{i}"), 1.0, RequestStatus::Ok, T0 + i);
         assert_eq!(monitor.observe(&live, T0 + 10), Observation::Accepted);

@@ -113,6 +113,7 @@ pub struct InferenceWorker {
     results_topic: Arc<str>,
     result_schema: Arc<KnownSchema>,
     max_inputs_per_job: usize,
+    max_text_bytes: usize,
     default_labels: Arc<LabelSet>,
 }
 
@@ -133,6 +134,7 @@ impl InferenceWorker {
             results_topic: Arc::from(settings.results_topic.as_str()),
             result_schema: catalog.schema_of::<InferenceResult>()?,
             max_inputs_per_job: settings.max_inputs_per_job,
+            max_text_bytes: settings.max_text_bytes,
             default_labels: Arc::new(default_labels),
         })
     }
@@ -154,12 +156,19 @@ impl InferenceWorker {
         if job.inputs.is_empty() {
             return Err("the job has no inputs".into());
         }
-        if job.inputs.len() > self.max_inputs_per_job {
+        // Label descriptions are embedded too: they count as inputs.
+        let labels = job.labels.as_ref().map_or(0, |labels| labels.len());
+        if job.inputs.len() + labels > self.max_inputs_per_job {
             return Err(format!(
-                "{} inputs is more than the {} a job may carry",
+                "{} inputs and {labels} labels is more than the {} texts a job may carry",
                 job.inputs.len(),
                 self.max_inputs_per_job
             ));
+        }
+        let texts =
+            job.inputs.iter().chain(job.labels.iter().flat_map(|labels| labels.iter().flat_map(|(l, d)| [l, d])));
+        if let Some(long) = texts.map(String::len).find(|len| *len > self.max_text_bytes) {
+            return Err(format!("a text of {long} bytes is longer than the {} a text may take", self.max_text_bytes));
         }
         let task = match job.task {
             JobTask::Embed => Task::Embed,

@@ -33,8 +33,13 @@ pub struct InferenceBatcherSettings {
     /// Address of the admin endpoint (`GET`/`PUT /admin/batching`, batch settings while
     /// running); unset turns it off.
     pub admin_listen: Option<SocketAddr>,
-    /// Most inputs one job may carry; a larger job is answered `rejected`.
+    /// Most texts one job may carry, inputs and label descriptions together (both are embedded);
+    /// a larger job is answered `rejected`. A job with more inputs than a batch takes runs in
+    /// chunks of `max_batch_size`, queued like any job.
     pub max_inputs_per_job: usize,
+    /// The longest input, label or label description a job may carry, in bytes. The model reads
+    /// 256 tokens at most; longer texts only cost tokenizing (and message size).
+    pub max_text_bytes: usize,
     /// How long one batch may take on an HTTP instance before it counts as failed.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -52,6 +57,7 @@ impl Default for InferenceBatcherSettings {
             model_dir: DEFAULT_MODEL_DIR.into(),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9480))),
             max_inputs_per_job: 512,
+            max_text_bytes: 8192,
             request_timeout: Duration::from_secs(30),
             models: BTreeMap::from([(DEFAULT_MODEL.to_owned(), ModelSettings::default())]),
         }
@@ -98,6 +104,9 @@ impl WorkerConfig for InferenceBatcherSettings {
         }
         if self.max_inputs_per_job == 0 {
             return invalid("max_inputs_per_job".into(), "must be at least 1");
+        }
+        if self.max_text_bytes < 16 {
+            return invalid("max_text_bytes".into(), "must be at least 16");
         }
         if self.request_timeout.is_zero() {
             return invalid("request_timeout".into(), "must be greater than zero");
