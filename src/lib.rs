@@ -24,6 +24,8 @@ pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod inference;
 pub mod market;

@@ -9,87 +9,16 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use common::avro_tools::{AvroTool, parse_exact};
+use common::process::{Worker, assert_no_dead_letters, await_messages, drop_pg_schema, topics};
 use common::*;
 use frontier::bus::json::{avro_to_json, json_to_avro};
 use frontier::clock::now_millis;
-use frontier::settings::Settings;
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use serde_json::{Value, json};
-
-/// How long a test waits for a worker's output (a debug build starting, joining its group, and
-/// for the batcher loading the model).
-const PATIENCE: Duration = Duration::from_secs(90);
-
-/// A `frontier run <worker>` process, killed when the test ends however it ends.
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Worker {
-    /// Starts `frontier run <worker>` with the settings in `env`; its log goes to
-    /// `target/test-logs/interop-<worker>-<unique>.log`.
-    fn start(worker: &str, env: &[(&str, String)]) -> Worker {
-        let dir = repo().join("target/test-logs");
-        std::fs::create_dir_all(&dir).expect("log folder");
-        let log = dir.join(format!("interop-{worker}-{}.log", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-        let mut command = frontier();
-        command
-            .args(["run", worker])
-            // A port of its own for /metrics: tests run side by side.
-            .env("FRONTIER_METRICS__LISTEN", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("log file"));
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command.spawn().unwrap_or_else(|e| panic!("frontier run {worker} does not start: {e}"));
-        Worker { child, log }
-    }
-
-    /// Fails the test with the worker's log if it exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("worker status") {
-            panic!("the worker exited with {status}; its log ({}):\n{}", self.log.display(), self.log_text());
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads `count` messages of `topic`, failing with the worker's log when they do not come.
-fn await_messages(settings: &Settings, worker: &mut Worker, topic: &str, count: usize) -> Vec<OwnedMessage> {
-    let started = Instant::now();
-    let mut messages = Vec::new();
-    while messages.len() < count && started.elapsed() < PATIENCE {
-        worker.assert_running();
-        messages = read_topic(settings, topic, count, Duration::from_secs(2));
-    }
-    assert!(
-        messages.len() >= count,
-        "{} of {count} messages on {topic} within {PATIENCE:?}; the worker's log ({}):\n{}",
-        messages.len(),
-        worker.log.display(),
-        worker.log_text()
-    );
-    messages
-}
 
 fn payloads(messages: &[OwnedMessage]) -> Vec<Vec<u8>> {
     messages.iter().map(|m| m.payload().expect("a payload").to_vec()).collect()
@@ -135,21 +64,6 @@ fn field<'a>(records: &'a [Value], name: &str) -> Vec<&'a str> {
     let mut values: Vec<&str> = records.iter().map(|r| r[name].as_str().unwrap_or("?")).collect();
     values.sort();
     values
-}
-
-/// Unique topics for one test, created with one partition.
-async fn topics<const N: usize>(settings: &Settings, test: &str, names: [&str; N]) -> [String; N] {
-    let topics = names.map(|n| unique(&format!("interop.{test}.{n}")));
-    create_topics(settings, &topics.iter().map(String::as_str).collect::<Vec<_>>(), 1).await;
-    topics
-}
-
-/// Nothing reached the dead-letter topic.
-fn assert_no_dead_letters(settings: &Settings, dlq: &str) {
-    let letters = read_topic(settings, dlq, 1, Duration::from_secs(3));
-    let why: Vec<String> =
-        letters.iter().filter_map(|m| header(m, frontier::bus::dlq::header::ERROR_MESSAGE)).collect();
-    assert!(letters.is_empty(), "{} dead letter(s) on {dlq}: {why:?}", letters.len());
 }
 
 #[tokio::test]
@@ -213,12 +127,6 @@ async fn serve_answers_requests_written_by_java_and_fastavro_with_records_both_r
     }
     assert_eq!(field(&completed, "id"), sent, "one RequestCompleted event per request");
     assert_no_dead_letters(&settings, &dlq);
-}
-
-async fn drop_pg_schema(settings: &Settings, schema: &str) {
-    let pool = sqlx::PgPool::connect(&settings.postgres.url).await.expect("PostgreSQL connects");
-    let statement = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&pool).await.expect("test schema dropped");
 }
 
 #[tokio::test]

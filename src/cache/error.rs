@@ -14,20 +14,35 @@ pub struct ComputeError {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
-    /// Whether the same computation may succeed later (a store outage), so the request is worth
-    /// retrying rather than answering with the error.
-    pub transient: bool,
+    /// What kind of failure it is, which decides how the request is answered.
+    pub kind: FailureKind,
+}
+
+/// How a failed computation is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The same input always fails the same way: answer with the error.
+    Permanent,
+    /// It may succeed later (a store outage): retry the request rather than answer.
+    Transient,
+    /// The request's deadline passed before it could run: answer `timeout`.
+    TimedOut,
 }
 
 impl ComputeError {
     /// An error the same input will always meet again.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> ComputeError {
-        ComputeError { code: code.into(), message: message.into(), transient: false }
+        ComputeError { code: code.into(), message: message.into(), kind: FailureKind::Permanent }
     }
 
     /// An error that may go away: retry later.
     pub fn transient(code: impl Into<String>, message: impl Into<String>) -> ComputeError {
-        ComputeError { code: code.into(), message: message.into(), transient: true }
+        ComputeError { code: code.into(), message: message.into(), kind: FailureKind::Transient }
+    }
+
+    /// The request ran out of time before it could be computed.
+    pub fn timed_out(code: impl Into<String>, message: impl Into<String>) -> ComputeError {
+        ComputeError { code: code.into(), message: message.into(), kind: FailureKind::TimedOut }
     }
 }
 

@@ -31,7 +31,7 @@ pub mod watermark;
 pub mod xfetch;
 
 pub use entry::Entry;
-pub use error::{CacheError, ComputeError};
+pub use error::{CacheError, ComputeError, FailureKind};
 pub use key::CacheKey;
 pub use settings::{CachePolicy, CacheSettings, KindLifetime};
 pub use stats::CacheStats;

@@ -11,6 +11,7 @@
 pub mod day;
 pub mod events;
 pub mod fingerprint;
+pub mod pool;
 pub mod requests;
 pub mod seed;
 mod settings;

@@ -30,7 +30,7 @@ pub use cache_invalidation::CacheInvalidation;
 pub use common::{CacheLayer, Priority, RequestStatus};
 pub use inference::{Classification, InferenceJob, InferenceResult, JobStatus, Task};
 pub use query::{QueryEvent, QueryStatus};
-pub use request::AnalysisRequest;
+pub use request::{AnalysisRequest, ParamValue};
 pub use request_completed::RequestCompleted;
 pub use response::{AnalysisResponse, ErrorDetail};
 pub use worker_status::WorkerStatus;

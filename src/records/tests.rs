@@ -9,7 +9,6 @@ use apache_avro::Schema;
 use apache_avro::schema::Name;
 use apache_avro::types::Value;
 
-use super::request::ParamValue;
 use super::*;
 use crate::bus::SchemaCatalog;
 

@@ -3,6 +3,7 @@
 
 pub mod avro_tools;
 pub mod model_server;
+pub mod process;
 pub mod redis;
 pub mod sla;
 

@@ -63,6 +63,9 @@ pub enum BenchTarget {
     /// The serving path: publish-to-response latency of cold and cached requests, hit ratio per
     /// layer with the cache warmer off and on under a Zipf load, lookup latency per layer.
     Serve(serve::ServeBenchArgs),
+    /// What a burst of the most expensive valid requests does to everyone else: ordinary
+    /// requests' latency alone and during the burst, how the heavy ones end, threads and memory.
+    Hostile(serve::HostileBenchArgs),
 }
 
 pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCode> {
@@ -75,6 +78,7 @@ pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<E
             inference::bench_inference(settings, jobs, rounds, load, seconds).await
         }
         BenchTarget::Serve(args) => serve::bench_serve(settings, args).await,
+        BenchTarget::Hostile(args) => serve::bench_hostile(settings, args).await,
     }
 }
 

@@ -142,7 +142,7 @@ impl OptionPriceRequest {
         };
         let (style, steps) = (self.style, self.steps);
         let valuation = off_async_runtime(move || Ok(price_option(&contract, style, steps)?)).await?;
-        let mut result = named_values(&valuation);
+        let mut result = named_values(&valuation)?;
         // The inputs taken from the store, so a client can see what was priced.
         for (name, value) in [("spot", spot), ("volatility_annual", volatility)] {
             if value.is_finite() {

@@ -151,7 +151,7 @@ impl PortfolioRiskRequest {
             risk_free_rate_annual: self.risk_free_rate,
         };
         let report = portfolio_risk(&positions, benchmark, &config)?;
-        let mut result = named_values(&report);
+        let mut result = named_values(&report)?;
         let extra_levels: Vec<f64> = self
             .confidence_levels
             .iter()

@@ -36,7 +36,7 @@ impl VolatilityRequest {
     pub async fn compute(&self, store: &PriceStore) -> Result<AnalysisResult, RequestError> {
         let closes = load_window(store, &self.symbol, self.window_days).await?;
         let report = market_volatility(PriceSeries::new(&self.symbol, &closes))?;
-        Ok(named_values(&report))
+        named_values(&report)
     }
 }
 

@@ -29,7 +29,7 @@ pub fn kind_label(kind: &str) -> &'static str {
 
 /// The `code` label of an error code: the stable codes as they are, anything else `other`.
 pub fn code_label(code: &str) -> &'static str {
-    const CODES: [&str; 8] = [
+    const CODES: [&str; 13] = [
         "unknown_kind",
         "invalid_params",
         "unknown_symbol",
@@ -37,6 +37,11 @@ pub fn code_label(code: &str) -> &'static str {
         "analysis_failed",
         "internal_error",
         "store_unavailable",
+        "too_expensive",
+        "overloaded",
+        "invalid_reply_to",
+        "unknown_reply_to",
+        "response_too_large",
         super::DEADLINE_EXCEEDED,
     ];
     CODES.iter().find(|known| **known == code).copied().unwrap_or("other")

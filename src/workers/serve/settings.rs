@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::InvalidSetting;
+use crate::market::pool::ComputeSettings;
 use crate::workers::WorkerConfig;
 
 /// `[workers.serve]`: topics, groups and identity of a serving process. The cache itself
@@ -37,6 +38,9 @@ pub struct ServeSettings {
     pub max_field_bytes: usize,
     /// The most entitlements one request may carry.
     pub max_entitlements: usize,
+    /// How much analysis work the worker takes on: the cost limit of one request, and how
+    /// heavy analyses take turns (`[workers.serve.compute]`).
+    pub compute: ComputeSettings,
 }
 
 impl Default for ServeSettings {
@@ -51,6 +55,7 @@ impl Default for ServeSettings {
             ttl_jitter: 0.1,
             max_field_bytes: 256,
             max_entitlements: 64,
+            compute: ComputeSettings::default(),
         }
     }
 }
@@ -80,6 +85,7 @@ impl WorkerConfig for ServeSettings {
                 "must differ from responses_topic and metrics_topic (answers would be read as requests)",
             );
         }
+        self.compute.validate().map_err(|e| e.within("compute"))?;
         if !(16..=65_536).contains(&self.max_field_bytes) {
             return invalid("max_field_bytes", "must be from 16 to 65536");
         }

@@ -16,7 +16,8 @@ use crate::bus::{
 };
 use crate::cache::recipe::{self, Recipe, computation};
 use crate::cache::result::CORRUPT_RESULT;
-use crate::cache::{CacheKey, CachePolicy, CacheSettings, Cached, TieredCache};
+use crate::cache::{CacheKey, CachePolicy, CacheSettings, Cached, ComputeError, FailureKind, TieredCache};
+use crate::market::pool::{Admission, AnalysisPool, NICE, Refused};
 use crate::market::{Analysis, PriceStore};
 use crate::records::{AnalysisRequest, AnalysisResponse, CacheLayer, ErrorDetail, RequestCompleted, RequestStatus};
 use crate::workers::WorkerConfig;
@@ -70,6 +71,7 @@ pub struct ServeWorker {
     ttl_jitter: f64,
     max_field_bytes: usize,
     max_entitlements: usize,
+    pool: AnalysisPool,
     computations: Arc<AtomicU64>,
 }
 
@@ -95,6 +97,7 @@ impl ServeWorker {
             ttl_jitter: settings.ttl_jitter,
             max_field_bytes: settings.max_field_bytes,
             max_entitlements: settings.max_entitlements,
+            pool: AnalysisPool::new(settings.compute.clone()),
             computations: Arc::default(),
         })
     }
@@ -136,14 +139,29 @@ impl ServeWorker {
             Ok(analysis) => analysis,
             Err(error) => return Ok(Answer::failed(RequestStatus::Error, error.code(), error.to_string())),
         };
+        let cost = analysis.estimated_cost();
+        if let Err(refused) = self.pool.affordable(cost) {
+            return Ok(Answer::failed(RequestStatus::Error, refused.code(), refused.to_string()));
+        }
         let key = CacheKey::for_request(&request.kind, &params, &request.tenant, &request.entitlements);
         let tags = analysis.tags();
         let policy = jittered(self.cache.policy_for(&request.kind), self.ttl_jitter);
         let compute = {
             let (computation, computations) = (computation(analysis, self.store.clone()), self.computations.clone());
+            let (pool, tenant, priority) = (self.pool.clone(), request.tenant.clone(), request.priority);
+            let deadline = request.deadline.map(|deadline| {
+                let left = u64::try_from(deadline.saturating_sub(now_ms)).unwrap_or(0);
+                std::time::Instant::now() + Duration::from_millis(left)
+            });
             async move {
+                // Only a miss gets here: what is cached is served whatever it cost.
+                let admission = Admission { cost, priority, tenant: &tenant, deadline };
+                let permit = pool.admit(admission).await.map_err(|refused| match refused {
+                    Refused::DeadlinePassed => ComputeError::timed_out(DEADLINE_EXCEEDED, refused.to_string()),
+                    other => ComputeError::new(other.code(), other.to_string()),
+                })?;
                 computations.fetch_add(1, Ordering::Relaxed);
-                computation.await
+                NICE.scope(permit.nice(), computation).await
             }
         };
         match self.cache.get_or_compute(&key, &tags, policy, compute).await {
@@ -159,10 +177,11 @@ impl ServeWorker {
                 }
                 Ok(ok_answer(cached, key))
             }
-            Err(error) if error.transient => {
-                Err(HandlerError::transient(metric::code_label(&error.code), error.message))
-            }
-            Err(error) => Ok(Answer::failed(RequestStatus::Error, &error.code, error.message)),
+            Err(error) => match error.kind {
+                FailureKind::Transient => Err(HandlerError::transient(metric::code_label(&error.code), error.message)),
+                FailureKind::TimedOut => Ok(Answer::failed(RequestStatus::Timeout, &error.code, error.message)),
+                FailureKind::Permanent => Ok(Answer::failed(RequestStatus::Error, &error.code, error.message)),
+            },
         }
     }
 

@@ -4,8 +4,12 @@
 //! load over many symbols and portfolios with the cache warmer off and on (hit ratio per
 //! layer), and finally lookup latency per layer straight on the tiered cache.
 
+mod hostile;
 mod load;
 mod lookups;
+
+pub use hostile::HostileBenchArgs;
+pub(super) use hostile::bench_hostile;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -77,7 +81,7 @@ pub struct ServeBenchArgs {
 
 /// One answered request: which layer answered and how long it took from publish.
 #[derive(Debug, Clone)]
-struct Answered {
+pub(super) struct Answered {
     id: String,
     /// When it was published.
     sent: Instant,
@@ -154,6 +158,9 @@ pub(super) struct Bench {
     producer: FutureProducer,
     sent_at: Arc<DashMap<String, Instant>>,
     answers: mpsc::UnboundedReceiver<Answered>,
+    /// Answers that came in during a phase but belong to other requests (late ones, or
+    /// requests published outside the phase), for [`Bench::collect_answers`].
+    stashed: Vec<Answered>,
     store: PriceStore,
     shutdown: CancellationToken,
 }
@@ -162,54 +169,8 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     if args.symbols < 5 || args.keys == 0 || args.rate <= 0.0 || args.cold_rate <= 0.0 || args.seconds == 0 {
         bail!("need at least 5 symbols, 1 key, positive rates and 1 second");
     }
-    let run = crate::clock::now_millis();
-    let mut settings = settings.clone();
-    settings.kafka.linger = Duration::from_millis(args.linger_ms);
-    let serve = &mut settings.workers.serve;
-    serve.input_topic = format!("bench.serve.{run}.requests");
-    serve.responses_topic = format!("bench.serve.{run}.responses");
-    serve.metrics_topic = format!("bench.serve.{run}.metrics");
-    settings.cache.invalidations_topic = format!("bench.serve.{run}.invalidations");
-    settings.prices.query_events_topic = None;
-    settings.prices.schema = Some(format!("bench_serve_{run}"));
-    settings.workers.cache_warmer.input_topic = settings.workers.serve.metrics_topic.clone();
-    settings.bus.dlq_topic = format!("bench.serve.{run}.dlq");
-    let serve = &settings.workers.serve;
-    let mut topics: Vec<String> =
-        [&serve.input_topic, &serve.responses_topic, &settings.cache.invalidations_topic, &settings.bus.dlq_topic]
-            .map(|t| t.to_string())
-            .to_vec();
-    topics
-        .extend(["cold", "steady", "warmer-off", "warmer-on"].map(|phase| format!("{}.{phase}", serve.metrics_topic)));
-    create_topics(&settings, &topics, 1).await?;
-
-    let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
-    let options = StoreOptions { schema: settings.prices.schema.clone(), application: "frontier bench serve".into() };
-    let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
-    eprintln!(
-        "[bench] seeding {} symbols x 300 days into schema {}",
-        args.symbols,
-        settings.prices.schema.as_deref().unwrap_or_default()
-    );
-    let plan = SeedPlan { symbols: args.symbols, days: 300, seed: 42, names: Vec::new(), benchmark: None };
-    seed_prices(&store, &plan, |_, _| {}).await.context("seeding")?;
-    let symbols: Vec<String> = (1..=args.symbols).map(|i| format!("SYN{i:04}")).collect();
-
-    let shutdown = CancellationToken::new();
-    crate::shutdown::cancel_on_signal(shutdown.clone());
-    let sent_at: Arc<DashMap<String, Instant>> = Arc::default();
-    let (answers_tx, answers) = mpsc::unbounded_channel();
-    spawn_collector(&settings, &serve.responses_topic, catalog.clone(), sent_at.clone(), answers_tx, shutdown.clone())?;
-    let mut bench = Bench {
-        request_schema: catalog.by_file("request.avsc")?,
-        producer: kafka::producer(&settings.kafka)?,
-        settings: settings.clone(),
-        catalog,
-        sent_at,
-        answers,
-        store,
-        shutdown,
-    };
+    let phases = ["cold", "steady", "warmer-off", "warmer-on"];
+    let (mut bench, symbols) = Bench::prepare(settings, "serve", args.symbols, args.linger_ms, &phases).await?;
 
     // Cold: every request a new key (its own tenant), at a rate the computations can follow.
     let cache_dir = ScratchDir::new("cold")?;
@@ -330,10 +291,7 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
             sorted.len()
         );
     }
-    let schema = settings.prices.schema.clone().unwrap_or_default();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-        .execute(bench.store.pool())
-        .await?;
+    bench.drop_schema().await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -377,6 +335,76 @@ impl RunningInstance {
 }
 
 impl Bench {
+    /// Fresh topics (one metrics topic per phase), a fresh price schema seeded with `symbols`
+    /// symbols (300 days each), and the response collector. Returns the bench and the symbols.
+    pub(super) async fn prepare(
+        settings: &Settings,
+        name: &str,
+        symbols: usize,
+        linger_ms: u64,
+        phases: &[&str],
+    ) -> anyhow::Result<(Bench, Vec<String>)> {
+        let run = crate::clock::now_millis();
+        let mut settings = settings.clone();
+        settings.kafka.linger = Duration::from_millis(linger_ms);
+        let serve = &mut settings.workers.serve;
+        serve.input_topic = format!("bench.{name}.{run}.requests");
+        serve.responses_topic = format!("bench.{name}.{run}.responses");
+        serve.metrics_topic = format!("bench.{name}.{run}.metrics");
+        settings.cache.invalidations_topic = format!("bench.{name}.{run}.invalidations");
+        settings.prices.query_events_topic = None;
+        settings.prices.schema = Some(format!("bench_{name}_{run}"));
+        settings.workers.cache_warmer.input_topic = settings.workers.serve.metrics_topic.clone();
+        settings.bus.dlq_topic = format!("bench.{name}.{run}.dlq");
+        let serve = &settings.workers.serve;
+        let mut topics: Vec<String> =
+            [&serve.input_topic, &serve.responses_topic, &settings.cache.invalidations_topic, &settings.bus.dlq_topic]
+                .map(|t| t.to_string())
+                .to_vec();
+        topics.extend(phases.iter().map(|phase| format!("{}.{phase}", serve.metrics_topic)));
+        create_topics(&settings, &topics, 1).await?;
+
+        let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
+        let options =
+            StoreOptions { schema: settings.prices.schema.clone(), application: format!("frontier bench {name}") };
+        let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
+        eprintln!(
+            "[bench] seeding {symbols} symbols x 300 days into schema {}",
+            settings.prices.schema.as_deref().unwrap_or_default()
+        );
+        let plan = SeedPlan { symbols, days: 300, seed: 42, names: Vec::new(), benchmark: None };
+        seed_prices(&store, &plan, |_, _| {}).await.context("seeding")?;
+        let names: Vec<String> = (1..=symbols).map(|i| format!("SYN{i:04}")).collect();
+
+        let shutdown = CancellationToken::new();
+        crate::shutdown::cancel_on_signal(shutdown.clone());
+        let sent_at: Arc<DashMap<String, Instant>> = Arc::default();
+        let (answers_tx, answers) = mpsc::unbounded_channel();
+        let responses = settings.workers.serve.responses_topic.clone();
+        spawn_collector(&settings, &responses, catalog.clone(), sent_at.clone(), answers_tx, shutdown.clone())?;
+        let bench = Bench {
+            request_schema: catalog.schema_of::<crate::records::AnalysisRequest>()?,
+            producer: kafka::producer(&settings.kafka)?,
+            settings,
+            catalog,
+            sent_at,
+            answers,
+            stashed: Vec::new(),
+            store,
+            shutdown,
+        };
+        Ok((bench, names))
+    }
+
+    /// Drops the run's price schema.
+    pub(super) async fn drop_schema(&self) -> anyhow::Result<()> {
+        let schema = self.settings.prices.schema.clone().unwrap_or_default();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
     /// The configured cache with a fresh Redis prefix and `dir` for the disk layer; with a
     /// `(ttl, grace)`, every kind lives that long.
     pub(super) fn cache_settings(
@@ -467,7 +495,9 @@ impl Bench {
         rate: f64,
         request_of: &mut impl FnMut(usize) -> (String, String, Value),
     ) -> anyhow::Result<Phase> {
-        while self.answers.try_recv().is_ok() {}
+        while let Ok(answered) = self.answers.try_recv() {
+            self.stashed.push(answered);
+        }
         let started = Instant::now();
         let mut sent = 0;
         let mut ticker = tokio::time::interval(Duration::from_millis(1));
@@ -496,6 +526,8 @@ impl Bench {
                 Some(answered) = self.answers.recv() => {
                     if answered.id.starts_with(label) {
                         phase.answered.push(answered);
+                    } else {
+                        self.stashed.push(answered);
                     }
                 }
             }
@@ -504,10 +536,46 @@ impl Bench {
         Ok(phase)
     }
 
+    /// The answers to requests whose id starts with `prefix` (published outside a phase), up to
+    /// `count`, waiting at most `patience`.
+    pub(super) async fn collect_answers(&mut self, prefix: &str, count: usize, patience: Duration) -> Vec<Answered> {
+        let (mut found, others): (Vec<Answered>, Vec<Answered>) =
+            std::mem::take(&mut self.stashed).into_iter().partition(|a| a.id.starts_with(prefix));
+        self.stashed = others;
+        let deadline = tokio::time::sleep(patience);
+        tokio::pin!(deadline);
+        while found.len() < count {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                () = &mut deadline => break,
+                Some(answered) = self.answers.recv() => {
+                    if answered.id.starts_with(prefix) {
+                        found.push(answered);
+                    } else {
+                        self.stashed.push(answered);
+                    }
+                }
+            }
+        }
+        found
+    }
+
     fn publish(&self, id: &str, kind: &str, tenant: &str, params: Value) -> anyhow::Result<()> {
+        self.publish_with_deadline(id, kind, tenant, params, None)
+    }
+
+    /// Publishes one request whose answer is useless after `deadline` (ms since the epoch).
+    pub(super) fn publish_with_deadline(
+        &self,
+        id: &str,
+        kind: &str,
+        tenant: &str,
+        params: Value,
+        deadline: Option<i64>,
+    ) -> anyhow::Result<()> {
         let doc = json!({
             "id": id, "tenant": tenant, "user": "bench", "kind": kind, "params": params, "priority": "normal",
-            "issued_at": crate::clock::now_millis(), "deadline": null, "reply_to": null, "entitlements": []
+            "issued_at": crate::clock::now_millis(), "deadline": deadline, "reply_to": null, "entitlements": []
         });
         let payload =
             SchemaCatalog::encode_value(&self.request_schema, json_to_avro(&doc, &self.request_schema.schema)?)?;
