@@ -21,13 +21,43 @@ pub fn decode_everything(catalog: &SchemaCatalog, bytes: &[u8]) {
         message.extend_from_slice(&MAGIC);
         message.extend_from_slice(&known.fingerprint.0);
         message.extend_from_slice(bytes);
+        let typed = typed_decode(catalog, &message);
         if let Ok(decoded) = catalog.decode(&message) {
             // A value the decoder built always fits the schema it was read with.
             if let Err(error) = SchemaCatalog::encode_value(&known, decoded.value) {
                 panic!("{}: a decoded value does not encode again: {error}", known.file);
             }
         }
+        // The direct decoder reads exactly what the value path reads: both or neither.
+        if let Some(typed) = typed
+            && typed != catalog.decode(&message).is_ok()
+        {
+            panic!("{}: the direct and the value decoders disagree on {message:02x?}", known.file);
+        }
     }
+}
+
+/// Decodes `message` into the Rust type of its record, straight from the bytes; whether it
+/// decoded, or `None` when the header names no current record.
+fn typed_decode(catalog: &SchemaCatalog, message: &[u8]) -> Option<bool> {
+    use crate::records::*;
+    fn typed<T: Record>(identified: &crate::bus::Identified, message: &[u8]) -> Option<bool> {
+        (identified.reader.name == T::NAME).then(|| identified.deserialize::<T>(message).is_ok())
+    }
+    let identified = catalog.identify(message).ok()?;
+    typed::<Alert>(&identified, message)
+        .or_else(|| typed::<AssetChange>(&identified, message))
+        .or_else(|| typed::<AutoscaleDecision>(&identified, message))
+        .or_else(|| typed::<CacheInvalidation>(&identified, message))
+        .or_else(|| typed::<PurgeResult>(&identified, message))
+        .or_else(|| typed::<QueryEvent>(&identified, message))
+        .or_else(|| typed::<IndexRecommendation>(&identified, message))
+        .or_else(|| typed::<InferenceJob>(&identified, message))
+        .or_else(|| typed::<InferenceResult>(&identified, message))
+        .or_else(|| typed::<AnalysisRequest>(&identified, message))
+        .or_else(|| typed::<RequestCompleted>(&identified, message))
+        .or_else(|| typed::<AnalysisResponse>(&identified, message))
+        .or_else(|| typed::<WorkerStatus>(&identified, message))
 }
 
 /// Reads `text` as `frontier publish` does (a JSON line), against every current schema.

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use apache_avro::types::Value;
 
-use super::codec::Identified;
+use super::codec::{CodecError, DirectError, Identified};
 use super::outputs::Refusal;
 use crate::records::Record;
 
@@ -65,8 +65,21 @@ impl Inbound {
                 format!("{} is not a {}", self.schema.reader.name, T::NAME),
             ));
         }
-        apache_avro::from_value(self.value()?).map_err(|e| {
-            HandlerError::rejected("unexpected_schema", format!("{} does not fit: {e}", self.schema.reader.name))
+        // Straight from the bytes: no Avro value tree in between (see `codec::direct`).
+        self.schema.deserialize(&self.payload).map_err(|error| match error {
+            DirectError::Decode(source) => {
+                let schema = self.schema.writer.name.clone();
+                let error = if source.is_limit() {
+                    CodecError::OverLimit { schema, source }
+                } else {
+                    CodecError::Corrupt { schema, source }
+                };
+                HandlerError::rejected(error.kind(), error.to_string())
+            }
+            DirectError::Mismatch(reason) => HandlerError::rejected(
+                "unexpected_schema",
+                format!("{} does not fit: {reason}", self.schema.reader.name),
+            ),
         })
     }
 }

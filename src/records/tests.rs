@@ -90,6 +90,8 @@ fn check<T: Record + PartialEq + Debug>(sample: T) -> String {
     let bytes = SchemaCatalog::encode(&schema, &sample).unwrap();
     let decoded: T = apache_avro::from_value(&catalog.decode(&bytes).unwrap().value).unwrap();
     assert_eq!(decoded, sample, "{} changes on the wire", T::NAME);
+    let direct: T = catalog.identify(&bytes).unwrap().deserialize(&bytes).unwrap();
+    assert_eq!(direct, sample, "{}: the direct decoder reads what the value path reads", T::NAME);
     T::SCHEMA_FILE.to_owned()
 }
 

@@ -61,6 +61,8 @@ pub enum DecodeError {
     UnknownName(String),
     #[error("logical type {0} is not supported by this decoder")]
     Unsupported(&'static str),
+    #[error("{extra} bytes follow the datum")]
+    TrailingBytes { extra: usize },
 }
 
 impl DecodeError {
@@ -107,25 +109,31 @@ pub(super) fn decode_datum(
     bytes: &[u8],
     limits: DecodeLimits,
 ) -> Result<(Value, usize), DecodeError> {
-    let mut decoder = Decoder { bytes, at: 0, items_left: limits.max_items, limits, names };
+    let mut decoder = Decoder::new(bytes, names, limits);
     let value = decoder.value(schema, &None, 0)?;
     Ok((value, decoder.at))
 }
 
-struct Decoder<'a> {
+/// Reads Avro's primitive encodings from one datum's bytes, within its budget.
+pub(super) struct Decoder<'a> {
     bytes: &'a [u8],
-    at: usize,
+    pub(super) at: usize,
     items_left: usize,
-    limits: DecodeLimits,
-    names: &'a HashMap<Name, Schema>,
+    pub(super) limits: DecodeLimits,
+    pub(super) names: &'a HashMap<Name, Schema>,
 }
 
 impl<'a> Decoder<'a> {
+    /// A decoder at the start of `bytes`, whose schema's named types are `names`.
+    pub(super) fn new(bytes: &'a [u8], names: &'a HashMap<Name, Schema>, limits: DecodeLimits) -> Self {
+        Decoder { bytes, at: 0, items_left: limits.max_items, limits, names }
+    }
+
     fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
             return Err(DecodeError::UnexpectedEnd { at: self.bytes.len() });
         }
@@ -134,7 +142,7 @@ impl<'a> Decoder<'a> {
         Ok(slice)
     }
 
-    fn long(&mut self) -> Result<i64, DecodeError> {
+    pub(super) fn long(&mut self) -> Result<i64, DecodeError> {
         let start = self.at;
         let mut raw: u64 = 0;
         for shift in (0..70).step_by(7) {
@@ -149,7 +157,7 @@ impl<'a> Decoder<'a> {
         Err(DecodeError::VarintTooLong { at: start })
     }
 
-    fn int(&mut self) -> Result<i32, DecodeError> {
+    pub(super) fn int(&mut self) -> Result<i32, DecodeError> {
         let at = self.at;
         let value = self.long()?;
         // An int written by a conforming writer always fits; a longer one is corrupt.
@@ -174,7 +182,7 @@ impl<'a> Decoder<'a> {
     /// The item count of the next array or map block (0 ends the sequence). The count is
     /// charged to the datum's item budget and checked against the bytes left, at `min_item_size`
     /// bytes per item at least, before the caller reserves anything.
-    fn block(&mut self, min_item_size: usize) -> Result<usize, DecodeError> {
+    pub(super) fn block(&mut self, min_item_size: usize) -> Result<usize, DecodeError> {
         let at = self.at;
         let raw = self.long()?;
         let count = if raw < 0 {
@@ -202,14 +210,7 @@ impl<'a> Decoder<'a> {
         }
         Ok(match schema {
             Schema::Null => Value::Null,
-            Schema::Boolean => {
-                let at = self.at;
-                match self.take(1)?[0] {
-                    0 => Value::Boolean(false),
-                    1 => Value::Boolean(true),
-                    value => return Err(DecodeError::InvalidBoolean { value, at }),
-                }
-            }
+            Schema::Boolean => Value::Boolean(self.boolean()?),
             Schema::Int => Value::Int(self.int()?),
             Schema::Date => Value::Date(self.int()?),
             Schema::TimeMillis => Value::TimeMillis(self.int()?),
@@ -221,25 +222,14 @@ impl<'a> Decoder<'a> {
             Schema::LocalTimestampMillis => Value::LocalTimestampMillis(self.long()?),
             Schema::LocalTimestampMicros => Value::LocalTimestampMicros(self.long()?),
             Schema::LocalTimestampNanos => Value::LocalTimestampNanos(self.long()?),
-            Schema::Float => {
-                let mut raw = [0u8; 4];
-                raw.copy_from_slice(self.take(4)?);
-                Value::Float(f32::from_le_bytes(raw))
-            }
-            Schema::Double => {
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(self.take(8)?);
-                Value::Double(f64::from_le_bytes(raw))
-            }
-            Schema::Bytes => {
-                let n = self.length()?;
-                Value::Bytes(self.take(n)?.to_vec())
-            }
-            Schema::String => Value::String(self.string()?),
+            Schema::Float => Value::Float(self.float()?),
+            Schema::Double => Value::Double(self.double()?),
+            Schema::Bytes => Value::Bytes(self.bytes()?.to_vec()),
+            Schema::String => Value::String(self.str()?.to_owned()),
             Schema::Uuid => {
                 let at = self.at;
-                let text = self.string()?;
-                Value::Uuid(apache_avro::Uuid::parse_str(&text).map_err(|_| DecodeError::InvalidUtf8 { at })?)
+                let text = self.str()?;
+                Value::Uuid(apache_avro::Uuid::parse_str(text).map_err(|_| DecodeError::InvalidUtf8 { at })?)
             }
             Schema::Fixed(fixed) => Value::Fixed(fixed.size, self.take(fixed.size)?.to_vec()),
             Schema::Duration => {
@@ -278,7 +268,7 @@ impl<'a> Decoder<'a> {
                     }
                     entries.reserve(count);
                     for _ in 0..count {
-                        let key = self.string()?;
+                        let key = self.str()?.to_owned();
                         let value = self.value(&map.types, namespace, depth + 1)?;
                         entries.insert(key, value);
                     }
@@ -286,23 +276,12 @@ impl<'a> Decoder<'a> {
                 Value::Map(entries)
             }
             Schema::Union(union) => {
-                let at = self.at;
-                let index = self.long()?;
-                let branches = union.variants();
-                let branch = usize::try_from(index)
-                    .ok()
-                    .and_then(|i| branches.get(i))
-                    .ok_or(DecodeError::UnionBranch { index, branches: branches.len(), at })?;
-                Value::Union(index as u32, Box::new(self.value(branch, namespace, depth + 1)?))
+                let (index, branch) = self.branch(union.variants())?;
+                Value::Union(index, Box::new(self.value(branch, namespace, depth + 1)?))
             }
             Schema::Enum(e) => {
-                let at = self.at;
-                let index = self.int()?;
-                let symbol = usize::try_from(index)
-                    .ok()
-                    .and_then(|i| e.symbols.get(i))
-                    .ok_or(DecodeError::EnumIndex { index: index.into(), symbols: e.symbols.len(), at })?;
-                Value::Enum(index as u32, symbol.clone())
+                let (index, symbol) = self.symbol(&e.symbols)?;
+                Value::Enum(index, symbol.to_owned())
             }
             Schema::Record(RecordSchema { name, fields, .. }) => {
                 let inner = name.fully_qualified_name(namespace).namespace;
@@ -321,17 +300,60 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
-        let n = self.length()?;
+    pub(super) fn boolean(&mut self) -> Result<bool, DecodeError> {
         let at = self.at;
-        let raw = self.take(n)?;
-        std::str::from_utf8(raw).map(str::to_owned).map_err(|_| DecodeError::InvalidUtf8 { at })
+        match self.take(1)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(DecodeError::InvalidBoolean { value, at }),
+        }
+    }
+
+    pub(super) fn float(&mut self) -> Result<f32, DecodeError> {
+        let mut raw = [0u8; 4];
+        raw.copy_from_slice(self.take(4)?);
+        Ok(f32::from_le_bytes(raw))
+    }
+
+    pub(super) fn double(&mut self) -> Result<f64, DecodeError> {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(self.take(8)?);
+        Ok(f64::from_le_bytes(raw))
+    }
+
+    /// A length-prefixed byte string, lent from the datum.
+    pub(super) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.length()?;
+        self.take(n)
+    }
+
+    /// A length-prefixed UTF-8 string, lent from the datum.
+    pub(super) fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let at = self.at;
+        let raw = self.bytes()?;
+        std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8 { at: at + 1 })
+    }
+
+    /// The union branch an index picks, and the index.
+    pub(super) fn branch<'s>(&mut self, branches: &'s [Schema]) -> Result<(u32, &'s Schema), DecodeError> {
+        let at = self.at;
+        let index = self.long()?;
+        let found = u32::try_from(index).ok().and_then(|i| Some((i, branches.get(usize::try_from(i).ok()?)?)));
+        found.ok_or(DecodeError::UnionBranch { index, branches: branches.len(), at })
+    }
+
+    /// The enum symbol an index picks, and the index.
+    pub(super) fn symbol<'s>(&mut self, symbols: &'s [String]) -> Result<(u32, &'s str), DecodeError> {
+        let at = self.at;
+        let index = self.int()?;
+        let found = u32::try_from(index).ok().and_then(|i| Some((i, symbols.get(usize::try_from(i).ok()?)?.as_str())));
+        found.ok_or(DecodeError::EnumIndex { index: index.into(), symbols: symbols.len(), at })
     }
 
     /// The fewest bytes one value of `schema` can take, to check a block count against the
     /// bytes left. Deep or recursive schemas stop at a small depth and answer 0 (no bound from
     /// size; the item budget still holds).
-    fn min_size(&self, schema: &Schema, namespace: &Namespace, depth: usize) -> usize {
+    pub(super) fn min_size(&self, schema: &Schema, namespace: &Namespace, depth: usize) -> usize {
         if depth > 4 {
             return 0;
         }

@@ -12,6 +12,7 @@
 
 pub mod canonical;
 mod decode;
+mod direct;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,6 +28,7 @@ use serde::Serialize;
 use crate::records::Record;
 
 pub use decode::{DecodeError, DecodeLimits};
+pub use direct::DirectError;
 
 /// The two marker bytes that open a single-object encoded datum.
 pub const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -335,6 +337,31 @@ impl Identified {
             value = value
                 .resolve(&self.reader.schema)
                 .map_err(|source| CodecError::Unresolvable { schema: writer.name.clone(), source })?;
+        }
+        Ok(value)
+    }
+}
+
+impl Identified {
+    /// Decodes the whole datum (header included) straight into `T`, without building an Avro
+    /// value, when it was written with the current version of its schema; a datum of an older
+    /// version is resolved to the current one through a value first.
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DirectError> {
+        let writer = &self.writer;
+        if !Arc::ptr_eq(&self.reader, writer) {
+            let value = self.decode(bytes).map_err(|e| DirectError::Mismatch(e.to_string()))?;
+            return apache_avro::from_value(&value).map_err(|e| DirectError::Mismatch(e.to_string()));
+        }
+        let body = bytes.get(HEADER_LEN..).ok_or(DirectError::Decode(DecodeError::UnexpectedEnd { at: 0 }))?;
+        let mut decoder = decode::Decoder::new(body, &writer.names, self.limits);
+        let value = T::deserialize(direct::SchemaDeserializer {
+            decoder: &mut decoder,
+            schema: &writer.schema,
+            namespace: &None,
+            depth: 0,
+        })?;
+        if decoder.at != body.len() {
+            return Err(DirectError::Decode(DecodeError::TrailingBytes { extra: body.len() - decoder.at }));
         }
         Ok(value)
     }

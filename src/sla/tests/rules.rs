@@ -189,3 +189,14 @@ fn a_firing_alert_resolves_when_its_series_stops_sending_while_others_keep_the_s
     assert_eq!(resolved.len(), 1);
     assert!(resolved[0].alert.summary.contains("fewer than the 100 needed"), "{}", resolved[0].alert.summary);
 }
+
+#[test]
+fn the_shipped_latency_rule_fires_on_a_live_breach() {
+    // The configuration as shipped, events stamped as they happen (processed half a second
+    // later), 40 a second, every one 900 ms: the repro, minute for minute.
+    let mut scenario = Scenario::new(crate::sla::SlaConfig::default());
+    scenario.evaluate_every_ms = 250;
+    let breach = scenario.run(4 * MINUTE, 40, |_| Shape::ok(900.0));
+    let fired: Vec<&str> = of(AlertChange::Fired, &breach).iter().map(|t| t.alert.name.as_str()).collect();
+    assert!(fired.contains(&"LatencyP95High"), "fired: {fired:?}");
+}
