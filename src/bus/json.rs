@@ -5,6 +5,10 @@
 //! object (`{"string": "AAPL"}`): a nullable field is written as its value or `null`, an enum as
 //! its symbol, a timestamp as milliseconds. Errors name the field path, so a person can fix the
 //! line they typed.
+//!
+//! A timestamp may also be written relative to the moment the line is converted (`"now"`,
+//! `"now+60s"`, `"-3m"`) or as an RFC 3339 time (`"2026-12-03T09:30:00Z"`), so example files
+//! never go stale: a deadline written `"+60s"` is a minute away whenever the example is run.
 
 use std::collections::HashMap;
 
@@ -22,16 +26,46 @@ pub struct JsonMismatch {
     pub message: String,
 }
 
-/// Converts a JSON document to an Avro value of `schema`.
+/// Converts a JSON document to an Avro value of `schema`; relative timestamps count from now.
 pub fn json_to_avro(json: &Json, schema: &Schema) -> Result<Value, JsonMismatch> {
+    json_to_avro_at(json, schema, crate::clock::now_millis())
+}
+
+/// Converts a JSON document to an Avro value of `schema`, with relative timestamps counted from
+/// `now_ms` (milliseconds since the epoch).
+pub fn json_to_avro_at(json: &Json, schema: &Schema, now_ms: i64) -> Result<Value, JsonMismatch> {
     let resolved = ResolvedSchema::try_from(schema)
         .map_err(|e| JsonMismatch { path: "$".into(), message: format!("unusable schema: {e}") })?;
-    let converter = Converter { names: resolved.get_names() };
+    let converter = Converter { names: resolved.get_names(), now_ms };
     converter.convert(json, schema, &mut vec!["$".to_string()])
 }
 
 struct Converter<'s> {
     names: &'s HashMap<Name, &'s Schema>,
+    now_ms: i64,
+}
+
+/// A timestamp written for people: `now`, `now+60s`, `now-3m`, `+60s`, `-1h30m` (relative to
+/// `now_ms`), or an RFC 3339 time; milliseconds since the epoch.
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    let text = text.trim();
+    let relative = text.strip_prefix("now").unwrap_or(text).trim_start();
+    if relative.is_empty() {
+        return Ok(now_ms);
+    }
+    let sign = match relative.as_bytes()[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => {
+            let at = humantime::parse_rfc3339_weak(text)
+                .map_err(|e| format!("`{text}` is neither `now`, `now+60s`, `-3m` nor an RFC 3339 time ({e})"))?;
+            return Ok(crate::clock::epoch_millis(at));
+        }
+    };
+    let offset = humantime::parse_duration(relative[1..].trim())
+        .map_err(|e| format!("`{text}`: the offset after the sign is not a duration like `60s` or `5m` ({e})"))?;
+    let offset_ms = i64::try_from(offset.as_millis()).map_err(|_| format!("`{text}`: offset too large"))?;
+    Ok(now_ms.saturating_add(sign * offset_ms))
 }
 
 impl Converter<'_> {
@@ -58,12 +92,22 @@ impl Converter<'_> {
                 .and_then(|n| i32::try_from(n).ok())
                 .map(Value::Date)
                 .ok_or_else(|| expected(path, "days since 1970-01-01")),
-            Schema::TimestampMillis => {
-                json.as_i64().map(Value::TimestampMillis).ok_or_else(|| expected(path, "milliseconds since the epoch"))
-            }
-            Schema::TimestampMicros => {
-                json.as_i64().map(Value::TimestampMicros).ok_or_else(|| expected(path, "microseconds since the epoch"))
-            }
+            Schema::TimestampMillis => match json {
+                Json::String(text) => {
+                    parse_time(text, self.now_ms).map(Value::TimestampMillis).map_err(|e| fail(path, e))
+                }
+                _ => json.as_i64().map(Value::TimestampMillis).ok_or_else(|| {
+                    expected(path, "milliseconds since the epoch, `now`, `now+60s` or an RFC 3339 time")
+                }),
+            },
+            Schema::TimestampMicros => match json {
+                Json::String(text) => parse_time(text, self.now_ms)
+                    .map(|ms| Value::TimestampMicros(ms.saturating_mul(1000)))
+                    .map_err(|e| fail(path, e)),
+                _ => json.as_i64().map(Value::TimestampMicros).ok_or_else(|| {
+                    expected(path, "microseconds since the epoch, `now`, `now+60s` or an RFC 3339 time")
+                }),
+            },
             Schema::Array(array) => {
                 let items = json.as_array().ok_or_else(|| expected(path, "an array"))?;
                 let mut out = Vec::with_capacity(items.len());
@@ -261,6 +305,43 @@ mod tests {
             ]}"#,
         )
         .unwrap()
+    }
+
+    fn stamped() -> Schema {
+        Schema::parse_str(
+            r#"{"type":"record","name":"S","namespace":"t","fields":[
+                {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+                {"name":"deadline","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null}
+            ]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn timestamps_may_be_written_relative_to_now() {
+        let now = 1_800_000_000_000;
+        let value = json_to_avro_at(&json!({"at":"now","deadline":"+60s"}), &stamped(), now).unwrap();
+        assert_eq!(
+            value,
+            Value::Record(vec![
+                ("at".into(), Value::TimestampMillis(now)),
+                ("deadline".into(), Value::Union(1, Box::new(Value::TimestampMillis(now + 60_000)))),
+            ])
+        );
+        assert_eq!(parse_time("now-3m", now), Ok(now - 180_000));
+        assert_eq!(parse_time("-1h 30m", now), Ok(now - 5_400_000));
+    }
+
+    #[test]
+    fn timestamps_may_be_written_in_rfc_3339() {
+        assert_eq!(parse_time("2027-01-15T08:00:00Z", 0), Ok(1_800_000_000_000));
+    }
+
+    #[test]
+    fn a_timestamp_that_is_no_time_names_the_forms_it_takes() {
+        let error = json_to_avro_at(&json!({"at":"tomorrow"}), &stamped(), 0).unwrap_err();
+        assert_eq!(error.path, "$.at");
+        assert!(error.message.contains("now+60s"), "{}", error.message);
     }
 
     #[test]

@@ -3,13 +3,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use futures::StreamExt;
+use futures::channel::oneshot::Canceled;
 use futures::stream::FuturesUnordered;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureRecord;
-use rdkafka::util::Timeout;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::bus::json::{example, json_to_avro};
@@ -75,10 +78,21 @@ pub async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<E
     };
     let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;
 
+    // Each record is handed to librdkafka as soon as its line is read, and acknowledgements are
+    // collected while the next line is awaited: a generator piping a few events a second sees
+    // them on the topic at once, not when its input ends.
     let mut lines = input.lines();
     let mut deliveries = FuturesUnordered::new();
     let (mut line_no, mut invalid, mut failed, mut published) = (0usize, 0usize, 0usize, 0usize);
-    while let Some(line) = lines.next_line().await.context("reading input")? {
+    loop {
+        let line = tokio::select! {
+            Some(delivery) = deliveries.next(), if !deliveries.is_empty() => {
+                tally(delivery, &mut published, &mut failed);
+                continue;
+            }
+            line = lines.next_line() => line.context("reading input")?,
+        };
+        let Some(line) = line else { break };
         line_no += 1;
         if line.trim().is_empty() {
             continue;
@@ -90,46 +104,65 @@ pub async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<E
                 let payload = SchemaCatalog::encode_value(&schema, value).map_err(|e| e.to_string())?;
                 Ok((key, payload))
             });
-        match encoded {
-            Ok((key, payload)) => {
-                let producer = &producer;
-                let topic = args.topic.as_str();
-                deliveries.push(async move {
-                    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&payload);
-                    if let Some(key) = &key {
-                        record = record.key(key);
-                    }
-                    (line_no, producer.send(record, Timeout::Never).await.map_err(|(e, _)| e))
-                });
-            }
+        let (key, payload) = match encoded {
+            Ok(encoded) => encoded,
             Err(reason) => {
                 invalid += 1;
                 eprintln!("line {line_no}: does not fit {}: {reason}", schema.name);
+                continue;
             }
+        };
+        let mut record = FutureRecord::<[u8], [u8]>::to(&args.topic).payload(&payload);
+        if let Some(key) = &key {
+            record = record.key(key);
         }
-        // Keep memory bounded on long inputs: settle whatever has been acknowledged.
-        while deliveries.len() >= 10_000 {
-            tally(deliveries.next().await, &mut published, &mut failed);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(async move { (line_no, delivery.await) });
+                    break;
+                }
+                // librdkafka's queue is full: wait for an acknowledgement to make room.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), again)) => {
+                    record = again;
+                    match deliveries.next().await {
+                        Some(delivery) => tally(delivery, &mut published, &mut failed),
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                Err((error, _)) => {
+                    failed += 1;
+                    eprintln!("line {line_no}: not delivered: {error}");
+                    break;
+                }
+            }
         }
     }
     while let Some(delivery) = deliveries.next().await {
-        tally(Some(delivery), &mut published, &mut failed);
+        tally(delivery, &mut published, &mut failed);
     }
     eprintln!("published {published} record(s) to {} ({invalid} invalid, {failed} failed)", args.topic);
     Ok(if invalid + failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// What a delivery future resolves to: the broker's answer, or cancelled.
+type Acknowledgement<T> = Result<Result<T, (KafkaError, OwnedMessage)>, Canceled>;
+
+/// Counts one acknowledgement (a cancelled delivery means the producer was dropped: failed).
 fn tally<T>(
-    delivery: Option<(usize, Result<T, rdkafka::error::KafkaError>)>,
+    (line, delivery): (usize, Acknowledgement<T>),
     published: &mut usize,
     failed: &mut usize,
 ) {
     match delivery {
-        Some((_, Ok(_))) => *published += 1,
-        Some((line, Err(e))) => {
+        Ok(Ok(_)) => *published += 1,
+        Ok(Err((error, _))) => {
             *failed += 1;
-            eprintln!("line {line}: not delivered: {e}");
+            eprintln!("line {line}: not delivered: {error}");
         }
-        None => {}
+        Err(Canceled) => {
+            *failed += 1;
+            eprintln!("line {line}: not delivered: the producer shut down");
+        }
     }
 }

@@ -16,6 +16,7 @@ impl SlaMonitor {
     /// Call it every second and after bursts; calling it more often changes nothing but cost.
     pub fn evaluate(&mut self, now_ms: i64) -> Vec<AlertTransition> {
         self.generation += 1;
+        self.clock.follow_processing_clock(now_ms);
         let mut transitions = Vec::new();
         if let Some(at) = self.stream_point() {
             for id in 0..self.series.list.len() {

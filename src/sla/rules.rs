@@ -268,22 +268,30 @@ impl BurnRateAlert {
         definition: &AlertDefinition,
     ) -> Verdict<'d> {
         let budget = 1.0 - self.objective;
-        let burn_of = |tally: Tally| {
+        // A window not fully observed yet (a fresh or restarted monitor) is judged on the part
+        // it has seen, as Prometheus computes a ratio over the samples it has, once that part
+        // spans at least the pair's short window: the evidence the pair asks for. A monitor
+        // restarted mid-burn then pages again after one short window (5 m for the fast pair)
+        // instead of a whole long one. Before that, unseen time counts as good traffic at the
+        // seen rate, a lower bound, so an hour of history cannot raise a three-day ticket.
+        // `covered` alone decides whether a window may prove a recovery.
+        let burn_of = |tally: Tally, evidence_ms: i64| {
             let covered = filled_since_ms <= tally.start_ms;
             let fraction = if tally.events == 0 { 0.0 } else { tally.bad as f64 / tally.events as f64 };
-            // A window not fully observed yet (after a restart) counts its unseen part as good
-            // traffic at the seen rate: the burn it shows is then a lower bound, so it can page
-            // on real budget spent but never on a guess.
-            let full_ms = (now_ms - tally.start_ms).max(1) as f64;
-            let seen_ms = (now_ms - tally.start_ms.max(filled_since_ms)).max(0) as f64;
-            let seen_share = if covered { 1.0 } else { seen_ms / full_ms };
+            let seen_ms = (now_ms - tally.start_ms.max(filled_since_ms)).max(0);
+            let seen_share = if covered || seen_ms >= evidence_ms {
+                1.0
+            } else {
+                seen_ms as f64 / (now_ms - tally.start_ms).max(1) as f64
+            };
             WindowBurn { burn: fraction * seen_share / budget, covered }
         };
         let mut best: Option<(Reading, &BurnWindowPair, f64, u64)> = None;
         for pair in &self.pairs {
             let long_tally = ring.tally(now_ms, pair.long_minutes);
             let short_tally = ring.tally(now_ms, pair.short_minutes);
-            let (long, short) = (burn_of(long_tally), burn_of(short_tally));
+            let evidence_ms = pair.short_minutes * 60_000;
+            let (long, short) = (burn_of(long_tally, evidence_ms), burn_of(short_tally, evidence_ms));
             let resolve_below = pair.burn_rate * (1.0 - definition.hysteresis);
             let reading = if short_tally.events < definition.min_events || short_tally.events == 0 {
                 Reading::Insufficient { covered: long.covered }

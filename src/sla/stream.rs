@@ -109,11 +109,25 @@ pub(crate) struct StreamClock {
     filled_since_ms: i64,
     /// Longest window anything is kept for; a jump forward by more than this restarts coverage.
     retention_ms: i64,
+    /// Processing time of the last accepted event: how long the stream has been quiet.
+    last_admitted_at_ms: i64,
 }
+
+/// How long the stream must be quiet (no event accepted, processing time) before event time
+/// follows the processing clock, and how far behind it then trails. Long enough that a consumer
+/// catching up or a rebalance pause does not count as quiet, short beside every window.
+pub(crate) const QUIET_AFTER_MS: i64 = 5_000;
 
 impl StreamClock {
     pub(crate) fn new(lateness_ms: i64, skew_ms: i64, retention_ms: i64) -> Self {
-        StreamClock { lateness_ms, skew_ms, newest_ms: None, filled_since_ms: i64::MAX, retention_ms }
+        StreamClock {
+            lateness_ms,
+            skew_ms,
+            newest_ms: None,
+            filled_since_ms: i64::MAX,
+            retention_ms,
+            last_admitted_at_ms: i64::MIN,
+        }
     }
 
     /// Checks an event's time against the watermark and the processing clock, and advances the
@@ -148,7 +162,22 @@ impl StreamClock {
             None => self.newest_ms = Some(advance_to),
         }
         self.filled_since_ms = self.filled_since_ms.min(occurred_at_ms);
+        self.last_admitted_at_ms = now_ms;
         Ok(())
+    }
+
+    /// Lets event time follow the processing clock while the stream is quiet, so a window
+    /// slides, a pending alert's `for` runs out and a firing one resolves even when no further
+    /// event arrives (the last burst of a breach, a service that stops sending while the others
+    /// are quiet too). Event time then trails the processing clock by [`QUIET_AFTER_MS`]: an
+    /// event arriving later is still within the allowed lateness unless it is older than that
+    /// plus the lateness, as it would be in a busy stream.
+    pub(crate) fn follow_processing_clock(&mut self, now_ms: i64) {
+        let Some(newest) = self.newest_ms else { return };
+        let quiet_since = self.last_admitted_at_ms.saturating_add(QUIET_AFTER_MS);
+        if now_ms >= quiet_since {
+            self.newest_ms = Some(newest.max(now_ms - QUIET_AFTER_MS));
+        }
     }
 
     /// How far accepted event times can lie from the newest: the lateness behind, the skew ahead.

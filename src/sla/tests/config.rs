@@ -19,7 +19,7 @@ sli = "latency_p95"
 comparison = "above"
 threshold = 200.0
 window = "5m"
-for = "2m"
+for = "5s"
 hysteresis = 0.05
 min_events = 100
 severity = "warning"
@@ -30,14 +30,16 @@ name = "ErrorRateHigh"
 sli = "error_rate"
 comparison = "above"
 threshold = 0.01
-window = "5m"
+window = "1m"
+for = "10s"
 
 [[rules]]
 name = "CacheHitRatioLow"
 sli = "cache_hit_ratio"
 comparison = "below"
 threshold = 0.8
-window = "5m"
+window = "1m"
+for = "10s"
 
 [[rules]]
 name = "DbQueryTimeouts"
@@ -45,7 +47,8 @@ source = "queries"
 sli = "timeout_rate"
 comparison = "above"
 threshold = 0.01
-window = "5m"
+window = "1m"
+for = "10s"
 min_events = 20
 summary = "{service} statements on {kind} time out at {value}, {comparison} {threshold} over {window}"
 

@@ -200,3 +200,33 @@ fn the_shipped_latency_rule_fires_on_a_live_breach() {
     let fired: Vec<&str> = of(AlertChange::Fired, &breach).iter().map(|t| t.alert.name.as_str()).collect();
     assert!(fired.contains(&"LatencyP95High"), "fired: {fired:?}");
 }
+
+#[test]
+fn a_breach_whose_events_stop_arriving_still_fires_once_its_for_has_passed() {
+    // A burst of slow requests, then silence from every producer: event time follows the
+    // processing clock, so the rule's `for` runs out although no further event comes.
+    let mut scenario = Scenario::new(crate::sla::SlaConfig::default());
+    assert!(of(AlertChange::Fired, &scenario.run(3 * SECOND, 200, |_| Shape::ok(900.0))).is_empty());
+    let quiet_from = scenario.clock_ms + PROCESSING_LAG;
+    let fired: Vec<String> = (1..=30)
+        .flat_map(|second| scenario.monitor.evaluate(quiet_from + second * SECOND))
+        .filter(|t| t.change == AlertChange::Fired)
+        .map(|t| t.alert.name)
+        .collect();
+    assert!(fired.contains(&"LatencyP95High".to_string()), "fired: {fired:?}");
+}
+
+#[test]
+fn a_firing_alert_resolves_when_the_whole_stream_falls_silent() {
+    let mut scenario = Scenario::new(crate::sla::SlaConfig::default());
+    let fired = scenario.run(MINUTE, 50, |_| Shape::ok(900.0));
+    assert!(of(AlertChange::Fired, &fired).iter().any(|t| t.alert.name == "LatencyP95High"));
+    let quiet_from = scenario.clock_ms + PROCESSING_LAG;
+    // Seven minutes without any event: the 5m window empties and the alert resolves.
+    let resolved: Vec<String> = (1..=7 * 60)
+        .flat_map(|second| scenario.monitor.evaluate(quiet_from + second * SECOND))
+        .filter(|t| t.change == AlertChange::Resolved)
+        .map(|t| t.alert.name)
+        .collect();
+    assert!(resolved.contains(&"LatencyP95High".to_string()), "resolved: {resolved:?}");
+}

@@ -1,0 +1,139 @@
+//! The SLA monitor as a user meets it: `frontier run sla-monitor` with the rules as shipped (no
+//! rule overridden), fed by `frontier publish` from a generator that writes events as they
+//! happen, stamped `"occurred_at": "now"`. Nothing is back-dated, and the publisher's input stays
+//! open for the whole test, as a live producer's would. Needs the local stack (`ops/stack up`).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::process::{PATIENCE, Worker, assert_no_dead_letters, topics};
+use common::*;
+use serde_json::{Value, json};
+
+/// A `frontier publish <topic> --key service` process whose stdin a thread feeds `rate` lines a
+/// second until stopped.
+struct LivePublisher {
+    child: Child,
+    stop: Arc<AtomicBool>,
+    feeder: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl LivePublisher {
+    fn start(topic: &str, rate: u32, line: impl Fn(usize) -> Value + Send + 'static) -> LivePublisher {
+        let mut child = frontier()
+            .args(["publish", topic, "--key", "service", "--schema", "request_completed.avsc"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("frontier publish starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let feeder = std::thread::spawn(move || {
+            let period = Duration::from_secs(1) / rate;
+            let mut written = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                let text = format!("{}\n", line(written));
+                if stdin.write_all(text.as_bytes()).and_then(|()| stdin.flush()).is_err() {
+                    break;
+                }
+                written += 1;
+                std::thread::sleep(period);
+            }
+            written
+        });
+        LivePublisher { child, stop, feeder: Some(feeder) }
+    }
+
+    /// Fails the test with the publisher's errors if it exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("publisher status") {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = self.child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("frontier publish exited with {status}: {stderr}");
+        }
+    }
+
+    /// Closes the publisher's input and returns its summary line.
+    fn finish(mut self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        let written = self.feeder.take().map(|f| f.join().expect("feeder")).unwrap_or(0);
+        let output = self.child.wait_with_output().expect("publish exits");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "publish failed after {written} lines: {stderr}");
+        stderr
+    }
+}
+
+/// Alerts on `topic` as JSON, read from the beginning.
+fn alerts_on(settings: &frontier::settings::Settings, topic: &str) -> Vec<Value> {
+    decoded_json(&catalog(), &read_topic(settings, topic, usize::MAX, Duration::from_secs(1)))
+}
+
+#[tokio::test]
+async fn the_shipped_rules_page_on_a_live_latency_breach_while_the_publisher_is_still_writing() {
+    let settings = settings();
+    require_kafka(&settings);
+    let [metrics, alerts, query_events, status, autoscale, dlq] =
+        topics(&settings, "sla-live", ["metrics", "alerts", "query-events", "status", "autoscale", "dlq"]).await;
+    let mut monitor = Worker::start(
+        "sla-monitor",
+        &[
+            // Only where it reads and writes: every rule, window and interval is the shipped one.
+            ("FRONTIER_WORKERS__SLA__INPUT_TOPIC", metrics.clone()),
+            ("FRONTIER_WORKERS__SLA__ALERTS_TOPIC", alerts.clone()),
+            ("FRONTIER_WORKERS__SLA__QUERY_EVENTS_TOPIC", query_events.clone()),
+            ("FRONTIER_WORKERS__SLA__WORKER_STATUS_TOPIC", status.clone()),
+            ("FRONTIER_WORKERS__SLA__AUTOSCALE_TOPIC", autoscale.clone()),
+            ("FRONTIER_WORKERS__SLA__GROUP_ID", unique("sla-live.group")),
+            ("FRONTIER_BUS__DLQ_TOPIC", dlq.clone()),
+            ("FRONTIER_BUS__STATUS_TOPIC", status.clone()),
+        ],
+    );
+    // The repro: one service and kind, every request 900 ms and ok, 40 a second.
+    let mut publisher = LivePublisher::start(&metrics, 40, |i| {
+        json!({
+            "id": format!("live-{i}"), "service": "pricing", "kind": "option.price", "tenant": "acme",
+            "latency_ms": 900.0, "status": "ok", "cache_layer": "none", "occurred_at": "now",
+            "instance": null, "cache_key": null
+        })
+    });
+
+    // The 30-second rule; the LatencySLO page needs five minutes of evidence (see
+    // `sla::tests::slo`), longer than a test should run.
+    let wanted = ["LatencyP95High"];
+    let started = Instant::now();
+    let mut fired: Vec<Value> = Vec::new();
+    while started.elapsed() < 2 * PATIENCE {
+        monitor.assert_running();
+        publisher.assert_running();
+        fired = alerts_on(&settings, &alerts).into_iter().filter(|a| a["status"] == "firing").collect();
+        if wanted.iter().all(|name| fired.iter().any(|a| a["name"] == *name)) {
+            break;
+        }
+    }
+    let summary = publisher.finish();
+
+    let names: Vec<&str> = fired.iter().filter_map(|a| a["name"].as_str()).collect();
+    for name in wanted {
+        assert!(
+            names.contains(&name),
+            "{name} did not fire within {:?} of live breach (fired: {names:?}; publish: {summary}); the monitor's log:\n{}",
+            2 * PATIENCE,
+            monitor.log_text()
+        );
+    }
+    let latency = fired.iter().find(|a| a["name"] == "LatencyP95High").expect("found above");
+    assert_eq!(latency["labels"]["service"], "pricing", "{latency}");
+    assert!(latency["observed_value"].as_f64().unwrap() > 200.0, "{latency}");
+    assert_no_dead_letters(&settings, &dlq);
+}
