@@ -220,3 +220,40 @@ async fn sigterm_finishes_in_flight_work_commits_and_exits_zero() {
         "every processed message is committed on the way out"
     );
 }
+
+#[test]
+fn every_example_fits_its_topic_and_never_goes_stale() {
+    // `examples/<topic>.jsonl`: each line must fit the topic's schema, and every timestamp must
+    // be written relative to now, so the example means the same whenever it is run.
+    let settings = settings();
+    let specs = frontier::topics::load_dir(&settings.paths.topics, &settings.topics).unwrap();
+    let catalog = catalog();
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(topic) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".jsonl")) else {
+            continue;
+        };
+        let spec = specs.iter().find(|s| s.name == topic).unwrap_or_else(|| panic!("{path:?} names no topic"));
+        let schema = catalog.by_file(spec.value_schema.as_deref().unwrap()).unwrap();
+        for (number, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
+            let doc: Value = serde_json::from_str(line).unwrap();
+            let at = |now_ms| frontier::bus::json::json_to_avro_at(&doc, &schema.schema, now_ms);
+            let (today, next_year) = (at(1_800_000_000_000), at(1_831_536_000_000));
+            let today = today.unwrap_or_else(|e| panic!("{topic} line {}: {e}", number + 1));
+            assert_ne!(
+                Some(&today),
+                next_year.as_ref().ok(),
+                "{topic} line {}: a timestamp is not relative to now",
+                number + 1
+            );
+        }
+        checked.push(topic.to_string());
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        ["frontier.db.query-events", "frontier.inference.jobs", "frontier.metrics", "frontier.requests"],
+        "one example per topic a user publishes to"
+    );
+}

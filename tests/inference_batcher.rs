@@ -56,7 +56,11 @@ async fn setup(name: &str, batching: BatchingSettings) -> (Settings, InferenceBa
         input_topic: jobs,
         results_topic: results,
         admin_listen: None,
-        models: [(MODEL.to_owned(), ModelSettings { instances: vec!["in-process".into()], batching })].into(),
+        models: [(
+            MODEL.to_owned(),
+            ModelSettings { instances: vec!["in-process".into()], batching, ..ModelSettings::default() },
+        )]
+        .into(),
         ..InferenceBatcherSettings::default()
     };
     (settings, config)
@@ -238,6 +242,33 @@ async fn a_job_arriving_at_a_full_queue_is_rejected() {
     assert!(rejected.len() >= 2, "{answered:?}");
     assert!(rejected.iter().all(|r| r.error.as_deref().is_some_and(|e| e.contains("full")) && r.batch_size == 0));
     assert!(answered.iter().any(|r| r.status == JobStatus::Ok));
+}
+
+#[tokio::test]
+async fn a_job_may_name_the_shipped_model_by_its_published_name_in_any_case() {
+    let (settings, mut config) = setup("alias", BatchingSettings::default()).await;
+    // The model table as shipped: all-minilm-l6-v2 with its published names as aliases.
+    config.models = InferenceBatcherSettings::default().models;
+    let asked = ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "ALL-MINILM-L6-V2"];
+    let jobs: Vec<Value> = asked
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut doc = job(&format!("alias-{i}"), "embed", &["Rates unchanged"], "normal", None);
+            doc["model"] = json!(name);
+            doc
+        })
+        .collect();
+    produce(&settings, &config.input_topic, encode(&catalog(), &jobs)).await;
+    let running = start(&settings, &config).await;
+    let answered = results(&settings, &config.results_topic, jobs.len()).await;
+    stop(running).await;
+    assert_eq!(answered.len(), jobs.len());
+    for result in answered {
+        // Answered, under the name the job asked for (the result copies it).
+        let id: usize = result.job_id.trim_start_matches("alias-").parse().unwrap();
+        assert_eq!((result.status, result.model.as_str()), (JobStatus::Ok, asked[id]), "{:?}", result.error);
+    }
 }
 
 #[tokio::test]

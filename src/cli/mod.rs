@@ -77,8 +77,18 @@ pub enum TopicsAction {
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// How long each check may take.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = duration_arg)]
     pub timeout: Duration,
+}
+
+/// A duration on the command line: `10` is ten seconds, as every Kafka tool takes it; `500ms`,
+/// `2m`, `1h30m` say their unit.
+pub fn duration_arg(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 10, 10s, 500ms or 2m: {e}"))
 }
 
 impl Cli {
@@ -135,4 +145,25 @@ async fn health_check(settings: &Settings, args: HealthArgs) -> anyhow::Result<E
         healthy &= check.result.is_ok();
     }
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::duration_arg;
+
+    #[test]
+    fn a_bare_number_on_the_command_line_is_seconds() {
+        assert_eq!(duration_arg("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration_arg("0.5"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn a_duration_with_a_unit_is_taken_as_written() {
+        assert_eq!(duration_arg("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration_arg("2m"), Ok(Duration::from_secs(120)));
+        assert!(duration_arg("-1").is_err());
+        assert!(duration_arg("soon").unwrap_err().contains("10s"));
+    }
 }

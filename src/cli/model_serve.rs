@@ -24,9 +24,12 @@ pub struct ModelServeArgs {
     /// Folder of the model files (`ops/models` fetches them).
     #[arg(long, default_value = DEFAULT_MODEL_DIR)]
     pub model_dir: PathBuf,
-    /// The name requests must give in `model`.
+    /// The name requests give in `model` (matched without regard to case).
     #[arg(long, default_value = "all-MiniLM-L6-v2")]
     pub model_name: String,
+    /// Other names requests may give, listed by `/v1/models`; repeat for several.
+    #[arg(long = "alias", default_values = ["sentence-transformers/all-MiniLM-L6-v2", "all-minilm-l6-v2"])]
+    pub aliases: Vec<String>,
     /// How this process names itself in `/health` and logs; `model-serve@<listen>` by default.
     #[arg(long)]
     pub instance_id: Option<String>,
@@ -35,7 +38,7 @@ pub struct ModelServeArgs {
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
     /// How long requests in progress may take to finish after SIGTERM.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::cli::duration_arg)]
     pub shutdown_timeout: Duration,
 }
 
@@ -48,7 +51,7 @@ pub async fn model_serve(args: ModelServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {} for the embeddings API", args.listen))?;
     let instance_id = args.instance_id.clone().unwrap_or_else(|| format!("model-serve@{}", args.listen));
-    let state = ServeState::loading(args.model_name.clone(), instance_id);
+    let state = ServeState::loading(args.model_name.clone(), instance_id).with_aliases(args.aliases.clone());
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
     let server = tokio::spawn(serve(listener, state.clone(), token.clone()));

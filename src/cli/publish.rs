@@ -149,11 +149,7 @@ pub async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<E
 type Acknowledgement<T> = Result<Result<T, (KafkaError, OwnedMessage)>, Canceled>;
 
 /// Counts one acknowledgement (a cancelled delivery means the producer was dropped: failed).
-fn tally<T>(
-    (line, delivery): (usize, Acknowledgement<T>),
-    published: &mut usize,
-    failed: &mut usize,
-) {
+fn tally<T>((line, delivery): (usize, Acknowledgement<T>), published: &mut usize, failed: &mut usize) {
     match delivery {
         Ok(Ok(_)) => *published += 1,
         Ok(Err((error, _))) => {

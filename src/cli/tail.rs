@@ -50,7 +50,7 @@ pub struct Reading {
     #[arg(long)]
     pub max: Option<u64>,
     /// Stop when no message arrives for this long (e.g. `10s`).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::cli::duration_arg)]
     pub timeout: Option<Duration>,
 }
 

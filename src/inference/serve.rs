@@ -50,6 +50,8 @@ pub struct ServeState {
 #[derive(Debug)]
 struct StateInner {
     model_name: String,
+    /// Other names requests may give in `model` (matched, like the name, without regard to case).
+    aliases: Vec<String>,
     instance_id: String,
     loaded: OnceLock<InProcessBackend>,
 }
@@ -61,6 +63,7 @@ impl ServeState {
         ServeState {
             inner: Arc::new(StateInner {
                 model_name: model_name.into(),
+                aliases: Vec::new(),
                 instance_id: instance_id.into(),
                 loaded: OnceLock::new(),
             }),
@@ -88,6 +91,24 @@ impl ServeState {
     /// The model name requests must ask for.
     pub fn model_name(&self) -> &str {
         &self.inner.model_name
+    }
+
+    /// The same server, also answering to `aliases`; call before sharing the state.
+    pub fn with_aliases(self, aliases: Vec<String>) -> Self {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.aliases = aliases;
+                inner
+            }
+            // Already shared: keep the aliases it has.
+            Err(shared) => return ServeState { inner: shared },
+        };
+        ServeState { inner: Arc::new(inner) }
+    }
+
+    /// Whether a request naming `model` is for this server's model.
+    pub fn answers_to(&self, model: &str) -> bool {
+        std::iter::once(&self.inner.model_name).chain(&self.inner.aliases).any(|name| name.eq_ignore_ascii_case(model))
     }
 
     fn backend(&self) -> Result<&InProcessBackend, ApiError> {
@@ -184,7 +205,8 @@ struct EmbeddingsRequest {
 }
 
 /// Checks a request body against the served model; every refusal says which field is wrong.
-fn parse_request(body: &[u8], model_name: &str, dimension: usize) -> Result<EmbeddingsRequest, ApiError> {
+fn parse_request(body: &[u8], state: &ServeState, dimension: usize) -> Result<EmbeddingsRequest, ApiError> {
+    let model_name = state.model_name();
     let value: Value = serde_json::from_slice(body)
         .map_err(|error| ApiError::invalid("body", format!("the request body is not valid JSON: {error}")))?;
     let Value::Object(fields) = value else {
@@ -195,7 +217,7 @@ fn parse_request(body: &[u8], model_name: &str, dimension: usize) -> Result<Embe
         Some(_) => return Err(ApiError::invalid("model", "`model` must be a string")),
         None => return Err(ApiError::invalid("model", "`model` is required")),
     };
-    if model != model_name {
+    if !state.answers_to(model) {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
             message: format!("the model `{model}` does not exist here; this server has `{model_name}`"),
@@ -279,7 +301,7 @@ async fn embed_request(state: &ServeState, body: Result<Bytes, BytesRejection>) 
     })?;
     let backend = state.backend()?;
     let model = Arc::clone(backend.model());
-    let request = parse_request(&body, state.model_name(), model.dimension())?;
+    let request = parse_request(&body, state, model.dimension())?;
     let server_error = |message: String| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message,
@@ -336,17 +358,21 @@ async fn health(State(state): State<ServeState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn model_object(name: &str) -> Value {
-    json!({"id": name, "object": "model", "created": 0, "owned_by": "frontier"})
+/// An OpenAI model object; `root` names the model an alias stands for (as vLLM lists its
+/// served model names).
+fn model_object(name: &str, root: &str) -> Value {
+    json!({"id": name, "object": "model", "created": 0, "owned_by": "frontier", "root": root})
 }
 
 async fn models(State(state): State<ServeState>) -> Json<Value> {
-    Json(json!({"object": "list", "data": [model_object(state.model_name())]}))
+    let root = state.model_name();
+    let names = std::iter::once(root).chain(state.inner.aliases.iter().map(String::as_str));
+    Json(json!({"object": "list", "data": names.map(|name| model_object(name, root)).collect::<Vec<_>>()}))
 }
 
 async fn model(State(state): State<ServeState>, Path(name): Path<String>) -> Response {
-    if name == state.model_name() {
-        Json(model_object(&name)).into_response()
+    if state.answers_to(&name) {
+        Json(model_object(&name, state.model_name())).into_response()
     } else {
         ApiError {
             status: StatusCode::NOT_FOUND,
@@ -384,7 +410,7 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<EmbeddingsRequest, ApiError> {
-        parse_request(body.as_bytes(), "m", 384)
+        parse_request(body.as_bytes(), &ServeState::loading("m", "test"), 384)
     }
 
     fn refusal(body: &str) -> (StatusCode, &'static str) {
@@ -459,6 +485,24 @@ mod tests {
         shutdown.cancel();
         let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
         stopped.expect("stopped in time").expect("no panic").expect("no error");
+    }
+
+    #[tokio::test]
+    async fn models_lists_every_alias_and_a_request_may_use_any_of_them_in_any_case() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("ephemeral port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let state = ServeState::loading("all-MiniLM-L6-v2", "test").with_aliases(vec!["all-minilm-l6-v2".into()]);
+        assert!(state.answers_to("ALL-MINILM-L6-V2") && !state.answers_to("gpt-4"));
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve(listener, state, shutdown.clone()));
+        let models: Value =
+            reqwest::get(format!("{url}/v1/models")).await.expect("answers").json().await.expect("JSON");
+        let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["all-MiniLM-L6-v2", "all-minilm-l6-v2"]);
+        assert_eq!(models["data"][1]["root"], "all-MiniLM-L6-v2");
+        let alias = reqwest::get(format!("{url}/v1/models/all-minilm-l6-v2")).await.expect("answers");
+        assert_eq!(alias.status(), 200);
+        shutdown.cancel();
     }
 
     #[test]

@@ -162,7 +162,11 @@ fn worker_config(
         input_topic: input.into(),
         results_topic: results.into(),
         admin_listen: None,
-        models: [(MODEL.to_owned(), ModelSettings { instances: vec!["in-process".into()], batching })].into(),
+        models: [(
+            MODEL.to_owned(),
+            ModelSettings { instances: vec!["in-process".into()], batching, ..ModelSettings::default() },
+        )]
+        .into(),
         ..settings.workers.inference.clone()
     }
 }

@@ -115,6 +115,8 @@ pub struct InferenceWorker {
     max_inputs_per_job: usize,
     max_text_bytes: usize,
     default_labels: Arc<LabelSet>,
+    /// Lowercased names and aliases to the model's configured name.
+    model_names: HashMap<String, String>,
 }
 
 impl InferenceWorker {
@@ -136,6 +138,7 @@ impl InferenceWorker {
             max_inputs_per_job: settings.max_inputs_per_job,
             max_text_bytes: settings.max_text_bytes,
             default_labels: Arc::new(default_labels),
+            model_names: settings.model_names(),
         })
     }
 
@@ -146,10 +149,13 @@ impl InferenceWorker {
 
     /// The batcher's request for `job`, or why the job is rejected.
     fn validate(&self, job: &InferenceJob) -> Result<JobRequest, String> {
-        if !self.batcher.serves(&job.model) {
-            let known: Vec<&str> = self.batcher.models().collect();
-            return Err(format!("unknown model `{}` (this worker serves {})", job.model, known.join(", ")));
-        }
+        let model = match self.model_names.get(&job.model.to_lowercase()) {
+            Some(model) if self.batcher.serves(model) => model.clone(),
+            _ => {
+                let known: Vec<&str> = self.batcher.models().collect();
+                return Err(format!("unknown model `{}` (this worker serves {})", job.model, known.join(", ")));
+            }
+        };
         if job.id.trim().is_empty() {
             return Err("the job has no id".into());
         }
@@ -185,7 +191,7 @@ impl InferenceWorker {
         };
         Ok(JobRequest {
             id: job.id.clone(),
-            model: job.model.clone(),
+            model,
             task,
             inputs: job.inputs.clone(),
             priority: job.priority,

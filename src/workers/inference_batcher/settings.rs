@@ -59,7 +59,14 @@ impl Default for InferenceBatcherSettings {
             max_inputs_per_job: 512,
             max_text_bytes: 8192,
             request_timeout: Duration::from_secs(30),
-            models: BTreeMap::from([(DEFAULT_MODEL.to_owned(), ModelSettings::default())]),
+            models: BTreeMap::from([(
+                DEFAULT_MODEL.to_owned(),
+                ModelSettings {
+                    // As Hugging Face and sentence-transformers publish it.
+                    aliases: vec!["all-MiniLM-L6-v2".into(), "sentence-transformers/all-MiniLM-L6-v2".into()],
+                    ..ModelSettings::default()
+                },
+            )]),
         }
     }
 }
@@ -75,11 +82,18 @@ pub struct ModelSettings {
     pub instances: Vec<String>,
     /// How this model's jobs are batched.
     pub batching: BatchingSettings,
+    /// Other names a job may ask for this model by (its published names); names and aliases
+    /// match without regard to case.
+    pub aliases: Vec<String>,
 }
 
 impl Default for ModelSettings {
     fn default() -> Self {
-        ModelSettings { instances: vec![IN_PROCESS_SPEC.to_owned()], batching: BatchingSettings::default() }
+        ModelSettings {
+            instances: vec![IN_PROCESS_SPEC.to_owned()],
+            batching: BatchingSettings::default(),
+            aliases: Vec::new(),
+        }
     }
 }
 
@@ -131,11 +145,29 @@ impl WorkerConfig for InferenceBatcherSettings {
                 return Err(InvalidSetting::new(format!("models.{name}.batching.{}", error.key), error.message));
             }
         }
+        let mut owners = std::collections::HashMap::new();
+        for (name, model) in &self.models {
+            for known in std::iter::once(name).chain(&model.aliases) {
+                if owners.insert(known.to_lowercase(), name).is_some_and(|owner| owner != name) {
+                    return invalid(format!("models.{name}.aliases"), &format!("`{known}` names two models"));
+                }
+            }
+        }
         Ok(())
     }
 }
 
 impl InferenceBatcherSettings {
+    /// Every name and alias a job may use, lowercased, with the model it names.
+    pub fn model_names(&self) -> std::collections::HashMap<String, String> {
+        self.models
+            .iter()
+            .flat_map(|(name, model)| {
+                std::iter::once(name).chain(&model.aliases).map(move |known| (known.to_lowercase(), name.clone()))
+            })
+            .collect()
+    }
+
     /// Whether any model runs in this process (so the model files must be loaded).
     pub fn needs_local_model(&self) -> bool {
         self.models.values().flat_map(|model| &model.instances).any(|instance| instance.trim() == IN_PROCESS_SPEC)
@@ -152,6 +184,22 @@ mod tests {
         assert_eq!(settings.validate(), Ok(()));
         assert!(settings.needs_local_model());
         assert_eq!(settings.models[DEFAULT_MODEL].batching.max_batch_size, 64);
+    }
+
+    #[test]
+    fn a_model_is_found_by_its_published_names_whatever_their_case() {
+        let names = InferenceBatcherSettings::default().model_names();
+        for asked in ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "ALL-MINILM-L6-V2"] {
+            assert_eq!(names.get(&asked.to_lowercase()).map(String::as_str), Some(DEFAULT_MODEL), "{asked}");
+        }
+    }
+
+    #[test]
+    fn an_alias_naming_two_models_is_refused() {
+        let mut settings = InferenceBatcherSettings::default();
+        let other = ModelSettings { aliases: vec!["All-MiniLM-L6-v2".into()], ..ModelSettings::default() };
+        settings.models.insert("copy".into(), other);
+        assert_eq!(settings.validate().map_err(|e| e.key), Err("models.copy.aliases".to_string()));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct HostileBenchArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub paths: u64,
     /// How long a heavy request's answer stays useful (its deadline).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::cli::duration_arg)]
     pub heavy_deadline: Duration,
     /// Ordinary requests per second (a Zipf load over volatilities, portfolios and options).
     #[arg(long, default_value_t = 200.0)]

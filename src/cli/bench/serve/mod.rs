@@ -69,10 +69,10 @@ pub struct ServeBenchArgs {
     #[arg(long, default_value_t = 200.0)]
     pub cold_rate: f64,
     /// Entry ttl during the hit-ratio phases (grace 0), short so expiries happen within them.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = crate::cli::duration_arg)]
     pub ttl: Duration,
     /// Grace (stale-while-revalidate) during the hit-ratio phases; 0 makes every expiry a miss.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = crate::cli::duration_arg)]
     pub grace: Duration,
     /// Producer linger (ms) of the publisher and the serving instance.
     #[arg(long, default_value_t = 1)]
