@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::alertmanager::AlertmanagerSettings;
 use super::webhook::WebhookSettings;
 use crate::config::{InvalidSetting, positive};
 use crate::sla::SlaConfig;
@@ -38,6 +39,9 @@ pub struct SlaMonitorSettings {
     pub restore_timeout: Duration,
     /// Also send every alert message to this webhook, in Alertmanager's format; none by default.
     pub webhook: Option<WebhookSettings>,
+    /// Also post alerts to this Alertmanager's API (v2), re-sending firing ones as Prometheus
+    /// does; none by default (the development config points at the local stack's).
+    pub alertmanager: Option<AlertmanagerSettings>,
     /// The rules, SLOs and window settings.
     pub monitor: SlaConfig,
 }
@@ -55,6 +59,7 @@ impl Default for SlaMonitorSettings {
             gauge_interval: Duration::from_secs(5),
             restore_timeout: Duration::from_secs(60),
             webhook: None,
+            alertmanager: None,
             monitor: SlaConfig::default(),
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
+use super::alertmanager::AlertmanagerClient;
 use super::metric;
 use super::owner::{Input, MonitorOwner, MonitorSnapshot, OwnerStopped};
 use super::settings::SlaMonitorSettings;
@@ -27,6 +28,7 @@ pub struct SlaMonitorWorker {
     /// When the gauges were last recomputed (ms since the epoch).
     gauges_exported_at: AtomicI64,
     webhook: Option<AlertWebhook>,
+    alertmanager: Option<AlertmanagerClient>,
 }
 
 /// Why the worker could not be built.
@@ -40,6 +42,8 @@ pub enum SlaWorkerError {
     Restore(#[from] crate::bus::replay::ReplayError),
     #[error(transparent)]
     Webhook(#[from] super::webhook::WebhookError),
+    #[error(transparent)]
+    Alertmanager(#[from] super::alertmanager::AlertmanagerError),
     #[error(transparent)]
     Bus(#[from] crate::bus::BusError),
     #[error("the alert restore task did not finish: {0}")]
@@ -60,6 +64,10 @@ impl SlaMonitorWorker {
         let restored = past_alerts.len();
         let book = AlertBook::restore(past_alerts);
         let firing = book.firing().count();
+        let alertmanager = match settings.alertmanager.clone() {
+            Some(alertmanager) => Some(AlertmanagerClient::start(alertmanager, book.firing().cloned().collect())?),
+            None => None,
+        };
         let monitor = SlaMonitor::with_alert_book(settings.monitor.clone(), book)
             .map_err(|e| SlaWorkerError::Config { key: e.key().to_string(), message: e.to_string() })?;
         info!(restored, firing, "alert state restored from the alerts topic");
@@ -72,6 +80,7 @@ impl SlaMonitorWorker {
             gauge_interval_ms: settings.gauge_interval.as_millis() as i64,
             gauges_exported_at: AtomicI64::new(0),
             webhook: settings.webhook.clone().map(AlertWebhook::new).transpose()?,
+            alertmanager,
         })
     }
 
@@ -146,6 +155,9 @@ impl Worker for SlaMonitorWorker {
             .map_err(|e| HandlerError::fatal("monitor_stopped", e.to_string()))?;
         if let Some(webhook) = &self.webhook {
             webhook.forward(transitions.iter().map(|transition| transition.alert.clone()).collect());
+        }
+        if let Some(alertmanager) = &self.alertmanager {
+            alertmanager.forward(transitions.iter().map(|transition| transition.alert.clone()).collect());
         }
         let mut outputs = Vec::with_capacity(transitions.len());
         for transition in transitions {
