@@ -205,6 +205,12 @@ pub struct ThresholdRule {
     pub threshold: f64,
     /// Window the SLI is computed over.
     pub window: SliWindow,
+    /// A shorter window that must breach too before the alert fires, and whose recovery ends a
+    /// firing alert (the SRE workbook's multiwindow idea applied to a threshold): the long
+    /// window keeps blips from alerting, the short one lets a recovered series resolve within
+    /// a minute or two instead of the long window's length. None: `window` alone decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_window: Option<SliWindow>,
     /// How long (event time) the breach must hold continuously before the alert fires.
     #[serde(rename = "for", with = "humantime_serde", default = "default_rule_for")]
     pub for_duration: Duration,
@@ -268,6 +274,7 @@ impl ThresholdRule {
             comparison,
             threshold,
             window,
+            short_window: None,
             for_duration: default_rule_for(),
             hysteresis: default_hysteresis(),
             min_events: default_min_events(),
@@ -289,18 +296,23 @@ impl ThresholdRule {
     /// while a 5-second blip does not (`frontier bench sla --live` measures both):
     /// - p95 latency over 5m: all-slow traffic carries the p95 past 200 ms after 5 % of the
     ///   window (15-18 s), and a 5 s blip is under 2 % of it; a 1m window would fire on the blip.
+    ///   The 1m window must breach too, and its recovery resolves the alert: a recovered series
+    ///   is not held firing for the five minutes the long window remembers the breach.
     /// - error, timeout and hit ratios over 1m: a 5m window needs 47-57 s of zero hits to bring
     ///   95 % down to 80 %, a 1m window 10-19 s; a 5 s blip moves a 1m ratio by at most 8 points.
-    /// - `for` 5-10 s absorbs a value that grazes the threshold for one evaluation.
+    /// - a breach is judged on the near bound of a 99 % confidence interval (see
+    ///   `CONFIDENCE_Z`), so a small sample's noise cannot fire, and `for` 5 s absorbs a value
+    ///   that grazes the threshold for one evaluation.
     pub fn platform_defaults() -> Vec<ThresholdRule> {
         let fast = |name: &str, sli, comparison, threshold| {
             let mut rule = ThresholdRule::new(name, sli, comparison, threshold, SliWindow::OneMinute);
-            rule.for_duration = Duration::from_secs(10);
+            rule.for_duration = Duration::from_secs(5);
             rule
         };
         let mut latency =
             ThresholdRule::new("LatencyP95High", Sli::LatencyP95, Comparison::Above, 200.0, SliWindow::FiveMinutes);
         latency.for_duration = Duration::from_secs(5);
+        latency.short_window = Some(SliWindow::OneMinute);
         let mut db_timeouts = fast("DbQueryTimeouts", Sli::TimeoutRate, Comparison::Above, 0.01);
         db_timeouts.source = EventSource::Queries;
         // Statements are fewer than requests; 20 in a minute is already a pattern.

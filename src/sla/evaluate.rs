@@ -43,7 +43,10 @@ impl SlaMonitor {
             let definition = &self.definitions[alert.definition];
             let verdict = match &definition.check {
                 Check::Threshold(rule) => match &slis[rule.window.position()] {
-                    Some(sli) => rule.judge(sli, definition),
+                    Some(sli) => {
+                        let short = rule.short_window.and_then(|window| slis[window.position()].as_ref());
+                        rule.judge_windows(sli, short, definition)
+                    }
                     None => continue,
                 },
                 Check::BurnRate(burn) => match series.slos.iter().find(|slo| slo.slo == burn.slo) {

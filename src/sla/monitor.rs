@@ -320,8 +320,10 @@ impl SlaMonitor {
         let mut needed = [None; 4];
         for alert in &series.alerts {
             if let Check::Threshold(rule) = &self.definitions[alert.definition].check {
-                let slot: &mut Option<bool> = &mut needed[rule.window.position()];
-                *slot = Some(slot.unwrap_or(false) || rule.sli.is_latency());
+                for window in std::iter::once(rule.window).chain(rule.short_window) {
+                    let slot: &mut Option<bool> = &mut needed[window.position()];
+                    *slot = Some(slot.unwrap_or(false) || rule.sli.is_latency());
+                }
             }
         }
         needed

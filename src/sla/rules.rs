@@ -57,6 +57,8 @@ pub(crate) struct RuleEvaluator {
     pub comparison: Comparison,
     pub threshold: f64,
     pub window: SliWindow,
+    /// Must breach too to fire; its recovery ends the alert.
+    pub short_window: Option<SliWindow>,
 }
 
 /// The burn-rate window pairs of one SLO and severity.
@@ -141,6 +143,7 @@ impl AlertDefinition {
                     comparison: rule.comparison,
                     threshold: rule.threshold,
                     window: rule.window,
+                    short_window: rule.short_window,
                 }),
             });
         }
@@ -213,6 +216,25 @@ impl AlertDefinition {
 }
 
 impl RuleEvaluator {
+    /// Judges the rule's window and, when it has one, its short window: both must breach to
+    /// fire, and the short one recovered ends the alert.
+    pub(crate) fn judge_windows<'d>(
+        &'d self,
+        long: &WindowSli,
+        short: Option<&WindowSli>,
+        definition: &AlertDefinition,
+    ) -> Verdict<'d> {
+        let mut verdict = self.judge(long, definition);
+        if let (Reading::Breaching, Some(short)) = (verdict.reading, short) {
+            verdict.reading = match self.judge(short, definition).reading {
+                Reading::Breaching => Reading::Breaching,
+                Reading::Recovered => Reading::Recovered,
+                Reading::Between | Reading::Insufficient { .. } => Reading::Between,
+            };
+        }
+        verdict
+    }
+
     /// Judges one window's SLI.
     pub(crate) fn judge<'d>(&'d self, sli: &WindowSli, definition: &AlertDefinition) -> Verdict<'d> {
         let value = sli.value(self.sli);
@@ -221,9 +243,12 @@ impl RuleEvaluator {
             _ if sli.events < definition.min_events => Reading::Insufficient { covered: sli.covered },
             None => Reading::Insufficient { covered: sli.covered },
             Some(v) => {
+                // A breach must hold for the whole confidence interval (see CONFIDENCE_Z), so
+                // a small sample's noise cannot fire; recovery is judged on the value itself.
+                let (low, high) = sli.bounds(self.sli).unwrap_or((v, v));
                 let (breaching, recovered) = match self.comparison {
-                    Comparison::Above => (v > self.threshold, v <= self.threshold - margin),
-                    Comparison::Below => (v < self.threshold, v >= self.threshold + margin),
+                    Comparison::Above => (low > self.threshold, v <= self.threshold - margin),
+                    Comparison::Below => (high < self.threshold, v >= self.threshold + margin),
                 };
                 // A window not fully observed (after a restart) may prove a breach, but not a
                 // recovery: the part it has not seen may still be bad.

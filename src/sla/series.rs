@@ -67,6 +67,20 @@ pub struct LatencyPercentiles {
     pub p99_ms: f64,
 }
 
+/// The one-sided z of the confidence a breach is judged with (99 %): a window's SLI breaches
+/// only when the bound of its interval on the near side of the threshold does. A handful of
+/// errors among a few hundred events, or the p95 of a small sample, cannot fire an alert by
+/// chance; with thousands of events the bound is the value.
+pub(crate) const CONFIDENCE_Z: f64 = 2.326;
+
+/// Lower and upper confidence bounds of the percentiles (the values at the quantiles
+/// `q -+ z * sqrt(q (1 - q) / n)`, order statistics' distribution-free interval).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyBounds {
+    pub low: LatencyPercentiles,
+    pub high: LatencyPercentiles,
+}
+
 /// The SLIs of one series over one window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowSli {
@@ -91,6 +105,8 @@ pub struct WindowSli {
     pub throughput_per_s: f64,
     /// Percentiles from the merged histograms; `None` without events or when not computed.
     pub latency: Option<LatencyPercentiles>,
+    /// Their confidence bounds (see [`CONFIDENCE_Z`]), computed with them.
+    pub latency_bounds: Option<LatencyBounds>,
 }
 
 impl WindowSli {
@@ -108,6 +124,33 @@ impl WindowSli {
             Sli::LatencyP99 => self.latency.map(|l| l.p99_ms),
         }
     }
+
+    /// The `(low, high)` bounds of the value of `sli` at [`CONFIDENCE_Z`]: Wilson's interval for
+    /// the ratios, the order-statistic interval for percentiles, the value itself for throughput.
+    pub fn bounds(&self, sli: Sli) -> Option<(f64, f64)> {
+        let wilson = |count: u64| (self.events > 0).then(|| wilson_interval(count, self.events, CONFIDENCE_Z));
+        let percentile =
+            |pick: fn(&LatencyPercentiles) -> f64| self.latency_bounds.map(|b| (pick(&b.low), pick(&b.high)));
+        match sli {
+            Sli::Throughput => Some((self.throughput_per_s, self.throughput_per_s)),
+            Sli::ErrorRate => wilson(self.errors),
+            Sli::TimeoutRate => wilson(self.timeouts),
+            Sli::CacheHitRatio => wilson(self.cache_hits),
+            Sli::LatencyP50 => percentile(|l| l.p50_ms),
+            Sli::LatencyP95 => percentile(|l| l.p95_ms),
+            Sli::LatencyP99 => percentile(|l| l.p99_ms),
+        }
+    }
+}
+
+/// Wilson's score interval for `count` successes in `n` trials.
+pub(crate) fn wilson_interval(count: u64, n: u64, z: f64) -> (f64, f64) {
+    let (n, p) = (n as f64, count as f64 / n as f64);
+    let z2 = z * z;
+    let denominator = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denominator;
+    let half = z / denominator * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((center - half).max(0.0), (center + half).min(1.0))
 }
 
 /// Stream-clock readings a window needs.
@@ -199,11 +242,9 @@ impl Series {
         let counts = ring.counts(span);
         let start_ms = ring.start_ms(span);
         let observed_ms = (at.now_ms - start_ms.max(at.filled_since_ms)).max(1_000);
-        let latency = (with_latency && counts.events > 0).then(|| {
+        let percentiles = (with_latency && counts.events > 0).then(|| {
             ring.merge_latency(span, scratch);
-            let mut values = scratch.value_at_quantiles([0.5, 0.95, 0.99]).map(|us| us as f64 / 1000.0);
-            let mut next = || values.next().unwrap_or(f64::NAN);
-            LatencyPercentiles { p50_ms: next(), p95_ms: next(), p99_ms: next() }
+            percentiles_with_bounds(scratch, counts.events)
         });
         WindowSli {
             window,
@@ -215,9 +256,34 @@ impl Series {
             timeouts: counts.timeouts,
             cache_hits: counts.cache_hits,
             throughput_per_s: counts.events as f64 * 1000.0 / observed_ms as f64,
-            latency,
+            latency: percentiles.map(|(value, _)| value),
+            latency_bounds: percentiles.map(|(_, bounds)| bounds),
         }
     }
+}
+
+/// p50, p95 and p99 of `histogram` (of `n` events), with their confidence bounds, in one pass.
+fn percentiles_with_bounds(histogram: &LatencyHistogram, n: u64) -> (LatencyPercentiles, LatencyBounds) {
+    let half = |q: f64| CONFIDENCE_Z * (q * (1.0 - q) / n as f64).sqrt();
+    // Nine quantiles: for each percentile its low bound, itself, its high bound.
+    let mut quantiles: Vec<(f64, usize)> = [0.5, 0.95, 0.99]
+        .into_iter()
+        .flat_map(|q| [(q - half(q)).max(0.0), q, (q + half(q)).min(1.0)])
+        .enumerate()
+        .map(|(slot, q)| (q, slot))
+        .collect();
+    // One pass needs them ascending; bounds of neighbours overlap on small samples.
+    quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut values = [f64::NAN; 9];
+    for ((_, slot), us) in quantiles.iter().zip(histogram.value_at_quantiles(quantiles.iter().map(|(q, _)| *q))) {
+        values[*slot] = us as f64 / 1000.0;
+    }
+    let at = |offset: usize| LatencyPercentiles {
+        p50_ms: values[offset],
+        p95_ms: values[3 + offset],
+        p99_ms: values[6 + offset],
+    };
+    (at(1), LatencyBounds { low: at(0), high: at(2) })
 }
 
 /// Whole buckets a window spans before its current bucket: minutes for 1m, 5m and 1h, ten-minute

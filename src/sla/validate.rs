@@ -111,6 +111,9 @@ fn validate_rule(key: &str, rule: &ThresholdRule) -> Result<(), SlaConfigError> 
         return Err(invalid(format!("{key}.threshold"), "must be a finite number"));
     }
     validate_hysteresis(key, rule.hysteresis)?;
+    if rule.short_window.is_some_and(|short| short >= rule.window) {
+        return Err(invalid(format!("{key}.short_window"), "must be shorter than window"));
+    }
     validate_common(key, &rule.summary, false, rule.runbook_url.as_deref(), &rule.labels)
 }
 

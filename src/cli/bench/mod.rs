@@ -5,6 +5,7 @@ mod bus;
 mod inference;
 mod serve;
 mod sla;
+mod sla_live;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,19 @@ pub enum BenchTarget {
         /// Breaches timed for the detection latency.
         #[arg(long, default_value_t = 20)]
         trials: usize,
+        /// Instead: the configured rules against live-stamped traffic (time to alert and to
+        /// resolve per default rule, false alerts on blips and noise); about 15 minutes.
+        #[arg(long)]
+        live: bool,
+        /// With --live: healthy traffic before the breaches, so every window is full.
+        #[arg(long, default_value = "330s", value_parser = crate::cli::duration_arg)]
+        warmup: std::time::Duration,
+        /// With --live: events per second of each series.
+        #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 2000])]
+        rates: Vec<u32>,
+        /// With --live: series per rule, rate and role (breach, blip, noise).
+        #[arg(long, default_value_t = 3)]
+        replicas: u32,
     },
     /// The inference batcher: jobs/s through Kafka with batching off and on, beside the model's
     /// own best offline throughput, and latency per priority under a steady load.
@@ -73,7 +87,10 @@ pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<E
         BenchTarget::Bus { messages, rounds, partitions } => {
             bus::bench_bus(settings, messages, rounds, partitions).await
         }
-        BenchTarget::Sla { events, trials } => sla::bench_sla(settings, events, trials).await,
+        BenchTarget::Sla { live: true, warmup, rates, replicas, .. } => {
+            sla_live::bench_sla_live(settings, sla_live::LiveOptions { warmup, rates, replicas }).await
+        }
+        BenchTarget::Sla { events, trials, .. } => sla::bench_sla(settings, events, trials).await,
         BenchTarget::Inference { jobs, rounds, load, seconds } => {
             inference::bench_inference(settings, jobs, rounds, load, seconds).await
         }

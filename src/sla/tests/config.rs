@@ -19,6 +19,7 @@ sli = "latency_p95"
 comparison = "above"
 threshold = 200.0
 window = "5m"
+short_window = "1m"
 for = "5s"
 hysteresis = 0.05
 min_events = 100
@@ -31,7 +32,7 @@ sli = "error_rate"
 comparison = "above"
 threshold = 0.01
 window = "1m"
-for = "10s"
+for = "5s"
 
 [[rules]]
 name = "CacheHitRatioLow"
@@ -39,7 +40,7 @@ sli = "cache_hit_ratio"
 comparison = "below"
 threshold = 0.8
 window = "1m"
-for = "10s"
+for = "5s"
 
 [[rules]]
 name = "DbQueryTimeouts"
@@ -48,7 +49,7 @@ sli = "timeout_rate"
 comparison = "above"
 threshold = 0.01
 window = "1m"
-for = "10s"
+for = "5s"
 min_events = 20
 summary = "{service} statements on {kind} time out at {value}, {comparison} {threshold} over {window}"
 

@@ -230,3 +230,86 @@ fn a_firing_alert_resolves_when_the_whole_stream_falls_silent() {
         .collect();
     assert!(resolved.contains(&"LatencyP95High".to_string()), "resolved: {resolved:?}");
 }
+
+/// A healthy request: 40-119 ms, answered from memory.
+fn healthy(i: u32) -> Shape {
+    Shape::ok(40.0 + f64::from(i % 80)).with_cache(CacheLayer::Memory)
+}
+
+/// The shipped configuration after six minutes of healthy traffic: every window full.
+fn warmed_up_defaults(per_second: u32) -> Scenario {
+    let mut scenario = Scenario::new(crate::sla::SlaConfig::default());
+    scenario.evaluate_every_ms = 250;
+    let warm_up = scenario.run(6 * MINUTE, per_second, healthy);
+    assert!(warm_up.is_empty(), "{warm_up:#?}");
+    scenario
+}
+
+#[test]
+fn under_the_shipped_rules_a_sustained_latency_breach_fires_within_thirty_seconds_of_event_time() {
+    let mut scenario = warmed_up_defaults(50);
+    let onset = scenario.clock_ms;
+    let breach = scenario.run(MINUTE, 50, |_| Shape::ok(900.0).with_cache(CacheLayer::Memory));
+    let fired = of(AlertChange::Fired, &breach);
+    let latency = fired.iter().find(|t| t.alert.name == "LatencyP95High").expect("LatencyP95High fired");
+    assert!(latency.alert.started_at - onset <= 30 * SECOND, "after {} ms", latency.alert.started_at - onset);
+}
+
+#[test]
+fn under_the_shipped_rules_a_five_second_blip_fires_nothing() {
+    let mut scenario = warmed_up_defaults(50);
+    let mut transitions = scenario.run(5 * SECOND, 50, |_| Shape::ok(900.0).with_cache(CacheLayer::Memory));
+    transitions.extend(scenario.run(6 * MINUTE, 50, healthy));
+    assert!(transitions.is_empty(), "{transitions:#?}");
+}
+
+#[test]
+fn a_recovered_series_resolves_on_the_short_window_long_before_the_long_one_forgets() {
+    let mut scenario = warmed_up_defaults(50);
+    let breach = scenario.run(MINUTE, 50, |_| Shape::ok(900.0).with_cache(CacheLayer::Memory));
+    assert!(of(AlertChange::Fired, &breach).iter().any(|t| t.alert.name == "LatencyP95High"));
+    let recovered_at = scenario.clock_ms;
+    let recovery = scenario.run(3 * MINUTE, 50, healthy);
+    let resolved = of(AlertChange::Resolved, &recovery);
+    let latency = resolved.iter().find(|t| t.alert.name == "LatencyP95High").expect("resolved within 3 minutes");
+    // The 1m window holds one to two minutes; the 5m window would hold the breach for five.
+    assert!(latency.alert.ended_at.unwrap() - recovered_at <= 2 * MINUTE);
+    let refired = of(AlertChange::Fired, &recovery);
+    assert!(refired.is_empty(), "no flapping while the 5m window still remembers: {refired:#?}");
+}
+
+#[test]
+fn a_low_rate_series_with_errors_just_under_the_threshold_never_fires() {
+    // 10 requests a second, 0.6 % failing at random, for half an hour: a minute often holds
+    // six or more errors (1 % of 600), but never significantly more than 1 %.
+    let mut scenario = warmed_up_defaults(10);
+    let mut random = Lcg(42);
+    let transitions = scenario.run(30 * MINUTE, 10, |i| {
+        let failed = random.next_unit() < 0.006;
+        healthy(i).with_status(if failed { RequestStatus::Error } else { RequestStatus::Ok })
+    });
+    let fired = of(AlertChange::Fired, &transitions);
+    assert!(fired.is_empty(), "{fired:#?}");
+}
+
+#[test]
+fn a_low_rate_series_whose_p95_sits_just_under_the_threshold_never_fires() {
+    // 10 a second: 96 % between 20 and 180 ms, 4 % between 200 and 400 (p95 about 178 ms).
+    let mut scenario = warmed_up_defaults(10);
+    let mut random = Lcg(7);
+    let transitions = scenario.run(30 * MINUTE, 10, |_| {
+        let (draw, spread) = (random.next_unit(), random.next_unit());
+        let latency = if draw < 0.96 { 20.0 + 160.0 * spread } else { 200.0 + 200.0 * spread };
+        Shape::ok(latency).with_cache(CacheLayer::Memory)
+    });
+    let fired = of(AlertChange::Fired, &transitions);
+    assert!(fired.is_empty(), "{fired:#?}");
+}
+
+#[test]
+fn the_wilson_interval_is_tight_on_many_events_and_wide_on_few() {
+    let (low, high) = crate::sla::series::wilson_interval(6, 600, 2.326);
+    assert!(low < 0.005 && high > 0.02, "({low}, {high})");
+    let (low, high) = crate::sla::series::wilson_interval(1_000, 100_000, 2.326);
+    assert!((low - 0.01).abs() < 0.001 && (high - 0.01).abs() < 0.001, "({low}, {high})");
+}
