@@ -257,3 +257,59 @@ fn every_example_fits_its_topic_and_never_goes_stale() {
         "one example per topic a user publishes to"
     );
 }
+
+#[tokio::test]
+async fn request_prints_the_answer_to_its_request_and_the_round_trip() {
+    // A real serving worker on topics of its own, prices seeded into a schema of its own.
+    let settings = settings();
+    require_kafka(&settings);
+    let [requests, responses, metrics, invalidations, query_events, dlq] = common::process::topics(
+        &settings,
+        "cli.request",
+        ["requests", "responses", "metrics", "invalidations", "query-events", "dlq"],
+    )
+    .await;
+    let schema = format!("test_request_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let seeded = frontier()
+        .args(["seed", "--symbols", "2", "--days", "60", "--names", "AAPL,MSFT", "--schema", &schema])
+        .args(["--invalidations-topic", &invalidations, "--query-events-topic", &query_events])
+        .output()
+        .unwrap();
+    assert!(
+        seeded.status.success(),
+        "frontier seed failed ({START_HINT}): {}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let disk = tempfile::tempdir().unwrap();
+    let mut worker = common::process::Worker::start(
+        "serve",
+        &[
+            ("FRONTIER_WORKERS__SERVE__INPUT_TOPIC", requests.clone()),
+            ("FRONTIER_WORKERS__SERVE__RESPONSES_TOPIC", responses.clone()),
+            ("FRONTIER_WORKERS__SERVE__METRICS_TOPIC", metrics),
+            ("FRONTIER_WORKERS__SERVE__GROUP_ID", unique("cli.request.group")),
+            ("FRONTIER_CACHE__INVALIDATIONS_TOPIC", invalidations),
+            ("FRONTIER_CACHE__REDIS_KEY_PREFIX", unique("cli:request")),
+            ("FRONTIER_CACHE__DISK_DIR", path_str(disk.path())),
+            ("FRONTIER_PRICES__QUERY_EVENTS_TOPIC", query_events),
+            ("FRONTIER_PRICES__SCHEMA", schema.clone()),
+            ("FRONTIER_BUS__DLQ_TOPIC", dlq),
+            ("FRONTIER_BUS__STATUS_INTERVAL", "0s".into()),
+        ],
+    );
+    // The worker may still be joining its group: the request waits in Kafka until it has.
+    let output = frontier()
+        .args(["request", "market.volatility", "--params", r#"{"symbol":"AAPL","window_days":30}"#])
+        .args(["--topic", &requests, "--reply-to", &responses, "--timeout", "90"])
+        .output()
+        .unwrap();
+    worker.assert_running();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "frontier request failed: {stderr}\nserve log:\n{}", worker.log_text());
+    let answer: Value = serde_json::from_slice(&output.stdout).expect("the answer as one JSON line");
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert_eq!(answer["kind"], "market.volatility");
+    assert!(answer["result"].as_object().is_some_and(|r| !r.is_empty()), "{answer}");
+    assert!(stderr.contains("round trip"), "{stderr}");
+    common::process::drop_pg_schema(&settings, &schema).await;
+}

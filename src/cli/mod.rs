@@ -4,6 +4,7 @@ mod alerts;
 mod bench;
 mod model_serve;
 mod publish;
+mod request;
 mod run;
 mod seed;
 mod tail;
@@ -47,6 +48,8 @@ pub enum Command {
     Publish(publish::PublishArgs),
     /// Print a topic's messages as JSON lines.
     Tail(tail::TailArgs),
+    /// Publish one analysis request, wait for its answer and print it with the round trip.
+    Request(request::RequestArgs),
     /// Show alerts from the alerts topic, readably for a person on call.
     Alerts(alerts::AlertsArgs),
     /// Check Kafka, the topics, Redis and PostgreSQL; exit non-zero naming what failed.
@@ -102,6 +105,7 @@ impl Cli {
             Command::Topics { action } => topics_command(&settings, action).await,
             Command::Publish(args) => publish::publish(&settings, args).await,
             Command::Tail(args) => tail::tail(&settings, args).await,
+            Command::Request(args) => request::request(&settings, args).await,
             Command::Alerts(args) => alerts::alerts(&settings, args).await,
             Command::HealthCheck(args) => health_check(&settings, args).await,
             Command::Config => {
