@@ -266,14 +266,14 @@ impl Series {
 fn percentiles_with_bounds(histogram: &LatencyHistogram, n: u64) -> (LatencyPercentiles, LatencyBounds) {
     let half = |q: f64| CONFIDENCE_Z * (q * (1.0 - q) / n as f64).sqrt();
     // Nine quantiles: for each percentile its low bound, itself, its high bound.
-    let mut quantiles: Vec<(f64, usize)> = [0.5, 0.95, 0.99]
-        .into_iter()
-        .flat_map(|q| [(q - half(q)).max(0.0), q, (q + half(q)).min(1.0)])
-        .enumerate()
-        .map(|(slot, q)| (q, slot))
-        .collect();
+    let mut quantiles = [(0.0, 0); 9];
+    for (i, q) in [0.5, 0.95, 0.99].into_iter().enumerate() {
+        for (j, bound) in [(q - half(q)).max(0.0), q, (q + half(q)).min(1.0)].into_iter().enumerate() {
+            quantiles[3 * i + j] = (bound, 3 * i + j);
+        }
+    }
     // One pass needs them ascending; bounds of neighbours overlap on small samples.
-    quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
+    quantiles.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let mut values = [f64::NAN; 9];
     for ((_, slot), us) in quantiles.iter().zip(histogram.value_at_quantiles(quantiles.iter().map(|(q, _)| *q))) {
         values[*slot] = us as f64 / 1000.0;

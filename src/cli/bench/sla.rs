@@ -158,33 +158,7 @@ async fn detection_latencies(
     let token = CancellationToken::new();
     let task = tokio::spawn(ConsumerLoop::new(&settings.kafka, options, worker, catalog.clone())?.run(token.clone()));
 
-    // Alerts as they arrive: (service, when read).
-    let reader: StreamConsumer = kafka::base_config(&settings.kafka)
-        .set("group.id", format!("bench.sla.{run_id}.reader"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(&alerts_topic, 0, Offset::Beginning)?;
-    reader.assign(&assignment)?;
-    let (seen, mut arrivals) = mpsc::unbounded_channel();
-    let reading = tokio::spawn({
-        let catalog = catalog.clone();
-        let token = token.clone();
-        async move {
-            loop {
-                let message = tokio::select! {
-                    () = token.cancelled() => return,
-                    message = reader.recv() => message,
-                };
-                let Ok(message) = message else { continue };
-                if let Ok(decoded) = catalog.decode(message.payload().unwrap_or_default()) {
-                    let service =
-                        avro_to_json(&decoded.value)["labels"]["service"].as_str().unwrap_or_default().to_string();
-                    let _ = seen.send((service, Instant::now()));
-                }
-            }
-        }
-    });
+    let mut arrivals = alert_arrivals(settings, &alerts_topic, catalog, token.clone())?;
 
     let mut latencies = Vec::with_capacity(trials);
     for trial in 0..trials {
@@ -193,8 +167,8 @@ async fn detection_latencies(
         let started = Instant::now();
         preload(settings, &metrics_topic, burst).await?;
         let arrived = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some((alerted, at)) = arrivals.recv().await {
-                if alerted == service {
+            while let Some((alert, at)) = arrivals.recv().await {
+                if alert["labels"]["service"] == service.as_str() {
                     return Some(at);
                 }
             }
@@ -208,6 +182,39 @@ async fn detection_latencies(
     }
     token.cancel();
     task.await.context("monitor loop panicked")??;
-    let _ = reading.await;
     Ok(latencies)
+}
+
+/// Every alert on `topic` from its beginning, as plain JSON with the moment it was read, until
+/// `token` is cancelled.
+pub(super) fn alert_arrivals(
+    settings: &Settings,
+    topic: &str,
+    catalog: &Arc<SchemaCatalog>,
+    token: CancellationToken,
+) -> anyhow::Result<mpsc::UnboundedReceiver<(serde_json::Value, Instant)>> {
+    let reader: StreamConsumer = kafka::base_config(&settings.kafka)
+        .set("group.id", format!("{topic}.reader"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in kafka::partitions_of(&reader, topic, settings.kafka.request_timeout)? {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    reader.assign(&assignment)?;
+    let (seen, arrivals) = mpsc::unbounded_channel();
+    let catalog = catalog.clone();
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                () = token.cancelled() => return,
+                message = reader.recv() => message,
+            };
+            let Ok(message) = message else { continue };
+            if let Ok(decoded) = catalog.decode(message.payload().unwrap_or_default()) {
+                let _ = seen.send((avro_to_json(&decoded.value), Instant::now()));
+            }
+        }
+    });
+    Ok(arrivals)
 }

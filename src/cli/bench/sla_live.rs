@@ -14,14 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::create_topics;
-use crate::bus::json::avro_to_json;
+use super::sla::alert_arrivals;
 use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::clock::now_millis;
 use crate::records::{CacheLayer, RequestCompleted, RequestStatus};
@@ -158,7 +155,7 @@ pub(super) async fn bench_sla_live(settings: &Settings, options: LiveOptions) ->
     let token = CancellationToken::new();
     let task =
         tokio::spawn(ConsumerLoop::new(&settings.kafka, loop_options, worker, catalog.clone())?.run(token.clone()));
-    let mut arrivals = read_alerts(settings, &alerts_topic, &catalog, token.clone())?;
+    let mut arrivals = alert_arrivals(settings, &alerts_topic, &catalog, token.clone())?;
 
     let start = Instant::now();
     let mut series = Vec::new();
@@ -206,8 +203,9 @@ pub(super) async fn bench_sla_live(settings: &Settings, options: LiveOptions) ->
     loop {
         tick.tick().await;
         let now = Instant::now();
-        while let Ok((service, name, firing, at)) = arrivals.try_recv() {
-            let Some(&i) = index.get(&service) else { continue };
+        while let Ok((alert, at)) = arrivals.try_recv() {
+            let (name, firing) = (known_name(alert["name"].as_str().unwrap_or_default()), alert["status"] == "firing");
+            let Some(&i) = alert["labels"]["service"].as_str().and_then(|service| index.get(service)) else { continue };
             let s = &mut series[i];
             if !firing {
                 if s.phase == Phase::Recovered && name == s.rule.alert_name() && s.resolved_after.is_none() {
@@ -263,41 +261,6 @@ pub(super) async fn bench_sla_live(settings: &Settings, options: LiveOptions) ->
     task.await.context("monitor loop panicked")??;
     report(&series, &options);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Alerts as they arrive: (service, alert name, firing, when read).
-fn read_alerts(
-    settings: &Settings,
-    topic: &str,
-    catalog: &Arc<SchemaCatalog>,
-    token: CancellationToken,
-) -> anyhow::Result<mpsc::UnboundedReceiver<(String, &'static str, bool, Instant)>> {
-    let reader: StreamConsumer = kafka::base_config(&settings.kafka)
-        .set("group.id", format!("{topic}.reader"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..6 {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    }
-    reader.assign(&assignment)?;
-    let (seen, arrivals) = mpsc::unbounded_channel();
-    let catalog = catalog.clone();
-    tokio::spawn(async move {
-        loop {
-            let message = tokio::select! {
-                () = token.cancelled() => return,
-                message = reader.recv() => message,
-            };
-            let Ok(message) = message else { continue };
-            let Ok(decoded) = catalog.decode(message.payload().unwrap_or_default()) else { continue };
-            let alert = avro_to_json(&decoded.value);
-            let name = known_name(alert["name"].as_str().unwrap_or_default());
-            let service = alert["labels"]["service"].as_str().unwrap_or_default().to_string();
-            let _ = seen.send((service, name, alert["status"] == "firing", Instant::now()));
-        }
-    });
-    Ok(arrivals)
 }
 
 /// Alert names as static strings (anything else is `other`).

@@ -8,8 +8,8 @@
 //! hands it transitions without waiting, and a dead Alertmanager costs warnings and a counter,
 //! never a held-up monitor.
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::alert_json::{labels_and_annotations, rfc3339};
 use crate::records::{Alert, AlertStatus};
 
 /// Metric: posts to Alertmanager by outcome (`delivered`, `failed`), and alert messages
@@ -89,7 +90,7 @@ impl AlertmanagerClient {
             endpoint,
             resend: settings.resend_interval,
             firing: firing.into_iter().map(|alert| (alert.fingerprint.clone(), alert)).collect(),
-            resolved: Vec::new(),
+            resolved: VecDeque::new(),
         };
         tokio::spawn(poster.run(receiver));
         Ok(AlertmanagerClient { sender })
@@ -119,7 +120,7 @@ struct Poster {
     /// The latest message of every firing alert, by fingerprint.
     firing: HashMap<String, Alert>,
     /// Resolutions not yet accepted by Alertmanager.
-    resolved: Vec<Alert>,
+    resolved: VecDeque<Alert>,
 }
 
 impl Poster {
@@ -154,10 +155,10 @@ impl Poster {
                 AlertStatus::Resolved => {
                     self.firing.remove(&alert.fingerprint);
                     if self.resolved.len() >= MAX_UNSENT_RESOLVED {
-                        self.resolved.remove(0);
+                        self.resolved.pop_front();
                         ::metrics::counter!(ALERTMANAGER_POSTS, "outcome" => "dropped").increment(1);
                     }
-                    self.resolved.push(alert);
+                    self.resolved.push_back(alert);
                 }
             }
         }
@@ -197,34 +198,14 @@ impl Poster {
 /// One alert as Alertmanager's API v2 takes it (`postableAlert`): labels identify it (the same
 /// set our fingerprint is made of), annotations describe it, `endsAt` says until when it holds.
 pub fn postable_alert(alert: &Alert, ends_at_ms: i64) -> Value {
-    let mut labels = alert.labels.clone();
-    labels.insert("alertname".into(), alert.name.clone());
-    labels.insert("severity".into(), alert.severity.as_str().into());
-    let mut annotations = serde_json::Map::new();
-    annotations.insert("summary".into(), json!(alert.summary));
-    if let Some(url) = &alert.runbook_url {
-        annotations.insert("runbook_url".into(), json!(url));
-    }
-    annotations.insert("observed_value".into(), json!(format!("{}", alert.observed_value)));
-    annotations.insert("threshold".into(), json!(format!("{}", alert.threshold)));
-    annotations.insert("window".into(), json!(alert.window));
+    let (labels, mut annotations) = labels_and_annotations(alert);
     annotations.insert("fingerprint".into(), json!(alert.fingerprint));
-    if !alert.exemplars.is_empty() {
-        annotations.insert("exemplars".into(), json!(alert.exemplars.join(",")));
-    }
     json!({
         "labels": labels,
         "annotations": annotations,
         "startsAt": rfc3339(alert.started_at),
         "endsAt": rfc3339(ends_at_ms),
     })
-}
-
-fn rfc3339(epoch_ms: i64) -> String {
-    // Clamp to what RFC 3339 can write (years 1970 to 9999) rather than panic.
-    const LAST_MS: u64 = 253_402_300_799_000;
-    let ms = u64::try_from(epoch_ms).unwrap_or(0).min(LAST_MS);
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! worker. At start it replays the alerts topic to learn which alerts are firing, then observes
 //! every event and evaluates the rules on the loop's tick.
 
+mod alert_json;
 pub mod alertmanager;
 pub mod metric;
 mod owner;

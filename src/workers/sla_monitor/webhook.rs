@@ -4,13 +4,14 @@
 //! times, never in the consumer loop's way, and counted when it gives up.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::warn;
 
+use super::alert_json::{labels_and_annotations, rfc3339};
 use crate::records::{Alert, AlertStatus};
 
 /// Metric: webhook deliveries by outcome (`delivered`, `failed`, `dropped`).
@@ -132,20 +133,7 @@ pub fn alertmanager_payload(alert: &Alert, receiver: &str) -> Value {
         AlertStatus::Firing => "firing",
         AlertStatus::Resolved => "resolved",
     };
-    let mut labels = alert.labels.clone();
-    labels.insert("alertname".into(), alert.name.clone());
-    labels.insert("severity".into(), alert.severity.as_str().into());
-    let mut annotations = serde_json::Map::new();
-    annotations.insert("summary".into(), json!(alert.summary));
-    if let Some(url) = &alert.runbook_url {
-        annotations.insert("runbook_url".into(), json!(url));
-    }
-    annotations.insert("observed_value".into(), json!(format!("{}", alert.observed_value)));
-    annotations.insert("threshold".into(), json!(format!("{}", alert.threshold)));
-    annotations.insert("window".into(), json!(alert.window));
-    if !alert.exemplars.is_empty() {
-        annotations.insert("exemplars".into(), json!(alert.exemplars.join(",")));
-    }
+    let (labels, annotations) = labels_and_annotations(alert);
     json!({
         "version": "4",
         "groupKey": format!("{{}}:{{fingerprint=\"{}\"}}", alert.fingerprint),
@@ -167,14 +155,6 @@ pub fn alertmanager_payload(alert: &Alert, receiver: &str) -> Value {
             "fingerprint": alert.fingerprint,
         }],
     })
-}
-
-fn rfc3339(epoch_ms: i64) -> String {
-    // Alert times are event times already checked against the clock; clamp anything else to
-    // the range RFC 3339 can write (years 1970 to 9999) rather than panic on it.
-    const LAST_MS: u64 = 253_402_300_799_000;
-    let ms = u64::try_from(epoch_ms).unwrap_or(0).min(LAST_MS);
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]
