@@ -143,10 +143,13 @@ pub enum EventSource {
     Queries,
 }
 
-/// Windows an SLI can be computed over, written `1m`, `5m`, `1h`, `6h`.
+/// Windows an SLI can be computed over, written `30s`, `1m`, `5m`, `1h`, `6h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SliWindow {
-    /// One minute.
+    /// Thirty seconds (five-second buckets).
+    #[serde(rename = "30s")]
+    ThirtySeconds,
+    /// One minute (five-second buckets).
     #[serde(rename = "1m")]
     OneMinute,
     /// Five minutes.
@@ -162,12 +165,18 @@ pub enum SliWindow {
 
 impl SliWindow {
     /// Every window, shortest first.
-    pub const ALL: [SliWindow; 4] =
-        [SliWindow::OneMinute, SliWindow::FiveMinutes, SliWindow::OneHour, SliWindow::SixHours];
+    pub const ALL: [SliWindow; 5] = [
+        SliWindow::ThirtySeconds,
+        SliWindow::OneMinute,
+        SliWindow::FiveMinutes,
+        SliWindow::OneHour,
+        SliWindow::SixHours,
+    ];
 
     /// Its length.
     pub fn duration(self) -> Duration {
         Duration::from_secs(match self {
+            SliWindow::ThirtySeconds => 30,
             SliWindow::OneMinute => 60,
             SliWindow::FiveMinutes => 300,
             SliWindow::OneHour => 3600,
@@ -178,6 +187,7 @@ impl SliWindow {
     /// The duration string used in configs and in `Alert.window`.
     pub fn label(self) -> &'static str {
         match self {
+            SliWindow::ThirtySeconds => "30s",
             SliWindow::OneMinute => "1m",
             SliWindow::FiveMinutes => "5m",
             SliWindow::OneHour => "1h",
@@ -208,7 +218,7 @@ pub struct ThresholdRule {
     /// A shorter window that must breach too before the alert fires, and whose recovery ends a
     /// firing alert (the SRE workbook's multiwindow idea applied to a threshold): the long
     /// window keeps blips from alerting, the short one lets a recovered series resolve within
-    /// a minute or two instead of the long window's length. None: `window` alone decides.
+    /// about its length instead of the long window's. None: `window` alone decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub short_window: Option<SliWindow>,
     /// How long (event time) the breach must hold continuously before the alert fires.
@@ -292,39 +302,43 @@ impl ThresholdRule {
     /// 80 %; and database statements timing out at most 1 % of the time. Warnings: paging is left
     /// to the SLO burn-rate alerts, which weigh how fast the error budget goes.
     ///
-    /// Each window and `for` is chosen so a sustained breach fires within 30 s of its onset
-    /// while a 5-second blip does not (`frontier bench sla --live` measures both):
+    /// Each window and `for` is chosen so a sustained breach fires within 30 s of its onset,
+    /// a 5-second blip does not, and a recovered series resolves within a minute
+    /// (`frontier bench sla --live` measures all three):
     /// - p95 latency over 5m: all-slow traffic carries the p95 past 200 ms after 5 % of the
-    ///   window (15-18 s), and a 5 s blip is under 2 % of it; a 1m window would fire on the blip.
-    ///   The 1m window must breach too, and its recovery resolves the alert: a recovered series
-    ///   is not held firing for the five minutes the long window remembers the breach.
-    /// - error, timeout and hit ratios over 1m: a 5m window needs 47-57 s of zero hits to bring
-    ///   95 % down to 80 %, a 1m window 10-19 s; a 5 s blip moves a 1m ratio by at most 8 points.
+    ///   window (15-18 s), and a 5 s blip is under 2 % of it; a short window would fire on the
+    ///   blip. The 30s window must breach too, and its recovery resolves the alert: a recovered
+    ///   series is not held firing for the five minutes the long window remembers the breach
+    ///   (the p95 of 30 s falls back once 95 % of them are healthy, after about 30 s).
+    /// - error ratio over 30s: errors are rare events, and the window's length is what lets
+    ///   few of them prove a breach; at 10 events/s and 5 % errors a 1m window, diluted by the
+    ///   healthy minute before the onset, needs 30-50 s to be sure, a 30s window 15-35 s. A 5 s
+    ///   blip of 5 % errors stays under 1 % of 30 s.
+    /// - cache hit ratio over 1m with a 30s short window: 5 s without hits would bring 95 % of
+    ///   a 30s window below 80 %, but only to 87 % of a 1m one; zero hits take 10-15 s to bring
+    ///   the 1m window down, and the 30s window's recovery resolves.
+    /// - database timeouts over 1m: statements are fewer than requests.
     /// - a breach is judged on the near bound of a 99 % confidence interval (see
     ///   `CONFIDENCE_Z`), so a small sample's noise cannot fire, and `for` 5 s absorbs a value
     ///   that grazes the threshold for one evaluation.
     pub fn platform_defaults() -> Vec<ThresholdRule> {
-        let fast = |name: &str, sli, comparison, threshold| {
-            let mut rule = ThresholdRule::new(name, sli, comparison, threshold, SliWindow::OneMinute);
-            rule.for_duration = Duration::from_secs(5);
-            rule
+        let rule = |name: &str, sli, comparison, threshold, window, short_window| ThresholdRule {
+            for_duration: Duration::from_secs(5),
+            short_window,
+            ..ThresholdRule::new(name, sli, comparison, threshold, window)
         };
-        let mut latency =
-            ThresholdRule::new("LatencyP95High", Sli::LatencyP95, Comparison::Above, 200.0, SliWindow::FiveMinutes);
-        latency.for_duration = Duration::from_secs(5);
-        latency.short_window = Some(SliWindow::OneMinute);
-        let mut db_timeouts = fast("DbQueryTimeouts", Sli::TimeoutRate, Comparison::Above, 0.01);
+        let short = Some(SliWindow::ThirtySeconds);
+        let latency = rule("LatencyP95High", Sli::LatencyP95, Comparison::Above, 200.0, SliWindow::FiveMinutes, short);
+        let errors = rule("ErrorRateHigh", Sli::ErrorRate, Comparison::Above, 0.01, SliWindow::ThirtySeconds, None);
+        let hits = rule("CacheHitRatioLow", Sli::CacheHitRatio, Comparison::Below, 0.8, SliWindow::OneMinute, short);
+        let mut db_timeouts =
+            rule("DbQueryTimeouts", Sli::TimeoutRate, Comparison::Above, 0.01, SliWindow::OneMinute, None);
         db_timeouts.source = EventSource::Queries;
         // Statements are fewer than requests; 20 in a minute is already a pattern.
         db_timeouts.min_events = 20;
         db_timeouts.summary =
             "{service} statements on {kind} time out at {value}, {comparison} {threshold} over {window}".into();
-        vec![
-            latency,
-            fast("ErrorRateHigh", Sli::ErrorRate, Comparison::Above, 0.01),
-            fast("CacheHitRatioLow", Sli::CacheHitRatio, Comparison::Below, 0.8),
-            db_timeouts,
-        ]
+        vec![latency, errors, hits, db_timeouts]
     }
 }
 

@@ -31,7 +31,7 @@ impl SlaMonitor {
 
     fn evaluate_series(&mut self, id: usize, at: StreamPoint, now_ms: i64, out: &mut Vec<AlertTransition>) {
         let needed = self.windows_needed(&self.series.list[id]);
-        let mut slis: [Option<WindowSli>; 4] = [None, None, None, None];
+        let mut slis: [Option<WindowSli>; SliWindow::ALL.len()] = Default::default();
         for window in SliWindow::ALL {
             if let Some(with_latency) = needed[window.position()] {
                 slis[window.position()] =

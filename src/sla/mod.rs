@@ -13,12 +13,13 @@
 //!   timestamps from the future) is dropped and counted by reason ([`DropReason`]) so it never
 //!   breaks a window. Pending/firing times and `for` durations are event time too, so a replay
 //!   reproduces them; `sent_at` and re-notification use the processing clock.
-//! - **Raw percentiles.** Every series (service + kind) keeps a ring of one-minute buckets, each
-//!   an HDR histogram (microseconds, 3 significant digits) plus counters and the slowest and
-//!   latest failed request ids; a window's SLI is the exact merge of its buckets, not an average
-//!   of averages. 1m, 5m and 1h windows use the minute ring; the 6h window uses a ring of
-//!   ten-minute buckets fed by the same events, which keeps memory to about a hundred
-//!   histograms per series instead of 360. A window of length W covers the current, partial
+//! - **Raw percentiles.** Every series (service + kind) keeps rings of buckets, each an HDR
+//!   histogram (microseconds, 3 significant digits) plus counters and the slowest and latest
+//!   failed request ids; a window's SLI is the exact merge of its buckets, not an average of
+//!   averages. 30s and 1m windows use a ring of five-second buckets (so they slide every 5 s and
+//!   a recovery leaves them within about their length), 5m and 1h windows a minute ring, the 6h
+//!   window a ring of ten-minute buckets fed by the same events, which keeps memory to about a
+//!   hundred and twenty histograms per series. A window of length W covers the current, partial
 //!   bucket and the W worth of whole buckets before it: it never misses an event of the last W
 //!   and includes at most one bucket more.
 //! - **SLOs** keep per-minute good/bad counters per series for their longest window (3 days by

@@ -209,7 +209,7 @@ impl SlaMonitor {
         let latency_us = ((latency_ms * 1000.0).round() as u64).min(self.max_latency_us);
         let sample =
             Sample { id: request.id, latency_us, status: request.status, cache_hit: request.cache_layer.is_hit() };
-        if self.series.list[id].record(request.occurred_at_ms, &sample, latency_ms) {
+        if self.series.list[id].record(request.occurred_at_ms, now_ms, &sample, latency_ms) {
             Ok(())
         } else {
             Err(DropReason::TooLate)
@@ -316,8 +316,8 @@ impl SlaMonitor {
     }
 
     /// Which definitions of a series need which windows, and whether with percentiles.
-    pub(crate) fn windows_needed(&self, series: &Series) -> [Option<bool>; 4] {
-        let mut needed = [None; 4];
+    pub(crate) fn windows_needed(&self, series: &Series) -> [Option<bool>; SliWindow::ALL.len()] {
+        let mut needed = [None; SliWindow::ALL.len()];
         for alert in &series.alerts {
             if let Check::Threshold(rule) = &self.definitions[alert.definition].check {
                 for window in std::iter::once(rule.window).chain(rule.short_window) {

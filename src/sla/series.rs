@@ -9,6 +9,11 @@ use super::ring::{Span, WindowRing};
 use super::slo_ring::SloCounterRing;
 
 const MINUTE_MS: i64 = 60_000;
+/// Bucket length of the ring behind the 30s and 1m windows: a 1m window spans 60 to 65 s, not
+/// the 60 to 120 s of whole minutes, so a recovered series leaves it within about a minute.
+const TICK_MS: i64 = 5_000;
+/// Whole five-second buckets the longest short window (1m) spans.
+const TICK_WINDOW_BUCKETS: i64 = 12;
 /// Bucket length of the ring behind the 6h window.
 const BLOCK_MS: i64 = 10 * MINUTE_MS;
 
@@ -41,7 +46,12 @@ pub(crate) struct SeriesAlert {
 pub(crate) struct Series {
     pub service: Box<str>,
     pub kind: Box<str>,
-    /// One-minute buckets for the 1m, 5m and 1h windows.
+    /// Five-second buckets for the 30s and 1m windows. Events are recorded at their time but
+    /// no later than the processing clock (the stream clock's own cap), and it holds only the
+    /// buckets those windows reach, so its length does not grow with the allowed spread of
+    /// event times as the other rings' does.
+    pub ticks: WindowRing,
+    /// One-minute buckets for the 5m and 1h windows.
     pub minutes: WindowRing,
     /// Ten-minute buckets for the 6h window.
     pub blocks: WindowRing,
@@ -166,7 +176,10 @@ impl Series {
         Series {
             service: service.into(),
             kind: kind.into(),
-            minutes: WindowRing::new(MINUTE_MS, &[1, 5, 60], spread_ms, exemplars),
+            // The current bucket, the windows' whole buckets and one spare: no recorded bucket
+            // is newer than the stream clock's, so the newest slot is never one a window needs.
+            ticks: WindowRing::new(TICK_MS, &[6, TICK_WINDOW_BUCKETS], 0, exemplars),
+            minutes: WindowRing::new(MINUTE_MS, &[5, 60], spread_ms, exemplars),
             blocks: WindowRing::new(BLOCK_MS, &[36], spread_ms, exemplars),
             slos: Vec::new(),
             alerts: Vec::new(),
@@ -203,11 +216,17 @@ impl Series {
         }
     }
 
-    /// Records an accepted event; false if a ring refused it (see `WindowRing::record`).
-    pub(crate) fn record(&mut self, at_ms: i64, sample: &Sample<'_>, latency_ms: f64) -> bool {
+    /// Records an accepted event at `at_ms`, processed at `now_ms`; false if a ring refused it
+    /// (see `WindowRing::record`).
+    pub(crate) fn record(&mut self, at_ms: i64, now_ms: i64, sample: &Sample<'_>, latency_ms: f64) -> bool {
         if !(self.minutes.record(at_ms, sample) && self.blocks.record(at_ms, sample)) {
             return false;
         }
+        // An event from a clock running ahead counts now, as the stream clock takes it. One
+        // older than the ticks ring reaches is refused there only: it is older than the 1m
+        // window already, and for good, since windows end at the stream clock, which only
+        // moves forward.
+        let _recent = self.ticks.record(at_ms.min(now_ms), sample);
         for slo in &mut self.slos {
             let bad = match slo.bad_when {
                 BadWhen::Failed => sample.status != crate::records::RequestStatus::Ok,
@@ -223,7 +242,11 @@ impl Series {
     /// The ring and span of a window at stream point `at`.
     pub(crate) fn span(&self, window: SliWindow, at: StreamPoint) -> (&WindowRing, Span) {
         let buckets = window_buckets(window);
-        let ring = if window == SliWindow::SixHours { &self.blocks } else { &self.minutes };
+        let ring = match window {
+            SliWindow::ThirtySeconds | SliWindow::OneMinute => &self.ticks,
+            SliWindow::FiveMinutes | SliWindow::OneHour => &self.minutes,
+            SliWindow::SixHours => &self.blocks,
+        };
         (ring, ring.span(at.now_ms, at.watermark_ms, buckets))
     }
 
@@ -237,7 +260,11 @@ impl Series {
         scratch: &mut LatencyHistogram,
     ) -> WindowSli {
         let buckets = window_buckets(window);
-        let ring = if window == SliWindow::SixHours { &mut self.blocks } else { &mut self.minutes };
+        let ring = match window {
+            SliWindow::ThirtySeconds | SliWindow::OneMinute => &mut self.ticks,
+            SliWindow::FiveMinutes | SliWindow::OneHour => &mut self.minutes,
+            SliWindow::SixHours => &mut self.blocks,
+        };
         let span = ring.span(at.now_ms, at.watermark_ms, buckets);
         let counts = ring.counts(span);
         let start_ms = ring.start_ms(span);
@@ -286,11 +313,12 @@ fn percentiles_with_bounds(histogram: &LatencyHistogram, n: u64) -> (LatencyPerc
     (at(1), LatencyBounds { low: at(0), high: at(2) })
 }
 
-/// Whole buckets a window spans before its current bucket: minutes for 1m, 5m and 1h, ten-minute
-/// blocks for 6h.
+/// Whole buckets a window spans before its current bucket: five seconds for 30s and 1m, minutes
+/// for 5m and 1h, ten-minute blocks for 6h.
 fn window_buckets(window: SliWindow) -> i64 {
     match window {
-        SliWindow::OneMinute => 1,
+        SliWindow::ThirtySeconds => 6,
+        SliWindow::OneMinute => TICK_WINDOW_BUCKETS,
         SliWindow::FiveMinutes => 5,
         SliWindow::OneHour => 60,
         SliWindow::SixHours => 36,

@@ -19,7 +19,7 @@ sli = "latency_p95"
 comparison = "above"
 threshold = 200.0
 window = "5m"
-short_window = "1m"
+short_window = "30s"
 for = "5s"
 hysteresis = 0.05
 min_events = 100
@@ -31,7 +31,7 @@ name = "ErrorRateHigh"
 sli = "error_rate"
 comparison = "above"
 threshold = 0.01
-window = "1m"
+window = "30s"
 for = "5s"
 
 [[rules]]
@@ -40,6 +40,7 @@ sli = "cache_hit_ratio"
 comparison = "below"
 threshold = 0.8
 window = "1m"
+short_window = "30s"
 for = "5s"
 
 [[rules]]

@@ -130,3 +130,50 @@ fn a_producer_whose_clock_runs_fast_does_not_make_everyone_elses_events_too_late
     assert_eq!(monitor.sli(SERVICE, KIND, SliWindow::FiveMinutes).unwrap().events, 2, "minutes 10-15: fast and later");
     assert_eq!(monitor.sli(SERVICE, KIND, SliWindow::OneHour).unwrap().events, 4);
 }
+
+#[test]
+fn the_one_minute_window_slides_in_five_second_steps() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    monitor.observe(&event("old", 10.0, RequestStatus::Error, T0), T0);
+    for (seconds, expected) in [(60, 1), (64, 1), (65, 0)] {
+        let at = T0 + seconds * SECOND;
+        monitor.observe(&event(&format!("at{seconds}"), 10.0, RequestStatus::Ok, at), at);
+        let errors = monitor.sli(SERVICE, KIND, SliWindow::OneMinute).unwrap().errors;
+        assert_eq!(errors, expected, "{seconds} s after the error");
+    }
+}
+
+#[test]
+fn the_thirty_second_window_holds_thirty_to_thirty_five_seconds() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    for second in 0..=40 {
+        let at = T0 + second * SECOND;
+        monitor.observe(&event(&format!("s{second}"), 10.0, RequestStatus::Ok, at), at);
+    }
+    let sli = monitor.sli(SERVICE, KIND, SliWindow::ThirtySeconds).unwrap();
+    // At 40 s: the bucket of 40-44 s and the six before it, from 10 s.
+    assert_eq!((sli.start_ms, sli.events), (T0 + 10 * SECOND, 31));
+}
+
+#[test]
+fn an_event_stamped_ahead_of_the_processing_clock_counts_in_the_short_windows_at_once() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    monitor.observe(&event("now", 10.0, RequestStatus::Ok, T0), T0);
+    // A producer whose clock runs 90 s fast: within the allowed skew, and counted now.
+    let ahead = event("ahead", 10.0, RequestStatus::Error, T0 + 90 * SECOND);
+    assert_eq!(monitor.observe(&ahead, T0 + SECOND), Observation::Accepted);
+    for window in [SliWindow::ThirtySeconds, SliWindow::OneMinute] {
+        assert_eq!(monitor.sli(SERVICE, KIND, window).unwrap().errors, 1, "{window:?}");
+    }
+}
+
+#[test]
+fn a_late_event_older_than_the_short_windows_still_counts_in_the_long_ones() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    monitor.observe(&event("head", 10.0, RequestStatus::Ok, T0 + 100 * SECOND), T0 + 100 * SECOND);
+    // 90 s late: outside the 1m window, within the allowed lateness.
+    let late = event("late", 10.0, RequestStatus::Error, T0 + 10 * SECOND);
+    assert_eq!(monitor.observe(&late, T0 + 101 * SECOND), Observation::Accepted);
+    assert_eq!(monitor.sli(SERVICE, KIND, SliWindow::OneMinute).unwrap().errors, 0);
+    assert_eq!(monitor.sli(SERVICE, KIND, SliWindow::FiveMinutes).unwrap().errors, 1);
+}
