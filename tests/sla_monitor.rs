@@ -41,6 +41,7 @@ fn worker_settings(input: &str, alerts: &str) -> SlaMonitorSettings {
         worker_status_topic: None,
         autoscale_topic: None,
         monitor,
+        slo_counters_topic: None,
         ..SlaMonitorSettings::default()
     }
 }
@@ -193,4 +194,65 @@ async fn late_events_count_in_their_window_and_too_late_ones_are_dropped() {
     assert_eq!(fired[0]["status"], "firing");
     assert!(fired[0]["exemplars"].as_array().unwrap().iter().all(|id| id.as_str().unwrap().starts_with("late-")));
     assert_eq!(too_late, 5, "requests behind the watermark were not dropped as too late");
+}
+
+#[tokio::test]
+async fn a_restarted_monitor_pages_on_the_slo_counters_its_predecessor_checkpointed() {
+    let (settings, mut config) = setup("slo-restore").await;
+    let catalog = catalog();
+    let counters = unique("slo-restore.counters");
+    let (control_alerts, restored_alerts) = (unique("slo-restore.control"), unique("slo-restore.restored"));
+    create_topics(&settings, &[&counters, &control_alerts, &restored_alerts], 1).await;
+    // 10 % of requests may be slower than 200 ms; page at 5x over 1h and 1m.
+    config.monitor = toml::from_str(
+        r#"
+        rules = []
+        [[slos]]
+        name = "LatencySLO"
+        sli = "latency"
+        objective = 0.9
+        latency_threshold_ms = 200.0
+        min_events = 10
+        [[slos.alerts]]
+        severity = "critical"
+        burn_rate = 5.0
+        long_window = "1h"
+        short_window = "1m"
+        "#,
+    )
+    .expect("test SLO parses");
+    config.slo_counters_topic = Some(counters);
+    config.slo_checkpoint_interval = Duration::from_millis(500);
+    let group = unique("group");
+    let now = now_millis();
+
+    // The first instance has watched a minute and a half of slow requests (stamped across it).
+    let first = start(&settings, &config, &group).await;
+    let watched: Vec<_> = (0..90)
+        .flat_map(|second| events(&catalog, &format!("before-{second}"), 1, 900.0, now - (90 - second) * 1_000))
+        .collect();
+    produce(&settings, &config.input_topic, watched).await;
+    assert!(taken_in(&first.worker, 90).await, "the first instance did not take the events in");
+    tokio::time::sleep(Duration::from_secs(2)).await; // a few checkpoint intervals
+    stop(first).await;
+
+    // Without the counters, a few seconds of the same slow traffic prove nothing yet: the short
+    // window has not been seen whole.
+    let control =
+        SlaMonitorSettings { alerts_topic: control_alerts.clone(), slo_counters_topic: None, ..config.clone() };
+    let second = start(&settings, &control, &group).await;
+    produce(&settings, &config.input_topic, events(&catalog, "control", 20, 900.0, now_millis())).await;
+    assert!(taken_in(&second.worker, 20).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop(second).await;
+    assert!(read_topic(&settings, &control_alerts, 1, Duration::from_secs(2)).is_empty(), "paged without history");
+
+    // With them, the restarted instance pages on its first evaluations.
+    let restored = SlaMonitorSettings { alerts_topic: restored_alerts.clone(), ..config.clone() };
+    let third = start(&settings, &restored, &group).await;
+    produce(&settings, &config.input_topic, events(&catalog, "restored", 20, 900.0, now_millis())).await;
+    let paged = alerts(&settings, &restored_alerts, 1).await;
+    stop(third).await;
+    assert_eq!(paged.len(), 1, "no page after the restart");
+    assert_eq!((paged[0]["name"].as_str(), paged[0]["status"].as_str()), (Some("LatencySLO"), Some("firing")));
 }

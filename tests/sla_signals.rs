@@ -47,6 +47,7 @@ async fn setup(name: &str, rules: &str) -> (Settings, SlaMonitorSettings) {
         alerts_topic: alerts,
         evaluation_interval: Duration::from_millis(200),
         monitor,
+        slo_counters_topic: None,
         ..SlaMonitorSettings::default()
     };
     (settings, config)

@@ -15,6 +15,7 @@ mod query;
 mod request;
 mod request_completed;
 mod response;
+mod slo_counters;
 mod worker_status;
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use query::{QueryEvent, QueryStatus};
 pub use request::{AnalysisRequest, ParamValue};
 pub use request_completed::RequestCompleted;
 pub use response::{AnalysisResponse, ErrorDetail};
+pub use slo_counters::{MinuteCount, SloCounters, SloMinuteCounts};
 pub use worker_status::WorkerStatus;
 
 /// A Rust type that is exactly one Avro record of `schemas/`.
@@ -64,4 +66,5 @@ record!(InferenceResult, "frontier.inference.InferenceResult", "inference_result
 record!(AnalysisRequest, "frontier.serving.AnalysisRequest", "request.avsc");
 record!(RequestCompleted, "frontier.sla.RequestCompleted", "request_completed.avsc");
 record!(AnalysisResponse, "frontier.serving.AnalysisResponse", "response.avsc");
+record!(SloCounters, "frontier.sla.SloCounters", "slo_counters.avsc");
 record!(WorkerStatus, "frontier.sla.WorkerStatus", "worker_status.avsc");

@@ -258,6 +258,17 @@ fn samples() -> Vec<String> {
             served_by: "i".into(),
             completed_at: 1,
         }),
+        check(SloCounters {
+            service: "serve".into(),
+            kind: "market.volatility".into(),
+            hour_start: 3_600_000,
+            observed_since: 1,
+            slos: vec![SloMinuteCounts {
+                slo: "AvailabilitySLO".into(),
+                minutes: vec![MinuteCount { minute: 59, events: 2, bad: 1 }],
+            }],
+            written_at: 7,
+        }),
         check(WorkerStatus {
             service: "serve".into(),
             instance: "i".into(),

@@ -23,6 +23,7 @@ impl SlaMonitor {
                 self.evaluate_series(id, at, now_ms, &mut transitions);
             }
             self.evict_quiet_series(at.now_ms);
+            self.prune_restored(at.now_ms);
         }
         self.evaluate_signals(now_ms, &mut transitions);
         self.settle_unjudged(now_ms, &mut transitions);
@@ -50,7 +51,7 @@ impl SlaMonitor {
                     None => continue,
                 },
                 Check::BurnRate(burn) => match series.slos.iter().find(|slo| slo.slo == burn.slo) {
-                    Some(slo) => burn.judge(&slo.ring, at.now_ms, at.filled_since_ms, definition),
+                    Some(slo) => burn.judge(&slo.ring, at.now_ms, at.observed_since(series), definition),
                     None => continue,
                 },
             };

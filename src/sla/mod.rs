@@ -24,12 +24,16 @@
 //!   and includes at most one bucket more.
 //! - **SLOs** keep per-minute good/bad counters per series for their longest window (3 days by
 //!   default, a few tens of kilobytes) and alert on multiwindow, multi-burn-rate conditions.
+//! - **SLO counters survive a restart**: [`SlaMonitor::checkpoint`] hands out the per-minute
+//!   counters of the hours that changed, which the worker writes to a compacted topic, and a new
+//!   monitor takes them back with [`SlaMonitor::restore_slo_counters`] (see `checkpoint.rs`).
 //! - **Alert state** lives in an [`AlertBook`] keyed by fingerprint, which can be rebuilt from the
 //!   alerts topic after a restart ([`AlertBook::restore`]).
 
 mod alert;
 mod book;
 mod bucket;
+mod checkpoint;
 mod config;
 mod evaluate;
 mod event;

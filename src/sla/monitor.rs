@@ -2,6 +2,7 @@
 
 use super::book::AlertBook;
 use super::bucket::{LatencyHistogram, Sample, new_histogram};
+use super::checkpoint::RestoredCounters;
 use super::config::{SlaConfig, SliWindow, SloIndicator};
 use super::event::{RequestSample, query_sample, query_series_kind};
 use super::rules::{AlertDefinition, Check, QUERY_KIND_PREFIX, selected, source_of};
@@ -39,6 +40,8 @@ pub struct SlaMonitor {
     pub(crate) book: AlertBook,
     pub(crate) signals: SignalBoard,
     pub(crate) signal_definitions: Vec<SignalDefinition>,
+    /// SLO counters of a previous monitor, waiting for their series' first event here.
+    pub(crate) restored: RestoredCounters,
     drops: DropCounts,
     accepted: u64,
     /// Reused for every window merge, so evaluating allocates no histograms.
@@ -81,6 +84,7 @@ impl SlaMonitor {
             book,
             signals: SignalBoard::default(),
             signal_definitions,
+            restored: RestoredCounters::default(),
             drops: DropCounts::default(),
             accepted: 0,
             scratch: new_histogram(),
@@ -201,7 +205,8 @@ impl SlaMonitor {
                 if let Some(victim) = replaced {
                     self.series.remove(victim);
                 }
-                let series = self.new_series(request.service, request.kind);
+                let mut series = self.new_series(request.service, request.kind);
+                self.seed_from_checkpoints(&mut series);
                 self.series.insert(series)
             }
         };

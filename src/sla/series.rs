@@ -59,6 +59,11 @@ pub(crate) struct Series {
     pub alerts: Vec<SeriesAlert>,
     /// Newest event time recorded, for evicting series that went quiet.
     pub last_event_ms: i64,
+    /// The first minute (since the epoch) whose SLO counters changed since the last checkpoint.
+    pub slo_dirty_from: Option<i64>,
+    /// Since when a monitor before this one observed the series, if it was restored from its
+    /// checkpoints: its burn-rate windows are complete from then, not from this start.
+    pub observed_since_ms: Option<i64>,
     /// Events of the minute `volume_minute` and of the minute before it: how busy the series
     /// is now, when a new series needs its place.
     volume_minute: i64,
@@ -163,6 +168,14 @@ pub(crate) fn wilson_interval(count: u64, n: u64, z: f64) -> (f64, f64) {
     ((center - half).max(0.0), (center + half).min(1.0))
 }
 
+impl StreamPoint {
+    /// Since when `series`' windows are observed: this monitor's coverage, or the restored one
+    /// of the monitor before it when that reaches further back.
+    pub(crate) fn observed_since(&self, series: &Series) -> i64 {
+        series.observed_since_ms.map_or(self.filled_since_ms, |restored| restored.min(self.filled_since_ms))
+    }
+}
+
 /// Stream-clock readings a window needs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StreamPoint {
@@ -184,6 +197,8 @@ impl Series {
             slos: Vec::new(),
             alerts: Vec::new(),
             last_event_ms: i64::MIN,
+            slo_dirty_from: None,
+            observed_since_ms: None,
             volume_minute: i64::MIN,
             volume_now: 0,
             volume_before: 0,
@@ -233,6 +248,10 @@ impl Series {
                 BadWhen::SlowerThanMs(threshold) => latency_ms > threshold,
             };
             slo.ring.record(at_ms, bad);
+        }
+        if !self.slos.is_empty() {
+            let minute = at_ms.div_euclid(MINUTE_MS);
+            self.slo_dirty_from = Some(self.slo_dirty_from.map_or(minute, |from| from.min(minute)));
         }
         self.last_event_ms = self.last_event_ms.max(at_ms);
         self.count_volume(at_ms);

@@ -52,6 +52,27 @@ impl SloCounterRing {
         true
     }
 
+    /// Sets the counts of `minute` (minutes since the epoch) from a checkpoint; false, setting
+    /// nothing, if its slot holds a newer minute.
+    pub(crate) fn restore(&mut self, minute: i64, events: u32, bad: u32) -> bool {
+        let slot = self.slot_of(minute);
+        let tally = &mut self.slots[slot];
+        if tally.minute > minute {
+            return false;
+        }
+        *tally = MinuteTally { minute, events, bad: bad.min(events) };
+        true
+    }
+
+    /// `(minute, events, bad)` of every minute in `from..until` (minutes since the epoch) that has
+    /// events, ascending.
+    pub(crate) fn minutes(&self, from: i64, until: i64) -> impl Iterator<Item = (i64, u32, u32)> + '_ {
+        (from..until).filter_map(move |minute| {
+            let tally = &self.slots[self.slot_of(minute)];
+            (tally.minute == minute && tally.events > 0).then_some((minute, tally.events, tally.bad))
+        })
+    }
+
     /// The window of `minutes` whole minutes before the minute holding `end_ms`, plus that minute.
     pub(crate) fn tally(&self, end_ms: i64, minutes: i64) -> Tally {
         let end = end_ms.div_euclid(MINUTE_MS);

@@ -17,17 +17,18 @@ pub struct Monitor {
     task: tokio::task::JoinHandle<Result<LoopReport, frontier::bus::BusError>>,
 }
 
-/// Starts a monitor the way `frontier run sla-monitor` does: alert state restored first.
+/// Starts a monitor the way `frontier run sla-monitor` does: alert state and SLO counters
+/// restored first.
 pub async fn start(settings: &Settings, config: &SlaMonitorSettings, group: &str) -> Monitor {
     let catalog = catalog();
-    let past = {
+    let restored = {
         let (kafka, config, catalog) = (settings.kafka.clone(), config.clone(), catalog.clone());
-        tokio::task::spawn_blocking(move || SlaMonitorWorker::past_alerts(&kafka, &config, &catalog))
+        tokio::task::spawn_blocking(move || SlaMonitorWorker::restore(&kafka, &config, &catalog))
             .await
             .unwrap()
             .unwrap()
     };
-    let worker = Arc::new(SlaMonitorWorker::new(config, &catalog, past).unwrap());
+    let worker = Arc::new(SlaMonitorWorker::new(config, &catalog, restored).unwrap());
     let options = LoopOptions::new(&settings.bus, group, config.topics());
     let consumer_loop = ConsumerLoop::new(&settings.kafka, options, worker.clone(), catalog).unwrap();
     let token = CancellationToken::new();

@@ -69,6 +69,8 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
     let config = SlaMonitorSettings {
         input_topic: metrics_topic.clone(),
         alerts_topic: alerts_topic.clone(),
+        // Checkpoints would go to the shared topic, not the benchmark's own.
+        slo_counters_topic: None,
         ..settings.workers.sla.clone()
     };
 
@@ -86,7 +88,7 @@ pub(super) async fn bench_sla(settings: &Settings, events: u64, trials: usize) -
     };
 
     // Through Kafka: the worker on the bus, timed by its accepted count from 1 % to 100 %.
-    let worker = Arc::new(SlaMonitorWorker::new(&config, &catalog, Vec::new())?);
+    let worker = Arc::new(SlaMonitorWorker::new(&config, &catalog, Default::default())?);
     let options = LoopOptions::new(&settings.bus, format!("bench.sla.{run_id}"), vec![metrics_topic.clone()]);
     let token = CancellationToken::new();
     let task =
@@ -151,9 +153,11 @@ async fn detection_latencies(
         input_topic: metrics_topic.clone(),
         alerts_topic: alerts_topic.clone(),
         monitor,
+        // Checkpoints would go to the shared topic, not the benchmark's own.
+        slo_counters_topic: None,
         ..settings.workers.sla.clone()
     };
-    let worker = Arc::new(SlaMonitorWorker::new(&config, catalog, Vec::new())?);
+    let worker = Arc::new(SlaMonitorWorker::new(&config, catalog, Default::default())?);
     let options = LoopOptions::new(&settings.bus, format!("bench.sla.{run_id}.breach"), vec![metrics_topic.clone()]);
     let token = CancellationToken::new();
     let task = tokio::spawn(ConsumerLoop::new(&settings.kafka, options, worker, catalog.clone())?.run(token.clone()));

@@ -148,9 +148,11 @@ pub(super) async fn bench_sla_live(settings: &Settings, options: LiveOptions) ->
         autoscale_topic: None,
         webhook: None,
         alertmanager: None,
+        // Checkpoints would go to the shared topic, not the benchmark's own.
+        slo_counters_topic: None,
         ..settings.workers.sla.clone()
     };
-    let worker = Arc::new(SlaMonitorWorker::new(&config, &catalog, Vec::new())?);
+    let worker = Arc::new(SlaMonitorWorker::new(&config, &catalog, Default::default())?);
     let loop_options = LoopOptions::new(&settings.bus, format!("bench.sla-live.{run_id}"), vec![metrics_topic.clone()]);
     let token = CancellationToken::new();
     let task =

@@ -1,5 +1,6 @@
 //! Specifications of the SLA monitor, one behaviour per test.
 
+mod checkpoint;
 mod config;
 mod drops;
 mod hot_path;

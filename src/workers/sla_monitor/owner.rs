@@ -15,7 +15,7 @@ use tokio::sync::{Notify, oneshot};
 use tracing::info;
 
 use super::metric;
-use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, WorkerStatus};
+use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, SloCounters, WorkerStatus};
 use crate::sla::{AlertTransition, DropCounts, Observation, SlaMonitor, Sli, SliWindow};
 
 /// Observations waiting for the owner at most; a handler waits (asynchronously) beyond that.
@@ -67,6 +67,7 @@ enum Command {
     Observe { input: Input, now_ms: i64 },
     Evaluate { now_ms: i64, export_gauges: bool, reply: oneshot::Sender<Vec<AlertTransition>> },
     Snapshot { reply: oneshot::Sender<MonitorSnapshot> },
+    Checkpoint { now_ms: i64, reply: oneshot::Sender<Vec<SloCounters>> },
 }
 
 /// Why the owner no longer answers: its thread ended (a bug: it panicked).
@@ -168,6 +169,14 @@ impl MonitorOwner {
         answer.await.map_err(|_| OwnerStopped)
     }
 
+    /// The SLO counters of the hours that changed since the last call (see
+    /// [`SlaMonitor::checkpoint`]), after the inputs sent before.
+    pub(super) async fn checkpoint(&self, now_ms: i64) -> Result<Vec<SloCounters>, OwnerStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox.send(Command::Checkpoint { now_ms, reply }, &self.thread).await?;
+        answer.await.map_err(|_| OwnerStopped)
+    }
+
     /// The counters after the inputs sent before.
     pub(super) async fn snapshot(&self) -> Result<MonitorSnapshot, OwnerStopped> {
         let (reply, answer) = oneshot::channel();
@@ -222,6 +231,9 @@ fn apply(monitor: &mut SlaMonitor, command: Command, accepted: &::metrics::Count
                 firing: monitor.alert_book().firing().count(),
             };
             let _ = reply.send(snapshot);
+        }
+        Command::Checkpoint { now_ms, reply } => {
+            let _ = reply.send(monitor.checkpoint(now_ms));
         }
     }
 }

@@ -25,6 +25,13 @@ pub struct SlaMonitorSettings {
     /// Topic alerts are produced to (keyed by fingerprint); also replayed at start to restore
     /// which alerts are firing.
     pub alerts_topic: String,
+    /// Compacted topic the SLO counters are checkpointed to and restored from at start, so a
+    /// restarted monitor judges burn rates on the history it had; none to start empty.
+    pub slo_counters_topic: Option<String>,
+    /// How often the SLO counters that changed are checkpointed: at most this much of the
+    /// counts is lost when the monitor stops.
+    #[serde(with = "humantime_serde")]
+    pub slo_checkpoint_interval: Duration,
     /// Consumer group id; defaults to `<group_prefix>.sla-monitor`.
     pub group_id: Option<String>,
     /// How often the rules are evaluated: the bound on detection delay after a window crosses.
@@ -34,7 +41,7 @@ pub struct SlaMonitorSettings {
     /// of every series costs more than evaluating the rules, and scrapes are seconds apart).
     #[serde(with = "humantime_serde")]
     pub gauge_interval: Duration,
-    /// Longest time the start-up replay of the alerts topic may take.
+    /// Longest time each start-up replay (the alerts topic, the SLO counters) may take.
     #[serde(with = "humantime_serde")]
     pub restore_timeout: Duration,
     /// Also send every alert message to this webhook, in Alertmanager's format; none by default.
@@ -54,6 +61,8 @@ impl Default for SlaMonitorSettings {
             worker_status_topic: Some("frontier.workers.status".into()),
             autoscale_topic: Some("frontier.autoscale.decisions".into()),
             alerts_topic: "frontier.alerts".into(),
+            slo_counters_topic: Some("frontier.sla.slo-counters".into()),
+            slo_checkpoint_interval: Duration::from_secs(30),
             group_id: None,
             evaluation_interval: Duration::from_millis(250),
             gauge_interval: Duration::from_secs(5),
@@ -85,6 +94,7 @@ impl WorkerConfig for SlaMonitorSettings {
         positive("evaluation_interval", self.evaluation_interval)?;
         positive("gauge_interval", self.gauge_interval)?;
         positive("restore_timeout", self.restore_timeout)?;
+        positive("slo_checkpoint_interval", self.slo_checkpoint_interval)?;
         self.monitor.validate().map_err(|e| InvalidSetting::new(e.key(), e.to_string()).within("monitor"))
     }
 }

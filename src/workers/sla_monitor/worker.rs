@@ -15,7 +15,7 @@ use super::owner::{Input, MonitorOwner, MonitorSnapshot, OwnerStopped};
 use super::settings::SlaMonitorSettings;
 use super::webhook::AlertWebhook;
 use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
-use crate::records::{Alert, AutoscaleDecision, QueryEvent, RequestCompleted, WorkerStatus};
+use crate::records::{Alert, AutoscaleDecision, QueryEvent, Record, RequestCompleted, SloCounters, WorkerStatus};
 use crate::sla::{AlertBook, AlertChange, SlaMonitor};
 
 /// The SLA monitor worker.
@@ -27,6 +27,10 @@ pub struct SlaMonitorWorker {
     gauge_interval_ms: i64,
     /// When the gauges were last recomputed (ms since the epoch).
     gauges_exported_at: AtomicI64,
+    /// Where SLO counters are checkpointed, with their schema, and how often.
+    checkpoints: Option<(Arc<str>, Arc<KnownSchema>)>,
+    checkpoint_interval_ms: i64,
+    checkpointed_at: AtomicI64,
     webhook: Option<AlertWebhook>,
     alertmanager: Option<AlertmanagerClient>,
 }
@@ -54,13 +58,23 @@ pub enum SlaWorkerError {
     Stopped(#[from] OwnerStopped),
 }
 
+/// What a monitor before this one left in Kafka: see [`SlaMonitorWorker::restore`].
+#[derive(Debug, Default)]
+pub struct RestoredState {
+    /// The alerts topic's history, oldest first.
+    pub alerts: Vec<Alert>,
+    /// The SLO counter checkpoints, in the order they were written per series and hour.
+    pub slo_counters: Vec<SloCounters>,
+}
+
 impl SlaMonitorWorker {
-    /// A worker continuing from `past_alerts` (the alerts topic's history, oldest first).
+    /// A worker continuing from `restored` (empty: a monitor with no history).
     pub fn new(
         settings: &SlaMonitorSettings,
         catalog: &SchemaCatalog,
-        past_alerts: Vec<Alert>,
+        restored: RestoredState,
     ) -> Result<SlaMonitorWorker, SlaWorkerError> {
+        let RestoredState { alerts: past_alerts, slo_counters } = restored;
         let restored = past_alerts.len();
         let book = AlertBook::restore(past_alerts);
         let firing = book.firing().count();
@@ -68,9 +82,18 @@ impl SlaMonitorWorker {
             Some(alertmanager) => Some(AlertmanagerClient::start(alertmanager, book.firing().cloned().collect())?),
             None => None,
         };
-        let monitor = SlaMonitor::with_alert_book(settings.monitor.clone(), book)
+        let mut monitor = SlaMonitor::with_alert_book(settings.monitor.clone(), book)
             .map_err(|e| SlaWorkerError::Config { key: e.key().to_string(), message: e.to_string() })?;
         info!(restored, firing, "alert state restored from the alerts topic");
+        let checkpoints = slo_counters.len();
+        let series = monitor.restore_slo_counters(slo_counters, crate::clock::now_millis());
+        if checkpoints > 0 {
+            info!(checkpoints, series, "SLO counters restored from their checkpoints");
+        }
+        let checkpoints = match &settings.slo_counters_topic {
+            Some(topic) => Some((Arc::from(topic.as_str()), catalog.schema_of::<SloCounters>()?)),
+            None => None,
+        };
         ::metrics::gauge!(metric::FIRING).set(firing as f64);
         Ok(SlaMonitorWorker {
             monitor: MonitorOwner::start(monitor)?,
@@ -79,28 +102,27 @@ impl SlaMonitorWorker {
             interval: settings.evaluation_interval,
             gauge_interval_ms: settings.gauge_interval.as_millis() as i64,
             gauges_exported_at: AtomicI64::new(0),
+            checkpoints,
+            checkpoint_interval_ms: settings.slo_checkpoint_interval.as_millis() as i64,
+            checkpointed_at: AtomicI64::new(crate::clock::now_millis()),
             webhook: settings.webhook.clone().map(AlertWebhook::new).transpose()?,
             alertmanager,
         })
     }
 
-    /// Reads the alerts topic's history (blocking) and decodes every alert in it.
-    pub fn past_alerts(
+    /// Reads (blocking) what a monitor before this one left: the alerts topic's history and,
+    /// when a topic is set, the SLO counter checkpoints.
+    pub fn restore(
         kafka: &crate::bus::KafkaSettings,
         settings: &SlaMonitorSettings,
         catalog: &SchemaCatalog,
-    ) -> Result<Vec<Alert>, SlaWorkerError> {
-        let values = crate::bus::replay::read_to_end(kafka, &settings.alerts_topic, settings.restore_timeout)?;
-        let mut alerts = Vec::with_capacity(values.len());
-        for bytes in values {
-            // An undecodable record in the alerts topic cannot be an alert this monitor sent.
-            match catalog.decode(&bytes).map(|d| apache_avro::from_value::<Alert>(&d.value)) {
-                Ok(Ok(alert)) => alerts.push(alert),
-                Ok(Err(error)) => warn!(%error, "skipping a record of the alerts topic that is not an alert"),
-                Err(error) => warn!(%error, "skipping an undecodable record of the alerts topic"),
-            }
-        }
-        Ok(alerts)
+    ) -> Result<RestoredState, SlaWorkerError> {
+        let alerts = read_records(kafka, &settings.alerts_topic, settings, catalog)?;
+        let slo_counters = match &settings.slo_counters_topic {
+            Some(topic) => read_records(kafka, topic, settings, catalog)?,
+            None => Vec::new(),
+        };
+        Ok(RestoredState { alerts, slo_counters })
     }
 
     /// The monitor's counters once every input handed to it so far is applied, for
@@ -108,6 +130,26 @@ impl SlaMonitorWorker {
     pub async fn snapshot(&self) -> Result<MonitorSnapshot, OwnerStopped> {
         self.monitor.snapshot().await
     }
+}
+
+/// Every record of type `T` in `topic`'s retained history, in offset order per partition.
+fn read_records<T: Record>(
+    kafka: &crate::bus::KafkaSettings,
+    topic: &str,
+    settings: &SlaMonitorSettings,
+    catalog: &SchemaCatalog,
+) -> Result<Vec<T>, SlaWorkerError> {
+    let values = crate::bus::replay::read_to_end(kafka, topic, settings.restore_timeout)?;
+    let mut records = Vec::with_capacity(values.len());
+    for bytes in values {
+        // A record this monitor cannot read is not one it wrote: skip it, say so.
+        match catalog.decode(&bytes).map(|d| apache_avro::from_value::<T>(&d.value)) {
+            Ok(Ok(record)) => records.push(record),
+            Ok(Err(error)) => warn!(%error, topic, "skipping a record of another type"),
+            Err(error) => warn!(%error, topic, "skipping an undecodable record"),
+        }
+    }
+    Ok(records)
 }
 
 impl Worker for SlaMonitorWorker {
@@ -160,6 +202,21 @@ impl Worker for SlaMonitorWorker {
             alertmanager.forward(transitions.iter().map(|transition| transition.alert.clone()).collect());
         }
         let mut outputs = Vec::with_capacity(transitions.len());
+        if let Some((topic, schema)) = &self.checkpoints
+            && now_ms - self.checkpointed_at.load(Ordering::Relaxed) >= self.checkpoint_interval_ms
+        {
+            self.checkpointed_at.store(now_ms, Ordering::Relaxed);
+            let checkpoints = self
+                .monitor
+                .checkpoint(now_ms)
+                .await
+                .map_err(|e| HandlerError::fatal("monitor_stopped", e.to_string()))?;
+            for checkpoint in checkpoints {
+                let payload = SchemaCatalog::encode(schema, &checkpoint)
+                    .map_err(|e| HandlerError::fatal("checkpoint_encoding", e.to_string()))?;
+                outputs.push(Outbound::new(topic.clone(), Some(checkpoint.key()), payload));
+            }
+        }
         for transition in transitions {
             let change = match transition.change {
                 AlertChange::Fired => "fired",
