@@ -174,10 +174,12 @@ async fn the_inference_batcher_answers_embed_jobs_written_by_java_and_fastavro_w
 }
 
 #[tokio::test]
-async fn the_sla_monitor_counts_request_completed_events_from_java_and_fastavro_and_both_read_its_alert_and_status() {
+async fn the_sla_monitor_counts_request_completed_events_from_java_and_fastavro_and_both_read_its_alert_status_and_checkpoint()
+ {
     let settings = settings();
-    let [metrics, alerts, query_events, status, autoscale, dlq] =
-        topics(&settings, "sla", ["metrics", "alerts", "query-events", "status", "autoscale", "dlq"]).await;
+    let [metrics, alerts, query_events, status, autoscale, dlq, counters] =
+        topics(&settings, "sla", ["metrics", "alerts", "query-events", "status", "autoscale", "dlq", "slo-counters"])
+            .await;
     // Slow requests three minutes ago (event time), ten from each implementation: the rule needs
     // all twenty, so the alert fires only if every event from both was consumed.
     const PER_TOOL: usize = 10;
@@ -214,7 +216,9 @@ async fn the_sla_monitor_counts_request_completed_events_from_java_and_fastavro_
             ("FRONTIER_WORKERS__SLA__GROUP_ID", unique("interop.sla.group")),
             ("FRONTIER_WORKERS__SLA__EVALUATION_INTERVAL", "200ms".into()),
             ("FRONTIER_WORKERS__SLA__MONITOR__RULES", rule),
-            ("FRONTIER_WORKERS__SLA__MONITOR__SLOS", "[]".into()),
+            // The shipped SLOs (100 events before they judge anything), checkpointed every second.
+            ("FRONTIER_WORKERS__SLA__SLO_COUNTERS_TOPIC", counters.clone()),
+            ("FRONTIER_WORKERS__SLA__SLO_CHECKPOINT_INTERVAL", "1s".into()),
             ("FRONTIER_WORKERS__SLA__MONITOR__SIGNALS", "[]".into()),
             ("FRONTIER_BUS__DLQ_TOPIC", dlq.clone()),
             ("FRONTIER_BUS__STATUS_TOPIC", status.clone()),
@@ -223,6 +227,7 @@ async fn the_sla_monitor_counts_request_completed_events_from_java_and_fastavro_
     );
     let fired = assert_both_tools_read(&await_messages(&settings, &mut worker, &alerts, 1));
     let statuses = assert_both_tools_read(&await_messages(&settings, &mut worker, &status, 1));
+    let checkpoints = assert_both_tools_read(&await_messages(&settings, &mut worker, &counters, 1));
     drop(worker);
 
     assert_eq!(
@@ -232,6 +237,9 @@ async fn the_sla_monitor_counts_request_completed_events_from_java_and_fastavro_
         fired[0]
     );
     assert_eq!(statuses[0]["service"], "sla-monitor", "{}", statuses[0]);
+    let latency_slo = checkpoints[0]["slos"].as_array().unwrap().iter().find(|slo| slo["slo"] == "LatencySLO");
+    let minutes = latency_slo.expect("LatencySLO counted").get("minutes").unwrap();
+    assert_eq!((minutes[0]["events"].as_i64(), minutes[0]["bad"].as_i64()), (Some(20), Some(20)), "{}", checkpoints[0]);
     assert_no_dead_letters(&settings, &dlq);
 }
 
