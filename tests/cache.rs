@@ -5,6 +5,8 @@
 mod common;
 #[path = "cache/support.rs"]
 mod support;
+#[path = "cache/warm.rs"]
+mod warm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -35,5 +35,5 @@ pub use error::{CacheError, ComputeError, FailureKind};
 pub use key::CacheKey;
 pub use settings::{CachePolicy, CacheSettings, KindLifetime};
 pub use stats::CacheStats;
-pub use tiered::{CacheLayer, Cached, InvalidationOutcome, TieredCache};
+pub use tiered::{CacheLayer, Cached, InvalidationOutcome, TieredCache, WarmStart};
 pub use watermark::{InvalidationVersion, Watermark};

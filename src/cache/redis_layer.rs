@@ -112,7 +112,14 @@ impl KeyNames {
     fn applied(&self) -> String {
         format!("{}:applied", self.prefix)
     }
+    fn hot_set(&self) -> String {
+        format!("{}:hot", self.prefix)
+    }
 }
+
+/// Entries fetched by one `MGET` at most: a warm start of a thousand keys is a few round
+/// trips, none of which holds Redis for long.
+const MGET_CHUNK: usize = 200;
 
 /// The shared layer.
 pub struct RedisLayer {
@@ -233,12 +240,7 @@ impl RedisLayer {
         match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut connection)).await {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
-                let connectivity = error.is_io_error()
-                    || error.is_timeout()
-                    || error.is_connection_dropped()
-                    || error.is_connection_refusal()
-                    || error.is_unrecoverable_error();
-                self.failed(op, &error, connectivity);
+                self.failed(op, &error, is_connectivity(&error));
                 None
             }
             Err(_) => {
@@ -252,14 +254,19 @@ impl RedisLayer {
     pub async fn get(&self, key: &str) -> Option<Entry> {
         let redis_key = self.names.entry(key);
         let bytes: Option<Vec<u8>> = self.run("get", redis::cmd("GET").arg(&redis_key)).await?;
-        let bytes = bytes?;
-        match self.sealer.open(Some(key), &bytes) {
+        self.open_or_drop(key, &bytes?).await
+    }
+
+    /// The entry sealed in `bytes`, read from Redis under `key`; an unreadable one is counted,
+    /// logged and deleted.
+    async fn open_or_drop(&self, key: &str, bytes: &[u8]) -> Option<Entry> {
+        match self.sealer.open(Some(key), bytes) {
             Ok((_, entry)) => Some(entry),
             Err(reason) => {
                 bump(&self.counters.unreadable);
                 ::metrics::counter!(metric::UNREADABLE, "layer" => "redis", "reason" => reason.label()).increment(1);
                 warn!(key, %reason, "dropping an unreadable entry from Redis");
-                let _: Option<i64> = self.run("remove", redis::cmd("DEL").arg(&redis_key)).await;
+                let _: Option<i64> = self.run("remove", redis::cmd("DEL").arg(self.names.entry(key))).await;
                 None
             }
         }
@@ -328,9 +335,74 @@ impl RedisLayer {
         self.run("versions", redis::cmd("HGETALL").arg(self.names.tag_version(tag))).await
     }
 
+    /// Replaces the hot set (a sorted set of entry keys scored by their decayed request count)
+    /// with `keys`, living `ttl`, in one transaction so a reader never sees it half written.
+    /// Whether it was stored.
+    pub async fn publish_hot_set(&self, keys: &[(String, f64)], ttl: Duration) -> bool {
+        let Some(mut connection) = self.connection().await else { return false };
+        let name = self.names.hot_set();
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&name).ignore();
+        if !keys.is_empty() {
+            let members: Vec<(f64, &str)> = keys.iter().map(|(key, score)| (*score, key.as_str())).collect();
+            pipe.zadd_multiple(&name, &members).ignore().pexpire(&name, duration_ms(ttl)).ignore();
+        }
+        match tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut connection)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                self.failed("hot_set", &error, is_connectivity(&error));
+                false
+            }
+            Err(_) => {
+                self.failed("hot_set", &format!("no answer within {:?}", self.timeout), true);
+                false
+            }
+        }
+    }
+
+    /// The `limit` hottest keys of the hot set, hottest first; `None` if unavailable.
+    pub async fn hot_set(&self, limit: usize) -> Option<Vec<String>> {
+        if limit == 0 {
+            return Some(Vec::new());
+        }
+        let last = i64::try_from(limit).unwrap_or(i64::MAX) - 1;
+        self.run("hot_set", redis::cmd("ZREVRANGE").arg(self.names.hot_set()).arg(0).arg(last)).await
+    }
+
+    /// The readable entries under `keys`, fetched `MGET_CHUNK` at a time; what Redis lacks or
+    /// cannot be read is left out (and an unreadable value deleted, as [`RedisLayer::get`]
+    /// does). Stops at the first chunk Redis does not answer.
+    pub async fn get_many(&self, keys: &[String]) -> Vec<(String, Entry)> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(MGET_CHUNK) {
+            let mut command = redis::cmd("MGET");
+            for key in chunk {
+                command.arg(self.names.entry(key));
+            }
+            let Some(values) = self.run::<Vec<Option<Vec<u8>>>>("get", &command).await else { break };
+            for (key, bytes) in chunk.iter().zip(values) {
+                if let Some(bytes) = bytes
+                    && let Some(entry) = self.open_or_drop(key, &bytes).await
+                {
+                    found.push((key.clone(), entry));
+                }
+            }
+        }
+        found
+    }
+
     /// The highest invalidation offset any instance applied, per partition; `None` if
     /// unavailable.
     pub async fn applied(&self) -> Option<HashMap<i32, i64>> {
         self.run("versions", redis::cmd("HGETALL").arg(self.names.applied())).await
     }
+}
+
+/// Whether `error` means Redis is unreachable (rather than a command it refused).
+fn is_connectivity(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_unrecoverable_error()
 }

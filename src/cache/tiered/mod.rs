@@ -16,6 +16,7 @@ mod answer;
 mod flight;
 mod invalidation;
 mod lookup;
+mod warm;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use tracing::{debug, warn};
 use self::answer::RefreshReason;
 pub use self::answer::{CacheLayer, Cached, InvalidationOutcome};
 use self::flight::{Found, InFlight, LookupSlot, RefreshSlot, spawn_shared};
+pub use self::warm::WarmStart;
 use super::disk::DiskLayer;
 use super::entry::{Entry, Freshness};
 use super::error::{CacheError, ComputeError};

@@ -151,6 +151,19 @@ impl HotKeys {
         due
     }
 
+    /// The hot keys at `now_ms` (decayed count at least `min_score`), `limit` at most, hottest
+    /// first, each with its decayed count.
+    pub fn hottest(&self, now_ms: i64, min_score: f64, limit: usize) -> Vec<(CacheKey, f64)> {
+        let now_weight = self.increment(now_ms);
+        self.by_weight
+            .values()
+            .rev()
+            .filter_map(|key| self.entries.get(key).map(|t| (key.clone(), t.weight / now_weight)))
+            .take_while(|(_, score)| *score >= min_score)
+            .take(limit)
+            .collect()
+    }
+
     /// How many keys are hot at `now_ms`.
     pub fn hot_count(&self, now_ms: i64, min_score: f64) -> usize {
         let threshold = min_score * self.increment(now_ms);
@@ -251,6 +264,20 @@ mod tests {
         hot.finish_refresh(&key(1), 9_100);
         assert!(hot.due(16_000, 1.0, 10, 0.2, |_| TTL).is_empty());
         assert_eq!(hot.due(17_100, 1.0, 10, 0.2, |_| TTL).len(), 1);
+    }
+
+    #[test]
+    fn the_hottest_keys_come_hottest_first_down_to_the_minimum_score() {
+        let mut hot = HotKeys::new(10, Duration::from_secs(60), 0);
+        for (n, requests) in [(1, 3), (2, 9), (3, 1), (4, 5)] {
+            for _ in 0..requests {
+                hot.observe(&key(n), "k", 0, false);
+            }
+        }
+        let hottest = hot.hottest(0, 2.0, 10);
+        assert_eq!(hottest.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![key(2), key(4), key(1)]);
+        assert!((hottest[0].1 - 9.0).abs() < 1e-9);
+        assert_eq!(hot.hottest(0, 2.0, 2).len(), 2, "at most the limit");
     }
 
     #[test]

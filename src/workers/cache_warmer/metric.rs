@@ -13,6 +13,8 @@ pub const REFRESH_SECONDS: &str = "frontier_cache_warmer_refresh_duration_second
 pub const TRACKED_KEYS: &str = "frontier_cache_warmer_tracked_keys";
 /// Keys hot enough to be kept warm.
 pub const HOT_KEYS: &str = "frontier_cache_warmer_hot_keys";
+/// Hot sets published to Redis, per `outcome` (published, failed).
+pub const HOT_SET_PUBLISHES: &str = "frontier_cache_warmer_hot_set_publishes_total";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
@@ -23,4 +25,5 @@ pub fn describe() {
     describe_histogram!(REFRESH_SECONDS, Unit::Seconds, "Seconds per cache warmer refresh.");
     describe_gauge!(TRACKED_KEYS, "Keys in the cache warmer's hot-key table.");
     describe_gauge!(HOT_KEYS, "Keys hot enough for the cache warmer to keep warm.");
+    describe_counter!(HOT_SET_PUBLISHES, "Hot sets the cache warmer published to Redis, by outcome.");
 }

@@ -7,6 +7,8 @@
 //! cache ([`crate::cache::recipe`]), via `TieredCache::refresh`, which writes through to
 //! Redis where every serving instance finds it. Its own load is bounded: at most
 //! `max_concurrent_refreshes` at once and `max_refreshes_per_second` started ([`budget`]).
+//! Every `hot_set_interval` it publishes its hottest keys to Redis (the hot set), from which a
+//! starting serving instance warms its memory layer.
 //! Like every process that writes to the cache it also follows the invalidation topic, in a
 //! group of its own, so Redis accepts its writes.
 

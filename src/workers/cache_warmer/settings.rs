@@ -36,6 +36,13 @@ pub struct CacheWarmerSettings {
     /// How often the hot keys are scanned for ones about to expire.
     #[serde(with = "humantime_serde")]
     pub scan_interval: Duration,
+    /// Keys of the hot set published to Redis (`<cache.redis_key_prefix>:hot`), hottest first,
+    /// from which a starting serving instance fills its memory layer; 0 publishes none.
+    pub hot_set_keys: usize,
+    /// How often the hot set is published. It lives ten times this in Redis, so a warmer that
+    /// stops leaves a usable set behind for a while, but not forever.
+    #[serde(with = "humantime_serde")]
+    pub hot_set_interval: Duration,
     /// Memory layer of the warmer's own cache (recipes it reads, values it refreshes); the
     /// warmer has no disk layer, its refreshes go to Redis, where the serving instances look.
     pub memory_bytes: u64,
@@ -56,8 +63,17 @@ impl Default for CacheWarmerSettings {
             max_concurrent_refreshes: 2,
             max_refreshes_per_second: 50.0,
             scan_interval: Duration::from_millis(250),
+            hot_set_keys: 1_000,
+            hot_set_interval: Duration::from_secs(5),
             memory_bytes: 16 * 1024 * 1024,
         }
+    }
+}
+
+impl CacheWarmerSettings {
+    /// How long a published hot set lives in Redis.
+    pub fn hot_set_ttl(&self) -> Duration {
+        self.hot_set_interval * 10
     }
 }
 
@@ -94,6 +110,12 @@ impl WorkerConfig for CacheWarmerSettings {
         }
         if !(self.max_refreshes_per_second.is_finite() && self.max_refreshes_per_second > 0.0) {
             return invalid("max_refreshes_per_second", "must be a positive number");
+        }
+        if self.hot_set_interval < Duration::from_millis(100) {
+            return invalid("hot_set_interval", "must be at least 100ms");
+        }
+        if self.hot_set_keys > 100_000 {
+            return invalid("hot_set_keys", "must be at most 100000");
         }
         if self.memory_bytes < 1024 * 1024 {
             return invalid("memory_bytes", "must be at least 1 MiB");

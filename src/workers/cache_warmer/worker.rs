@@ -62,6 +62,8 @@ pub struct CacheWarmer {
     shared: Arc<Shared>,
     settings: CacheWarmerSettings,
     budget: Mutex<RefreshBudget>,
+    /// When the hot set was last published (none yet: at the first tick).
+    hot_set_published: Mutex<Option<Instant>>,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -89,6 +91,7 @@ impl CacheWarmer {
             }),
             settings: settings.clone(),
             budget: Mutex::new(RefreshBudget::new(settings.max_refreshes_per_second, Instant::now())),
+            hot_set_published: Mutex::new(None),
             permits: Arc::new(Semaphore::new(settings.max_concurrent_refreshes)),
             tracker: TaskTracker::new(),
             shutdown,
@@ -159,6 +162,41 @@ impl CacheWarmer {
     }
 }
 
+impl CacheWarmer {
+    /// Publishes the hot set to Redis if `hot_set_interval` has passed since the last time, in
+    /// a background task (the consumer loop never waits on Redis for it). Nothing is published
+    /// while no key is hot: an empty table after a restart must not wipe the set its
+    /// predecessor left.
+    fn publish_hot_set_when_due(&self, now_ms: i64) {
+        let settings = &self.settings;
+        if settings.hot_set_keys == 0 {
+            return;
+        }
+        {
+            let mut last = self.hot_set_published.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < settings.hot_set_interval) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let hottest = self.shared.hot().hottest(now_ms, settings.min_score, settings.hot_set_keys);
+        if hottest.is_empty() {
+            return;
+        }
+        let (shared, shutdown, ttl) = (self.shared.clone(), self.shutdown.clone(), settings.hot_set_ttl());
+        self.tracker.spawn(async move {
+            let published = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                published = shared.cache.publish_hot_set(&hottest, ttl) => published,
+            };
+            let outcome = if published { "published" } else { "failed" };
+            ::metrics::counter!(metric::HOT_SET_PUBLISHES, "outcome" => outcome).increment(1);
+            debug!(keys = hottest.len(), outcome, "hot set");
+        });
+    }
+}
+
 /// Recomputes one key from its recipe and writes it through (Redis included); renews the
 /// recipe when it is past half its life. Logs what went wrong where it happened.
 async fn refresh(shared: &Shared, due: &DueKey) -> Outcome {
@@ -220,7 +258,9 @@ impl Worker for CacheWarmer {
     }
 
     async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
-        self.start_due_refreshes(crate::clock::epoch_millis(now));
+        let now_ms = crate::clock::epoch_millis(now);
+        self.start_due_refreshes(now_ms);
+        self.publish_hot_set_when_due(now_ms);
         Ok(Vec::new())
     }
 }

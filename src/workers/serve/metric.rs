@@ -8,6 +8,12 @@ pub const LATENCY: &str = "frontier_serve_latency_seconds";
 pub const RESPONSES: &str = "frontier_serve_responses_total";
 /// Error and timeout answers, per `code`.
 pub const ERRORS: &str = "frontier_serve_errors_total";
+/// Entries a starting instance loaded into its memory layer from the hot set.
+pub const WARM_START_KEYS: &str = "frontier_serve_warm_start_keys_total";
+/// Seconds a start spent warming the memory layer before taking partitions.
+pub const WARM_START_SECONDS: &str = "frontier_serve_warm_start_duration_seconds";
+/// Warm starts, per `outcome` (warmed, empty, no_redis, timed_out).
+pub const WARM_STARTS: &str = "frontier_serve_warm_starts_total";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
@@ -19,6 +25,9 @@ pub fn describe() {
     );
     describe_counter!(RESPONSES, "Answers produced by the serving worker, by status.");
     describe_counter!(ERRORS, "Error and timeout answers, by code.");
+    describe_counter!(WARM_START_KEYS, "Entries loaded into memory from the hot set before taking partitions.");
+    describe_histogram!(WARM_START_SECONDS, Unit::Seconds, "Seconds spent warming memory before taking partitions.");
+    describe_counter!(WARM_STARTS, "Warm starts of the memory layer, by outcome.");
 }
 
 /// The `kind` label of a request kind: known kinds as they are, anything else `other` (kinds

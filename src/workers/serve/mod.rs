@@ -11,6 +11,9 @@
 //! - the **invalidation loop** ([`crate::cache::invalidation`], a group unique to the process,
 //!   so every instance sees every order).
 //!
+//! Before its first poll, a process loads the hottest entries (the cache warmer's hot set)
+//! from Redis into its memory layer, so a restarted or added instance starts warm.
+//!
 //! The recipe of every computed key is stored sealed in the cache ([`crate::cache::recipe`]) so
 //! the cache warmer can recompute hot keys.
 
@@ -22,8 +25,10 @@ mod worker;
 mod tests;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 pub use self::settings::ServeSettings;
 pub use self::worker::{Answer, DEADLINE_EXCEEDED, SERVICE, ServeWorker, jittered};
@@ -57,6 +62,9 @@ pub enum ServeError {
 pub struct ServingLoops {
     requests: ConsumerLoop<ServeWorker>,
     invalidations: ConsumerLoop<InvalidationWorker>,
+    cache: TieredCache,
+    warm_start_keys: usize,
+    warm_start_timeout: Duration,
 }
 
 impl ServingLoops {
@@ -80,14 +88,55 @@ impl ServingLoops {
             invalidation_group,
         )?;
         let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
-        Ok(ServingLoops { requests: ConsumerLoop::new(&shared.kafka, options, worker, catalog)?, invalidations })
+        let cache = worker.cache().clone();
+        Ok(ServingLoops {
+            requests: ConsumerLoop::new(&shared.kafka, options, worker, catalog)?,
+            invalidations,
+            cache,
+            warm_start_keys: settings.warm_start_keys,
+            warm_start_timeout: settings.warm_start_timeout,
+        })
     }
 
-    /// Runs both loops until `shutdown` is cancelled (both drain and commit) or one fails (then
+    /// Warms the memory layer from the hot set (see [`ServeSettings::warm_start_keys`]), then
+    /// runs both loops until `shutdown` is cancelled (both drain and commit) or one fails (then
     /// the other is stopped too). Returns the request loop's report.
     pub async fn run(self, shutdown: CancellationToken) -> Result<LoopReport, ServeError> {
+        // The loops have subscribed but not polled yet, so no partition is ours before this
+        // ends: the group's other instances keep serving meanwhile.
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {}
+            () = warm_start(&self.cache, self.warm_start_keys, self.warm_start_timeout) => {}
+        }
         Ok(run_beside_invalidations(self.requests, self.invalidations, shutdown).await?)
     }
+}
+
+/// Loads the hottest entries from Redis into memory, within `timeout`; logs and counts how it
+/// went. A failure is not an error: the instance then starts cold, as it would have anyway.
+async fn warm_start(cache: &TieredCache, keys: usize, timeout: Duration) {
+    if keys == 0 {
+        return;
+    }
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(timeout, cache.warm_memory(keys)).await {
+        Ok(Some(warm)) => {
+            ::metrics::counter!(metric::WARM_START_KEYS).increment(warm.loaded as u64);
+            info!(listed = warm.listed, loaded = warm.loaded, took = ?started.elapsed(), "memory layer warmed from the hot set");
+            if warm.loaded == 0 { "empty" } else { "warmed" }
+        }
+        Ok(None) => {
+            info!("starting cold: Redis is not available for a warm start");
+            "no_redis"
+        }
+        Err(_) => {
+            warn!(?timeout, "warming the memory layer took too long; taking partitions with what was loaded");
+            "timed_out"
+        }
+    };
+    ::metrics::counter!(metric::WARM_STARTS, "outcome" => outcome).increment(1);
+    ::metrics::histogram!(metric::WARM_START_SECONDS).record(started.elapsed().as_secs_f64());
 }
 
 /// `frontier run serve`: connects the price store and the cache, then runs both loops until

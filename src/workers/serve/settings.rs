@@ -1,5 +1,7 @@
 //! `[workers.serve]`: where the serving worker reads and writes, and who it says it is.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::InvalidSetting;
@@ -38,6 +40,14 @@ pub struct ServeSettings {
     pub max_field_bytes: usize,
     /// The most entitlements one request may carry.
     pub max_entitlements: usize,
+    /// Before taking partitions, the instance loads the entries of up to this many of the
+    /// hottest keys (the cache warmer's hot set in Redis) into its memory layer, so its first
+    /// requests are memory hits; 0 starts cold.
+    pub warm_start_keys: usize,
+    /// The longest a start waits for that warming; past it the instance takes partitions with
+    /// what it has loaded.
+    #[serde(with = "humantime_serde")]
+    pub warm_start_timeout: Duration,
     /// How much analysis work the worker takes on: the cost limit of one request, and how
     /// heavy analyses take turns (`[workers.serve.compute]`).
     pub compute: ComputeSettings,
@@ -55,6 +65,8 @@ impl Default for ServeSettings {
             ttl_jitter: 0.1,
             max_field_bytes: 256,
             max_entitlements: 64,
+            warm_start_keys: 1_000,
+            warm_start_timeout: Duration::from_secs(3),
             compute: ComputeSettings::default(),
         }
     }
@@ -97,6 +109,12 @@ impl WorkerConfig for ServeSettings {
         }
         if self.instance.as_deref().is_some_and(|i| i.trim().is_empty()) {
             return invalid("instance", "must not be empty when set");
+        }
+        if self.warm_start_keys > 100_000 {
+            return invalid("warm_start_keys", "must be at most 100000");
+        }
+        if self.warm_start_timeout > Duration::from_secs(60) {
+            return invalid("warm_start_timeout", "must be at most 60s (a start must not hang on Redis)");
         }
         if !(self.ttl_jitter.is_finite() && (0.0..0.5).contains(&self.ttl_jitter)) {
             return invalid("ttl_jitter", "must be a fraction from 0 to below 0.5");
