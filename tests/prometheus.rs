@@ -102,3 +102,63 @@ fn prometheus_scrapes_a_running_worker() {
     assert!(scraped, "Prometheus never saw {instance} up (scrape config ops/prometheus/local.yml)");
     assert!(!metrics.is_empty(), "no frontier_ metric scraped from {instance}");
 }
+
+/// The `_count` of `frontier_bus_stage_duration_seconds` per stage in a /metrics page, for `worker`.
+fn stage_counts(page: &str, worker: &str) -> Vec<(String, u64)> {
+    let worker_label = format!("worker=\"{worker}\"");
+    let mut counts: Vec<(String, u64)> = page
+        .lines()
+        .filter(|line| line.starts_with("frontier_bus_stage_duration_seconds_count{") && line.contains(&worker_label))
+        .filter_map(|line| {
+            let stage = line.split("stage=\"").nth(1)?.split('"').next()?.to_owned();
+            let count = line.rsplit(' ').next()?.parse().ok()?;
+            Some((stage, count))
+        })
+        .collect();
+    counts.sort();
+    counts
+}
+
+#[tokio::test]
+async fn a_worker_times_every_stage_of_its_messages_on_its_metrics_page() {
+    let settings = settings();
+    require_kafka(&settings);
+    let [input, output] = process::topics(&settings, "stages", ["in", "out"]).await;
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut worker = process::Worker::start(
+        "passthrough",
+        &[
+            ("FRONTIER_METRICS__LISTEN", format!("127.0.0.1:{port}")),
+            ("FRONTIER_WORKERS__PASSTHROUGH__INPUT_TOPIC", input.clone()),
+            ("FRONTIER_WORKERS__PASSTHROUGH__OUTPUT_TOPIC", output.clone()),
+            ("FRONTIER_WORKERS__PASSTHROUGH__GROUP_ID", unique("stages.group")),
+        ],
+    );
+    let catalog = catalog();
+    let records = (0..5).map(|i| (None, request_bytes(&catalog, &format!("stage-{i}")))).collect();
+    produce(&settings, &input, records).await;
+    process::await_messages(&settings, &mut worker, &output, 5);
+
+    // A message's stages are recorded when its offset is stored, just after its copy is
+    // acknowledged: give the loop a moment.
+    let expected: Vec<(String, u64)> =
+        ["deliver", "handle", "kafka", "settle", "wait"].iter().map(|stage| (stage.to_string(), 5)).collect();
+    let started = Instant::now();
+    let mut counts = Vec::new();
+    while counts != expected && started.elapsed() < process::PATIENCE {
+        worker.assert_running();
+        let page = ureq::get(format!("http://127.0.0.1:{port}/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut response| response.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        counts = stage_counts(&page, "passthrough");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        counts,
+        expected,
+        "each of the 5 messages is timed in every stage; the worker's log:\n{}",
+        worker.log_text()
+    );
+}

@@ -7,7 +7,8 @@
 //! every earlier message is settled too.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
@@ -27,6 +28,11 @@ pub(super) struct Ticket {
     abandoned: AtomicBool,
     dead_lettered: AtomicBool,
     settled: Arc<Notify>,
+    /// When the handler first ran, when it gave its token back, and when the last token came
+    /// back: the stage timings of the message (see `metrics::STAGE_SECONDS`).
+    started_at: OnceLock<Instant>,
+    handled_at: OnceLock<Instant>,
+    settled_at: OnceLock<Instant>,
 }
 
 impl Ticket {
@@ -38,7 +44,27 @@ impl Ticket {
             abandoned: AtomicBool::new(false),
             dead_lettered: AtomicBool::new(false),
             settled,
+            started_at: OnceLock::new(),
+            handled_at: OnceLock::new(),
+            settled_at: OnceLock::new(),
         })
+    }
+
+    /// Notes that the handler starts now (the first call counts).
+    pub(super) fn start(&self) {
+        let _ = self.started_at.set(Instant::now());
+    }
+
+    /// Gives the handling token back, noting when the handler finished.
+    pub(super) fn release_handling(&self) {
+        let _ = self.handled_at.set(Instant::now());
+        self.release();
+    }
+
+    /// When the handler started, finished, and when the message's outputs were all
+    /// acknowledged; each `None` until it happened.
+    pub(super) fn timings(&self) -> (Option<Instant>, Option<Instant>, Option<Instant>) {
+        (self.started_at.get().copied(), self.handled_at.get().copied(), self.settled_at.get().copied())
     }
 
     /// Takes a token for a record about to be produced.
@@ -49,6 +75,7 @@ impl Ticket {
     /// Gives a token back; the last one wakes the loop.
     pub(super) fn release(&self) {
         if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = self.settled_at.set(Instant::now());
             self.settled.notify_one();
         }
     }

@@ -16,6 +16,12 @@ pub const RETRIES: &str = "frontier_handler_retries_total";
 pub const TICK_FAILURES: &str = "frontier_tick_failures_total";
 /// Time from a message's arrival to all its outputs being acknowledged, per worker.
 pub const HANDLE_SECONDS: &str = "frontier_handle_duration_seconds";
+/// Where a message's time goes, per worker and `stage`: `kafka` (from its record timestamp to
+/// the loop receiving it: the producer's linger, the broker, the fetch), `wait` (received to
+/// its handler running: the loop is busy), `handle` (the worker's own work), `deliver`
+/// (handler done to every output acknowledged by the brokers) and `settle` (acknowledged to
+/// its offset stored: waiting for slower messages before it in its partition order).
+pub const STAGE_SECONDS: &str = "frontier_bus_stage_duration_seconds";
 /// Consumer lag per group, topic and partition, from librdkafka statistics.
 pub const CONSUMER_LAG: &str = "frontier_consumer_lag";
 /// Errors reported by the Kafka client, per client kind.
@@ -34,6 +40,11 @@ pub fn describe() {
     describe_counter!(RETRIES, "Transient handler failures retried.");
     describe_counter!(TICK_FAILURES, "Periodic worker runs that failed.");
     describe_histogram!(HANDLE_SECONDS, Unit::Seconds, "From arrival to all outputs acknowledged.");
+    describe_histogram!(
+        STAGE_SECONDS,
+        Unit::Seconds,
+        "Seconds a message spends per stage: kafka, wait, handle, deliver, settle."
+    );
     describe_gauge!(CONSUMER_LAG, "Messages between the committed offset and the partition end.");
     describe_counter!(CLIENT_ERRORS, "Errors reported by the Kafka client.");
     describe_counter!(REBALANCES, "Consumer group rebalance events.");

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod outputs;
 pub mod replay;
 pub mod settings;
+mod stages;
 pub mod status;
 mod worker;
 

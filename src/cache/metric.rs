@@ -21,6 +21,9 @@ pub const COMPUTE_ERRORS: &str = "frontier_cache_compute_errors_total";
 pub const COMPUTE_SECONDS: &str = "frontier_cache_compute_duration_seconds";
 /// Failed Redis operations, per `op` (connect, get, set, invalidate, remove, versions).
 pub const REDIS_ERRORS: &str = "frontier_cache_redis_errors_total";
+/// Seconds per Redis command, per `op`, from asking for the connection to the reply (the
+/// client's queue, the network and Redis itself; not the sealing around it).
+pub const REDIS_SECONDS: &str = "frontier_cache_redis_duration_seconds";
 /// 1 while Redis is in use, 0 while the cache serves without it.
 pub const REDIS_UP: &str = "frontier_cache_redis_up";
 /// Failed disk operations, per `op` (read, write, remove, scan).
@@ -54,6 +57,7 @@ pub fn describe() {
     describe_counter!(COMPUTE_ERRORS, "Computations that failed (nothing cached).");
     describe_histogram!(COMPUTE_SECONDS, Unit::Seconds, "Time spent computing a cached value.");
     describe_counter!(REDIS_ERRORS, "Failed Redis operations, by operation.");
+    describe_histogram!(REDIS_SECONDS, Unit::Seconds, "Seconds per Redis command, by operation.");
     describe_gauge!(REDIS_UP, "1 while the Redis layer is in use, 0 while serving without it.");
     describe_counter!(DISK_ERRORS, "Failed disk-layer operations, by operation.");
     describe_counter!(EVICTIONS, "Entries evicted, by layer and cause.");

@@ -236,8 +236,11 @@ impl RedisLayer {
 
     /// Runs one command with the layer's timeout, counting and classifying failures.
     async fn run<T: redis::FromRedisValue>(&self, op: &'static str, command: &redis::Cmd) -> Option<T> {
+        let asked = std::time::Instant::now();
         let mut connection = self.connection().await?;
-        match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut connection)).await {
+        let reply = tokio::time::timeout(self.timeout, command.query_async::<T>(&mut connection)).await;
+        ::metrics::histogram!(metric::REDIS_SECONDS, "op" => op).record(asked.elapsed().as_secs_f64());
+        match reply {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
                 self.failed(op, &error, is_connectivity(&error));

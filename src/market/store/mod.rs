@@ -7,13 +7,12 @@ mod rows;
 mod sql;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 pub use checks::{MAXIMUM_SYMBOL_LEN, check_symbol};
 pub use error::StoreError;
@@ -29,6 +28,10 @@ use checks::{check_row, check_schema_name};
 /// Rows per bulk-insert statement: three arrays of this length stay well under PostgreSQL's
 /// 1 GB parameter limit and keep each statement (and its query event) around a second.
 pub const INSERT_BATCH_ROWS: usize = 20_000;
+
+/// Seconds a statement waited for a pool connection, apart from its own time (which its query
+/// event carries): a pool too small for the load shows here first.
+pub const POOL_ACQUIRE_SECONDS: &str = "frontier_db_pool_acquire_duration_seconds";
 
 /// Daily closes in PostgreSQL. Cheap to clone (the pool and the sink are shared).
 #[derive(Clone)]
@@ -107,9 +110,11 @@ impl PriceStore {
     pub async fn latest_closes(&self, symbol: &str, count: usize) -> Result<Vec<DailyClose>, StoreError> {
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
         let rows = self
-            .timed(sql::LATEST_CLOSES, |rows: &Vec<_>| rows.len(), async {
-                sqlx::query(sql::LATEST_CLOSES).bind(symbol).bind(limit).fetch_all(&self.pool).await
-            })
+            .timed(
+                sql::LATEST_CLOSES,
+                |rows: &Vec<_>| rows.len(),
+                async |connection| sqlx::query(sql::LATEST_CLOSES).bind(symbol).bind(limit).fetch_all(connection).await,
+            )
             .await
             .map_err(|source| StoreError::Query {
                 operation: format!("reading the latest closes of {symbol}"),
@@ -136,14 +141,18 @@ impl PriceStore {
         let symbol_count = i64::try_from(distinct.len()).unwrap_or(i64::MAX);
         let limit = i64::try_from(count).unwrap_or(i64::MAX);
         let rows = self
-            .timed(sql::ALIGNED_CLOSES, |rows: &Vec<_>| rows.len(), async {
-                sqlx::query(sql::ALIGNED_CLOSES)
-                    .bind(&distinct)
-                    .bind(symbol_count)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-            })
+            .timed(
+                sql::ALIGNED_CLOSES,
+                |rows: &Vec<_>| rows.len(),
+                async |connection| {
+                    sqlx::query(sql::ALIGNED_CLOSES)
+                        .bind(&distinct)
+                        .bind(symbol_count)
+                        .bind(limit)
+                        .fetch_all(connection)
+                        .await
+                },
+            )
             .await
             .map_err(|source| StoreError::Query {
                 operation: format!("reading the aligned closes of {}", distinct.join(", ")),
@@ -169,8 +178,8 @@ impl PriceStore {
 
     /// Every symbol with a row in `symbols`, sorted.
     pub async fn known_symbols(&self) -> Result<Vec<String>, StoreError> {
-        self.timed(sql::KNOWN_SYMBOLS, Vec::len, async {
-            sqlx::query_scalar(sql::KNOWN_SYMBOLS).fetch_all(&self.pool).await
+        self.timed(sql::KNOWN_SYMBOLS, Vec::len, async |connection| {
+            sqlx::query_scalar(sql::KNOWN_SYMBOLS).fetch_all(connection).await
         })
         .await
         .map_err(|source| StoreError::Query { operation: "listing the known symbols".to_owned(), source })
@@ -178,8 +187,8 @@ impl PriceStore {
 
     /// Which of `symbols` are known, sorted.
     pub async fn existing_symbols(&self, symbols: &[&str]) -> Result<Vec<String>, StoreError> {
-        self.timed(sql::EXISTING_SYMBOLS, Vec::len, async {
-            sqlx::query_scalar(sql::EXISTING_SYMBOLS).bind(symbols).fetch_all(&self.pool).await
+        self.timed(sql::EXISTING_SYMBOLS, Vec::len, async |connection| {
+            sqlx::query_scalar(sql::EXISTING_SYMBOLS).bind(symbols).fetch_all(connection).await
         })
         .await
         .map_err(|source| StoreError::Query { operation: "looking up symbols".to_owned(), source })
@@ -194,14 +203,18 @@ impl PriceStore {
                 reason,
             })?;
         }
-        self.timed(sql::INSERT_SYMBOLS, |&affected: &u64| affected as usize, async {
-            sqlx::query(sql::INSERT_SYMBOLS)
-                .bind(symbols)
-                .bind(source)
-                .execute(&self.pool)
-                .await
-                .map(|done| done.rows_affected())
-        })
+        self.timed(
+            sql::INSERT_SYMBOLS,
+            |&affected: &u64| affected as usize,
+            async |connection| {
+                sqlx::query(sql::INSERT_SYMBOLS)
+                    .bind(symbols)
+                    .bind(source)
+                    .execute(connection)
+                    .await
+                    .map(|done| done.rows_affected())
+            },
+        )
         .await
         .map_err(|source| StoreError::Query { operation: "registering symbols".to_owned(), source })
     }
@@ -226,12 +239,12 @@ impl PriceStore {
             .timed(
                 sql::UPSERT_CLOSES,
                 |changed: &Vec<(String, i64)>| changed.iter().map(|(_, n)| *n as usize).sum(),
-                async {
+                async |connection| {
                     sqlx::query_as(sql::UPSERT_CLOSES)
                         .bind(&symbols)
                         .bind(&days)
                         .bind(&closes)
-                        .fetch_all(&self.pool)
+                        .fetch_all(connection)
                         .await
                 },
             )
@@ -246,25 +259,35 @@ impl PriceStore {
     /// How many closes are stored for `symbols`.
     pub async fn count_closes(&self, symbols: &[&str]) -> Result<u64, StoreError> {
         let count: i64 = self
-            .timed(sql::COUNT_CLOSES, |_| 1, async {
-                sqlx::query_scalar(sql::COUNT_CLOSES).bind(symbols).fetch_one(&self.pool).await
-            })
+            .timed(
+                sql::COUNT_CLOSES,
+                |_| 1,
+                async |connection| sqlx::query_scalar(sql::COUNT_CLOSES).bind(symbols).fetch_one(connection).await,
+            )
             .await
             .map_err(|source| StoreError::Query { operation: "counting closes".to_owned(), source })?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
-    /// Runs `statement`, timing it, and reports a query event for `sql` with the rows
-    /// `rows_of` counts (affected rows for writes).
+    /// Runs `statement` on a pooled connection, timing the wait for the connection
+    /// ([`POOL_ACQUIRE_SECONDS`]) apart from the statement, and reports a query event for `sql`
+    /// with the statement's own time and the rows `rows_of` counts (affected rows for writes).
+    /// A connection that does not come in time is reported as the statement's failure.
     async fn timed<T>(
         &self,
         sql: &'static str,
         rows_of: impl FnOnce(&T) -> usize,
-        statement: impl Future<Output = Result<T, sqlx::Error>>,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
         let occurred_at = crate::clock::now_millis();
+        let asked = Instant::now();
+        let acquired = self.pool.acquire().await;
+        ::metrics::histogram!(POOL_ACQUIRE_SECONDS).record(asked.elapsed().as_secs_f64());
         let started = Instant::now();
-        let result = statement.await;
+        let result = match acquired {
+            Ok(mut connection) => statement(&mut connection).await,
+            Err(error) => Err(error),
+        };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (rows, status, error) = match &result {
             Ok(value) => (i64::try_from(rows_of(value)).unwrap_or(i64::MAX), QueryStatus::Ok, None),

@@ -14,6 +14,9 @@ pub const WARM_START_KEYS: &str = "frontier_serve_warm_start_keys_total";
 pub const WARM_START_SECONDS: &str = "frontier_serve_warm_start_duration_seconds";
 /// Warm starts, per `outcome` (warmed, empty, no_redis, timed_out).
 pub const WARM_STARTS: &str = "frontier_serve_warm_starts_total";
+/// Seconds a computation waited for admission (a heavy slot), per `priority`; cheap ones are
+/// admitted at once and record zero.
+pub const ADMISSION_WAIT_SECONDS: &str = "frontier_serve_admission_wait_seconds";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
@@ -28,6 +31,16 @@ pub fn describe() {
     describe_counter!(WARM_START_KEYS, "Entries loaded into memory from the hot set before taking partitions.");
     describe_histogram!(WARM_START_SECONDS, Unit::Seconds, "Seconds spent warming memory before taking partitions.");
     describe_counter!(WARM_STARTS, "Warm starts of the memory layer, by outcome.");
+    describe_histogram!(
+        ADMISSION_WAIT_SECONDS,
+        Unit::Seconds,
+        "Seconds a computation waited for admission, by priority."
+    );
+    describe_histogram!(
+        crate::market::POOL_ACQUIRE_SECONDS,
+        Unit::Seconds,
+        "Seconds a statement waited for a PostgreSQL pool connection."
+    );
 }
 
 /// The `kind` label of a request kind: known kinds as they are, anything else `other` (kinds

@@ -156,7 +156,11 @@ impl ServeWorker {
             async move {
                 // Only a miss gets here: what is cached is served whatever it cost.
                 let admission = Admission { cost, priority, tenant: &tenant, deadline };
-                let permit = pool.admit(admission).await.map_err(|refused| match refused {
+                let asked = std::time::Instant::now();
+                let admitted = pool.admit(admission).await;
+                ::metrics::histogram!(metric::ADMISSION_WAIT_SECONDS, "priority" => priority.as_str())
+                    .record(asked.elapsed().as_secs_f64());
+                let permit = admitted.map_err(|refused| match refused {
                     Refused::DeadlinePassed => ComputeError::timed_out(DEADLINE_EXCEEDED, refused.to_string()),
                     other => ComputeError::new(other.code(), other.to_string()),
                 })?;
