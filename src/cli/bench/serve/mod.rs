@@ -153,6 +153,9 @@ fn summary(sorted: &[f64]) -> String {
 /// Everything the phases share: topics, publisher, the response collector.
 pub(super) struct Bench {
     pub(super) settings: Settings,
+    /// Where requests are published: the requests topic of the phase whose instance started
+    /// last.
+    requests_topic: String,
     catalog: Arc<SchemaCatalog>,
     request_schema: Arc<KnownSchema>,
     producer: FutureProducer,
@@ -174,7 +177,8 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
 
     // Cold: every request a new key (its own tenant), at a rate the computations can follow.
     let cache_dir = ScratchDir::new("cold")?;
-    let instance = bench.start_instance(&bench.cache_settings(cache_dir.path(), None), "cold", "cold").await?;
+    let cold_cache = bench.cache_settings(cache_dir.path(), None);
+    let instance = bench.start_instance(&cold_cache, "cold", "cold").await?;
     eprintln!("[bench] cold: {} requests at {}/s, every key new", args.cold, args.cold_rate);
     let cold = bench
         .run_phase("cold", args.cold, args.cold_rate, &mut |i| {
@@ -195,13 +199,8 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
 
     // Cached: entries outlive the run; a warm-up fills the cache, then the load is measured.
     let dir = ScratchDir::new("steady")?;
-    let instance = bench
-        .start_instance(
-            &bench.cache_settings(dir.path(), Some((Duration::from_secs(3600), Duration::ZERO))),
-            "steady",
-            "steady",
-        )
-        .await?;
+    let steady_cache = bench.cache_settings(dir.path(), Some((Duration::from_secs(3600), Duration::ZERO)));
+    let instance = bench.start_instance(&steady_cache, "steady", "steady").await?;
     eprintln!(
         "[bench] cached: {} s warm-up then {} s measured, Zipf(s={}) over {} keys at {}/s",
         args.warmup, args.seconds, args.zipf, args.keys, args.rate
@@ -335,7 +334,7 @@ impl RunningInstance {
 }
 
 impl Bench {
-    /// Fresh topics (one metrics topic per phase), a fresh price schema seeded with `symbols`
+    /// Fresh topics (one requests and one metrics topic per phase), a fresh price schema seeded with `symbols`
     /// symbols (300 days each), and the response collector. Returns the bench and the symbols.
     pub(super) async fn prepare(
         settings: &Settings,
@@ -361,7 +360,11 @@ impl Bench {
             [&serve.input_topic, &serve.responses_topic, &settings.cache.invalidations_topic, &settings.bus.dlq_topic]
                 .map(|t| t.to_string())
                 .to_vec();
+        // Each phase's instance reads its own requests topic: a new group starts at the earliest
+        // offset, and on one shared topic it would first replay every earlier phase's requests
+        // (191,000 of them before the warmer-on phase), which once read as a 30-second stall.
         topics.extend(phases.iter().map(|phase| format!("{}.{phase}", serve.metrics_topic)));
+        topics.extend(phases.iter().map(|phase| format!("{}.{phase}", serve.input_topic)));
         create_topics(&settings, &topics, 1).await?;
 
         let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
@@ -383,6 +386,7 @@ impl Bench {
         let responses = settings.workers.serve.responses_topic.clone();
         spawn_collector(&settings, &responses, catalog.clone(), sent_at.clone(), answers_tx, shutdown.clone())?;
         let bench = Bench {
+            requests_topic: settings.workers.serve.input_topic.clone(),
             request_schema: catalog.schema_of::<crate::records::AnalysisRequest>()?,
             producer: kafka::producer(&settings.kafka)?,
             settings,
@@ -426,9 +430,17 @@ impl Bench {
         cache
     }
 
-    /// A serving instance whose events go to the metrics topic of `phase`.
-    async fn start_instance(&self, cache: &CacheSettings, label: &str, phase: &str) -> anyhow::Result<RunningInstance> {
+    /// A serving instance reading the requests topic of `phase` (where [`Bench::publish`] sends
+    /// from now on) and writing its events to the metrics topic of `phase`.
+    async fn start_instance(
+        &mut self,
+        cache: &CacheSettings,
+        label: &str,
+        phase: &str,
+    ) -> anyhow::Result<RunningInstance> {
+        self.requests_topic = format!("{}.{phase}", self.settings.workers.serve.input_topic);
         let mut settings = self.settings.clone();
+        settings.workers.serve.input_topic = self.requests_topic.clone();
         settings.workers.serve.metrics_topic = self.metrics_topic(phase);
         settings.workers.serve.group_id =
             Some(format!("bench.serve.{}.{}", label.replace(' ', "-"), uuid::Uuid::new_v4().simple()));
@@ -580,7 +592,7 @@ impl Bench {
         let payload =
             SchemaCatalog::encode_value(&self.request_schema, json_to_avro(&doc, &self.request_schema.schema)?)?;
         self.sent_at.insert(id.to_string(), Instant::now());
-        let record = FutureRecord::to(&self.settings.workers.serve.input_topic).key(id).payload(&payload);
+        let record = FutureRecord::to(&self.requests_topic).key(id).payload(&payload);
         // The delivery future is dropped: librdkafka still delivers, and the answer is the proof.
         self.producer.send_result(record).map_err(|(error, _)| error).context("publishing a request")?;
         Ok(())
