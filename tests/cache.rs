@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod common;
+#[path = "cache/refresh.rs"]
+mod refresh;
 #[path = "cache/support.rs"]
 mod support;
 #[path = "cache/warm.rs"]

@@ -27,6 +27,8 @@ pub enum FailureKind {
     Transient,
     /// The request's deadline passed before it could run: answer `timeout`.
     TimedOut,
+    /// A background refresh gave way to live requests: nothing failed, the entry stays.
+    Yielded,
 }
 
 impl ComputeError {
@@ -43,6 +45,11 @@ impl ComputeError {
     /// The request ran out of time before it could be computed.
     pub fn timed_out(code: impl Into<String>, message: impl Into<String>) -> ComputeError {
         ComputeError { code: code.into(), message: message.into(), kind: FailureKind::TimedOut }
+    }
+
+    /// A background refresh that gave way to live requests.
+    pub fn yielded(message: impl Into<String>) -> ComputeError {
+        ComputeError { code: "yielded".into(), message: message.into(), kind: FailureKind::Yielded }
     }
 }
 

@@ -12,8 +12,9 @@ pub const STALE_SERVED: &str = "frontier_cache_stale_served_total";
 /// Background recomputations started, per `reason` (stale, xfetch, warmer).
 pub const REFRESHES: &str = "frontier_cache_refreshes_total";
 /// Background refreshes not run, per `cause`: `busy` (every refresh slot taken: the entry is
-/// served as it is and a later request tries again) or `redis_fresher` (Redis already held a
-/// newer copy, which memory took instead of recomputing).
+/// served as it is and a later request tries again), `redis_fresher` (Redis already held a
+/// newer copy, which memory took instead of recomputing) or `yielded` (live requests kept the
+/// instance's analysis pool full for the refresh's whole wait).
 pub const REFRESHES_SKIPPED: &str = "frontier_cache_refreshes_skipped_total";
 /// Computations that returned an error (nothing is cached for them).
 pub const COMPUTE_ERRORS: &str = "frontier_cache_compute_errors_total";
@@ -53,7 +54,7 @@ pub fn describe() {
     describe_counter!(COALESCED, "Requests that awaited an identical lookup already in flight.");
     describe_counter!(STALE_SERVED, "Expired entries served within their grace window.");
     describe_counter!(REFRESHES, "Background recomputations started, by reason.");
-    describe_counter!(REFRESHES_SKIPPED, "Background refreshes not run, by cause (busy, redis_fresher).");
+    describe_counter!(REFRESHES_SKIPPED, "Background refreshes not run, by cause (busy, redis_fresher, yielded).");
     describe_counter!(COMPUTE_ERRORS, "Computations that failed (nothing cached).");
     describe_histogram!(COMPUTE_SECONDS, Unit::Seconds, "Time spent computing a cached value.");
     describe_counter!(REDIS_ERRORS, "Failed Redis operations, by operation.");

@@ -35,5 +35,5 @@ pub use error::{CacheError, ComputeError, FailureKind};
 pub use key::CacheKey;
 pub use settings::{CachePolicy, CacheSettings, KindLifetime};
 pub use stats::CacheStats;
-pub use tiered::{CacheLayer, Cached, InvalidationOutcome, TieredCache, WarmStart};
+pub use tiered::{CacheLayer, Cached, InvalidationOutcome, TieredCache, WarmStart, in_background_refresh};
 pub use watermark::{InvalidationVersion, Watermark};

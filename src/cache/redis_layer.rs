@@ -115,6 +115,9 @@ impl KeyNames {
     fn hot_set(&self) -> String {
         format!("{}:hot", self.prefix)
     }
+    fn busy(&self) -> String {
+        format!("{}:busy", self.prefix)
+    }
 }
 
 /// Entries fetched by one `MGET` at most: a warm start of a thousand keys is a few round
@@ -392,6 +395,18 @@ impl RedisLayer {
             }
         }
         found
+    }
+
+    /// Says, for `ttl`, that `instance` is busy with live requests (see
+    /// [`RedisLayer::someone_busy`]). Whether it was stored.
+    pub async fn mark_busy(&self, instance: &str, ttl: Duration) -> bool {
+        let command = redis::cmd("SET").arg(self.names.busy()).arg(instance).arg("PX").arg(duration_ms(ttl)).clone();
+        self.run::<()>("busy", &command).await.is_some()
+    }
+
+    /// Whether a serving instance said it was busy within its mark's ttl; `None` if unavailable.
+    pub async fn someone_busy(&self) -> Option<bool> {
+        self.run("busy", redis::cmd("EXISTS").arg(self.names.busy())).await
     }
 
     /// The highest invalidation offset any instance applied, per partition; `None` if

@@ -80,3 +80,19 @@ async fn without_a_hot_set_or_without_redis_an_instance_starts_cold() {
     let without_redis = TieredCache::connect(&settings(&prefix, &disk), None).await.unwrap();
     assert_eq!(without_redis.warm_memory(10).await, None);
 }
+
+#[tokio::test]
+async fn a_busy_mark_is_seen_under_its_prefix_until_it_expires() {
+    let url = stack_redis().await;
+    let (prefix, disk_a, disk_b) = (unique_prefix(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let serving = TieredCache::connect(&settings(&prefix, &disk_a), Some(&url)).await.unwrap();
+    let warmer = TieredCache::connect(&settings(&prefix, &disk_b), Some(&url)).await.unwrap();
+    let elsewhere = TieredCache::connect(&settings(&unique_prefix(), &disk_b), Some(&url)).await.unwrap();
+    assert!(!warmer.serving_is_busy().await);
+
+    assert!(serving.mark_busy("serve-a", Duration::from_millis(300)).await);
+    assert!(warmer.serving_is_busy().await);
+    assert!(!elsewhere.serving_is_busy().await, "another prefix is another deployment");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!warmer.serving_is_busy().await, "the mark dies with its ttl");
+}

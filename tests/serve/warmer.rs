@@ -1,4 +1,4 @@
-//! The cache warmer keeping a hot key fresh.
+//! The cache warmer keeping a hot key fresh, and holding back while serving is busy.
 
 use frontier::cache::KindLifetime;
 use frontier::workers::cache_warmer::{CacheWarmer, CacheWarmerSettings, WarmerError, run_warmer};
@@ -83,6 +83,90 @@ async fn a_new_instance_answers_the_hot_keys_from_memory_from_its_first_request(
     warmer.stop().await;
     a.stop().await;
     b.stop().await;
+    world.drop_schema().await;
+}
+
+#[tokio::test]
+async fn an_instance_whose_live_requests_fill_its_pool_tells_the_warmers_to_hold_back() {
+    let mut world = World::new("busy-mark").await;
+    let redis = stack_redis(&world.settings).await;
+    let disk = tempfile::tempdir().unwrap();
+    let mut settings = world.instance_settings("a").await;
+    // Every analysis counts as heavy, and heavy ones take turns on one slot.
+    let compute = &mut settings.workers.serve.compute;
+    (compute.heavy_cost, compute.heavy_slots) = (Duration::from_micros(1), 1);
+    let instance = world.instance_with(settings, world.cache_settings(&disk), Some(&redis), world.store.clone()).await;
+    let warmer_side = TieredCache::connect(&world.cache_settings(&disk), Some(&redis)).await.unwrap();
+    assert!(!warmer_side.serving_is_busy().await, "idle so far");
+
+    // Four different portfolios of 1,000,000 paths each: while one computes, the others wait.
+    let burst: Vec<Value> = [0.2, 0.4, 0.6, 0.8]
+        .iter()
+        .map(|first| {
+            let rest = (1.0 - first) / 2.0;
+            let weights = json!({"SYN0001": first, "SYN0002": rest, "SYN0003": rest});
+            request("portfolio.risk", json!({"weights": weights, "paths": 1_000_000}), None)
+        })
+        .collect();
+    for doc in &burst {
+        instance.send(doc).await;
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while !warmer_side.serving_is_busy().await {
+        assert!(Instant::now() < deadline, "the instance never said it was busy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for doc in &burst {
+        assert_eq!(world.responses.wait(doc["id"].as_str().unwrap()).await["status"], "ok");
+    }
+    instance.stop().await;
+    world.drop_schema().await;
+}
+
+#[tokio::test]
+async fn the_warmer_holds_its_refreshes_back_while_a_serving_instance_is_busy() {
+    let mut world = World::new("warmer-yields").await;
+    let redis = stack_redis(&world.settings).await;
+    let disk = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_secs(3);
+    let mut cache = world.cache_settings(&disk);
+    cache.kinds.insert("market.volatility".into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
+    let instance = world.instance("a", cache.clone(), Some(&redis)).await;
+    let busy_side = TieredCache::connect(&cache, Some(&redis)).await.unwrap();
+    // Another instance says it is busy, and keeps saying so, as a flooded one does.
+    assert!(busy_side.mark_busy("flooded", Duration::from_secs(2)).await);
+    let calm = CancellationToken::new();
+    let flooded = tokio::spawn({
+        let calm = calm.clone();
+        async move {
+            while !calm.is_cancelled() {
+                assert!(busy_side.mark_busy("flooded", Duration::from_secs(2)).await);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let warmer = Warmer::start(&world, &cache, &redis, |settings| {
+        settings.scan_interval = Duration::from_millis(100);
+        settings.refresh_ahead = 0.9;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(instance.ask(&mut world, volatility("SYN0002", 30)).await["status"], "ok");
+    }
+    // Well past the point where the key was due (10 % into its ttl).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(warmer.warmer.refreshed(), 0, "nothing refreshed while the instance was busy");
+    calm.cancel();
+    flooded.await.unwrap();
+
+    // Calm again: the mark dies and the warmer catches up.
+    let deadline = Instant::now() + PATIENCE;
+    while warmer.warmer.refreshed() == 0 {
+        assert!(Instant::now() < deadline, "the warmer never resumed after the instance calmed down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    warmer.stop().await;
+    instance.stop().await;
     world.drop_schema().await;
 }
 

@@ -31,7 +31,7 @@ use self::flight::{Found, InFlight, LookupSlot, RefreshSlot, spawn_shared};
 pub use self::warm::WarmStart;
 use super::disk::DiskLayer;
 use super::entry::{Entry, Freshness};
-use super::error::{CacheError, ComputeError};
+use super::error::{CacheError, ComputeError, FailureKind};
 use super::key::CacheKey;
 use super::keyring::Keyring;
 use super::memory::MemoryLayer;
@@ -43,6 +43,18 @@ use super::stats::{CacheStats, Counters, bump};
 use super::unsent::UnsentInvalidations;
 use super::watermark::{InvalidationVersion, TagVersions, Watermark};
 use super::xfetch;
+
+tokio::task_local! {
+    /// Set while a background refresh (stale-while-revalidate or an early XFetch refresh)
+    /// runs its computation: see [`in_background_refresh`].
+    static BACKGROUND_REFRESH: ();
+}
+
+/// Whether the computation running now is a background refresh, which nobody waits for, so
+/// it can give way to live requests (fail with [`ComputeError::yielded`]).
+pub fn in_background_refresh() -> bool {
+    BACKGROUND_REFRESH.try_with(|()| ()).is_ok()
+}
 
 /// The multi-layer cache; cheap to clone (all clones share the layers).
 #[derive(Clone)]
@@ -217,16 +229,19 @@ impl TieredCache {
             .await
             .unwrap_or_else(|_| Err(ComputeError::new("internal", "the computation panicked")));
         let cost = started.elapsed();
-        ::metrics::histogram!(metric::COMPUTE_SECONDS).record(cost.as_secs_f64());
         let payload = match result {
             Ok(payload) => payload,
+            // Giving way to live requests is neither computing time nor a failure.
+            Err(error) if error.kind == FailureKind::Yielded => return Err(error),
             Err(error) => {
+                ::metrics::histogram!(metric::COMPUTE_SECONDS).record(cost.as_secs_f64());
                 bump(&self.inner.counters.compute_errors);
                 ::metrics::counter!(metric::COMPUTE_ERRORS).increment(1);
                 debug!(key, %error, "computation failed; nothing cached");
                 return Err(error);
             }
         };
+        ::metrics::histogram!(metric::COMPUTE_SECONDS).record(cost.as_secs_f64());
         let entry = Arc::new(Entry::new(payload.into(), policy, tags, watermark, cost, crate::clock::now_millis()));
         self.write_through(key, &entry).await;
         Ok(Found { entry, layer: CacheLayer::None })
@@ -277,7 +292,7 @@ impl TieredCache {
             return;
         };
         let cache = self.clone();
-        tokio::spawn(async move {
+        tokio::spawn(BACKGROUND_REFRESH.scope((), async move {
             // Both held until the refresh ends, then let the next one start.
             let (slot, _permit) = (slot, permit);
             if let Some(held) = held
@@ -287,10 +302,17 @@ impl TieredCache {
                 return;
             }
             cache.inner.count_refresh(reason);
-            if let Err(error) = cache.compute_and_store(&slot.key, tags, policy, compute).await {
-                warn!(key = %slot.key, %error, reason = reason.label(), "background refresh failed; the old value stays until it dies");
+            match cache.compute_and_store(&slot.key, tags, policy, compute).await {
+                Ok(_) => {}
+                Err(error) if error.kind == FailureKind::Yielded => {
+                    ::metrics::counter!(metric::REFRESHES_SKIPPED, "cause" => "yielded").increment(1);
+                    debug!(key = %slot.key, %error, "background refresh gave way to live requests");
+                }
+                Err(error) => {
+                    warn!(key = %slot.key, %error, reason = reason.label(), "background refresh failed; the old value stays until it dies");
+                }
             }
-        });
+        }));
     }
 
     /// Puts Redis's copy of `key` in memory if it was computed after `held`, is fresh and no

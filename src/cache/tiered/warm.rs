@@ -1,7 +1,8 @@
 //! Starting warm: a cache warmer publishes the hot set (the keys most asked for, hottest
 //! first) to Redis, and a serving instance that starts loads those keys' entries from Redis
 //! into its memory layer before it takes partitions, so its first requests are memory hits
-//! instead of Redis round trips or computations.
+//! instead of Redis round trips or computations. While a serving instance is busy with live
+//! requests it says so in Redis, and the warmer holds its refreshes back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,5 +48,19 @@ impl TieredCache {
             }
         }
         Some(warm)
+    }
+
+    /// Tells cache warmers sharing this Redis prefix, for `ttl`, that `instance` is busy with
+    /// live requests, so they hold back their refreshes. Whether it was stored.
+    pub async fn mark_busy(&self, instance: &str, ttl: Duration) -> bool {
+        let Some(redis) = &self.inner.redis else { return false };
+        redis.mark_busy(instance, ttl).await
+    }
+
+    /// Whether a serving instance sharing this prefix said it was busy within its mark's
+    /// lifetime; false without Redis or while it is down (a warmer then works as usual).
+    pub async fn serving_is_busy(&self) -> bool {
+        let Some(redis) = &self.inner.redis else { return false };
+        redis.someone_busy().await.unwrap_or(false)
     }
 }

@@ -1,72 +1,32 @@
-//! Admission of analyses by estimated cost: cheap ones run at once, heavy ones take turns on a
-//! few slots, by priority and, within a priority, fairly between tenants; the unaffordable are
-//! refused.
+//! Admission of analyses by estimated cost and by who waits for them: cheap live ones run at
+//! once, heavy ones take turns on a few slots, by priority and, within a priority, fairly
+//! between tenants; background refreshes run only in the room live work leaves; the
+//! unaffordable are refused.
 //!
 //! Why: 150 analyses of 1.6 s each arriving together ran 150 at a time on 173 threads and 1.3 GB,
 //! and ordinary requests waited 13-16 s behind them. Here at most `heavy_slots` heavy analyses
 //! run at once, on threads the OS ranks below everything else (`heavy_nice`), so cheap requests
 //! and the bus keep the cores; a tenant sending many heavy requests waits behind its own, not in
 //! front of others (start-time fair queuing on estimated cost); and after a burst the heap is
-//! handed back to the system.
+//! handed back to the system. Refreshes of entries still being served (nobody waits for them)
+//! used to compete with the misses somebody waits for: now they wait until fewer than
+//! `background_below_live` live analyses run, and give up after `background_wait`.
+
+mod os;
+mod settings;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::config::InvalidSetting;
+pub use self::os::run_blocking;
+pub use self::settings::ComputeSettings;
 use crate::records::Priority;
-
-/// `[workers.serve.compute]`: how much analysis work the serving worker takes on at once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ComputeSettings {
-    /// An analysis estimated to cost more CPU time than this is refused (`too_expensive`)
-    /// before any work: a request must fit in what one instance can give one caller.
-    #[serde(with = "humantime_serde")]
-    pub max_cost: Duration,
-    /// From this estimated cost on, an analysis is heavy: it waits for one of `heavy_slots`.
-    #[serde(with = "humantime_serde")]
-    pub heavy_cost: Duration,
-    /// Heavy analyses running at once (each takes one core while it runs).
-    pub heavy_slots: usize,
-    /// Heavy analyses waiting at most; one more is refused (`overloaded`).
-    pub max_heavy_waiting: usize,
-    /// Nice value (0 to 19) of the threads running heavy analyses, so the OS serves cheap
-    /// requests and the consumer loop first.
-    pub heavy_nice: i32,
-}
-
-impl Default for ComputeSettings {
-    fn default() -> Self {
-        ComputeSettings {
-            max_cost: Duration::from_secs(2),
-            heavy_cost: Duration::from_millis(20),
-            heavy_slots: 1,
-            max_heavy_waiting: 1000,
-            heavy_nice: 10,
-        }
-    }
-}
-
-impl ComputeSettings {
-    /// Checks what serde cannot; keys are relative to the table.
-    pub fn validate(&self) -> Result<(), InvalidSetting> {
-        if self.max_cost.is_zero() || self.heavy_cost.is_zero() {
-            let key = if self.max_cost.is_zero() { "max_cost" } else { "heavy_cost" };
-            return Err(InvalidSetting::new(key, "must be greater than zero"));
-        }
-        if self.heavy_slots == 0 {
-            return Err(InvalidSetting::new("heavy_slots", "must be at least 1"));
-        }
-        if !(0..=19).contains(&self.heavy_nice) {
-            return Err(InvalidSetting::new("heavy_nice", "must be from 0 to 19"));
-        }
-        Ok(())
-    }
-}
 
 /// Why an analysis was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +42,9 @@ pub enum Refused {
     /// Its deadline passed while it waited.
     #[error("the deadline passed while the analysis waited for a slot")]
     DeadlinePassed,
+    /// A background refresh found no room left by live work within `background_wait`.
+    #[error("live requests kept the pool busy for {waited:?}; the refresh gave way to them")]
+    Yielded { waited: Duration },
 }
 
 impl Refused {
@@ -91,6 +54,7 @@ impl Refused {
             Refused::TooExpensive { .. } => "too_expensive",
             Refused::Overloaded { .. } => "overloaded",
             Refused::DeadlinePassed => "deadline_exceeded",
+            Refused::Yielded { .. } => "yielded",
         }
     }
 }
@@ -106,26 +70,30 @@ pub struct Admission<'a> {
     pub tenant: &'a str,
     /// When waiting stops being useful.
     pub deadline: Option<Instant>,
+    /// Nobody waits for it (a refresh of an entry still being served): it runs only in the
+    /// room live analyses leave.
+    pub background: bool,
 }
 
-/// The right to run one analysis; a heavy one's slot is given back on drop.
+/// The right to run one analysis; what it holds is given back on drop.
 #[derive(Debug)]
 pub struct Permit {
-    heavy: Option<Arc<Shared>>,
+    shared: Arc<Shared>,
+    heavy: bool,
+    live: bool,
 }
 
 impl Permit {
-    /// The nice value the analysis's CPU work should run at (0 for a cheap one).
+    /// The nice value the analysis's CPU work should run at: 0 for a cheap live one, lower
+    /// priority for heavy ones and background refreshes.
     pub fn nice(&self) -> i32 {
-        self.heavy.as_ref().map_or(0, |shared| shared.settings.heavy_nice)
+        if self.heavy || !self.live { self.shared.settings.heavy_nice } else { 0 }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(shared) = self.heavy.take() {
-            shared.release();
-        }
+        self.shared.finish(self.heavy, self.live);
     }
 }
 
@@ -133,6 +101,19 @@ tokio::task_local! {
     /// The nice value the CPU work of the analysis running in this task takes (see
     /// [`Permit::nice`]); absent means 0.
     pub static NICE: i32;
+}
+
+/// What runs and waits now (see [`AnalysisPool::load`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Heavy analyses running (live and background).
+    pub heavy_running: usize,
+    /// Live heavy analyses waiting for a slot.
+    pub heavy_waiting: usize,
+    /// Live analyses running, cheap and heavy.
+    pub live_running: usize,
+    /// Background refreshes waiting for room.
+    pub background_waiting: usize,
 }
 
 /// Admits analyses; cheap to clone.
@@ -149,20 +130,37 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Heavy slots taken (live and background).
     running: usize,
-    /// Waiting heavy analyses by priority level (0 most urgent), each level ordered by start tag.
+    /// Live analyses holding a permit, cheap and heavy.
+    live_running: usize,
+    /// Waiting live heavy analyses by priority level (0 most urgent), each level ordered by
+    /// start tag.
     waiting: [BTreeMap<(u64, u64), Waiter>; 4],
+    /// Waiting background refreshes, first come first served, by arrival.
+    background: BTreeMap<u64, Waiter>,
     /// Virtual time: the start tag of the analysis admitted last.
     clock: u64,
     /// Each tenant's finish tag: where its next analysis starts.
     finish: HashMap<String, u64>,
-    /// Ties between equal start tags go to the earlier arrival.
+    /// Ties between equal start tags go to the earlier arrival; also background ids.
     arrivals: u64,
+    /// Live work crowded the pool out since [`AnalysisPool::take_busy`] last looked: a live
+    /// analysis waited for a heavy slot, or a refresh gave up waiting.
+    busy: bool,
+    /// Live analyses times seconds since `take_busy` last looked: their average number.
+    live_area: f64,
+    /// When `live_running` last changed (`live_area` is counted up to there).
+    live_changed: Option<Instant>,
+    /// When `take_busy` last looked.
+    looked: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Waiter {
     reply: oneshot::Sender<()>,
+    /// For a background refresh: whether it needs a heavy slot too.
+    heavy: bool,
 }
 
 impl AnalysisPool {
@@ -177,19 +175,26 @@ impl AnalysisPool {
         if cost > limit { Err(Refused::TooExpensive { estimated: cost, limit }) } else { Ok(()) }
     }
 
-    /// Waits until the analysis may run: at once when it is cheap, for a heavy slot otherwise.
+    /// Waits until the analysis may run: a cheap live one at once, a heavy live one for a
+    /// slot, a background one for room left by live work.
     pub async fn admit(&self, admission: Admission<'_>) -> Result<Permit, Refused> {
         self.affordable(admission.cost)?;
-        if admission.cost < self.shared.settings.heavy_cost {
-            return Ok(Permit { heavy: None });
+        let heavy = admission.cost >= self.shared.settings.heavy_cost;
+        if admission.background {
+            return self.admit_background(heavy, admission.deadline).await;
+        }
+        if !heavy {
+            self.shared.lock().live_started();
+            return Ok(self.permit(false, true));
         }
         let (key, level, answer) = {
             let mut state = self.shared.lock();
-            let waiting: usize = state.waiting.iter().map(BTreeMap::len).sum();
+            let waiting = state.heavy_waiting();
             if waiting == 0 && state.running < self.shared.settings.heavy_slots {
                 state.running += 1;
+                state.live_started();
                 state.charge(admission.tenant, admission.cost);
-                return Ok(Permit { heavy: Some(self.shared.clone()) });
+                return Ok(self.permit(true, true));
             }
             if waiting >= self.shared.settings.max_heavy_waiting {
                 return Err(Refused::Overloaded { waiting });
@@ -199,32 +204,96 @@ impl AnalysisPool {
             state.arrivals += 1;
             let key = (start, state.arrivals);
             let level = admission.priority.level();
-            state.waiting[level].insert(key, Waiter { reply });
+            state.waiting[level].insert(key, Waiter { reply, heavy: true });
+            state.busy = true;
             (key, level, answer)
         };
         // The receiver stays alive until the outcome is decided here, so a slot sent to this
-        // waiter is never lost: either taken, or given back below.
+        // waiter is never lost: either taken, or given back below. The granter has counted it.
         let mut answer = answer;
         let granted = match admission.deadline {
             Some(deadline) => matches!(tokio::time::timeout_at(deadline.into(), &mut answer).await, Ok(Ok(()))),
             None => (&mut answer).await.is_ok(),
         };
         if granted {
-            return Ok(Permit { heavy: Some(self.shared.clone()) });
+            return Ok(self.permit(true, true));
         }
         let mut state = self.shared.lock();
         if state.waiting[level].remove(&key).is_none() {
-            // Granted just as the deadline passed: the slot is ours to give back.
+            // Granted just as the deadline passed: the permit is ours, and dropping it gives
+            // the slot back.
             drop(state);
-            self.shared.release();
+            drop(self.permit(true, true));
         }
         Err(Refused::DeadlinePassed)
     }
 
-    /// Heavy analyses running and waiting now.
-    pub fn load(&self) -> (usize, usize) {
+    /// A background refresh: runs when no live heavy analysis waits, fewer than
+    /// `background_below_live` live ones run and, if it is heavy, a slot is free; in arrival
+    /// order; gives up after `background_wait` (or its deadline).
+    async fn admit_background(&self, heavy: bool, deadline: Option<Instant>) -> Result<Permit, Refused> {
+        let asked = Instant::now();
+        let (id, answer) = {
+            let mut state = self.shared.lock();
+            if state.background.is_empty() && state.has_room_for_background(heavy, &self.shared.settings) {
+                state.running += usize::from(heavy);
+                return Ok(self.permit(heavy, false));
+            }
+            let (reply, answer) = oneshot::channel();
+            state.arrivals += 1;
+            let id = state.arrivals;
+            state.background.insert(id, Waiter { reply, heavy });
+            (id, answer)
+        };
+        let mut give_up = asked + self.shared.settings.background_wait;
+        if let Some(deadline) = deadline {
+            give_up = give_up.min(deadline);
+        }
+        let mut answer = answer;
+        if matches!(tokio::time::timeout_at(give_up.into(), &mut answer).await, Ok(Ok(()))) {
+            return Ok(self.permit(heavy, false));
+        }
+        let mut state = self.shared.lock();
+        if state.background.remove(&id).is_none() {
+            drop(state);
+            drop(self.permit(heavy, false));
+        } else {
+            // Refreshes piling up unserved mean live work holds the pool: tell the warmer too.
+            state.busy = true;
+        }
+        Err(Refused::Yielded { waited: asked.elapsed() })
+    }
+
+    fn permit(&self, heavy: bool, live: bool) -> Permit {
+        Permit { shared: self.shared.clone(), heavy, live }
+    }
+
+    /// What runs and waits now.
+    pub fn load(&self) -> Load {
         let state = self.shared.lock();
-        (state.running, state.waiting.iter().map(BTreeMap::len).sum())
+        Load {
+            heavy_running: state.running,
+            heavy_waiting: state.heavy_waiting(),
+            live_running: state.live_running,
+            background_waiting: state.background.len(),
+        }
+    }
+
+    /// Whether live work crowded background work out since the last call: a live analysis
+    /// waited for a heavy slot (or waits now), a refresh gave up, or on average at least
+    /// `background_below_live` live analyses ran. An average, not a moment: two cheap misses
+    /// meeting for a millisecond do not make an instance busy, and a warmer held back on
+    /// every such moment would never refresh anything.
+    pub fn take_busy(&self) -> bool {
+        let mut state = self.shared.lock();
+        let now = Instant::now();
+        state.count_live_area(now);
+        let window = state.looked.map_or(Duration::ZERO, |looked| now - looked).as_secs_f64();
+        let average = if window > 0.0 { state.live_area / window } else { 0.0 };
+        let busy =
+            state.busy || state.heavy_waiting() > 0 || average >= self.shared.settings.background_below_live as f64;
+        (state.busy, state.live_area, state.looked) = (false, 0.0, Some(now));
+        busy
     }
 }
 
@@ -234,30 +303,88 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Gives a slot back: to the most urgent, fairest waiter, or to the pool.
-    fn release(&self) {
+    /// A permit ends: a heavy slot goes to the most urgent, fairest live waiter, or back to
+    /// the pool; then waiting background refreshes start if live work left them room.
+    fn finish(&self, heavy: bool, live: bool) {
         let mut state = self.lock();
-        loop {
-            let Some(level) = state.waiting.iter().position(|level| !level.is_empty()) else {
-                state.running -= 1;
-                let idle = state.running == 0;
-                drop(state);
-                if idle {
-                    trim_heap();
-                }
-                return;
-            };
-            let Some(((start, _), waiter)) = state.waiting[level].pop_first() else { continue };
-            state.clock = state.clock.max(start);
-            // A waiter that gave up (deadline) has dropped its receiver: try the next one.
-            if waiter.reply.send(()).is_ok() {
-                return;
-            }
+        if live {
+            state.live_ended();
+        }
+        if heavy {
+            state.hand_over_slot();
+        }
+        state.start_background(&self.settings);
+        let idle = heavy && state.running == 0;
+        drop(state);
+        if idle {
+            os::trim_heap();
         }
     }
 }
 
 impl State {
+    fn heavy_waiting(&self) -> usize {
+        self.waiting.iter().map(BTreeMap::len).sum()
+    }
+
+    fn has_room_for_background(&self, heavy: bool, settings: &ComputeSettings) -> bool {
+        self.heavy_waiting() == 0
+            && self.live_running < settings.background_below_live
+            && (!heavy || self.running < settings.heavy_slots)
+    }
+
+    fn live_started(&mut self) {
+        self.count_live_area(Instant::now());
+        self.live_running += 1;
+    }
+
+    fn live_ended(&mut self) {
+        self.count_live_area(Instant::now());
+        self.live_running -= 1;
+    }
+
+    /// Adds the live analyses running since the last change, times how long, to `live_area`.
+    fn count_live_area(&mut self, now: Instant) {
+        if let Some(changed) = self.live_changed {
+            self.live_area += self.live_running as f64 * now.saturating_duration_since(changed).as_secs_f64();
+        }
+        self.live_changed = Some(now);
+    }
+
+    /// Gives a freed heavy slot to the most urgent, fairest live waiter (counting it as
+    /// running live work), or to the pool.
+    fn hand_over_slot(&mut self) {
+        loop {
+            let Some(level) = self.waiting.iter().position(|level| !level.is_empty()) else {
+                self.running -= 1;
+                return;
+            };
+            let Some(((start, _), waiter)) = self.waiting[level].pop_first() else { continue };
+            self.clock = self.clock.max(start);
+            self.live_started();
+            // A waiter that gave up (deadline) has dropped its receiver: try the next one.
+            if waiter.reply.send(()).is_ok() {
+                return;
+            }
+            self.live_ended();
+        }
+    }
+
+    /// Starts waiting background refreshes, oldest first, while live work leaves room.
+    fn start_background(&mut self, settings: &ComputeSettings) {
+        while let Some(heavy) = self.background.first_key_value().map(|(_, waiter)| waiter.heavy) {
+            if !self.has_room_for_background(heavy, settings) {
+                return;
+            }
+            let Some((_, waiter)) = self.background.pop_first() else { return };
+            self.running += usize::from(waiter.heavy);
+            // One that gave up has dropped its receiver: its slot goes back.
+            if waiter.reply.send(()).is_err() {
+                self.running -= usize::from(waiter.heavy);
+            }
+        }
+    }
+
     /// Start-time fair queuing: the analysis starts at the later of the virtual clock and its
     /// tenant's last finish, and moves the tenant's finish on by its cost. Returns its start.
     fn charge(&mut self, tenant: &str, cost: Duration) -> u64 {
@@ -270,162 +397,5 @@ impl State {
         let start = (*finish).max(clock);
         *finish = start.saturating_add(u64::try_from(cost.as_micros()).unwrap_or(u64::MAX));
         start
-    }
-}
-
-/// Hands freed heap memory back to the system after a burst of heavy analyses (glibc keeps it
-/// otherwise: 1.18 GB stayed resident after one).
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own heap; it takes no pointers from us.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Runs `work` on the blocking pool at nice value `nice` (restored afterwards, since the
-/// thread goes back to the pool), so heavy work yields the cores to everything else.
-pub async fn run_blocking<T: Send + 'static>(
-    nice: i32,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || {
-        let _niced = (nice > 0).then(|| Niced::set(nice));
-        work()
-    })
-    .await
-}
-
-/// This thread's nice value for a while.
-struct Niced {
-    before: i32,
-}
-
-impl Niced {
-    fn set(nice: i32) -> Niced {
-        let before = thread_nice();
-        set_thread_nice(nice);
-        Niced { before }
-    }
-}
-
-impl Drop for Niced {
-    fn drop(&mut self) {
-        set_thread_nice(self.before);
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn thread_nice() -> i32 {
-    // SAFETY: gettid and getpriority take plain integers and touch no memory of ours.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-}
-
-#[cfg(target_os = "linux")]
-fn set_thread_nice(nice: i32) {
-    // SAFETY: as above. On Linux PRIO_PROCESS with a thread id sets that thread's nice value.
-    // Lowering it again needs no privilege only back to where it was (RLIMIT_NICE); a refusal
-    // leaves the thread as it is, which costs fairness, not correctness.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_nice() -> i32 {
-    0
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_thread_nice(_nice: i32) {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn admission(cost_ms: u64, priority: Priority, tenant: &str) -> Admission<'_> {
-        Admission { cost: Duration::from_millis(cost_ms), priority, tenant, deadline: None }
-    }
-
-    fn pool() -> AnalysisPool {
-        AnalysisPool::new(ComputeSettings { max_heavy_waiting: 3, ..ComputeSettings::default() })
-    }
-
-    #[tokio::test]
-    async fn an_analysis_over_the_cost_limit_is_refused_before_any_work() {
-        let refused = pool().admit(admission(3_000, Priority::Normal, "t")).await.unwrap_err();
-        assert_eq!(refused.code(), "too_expensive");
-    }
-
-    #[tokio::test]
-    async fn cheap_analyses_never_wait_for_heavy_ones() {
-        let pool = pool();
-        let _running = pool.admit(admission(500, Priority::Normal, "t")).await.unwrap();
-        let cheap = pool.admit(admission(1, Priority::Low, "t")).await.unwrap();
-        assert_eq!(cheap.nice(), 0);
-        assert_eq!(pool.load(), (1, 0));
-    }
-
-    #[tokio::test]
-    async fn a_freed_slot_goes_to_the_most_urgent_then_the_fairest_waiter() {
-        let pool = AnalysisPool::new(ComputeSettings::default());
-        let running = pool.admit(admission(500, Priority::Normal, "a")).await.unwrap();
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let mut waiters = Vec::new();
-        // Tenant a queues two more; tenant b one, after them; a critical one comes last.
-        for (name, tenant, priority) in [
-            ("a2", "a", Priority::Normal),
-            ("a3", "a", Priority::Normal),
-            ("b1", "b", Priority::Normal),
-            ("c1", "c", Priority::Critical),
-        ] {
-            let (task_pool, order) = (pool.clone(), order.clone());
-            waiters.push(tokio::spawn(async move {
-                let permit = task_pool.admit(admission(500, priority, tenant)).await.unwrap();
-                order.lock().unwrap().push(name);
-                drop(permit);
-            }));
-            while pool.load().1 < waiters.len() {
-                tokio::task::yield_now().await;
-            }
-        }
-        drop(running);
-        for waiter in waiters {
-            waiter.await.unwrap();
-        }
-        // Critical first; then b, whose first analysis starts before a's second and third.
-        assert_eq!(*order.lock().unwrap(), ["c1", "b1", "a2", "a3"]);
-    }
-
-    #[tokio::test]
-    async fn a_full_waiting_line_refuses_with_overloaded() {
-        let pool = pool();
-        let _running = pool.admit(admission(500, Priority::Normal, "t")).await.unwrap();
-        let mut waiters = Vec::new();
-        for _ in 0..3 {
-            let pool = pool.clone();
-            waiters
-                .push(tokio::spawn(async move { pool.admit(admission(500, Priority::Normal, "t")).await.map(drop) }));
-        }
-        while pool.load().1 < 3 {
-            tokio::task::yield_now().await;
-        }
-        let refused = pool.admit(admission(500, Priority::Normal, "t")).await.unwrap_err();
-        assert_eq!(refused.code(), "overloaded");
-    }
-
-    #[tokio::test]
-    async fn a_waiter_whose_deadline_passes_gives_up_and_loses_no_slot() {
-        let pool = pool();
-        let running = pool.admit(admission(500, Priority::Normal, "t")).await.unwrap();
-        let late = Admission {
-            deadline: Some(Instant::now() + Duration::from_millis(20)),
-            ..admission(500, Priority::Normal, "t")
-        };
-        assert_eq!(pool.admit(late).await.unwrap_err(), Refused::DeadlinePassed);
-        drop(running);
-        assert_eq!(pool.load(), (0, 0));
-        let next = pool.admit(admission(500, Priority::Normal, "t")).await.unwrap();
-        assert_eq!(next.nice(), 10);
     }
 }

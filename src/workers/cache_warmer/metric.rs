@@ -7,6 +7,8 @@ pub const EVENTS: &str = "frontier_cache_warmer_events_total";
 pub const REFRESHES: &str = "frontier_cache_warmer_refreshes_total";
 /// Due refreshes put off because the budget of refreshes per second was spent.
 pub const DEFERRED: &str = "frontier_cache_warmer_deferred_total";
+/// Scans whose due refreshes were held back because a serving instance was busy.
+pub const HELD_BACK: &str = "frontier_cache_warmer_held_back_total";
 /// Seconds per refresh (recipe, computation, write-through).
 pub const REFRESH_SECONDS: &str = "frontier_cache_warmer_refresh_duration_seconds";
 /// Keys in the hot-key table.
@@ -22,6 +24,7 @@ pub fn describe() {
     describe_counter!(EVENTS, "Request-completed events counted by the cache warmer.");
     describe_counter!(REFRESHES, "Cache warmer refreshes, by outcome.");
     describe_counter!(DEFERRED, "Due refreshes put off by the warmer's refresh budget.");
+    describe_counter!(HELD_BACK, "Warmer scans held back because a serving instance was busy with live requests.");
     describe_histogram!(REFRESH_SECONDS, Unit::Seconds, "Seconds per cache warmer refresh.");
     describe_gauge!(TRACKED_KEYS, "Keys in the cache warmer's hot-key table.");
     describe_gauge!(HOT_KEYS, "Keys hot enough for the cache warmer to keep warm.");

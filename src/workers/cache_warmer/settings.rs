@@ -36,6 +36,10 @@ pub struct CacheWarmerSettings {
     /// How often the hot keys are scanned for ones about to expire.
     #[serde(with = "humantime_serde")]
     pub scan_interval: Duration,
+    /// Holds refreshes back while a serving instance says, in Redis, that live requests fill
+    /// its analysis pool (`<cache.redis_key_prefix>:busy`): the warmer saves latency only if
+    /// it never takes cores or connections from the requests it is meant to speed up.
+    pub yield_to_busy_serving: bool,
     /// Keys of the hot set published to Redis (`<cache.redis_key_prefix>:hot`), hottest first,
     /// from which a starting serving instance fills its memory layer; 0 publishes none.
     pub hot_set_keys: usize,
@@ -63,6 +67,7 @@ impl Default for CacheWarmerSettings {
             max_concurrent_refreshes: 2,
             max_refreshes_per_second: 50.0,
             scan_interval: Duration::from_millis(250),
+            yield_to_busy_serving: true,
             hot_set_keys: 1_000,
             hot_set_interval: Duration::from_secs(5),
             memory_bytes: 16 * 1024 * 1024,

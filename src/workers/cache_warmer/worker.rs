@@ -1,6 +1,7 @@
 //! `CacheWarmer`: counts the serving workers' request-completed events into [`HotKeys`] and,
 //! every scan interval, refreshes the hot keys about to expire, within a concurrency limit and
-//! a refresh budget, in background tasks that stop with the shutdown token.
+//! a refresh budget, in background tasks that stop with the shutdown token; it holds back
+//! while a serving instance says it is busy with live requests.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -259,7 +260,13 @@ impl Worker for CacheWarmer {
 
     async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
         let now_ms = crate::clock::epoch_millis(now);
-        self.start_due_refreshes(now_ms);
+        // One Redis round trip per scan, bounded by the cache's Redis timeout.
+        if self.settings.yield_to_busy_serving && self.shared.cache.serving_is_busy().await {
+            ::metrics::counter!(metric::HELD_BACK).increment(1);
+            debug!("a serving instance is busy with live requests; refreshes held back");
+        } else {
+            self.start_due_refreshes(now_ms);
+        }
         self.publish_hot_set_when_due(now_ms);
         Ok(Vec::new())
     }

@@ -14,9 +14,13 @@ pub const WARM_START_KEYS: &str = "frontier_serve_warm_start_keys_total";
 pub const WARM_START_SECONDS: &str = "frontier_serve_warm_start_duration_seconds";
 /// Warm starts, per `outcome` (warmed, empty, no_redis, timed_out).
 pub const WARM_STARTS: &str = "frontier_serve_warm_starts_total";
-/// Seconds a computation waited for admission (a heavy slot), per `priority`; cheap ones are
-/// admitted at once and record zero.
+/// Seconds a computation waited for admission, per `priority` of its request, or
+/// `background` for a refresh (which waits for room left by live requests); cheap live ones
+/// are admitted at once and record zero.
 pub const ADMISSION_WAIT_SECONDS: &str = "frontier_serve_admission_wait_seconds";
+/// Times the instance told the cache warmers, through Redis, that live requests filled its
+/// analysis pool (they hold their refreshes back while the mark lives).
+pub const BUSY_MARKS: &str = "frontier_serve_busy_marks_total";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
@@ -34,7 +38,11 @@ pub fn describe() {
     describe_histogram!(
         ADMISSION_WAIT_SECONDS,
         Unit::Seconds,
-        "Seconds a computation waited for admission, by priority."
+        "Seconds a computation waited for admission, by priority (background for refreshes)."
+    );
+    describe_counter!(
+        BUSY_MARKS,
+        "Times live requests filled the analysis pool and the warmers were told to hold back."
     );
     describe_histogram!(
         crate::market::POOL_ACQUIRE_SECONDS,

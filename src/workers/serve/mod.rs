@@ -12,7 +12,9 @@
 //!   so every instance sees every order).
 //!
 //! Before its first poll, a process loads the hottest entries (the cache warmer's hot set)
-//! from Redis into its memory layer, so a restarted or added instance starts warm.
+//! from Redis into its memory layer, so a restarted or added instance starts warm. While live
+//! requests fill its analysis pool, it says so in Redis ([`BUSY_MARK_TTL`]), and the cache
+//! warmers hold their refreshes back.
 //!
 //! The recipe of every computed key is stored sealed in the cache ([`crate::cache::recipe`]) so
 //! the cache warmer can recompute hot keys.
@@ -36,6 +38,7 @@ use super::Shared;
 use crate::bus::{BusError, ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
 use crate::cache::invalidation::{InvalidationWorker, SideBySideError, invalidation_loop, run_beside_invalidations};
 use crate::cache::{CacheError, TieredCache};
+use crate::market::pool::AnalysisPool;
 use crate::market::{ConnectStoreError, connect_store};
 
 /// Why a serving process could not start or stopped with an error.
@@ -63,6 +66,8 @@ pub struct ServingLoops {
     requests: ConsumerLoop<ServeWorker>,
     invalidations: ConsumerLoop<InvalidationWorker>,
     cache: TieredCache,
+    pool: AnalysisPool,
+    instance: String,
     warm_start_keys: usize,
     warm_start_timeout: Duration,
 }
@@ -88,11 +93,13 @@ impl ServingLoops {
             invalidation_group,
         )?;
         let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
-        let cache = worker.cache().clone();
+        let (cache, pool, instance) = (worker.cache().clone(), worker.pool().clone(), worker.instance().to_owned());
         Ok(ServingLoops {
             requests: ConsumerLoop::new(&shared.kafka, options, worker, catalog)?,
             invalidations,
             cache,
+            pool,
+            instance,
             warm_start_keys: settings.warm_start_keys,
             warm_start_timeout: settings.warm_start_timeout,
         })
@@ -109,7 +116,44 @@ impl ServingLoops {
             () = shutdown.cancelled() => {}
             () = warm_start(&self.cache, self.warm_start_keys, self.warm_start_timeout) => {}
         }
-        Ok(run_beside_invalidations(self.requests, self.invalidations, shutdown).await?)
+        let signal_stop = shutdown.child_token();
+        let signal = tokio::spawn(signal_busy(self.pool, self.cache, self.instance, signal_stop.clone()));
+        let report = run_beside_invalidations(self.requests, self.invalidations, shutdown).await;
+        signal_stop.cancel();
+        if let Err(error) = signal.await {
+            warn!(%error, "the busy signal task ended abnormally");
+        }
+        Ok(report?)
+    }
+}
+
+/// How often the instance looks whether live work filled its pool.
+const BUSY_SAMPLE: Duration = Duration::from_millis(500);
+
+/// How long a busy mark lives: a few samples, so one slow Redis write does not let the warmer
+/// in, and warmers resume within two seconds of the instance calming down.
+pub const BUSY_MARK_TTL: Duration = Duration::from_secs(2);
+
+/// Every [`BUSY_SAMPLE`], marks the instance busy in Redis if live work filled its pool since
+/// the last look, until `stop`.
+async fn signal_busy(pool: AnalysisPool, cache: TieredCache, instance: String, stop: CancellationToken) {
+    let mut samples = tokio::time::interval(BUSY_SAMPLE);
+    samples.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = samples.tick() => {}
+        }
+        if pool.take_busy() {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                marked = cache.mark_busy(&instance, BUSY_MARK_TTL) => if marked {
+                    ::metrics::counter!(metric::BUSY_MARKS).increment(1);
+                },
+            }
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use crate::bus::{
 };
 use crate::cache::recipe::{self, Recipe, computation};
 use crate::cache::result::CORRUPT_RESULT;
-use crate::cache::{CacheKey, CachePolicy, CacheSettings, Cached, ComputeError, FailureKind, TieredCache};
+use crate::cache::{
+    CacheKey, CachePolicy, CacheSettings, Cached, ComputeError, FailureKind, TieredCache, in_background_refresh,
+};
 use crate::market::pool::{Admission, AnalysisPool, NICE, Refused};
 use crate::market::{Analysis, PriceStore};
 use crate::records::{AnalysisRequest, AnalysisResponse, CacheLayer, ErrorDetail, RequestCompleted, RequestStatus};
@@ -107,6 +109,11 @@ impl ServeWorker {
         &self.cache
     }
 
+    /// The pool admitting its computations.
+    pub fn pool(&self) -> &AnalysisPool {
+        &self.pool
+    }
+
     /// The instance id in `served_by`.
     pub fn instance(&self) -> &str {
         &self.instance
@@ -154,14 +161,18 @@ impl ServeWorker {
                 std::time::Instant::now() + Duration::from_millis(left)
             });
             async move {
-                // Only a miss gets here: what is cached is served whatever it cost.
-                let admission = Admission { cost, priority, tenant: &tenant, deadline };
+                // Only a miss or a refresh gets here: what is cached is served whatever it cost.
+                // A refresh runs in the room live requests leave (see `market::pool`).
+                let background = in_background_refresh();
+                let admission = Admission { cost, priority, tenant: &tenant, deadline, background };
                 let asked = std::time::Instant::now();
                 let admitted = pool.admit(admission).await;
-                ::metrics::histogram!(metric::ADMISSION_WAIT_SECONDS, "priority" => priority.as_str())
+                let class = if background { "background" } else { priority.as_str() };
+                ::metrics::histogram!(metric::ADMISSION_WAIT_SECONDS, "priority" => class)
                     .record(asked.elapsed().as_secs_f64());
                 let permit = admitted.map_err(|refused| match refused {
                     Refused::DeadlinePassed => ComputeError::timed_out(DEADLINE_EXCEEDED, refused.to_string()),
+                    Refused::Yielded { .. } => ComputeError::yielded(refused.to_string()),
                     other => ComputeError::new(other.code(), other.to_string()),
                 })?;
                 computations.fetch_add(1, Ordering::Relaxed);
@@ -182,7 +193,10 @@ impl ServeWorker {
                 Ok(ok_answer(cached, key))
             }
             Err(error) => match error.kind {
-                FailureKind::Transient => Err(HandlerError::transient(metric::code_label(&error.code), error.message)),
+                // A live request never yields; were it to, trying it again is right.
+                FailureKind::Transient | FailureKind::Yielded => {
+                    Err(HandlerError::transient(metric::code_label(&error.code), error.message))
+                }
                 FailureKind::TimedOut => Ok(Answer::failed(RequestStatus::Timeout, &error.code, error.message)),
                 FailureKind::Permanent => Ok(Answer::failed(RequestStatus::Error, &error.code, error.message)),
             },
