@@ -90,6 +90,9 @@ pub(super) struct Answered {
     latency_ms: f64,
 }
 
+/// The goal of every 5 s bucket of every phase: p99 at most this (ms).
+const BUCKET_GOAL_MS: f64 = 20.0;
+
 /// What one phase measured.
 #[derive(Debug, Default)]
 struct Phase {
@@ -121,6 +124,15 @@ impl Phase {
                 percentile(&latencies, 99.0)
             })
             .collect()
+    }
+
+    /// The p99 per 5 s line of the phase, and how many of its buckets miss [`BUCKET_GOAL_MS`]
+    /// of how many.
+    fn timeline(&self) -> (String, usize, usize) {
+        let timeline = self.p99_timeline(Duration::from_secs(5));
+        let missed = timeline.iter().filter(|ms| **ms > BUCKET_GOAL_MS).count();
+        let line: Vec<String> = timeline.iter().map(|ms| format!("{ms:.0}")).collect();
+        (format!("  p99 ms per 5 s of publish time: {}", line.join(" ")), missed, timeline.len())
     }
 
     fn layer_counts(&self, keep: impl Fn(&Answered) -> bool) -> BTreeMap<&str, usize> {
@@ -240,6 +252,7 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         "frontier bench serve: {} symbols, {} keys, Zipf s={}, linger {} ms, hit-ratio phases ttl {:?} grace {:?}; publish -> response through Kafka (in-process serving instance)",
         args.symbols, args.keys, args.zipf, args.linger_ms, args.ttl, args.grace
     );
+    let mut missed_buckets = Vec::new();
     let cold_latencies = cold.latencies(|a| a.status == "ok");
     println!(
         "cold   (every key new)    {}  throughput {:.0}/s (offered {}/s)",
@@ -247,10 +260,16 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         cold.answered.len() as f64 / cold.elapsed.as_secs_f64(),
         args.cold_rate
     );
+    let (line, missed, of) = cold.timeline();
+    println!("{line}");
+    missed_buckets.push(("cold", missed, of));
     let cached = steady.latencies(|a| a.layer != "none" && a.status == "ok");
     let throughput = steady.answered.len() as f64 / steady.elapsed.as_secs_f64();
     println!("cached (warm, no expiry)  {}  throughput {throughput:.0}/s (offered {}/s)", summary(&cached), args.rate);
     println!("misses (warm, no expiry)  {}", summary(&steady.latencies(|a| a.layer == "none")));
+    let (line, missed, of) = steady.timeline();
+    println!("{line}");
+    missed_buckets.push(("cached", missed, of));
     for (label, phase, refreshed) in &results {
         println!(
             "{label}: answered {} of {}{}",
@@ -278,10 +297,13 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
             println!("  {part:13}  cached {}", summary(&phase.latencies(|a| keep(a) && a.layer != "none")));
             println!("  {part:13}  computed {}", summary(&phase.latencies(|a| keep(a) && a.layer == "none")));
         }
-        let timeline: Vec<String> =
-            phase.p99_timeline(Duration::from_secs(5)).iter().map(|ms| format!("{ms:.0}")).collect();
-        println!("  p99 ms per 5 s of publish time: {}", timeline.join(" "));
+        let (line, missed, of) = phase.timeline();
+        println!("{line}");
+        missed_buckets.push((label, missed, of));
     }
+    let missed: Vec<String> =
+        missed_buckets.iter().map(|(phase, missed, of)| format!("{phase} {missed} of {of}")).collect();
+    println!("5 s buckets with p99 over {BUCKET_GOAL_MS} ms (goal: none): {}", missed.join(", "));
     for (layer, sorted) in &lookups {
         println!(
             "lookup {layer:7} p50 {:8.1} us  p99 {:8.1} us  (n={})",
