@@ -22,4 +22,7 @@ pub use events::{DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, Query
 pub use fingerprint::{normalize_sql, sql_fingerprint};
 pub use requests::{Analysis, AnalysisResult, RequestError};
 pub use settings::{ConnectStoreError, PriceStoreSettings, connect_store};
-pub use store::{AlignedCloses, DailyClose, POOL_ACQUIRE_SECONDS, PriceStore, StoreError, StoreOptions, UpsertCounts};
+pub use store::{
+    AlignedCloses, DailyClose, POOL_ACQUIRE_SECONDS, PriceStore, READS_PER_STATEMENT, StoreError, StoreOptions,
+    UpsertCounts,
+};

@@ -46,3 +46,52 @@ async fn aligned_histories_keep_only_the_days_every_symbol_has() {
     assert_eq!(aligned.closes_of("B"), [106.0, 107.0, 109.0, 110.0]);
     drop_schema(&store, &schema).await;
 }
+
+#[tokio::test]
+async fn reads_asked_together_go_out_as_one_statement_each_answered_with_its_own_window() {
+    let (store, schema, events) = fresh_store().await;
+    let a: Vec<(i32, f64)> = (1..=10).map(|day| (day, f64::from(day))).collect();
+    let b: Vec<(i32, f64)> = (1..=10).map(|day| (day, 100.0 + f64::from(day))).collect();
+    store_closes(&store, "A", &a).await;
+    store_closes(&store, "B", &b).await;
+    let before = events.events().len();
+
+    // A current-thread test runtime: every read is asked before the first statement starts.
+    let asked = [("A", 4), ("B", 2), ("A", 7), ("NOPE", 3), ("A", 4)];
+    let answers =
+        futures::future::try_join_all(asked.iter().map(|(symbol, count)| store.latest_closes(symbol, *count)))
+            .await
+            .expect("reads");
+    let closes: Vec<Vec<f64>> = answers.iter().map(|rows| rows.iter().map(|row| row.close).collect()).collect();
+    assert_eq!(closes[0], [7.0, 8.0, 9.0, 10.0]);
+    assert_eq!(closes[1], [109.0, 110.0]);
+    assert_eq!(closes[2], [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]);
+    assert!(closes[3].is_empty(), "an unknown symbol has no closes");
+    assert_eq!(closes[4], closes[0]);
+    assert_eq!(answers[1][0].symbol, "B");
+    assert_eq!(answers[1][0].day.0, 9);
+    assert_eq!(events.events().len() - before, 1, "five reads, one statement");
+    drop_schema(&store, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_reads_of_a_busy_store_share_few_statements_and_all_get_their_windows() {
+    let (store, schema, events) = fresh_store().await;
+    let history: Vec<(i32, f64)> = (1..=300).map(|day| (day, f64::from(day))).collect();
+    store_closes(&store, "HIST", &history).await;
+    let before = events.events().len();
+
+    let reads = (0..200).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { (i, store.latest_closes("HIST", 20 + i % 50).await) })
+    });
+    for read in futures::future::join_all(reads).await {
+        let (i, rows) = read.unwrap();
+        let rows = rows.expect("read");
+        assert_eq!(rows.len(), 20 + i % 50);
+        assert_eq!(rows.last().map(|row| row.close), Some(300.0), "the latest close comes last");
+    }
+    let statements = events.events().len() - before;
+    assert!(statements < 200, "{statements} statements for 200 reads: none were gathered");
+    drop_schema(&store, &schema).await;
+}

@@ -5,6 +5,13 @@
 pub const LATEST_CLOSES: &str = "SELECT day - DATE '1970-01-01' AS day, close FROM (\
     SELECT day, close FROM prices WHERE symbol = $1 ORDER BY day DESC LIMIT $2\
     ) AS latest ORDER BY day";
+/// The latest closes of each symbol of `$1`, as many as the matching element of `$2`, by
+/// symbol, oldest first (a backward scan of the primary key per symbol).
+pub const LATEST_CLOSES_OF_MANY: &str = "SELECT wanted.symbol, latest.day - DATE '1970-01-01' AS day, latest.close \
+    FROM UNNEST($1::text[], $2::bigint[]) AS wanted(symbol, n) \
+    CROSS JOIN LATERAL (\
+    SELECT day, close FROM prices WHERE prices.symbol = wanted.symbol ORDER BY day DESC LIMIT wanted.n\
+    ) AS latest ORDER BY wanted.symbol, latest.day";
 /// The closes of symbols `$1` (`$2` of them) on the latest `$3` days they all have.
 pub const ALIGNED_CLOSES: &str = "WITH common AS (\
     SELECT day FROM prices WHERE symbol = ANY($1) GROUP BY day HAVING count(*) = $2 \

@@ -49,6 +49,10 @@ pub fn describe() {
         Unit::Seconds,
         "Seconds a statement waited for a PostgreSQL pool connection."
     );
+    describe_histogram!(
+        crate::market::READS_PER_STATEMENT,
+        "Latest-closes reads answered per statement (more than 1 when reads were gathered)."
+    );
 }
 
 /// The `kind` label of a request kind: known kinds as they are, anything else `other` (kinds
