@@ -15,6 +15,11 @@ fn pool() -> AnalysisPool {
     AnalysisPool::new(ComputeSettings { max_heavy_waiting: 3, ..ComputeSettings::default() })
 }
 
+/// `count` cheap live analyses admitted and running.
+async fn cheap_live(pool: &AnalysisPool, count: usize) -> Vec<Permit> {
+    futures::future::try_join_all((0..count).map(|_| pool.admit(admission(1, Priority::Low, "t")))).await.unwrap()
+}
+
 /// Yields until `done` holds of the pool's load (waiters registering from other tasks).
 async fn until(pool: &AnalysisPool, done: impl Fn(Load) -> bool) {
     while !done(pool.load()) {
@@ -107,8 +112,7 @@ async fn a_background_refresh_runs_at_once_on_an_idle_pool_at_the_low_os_priorit
 #[tokio::test]
 async fn a_background_refresh_waits_while_live_analyses_fill_the_pool_and_starts_when_they_end() {
     let pool = pool();
-    let live: Vec<Permit> =
-        futures::future::try_join_all((0..2).map(|_| pool.admit(admission(1, Priority::Low, "t")))).await.unwrap();
+    let live = cheap_live(&pool, 2).await;
     let refresh = tokio::spawn({
         let pool = pool.clone();
         async move { pool.admit(background(1)).await.map(drop) }
@@ -184,8 +188,7 @@ async fn a_background_refresh_that_finds_no_room_within_its_wait_yields_and_mark
 async fn live_analyses_filling_the_pool_over_a_whole_look_make_it_busy_until_they_end() {
     let pool = pool();
     pool.take_busy();
-    let live: Vec<Permit> =
-        futures::future::try_join_all((0..3).map(|_| pool.admit(admission(1, Priority::Low, "t")))).await.unwrap();
+    let live = cheap_live(&pool, 3).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(pool.take_busy(), "three live analyses nearly all along are over the background limit of two");
     drop(live);
@@ -197,8 +200,7 @@ async fn live_analyses_filling_the_pool_over_a_whole_look_make_it_busy_until_the
 async fn live_analyses_meeting_for_a_moment_do_not_make_the_pool_busy() {
     let pool = pool();
     pool.take_busy();
-    let live: Vec<Permit> =
-        futures::future::try_join_all((0..2).map(|_| pool.admit(admission(1, Priority::Low, "t")))).await.unwrap();
+    let live = cheap_live(&pool, 2).await;
     drop(live);
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(!pool.take_busy());

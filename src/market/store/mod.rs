@@ -136,38 +136,35 @@ impl PriceStore {
     /// statement; a symbol without closes is absent.
     async fn latest_closes_of(&self, wanted: &[(&str, usize)]) -> Result<HashMap<String, latest::Closes>, sqlx::Error> {
         let limit = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
-        let mut found: HashMap<String, latest::Closes> = HashMap::new();
-        if let [(symbol, count)] = wanted {
+        let rows = if let [(symbol, count)] = wanted {
             // One symbol: the plain statement, whose plan is a single index scan.
-            let rows = self
-                .timed(
-                    sql::LATEST_CLOSES,
-                    |rows: &Vec<_>| rows.len(),
-                    async |connection| {
-                        sqlx::query(sql::LATEST_CLOSES).bind(symbol).bind(limit(*count)).fetch_all(connection).await
-                    },
-                )
-                .await?;
-            let closes = rows.iter().map(|row| Ok((row.try_get("day")?, row.try_get("close")?)));
-            let closes = closes.collect::<Result<latest::Closes, sqlx::Error>>()?;
-            if !closes.is_empty() {
-                found.insert((*symbol).to_owned(), closes);
-            }
-            return Ok(found);
-        }
-        let symbols: Vec<&str> = wanted.iter().map(|(symbol, _)| *symbol).collect();
-        let counts: Vec<i64> = wanted.iter().map(|(_, count)| limit(*count)).collect();
-        let rows = self
-            .timed(
+            self.timed(
+                sql::LATEST_CLOSES,
+                |rows: &Vec<_>| rows.len(),
+                async |connection| {
+                    sqlx::query(sql::LATEST_CLOSES).bind(symbol).bind(limit(*count)).fetch_all(connection).await
+                },
+            )
+            .await?
+        } else {
+            let symbols: Vec<&str> = wanted.iter().map(|(symbol, _)| *symbol).collect();
+            let counts: Vec<i64> = wanted.iter().map(|(_, count)| limit(*count)).collect();
+            self.timed(
                 sql::LATEST_CLOSES_OF_MANY,
                 |rows: &Vec<_>| rows.len(),
                 async |connection| {
                     sqlx::query(sql::LATEST_CLOSES_OF_MANY).bind(&symbols).bind(&counts).fetch_all(connection).await
                 },
             )
-            .await?;
+            .await?
+        };
+        let mut found: HashMap<String, latest::Closes> = HashMap::new();
         for row in &rows {
-            let symbol: String = row.try_get("symbol")?;
+            // The plain statement has no symbol column: its rows are the one symbol's.
+            let symbol = match wanted {
+                [(symbol, _)] => (*symbol).to_owned(),
+                _ => row.try_get("symbol")?,
+            };
             found.entry(symbol).or_default().push((row.try_get("day")?, row.try_get("close")?));
         }
         Ok(found)

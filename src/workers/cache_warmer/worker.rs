@@ -120,8 +120,10 @@ impl CacheWarmer {
         self.tracker.wait().await;
     }
 
-    /// Starts refreshes of the due hot keys, as many as the permits and the budget allow.
-    fn start_due_refreshes(&self, now_ms: i64) {
+    /// Starts refreshes of the due hot keys, as many as the permits and the budget allow,
+    /// unless a serving instance says it is busy (asked only when a key is due: one Redis round
+    /// trip, bounded by the cache's Redis timeout).
+    async fn start_due_refreshes(&self, now_ms: i64) {
         let settings = &self.settings;
         let cache = &self.shared.cache;
         let due = {
@@ -132,6 +134,14 @@ impl CacheWarmer {
                 cache.policy_for(kind).ttl
             })
         };
+        if due.is_empty() {
+            return;
+        }
+        if settings.yield_to_busy_serving && cache.serving_is_busy().await {
+            ::metrics::counter!(metric::HELD_BACK).increment(1);
+            debug!(due = due.len(), "a serving instance is busy with live requests; refreshes held back");
+            return;
+        }
         for due_key in due {
             if self.shutdown.is_cancelled() {
                 return;
@@ -260,13 +270,7 @@ impl Worker for CacheWarmer {
 
     async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
         let now_ms = crate::clock::epoch_millis(now);
-        // One Redis round trip per scan, bounded by the cache's Redis timeout.
-        if self.settings.yield_to_busy_serving && self.shared.cache.serving_is_busy().await {
-            ::metrics::counter!(metric::HELD_BACK).increment(1);
-            debug!("a serving instance is busy with live requests; refreshes held back");
-        } else {
-            self.start_due_refreshes(now_ms);
-        }
+        self.start_due_refreshes(now_ms).await;
         self.publish_hot_set_when_due(now_ms);
         Ok(Vec::new())
     }
