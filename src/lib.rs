@@ -12,6 +12,7 @@
 //! - [`cache`]: the multi-layer request cache, its invalidation loop and the recipes the
 //!   serving worker and the warmer share.
 //! - [`market`]: daily prices in PostgreSQL and the DB query events of every query on them.
+//! - [`queries`]: slow-query fingerprints and index advice proven with HypoPG.
 //! - [`sla`]: SLIs, threshold rules, burn-rate SLO alerts and alert state (I/O-free core).
 //! - [`workers`]: the consumer groups side by side (passthrough, serve, cache warmer, inference
 //!   batcher, SLA monitor), each with its settings and one entry point.
@@ -29,6 +30,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod inference;
 pub mod market;
+pub mod queries;
 pub mod records;
 pub mod settings;
 pub mod shutdown;

@@ -4,6 +4,7 @@ mod alerts;
 mod bench;
 mod model_serve;
 mod publish;
+mod queries;
 mod request;
 mod run;
 mod seed;
@@ -65,6 +66,11 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Serve the embedding model over an OpenAI-compatible API, as one instance for the batcher.
     ModelServe(model_serve::ModelServeArgs),
+    /// Slow-query analysis and index advice.
+    Queries {
+        #[command(subcommand)]
+        action: queries::QueriesAction,
+    },
 }
 
 /// `frontier topics ...`
@@ -115,6 +121,7 @@ impl Cli {
             Command::Bench { target } => bench::bench(&settings, target).await,
             Command::Seed(args) => seed::seed(&settings, args).await,
             Command::ModelServe(args) => model_serve::model_serve(args).await,
+            Command::Queries { action } => queries::queries(&settings, action).await,
         }
     }
 }

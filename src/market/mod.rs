@@ -10,7 +10,6 @@
 
 pub mod day;
 pub mod events;
-pub mod fingerprint;
 pub mod pool;
 pub mod requests;
 pub mod seed;
@@ -19,7 +18,6 @@ pub mod store;
 
 pub use day::TradingDay;
 pub use events::{DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, QueryEventSink, RecordedQueryEvents};
-pub use fingerprint::{normalize_sql, sql_fingerprint};
 pub use requests::{Analysis, AnalysisResult, RequestError};
 pub use settings::{ConnectStoreError, PriceStoreSettings, connect_store};
 pub use store::{

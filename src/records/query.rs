@@ -21,7 +21,7 @@ pub struct QueryEvent {
     pub id: String,
     /// The statement text with placeholders; bound values are never included.
     pub sql: String,
-    /// `crate::market::sql_fingerprint` of `sql`.
+    /// `crate::queries::fingerprint` of `sql`.
     pub fingerprint: Option<String>,
     /// Wall-clock time from sending the statement to having its last row, in milliseconds.
     pub duration_ms: f64,

@@ -20,7 +20,7 @@ use frontier::analytics::{PriceSeries, market_volatility};
 use frontier::market::seed::{SeedPlan, generate_seed_series, seed_prices};
 use frontier::market::{
     Analysis, AnalysisResult, DailyClose, KafkaQueryEvents, PriceStore, QueryEventSink, RecordedQueryEvents,
-    StoreOptions, TradingDay, sql_fingerprint,
+    StoreOptions, TradingDay,
 };
 use frontier::records::QueryStatus;
 use serde_json::{Value, json};

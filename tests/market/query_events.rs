@@ -26,7 +26,7 @@ async fn every_query_publishes_a_db_query_event() {
         let sql = event["sql"].as_str().unwrap();
         assert!(sql.contains("symbols") || sql.contains("prices"), "{sql}");
         assert!(!sql.contains("SYN0001"), "bound values stay out of the SQL: {sql}");
-        assert_eq!(event["fingerprint"].as_str(), Some(sql_fingerprint(sql).as_str()));
+        assert_eq!(event["fingerprint"].as_str(), Some(frontier::queries::fingerprint(sql).as_str()));
         assert!(event["duration_ms"].as_f64().unwrap() > 0.0);
         assert_eq!(event["database"], "frontier");
         assert_eq!(event["application"], "frontier-tests");

@@ -22,7 +22,6 @@ pub use rows::{AlignedCloses, DailyClose, StoreOptions, UpsertCounts};
 
 use super::day::TradingDay;
 use super::events::QueryEventSink;
-use super::fingerprint::sql_fingerprint;
 use crate::config::PostgresSettings;
 use crate::records::{QueryEvent, QueryStatus};
 use checks::{check_row, check_schema_name};
@@ -334,7 +333,7 @@ impl PriceStore {
         self.sink.record(QueryEvent {
             id: uuid::Uuid::new_v4().to_string(),
             sql: sql.to_owned(),
-            fingerprint: Some(sql_fingerprint(sql)),
+            fingerprint: Some(crate::queries::static_fingerprint(sql)),
             duration_ms,
             rows,
             database: self.database.clone(),

@@ -1,7 +1,5 @@
-//! Fingerprints of SQL statements: the same id for every run of the same query shape, whatever
-//! its literals, spacing or keyword case, so a slow-query analyzer can group events by it.
-
-use sha2::{Digest, Sha256};
+//! The text of a statement the parser does not understand, normalized without parsing, so it
+//! still gets a stable fingerprint and is reported rather than dropped.
 
 /// The statement with literals replaced by `?`, runs of whitespace and comments collapsed to
 /// one space, and everything outside quoted identifiers lower-cased.
@@ -9,7 +7,7 @@ use sha2::{Digest, Sha256};
 /// Placeholders (`$1`) are kept: they are already the shape. A list of literals such as
 /// `IN (1, 2, 3)` becomes `in (?, ?, ?)`, so lists of different lengths stay different shapes,
 /// as `pg_stat_statements` treats them.
-pub fn normalize_sql(sql: &str) -> String {
+pub fn normalize_text(sql: &str) -> String {
     let chars: Vec<char> = sql.chars().collect();
     let mut out = String::with_capacity(sql.len());
     let mut index = 0;
@@ -77,13 +75,6 @@ pub fn normalize_sql(sql: &str) -> String {
     out
 }
 
-/// The fingerprint of a statement: the first 16 hex digits (64 bits) of the SHA-256 of
-/// [`normalize_sql`]. Stable across processes and releases, unlike `std::hash`.
-pub fn sql_fingerprint(sql: &str) -> String {
-    let digest = Sha256::digest(normalize_sql(sql).as_bytes());
-    hex::encode(&digest[..8])
-}
-
 /// The index just past the quoted run that opens at `start`; a doubled quote is an escaped one.
 fn skip_quoted(chars: &[char], start: usize, quote: char) -> usize {
     let mut index = start + 1;
@@ -112,7 +103,7 @@ mod tests {
     #[test]
     fn literals_become_placeholders_and_spacing_and_case_vanish() {
         assert_eq!(
-            normalize_sql("SELECT  close\n FROM prices WHERE symbol = 'AAPL' AND day > 10 LIMIT 5"),
+            normalize_text("SELECT  close\n FROM prices WHERE symbol = 'AAPL' AND day > 10 LIMIT 5"),
             "select close from prices where symbol = ? and day > ? limit ?"
         );
     }
@@ -120,23 +111,13 @@ mod tests {
     #[test]
     fn identifiers_with_digits_placeholders_and_quoted_names_are_kept() {
         assert_eq!(
-            normalize_sql(r#"SELECT t1.x::float8 FROM "Prices" t1 WHERE a = $12 -- note"#),
+            normalize_text(r#"SELECT t1.x::float8 FROM "Prices" t1 WHERE a = $12 -- note"#),
             r#"select t1.x::float8 from "Prices" t1 where a = $12"#
         );
     }
 
     #[test]
     fn escaped_quotes_and_block_comments_are_handled() {
-        assert_eq!(normalize_sql("SELECT /* hint */ 'it''s', 1.5e3"), "select ?, ?");
-    }
-
-    #[test]
-    fn the_same_shape_has_the_same_fingerprint() {
-        let a = sql_fingerprint("SELECT * FROM prices WHERE symbol = 'A' LIMIT 10");
-        let b = sql_fingerprint("select *\n  from prices\n where symbol = 'BB' limit 300");
-        let c = sql_fingerprint("SELECT * FROM symbols WHERE symbol = 'A'");
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_eq!(a.len(), 16);
+        assert_eq!(normalize_text("SELECT /* hint */ 'it''s', 1.5e3"), "select ?, ?");
     }
 }

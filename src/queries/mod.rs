@@ -1,0 +1,31 @@
+//! Slow-query analysis: statement shapes and fingerprints from a real SQL parser, and index
+//! advice proven with hypothetical indexes (HypoPG) on the database itself.
+//!
+//! - [`shape`]: one fingerprint per query shape (literals and `IN` lists squashed), and the
+//!   columns each statement filters, joins, sorts and groups on.
+//! - [`advisor`]: the workload's statements planned with and without candidate indexes; the
+//!   indexes chosen for the whole workload, weighted by time, under a storage budget, charged
+//!   for their write cost; unused and duplicate indexes to drop.
+//! - [`workload`]: where statements come from (`pg_stat_statements` of any database).
+
+pub mod advisor;
+pub mod shape;
+mod text;
+pub mod workload;
+
+use std::sync::LazyLock;
+
+use dashmap::DashMap;
+
+pub use advisor::{Advice, AdviceError, AdvisorSettings, DropAdvice, IndexAdvice, advise};
+pub use shape::{ColumnRole, ColumnUse, Shape, StatementKind, TableRef, UnparsedSql, fingerprint};
+pub use text::normalize_text;
+pub use workload::{StatementLoad, Workload, WorkloadError};
+
+/// The fingerprint of a statement compiled into this program, parsed once per process: the
+/// price store reports one with every query event, and its statements are a handful of
+/// constants.
+pub fn static_fingerprint(sql: &'static str) -> String {
+    static KNOWN: LazyLock<DashMap<&'static str, String>> = LazyLock::new(DashMap::new);
+    KNOWN.entry(sql).or_insert_with(|| fingerprint(sql)).clone()
+}
