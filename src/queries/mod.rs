@@ -6,9 +6,11 @@
 //! - [`advisor`]: the workload's statements planned with and without candidate indexes; the
 //!   indexes chosen for the whole workload, weighted by time, under a storage budget, charged
 //!   for their write cost; unused and duplicate indexes to drop.
+//! - [`detect`]: slow, heavy and regressed statements in event-time windows of query events.
 //! - [`workload`]: where statements come from (`pg_stat_statements` of any database).
 
 pub mod advisor;
+pub mod detect;
 pub mod shape;
 mod text;
 pub mod workload;
@@ -18,6 +20,7 @@ use std::sync::LazyLock;
 use dashmap::DashMap;
 
 pub use advisor::{Advice, AdviceError, AdvisorSettings, DropAdvice, IndexAdvice, advise};
+pub use detect::{Finding, FindingKind, QueryWindows, SlowRules};
 pub use shape::{ColumnRole, ColumnUse, Shape, StatementKind, TableRef, UnparsedSql, fingerprint};
 pub use text::normalize_text;
 pub use workload::{StatementLoad, Workload, WorkloadError};

@@ -82,13 +82,15 @@ impl TableInfo {
     }
 
     /// Loads the table a statement calls `name`, as the database's search path resolves it;
-    /// `None` when there is no such table (a temporary or dropped one).
+    /// `None` when there is no such table (a temporary or dropped one) or it is a system
+    /// catalog (monitoring tools, this advisor included, query those; they are not ours to index).
     pub async fn load(conn: &mut PgConnection, name: &str) -> Result<Option<TableInfo>, AdviceError> {
         let query = |operation: &'static str| move |source| AdviceError::Query { operation, source };
         let found: Option<(i64, String, f32)> = sqlx::query_as(
             "SELECT c.oid::int8, format('%I.%I', n.nspname, c.relname), c.reltuples \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p', 'm')",
+             WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p', 'm') \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'",
         )
         .bind(name)
         .fetch_optional(&mut *conn)

@@ -1,0 +1,300 @@
+//! Slow statements found in event-time windows of query events: per fingerprint, calls, total
+//! and mean time, p95/p99 from an HDR histogram and rows; slow by PgHero's rule (mean of at
+//! least 20 ms over at least 100 calls), by share of the window's database time, and by
+//! regression against the fingerprint's own baseline (an average of its earlier windows).
+//!
+//! I/O-free: the query-analyzer worker feeds events and closes windows as time passes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// When a fingerprint's window is a finding. Defaults are PgHero's slow-query rule plus a
+/// share-of-time and a regression rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlowRules {
+    /// Slow: mean time per call at least this many milliseconds...
+    pub min_mean_ms: f64,
+    /// ...over at least this many calls in the window.
+    pub min_calls: u64,
+    /// Heavy: at least this share of all statement time in the window (0.2 = 20 %)...
+    pub min_time_share: f64,
+    /// ...in a window with at least this much statement time in all, in milliseconds (a
+    /// quiet database's only statement is not heavy).
+    pub min_window_ms: f64,
+    /// Regressed: mean at least this many times the fingerprint's baseline mean...
+    pub regression_factor: f64,
+    /// ...over at least this many calls in the window.
+    pub regression_min_calls: u64,
+    /// Weight of each new window in the baseline (an exponential average; 0.2 remembers
+    /// about the last five windows).
+    pub baseline_weight: f64,
+}
+
+impl Default for SlowRules {
+    fn default() -> Self {
+        SlowRules {
+            min_mean_ms: 20.0,
+            min_calls: 100,
+            min_time_share: 0.2,
+            min_window_ms: 1000.0,
+            regression_factor: 2.0,
+            regression_min_calls: 20,
+            baseline_weight: 0.2,
+        }
+    }
+}
+
+/// Which rule a finding met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingKind {
+    Slow,
+    Heavy,
+    Regressed,
+}
+
+/// One fingerprint's window that met a rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub fingerprint: String,
+    /// A statement text of the fingerprint as it was run.
+    pub sql: String,
+    /// Window start and end, ms since the epoch.
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub calls: u64,
+    pub errors: u64,
+    pub total_ms: f64,
+    pub mean_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub rows: u64,
+    /// Share of the window's statement time.
+    pub time_share: f64,
+    /// The baseline mean before this window, where there was one.
+    pub baseline_mean_ms: Option<f64>,
+}
+
+/// Per fingerprint, within one window.
+struct Stats {
+    sql: String,
+    calls: u64,
+    errors: u64,
+    total_ms: f64,
+    rows: u64,
+    /// Microseconds at 3 significant digits.
+    micros: Histogram<u64>,
+}
+
+/// An empty auto-resizing histogram of microseconds.
+fn new_histogram() -> Histogram<u64> {
+    // `new(3)` only fails for more than 5 significant digits; 3 is a constant.
+    #[allow(clippy::expect_used)]
+    Histogram::new(3).expect("3 significant digits is within hdrhistogram's 0..=5")
+}
+
+/// Windows of query events by event time, closed once the watermark passes their end plus the
+/// allowed lateness.
+pub struct QueryWindows {
+    rules: SlowRules,
+    window_ms: i64,
+    lateness_ms: i64,
+    open: BTreeMap<i64, HashMap<String, Stats>>,
+    /// Everything before this start is closed; events for it are late.
+    closed_before: i64,
+    baselines: HashMap<String, f64>,
+    late: u64,
+}
+
+impl QueryWindows {
+    /// Windows of `window_ms`, each closed `lateness_ms` after its end.
+    pub fn new(rules: SlowRules, window_ms: i64, lateness_ms: i64) -> QueryWindows {
+        QueryWindows {
+            rules,
+            window_ms: window_ms.max(1),
+            lateness_ms: lateness_ms.max(0),
+            open: BTreeMap::new(),
+            closed_before: i64::MIN,
+            baselines: HashMap::new(),
+            late: 0,
+        }
+    }
+
+    /// Counts one run. Returns false (and counts it as late) when its window already closed.
+    pub fn record(
+        &mut self,
+        fingerprint: &str,
+        sql: &str,
+        duration_ms: f64,
+        rows: u64,
+        failed: bool,
+        at_ms: i64,
+    ) -> bool {
+        let start = at_ms.div_euclid(self.window_ms) * self.window_ms;
+        if start < self.closed_before {
+            self.late += 1;
+            return false;
+        }
+        let window = self.open.entry(start).or_default();
+        let stats = window.entry(fingerprint.to_owned()).or_insert_with(|| Stats {
+            sql: sql.to_owned(),
+            calls: 0,
+            errors: 0,
+            total_ms: 0.0,
+            rows: 0,
+            micros: new_histogram(),
+        });
+        stats.calls += 1;
+        stats.errors += u64::from(failed);
+        let duration_ms = if duration_ms.is_finite() { duration_ms.max(0.0) } else { 0.0 };
+        stats.total_ms += duration_ms;
+        stats.rows += rows;
+        // `record` grows the auto-resizing histogram; it only fails past u64 microseconds.
+        let micros = (duration_ms * 1000.0) as u64;
+        if stats.micros.record(micros).is_err() {
+            stats.micros.saturating_record(micros);
+        }
+        true
+    }
+
+    /// Events that arrived after their window closed.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Closes every window whose end plus lateness is at or before `watermark_ms`, oldest
+    /// first, and returns what they found.
+    pub fn close_through(&mut self, watermark_ms: i64) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        while let Some((&start, _)) = self.open.first_key_value() {
+            if start + self.window_ms + self.lateness_ms > watermark_ms {
+                break;
+            }
+            let Some((start, window)) = self.open.pop_first() else { break };
+            self.closed_before = start + self.window_ms;
+            findings.extend(self.judge(start, window));
+        }
+        findings
+    }
+
+    fn judge(&mut self, start: i64, window: HashMap<String, Stats>) -> Vec<Finding> {
+        let rules = &self.rules;
+        let window_ms: f64 = window.values().map(|s| s.total_ms).sum();
+        let mut findings = Vec::new();
+        let mut fingerprints: Vec<(String, Stats)> = window.into_iter().collect();
+        fingerprints.sort_by(|a, b| b.1.total_ms.total_cmp(&a.1.total_ms));
+        for (fingerprint, stats) in fingerprints {
+            let mean_ms = stats.total_ms / stats.calls.max(1) as f64;
+            let time_share = if window_ms > 0.0 { stats.total_ms / window_ms } else { 0.0 };
+            let baseline = self.baselines.get(&fingerprint).copied();
+            let kind = if stats.calls >= rules.min_calls && mean_ms >= rules.min_mean_ms {
+                Some(FindingKind::Slow)
+            } else if baseline.is_some_and(|b| {
+                stats.calls >= rules.regression_min_calls && b > 0.0 && mean_ms >= b * rules.regression_factor
+            }) {
+                Some(FindingKind::Regressed)
+            } else if window_ms >= rules.min_window_ms && time_share >= rules.min_time_share {
+                Some(FindingKind::Heavy)
+            } else {
+                None
+            };
+            let weight = rules.baseline_weight.clamp(0.0, 1.0);
+            self.baselines.insert(fingerprint.clone(), baseline.map_or(mean_ms, |b| b + weight * (mean_ms - b)));
+            if let Some(kind) = kind {
+                findings.push(Finding {
+                    kind,
+                    sql: stats.sql,
+                    window_start_ms: start,
+                    window_end_ms: start + self.window_ms,
+                    calls: stats.calls,
+                    errors: stats.errors,
+                    total_ms: stats.total_ms,
+                    mean_ms,
+                    p95_ms: stats.micros.value_at_quantile(0.95) as f64 / 1000.0,
+                    p99_ms: stats.micros.value_at_quantile(0.99) as f64 / 1000.0,
+                    rows: stats.rows,
+                    time_share,
+                    baseline_mean_ms: baseline,
+                    fingerprint,
+                });
+            }
+        }
+        findings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: i64 = 60_000;
+
+    fn windows() -> QueryWindows {
+        QueryWindows::new(SlowRules::default(), MINUTE, 5_000)
+    }
+
+    fn run(windows: &mut QueryWindows, fingerprint: &str, ms: f64, count: usize, at: i64) {
+        for i in 0..count {
+            windows.record(fingerprint, "SELECT ...", ms, 1, false, at + i as i64 % 1000);
+        }
+    }
+
+    #[test]
+    fn pghero_slow_is_a_mean_of_20_ms_over_100_calls() {
+        let mut windows = windows();
+        run(&mut windows, "slow", 25.0, 100, 0);
+        run(&mut windows, "few", 80.0, 99, 0);
+        run(&mut windows, "fast", 5.0, 1000, 0);
+        let findings = windows.close_through(MINUTE + 5_000);
+        let slow: Vec<&str> =
+            findings.iter().filter(|f| f.kind == FindingKind::Slow).map(|f| f.fingerprint.as_str()).collect();
+        assert_eq!(slow, ["slow"]);
+        let finding = &findings.iter().find(|f| f.fingerprint == "slow").unwrap();
+        assert_eq!((finding.calls, finding.window_start_ms, finding.window_end_ms), (100, 0, MINUTE));
+        assert!((finding.p95_ms - 25.0).abs() < 0.1, "{finding:?}");
+    }
+
+    #[test]
+    fn a_statement_taking_most_of_the_database_time_is_heavy() {
+        let mut windows = windows();
+        run(&mut windows, "bulk", 900.0, 3, 0);
+        run(&mut windows, "other", 1.0, 500, 0);
+        let findings = windows.close_through(2 * MINUTE);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!((findings[0].kind, findings[0].fingerprint.as_str()), (FindingKind::Heavy, "bulk"));
+        assert!(findings[0].time_share > 0.8);
+    }
+
+    #[test]
+    fn a_fingerprint_twice_as_slow_as_its_baseline_has_regressed() {
+        let mut windows = windows();
+        let noise = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        for minute in 0..6 {
+            let lookup_ms = if minute == 5 { 6.0 } else { 2.0 };
+            run(&mut windows, "lookup", lookup_ms, 50, minute * MINUTE);
+            for other in noise {
+                run(&mut windows, other, 1.0, 500, minute * MINUTE);
+            }
+        }
+        let findings = windows.close_through(6 * MINUTE + 5_000);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].kind, FindingKind::Regressed);
+        assert_eq!(findings[0].window_start_ms, 5 * MINUTE);
+        assert!((findings[0].baseline_mean_ms.unwrap() - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_window_stays_open_for_its_lateness_and_later_events_are_counted_late() {
+        let mut windows = windows();
+        run(&mut windows, "slow", 25.0, 60, 0);
+        assert!(windows.close_through(MINUTE + 4_999).is_empty());
+        run(&mut windows, "slow", 25.0, 40, 59_000);
+        assert_eq!(windows.close_through(MINUTE + 5_000).len(), 1);
+        assert!(!windows.record("slow", "SELECT ...", 25.0, 1, false, 30_000));
+        assert_eq!(windows.late(), 1);
+    }
+}
