@@ -15,8 +15,8 @@ use crate::config::{
 };
 use crate::market::PriceStoreSettings;
 use crate::workers::{
-    CacheWarmerSettings, InferenceBatcherSettings, PassthroughSettings, ServeSettings, Shared, SlaMonitorSettings,
-    WorkerConfig,
+    CacheWarmerSettings, InferenceBatcherSettings, PassthroughSettings, QueryAnalyzerSettings, ServeSettings, Shared,
+    SlaMonitorSettings, WorkerConfig,
 };
 
 /// The whole configuration of a `frontier` process.
@@ -64,6 +64,9 @@ pub struct WorkerSettings {
     pub serve: ServeSettings,
     /// The cache warmer: hot keys from `frontier.metrics` recomputed before they expire.
     pub cache_warmer: CacheWarmerSettings,
+    /// The query analyzer: slow statements from `frontier.db.query-events` to
+    /// `frontier.db.slow-queries`, index advice to `frontier.db.index-recommendations`.
+    pub query_analyzer: QueryAnalyzerSettings,
 }
 
 impl Settings {
@@ -95,6 +98,7 @@ impl Settings {
         worker(&workers.inference)?;
         worker(&workers.serve)?;
         worker(&workers.cache_warmer)?;
+        worker(&workers.query_analyzer)?;
         Ok(())
     }
 
@@ -103,6 +107,9 @@ impl Settings {
         let mut copy = self.clone();
         copy.redis.url = crate::health::redact(&copy.redis.url);
         copy.postgres.url = crate::health::redact(&copy.postgres.url);
+        if let Some(url) = &mut copy.workers.query_analyzer.database_url {
+            *url = crate::health::redact(url);
+        }
         copy.cache = copy.cache.redacted();
         for (key, value) in copy.kafka.client.iter_mut() {
             let key = key.to_lowercase();

@@ -5,3 +5,7 @@ FROM postgres:15
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15-hypopg \
  && rm -rf /var/lib/apt/lists/*
+# Run once by the image's entrypoint when the data volume is new: the extensions the query
+# analyzer's advice needs, in the database it advises on (ops/stack does the same).
+RUN printf '%s\n' 'CREATE EXTENSION IF NOT EXISTS hypopg;' 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements;' \
+      > /docker-entrypoint-initdb.d/10-frontier-extensions.sql

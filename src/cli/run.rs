@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::SchemaCatalog;
 use crate::settings::Settings;
-use crate::workers::{cache_warmer, inference_batcher, passthrough, serve, sla_monitor};
+use crate::workers::{cache_warmer, inference_batcher, passthrough, query_analyzer, serve, sla_monitor};
 use crate::{shutdown, telemetry};
 
 /// `frontier run` options.
@@ -36,6 +36,9 @@ pub enum WorkerKind {
     /// Hot cache keys (from the serving workers' events) recomputed before they expire, within
     /// a concurrency limit and a budget of refreshes per second.
     CacheWarmer,
+    /// Slow, heavy and regressed statements from the DB query events, per window, and index
+    /// advice for the database proven with HypoPG.
+    QueryAnalyzer,
 }
 
 pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +62,7 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
         WorkerKind::InferenceBatcher => inference_batcher::run(&shared, &workers.inference, catalog, token).await?,
         WorkerKind::Serve => serve::run(&shared, &workers.serve, catalog, token).await?,
         WorkerKind::CacheWarmer => cache_warmer::run(&shared, &workers.cache_warmer, catalog, token).await?,
+        WorkerKind::QueryAnalyzer => query_analyzer::run(&shared, &workers.query_analyzer, catalog, token).await?,
     };
     tracing::info!(?report, "worker stopped cleanly");
     Ok(ExitCode::SUCCESS)

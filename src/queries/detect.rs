@@ -60,7 +60,11 @@ pub enum FindingKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub kind: FindingKind,
+    /// The database the statement ran against.
+    pub database: String,
     pub fingerprint: String,
+    /// Whether the SQL parser understood the statement (else the fingerprint is of its text).
+    pub parsed: bool,
     /// A statement text of the fingerprint as it was run.
     pub sql: String,
     /// Window start and end, ms since the epoch.
@@ -82,12 +86,28 @@ pub struct Finding {
 /// Per fingerprint, within one window.
 struct Stats {
     sql: String,
+    parsed: bool,
     calls: u64,
     errors: u64,
     total_ms: f64,
     rows: u64,
     /// Microseconds at 3 significant digits.
     micros: Histogram<u64>,
+}
+
+/// One statement run, as the windows count it.
+#[derive(Debug, Clone, Copy)]
+pub struct StatementRun<'a> {
+    pub database: &'a str,
+    pub fingerprint: &'a str,
+    pub sql: &'a str,
+    /// Whether the parser understood `sql`.
+    pub parsed: bool,
+    pub duration_ms: f64,
+    pub rows: u64,
+    pub failed: bool,
+    /// When it started, ms since the epoch.
+    pub at_ms: i64,
 }
 
 /// An empty auto-resizing histogram of microseconds.
@@ -103,10 +123,11 @@ pub struct QueryWindows {
     rules: SlowRules,
     window_ms: i64,
     lateness_ms: i64,
-    open: BTreeMap<i64, HashMap<String, Stats>>,
+    /// Window start -> (database, fingerprint) -> stats.
+    open: BTreeMap<i64, HashMap<(String, String), Stats>>,
     /// Everything before this start is closed; events for it are late.
     closed_before: i64,
-    baselines: HashMap<String, f64>,
+    baselines: HashMap<(String, String), f64>,
     late: u64,
 }
 
@@ -125,22 +146,16 @@ impl QueryWindows {
     }
 
     /// Counts one run. Returns false (and counts it as late) when its window already closed.
-    pub fn record(
-        &mut self,
-        fingerprint: &str,
-        sql: &str,
-        duration_ms: f64,
-        rows: u64,
-        failed: bool,
-        at_ms: i64,
-    ) -> bool {
+    pub fn record(&mut self, run: &StatementRun<'_>) -> bool {
+        let StatementRun { database, fingerprint, sql, parsed, duration_ms, rows, failed, at_ms } = *run;
         let start = at_ms.div_euclid(self.window_ms) * self.window_ms;
         if start < self.closed_before {
             self.late += 1;
             return false;
         }
         let window = self.open.entry(start).or_default();
-        let stats = window.entry(fingerprint.to_owned()).or_insert_with(|| Stats {
+        let stats = window.entry((database.to_owned(), fingerprint.to_owned())).or_insert_with(|| Stats {
+            parsed,
             sql: sql.to_owned(),
             calls: 0,
             errors: 0,
@@ -181,16 +196,21 @@ impl QueryWindows {
         findings
     }
 
-    fn judge(&mut self, start: i64, window: HashMap<String, Stats>) -> Vec<Finding> {
+    fn judge(&mut self, start: i64, window: HashMap<(String, String), Stats>) -> Vec<Finding> {
         let rules = &self.rules;
-        let window_ms: f64 = window.values().map(|s| s.total_ms).sum();
+        // Shares are of each database's own time in the window.
+        let mut database_ms: HashMap<String, f64> = HashMap::new();
+        for ((database, _), stats) in &window {
+            *database_ms.entry(database.clone()).or_default() += stats.total_ms;
+        }
         let mut findings = Vec::new();
-        let mut fingerprints: Vec<(String, Stats)> = window.into_iter().collect();
+        let mut fingerprints: Vec<((String, String), Stats)> = window.into_iter().collect();
         fingerprints.sort_by(|a, b| b.1.total_ms.total_cmp(&a.1.total_ms));
-        for (fingerprint, stats) in fingerprints {
+        for (key, stats) in fingerprints {
+            let window_ms = database_ms.get(&key.0).copied().unwrap_or(0.0);
             let mean_ms = stats.total_ms / stats.calls.max(1) as f64;
             let time_share = if window_ms > 0.0 { stats.total_ms / window_ms } else { 0.0 };
-            let baseline = self.baselines.get(&fingerprint).copied();
+            let baseline = self.baselines.get(&key).copied();
             let kind = if stats.calls >= rules.min_calls && mean_ms >= rules.min_mean_ms {
                 Some(FindingKind::Slow)
             } else if baseline.is_some_and(|b| {
@@ -203,10 +223,13 @@ impl QueryWindows {
                 None
             };
             let weight = rules.baseline_weight.clamp(0.0, 1.0);
-            self.baselines.insert(fingerprint.clone(), baseline.map_or(mean_ms, |b| b + weight * (mean_ms - b)));
+            self.baselines.insert(key.clone(), baseline.map_or(mean_ms, |b| b + weight * (mean_ms - b)));
             if let Some(kind) = kind {
+                let (database, fingerprint) = key;
                 findings.push(Finding {
                     kind,
+                    database,
+                    parsed: stats.parsed,
                     sql: stats.sql,
                     window_start_ms: start,
                     window_end_ms: start + self.window_ms,
@@ -237,9 +260,22 @@ mod tests {
         QueryWindows::new(SlowRules::default(), MINUTE, 5_000)
     }
 
+    fn statement<'a>(fingerprint: &'a str, ms: f64, at_ms: i64) -> StatementRun<'a> {
+        StatementRun {
+            database: "shop",
+            fingerprint,
+            sql: "SELECT ...",
+            parsed: true,
+            duration_ms: ms,
+            rows: 1,
+            failed: false,
+            at_ms,
+        }
+    }
+
     fn run(windows: &mut QueryWindows, fingerprint: &str, ms: f64, count: usize, at: i64) {
         for i in 0..count {
-            windows.record(fingerprint, "SELECT ...", ms, 1, false, at + i as i64 % 1000);
+            windows.record(&statement(fingerprint, ms, at + i as i64 % 1000));
         }
     }
 
@@ -288,13 +324,25 @@ mod tests {
     }
 
     #[test]
+    fn the_same_statement_on_two_databases_is_judged_apart() {
+        // Only PgHero's rule: each database's one statement is all of its time.
+        let rules = SlowRules { min_window_ms: f64::INFINITY, ..SlowRules::default() };
+        let mut windows = QueryWindows::new(rules, MINUTE, 5_000);
+        run(&mut windows, "slow", 25.0, 60, 0);
+        for i in 0..60 {
+            windows.record(&StatementRun { database: "other", ..statement("slow", 25.0, i) });
+        }
+        assert!(windows.close_through(MINUTE + 5_000).is_empty(), "60 calls on each is not 120 on one");
+    }
+
+    #[test]
     fn a_window_stays_open_for_its_lateness_and_later_events_are_counted_late() {
         let mut windows = windows();
         run(&mut windows, "slow", 25.0, 60, 0);
         assert!(windows.close_through(MINUTE + 4_999).is_empty());
         run(&mut windows, "slow", 25.0, 40, 59_000);
         assert_eq!(windows.close_through(MINUTE + 5_000).len(), 1);
-        assert!(!windows.record("slow", "SELECT ...", 25.0, 1, false, 30_000));
+        assert!(!windows.record(&statement("slow", 25.0, 30_000)));
         assert_eq!(windows.late(), 1);
     }
 }

@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 use dashmap::DashMap;
 
 pub use advisor::{Advice, AdviceError, AdvisorSettings, DropAdvice, IndexAdvice, advise};
-pub use detect::{Finding, FindingKind, QueryWindows, SlowRules};
+pub use detect::{Finding, FindingKind, QueryWindows, SlowRules, StatementRun};
 pub use shape::{ColumnRole, ColumnUse, Shape, StatementKind, TableRef, UnparsedSql, fingerprint};
 pub use text::normalize_text;
 pub use workload::{StatementLoad, Workload, WorkloadError};

@@ -84,6 +84,16 @@ pub enum PurgeStatus {
     Skipped,
 }
 
+/// What an index recommendation advises; serialized as the schema's symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexAction {
+    /// Build the index.
+    Create,
+    /// Remove an existing index.
+    Drop,
+}
+
 /// An index the query analyzer recommends (`frontier.db.IndexRecommendation`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexRecommendation {
@@ -107,6 +117,14 @@ pub struct IndexRecommendation {
     pub estimated_cost_after: f64,
     /// `estimated_cost_before / estimated_cost_after`.
     pub improvement_ratio: f64,
+    /// Create the index, or drop an existing one.
+    pub action: IndexAction,
+    /// Estimated index size in bytes.
+    pub size_bytes: i64,
+    /// Estimated statement time saved over the observed workload, ms.
+    pub time_saved_ms: f64,
+    /// Estimated time added to the table's writes over the same workload, ms.
+    pub write_overhead_ms: f64,
     /// Why, in words.
     pub evidence: String,
     /// When it was made, ms since the epoch.

@@ -16,6 +16,7 @@ mod request;
 mod request_completed;
 mod response;
 mod slo_counters;
+mod slow_query;
 mod worker_status;
 
 #[cfg(test)]
@@ -25,7 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use alert::{Alert, AlertStatus, Severity};
-pub use assets::{AssetChange, ChangeType, IndexRecommendation, PurgeMethod, PurgeResult, PurgeStatus};
+pub use assets::{AssetChange, ChangeType, IndexAction, IndexRecommendation, PurgeMethod, PurgeResult, PurgeStatus};
 pub use autoscale::{AutoscaleDecision, ScaleAction};
 pub use cache_invalidation::CacheInvalidation;
 pub use common::{CacheLayer, Priority, RequestStatus};
@@ -35,6 +36,7 @@ pub use request::{AnalysisRequest, ParamValue};
 pub use request_completed::RequestCompleted;
 pub use response::{AnalysisResponse, ErrorDetail};
 pub use slo_counters::{MinuteCount, SloCounters, SloMinuteCounts};
+pub use slow_query::{SlowQueryFinding, SlowQueryKind};
 pub use worker_status::WorkerStatus;
 
 /// A Rust type that is exactly one Avro record of `schemas/`.
@@ -67,4 +69,5 @@ record!(AnalysisRequest, "frontier.serving.AnalysisRequest", "request.avsc");
 record!(RequestCompleted, "frontier.sla.RequestCompleted", "request_completed.avsc");
 record!(AnalysisResponse, "frontier.serving.AnalysisResponse", "response.avsc");
 record!(SloCounters, "frontier.sla.SloCounters", "slo_counters.avsc");
+record!(SlowQueryFinding, "frontier.db.SlowQueryFinding", "slow_query_finding.avsc");
 record!(WorkerStatus, "frontier.sla.WorkerStatus", "worker_status.avsc");

@@ -13,12 +13,14 @@
 pub mod cache_warmer;
 pub mod inference_batcher;
 pub mod passthrough;
+pub mod query_analyzer;
 pub mod serve;
 pub mod sla_monitor;
 
 pub use cache_warmer::CacheWarmerSettings;
 pub use inference_batcher::InferenceBatcherSettings;
 pub use passthrough::PassthroughSettings;
+pub use query_analyzer::QueryAnalyzerSettings;
 pub use serve::ServeSettings;
 pub use sla_monitor::SlaMonitorSettings;
 

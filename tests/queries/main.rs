@@ -4,6 +4,7 @@
 //! also makes every test one on "a database that is not ours".
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
+mod analyzer;
 #[path = "../common/mod.rs"]
 mod common;
 

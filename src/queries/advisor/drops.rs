@@ -2,11 +2,11 @@
 //! leading part of another index on the same table (the wider one serves every lookup they do).
 //! Indexes that back a constraint (primary key, unique, exclusion) are never advised away.
 
-use super::DropAdvice;
 use super::catalog::{ExistingIndex, TableInfo};
+use super::{DropAdvice, advice_id};
 
 /// Drop advice over the tables the workload touched.
-pub fn find(tables: &[TableInfo]) -> Vec<DropAdvice> {
+pub fn find(database: &str, tables: &[TableInfo]) -> Vec<DropAdvice> {
     let mut out = Vec::new();
     for table in tables {
         for index in table.indexes.iter().filter(|index| !index.constraint && !index.unique) {
@@ -18,6 +18,7 @@ pub fn find(tables: &[TableInfo]) -> Vec<DropAdvice> {
                 continue;
             };
             out.push(DropAdvice {
+                id: advice_id(database, &table.qualified, "drop", std::slice::from_ref(&index.name)),
                 action: "drop",
                 table: table.qualified.clone(),
                 index: index.name.clone(),

@@ -40,6 +40,9 @@ pub struct AdvisorSettings {
     /// Least share of a write's time each new index adds to it, whatever its width: a B-tree
     /// insert descends the tree and writes WAL even for a narrow entry.
     pub write_overhead_floor: f64,
+    /// Milliseconds to write one row, for tables the workload updates but does not insert into
+    /// (where it inserts, the observed insert time per row is used).
+    pub row_write_ms: f64,
     /// A table whose updates are HOT at least this often keeps them: no index on a column its
     /// updates assign is recommended there.
     pub hot_update_share: f64,
@@ -56,6 +59,7 @@ impl Default for AdvisorSettings {
             min_calls: 5,
             min_cost_reduction: 0.1,
             write_overhead_floor: 0.2,
+            row_write_ms: 0.02,
             hot_update_share: 0.5,
             max_index_columns: 3,
             max_indexes: 10,
@@ -102,6 +106,8 @@ pub struct IndexAdvice {
 /// An index to drop.
 #[derive(Debug, Clone, Serialize)]
 pub struct DropAdvice {
+    /// Stable id of (database, table, "drop", index name).
+    pub id: String,
     pub action: &'static str,
     pub table: String,
     pub index: String,
@@ -219,7 +225,7 @@ pub async fn advise(
         }
     }
     advice.statements_planned = planned.len();
-    let table_writes = table_writes(&writes, &tables, &by_name);
+    let table_writes = table_writes(&writes, &tables, &by_name, settings);
     let candidates = candidates::generate(&planned, &tables, settings);
     let chosen = choose::greedy(&mut planner, &mut planned, &tables, &table_writes, candidates, settings).await?;
     advice.refused = chosen.refused;
@@ -227,7 +233,7 @@ pub async fn advise(
         advice.storage_bytes += index.size_bytes;
         advice.create.push(index.into_advice(&workload.database, &tables, &planned));
     }
-    advice.drop = drops::find(&tables);
+    advice.drop = drops::find(&workload.database, &tables);
     Ok(advice)
 }
 
@@ -290,20 +296,33 @@ async fn resolve(
     Ok(loaded)
 }
 
-/// Per table, the observed time of the writes that maintain every index (inserts, and updates
-/// that were not HOT: a HOT update touches no index), and the columns its updates assign.
+/// Per table, the time of the writes that maintain every index, and the columns its updates
+/// assign. An INSERT's time is its writing; an UPDATE's is mostly finding its rows (a slow
+/// UPDATE is slow for want of an index, not for writing), so updated rows that were not HOT (a
+/// HOT update touches no index) are charged at the table's observed insert time per row, or
+/// `row_write_ms` where the workload inserts nothing into it.
 fn table_writes(
     writes: &[(StatementLoad, Shape)],
     tables: &[TableInfo],
     by_name: &HashMap<String, Option<usize>>,
+    settings: &AdvisorSettings,
 ) -> TableWrites {
     let mut out = TableWrites { ms: vec![0.0; tables.len()], assigned: vec![Vec::new(); tables.len()] };
-    for (load, shape) in writes {
-        let Some(&Some(table)) = shape.target.as_ref().and_then(|name| by_name.get(name)) else { continue };
-        out.ms[table] += match shape.kind {
-            StatementKind::Update => load.total_ms * (1.0 - tables[table].hot_share()),
-            _ => load.total_ms,
+    let target_of = |shape: &Shape| shape.target.as_ref().and_then(|name| by_name.get(name).copied().flatten());
+    let mut inserted = vec![(0.0, 0u64); tables.len()];
+    for (load, shape) in writes.iter().filter(|(_, shape)| shape.kind == StatementKind::Insert) {
+        let Some(table) = target_of(shape) else { continue };
+        out.ms[table] += load.total_ms;
+        inserted[table].0 += load.total_ms;
+        inserted[table].1 += load.rows;
+    }
+    for (load, shape) in writes.iter().filter(|(_, shape)| shape.kind == StatementKind::Update) {
+        let Some(table) = target_of(shape) else { continue };
+        let per_row = match inserted[table] {
+            (ms, rows) if rows > 0 => ms / rows as f64,
+            _ => settings.row_write_ms,
         };
+        out.ms[table] += load.rows as f64 * per_row * (1.0 - tables[table].hot_share());
         for column in &shape.assigned {
             if !out.assigned[table].contains(column) {
                 out.assigned[table].push(column.clone());

@@ -1,0 +1,372 @@
+//! The query analyzer as a [`Worker`]: each query event is counted into its window; each tick
+//! judges the windows that closed and, every `advise_interval`, works out index advice.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+
+use super::metric;
+use super::settings::QueryAnalyzerSettings;
+use crate::bus::{HandlerError, Inbound, Outbound, SchemaCatalog, Worker};
+use crate::queries::{
+    Advice, AdviceError, Finding, FindingKind, QueryWindows, Shape, StatementLoad, StatementRun, Workload,
+    WorkloadError, advise,
+};
+use crate::records::{
+    IndexAction, IndexRecommendation, QueryEvent, QueryStatus, Record, SlowQueryFinding, SlowQueryKind,
+};
+
+/// How long connecting to the advised database may take before this advice run gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Statements of `pg_stat_statements` read per advice run, heaviest first.
+const STAT_STATEMENTS_LIMIT: usize = 200;
+
+/// Why an advice run failed; the analyzer logs it, counts it and tries again next interval.
+#[derive(Debug, thiserror::Error)]
+enum AdviceRunError {
+    #[error("connecting to the advised database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("connecting to the advised database: no answer within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    #[error(transparent)]
+    Advice(#[from] AdviceError),
+}
+
+/// What the advice side remembers between runs.
+#[derive(Default)]
+struct AdviceState {
+    last_run: Option<Instant>,
+    /// Advice id -> what was last published for it, so unchanged advice is not re-sent.
+    published: HashMap<String, String>,
+    /// Whether the missing `pg_stat_statements` was already reported.
+    said_no_stat_statements: bool,
+}
+
+/// The `query-analyzer` worker.
+pub struct QueryAnalyzer {
+    settings: QueryAnalyzerSettings,
+    catalog: Arc<SchemaCatalog>,
+    database_url: String,
+    /// The advised database's name: its events are remembered for advice.
+    database: String,
+    windows: Mutex<QueryWindows>,
+    /// Statement text -> (fingerprint, parsed), so a text is parsed once.
+    shapes: Mutex<HashMap<String, (Arc<str>, bool)>>,
+    /// Fingerprint -> load seen in events of the advised database.
+    workload: Mutex<HashMap<Arc<str>, StatementLoad>>,
+    advice: tokio::sync::Mutex<AdviceState>,
+}
+
+/// A lock that a panicking holder left behind is still usable: the maps hold plain counts.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    hex::encode(&Sha256::digest(parts.join("\u{1f}").as_bytes())[..8])
+}
+
+impl QueryAnalyzer {
+    /// An analyzer advising on `database_url` (whose database name it reads from the URL).
+    pub fn new(settings: QueryAnalyzerSettings, database_url: String, catalog: Arc<SchemaCatalog>) -> Self {
+        metric::describe();
+        // PostgreSQL's default database is the user's name.
+        let database = PgConnectOptions::from_str(&database_url)
+            .ok()
+            .map(|options| options.get_database().unwrap_or(options.get_username()).to_owned())
+            .unwrap_or_default();
+        let windows = QueryWindows::new(
+            settings.rules.clone(),
+            i64::try_from(settings.window.as_millis()).unwrap_or(i64::MAX),
+            i64::try_from(settings.allowed_lateness.as_millis()).unwrap_or(i64::MAX),
+        );
+        QueryAnalyzer {
+            settings,
+            catalog,
+            database_url,
+            database,
+            windows: Mutex::new(windows),
+            shapes: Mutex::new(HashMap::new()),
+            workload: Mutex::new(HashMap::new()),
+            advice: tokio::sync::Mutex::new(AdviceState::default()),
+        }
+    }
+
+    /// The fingerprint of a statement text and whether it parsed, each text parsed once.
+    fn shape_of(&self, sql: &str) -> (Arc<str>, bool) {
+        if let Some(known) = lock(&self.shapes).get(sql) {
+            return known.clone();
+        }
+        let known: (Arc<str>, bool) = match Shape::parse(sql) {
+            Ok(shape) => (shape.fingerprint.into(), true),
+            Err(unparsed) => (unparsed.fingerprint.into(), false),
+        };
+        let mut shapes = lock(&self.shapes);
+        // Texts with literals make a new text per run; a full map starts over.
+        if shapes.len() >= self.settings.max_shapes {
+            shapes.clear();
+        }
+        shapes.insert(sql.to_owned(), known.clone());
+        known
+    }
+
+    /// Adds an event of the advised database to the workload the advisor sees.
+    fn remember(&self, fingerprint: &Arc<str>, event: &QueryEvent) {
+        let mut workload = lock(&self.workload);
+        if !workload.contains_key(fingerprint) && workload.len() >= self.settings.max_shapes {
+            // Room for the newcomer: the lightest tenth goes.
+            let mut loads: Vec<(Arc<str>, f64)> = workload.iter().map(|(k, v)| (k.clone(), v.total_ms)).collect();
+            loads.sort_by(|a, b| a.1.total_cmp(&b.1));
+            for (key, _) in loads.iter().take((loads.len() / 10).max(1)) {
+                workload.remove(key);
+            }
+        }
+        let load = workload.entry(fingerprint.clone()).or_insert_with(|| StatementLoad {
+            sql: event.sql.clone(),
+            calls: 0,
+            total_ms: 0.0,
+            rows: 0,
+        });
+        load.calls += 1;
+        load.total_ms += event.duration_ms.max(0.0);
+        load.rows += u64::try_from(event.rows).unwrap_or(0);
+    }
+
+    /// The findings of closed windows as records, with how many each database had per window.
+    fn finding_outputs(&self, findings: Vec<Finding>, now_ms: i64) -> Result<Vec<Outbound>, HandlerError> {
+        let mut per_window: HashMap<(String, i64), i32> = HashMap::new();
+        for finding in &findings {
+            *per_window.entry((finding.database.clone(), finding.window_start_ms)).or_default() += 1;
+        }
+        let mut outputs = Vec::with_capacity(findings.len());
+        for finding in findings {
+            let kind = match finding.kind {
+                FindingKind::Slow => SlowQueryKind::Slow,
+                FindingKind::Heavy => SlowQueryKind::Heavy,
+                FindingKind::Regressed => SlowQueryKind::Regressed,
+            };
+            metrics::counter!(metric::FINDINGS, "kind" => format!("{:?}", finding.kind).to_lowercase()).increment(1);
+            tracing::info!(
+                database = %finding.database, fingerprint = %finding.fingerprint, kind = ?finding.kind,
+                calls = finding.calls, mean_ms = finding.mean_ms, p95_ms = finding.p95_ms, sql = %finding.sql,
+                "statement found in a closed window"
+            );
+            let record = SlowQueryFinding {
+                id: short_hash(&[&finding.database, &finding.fingerprint, &finding.window_start_ms.to_string()]),
+                kind,
+                window_findings: per_window
+                    .get(&(finding.database.clone(), finding.window_start_ms))
+                    .copied()
+                    .unwrap_or(1),
+                database: finding.database,
+                sql: finding.sql,
+                parsed: finding.parsed,
+                window_start: finding.window_start_ms,
+                window_end: finding.window_end_ms,
+                calls: i64::try_from(finding.calls).unwrap_or(i64::MAX),
+                errors: i64::try_from(finding.errors).unwrap_or(i64::MAX),
+                total_ms: finding.total_ms,
+                mean_ms: finding.mean_ms,
+                p95_ms: finding.p95_ms,
+                p99_ms: finding.p99_ms,
+                rows: i64::try_from(finding.rows).unwrap_or(i64::MAX),
+                time_share: finding.time_share,
+                baseline_mean_ms: finding.baseline_mean_ms,
+                detected_at: now_ms,
+                fingerprint: finding.fingerprint,
+            };
+            outputs.push(self.output(&self.settings.findings_topic, &record.fingerprint.clone(), &record)?);
+        }
+        Ok(outputs)
+    }
+
+    fn output<T: Record>(&self, topic: &str, key: &str, record: &T) -> Result<Outbound, HandlerError> {
+        // Our own records against our own schemas: a failure is a build that ships mismatched
+        // schemas, which must stop the worker loudly rather than lose findings quietly.
+        let payload = self.catalog.encode_record(record).map_err(|e| HandlerError::fatal("encode", e.to_string()))?;
+        Ok(Outbound::new(topic, Some(key.as_bytes().to_vec()), payload))
+    }
+
+    /// Works out advice if it is due, returning the recommendations that changed. A failure is
+    /// logged and counted, never returned: the findings of the same tick must still go out.
+    async fn advise_if_due(&self, now_ms: i64) -> Result<Vec<Outbound>, HandlerError> {
+        if self.settings.advise_interval.is_zero() {
+            return Ok(Vec::new());
+        }
+        // One run at a time: a tick that finds one running leaves the work to it.
+        let Ok(mut state) = self.advice.try_lock() else { return Ok(Vec::new()) };
+        if state.last_run.is_some_and(|last| last.elapsed() < self.settings.advise_interval) {
+            return Ok(Vec::new());
+        }
+        state.last_run = Some(Instant::now());
+        let started = Instant::now();
+        let advice = match self.advice_run(&mut state).await {
+            Ok(advice) => advice,
+            Err(error) => {
+                metrics::counter!(metric::ADVICE_RUNS, "outcome" => "failed").increment(1);
+                tracing::warn!(%error, "index advice failed; findings go on, advice is tried again next interval");
+                return Ok(Vec::new());
+            }
+        };
+        metrics::counter!(metric::ADVICE_RUNS, "outcome" => "advised").increment(1);
+        metrics::histogram!(metric::ADVICE_SECONDS).record(started.elapsed().as_secs_f64());
+        for skipped in &advice.skipped {
+            tracing::debug!(fingerprint = %skipped.fingerprint, reason = %skipped.reason, "statement not analysed");
+        }
+        let mut outputs = Vec::new();
+        for record in recommendations(&advice, now_ms) {
+            let shown = format!("{}|{:.1}|{}", record.create_statement, record.estimated_cost_after, record.size_bytes);
+            if state.published.get(&record.id) == Some(&shown) {
+                continue;
+            }
+            let action = if record.action == IndexAction::Create { "create" } else { "drop" };
+            metrics::counter!(metric::RECOMMENDATIONS, "action" => action).increment(1);
+            tracing::info!(table = %record.table_name, columns = ?record.columns, ddl = %record.create_statement, "index advice");
+            outputs.push(self.output(&self.settings.recommendations_topic, &record.id, &record)?);
+            state.published.insert(record.id.clone(), shown);
+        }
+        Ok(outputs)
+    }
+
+    async fn advice_run(&self, state: &mut AdviceState) -> Result<Advice, AdviceRunError> {
+        let options = PgConnectOptions::from_str(&self.database_url)
+            .map_err(AdviceRunError::Connect)?
+            .application_name("frontier query-analyzer")
+            .log_statements(tracing::log::LevelFilter::Off);
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| AdviceRunError::ConnectTimeout(CONNECT_TIMEOUT))?
+            .map_err(AdviceRunError::Connect)?;
+        let mut workload = Workload { database: self.database.clone(), statements: Vec::new() };
+        if self.settings.use_stat_statements {
+            match Workload::from_stat_statements(&mut conn, STAT_STATEMENTS_LIMIT).await {
+                Ok(found) => workload = found,
+                Err(error @ WorkloadError::MissingExtension { .. }) => {
+                    if !std::mem::replace(&mut state.said_no_stat_statements, true) {
+                        tracing::warn!(%error, "advising on query events only");
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        // Statements pg_stat_statements already counts are not counted twice.
+        let known: std::collections::HashSet<String> =
+            workload.statements.iter().map(|load| crate::queries::fingerprint(&load.sql)).collect();
+        let from_events: Vec<StatementLoad> = lock(&self.workload)
+            .iter()
+            .filter(|(fingerprint, _)| !known.contains(fingerprint.as_ref()))
+            .map(|(_, load)| load.clone())
+            .collect();
+        workload.statements.extend(from_events);
+        let advice = advise(&mut conn, &workload, &self.settings.advisor).await?;
+        let _ = conn.close().await;
+        Ok(advice)
+    }
+}
+
+/// Advice as `IndexRecommendation` records.
+fn recommendations(advice: &Advice, now_ms: i64) -> Vec<IndexRecommendation> {
+    let creates = advice.create.iter().map(|index| IndexRecommendation {
+        id: index.id.clone(),
+        database: advice.database.clone(),
+        table_name: index.table.clone(),
+        columns: index.columns.clone(),
+        index_type: index.method.clone(),
+        create_statement: index.ddl.clone(),
+        query_fingerprints: index.statements.iter().map(|s| s.fingerprint.clone()).collect(),
+        estimated_cost_before: index.estimated_cost_before,
+        estimated_cost_after: index.estimated_cost_after,
+        improvement_ratio: if index.estimated_cost_after > 0.0 {
+            index.estimated_cost_before / index.estimated_cost_after
+        } else {
+            index.estimated_cost_before
+        },
+        action: IndexAction::Create,
+        size_bytes: index.size_bytes,
+        time_saved_ms: index.time_saved_ms,
+        write_overhead_ms: index.write_overhead_ms,
+        evidence: format!("hypopg: {}", index.reason),
+        created_at: now_ms,
+    });
+    let drops = advice.drop.iter().map(|index| IndexRecommendation {
+        id: index.id.clone(),
+        database: advice.database.clone(),
+        table_name: index.table.clone(),
+        columns: index.columns.clone(),
+        index_type: "btree".to_owned(),
+        create_statement: index.ddl.clone(),
+        query_fingerprints: Vec::new(),
+        estimated_cost_before: 0.0,
+        estimated_cost_after: 0.0,
+        improvement_ratio: 1.0,
+        action: IndexAction::Drop,
+        size_bytes: index.size_bytes,
+        time_saved_ms: 0.0,
+        write_overhead_ms: 0.0,
+        evidence: format!("pg_stat_all_indexes: {}", index.reason),
+        created_at: now_ms,
+    });
+    creates.chain(drops).collect()
+}
+
+impl Worker for QueryAnalyzer {
+    fn name(&self) -> &'static str {
+        "query-analyzer"
+    }
+
+    async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        let event: QueryEvent = message.record()?;
+        // A time far ahead would open a window that never closes (and never frees its memory).
+        let horizon =
+            i64::try_from((self.settings.window + self.settings.allowed_lateness).as_millis()).unwrap_or(i64::MAX);
+        let now_ms = crate::clock::now_millis();
+        if event.occurred_at > now_ms.saturating_add(horizon) {
+            return Err(HandlerError::rejected(
+                "implausible_time",
+                format!("occurred_at {} is more than a window ahead of now ({now_ms})", event.occurred_at),
+            ));
+        }
+        let (fingerprint, parsed) = self.shape_of(&event.sql);
+        metrics::counter!(metric::EVENTS, "parsed" => if parsed { "true" } else { "false" }).increment(1);
+        let run = StatementRun {
+            database: &event.database,
+            fingerprint: &fingerprint,
+            sql: &event.sql,
+            parsed,
+            duration_ms: event.duration_ms,
+            rows: u64::try_from(event.rows).unwrap_or(0),
+            failed: event.status != QueryStatus::Ok,
+            at_ms: event.occurred_at,
+        };
+        if !lock(&self.windows).record(&run) {
+            metrics::counter!(metric::LATE_EVENTS).increment(1);
+        }
+        if parsed && event.database == self.database {
+            self.remember(&fingerprint, &event);
+        }
+        Ok(Vec::new())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.settings.evaluate_interval)
+    }
+
+    async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
+        let now_ms = millis(now);
+        let findings = lock(&self.windows).close_through(now_ms);
+        let mut outputs = self.finding_outputs(findings, now_ms)?;
+        outputs.extend(self.advise_if_due(now_ms).await?);
+        Ok(outputs)
+    }
+}

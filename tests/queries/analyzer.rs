@@ -1,0 +1,161 @@
+//! The `query-analyzer` worker against the real broker and PostgreSQL: query events in,
+//! findings and index advice out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use frontier::bus::{ConsumerLoop, LoopOptions, LoopReport, dlq};
+use frontier::clock::now_millis;
+use frontier::records::{QueryEvent, QueryStatus};
+use frontier::settings::Settings;
+use frontier::workers::query_analyzer::{QueryAnalyzer, QueryAnalyzerSettings};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::common::process::assert_no_dead_letters;
+use super::common::{catalog, create_topics, decoded_json, header, produce, read_topic, settings, unique};
+use super::{ORDERS, ScratchDatabase};
+
+const LOOKUP: &str = "SELECT id, amount FROM orders WHERE customer = $1";
+
+struct Analyzer {
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<Result<LoopReport, frontier::bus::BusError>>,
+}
+
+impl Analyzer {
+    async fn stop(self) {
+        self.token.cancel();
+        self.task.await.unwrap().expect("the analyzer stops cleanly");
+    }
+}
+
+/// Topics of their own, short windows (the shipped rules), advice every second.
+async fn setup(name: &str, database_url: &str) -> (Settings, QueryAnalyzerSettings) {
+    let mut settings = settings();
+    let [input, findings, recommendations, dead] =
+        ["events", "findings", "advice", "dlq"].map(|topic| unique(&format!("{name}.{topic}")));
+    settings.bus.dlq_topic = dead.clone();
+    create_topics(&settings, &[&input, &findings, &recommendations, &dead], 1).await;
+    let analyzer = QueryAnalyzerSettings {
+        input_topic: input,
+        findings_topic: findings,
+        recommendations_topic: recommendations,
+        window: Duration::from_secs(3),
+        allowed_lateness: Duration::from_millis(500),
+        evaluate_interval: Duration::from_millis(250),
+        database_url: Some(database_url.to_owned()),
+        advise_interval: Duration::from_secs(1),
+        ..QueryAnalyzerSettings::default()
+    };
+    (settings, analyzer)
+}
+
+fn start(settings: &Settings, analyzer: &QueryAnalyzerSettings) -> Analyzer {
+    let catalog = catalog();
+    let url = analyzer.database_url.clone().unwrap();
+    let worker = Arc::new(QueryAnalyzer::new(analyzer.clone(), url, catalog.clone()));
+    let options = LoopOptions::new(&settings.bus, unique("query-analyzer"), vec![analyzer.input_topic.clone()]);
+    let consumer_loop = ConsumerLoop::new(&settings.kafka, options, worker, catalog).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(consumer_loop.run(token.clone()));
+    Analyzer { token, task }
+}
+
+/// One run of `sql` on `database`, `ms` long, at `at_ms`.
+fn event(database: &str, sql: &str, ms: f64, at_ms: i64) -> QueryEvent {
+    QueryEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        sql: sql.to_owned(),
+        fingerprint: None,
+        duration_ms: ms,
+        rows: 1,
+        database: database.to_owned(),
+        application: "shop".into(),
+        status: QueryStatus::Ok,
+        error: None,
+        occurred_at: at_ms,
+    }
+}
+
+/// `count` runs of `sql` on `database`, `ms` each, happening now.
+fn events(database: &str, sql: &str, ms: f64, count: usize) -> Vec<(Option<String>, Vec<u8>)> {
+    let catalog = catalog();
+    let now = now_millis();
+    (0..count).map(|_| (None, catalog.encode_record(&event(database, sql, ms, now)).unwrap())).collect()
+}
+
+/// The records on `topic`, decoded, once there are `count` (or `patience` passed).
+async fn records_within(settings: &Settings, topic: &str, count: usize, patience: Duration) -> Vec<Value> {
+    let (settings, topic) = (settings.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || decoded_json(&catalog(), &read_topic(&settings, &topic, count, patience)))
+        .await
+        .unwrap()
+}
+
+async fn records(settings: &Settings, topic: &str, count: usize) -> Vec<Value> {
+    records_within(settings, topic, count, Duration::from_secs(30)).await
+}
+
+#[tokio::test]
+async fn slow_statements_become_findings_and_their_missing_index_becomes_advice() {
+    let database = ScratchDatabase::create(&["hypopg", "pg_stat_statements"]).await;
+    database.setup(ORDERS).await;
+    let (settings, config) = setup("analyzer", &database.url).await;
+    let analyzer = start(&settings, &config);
+
+    let mut published = events(&database.name, LOOKUP, 30.0, 120);
+    published.extend(events(&database.name, "SELEKT id FROM orders WHERE customer = $1", 30.0, 120));
+    produce(&settings, &config.input_topic, published).await;
+
+    let findings = records(&settings, &config.findings_topic, 2).await;
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+    let lookup = findings.iter().find(|f| f["parsed"] == true).unwrap();
+    assert_eq!(lookup["fingerprint"], frontier::queries::fingerprint(LOOKUP));
+    assert_eq!((lookup["kind"].as_str(), lookup["calls"].as_i64()), (Some("slow"), Some(120)));
+    assert!((lookup["p95_ms"].as_f64().unwrap() - 30.0).abs() < 0.1, "{lookup:#}");
+    assert_eq!(lookup["window_findings"], 2);
+    // Unparseable SQL is a finding too, by the fingerprint of its text.
+    let unparsed = findings.iter().find(|f| f["parsed"] == false).unwrap();
+    assert_eq!(unparsed["fingerprint"], frontier::queries::fingerprint("selekt id from orders where customer = $1"));
+
+    let advice = records(&settings, &config.recommendations_topic, 1).await;
+    let index = advice.iter().find(|a| a["table_name"] == "public.orders" && a["columns"][0] == "customer");
+    let index = index.unwrap_or_else(|| panic!("no advice on orders (customer): {advice:#?}"));
+    assert_eq!(index["action"], "create");
+    assert_eq!(index["query_fingerprints"], serde_json::json!([frontier::queries::fingerprint(LOOKUP)]));
+    assert!(index["improvement_ratio"].as_f64().unwrap() > 2.0, "{index:#}");
+    analyzer.stop().await;
+    assert_no_dead_letters(&settings, &settings.bus.dlq_topic);
+    database.drop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_stops_advice_not_findings() {
+    let (settings, config) = setup("analyzer-nodb", "postgres://frontier:frontier@127.0.0.1:1/nowhere").await;
+    let analyzer = start(&settings, &config);
+    produce(&settings, &config.input_topic, events("nowhere", LOOKUP, 45.0, 100)).await;
+    let findings = records(&settings, &config.findings_topic, 1).await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert!(!analyzer.task.is_finished(), "the analyzer stopped");
+    // Advice was tried every second meanwhile, and failed each time without a word on the topic.
+    let advice = records_within(&settings, &config.recommendations_topic, 1, Duration::from_secs(3)).await;
+    assert!(advice.is_empty(), "{advice:#?}");
+    analyzer.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_from_the_far_future_is_dead_lettered_not_kept_open() {
+    let (settings, config) = setup("analyzer-future", "postgres://frontier:frontier@127.0.0.1:1/nowhere").await;
+    let analyzer = start(&settings, &config);
+    let catalog = catalog();
+    let event = event("shop", LOOKUP, 1.0, i64::MAX / 2);
+    produce(&settings, &config.input_topic, vec![(None, catalog.encode_record(&event).unwrap())]).await;
+    let letters = {
+        let (settings, topic) = (settings.clone(), settings.bus.dlq_topic.clone());
+        tokio::task::spawn_blocking(move || read_topic(&settings, &topic, 1, Duration::from_secs(30))).await.unwrap()
+    };
+    analyzer.stop().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(header(&letters[0], dlq::header::ERROR_KIND).as_deref(), Some("implausible_time"));
+}
