@@ -11,7 +11,7 @@ use super::signal::{SignalBoard, SignalDefinition};
 use super::slo_ring::SloCounterRing;
 use super::stream::{DropCounts, DropReason, Observation, StreamClock};
 use super::validate::SlaConfigError;
-use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, WorkerStatus};
+use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, SlowQueryFinding, WorkerStatus};
 
 pub use super::series::{LatencyPercentiles, WindowSli};
 
@@ -139,6 +139,16 @@ impl SlaMonitor {
             && decision.min_instances <= decision.max_instances;
         let at_ms = decision.decided_at;
         self.admit_report(plausible, at_ms, now_ms, |board| board.report_decision(decision, now_ms))
+    }
+
+    /// Takes a query analyzer finding: the database's count of slow statements in its window.
+    pub fn observe_finding(&mut self, finding: SlowQueryFinding, now_ms: i64) -> Observation {
+        if finding.database.len() > self.config.max_label_bytes {
+            return self.count(Err(DropReason::LabelTooLong));
+        }
+        let plausible = finding.window_findings >= 1 && finding.window_start <= finding.window_end;
+        let at_ms = finding.detected_at;
+        self.admit_report(plausible, at_ms, now_ms, |board| board.report_finding(&finding, now_ms))
     }
 
     /// The checks every signal report passes before `record` puts it on the board (which says

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::config::Signal;
-use crate::records::{AutoscaleDecision, ScaleAction, WorkerStatus};
+use crate::records::{AutoscaleDecision, ScaleAction, SlowQueryFinding, WorkerStatus};
 
 /// Most instances and groups remembered at once; reports of further ones are dropped, so a
 /// flood of made-up instance names cannot exhaust memory.
@@ -15,6 +15,7 @@ pub(crate) const MAX_SUBJECTS: usize = 10_000;
 pub(crate) enum Subject {
     Group(String),
     Instance { service: String, instance: String },
+    Database(String),
 }
 
 impl Subject {
@@ -25,6 +26,7 @@ impl Subject {
             Subject::Instance { service, instance } => {
                 BTreeMap::from([("service".to_string(), service.clone()), ("instance".to_string(), instance.clone())])
             }
+            Subject::Database(database) => BTreeMap::from([("database".to_string(), database.clone())]),
         }
     }
 
@@ -33,6 +35,7 @@ impl Subject {
         match self {
             Subject::Group(group) => format!("group {group}"),
             Subject::Instance { service, instance } => format!("{service} on {instance}"),
+            Subject::Database(database) => format!("database {database}"),
         }
     }
 
@@ -40,6 +43,9 @@ impl Subject {
     pub(crate) fn from_labels(labels: &BTreeMap<String, String>) -> Option<Subject> {
         if let Some(group) = labels.get("group") {
             return Some(Subject::Group(group.clone()));
+        }
+        if let Some(database) = labels.get("database") {
+            return Some(Subject::Database(database.clone()));
         }
         Some(Subject::Instance { service: labels.get("service")?.clone(), instance: labels.get("instance")?.clone() })
     }
@@ -60,11 +66,21 @@ struct GroupScaling {
     actions: VecDeque<i64>,
 }
 
+/// The query analyzer's latest judged window of one database.
+#[derive(Debug, Clone)]
+struct DatabaseFindings {
+    window_start: i64,
+    window_ms: i64,
+    findings: i32,
+    received_ms: i64,
+}
+
 /// What is known of every subject.
 #[derive(Debug, Default)]
 pub(crate) struct SignalBoard {
     instances: BTreeMap<(String, String), InstanceReport>,
     groups: BTreeMap<String, GroupScaling>,
+    databases: BTreeMap<String, DatabaseFindings>,
 }
 
 impl SignalBoard {
@@ -94,6 +110,31 @@ impl SignalBoard {
         let newer = scaling.latest.as_ref().is_none_or(|(latest, _)| latest.decided_at <= decision.decided_at);
         if newer {
             scaling.latest = Some((decision, now_ms));
+        }
+        true
+    }
+
+    /// Takes a slow-statement finding; false if it was dropped for the subject limit. The
+    /// latest window of a database wins; its findings each carry the window's count.
+    pub(crate) fn report_finding(&mut self, finding: &SlowQueryFinding, now_ms: i64) -> bool {
+        if !self.databases.contains_key(&finding.database) && self.databases.len() >= MAX_SUBJECTS {
+            return false;
+        }
+        let report = DatabaseFindings {
+            window_start: finding.window_start,
+            window_ms: (finding.window_end - finding.window_start).max(0),
+            findings: finding.window_findings.max(1),
+            received_ms: now_ms,
+        };
+        match self.databases.get_mut(&finding.database) {
+            Some(known) if known.window_start > report.window_start => {}
+            Some(known) if known.window_start == report.window_start => {
+                known.findings = known.findings.max(report.findings);
+                known.received_ms = now_ms;
+            }
+            _ => {
+                self.databases.insert(finding.database.clone(), report);
+            }
         }
         true
     }
@@ -152,6 +193,15 @@ impl SignalBoard {
                     (Subject::Group(group.clone()), Some(recent as f64))
                 })
                 .collect(),
+            // Findings come once a window: fresh for that window plus the usual staleness.
+            Signal::SlowStatements => self
+                .databases
+                .iter()
+                .map(|(database, latest)| {
+                    let fresh = now_ms - latest.received_ms <= stale_ms.saturating_add(latest.window_ms);
+                    (Subject::Database(database.clone()), fresh.then_some(f64::from(latest.findings)))
+                })
+                .collect(),
         }
     }
 
@@ -165,6 +215,7 @@ impl SignalBoard {
             Subject::Instance { service, instance } => {
                 self.instances.contains_key(&(service.clone(), instance.clone()))
             }
+            Subject::Database(database) => self.databases.contains_key(database),
         }
     }
 
@@ -181,6 +232,10 @@ impl SignalBoard {
             }
             let heard = scaling.latest.as_ref().is_some_and(|(_, received_ms)| now_ms - received_ms <= forget_ms);
             heard || !scaling.actions.is_empty() || keep(&Subject::Group(group.clone()))
+        });
+        self.databases.retain(|database, latest| {
+            now_ms - latest.received_ms <= forget_ms.saturating_add(latest.window_ms)
+                || keep(&Subject::Database(database.clone()))
         });
     }
 }

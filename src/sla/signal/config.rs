@@ -26,6 +26,10 @@ pub enum Signal {
     AutoscaleSaturation,
     /// Scale-up and scale-down decisions within `autoscale_action_window`. Per group.
     AutoscaleActions,
+    /// Slow, heavy or regressed statement shapes the query analyzer found in its latest judged
+    /// window (`frontier.db.slow-queries`). Per database; fresh for a window plus
+    /// `signal_stale_after` after the finding, so a database whose statements recover resolves.
+    SlowStatements,
 }
 
 impl Signal {
@@ -38,6 +42,7 @@ impl Signal {
             Signal::FdUtilization => "file descriptor use",
             Signal::AutoscaleSaturation => "autoscaling saturation",
             Signal::AutoscaleActions => "scaling actions",
+            Signal::SlowStatements => "slow statements",
         }
     }
 
@@ -50,17 +55,19 @@ impl Signal {
             Signal::FdUtilization => "fd_utilization",
             Signal::AutoscaleSaturation => "autoscale_saturation",
             Signal::AutoscaleActions => "autoscale_actions",
+            Signal::SlowStatements => "slow_statements",
         }
     }
 
-    /// Whether the signal is about a consumer group (else about one worker instance).
+    /// Whether the signal is about a consumer group (else about one worker instance or, for
+    /// slow statements, one database).
     pub fn per_group(self) -> bool {
         matches!(self, Signal::ConsumerLag | Signal::AutoscaleSaturation | Signal::AutoscaleActions)
     }
 
     pub(crate) fn unit(self) -> Unit {
         match self {
-            Signal::ConsumerLag | Signal::AutoscaleActions => Unit::Count,
+            Signal::ConsumerLag | Signal::AutoscaleActions | Signal::SlowStatements => Unit::Count,
             Signal::AutoscaleSaturation => Unit::Flag,
             Signal::MemoryUtilization | Signal::CpuUtilization | Signal::FdUtilization => Unit::Fraction,
         }
@@ -135,7 +142,9 @@ impl SignalRule {
     /// 90 % of its memory or descriptors for 5 minutes (critical: the next step is an OOM kill
     /// or refused connections), or 95 % CPU for 10; a group at its maximum size and still
     /// falling behind for 5 minutes (critical: scaling cannot fix it); and a group scaled 6 or
-    /// more times within the action window (flapping: its thresholds need tuning).
+    /// more times within the action window (flapping: its thresholds need tuning); and a
+    /// database with a slow, heavy or regressed statement in the query analyzer's latest window
+    /// (its finding carries the statement and the index advice follows on its own topic).
     pub fn platform_defaults() -> Vec<SignalRule> {
         let minutes = |m: u64| Duration::from_secs(m * 60);
         let lag = SignalRule {
@@ -168,6 +177,12 @@ impl SignalRule {
             summary: "{subject} was scaled {value} times in {window}, {comparison} {threshold}".into(),
             ..SignalRule::new("AutoscaleFlapping", Signal::AutoscaleActions, Comparison::Above, 5.0)
         };
-        vec![lag, memory, descriptors, cpu, saturated, flapping]
+        let slow_statements = SignalRule {
+            for_duration: Duration::ZERO,
+            hysteresis: 0.0,
+            summary: "{subject} has {value} slow statement(s) in the query analyzer's latest window".into(),
+            ..SignalRule::new("SlowStatements", Signal::SlowStatements, Comparison::Above, 0.5)
+        };
+        vec![lag, memory, descriptors, cpu, saturated, flapping, slow_statements]
     }
 }

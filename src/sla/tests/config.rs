@@ -123,6 +123,15 @@ threshold = 5.0
 for = "0s"
 hysteresis = 0.0
 summary = "{subject} was scaled {value} times in {window}, {comparison} {threshold}"
+
+[[signals]]
+name = "SlowStatements"
+signal = "slow_statements"
+comparison = "above"
+threshold = 0.5
+for = "0s"
+hysteresis = 0.0
+summary = "{subject} has {value} slow statement(s) in the query analyzer's latest window"
 "#;
 
 #[test]

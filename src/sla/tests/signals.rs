@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::support::*;
-use crate::records::{AlertStatus, AutoscaleDecision, ScaleAction, WorkerStatus};
+use crate::records::{AlertStatus, AutoscaleDecision, ScaleAction, SlowQueryFinding, SlowQueryKind, WorkerStatus};
 use crate::sla::{
     AlertBook, AlertChange, Comparison, DropReason, Observation, Signal, SignalRule, SlaConfig, SlaMonitor,
 };
@@ -184,4 +184,54 @@ fn a_restored_signal_alert_is_held_until_its_subject_reports_then_judged() {
     let again = report(&mut restarted, T0 + 31 * SECOND, 5, |now| vec![status("a-1", 0, 0.95, now)]);
     assert!(again.iter().all(|t| t.change != AlertChange::Fired), "{again:#?}");
     assert_eq!(restarted.alert_book().firing().count(), 1);
+}
+
+fn finding(database: &str, window_start: i64, window_findings: i32, at_ms: i64) -> SlowQueryFinding {
+    SlowQueryFinding {
+        id: format!("f{window_start}"),
+        kind: SlowQueryKind::Slow,
+        database: database.into(),
+        fingerprint: "abc".into(),
+        sql: "SELECT * FROM orders WHERE customer = $1".into(),
+        parsed: true,
+        window_start,
+        window_end: window_start + 60 * SECOND,
+        calls: 150,
+        errors: 0,
+        total_ms: 4_500.0,
+        mean_ms: 30.0,
+        p95_ms: 35.0,
+        p99_ms: 40.0,
+        rows: 150,
+        time_share: 0.6,
+        baseline_mean_ms: None,
+        window_findings,
+        detected_at: at_ms,
+    }
+}
+
+#[test]
+fn a_slow_statement_finding_pages_for_its_database_and_resolves_when_findings_stop() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    // Findings of three consecutive minute windows, each published 10 s after its window.
+    let mut transitions = Vec::new();
+    for minute in 0..3 {
+        let at = T0 + minute * 60 * SECOND + 70 * SECOND;
+        monitor.observe_finding(finding("shop", at - 70 * SECOND, 2, at), at);
+        for second in 0..60 {
+            transitions.extend(monitor.evaluate(at + second * SECOND));
+        }
+    }
+    let fired: Vec<_> = transitions.iter().filter(|t| t.change == AlertChange::Fired).collect();
+    assert_eq!(fired.len(), 1, "one alert across the windows: {transitions:#?}");
+    assert_eq!(fired[0].alert.name, "SlowStatements");
+    assert_eq!(fired[0].alert.labels.get("database").map(String::as_str), Some("shop"));
+    assert_eq!(fired[0].alert.observed_value, 2.0);
+    assert!(transitions.iter().all(|t| t.change != AlertChange::Resolved), "no gap between windows resolved it");
+
+    // No finding for a window plus the staleness: the database recovered.
+    let last = T0 + 2 * 60 * SECOND + 70 * SECOND;
+    let later: Vec<_> = (60..200).flat_map(|s| monitor.evaluate(last + s * SECOND)).collect();
+    let resolved: Vec<_> = later.iter().filter(|t| t.change == AlertChange::Resolved).collect();
+    assert_eq!(resolved.len(), 1, "{later:#?}");
 }

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, oneshot};
 use tracing::info;
 
 use super::metric;
-use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, SloCounters, WorkerStatus};
+use crate::records::{AutoscaleDecision, QueryEvent, RequestCompleted, SloCounters, SlowQueryFinding, WorkerStatus};
 use crate::sla::{AlertTransition, DropCounts, Observation, SlaMonitor, Sli, SliWindow};
 
 /// Observations waiting for the owner at most; a handler waits (asynchronously) beyond that.
@@ -43,6 +43,7 @@ pub(super) enum Input {
     Status(WorkerStatus),
     /// An autoscaler decision.
     Decision(AutoscaleDecision),
+    Finding(SlowQueryFinding),
 }
 
 /// What the monitor's counters say at one moment.
@@ -210,6 +211,7 @@ fn apply(monitor: &mut SlaMonitor, command: Command, accepted: &::metrics::Count
                 Input::Query(statement) => monitor.observe_query(&statement, now_ms),
                 Input::Status(status) => monitor.observe_status(status, now_ms),
                 Input::Decision(decision) => monitor.observe_decision(decision, now_ms),
+                Input::Finding(finding) => monitor.observe_finding(finding, now_ms),
             };
             if let Observation::Accepted = observation {
                 accepted.increment(1);

@@ -22,6 +22,8 @@ pub struct SlaMonitorSettings {
     pub worker_status_topic: Option<String>,
     /// Topic of the autoscaler's decisions; none to run no autoscaling rules.
     pub autoscale_topic: Option<String>,
+    /// Topic of the query analyzer's slow-statement findings; none to run no such rules.
+    pub slow_queries_topic: Option<String>,
     /// Topic alerts are produced to (keyed by fingerprint); also replayed at start to restore
     /// which alerts are firing.
     pub alerts_topic: String,
@@ -60,6 +62,7 @@ impl Default for SlaMonitorSettings {
             query_events_topic: Some("frontier.db.query-events".into()),
             worker_status_topic: Some("frontier.workers.status".into()),
             autoscale_topic: Some("frontier.autoscale.decisions".into()),
+            slow_queries_topic: Some("frontier.db.slow-queries".into()),
             alerts_topic: "frontier.alerts".into(),
             slo_counters_topic: Some("frontier.sla.slo-counters".into()),
             slo_checkpoint_interval: Duration::from_secs(30),
@@ -77,7 +80,8 @@ impl Default for SlaMonitorSettings {
 impl SlaMonitorSettings {
     /// Every topic the monitor consumes.
     pub fn topics(&self) -> Vec<String> {
-        let optional = [&self.query_events_topic, &self.worker_status_topic, &self.autoscale_topic];
+        let optional =
+            [&self.query_events_topic, &self.worker_status_topic, &self.autoscale_topic, &self.slow_queries_topic];
         std::iter::once(self.input_topic.clone()).chain(optional.into_iter().flatten().cloned()).collect()
     }
 }

@@ -15,7 +15,9 @@ use super::owner::{Input, MonitorOwner, MonitorSnapshot, OwnerStopped};
 use super::settings::SlaMonitorSettings;
 use super::webhook::AlertWebhook;
 use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
-use crate::records::{Alert, AutoscaleDecision, QueryEvent, Record, RequestCompleted, SloCounters, WorkerStatus};
+use crate::records::{
+    Alert, AutoscaleDecision, QueryEvent, Record, RequestCompleted, SloCounters, SlowQueryFinding, WorkerStatus,
+};
 use crate::sla::{AlertBook, AlertChange, SlaMonitor};
 
 /// The SLA monitor worker.
@@ -169,6 +171,8 @@ impl Worker for SlaMonitorWorker {
             Input::Status(message.record()?)
         } else if message.is::<AutoscaleDecision>() {
             Input::Decision(message.record()?)
+        } else if message.is::<SlowQueryFinding>() {
+            Input::Finding(message.record()?)
         } else {
             let schema = &message.schema.reader.name;
             return Err(HandlerError::rejected(
