@@ -40,6 +40,7 @@ fn worker_settings(input: &str, alerts: &str) -> SlaMonitorSettings {
         query_events_topic: None,
         worker_status_topic: None,
         autoscale_topic: None,
+        slow_queries_topic: None,
         monitor,
         slo_counters_topic: None,
         ..SlaMonitorSettings::default()

@@ -28,8 +28,9 @@ async fn setup(name: &str, rules: &str) -> (Settings, SlaMonitorSettings) {
     let topic = |what: &str| unique(&format!("{name}.{what}"));
     let (metrics, queries, status, decisions, alerts, dlq) =
         (topic("metrics"), topic("queries"), topic("status"), topic("decisions"), topic("alerts"), topic("dlq"));
+    let slow = topic("slow");
     settings.bus.dlq_topic = dlq.clone();
-    create_topics(&settings, &[&metrics, &queries, &status, &decisions, &alerts, &dlq], 1).await;
+    create_topics(&settings, &[&metrics, &queries, &status, &decisions, &alerts, &dlq, &slow], 1).await;
     let mut monitor: SlaConfig = toml::from_str(rules).expect("test rules parse");
     // Only the rules given: no default ones beside them.
     monitor.slos.clear();
@@ -44,6 +45,7 @@ async fn setup(name: &str, rules: &str) -> (Settings, SlaMonitorSettings) {
         query_events_topic: Some(queries),
         worker_status_topic: Some(status),
         autoscale_topic: Some(decisions),
+        slow_queries_topic: Some(slow),
         alerts_topic: alerts,
         evaluation_interval: Duration::from_millis(200),
         monitor,
@@ -211,6 +213,47 @@ async fn an_autoscaler_stuck_at_max_instances_fires_autoscale_at_max_instances()
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0]["name"], "AutoscaleAtMaxInstances");
     assert_eq!(fired[0]["severity"], "critical");
+}
+
+#[tokio::test]
+async fn a_query_analyzer_finding_fires_slow_statements_for_its_database() {
+    let (settings, mut config) = setup("slow", "").await;
+    // The shipped rule, as users get it.
+    config.monitor.signals =
+        frontier::sla::SignalRule::platform_defaults().into_iter().filter(|r| r.name == "SlowStatements").collect();
+    let catalog = catalog();
+    let monitor = start(&settings, &config, &unique("group")).await;
+    let now = now_millis();
+    let finding = frontier::records::SlowQueryFinding {
+        id: "f1".into(),
+        kind: frontier::records::SlowQueryKind::Slow,
+        database: "shop".into(),
+        fingerprint: "abc".into(),
+        sql: "SELECT * FROM orders WHERE customer = $1".into(),
+        parsed: true,
+        window_start: now - 70_000,
+        window_end: now - 10_000,
+        calls: 150,
+        errors: 0,
+        total_ms: 4_500.0,
+        mean_ms: 30.0,
+        p95_ms: 35.0,
+        p99_ms: 40.0,
+        rows: 150,
+        time_share: 0.6,
+        baseline_mean_ms: None,
+        window_findings: 1,
+        detected_at: now,
+    };
+    let record = (Some("abc".to_string()), catalog.encode_record(&finding).unwrap());
+    produce(&settings, config.slow_queries_topic.as_deref().unwrap(), vec![record]).await;
+
+    let fired = alerts(&settings, &config.alerts_topic, 1).await;
+    stop(monitor).await;
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0]["name"], "SlowStatements");
+    assert_eq!(fired[0]["labels"]["database"], "shop");
+    assert_eq!(fired[0]["summary"], "database shop has 1 slow statement(s) in the query analyzer's latest window");
 }
 
 /// Request-completed events of one series at event time `at_ms`, latencies cycling through `latencies`.

@@ -146,6 +146,7 @@ pub(super) async fn bench_sla_live(settings: &Settings, options: LiveOptions) ->
         query_events_topic: None,
         worker_status_topic: None,
         autoscale_topic: None,
+        slow_queries_topic: None,
         webhook: None,
         alertmanager: None,
         // Checkpoints would go to the shared topic, not the benchmark's own.
