@@ -107,7 +107,8 @@ impl Settings {
         let mut copy = self.clone();
         copy.redis.url = crate::health::redact(&copy.redis.url);
         copy.postgres.url = crate::health::redact(&copy.postgres.url);
-        if let Some(url) = &mut copy.workers.query_analyzer.database_url {
+        let analyzer = &mut copy.workers.query_analyzer;
+        for url in [&mut analyzer.database_url, &mut analyzer.store_url].into_iter().flatten() {
             *url = crate::health::redact(url);
         }
         copy.cache = copy.cache.redacted();

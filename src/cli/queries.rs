@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
 use crate::health::redact;
-use crate::queries::{Advice, AdvisorSettings, Workload, advise};
+use crate::queries::{Advice, AdvisorSettings, RecommendationStore, Workload, advise};
 use crate::settings::Settings;
 
 /// `frontier queries ...`
@@ -17,6 +17,29 @@ pub enum QueriesAction {
     /// One-shot index advice for any PostgreSQL database, from its pg_stat_statements, proven
     /// with HypoPG's hypothetical indexes. Changes nothing in the database.
     Advise(AdviseArgs),
+    /// Carry out one recommendation of the query analyzer (`CREATE INDEX CONCURRENTLY` or
+    /// `DROP INDEX CONCURRENTLY`), at most once, under an advisory lock. The analyzer then
+    /// judges on measured time whether the index paid off.
+    Apply(ApplyArgs),
+    /// The analyzer's recommendations, with what became of them.
+    Report(ReportArgs),
+}
+
+/// `frontier queries apply` options.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The recommendation's id (`frontier queries report` lists them).
+    pub id: String,
+    /// The database to change; the analyzer's `database_url`, else `[postgres] url`.
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+/// `frontier queries report` options.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }
 
 /// How advice is printed.
@@ -52,7 +75,147 @@ pub struct AdviseArgs {
 pub async fn queries(settings: &Settings, action: QueriesAction) -> anyhow::Result<ExitCode> {
     match action {
         QueriesAction::Advise(args) => advise_command(settings, args).await,
+        QueriesAction::Apply(args) => apply_command(settings, args).await,
+        QueriesAction::Report(args) => report_command(settings, args).await,
     }
+}
+
+/// The recommendations table in Frontier's database.
+async fn open_store(settings: &Settings) -> anyhow::Result<RecommendationStore> {
+    let url = settings.workers.query_analyzer.store_url.clone().unwrap_or_else(|| settings.postgres.url.clone());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .with_context(|| format!("connecting to {} (for the local stack: `ops/stack up`)", redact(&url)))?;
+    Ok(RecommendationStore::open(pool).await?)
+}
+
+async fn apply_command(settings: &Settings, args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let Some(recommendation) = store.get(&args.id).await? else {
+        bail!("no recommendation {} (see `frontier queries report`)", args.id);
+    };
+    let url = args
+        .database_url
+        .or_else(|| settings.workers.query_analyzer.database_url.clone())
+        .unwrap_or_else(|| settings.postgres.url.clone());
+    let mut conn = PgConnection::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {} (for the local stack: `ops/stack up`)", redact(&url)))?;
+    let database: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut conn).await?;
+    if database != recommendation.database {
+        bail!(
+            "recommendation {} is for database {}, not {database} (pass --database-url)",
+            args.id,
+            recommendation.database
+        );
+    }
+    // One apply per recommendation at a time, across machines: the lock lives in the database.
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(format!("frontier queries apply {}", recommendation.id))
+        .fetch_one(&mut conn)
+        .await?;
+    if !locked {
+        bail!("another `frontier queries apply {}` is running", recommendation.id);
+    }
+    let name = recommendation.index_name().context("the recommendation's DDL names no index")?.to_owned();
+    let schema = recommendation.table_name.rsplit_once('.').map_or("public", |(schema, _)| schema).to_owned();
+    let exists = index_exists(&mut conn, &schema, &name).await?;
+    let done = match recommendation.action.as_str() {
+        "create" => exists,
+        _ => !exists,
+    };
+    if recommendation.applied_at_ms.is_some() && done {
+        println!("{} was already applied: {}", recommendation.id, recommendation.ddl);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = std::time::Instant::now();
+    if let Err(error) = sqlx::raw_sql(sqlx::AssertSqlSafe(recommendation.ddl.clone())).execute(&mut conn).await {
+        // A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind: take it away.
+        if recommendation.action == "create" {
+            let invalid: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND NOT i.indisvalid)",
+            )
+            .bind(&schema)
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(false);
+            if invalid {
+                let cleanup = format!("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{name}");
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(cleanup)).execute(&mut conn).await;
+            }
+        }
+        return Err(anyhow::Error::new(error).context(format!("running {}", recommendation.ddl)));
+    }
+    store.mark_applied(&recommendation.id).await?;
+    println!("applied {} in {:.1} s: {}", recommendation.id, started.elapsed().as_secs_f64(), recommendation.ddl);
+    if recommendation.action == "create" {
+        println!(
+            "the query analyzer judges it on the first window after now (frontier queries report shows the verdict)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn index_exists(conn: &mut PgConnection, schema: &str, name: &str) -> anyhow::Result<bool> {
+    let name = name.rsplit('.').next().unwrap_or(name);
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'i')",
+    )
+    .bind(schema)
+    .bind(name)
+    .fetch_one(conn)
+    .await?)
+}
+
+async fn report_command(settings: &Settings, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let all = store.all().await?;
+    match args.format {
+        Format::Json => {
+            let list: Vec<serde_json::Value> = all
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.id, "action": r.action, "database": r.database, "table": r.table_name,
+                        "columns": r.columns, "ddl": r.ddl, "estimated_cost_before": r.estimated_cost_before,
+                        "estimated_cost_after": r.estimated_cost_after, "size_bytes": r.size_bytes,
+                        "time_saved_ms": r.time_saved_ms, "evidence": r.evidence, "baseline_ms": r.baseline_ms.0,
+                        "advised_at_ms": r.advised_at_ms, "applied_at_ms": r.applied_at_ms,
+                        "paid_off": r.paid_off, "verdict": r.verdict,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list).context("rendering the report")?);
+        }
+        Format::Text => {
+            if all.is_empty() {
+                println!("no recommendations yet: `frontier run query-analyzer` makes them from the query events");
+            }
+            for r in &all {
+                let state = match (r.applied_at_ms, r.paid_off) {
+                    (None, _) => "advised".to_owned(),
+                    (Some(_), None) => "applied, awaiting its measured pay-off".to_owned(),
+                    (Some(_), Some(true)) => "applied, paid off".to_owned(),
+                    (Some(_), Some(false)) => "applied, did not pay off".to_owned(),
+                };
+                println!("{}  {:6}  {} ({})  [{state}]", r.id, r.action, r.table_name, r.columns.join(", "));
+                println!("    {}", r.ddl);
+                println!(
+                    "    ~{:.0} ms saved, cost {:.1} -> {:.1}; {}",
+                    r.time_saved_ms, r.estimated_cost_before, r.estimated_cost_after, r.evidence
+                );
+                if let Some(verdict) = &r.verdict {
+                    println!("    {verdict}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn advise_command(settings: &Settings, args: AdviseArgs) -> anyhow::Result<ExitCode> {

@@ -128,7 +128,20 @@ pub struct QueryWindows {
     /// Everything before this start is closed; events for it are late.
     closed_before: i64,
     baselines: HashMap<(String, String), f64>,
+    /// The latest judged window of every shape, for checks after a change (did an index pay
+    /// off?). Bounded like the baselines: one entry per shape seen.
+    latest: HashMap<(String, String), WindowSummary>,
     late: u64,
+}
+
+/// One shape's figures in one judged window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowSummary {
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub calls: u64,
+    pub mean_ms: f64,
+    pub p95_ms: f64,
 }
 
 impl QueryWindows {
@@ -141,6 +154,7 @@ impl QueryWindows {
             open: BTreeMap::new(),
             closed_before: i64::MIN,
             baselines: HashMap::new(),
+            latest: HashMap::new(),
             late: 0,
         }
     }
@@ -179,6 +193,11 @@ impl QueryWindows {
     /// Events that arrived after their window closed.
     pub fn late(&self) -> u64 {
         self.late
+    }
+
+    /// The latest judged window of a shape.
+    pub fn latest(&self, database: &str, fingerprint: &str) -> Option<WindowSummary> {
+        self.latest.get(&(database.to_owned(), fingerprint.to_owned())).copied()
     }
 
     /// Closes every window whose end plus lateness is at or before `watermark_ms`, oldest
@@ -222,6 +241,17 @@ impl QueryWindows {
             } else {
                 None
             };
+            let p95_ms = stats.micros.value_at_quantile(0.95) as f64 / 1000.0;
+            self.latest.insert(
+                key.clone(),
+                WindowSummary {
+                    window_start_ms: start,
+                    window_end_ms: start + self.window_ms,
+                    calls: stats.calls,
+                    mean_ms,
+                    p95_ms,
+                },
+            );
             let weight = rules.baseline_weight.clamp(0.0, 1.0);
             self.baselines.insert(key.clone(), baseline.map_or(mean_ms, |b| b + weight * (mean_ms - b)));
             if let Some(kind) = kind {
@@ -237,7 +267,7 @@ impl QueryWindows {
                     errors: stats.errors,
                     total_ms: stats.total_ms,
                     mean_ms,
-                    p95_ms: stats.micros.value_at_quantile(0.95) as f64 / 1000.0,
+                    p95_ms,
                     p99_ms: stats.micros.value_at_quantile(0.99) as f64 / 1000.0,
                     rows: stats.rows,
                     time_share,
@@ -333,6 +363,18 @@ mod tests {
             windows.record(&StatementRun { database: "other", ..statement("slow", 25.0, i) });
         }
         assert!(windows.close_through(MINUTE + 5_000).is_empty(), "60 calls on each is not 120 on one");
+    }
+
+    #[test]
+    fn the_latest_window_of_every_shape_is_kept_finding_or_not() {
+        let mut windows = windows();
+        run(&mut windows, "quiet", 3.0, 10, 0);
+        run(&mut windows, "quiet", 1.0, 10, MINUTE);
+        assert!(windows.close_through(2 * MINUTE + 5_000).is_empty());
+        let latest = windows.latest("shop", "quiet").unwrap();
+        assert_eq!((latest.window_start_ms, latest.calls), (MINUTE, 10));
+        assert!((latest.mean_ms - 1.0).abs() < 1e-9);
+        assert!(windows.latest("other", "quiet").is_none());
     }
 
     #[test]

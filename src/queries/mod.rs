@@ -7,11 +7,13 @@
 //!   indexes chosen for the whole workload, weighted by time, under a storage budget, charged
 //!   for their write cost; unused and duplicate indexes to drop.
 //! - [`detect`]: slow, heavy and regressed statements in event-time windows of query events.
+//! - [`store`]: the recommendations table: advice, when it was applied, whether it paid off.
 //! - [`workload`]: where statements come from (`pg_stat_statements` of any database).
 
 pub mod advisor;
 pub mod detect;
 pub mod shape;
+pub mod store;
 mod text;
 pub mod workload;
 
@@ -19,9 +21,10 @@ use std::sync::LazyLock;
 
 use dashmap::DashMap;
 
-pub use advisor::{Advice, AdviceError, AdvisorSettings, DropAdvice, IndexAdvice, advise};
-pub use detect::{Finding, FindingKind, QueryWindows, SlowRules, StatementRun};
+pub use advisor::{Advice, AdviceError, AdvisorSettings, DropAdvice, DropKind, IndexAdvice, advice_id, advise};
+pub use detect::{Finding, FindingKind, QueryWindows, SlowRules, StatementRun, WindowSummary};
 pub use shape::{ColumnRole, ColumnUse, Shape, StatementKind, TableRef, UnparsedSql, fingerprint};
+pub use store::{RecommendationStore, StoredRecommendation};
 pub use text::normalize_text;
 pub use workload::{StatementLoad, Workload, WorkloadError};
 

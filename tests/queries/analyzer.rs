@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use frontier::bus::{ConsumerLoop, LoopOptions, LoopReport, dlq};
 use frontier::clock::now_millis;
+use frontier::queries::{RecommendationStore, StoredRecommendation};
 use frontier::records::{QueryEvent, QueryStatus};
 use frontier::settings::Settings;
 use frontier::workers::query_analyzer::{QueryAnalyzer, QueryAnalyzerSettings};
@@ -13,7 +14,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::common::process::assert_no_dead_letters;
-use super::common::{catalog, create_topics, decoded_json, header, produce, read_topic, settings, unique};
+use super::common::{catalog, create_topics, decoded_json, frontier, header, produce, read_topic, settings, unique};
 use super::{ORDERS, ScratchDatabase};
 
 const LOOKUP: &str = "SELECT id, amount FROM orders WHERE customer = $1";
@@ -54,7 +55,8 @@ async fn setup(name: &str, database_url: &str) -> (Settings, QueryAnalyzerSettin
 fn start(settings: &Settings, analyzer: &QueryAnalyzerSettings) -> Analyzer {
     let catalog = catalog();
     let url = analyzer.database_url.clone().unwrap();
-    let worker = Arc::new(QueryAnalyzer::new(analyzer.clone(), url, catalog.clone()));
+    let store_url = settings.postgres.url.clone();
+    let worker = Arc::new(QueryAnalyzer::new(analyzer.clone(), url, &store_url, catalog.clone()));
     let options = LoopOptions::new(&settings.bus, unique("query-analyzer"), vec![analyzer.input_topic.clone()]);
     let consumer_loop = ConsumerLoop::new(&settings.kafka, options, worker, catalog).unwrap();
     let token = CancellationToken::new();
@@ -158,4 +160,77 @@ async fn an_event_from_the_far_future_is_dead_lettered_not_kept_open() {
     analyzer.stop().await;
     assert_eq!(letters.len(), 1);
     assert_eq!(header(&letters[0], dlq::header::ERROR_KIND).as_deref(), Some("implausible_time"));
+}
+
+/// The recommendations table, as `frontier queries apply` and the analyzer see it.
+async fn store(settings: &Settings) -> RecommendationStore {
+    RecommendationStore::open(sqlx::PgPool::connect(&settings.postgres.url).await.unwrap()).await.unwrap()
+}
+
+/// Waits for the verdict on an applied recommendation.
+async fn verdict(store: &RecommendationStore, id: &str) -> StoredRecommendation {
+    for _ in 0..120 {
+        let stored = store.get(id).await.unwrap().unwrap();
+        if stored.paid_off.is_some() {
+            return stored;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("no verdict on {id} within 30 s");
+}
+
+/// Slow lookups until the analyzer advises the customer index; returns its id, after applying
+/// it with `frontier queries apply` and waiting for the next window to begin.
+async fn advise_and_apply(settings: &Settings, config: &QueryAnalyzerSettings, database: &ScratchDatabase) -> String {
+    produce(settings, &config.input_topic, events(&database.name, LOOKUP, 30.0, 120)).await;
+    let advice = records(settings, &config.recommendations_topic, 1).await;
+    let id = advice
+        .iter()
+        .find(|a| a["table_name"] == "public.orders" && a["columns"][0] == "customer")
+        .unwrap_or_else(|| panic!("no advice on orders (customer): {advice:#?}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let output = frontier().args(["queries", "apply", &id, "--database-url", &database.url]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Applying twice changes nothing.
+    let again = frontier().args(["queries", "apply", &id, "--database-url", &database.url]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already applied"), "{again:?}");
+    // Events from now on fall in windows that begin after the index exists.
+    tokio::time::sleep(config.window).await;
+    id
+}
+
+#[tokio::test]
+async fn an_applied_index_whose_statements_got_faster_paid_off() {
+    let database = ScratchDatabase::create(&["hypopg", "pg_stat_statements"]).await;
+    database.setup(ORDERS).await;
+    let (settings, config) = setup("payoff", &database.url).await;
+    let analyzer = start(&settings, &config);
+    let id = advise_and_apply(&settings, &config, &database).await;
+
+    produce(&settings, &config.input_topic, events(&database.name, LOOKUP, 0.4, 120)).await;
+    let judged = verdict(&store(&settings).await, &id).await;
+    analyzer.stop().await;
+    assert_eq!(judged.paid_off, Some(true), "{judged:#?}");
+    assert!(judged.verdict.as_deref().unwrap().contains("30.00 ms -> 0.40 ms"), "{judged:#?}");
+    database.drop().await;
+}
+
+#[tokio::test]
+async fn an_applied_index_that_did_not_pay_off_is_advised_away() {
+    let database = ScratchDatabase::create(&["hypopg", "pg_stat_statements"]).await;
+    database.setup(ORDERS).await;
+    let (settings, config) = setup("no-payoff", &database.url).await;
+    let analyzer = start(&settings, &config);
+    let id = advise_and_apply(&settings, &config, &database).await;
+
+    produce(&settings, &config.input_topic, events(&database.name, LOOKUP, 29.0, 120)).await;
+    let judged = verdict(&store(&settings).await, &id).await;
+    let advice = records(&settings, &config.recommendations_topic, 2).await;
+    analyzer.stop().await;
+    assert_eq!(judged.paid_off, Some(false), "{judged:#?}");
+    let drop = advice.iter().find(|a| a["action"] == "drop").unwrap_or_else(|| panic!("no drop advice: {advice:#?}"));
+    assert_eq!(drop["create_statement"], "DROP INDEX CONCURRENTLY IF EXISTS public.orders_customer_idx");
+    database.drop().await;
 }

@@ -3,17 +3,17 @@
 //! Indexes that back a constraint (primary key, unique, exclusion) are never advised away.
 
 use super::catalog::{ExistingIndex, TableInfo};
-use super::{DropAdvice, advice_id};
+use super::{DropAdvice, DropKind, advice_id};
 
 /// Drop advice over the tables the workload touched.
 pub fn find(database: &str, tables: &[TableInfo]) -> Vec<DropAdvice> {
     let mut out = Vec::new();
     for table in tables {
         for index in table.indexes.iter().filter(|index| !index.constraint && !index.unique) {
-            let reason = if index.scans == 0 {
-                "no scans since statistics began (pg_stat_all_indexes.idx_scan = 0)".to_owned()
+            let (kind, reason) = if index.scans == 0 {
+                (DropKind::Unused, "no scans since statistics began (pg_stat_all_indexes.idx_scan = 0)".to_owned())
             } else if let Some(wider) = covering(table, index) {
-                format!("its columns lead {wider}, which serves every lookup it does")
+                (DropKind::Duplicate, format!("its columns lead {wider}, which serves every lookup it does"))
             } else {
                 continue;
             };
@@ -25,6 +25,8 @@ pub fn find(database: &str, tables: &[TableInfo]) -> Vec<DropAdvice> {
                 columns: index.columns.iter().map(|c| c.clone().unwrap_or_else(|| "(expression)".to_owned())).collect(),
                 ddl: format!("DROP INDEX CONCURRENTLY IF EXISTS {}", index.name),
                 size_bytes: index.size_bytes,
+                kind,
+                scans: index.scans,
                 reason,
             });
         }

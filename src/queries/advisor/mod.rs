@@ -115,7 +115,22 @@ pub struct DropAdvice {
     /// `DROP INDEX CONCURRENTLY ...`.
     pub ddl: String,
     pub size_bytes: i64,
+    /// Why: never scanned, or a duplicate prefix of another index.
+    pub kind: DropKind,
+    /// Scans since statistics began (`pg_stat_all_indexes.idx_scan`).
+    pub scans: i64,
     pub reason: String,
+}
+
+/// Why an index is advised away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DropKind {
+    /// No scans since statistics began. A long-running analyzer also asks that it stayed so
+    /// over its own observation window (a new index has no scans yet either).
+    Unused,
+    /// Its columns lead another index that is kept.
+    Duplicate,
 }
 
 /// A candidate that helps but was refused, and why.
@@ -337,8 +352,9 @@ fn database_message(error: &sqlx::Error) -> String {
     error.as_database_error().map_or_else(|| error.to_string(), |e| e.message().to_owned())
 }
 
-/// Stable advice id (first 16 hex digits of a SHA-256).
-fn advice_id(database: &str, table: &str, method: &str, columns: &[String]) -> String {
+/// Stable advice id (first 16 hex digits of a SHA-256) of (database, table, method or
+/// action, columns or index name).
+pub fn advice_id(database: &str, table: &str, method: &str, columns: &[String]) -> String {
     let text = format!("{database}\u{1f}{table}\u{1f}{method}\u{1f}{}", columns.join("\u{1f}"));
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }

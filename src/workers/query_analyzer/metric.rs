@@ -13,6 +13,11 @@ pub const ADVICE_SECONDS: &str = "frontier_queries_advice_duration_seconds";
 /// Recommendations published, per `action` (create, drop).
 pub const RECOMMENDATIONS: &str = "frontier_queries_recommendations_total";
 
+/// Applied indexes judged, per `verdict` (paid_off, did_not_pay_off).
+pub const PAYOFF_VERDICTS: &str = "frontier_queries_payoff_verdicts_total";
+/// Failed reads and writes of the recommendations table.
+pub const STORE_ERRORS: &str = "frontier_queries_store_errors_total";
+
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_histogram};
@@ -22,4 +27,6 @@ pub fn describe() {
     describe_counter!(ADVICE_RUNS, "Index advice runs, by outcome.");
     describe_histogram!(ADVICE_SECONDS, Unit::Seconds, "Seconds per index advice run.");
     describe_counter!(RECOMMENDATIONS, "Index recommendations published, by action.");
+    describe_counter!(PAYOFF_VERDICTS, "Applied indexes judged on their statements' measured time, by verdict.");
+    describe_counter!(STORE_ERRORS, "Failed reads and writes of the index recommendations table.");
 }

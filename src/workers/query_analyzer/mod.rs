@@ -8,7 +8,10 @@
 //! own baseline) statements go to `frontier.db.slow-queries`. Every `advise_interval` the
 //! advisor ([`crate::queries::advise`]) plans the advised database's workload
 //! (`pg_stat_statements` plus statements seen only in events) with hypothetical indexes, and
-//! changed advice goes to the compacted `frontier.db.index-recommendations`.
+//! changed advice goes to the compacted `frontier.db.index-recommendations` and to the
+//! recommendations table in Frontier's database ([`crate::queries::store`]). An index applied
+//! with `frontier queries apply` is judged on the first window after it: its statements' mean
+//! must drop by `payoff_min_gain`, else the index is advised for dropping.
 //!
 //! An advice run that fails (the database restarting, unreachable, missing HypoPG) is logged
 //! and counted and tried again next interval; the windows go on. Window state is in memory: a
@@ -36,7 +39,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<LoopReport, BusError> {
     let database_url = settings.database_url.clone().unwrap_or_else(|| shared.postgres.url.clone());
-    let analyzer = Arc::new(QueryAnalyzer::new(settings.clone(), database_url, catalog.clone()));
+    let store_url = settings.store_url.as_deref().unwrap_or(&shared.postgres.url);
+    let analyzer = Arc::new(QueryAnalyzer::new(settings.clone(), database_url, store_url, catalog.clone()));
     let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
     ConsumerLoop::new(&shared.kafka, options, analyzer, catalog)?.run(shutdown).await
 }

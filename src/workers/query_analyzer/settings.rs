@@ -44,6 +44,17 @@ pub struct QueryAnalyzerSettings {
     pub use_stat_statements: bool,
     /// How the advisor chooses.
     pub advisor: AdvisorSettings,
+    /// An index is advised away as unused only after this analyzer saw its scan count stay
+    /// put for this long (a new index has no scans either, and statistics may be young).
+    #[serde(with = "humantime_serde")]
+    pub unused_index_window: Duration,
+    /// Frontier's own database, where the recommendations table lives (never the advised
+    /// one, which may belong to another team); the `[postgres] url` when unset.
+    pub store_url: Option<String>,
+    /// An applied index paid off when its statements' mean time in the first window judged
+    /// after it was applied is at least this share below the mean when it was advised; one
+    /// that did not is advised for dropping.
+    pub payoff_min_gain: f64,
     /// Statement shapes remembered from events for advice, at most (the lightest go first).
     pub max_shapes: usize,
 }
@@ -63,6 +74,9 @@ impl Default for QueryAnalyzerSettings {
             advise_interval: Duration::from_secs(60),
             use_stat_statements: true,
             advisor: AdvisorSettings::default(),
+            unused_index_window: Duration::from_secs(7 * 24 * 3600),
+            store_url: None,
+            payoff_min_gain: 0.2,
             max_shapes: 10_000,
         }
     }
@@ -104,6 +118,9 @@ impl WorkerConfig for QueryAnalyzerSettings {
         }
         if !(rules.regression_factor.is_finite() && rules.regression_factor > 1.0) {
             return invalid("rules.regression_factor", "must be a number above 1");
+        }
+        if !(self.payoff_min_gain.is_finite() && self.payoff_min_gain > 0.0 && self.payoff_min_gain < 1.0) {
+            return invalid("payoff_min_gain", "must be a fraction between 0 and 1 (exclusive)");
         }
         let advisor = &self.advisor;
         if !fraction(advisor.min_cost_reduction)

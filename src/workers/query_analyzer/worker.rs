@@ -1,21 +1,21 @@
 //! The query analyzer as a [`Worker`]: each query event is counted into its window; each tick
 //! judges the windows that closed and, every `advise_interval`, works out index advice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 use super::metric;
 use super::settings::QueryAnalyzerSettings;
 use crate::bus::{HandlerError, Inbound, Outbound, SchemaCatalog, Worker};
 use crate::queries::{
-    Advice, AdviceError, Finding, FindingKind, QueryWindows, Shape, StatementLoad, StatementRun, Workload,
-    WorkloadError, advise,
+    Advice, AdviceError, DropKind, Finding, FindingKind, QueryWindows, RecommendationStore, Shape, StatementLoad,
+    StatementRun, StoredRecommendation, Workload, WorkloadError, advice_id, advise,
 };
 use crate::records::{
     IndexAction, IndexRecommendation, QueryEvent, QueryStatus, Record, SlowQueryFinding, SlowQueryKind,
@@ -47,6 +47,9 @@ struct AdviceState {
     published: HashMap<String, String>,
     /// Whether the missing `pg_stat_statements` was already reported.
     said_no_stat_statements: bool,
+    /// Index -> (first seen with this scan count, the count): unused means unchanged for
+    /// `unused_index_window`.
+    scans_seen: HashMap<String, (Instant, i64)>,
 }
 
 /// The `query-analyzer` worker.
@@ -62,6 +65,10 @@ pub struct QueryAnalyzer {
     /// Fingerprint -> load seen in events of the advised database.
     workload: Mutex<HashMap<Arc<str>, StatementLoad>>,
     advice: tokio::sync::Mutex<AdviceState>,
+    /// Pool to Frontier's database (connects on first use, so a database that is down at
+    /// start does not stop the analyzer).
+    store_pool: Option<sqlx::PgPool>,
+    store: tokio::sync::OnceCell<RecommendationStore>,
 }
 
 /// A lock that a panicking holder left behind is still usable: the maps hold plain counts.
@@ -78,8 +85,14 @@ fn short_hash(parts: &[&str]) -> String {
 }
 
 impl QueryAnalyzer {
-    /// An analyzer advising on `database_url` (whose database name it reads from the URL).
-    pub fn new(settings: QueryAnalyzerSettings, database_url: String, catalog: Arc<SchemaCatalog>) -> Self {
+    /// An analyzer advising on `database_url` (whose database name it reads from the URL),
+    /// keeping its recommendations in `store_url`'s database.
+    pub fn new(
+        settings: QueryAnalyzerSettings,
+        database_url: String,
+        store_url: &str,
+        catalog: Arc<SchemaCatalog>,
+    ) -> Self {
         metric::describe();
         // PostgreSQL's default database is the user's name.
         let database = PgConnectOptions::from_str(&database_url)
@@ -100,7 +113,90 @@ impl QueryAnalyzer {
             shapes: Mutex::new(HashMap::new()),
             workload: Mutex::new(HashMap::new()),
             advice: tokio::sync::Mutex::new(AdviceState::default()),
+            store_pool: PgConnectOptions::from_str(store_url).ok().map(|options| {
+                PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_lazy_with(options.application_name("frontier query-analyzer"))
+            }),
+            store: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The recommendations table, opened on first use; `None` (said and counted) while it
+    /// cannot be.
+    async fn store(&self) -> Option<&RecommendationStore> {
+        let pool = self.store_pool.clone()?;
+        match self.store.get_or_try_init(|| RecommendationStore::open(pool)).await {
+            Ok(store) => Some(store),
+            Err(error) => {
+                metrics::counter!(metric::STORE_ERRORS).increment(1);
+                tracing::warn!(%error, "the recommendations table is not available; advice still goes to Kafka");
+                None
+            }
+        }
+    }
+
+    /// Applied indexes judged on the first window after them: paid off, or advised away.
+    async fn payoff_outputs(&self, now_ms: i64) -> Result<Vec<Outbound>, HandlerError> {
+        let Some(store) = self.store().await else { return Ok(Vec::new()) };
+        let applied = match store.awaiting_verdict().await {
+            Ok(applied) => applied,
+            Err(error) => {
+                metrics::counter!(metric::STORE_ERRORS).increment(1);
+                tracing::warn!(%error, "could not read applied recommendations");
+                return Ok(Vec::new());
+            }
+        };
+        let mut outputs = Vec::new();
+        for recommendation in applied {
+            let Some((paid_off, verdict)) = self.judge_payoff(&recommendation) else { continue };
+            let label = if paid_off { "paid_off" } else { "did_not_pay_off" };
+            metrics::counter!(metric::PAYOFF_VERDICTS, "verdict" => label).increment(1);
+            tracing::info!(id = %recommendation.id, ddl = %recommendation.ddl, %verdict, "applied index judged");
+            if let Err(error) = store.set_verdict(&recommendation.id, paid_off, &verdict).await {
+                metrics::counter!(metric::STORE_ERRORS).increment(1);
+                tracing::warn!(%error, "could not record a verdict; judged again next time");
+                continue;
+            }
+            if !paid_off && let Some(drop) = drop_for(&recommendation, &verdict, now_ms) {
+                if let Err(error) = store.upsert(&drop, &BTreeMap::new()).await {
+                    metrics::counter!(metric::STORE_ERRORS).increment(1);
+                    tracing::warn!(%error, "could not store the drop advice");
+                }
+                metrics::counter!(metric::RECOMMENDATIONS, "action" => "drop").increment(1);
+                outputs.push(self.output(&self.settings.recommendations_topic, &drop.id, &drop)?);
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// `(paid_off, why)` once every statement the index was advised for has a judged window
+    /// that began after it was applied; `None` while one has not.
+    fn judge_payoff(&self, recommendation: &StoredRecommendation) -> Option<(bool, String)> {
+        let applied_ms = recommendation.applied_at_ms?;
+        let windows = lock(&self.windows);
+        let mut before_total = 0.0;
+        let mut after_total = 0.0;
+        let mut parts = Vec::new();
+        for (fingerprint, before_ms) in recommendation.baseline_ms.iter() {
+            let after = windows.latest(&recommendation.database, fingerprint)?;
+            if after.window_start_ms < applied_ms || after.calls == 0 {
+                return None;
+            }
+            before_total += before_ms;
+            after_total += after.mean_ms;
+            parts.push(format!(
+                "{fingerprint}: mean {before_ms:.2} ms -> {:.2} ms (p95 {:.2} ms)",
+                after.mean_ms, after.p95_ms
+            ));
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        let paid_off = after_total <= before_total * (1.0 - self.settings.payoff_min_gain);
+        let verdict = format!("{} {}", if paid_off { "paid off:" } else { "did not pay off:" }, parts.join("; "));
+        Some((paid_off, verdict))
     }
 
     /// The fingerprint of a statement text and whether it parsed, each text parsed once.
@@ -219,12 +315,27 @@ impl QueryAnalyzer {
                 return Ok(Vec::new());
             }
         };
+        let mut advice = advice;
+        let window = self.settings.unused_index_window;
+        let seen = &mut state.scans_seen;
+        seen.retain(|index, _| advice.drop.iter().any(|d| d.index == *index));
+        advice.drop.retain(|drop| {
+            if drop.kind != DropKind::Unused {
+                return true;
+            }
+            let since = seen.entry(drop.index.clone()).or_insert((Instant::now(), drop.scans));
+            if since.1 != drop.scans {
+                *since = (Instant::now(), drop.scans);
+            }
+            since.0.elapsed() >= window
+        });
         metrics::counter!(metric::ADVICE_RUNS, "outcome" => "advised").increment(1);
         metrics::histogram!(metric::ADVICE_SECONDS).record(started.elapsed().as_secs_f64());
         for skipped in &advice.skipped {
             tracing::debug!(fingerprint = %skipped.fingerprint, reason = %skipped.reason, "statement not analysed");
         }
         let mut outputs = Vec::new();
+        let store = self.store().await;
         for record in recommendations(&advice, now_ms) {
             let shown = format!("{}|{:.1}|{}", record.create_statement, record.estimated_cost_after, record.size_bytes);
             if state.published.get(&record.id) == Some(&shown) {
@@ -233,9 +344,23 @@ impl QueryAnalyzer {
             let action = if record.action == IndexAction::Create { "create" } else { "drop" };
             metrics::counter!(metric::RECOMMENDATIONS, "action" => action).increment(1);
             tracing::info!(table = %record.table_name, columns = ?record.columns, ddl = %record.create_statement, "index advice");
+            if let Some(store) = store {
+                // What the served statements cost per run now: the pay-off check's "before".
+                let baseline: BTreeMap<String, f64> = advice
+                    .create
+                    .iter()
+                    .filter(|index| index.id == record.id)
+                    .flat_map(|index| index.statements.iter().map(|s| (s.fingerprint.clone(), s.mean_ms)))
+                    .collect();
+                if let Err(error) = store.upsert(&record, &baseline).await {
+                    metrics::counter!(metric::STORE_ERRORS).increment(1);
+                    tracing::warn!(%error, "could not store a recommendation; it is on the topic");
+                }
+            }
             outputs.push(self.output(&self.settings.recommendations_topic, &record.id, &record)?);
             state.published.insert(record.id.clone(), shown);
         }
+        outputs.extend(self.payoff_outputs(now_ms).await?);
         Ok(outputs)
     }
 
@@ -273,6 +398,31 @@ impl QueryAnalyzer {
         let _ = conn.close().await;
         Ok(advice)
     }
+}
+
+/// Drop advice for an applied index that did not pay off.
+fn drop_for(recommendation: &StoredRecommendation, verdict: &str, now_ms: i64) -> Option<IndexRecommendation> {
+    let name = recommendation.index_name()?;
+    let schema = recommendation.table_name.rsplit_once('.').map(|(schema, _)| schema);
+    let qualified = schema.map_or_else(|| name.to_owned(), |schema| format!("{schema}.{name}"));
+    Some(IndexRecommendation {
+        id: advice_id(&recommendation.database, &recommendation.table_name, "drop", std::slice::from_ref(&qualified)),
+        database: recommendation.database.clone(),
+        table_name: recommendation.table_name.clone(),
+        columns: recommendation.columns.clone(),
+        index_type: "btree".to_owned(),
+        create_statement: format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"),
+        query_fingerprints: recommendation.baseline_ms.keys().cloned().collect(),
+        estimated_cost_before: 0.0,
+        estimated_cost_after: 0.0,
+        improvement_ratio: 1.0,
+        action: IndexAction::Drop,
+        size_bytes: recommendation.size_bytes,
+        time_saved_ms: 0.0,
+        write_overhead_ms: 0.0,
+        evidence: format!("applied {} and measured: {verdict}", recommendation.id),
+        created_at: now_ms,
+    })
 }
 
 /// Advice as `IndexRecommendation` records.
