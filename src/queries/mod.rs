@@ -21,11 +21,13 @@ use std::sync::LazyLock;
 
 use dashmap::DashMap;
 
-pub use advisor::{Advice, AdviceError, AdvisorSettings, DropAdvice, DropKind, IndexAdvice, advice_id, advise};
+pub use advisor::{
+    Advice, AdviceError, AdvisorSettings, BaselineIndex, DropAdvice, DropKind, IndexAdvice, advice_id, advise, dexter,
+};
 pub use detect::{Finding, FindingKind, QueryWindows, SlowRules, StatementRun, WindowSummary};
 pub use shape::{ColumnRole, ColumnUse, Shape, StatementKind, TableRef, UnparsedSql, fingerprint};
 pub use store::{RecommendationStore, StoredRecommendation};
-pub use text::normalize_text;
+pub use text::{normalize_text, repair_typed_literals};
 pub use workload::{StatementLoad, Workload, WorkloadError};
 
 /// The fingerprint of a statement compiled into this program, parsed once per process: the

@@ -96,6 +96,34 @@ fn previous_is_word(out: &str) -> bool {
     out.chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_')
 }
 
+/// `pg_stat_statements` replaces the literal of a typed constant (`date '2024-01-01'`) with a
+/// parameter, leaving `date $2`, which does not parse; `$2::date` means the same and does.
+pub fn repair_typed_literals(sql: &str) -> String {
+    const TYPES: [&str; 6] = ["timestamptz", "timestamp", "interval", "date", "time", "uuid"];
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    'scan: while !rest.is_empty() {
+        for type_name in TYPES {
+            let Some(head) = rest.get(..type_name.len() + 2) else { continue };
+            let word_start = out.chars().last().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            if word_start && head.eq_ignore_ascii_case(&format!("{type_name} $")) {
+                let digits: String = rest[type_name.len() + 2..].chars().take_while(char::is_ascii_digit).collect();
+                if !digits.is_empty() {
+                    out.push_str(&format!("${digits}::{type_name}"));
+                    rest = &rest[type_name.len() + 2 + digits.len()..];
+                    continue 'scan;
+                }
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +147,15 @@ mod tests {
     #[test]
     fn escaped_quotes_and_block_comments_are_handled() {
         assert_eq!(normalize_text("SELECT /* hint */ 'it''s', 1.5e3"), "select ?, ?");
+    }
+
+    #[test]
+    fn typed_constants_normalized_by_pg_stat_statements_are_made_casts() {
+        assert_eq!(
+            repair_typed_literals("SELECT 1 FROM t WHERE d BETWEEN date $2 + $1 AND DATE $3 AND ts > timestamp $4"),
+            "SELECT 1 FROM t WHERE d BETWEEN $2::date + $1 AND $3::date AND ts > $4::timestamp"
+        );
+        assert_eq!(repair_typed_literals("SELECT update_date $1"), "SELECT update_date $1");
+        assert_eq!(repair_typed_literals("SELECT 1"), "SELECT 1");
     }
 }

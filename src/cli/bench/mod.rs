@@ -3,6 +3,7 @@
 
 mod bus;
 mod inference;
+mod queries;
 mod serve;
 mod sla;
 mod sla_live;
@@ -80,6 +81,10 @@ pub enum BenchTarget {
     /// What a burst of the most expensive valid requests does to everyone else: ordinary
     /// requests' latency alone and during the burst, how the heavy ones end, threads and memory.
     Hostile(serve::HostileBenchArgs),
+    /// The index advisor against Dexter's rule on one workload with planted missing indexes
+    /// and decoys: recall, decoys and harmful advice, storage, and the workload's measured
+    /// time before and after each advisor's indexes, in a scratch database.
+    Queries(queries::QueriesBenchArgs),
 }
 
 pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCode> {
@@ -96,6 +101,7 @@ pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<E
         }
         BenchTarget::Serve(args) => serve::bench_serve(settings, args).await,
         BenchTarget::Hostile(args) => serve::bench_hostile(settings, args).await,
+        BenchTarget::Queries(args) => queries::bench_queries(settings, args).await,
     }
 }
 

@@ -23,8 +23,9 @@ pub struct ChosenIndex {
     hypothetical: Hypothetical,
     pub size_bytes: i64,
     overhead_ms: f64,
-    /// (statement, cost per run) of the statements whose final plan uses the index.
-    served: Vec<(usize, f64)>,
+    /// (statement, cost per run, indexes its final plan uses) of the statements whose final
+    /// plan uses this index: a statement served by two indexes credits each with half.
+    served: Vec<(usize, f64, usize)>,
 }
 
 /// The choice and the candidates refused on the way.
@@ -51,6 +52,7 @@ pub async fn greedy(
     let mut chosen: Vec<ChosenIndex> = Vec::new();
     let mut refused: Vec<Refused> = Vec::new();
     let mut budget = i64::try_from(settings.storage_budget_mib.saturating_mul(1 << 20)).unwrap_or(i64::MAX);
+    let min_saving_ms = settings.min_saving_share * planned.iter().map(|p| p.load.total_ms).sum::<f64>();
     for round in 0..settings.max_indexes {
         let mut best: Option<(f64, Candidate, Evaluation, f64)> = None;
         for candidate in &candidates {
@@ -71,6 +73,13 @@ pub async fn greedy(
                 Some(format!(
                     "would save {:.1} ms of reads but add {:.1} ms to the writes of {}",
                     evaluation.gain_ms, overhead_ms, table.qualified
+                ))
+            } else if net_ms < min_saving_ms {
+                // Not worth an index to maintain: said in the first round only, like the rest.
+                Some(format!(
+                    "would save {net_ms:.1} ms, under {:.0} % of the workload's {:.0} ms",
+                    settings.min_saving_share * 100.0,
+                    min_saving_ms / settings.min_saving_share.max(f64::MIN_POSITIVE)
                 ))
             } else if evaluation.size_bytes > budget {
                 Some(format!("its {} bytes do not fit the storage budget left ({budget} bytes)", evaluation.size_bytes))
@@ -178,9 +187,10 @@ async fn attribute(
         if plan.cost < statement.current {
             statement.current = plan.cost;
         }
+        let sharers = chosen.iter().filter(|index| plan.uses.contains(&index.hypothetical.oid)).count();
         for index in chosen.iter_mut() {
             if plan.uses.contains(&index.hypothetical.oid) {
-                index.served.push((position, plan.cost));
+                index.served.push((position, plan.cost, sharers));
             }
         }
     }
@@ -196,7 +206,7 @@ impl ChosenIndex {
         let statements: Vec<ServedStatement> = self
             .served
             .iter()
-            .map(|&(position, cost_after)| {
+            .map(|&(position, cost_after, _)| {
                 let statement = &planned[position];
                 ServedStatement {
                     fingerprint: statement.shape.fingerprint.clone(),
@@ -211,9 +221,10 @@ impl ChosenIndex {
         let time_saved_ms: f64 = self
             .served
             .iter()
-            .map(|&(position, cost_after)| {
+            .map(|&(position, cost_after, sharers)| {
                 let statement = &planned[position];
                 statement.load.total_ms * ((statement.base - cost_after) / statement.base).max(0.0)
+                    / sharers.max(1) as f64
             })
             .sum();
         let estimated_cost_before = statements.iter().map(|s| s.cost_before).sum();

@@ -11,6 +11,7 @@
 mod candidates;
 mod catalog;
 mod choose;
+mod dexter;
 mod drops;
 mod planner;
 
@@ -24,6 +25,7 @@ use super::shape::{Shape, StatementKind};
 use super::workload::{StatementLoad, Workload};
 pub use catalog::TableInfo;
 use choose::TableWrites;
+pub use dexter::{BaselineIndex, dexter};
 use planner::Planner;
 
 /// How the advisor chooses. Every field has a default that suits an OLTP database.
@@ -37,6 +39,10 @@ pub struct AdvisorSettings {
     /// A statement counts as served by an index only if its plan cost drops by at least this
     /// share (0.1 = 10 %); smaller gains are within the planner's noise.
     pub min_cost_reduction: f64,
+    /// An index must save at least this share of the analysed statements' observed time
+    /// (0.01 = 1 %), after its write cost: an index that saves milliseconds a day is storage,
+    /// writes and vacuum for nothing.
+    pub min_saving_share: f64,
     /// Least share of a write's time each new index adds to it, whatever its width: a B-tree
     /// insert descends the tree and writes WAL even for a narrow entry.
     pub write_overhead_floor: f64,
@@ -58,6 +64,7 @@ impl Default for AdvisorSettings {
             storage_budget_mib: 1024,
             min_calls: 5,
             min_cost_reduction: 0.1,
+            min_saving_share: 0.01,
             write_overhead_floor: 0.2,
             row_write_ms: 0.02,
             hot_update_share: 0.5,
@@ -259,7 +266,13 @@ fn shapes_of(workload: &Workload, skipped: &mut Vec<Skipped>) -> Vec<(StatementL
     let mut merged: Vec<(StatementLoad, Shape, f64)> = Vec::new();
     let mut position: HashMap<String, usize> = HashMap::new();
     for load in &workload.statements {
-        match Shape::parse(&load.sql) {
+        // `pg_stat_statements` leaves `date $2` for `date '2024-01-01'`: repaired, it parses.
+        let repaired = crate::queries::repair_typed_literals(&load.sql);
+        let parsed = Shape::parse(&load.sql)
+            .or_else(|error| if repaired == load.sql { Err(error) } else { Shape::parse(&repaired) });
+        let load =
+            &StatementLoad { sql: if repaired == load.sql { load.sql.clone() } else { repaired }, ..load.clone() };
+        match parsed {
             Ok(shape) => match position.get(&shape.fingerprint) {
                 Some(&at) => {
                     let (kept, kept_shape, heaviest) = &mut merged[at];

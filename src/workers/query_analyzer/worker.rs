@@ -294,15 +294,17 @@ impl QueryAnalyzer {
         Ok(Outbound::new(topic, Some(key.as_bytes().to_vec()), payload))
     }
 
-    /// Works out advice if it is due, returning the recommendations that changed. A failure is
+    /// Works out advice if it is due (its interval passed, or `now` is true: a window of the
+    /// advised database just had a finding, and advice should follow it within seconds),
+    /// returning the recommendations that changed. A failure is
     /// logged and counted, never returned: the findings of the same tick must still go out.
-    async fn advise_if_due(&self, now_ms: i64) -> Result<Vec<Outbound>, HandlerError> {
+    async fn advise_if_due(&self, now_ms: i64, now: bool) -> Result<Vec<Outbound>, HandlerError> {
         if self.settings.advise_interval.is_zero() {
             return Ok(Vec::new());
         }
         // One run at a time: a tick that finds one running leaves the work to it.
         let Ok(mut state) = self.advice.try_lock() else { return Ok(Vec::new()) };
-        if state.last_run.is_some_and(|last| last.elapsed() < self.settings.advise_interval) {
+        if !now && state.last_run.is_some_and(|last| last.elapsed() < self.settings.advise_interval) {
             return Ok(Vec::new());
         }
         state.last_run = Some(Instant::now());
@@ -515,8 +517,9 @@ impl Worker for QueryAnalyzer {
     async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
         let now_ms = millis(now);
         let findings = lock(&self.windows).close_through(now_ms);
+        let advise_now = findings.iter().any(|finding| finding.parsed && finding.database == self.database);
         let mut outputs = self.finding_outputs(findings, now_ms)?;
-        outputs.extend(self.advise_if_due(now_ms).await?);
+        outputs.extend(self.advise_if_due(now_ms, advise_now).await?);
         Ok(outputs)
     }
 }
