@@ -23,6 +23,27 @@ pub enum QueriesAction {
     Apply(ApplyArgs),
     /// The analyzer's recommendations, with what became of them.
     Report(ReportArgs),
+    /// Publish what every statement shape of a database did each interval, read from its
+    /// pg_stat_statements, as query events: statements of applications that publish no events
+    /// of their own reach the query analyzer too. Runs until SIGTERM or SIGINT.
+    Collect(CollectArgs),
+}
+
+/// `frontier queries collect` options.
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// The database to read; the configuration's `[postgres] url` when left out.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// How often the counters are read.
+    #[arg(long, default_value = "10s", value_parser = crate::cli::duration_arg)]
+    pub interval: std::time::Duration,
+    /// Stop after this many intervals (the first read only sets the starting point).
+    #[arg(long)]
+    pub intervals: Option<u64>,
+    /// Topic the events go to.
+    #[arg(long, default_value = crate::market::QUERY_EVENTS_TOPIC)]
+    pub topic: String,
 }
 
 /// `frontier queries apply` options.
@@ -77,7 +98,62 @@ pub async fn queries(settings: &Settings, action: QueriesAction) -> anyhow::Resu
         QueriesAction::Advise(args) => advise_command(settings, args).await,
         QueriesAction::Apply(args) => apply_command(settings, args).await,
         QueriesAction::Report(args) => report_command(settings, args).await,
+        QueriesAction::Collect(args) => collect_command(settings, args).await,
     }
+}
+
+async fn collect_command(settings: &Settings, args: CollectArgs) -> anyhow::Result<ExitCode> {
+    use crate::market::QueryEventSink as _;
+    let url = args.database_url.unwrap_or_else(|| settings.postgres.url.clone());
+    let catalog = crate::bus::SchemaCatalog::load_dir(&settings.paths.schemas)
+        .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?;
+    let sink = crate::market::KafkaQueryEvents::from_catalog(&settings.kafka, &catalog, &args.topic)?;
+    let token = tokio_util::sync::CancellationToken::new();
+    crate::shutdown::cancel_on_signal(token.clone());
+    let mut collector = crate::queries::StatCollector::new();
+    let mut ticker = tokio::time::interval(args.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<PgConnection> = None;
+    let mut reads = 0u64;
+    loop {
+        tokio::select! {
+            () = token.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        // Reconnect after a failure: a database restart costs an interval, not the collector.
+        if conn.is_none() {
+            match PgConnection::connect(&url).await {
+                Ok(connected) => conn = Some(connected),
+                Err(error) => {
+                    tracing::warn!(%error, url = %redact(&url), "cannot reach the database; trying again next interval");
+                    continue;
+                }
+            }
+        }
+        let Some(connection) = conn.as_mut() else { continue };
+        match collector.poll(connection, crate::clock::now_millis()).await {
+            Ok(events) => {
+                let (shapes, runs) = (events.len(), events.iter().map(|e| e.calls).sum::<i64>());
+                for event in events {
+                    sink.record(event);
+                }
+                if reads > 0 {
+                    tracing::info!(shapes, runs, "published an interval of pg_stat_statements");
+                }
+            }
+            Err(error @ crate::queries::WorkloadError::MissingExtension { .. }) => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%error, "reading pg_stat_statements failed; reconnecting next interval");
+                conn = None;
+            }
+        }
+        reads += 1;
+        if args.intervals.is_some_and(|intervals| reads > intervals) {
+            break;
+        }
+    }
+    sink.flush(std::time::Duration::from_secs(10));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The recommendations table in Frontier's database.

@@ -103,7 +103,10 @@ pub struct StatementRun<'a> {
     pub sql: &'a str,
     /// Whether the parser understood `sql`.
     pub parsed: bool,
+    /// Mean time of the runs, in milliseconds.
     pub duration_ms: f64,
+    /// Runs this stands for (1 for one statement; a collector's interval has more).
+    pub calls: u64,
     pub rows: u64,
     pub failed: bool,
     /// When it started, ms since the epoch.
@@ -161,7 +164,8 @@ impl QueryWindows {
 
     /// Counts one run. Returns false (and counts it as late) when its window already closed.
     pub fn record(&mut self, run: &StatementRun<'_>) -> bool {
-        let StatementRun { database, fingerprint, sql, parsed, duration_ms, rows, failed, at_ms } = *run;
+        let StatementRun { database, fingerprint, sql, parsed, duration_ms, calls, rows, failed, at_ms } = *run;
+        let calls = calls.max(1);
         let start = at_ms.div_euclid(self.window_ms) * self.window_ms;
         if start < self.closed_before {
             self.late += 1;
@@ -177,14 +181,15 @@ impl QueryWindows {
             rows: 0,
             micros: new_histogram(),
         });
-        stats.calls += 1;
-        stats.errors += u64::from(failed);
+        stats.calls += calls;
+        stats.errors += if failed { calls } else { 0 };
         let duration_ms = if duration_ms.is_finite() { duration_ms.max(0.0) } else { 0.0 };
-        stats.total_ms += duration_ms;
+        stats.total_ms += duration_ms * calls as f64;
         stats.rows += rows;
-        // `record` grows the auto-resizing histogram; it only fails past u64 microseconds.
+        // `record_n` grows the auto-resizing histogram; it only fails past u64 microseconds.
+        // An interval's runs all count at their mean: the spread inside it is not known.
         let micros = (duration_ms * 1000.0) as u64;
-        if stats.micros.record(micros).is_err() {
+        if stats.micros.record_n(micros, calls).is_err() {
             stats.micros.saturating_record(micros);
         }
         true
@@ -297,6 +302,7 @@ mod tests {
             sql: "SELECT ...",
             parsed: true,
             duration_ms: ms,
+            calls: 1,
             rows: 1,
             failed: false,
             at_ms,
@@ -375,6 +381,15 @@ mod tests {
         assert_eq!((latest.window_start_ms, latest.calls), (MINUTE, 10));
         assert!((latest.mean_ms - 1.0).abs() < 1e-9);
         assert!(windows.latest("other", "quiet").is_none());
+    }
+
+    #[test]
+    fn a_collected_interval_counts_as_its_runs() {
+        let mut windows = windows();
+        windows.record(&StatementRun { calls: 150, ..statement("collected", 30.0, 0) });
+        let findings = windows.close_through(MINUTE + 5_000);
+        assert_eq!(findings.len(), 1, "150 runs of 30 ms are slow by PgHero's rule");
+        assert_eq!((findings[0].calls, findings[0].total_ms), (150, 4500.0));
     }
 
     #[test]

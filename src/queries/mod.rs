@@ -6,11 +6,13 @@
 //! - [`advisor`]: the workload's statements planned with and without candidate indexes; the
 //!   indexes chosen for the whole workload, weighted by time, under a storage budget, charged
 //!   for their write cost; unused and duplicate indexes to drop.
+//! - [`collector`]: `pg_stat_statements` deltas of any database as query events.
 //! - [`detect`]: slow, heavy and regressed statements in event-time windows of query events.
 //! - [`store`]: the recommendations table: advice, when it was applied, whether it paid off.
 //! - [`workload`]: where statements come from (`pg_stat_statements` of any database).
 
 pub mod advisor;
+pub mod collector;
 pub mod detect;
 pub mod shape;
 pub mod store;
@@ -24,6 +26,7 @@ use dashmap::DashMap;
 pub use advisor::{
     Advice, AdviceError, AdvisorSettings, BaselineIndex, DropAdvice, DropKind, IndexAdvice, advice_id, advise, dexter,
 };
+pub use collector::StatCollector;
 pub use detect::{Finding, FindingKind, QueryWindows, SlowRules, StatementRun, WindowSummary};
 pub use shape::{ColumnRole, ColumnUse, Shape, StatementKind, TableRef, UnparsedSql, fingerprint};
 pub use store::{RecommendationStore, StoredRecommendation};

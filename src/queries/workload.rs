@@ -50,6 +50,28 @@ pub enum WorkloadError {
 const STAT_STATEMENTS_HINT: &str = "add it to shared_preload_libraries in postgresql.conf, restart PostgreSQL, then run \
      CREATE EXTENSION pg_stat_statements; in this database (package postgresql-contrib; ops/stack up does all of it)";
 
+/// A failed read of `pg_stat_statements`, naming what to install where that is the cause.
+pub(crate) fn stat_statements_error(source: sqlx::Error, database: &str) -> WorkloadError {
+    let message = source.as_database_error().map(|e| e.message().to_owned());
+    match message {
+        // Created but not preloaded: the view exists and refuses to be read.
+        Some(message) if message.contains("shared_preload_libraries") => WorkloadError::MissingExtension {
+            extension: "pg_stat_statements",
+            database: database.to_owned(),
+            hint: format!("{message}; {STAT_STATEMENTS_HINT}"),
+        },
+        // Never created in this database.
+        Some(message) if message.contains("pg_stat_statements") && message.contains("does not exist") => {
+            WorkloadError::MissingExtension {
+                extension: "pg_stat_statements",
+                database: database.to_owned(),
+                hint: STAT_STATEMENTS_HINT.to_owned(),
+            }
+        }
+        _ => WorkloadError::Query { operation: "reading pg_stat_statements", source },
+    }
+}
+
 impl Workload {
     /// The `limit` statements of the connected database with the most total execution time,
     /// summed over users, top-level statements only (a function's inner statements are planned
@@ -80,15 +102,7 @@ impl Workload {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&mut *conn)
         .await
-        .map_err(|source| match source.as_database_error().map(|e| e.message().to_owned()) {
-            // Created but not preloaded: the view exists and refuses to be read.
-            Some(message) if message.contains("shared_preload_libraries") => WorkloadError::MissingExtension {
-                extension: "pg_stat_statements",
-                database: database.clone(),
-                hint: format!("{message}; {STAT_STATEMENTS_HINT}"),
-            },
-            _ => WorkloadError::Query { operation: "reading pg_stat_statements", source },
-        })?;
+        .map_err(|source| stat_statements_error(source, &database))?;
         let statements = rows
             .into_iter()
             .map(|(sql, calls, total_ms, rows)| StatementLoad {

@@ -35,6 +35,14 @@ pub struct QueryEvent {
     pub status: QueryStatus,
     /// The error when `status` is not ok.
     pub error: Option<String>,
-    /// When the statement started, ms since the epoch.
+    /// When the statement started (or, for `calls > 1`, the end of the interval), ms since the epoch.
     pub occurred_at: i64,
+    /// Runs the event stands for: 1 for one statement, more for a collector's interval
+    /// (`duration_ms` is then their mean, `rows` their sum).
+    #[serde(default = "one")]
+    pub calls: i64,
+}
+
+fn one() -> i64 {
+    1
 }

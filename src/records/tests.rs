@@ -192,6 +192,7 @@ fn samples() -> Vec<String> {
             status: QueryStatus::Timeout,
             error: Some("e".into()),
             occurred_at: 1,
+            calls: 7,
         }),
         check(IndexRecommendation {
             id: "r".into(),

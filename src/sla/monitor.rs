@@ -112,6 +112,9 @@ impl SlaMonitor {
 
     /// Counts one database statement in its application's `db:<database>` series.
     pub fn observe_query(&mut self, statement: &QueryEvent, now_ms: i64) -> Observation {
+        if statement.calls != 1 {
+            return self.count(Err(DropReason::AggregateEvent));
+        }
         let kind = query_series_kind(statement);
         let admitted = self.admit(query_sample(statement, &kind), now_ms);
         self.count(admitted)

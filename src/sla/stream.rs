@@ -24,11 +24,15 @@ pub enum DropReason {
     ImplausibleReport,
     /// A service, kind or instance name longer than `max_label_bytes`.
     LabelTooLong,
+    /// A query event standing for many runs (a `pg_stat_statements` collector's interval):
+    /// the query analyzer's input; SLIs count single statements, and one event counted as one
+    /// statement would skew every rate.
+    AggregateEvent,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::TooLate,
         DropReason::NegativeLatency,
         DropReason::NonFiniteLatency,
@@ -37,6 +41,7 @@ impl DropReason {
         DropReason::ReservedKind,
         DropReason::ImplausibleReport,
         DropReason::LabelTooLong,
+        DropReason::AggregateEvent,
     ];
 
     /// Stable label for metrics and logs, e.g. `too_late`.
@@ -50,6 +55,7 @@ impl DropReason {
             DropReason::ReservedKind => "reserved_kind",
             DropReason::ImplausibleReport => "implausible_report",
             DropReason::LabelTooLong => "label_too_long",
+            DropReason::AggregateEvent => "aggregate_event",
         }
     }
 }

@@ -77,6 +77,7 @@ fn event(database: &str, sql: &str, ms: f64, at_ms: i64) -> QueryEvent {
         status: QueryStatus::Ok,
         error: None,
         occurred_at: at_ms,
+        calls: 1,
     }
 }
 

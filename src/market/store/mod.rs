@@ -341,6 +341,7 @@ impl PriceStore {
             status,
             error,
             occurred_at,
+            calls: 1,
         });
         result
     }

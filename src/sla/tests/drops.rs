@@ -55,7 +55,8 @@ fn events_of_a_series_beyond_max_series_are_dropped_as_series_limit() {
             "series_limit",
             "reserved_kind",
             "implausible_report",
-            "label_too_long"
+            "label_too_long",
+            "aggregate_event"
         ]
     );
 }

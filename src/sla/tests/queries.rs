@@ -17,6 +17,7 @@ fn statement(id: u64, status: QueryStatus, at_ms: i64) -> QueryEvent {
         status,
         error: None,
         occurred_at: at_ms,
+        calls: 1,
     }
 }
 
@@ -70,4 +71,12 @@ fn a_request_event_in_the_database_namespace_is_dropped_as_reserved_kind() {
     request.kind = "db:frontier".into();
     assert_eq!(monitor.observe(&request, T0), Observation::Dropped(DropReason::ReservedKind));
     assert_eq!(monitor.series_count(), 0);
+}
+
+#[test]
+fn a_collected_interval_is_the_analyzers_and_not_counted_as_one_statement() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    let mut interval = statement(1, QueryStatus::Ok, T0);
+    interval.calls = 500;
+    assert_eq!(monitor.observe_query(&interval, T0), Observation::Dropped(DropReason::AggregateEvent));
 }

@@ -234,8 +234,9 @@ impl QueryAnalyzer {
             total_ms: 0.0,
             rows: 0,
         });
-        load.calls += 1;
-        load.total_ms += event.duration_ms.max(0.0);
+        let calls = u64::try_from(event.calls).unwrap_or(1).max(1);
+        load.calls += calls;
+        load.total_ms += event.duration_ms.max(0.0) * calls as f64;
         load.rows += u64::try_from(event.rows).unwrap_or(0);
     }
 
@@ -489,6 +490,9 @@ impl Worker for QueryAnalyzer {
                 format!("occurred_at {} is more than a window ahead of now ({now_ms})", event.occurred_at),
             ));
         }
+        if event.calls < 1 {
+            return Err(HandlerError::rejected("implausible_calls", format!("calls {} is below 1", event.calls)));
+        }
         let (fingerprint, parsed) = self.shape_of(&event.sql);
         metrics::counter!(metric::EVENTS, "parsed" => if parsed { "true" } else { "false" }).increment(1);
         let run = StatementRun {
@@ -497,6 +501,7 @@ impl Worker for QueryAnalyzer {
             sql: &event.sql,
             parsed,
             duration_ms: event.duration_ms,
+            calls: u64::try_from(event.calls).unwrap_or(1),
             rows: u64::try_from(event.rows).unwrap_or(0),
             failed: event.status != QueryStatus::Ok,
             at_ms: event.occurred_at,
