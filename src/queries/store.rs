@@ -90,11 +90,28 @@ pub struct RecommendationStore {
 impl RecommendationStore {
     /// A store over `pool`; the table is created if missing.
     pub async fn open(pool: PgPool) -> Result<Self, StoreError> {
-        sqlx::query(CREATE_TABLE).execute(&pool).await.map_err(failed("creating the table"))?;
+        // Asked first: `CREATE TABLE IF NOT EXISTS` on an existing table logs a notice per run.
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('frontier_index_recommendations') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .map_err(failed("looking for the table"))?;
+        if !exists && let Err(error) = sqlx::query(CREATE_TABLE).execute(&pool).await {
+            // Two processes creating it at once: one loses the race on the catalog, and the
+            // table is there all the same.
+            let created: bool = sqlx::query_scalar("SELECT to_regclass('frontier_index_recommendations') IS NOT NULL")
+                .fetch_one(&pool)
+                .await
+                .map_err(failed("looking for the table"))?;
+            if !created {
+                return Err(failed("creating the table")(error));
+            }
+        }
         Ok(RecommendationStore { pool })
     }
 
-    /// Inserts or refreshes advice; what is known of its application is kept.
+    /// Inserts or refreshes advice. What is known of its application is kept, unless the
+    /// advice was made after it was applied: the index is missing again (dropped, or a failed
+    /// build), and its life starts over.
     pub async fn upsert(
         &self,
         advice: &IndexRecommendation,
@@ -112,7 +129,14 @@ impl RecommendationStore {
                time_saved_ms = EXCLUDED.time_saved_ms, write_overhead_ms = EXCLUDED.write_overhead_ms, \
                evidence = EXCLUDED.evidence, advised_at = EXCLUDED.advised_at, \
                baseline_ms = CASE WHEN frontier_index_recommendations.applied_at IS NULL \
-                                  THEN EXCLUDED.baseline_ms ELSE frontier_index_recommendations.baseline_ms END",
+                                    OR frontier_index_recommendations.applied_at < EXCLUDED.advised_at \
+                                  THEN EXCLUDED.baseline_ms ELSE frontier_index_recommendations.baseline_ms END, \
+               paid_off = CASE WHEN frontier_index_recommendations.applied_at < EXCLUDED.advised_at \
+                               THEN NULL ELSE frontier_index_recommendations.paid_off END, \
+               verdict = CASE WHEN frontier_index_recommendations.applied_at < EXCLUDED.advised_at \
+                              THEN NULL ELSE frontier_index_recommendations.verdict END, \
+               applied_at = CASE WHEN frontier_index_recommendations.applied_at < EXCLUDED.advised_at \
+                                 THEN NULL ELSE frontier_index_recommendations.applied_at END",
         )
         .bind(&advice.id)
         .bind(&advice.database)

@@ -72,6 +72,18 @@ impl ScratchDatabase {
 
     async fn drop(self) {
         let mut admin = PgConnection::connect(&settings().postgres.url).await.unwrap();
+        // The analyzer's recommendations for it, in Frontier's own database.
+        let stored: bool = sqlx::query_scalar("SELECT to_regclass('frontier_index_recommendations') IS NOT NULL")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        if stored {
+            sqlx::query("DELETE FROM frontier_index_recommendations WHERE database = $1")
+                .bind(&self.name)
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
         sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
             .execute(&mut admin)
             .await
