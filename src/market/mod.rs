@@ -21,6 +21,6 @@ pub use events::{DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, Query
 pub use requests::{Analysis, AnalysisResult, RequestError};
 pub use settings::{ConnectStoreError, PriceStoreSettings, connect_store};
 pub use store::{
-    AlignedCloses, DailyClose, POOL_ACQUIRE_SECONDS, PriceStore, READS_PER_STATEMENT, StoreError, StoreOptions,
-    UpsertCounts,
+    AlignedCloses, DailyClose, POOL_ACQUIRE_SECONDS, POOL_CONNECTIONS, POOL_IDLE, POOL_WAITING, PriceStore,
+    READS_PER_STATEMENT, StoreError, StoreOptions, UpsertCounts,
 };

@@ -33,6 +33,13 @@ pub const INSERT_BATCH_ROWS: usize = 20_000;
 /// Seconds a statement waited for a pool connection, apart from its own time (which its query
 /// event carries): a pool too small for the load shows here first.
 pub const POOL_ACQUIRE_SECONDS: &str = "frontier_db_pool_acquire_duration_seconds";
+/// Connections the pool holds (busy and idle), after each acquire: at `max_connections` with
+/// waiters means the pool, not PostgreSQL, is the limit.
+pub const POOL_CONNECTIONS: &str = "frontier_db_pool_connections";
+/// Idle connections of the pool, after each acquire.
+pub const POOL_IDLE: &str = "frontier_db_pool_idle_connections";
+/// Statements waiting for a pool connection right now.
+pub const POOL_WAITING: &str = "frontier_db_pool_waiting";
 
 /// Daily closes in PostgreSQL. Cheap to clone (the pool and the sink are shared).
 #[derive(Clone)]
@@ -318,8 +325,12 @@ impl PriceStore {
     ) -> Result<T, sqlx::Error> {
         let occurred_at = crate::clock::now_millis();
         let asked = Instant::now();
+        ::metrics::gauge!(POOL_WAITING).increment(1.0);
         let acquired = self.pool.acquire().await;
+        ::metrics::gauge!(POOL_WAITING).decrement(1.0);
         ::metrics::histogram!(POOL_ACQUIRE_SECONDS).record(asked.elapsed().as_secs_f64());
+        ::metrics::gauge!(POOL_CONNECTIONS).set(f64::from(self.pool.size()));
+        ::metrics::gauge!(POOL_IDLE).set(self.pool.num_idle() as f64);
         let started = Instant::now();
         let result = match acquired {
             Ok(mut connection) => statement(&mut connection).await,
