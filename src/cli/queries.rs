@@ -61,6 +61,28 @@ pub struct ApplyArgs {
 pub struct ReportArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// The database whose statements are ranked; the analyzer's `database_url`, else
+    /// `[postgres] url`.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Statements listed, by total time.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+/// One statement shape in the report.
+#[derive(Debug, serde::Serialize)]
+struct TopStatement {
+    fingerprint: String,
+    sql: String,
+    calls: i64,
+    total_ms: f64,
+    mean_ms: f64,
+    stddev_ms: f64,
+    /// From the analyzer's latest finding on the shape, where it had one.
+    p95_ms: Option<f64>,
+    /// Recommendations that serve it.
+    advice: Vec<String>,
 }
 
 /// How advice is printed.
@@ -236,6 +258,75 @@ async fn apply_command(settings: &Settings, args: ApplyArgs) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The heaviest statements of the database, with p95 from the analyzer's findings and the
+/// recommendations that serve them.
+async fn top_statements(
+    settings: &Settings,
+    url: &str,
+    limit: usize,
+    recommendations: &[crate::queries::StoredRecommendation],
+) -> anyhow::Result<Vec<TopStatement>> {
+    let mut conn = PgConnection::connect(url).await.with_context(|| format!("connecting to {}", redact(url)))?;
+    let rows: Vec<(String, i64, f64, f64, f64)> = sqlx::query_as(
+        "SELECT s.query, sum(s.calls)::int8, sum(s.total_exec_time)::float8, \
+                (sum(s.total_exec_time) / nullif(sum(s.calls), 0))::float8, max(s.stddev_exec_time)::float8 \
+         FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+         WHERE d.datname = current_database() AND s.toplevel GROUP BY s.query ORDER BY 3 DESC LIMIT $1",
+    )
+    .bind(i64::try_from(limit.saturating_mul(4)).unwrap_or(i64::MAX))
+    .fetch_all(&mut conn)
+    .await
+    .context("reading pg_stat_statements (CREATE EXTENSION pg_stat_statements; ops/stack up does it)")?;
+    let p95 = latest_p95(settings);
+    // DDL and other utility statements are counted too (track_utility); no index serves them.
+    let is_utility = |sql: &str| {
+        crate::queries::Shape::parse(sql).is_ok_and(|shape| shape.kind == crate::queries::StatementKind::Other)
+    };
+    Ok(rows
+        .into_iter()
+        .filter(|(sql, ..)| !is_utility(sql))
+        .take(limit)
+        .map(|(sql, calls, total_ms, mean_ms, stddev_ms)| {
+            let fingerprint = crate::queries::fingerprint(&sql);
+            let advice = recommendations
+                .iter()
+                .filter(|r| r.baseline_ms.contains_key(&fingerprint))
+                .map(|r| r.id.clone())
+                .collect();
+            TopStatement {
+                p95_ms: p95.get(&fingerprint).copied(),
+                fingerprint,
+                sql,
+                calls,
+                total_ms,
+                mean_ms,
+                stddev_ms,
+                advice,
+            }
+        })
+        .collect())
+}
+
+/// p95 per fingerprint from the latest finding of each on the findings topic; empty when
+/// Kafka is not reachable (the ranking still prints).
+fn latest_p95(settings: &Settings) -> std::collections::HashMap<String, f64> {
+    let topic = &settings.workers.query_analyzer.findings_topic;
+    let mut latest: std::collections::HashMap<String, (i64, f64)> = std::collections::HashMap::new();
+    let Ok(catalog) = crate::bus::SchemaCatalog::load_dir(&settings.paths.schemas) else { return Default::default() };
+    let Ok(values) = crate::bus::replay::read_to_end(&settings.kafka, topic, std::time::Duration::from_secs(5)) else {
+        return Default::default();
+    };
+    for bytes in values {
+        let Ok(decoded) = catalog.decode(&bytes) else { continue };
+        let Ok(finding) = apache_avro::from_value::<crate::records::SlowQueryFinding>(&decoded.value) else { continue };
+        let newer = latest.get(&finding.fingerprint).is_none_or(|(at, _)| *at <= finding.window_start);
+        if newer {
+            latest.insert(finding.fingerprint, (finding.window_start, finding.p95_ms));
+        }
+    }
+    latest.into_iter().map(|(fingerprint, (_, p95))| (fingerprint, p95)).collect()
+}
+
 async fn index_exists(conn: &mut PgConnection, schema: &str, name: &str) -> anyhow::Result<bool> {
     let name = name.rsplit('.').next().unwrap_or(name);
     Ok(sqlx::query_scalar(
@@ -251,6 +342,18 @@ async fn index_exists(conn: &mut PgConnection, schema: &str, name: &str) -> anyh
 async fn report_command(settings: &Settings, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     let all = store.all().await?;
+    let url = args
+        .database_url
+        .clone()
+        .or_else(|| settings.workers.query_analyzer.database_url.clone())
+        .unwrap_or_else(|| settings.postgres.url.clone());
+    let top = match top_statements(settings, &url, args.top, &all).await {
+        Ok(top) => top,
+        Err(error) => {
+            eprintln!("(no statement ranking: {error:#})");
+            Vec::new()
+        }
+    };
     match args.format {
         Format::Json => {
             let list: Vec<serde_json::Value> = all
@@ -266,9 +369,32 @@ async fn report_command(settings: &Settings, args: ReportArgs) -> anyhow::Result
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&list).context("rendering the report")?);
+            let report = serde_json::json!({ "statements": top, "recommendations": list });
+            println!("{}", serde_json::to_string_pretty(&report).context("rendering the report")?);
         }
         Format::Text => {
+            if !top.is_empty() {
+                println!("top statements by total time (p95 from the query analyzer's latest finding):");
+                println!(
+                    "{:>16}  {:>8}  {:>11}  {:>9}  {:>9}  {:>9}  advice  statement",
+                    "fingerprint", "calls", "total ms", "mean ms", "stddev", "p95 ms"
+                );
+                for statement in &top {
+                    let p95 = statement.p95_ms.map_or_else(|| "-".to_owned(), |p95| format!("{p95:.2}"));
+                    let sql: String = statement.sql.chars().take(90).collect();
+                    println!(
+                        "{:>16}  {:>8}  {:>11.1}  {:>9.2}  {:>9.2}  {:>9}  {:>6}  {sql}",
+                        statement.fingerprint,
+                        statement.calls,
+                        statement.total_ms,
+                        statement.mean_ms,
+                        statement.stddev_ms,
+                        p95,
+                        statement.advice.join(",")
+                    );
+                }
+                println!();
+            }
             if all.is_empty() {
                 println!("no recommendations yet: `frontier run query-analyzer` makes them from the query events");
             }

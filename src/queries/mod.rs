@@ -28,7 +28,7 @@ pub use advisor::{
 };
 pub use collector::StatCollector;
 pub use detect::{Finding, FindingKind, QueryWindows, SlowRules, StatementRun, WindowSummary};
-pub use shape::{ColumnRole, ColumnUse, Shape, StatementKind, TableRef, UnparsedSql, fingerprint};
+pub use shape::{ColumnRole, ColumnUse, Constant, Shape, StatementKind, TableRef, UnparsedSql, fingerprint};
 pub use store::{RecommendationStore, StoredRecommendation};
 pub use text::{normalize_text, repair_typed_literals};
 pub use workload::{StatementLoad, Workload, WorkloadError};

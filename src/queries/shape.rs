@@ -8,13 +8,13 @@ use std::ops::ControlFlow;
 
 use sha2::{Digest, Sha256};
 use sqlparser::ast::{
-    AssignmentTarget, BinaryOperator, Expr, GroupByExpr, InTarget, ObjectName, OrderByKind, Query, SetExpr, Statement,
-    TableFactor, TableObject, Value, Visit, VisitMut, Visitor, VisitorMut,
+    AssignmentTarget, BinaryOperator, CastKind, Expr, GroupByExpr, InTarget, ObjectName, OrderByKind, Query, SetExpr,
+    Statement, TableFactor, TableObject, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use super::text::normalize_text;
+use super::text::{normalize_text, repair_typed_literals};
 
 /// What kind of statement a shape is; only some can be planned, and writes cost every index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -74,6 +74,18 @@ pub struct Shape {
     pub assigned: Vec<String>,
     /// The table an `INSERT`, `UPDATE` or `DELETE` writes: every index on it costs each write.
     pub target: Option<String>,
+    /// `column = literal` comparisons as written (before normalizing): where every run of a
+    /// shape has the same one, a partial index `WHERE column = literal` serves it.
+    pub constants: Vec<Constant>,
+}
+
+/// A column compared for equality with a literal in the statement text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Constant {
+    pub qualifier: Option<String>,
+    pub column: String,
+    /// The literal as SQL (`'open'`, `42`, `true`).
+    pub literal: String,
 }
 
 /// SQL the parser does not understand. It still has a fingerprint, of its text (literals,
@@ -102,11 +114,23 @@ impl Shape {
     /// a fingerprint stands for one statement.
     pub fn parse(sql: &str) -> Result<Shape, UnparsedSql> {
         let unparsed = |reason: String| UnparsedSql { fingerprint: digest(&normalize_text(sql)), reason };
-        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| unparsed(e.to_string()))?;
+        let mut statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+            Ok(statements) => statements,
+            // `pg_stat_statements` leaves `date $2` for `date '2024-01-01'`; as `$2::date` it parses.
+            Err(error) => {
+                let repaired = repair_typed_literals(sql);
+                if repaired == sql {
+                    return Err(unparsed(error.to_string()));
+                }
+                Parser::parse_sql(&PostgreSqlDialect {}, &repaired).map_err(|_| unparsed(error.to_string()))?
+            }
+        };
         if statements.len() != 1 {
             return Err(unparsed(format!("{} statements where one was expected", statements.len())));
         }
         let mut statement = statements.remove(0);
+        let mut constants = ConstantCollector::default();
+        let _ = Visit::visit(&statement, &mut constants);
         let _ = VisitMut::visit(&mut statement, &mut Normalizer::default());
         let normalized = lower_outside_quotes(&statement.to_string());
         let mut collector = UseCollector::default();
@@ -141,6 +165,7 @@ impl Shape {
             uses,
             assigned,
             target,
+            constants: constants.found,
         })
     }
 
@@ -188,6 +213,16 @@ impl VisitorMut for Normalizer {
             Expr::In { target: InTarget::List(list), .. } if list.len() > 1 && list.iter().all(is_constant) => {
                 list.truncate(1);
             }
+            // `date '2024-01-01'` is a constant too: `$n::date`, as pg_stat_statements and a
+            // bound parameter write it. The placeholder inside is numbered when visited next.
+            Expr::TypedString(typed) => {
+                *expr = Expr::Cast {
+                    kind: CastKind::DoubleColon,
+                    expr: Box::new(Expr::Value(Value::Placeholder("?".into()).with_empty_span())),
+                    data_type: typed.data_type.clone(),
+                    format: None,
+                };
+            }
             Expr::Value(value) => {
                 let placeholder = match &value.value {
                     Value::Placeholder(text) => Some(text.clone()),
@@ -203,7 +238,7 @@ impl VisitorMut for Normalizer {
 
 fn is_constant(expr: &Expr) -> bool {
     match expr {
-        Expr::Value(_) => true,
+        Expr::Value(_) | Expr::TypedString(_) => true,
         Expr::Cast { expr, .. } | Expr::Nested(expr) | Expr::UnaryOp { expr, .. } => is_constant(expr),
         _ => false,
     }
@@ -292,6 +327,40 @@ impl Visitor for UseCollector {
         {
             for item in items {
                 self.add(item, ColumnRole::Group);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `column = literal` comparisons of the statement as written.
+#[derive(Default)]
+struct ConstantCollector {
+    found: Vec<Constant>,
+}
+
+impl Visitor for ConstantCollector {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::BinaryOp { left, op: BinaryOperator::Eq, right } = expr {
+            let literal = |side: &Expr| match side {
+                Expr::Value(value) if !matches!(value.value, Value::Placeholder(_) | Value::Null) => {
+                    Some(side.to_string())
+                }
+                _ => None,
+            };
+            let pair = match (column_of(left), literal(right), column_of(right), literal(left)) {
+                (Some(column), Some(literal), ..) | (None, None, Some(column), Some(literal)) => {
+                    Some((column, literal))
+                }
+                _ => None,
+            };
+            if let Some(((qualifier, column), literal)) = pair {
+                let constant = Constant { qualifier, column, literal };
+                if !self.found.contains(&constant) {
+                    self.found.push(constant);
+                }
             }
         }
         ControlFlow::Continue(())
@@ -395,6 +464,20 @@ mod tests {
         let order: Vec<&str> =
             shape.uses.iter().filter(|u| u.role == ColumnRole::Order).map(|u| u.column.as_str()).collect();
         assert_eq!(order, ["b", "a"]);
+    }
+
+    #[test]
+    fn a_typed_constant_pg_stat_statements_normalized_still_parses() {
+        let normalized = shape("SELECT * FROM t WHERE d > date $1");
+        assert_eq!(normalized.fingerprint, shape("SELECT * FROM t WHERE d > DATE '2024-01-01'").fingerprint);
+    }
+
+    #[test]
+    fn column_equals_literal_comparisons_are_kept_as_written() {
+        let shape = shape("SELECT * FROM orders o WHERE o.status = 'open' AND customer = $1 AND 7 = region");
+        let constants: Vec<(Option<&str>, &str, &str)> =
+            shape.constants.iter().map(|c| (c.qualifier.as_deref(), c.column.as_str(), c.literal.as_str())).collect();
+        assert_eq!(constants, [(Some("o"), "status", "'open'"), (None, "region", "7")]);
     }
 
     #[test]

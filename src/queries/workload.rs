@@ -3,6 +3,8 @@
 
 use sqlx::PgConnection;
 
+use super::shape::Constant;
+
 /// One statement shape with its observed load.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StatementLoad {
@@ -14,6 +16,9 @@ pub struct StatementLoad {
     pub total_ms: f64,
     /// Rows returned or affected, over all runs.
     pub rows: u64,
+    /// `column = literal` comparisons every run seen had (known from events with literals;
+    /// `pg_stat_statements` texts have none): the predicates of partial-index candidates.
+    pub constants: Vec<Constant>,
 }
 
 impl StatementLoad {
@@ -110,6 +115,7 @@ impl Workload {
                 calls: u64::try_from(calls).unwrap_or(0),
                 total_ms,
                 rows: u64::try_from(rows).unwrap_or(0),
+                constants: Vec::new(),
             })
             .collect();
         Ok(Workload { database, statements })

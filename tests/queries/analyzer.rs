@@ -215,6 +215,15 @@ async fn an_applied_index_whose_statements_got_faster_paid_off() {
     analyzer.stop().await;
     assert_eq!(judged.paid_off, Some(true), "{judged:#?}");
     assert!(judged.verdict.as_deref().unwrap().contains("30.00 ms -> 0.40 ms"), "{judged:#?}");
+    // The report shows it with its verdict.
+    let output =
+        frontier().args(["queries", "report", "--format", "json", "--database-url", &database.url]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let listed = report["recommendations"].as_array().unwrap().iter().find(|r| r["id"] == id.as_str());
+    let listed = listed.unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!((listed["paid_off"].as_bool(), listed["action"].as_str()), (Some(true), Some("create")));
+    assert!(report["statements"].is_array(), "{report:#}");
     database.drop().await;
 }
 
@@ -233,5 +242,37 @@ async fn an_applied_index_that_did_not_pay_off_is_advised_away() {
     assert_eq!(judged.paid_off, Some(false), "{judged:#?}");
     let drop = advice.iter().find(|a| a["action"] == "drop").unwrap_or_else(|| panic!("no drop advice: {advice:#?}"));
     assert_eq!(drop["create_statement"], "DROP INDEX CONCURRENTLY IF EXISTS public.orders_customer_idx");
+    database.drop().await;
+}
+
+#[tokio::test]
+async fn a_literal_every_run_shares_becomes_a_partial_index() {
+    let database = ScratchDatabase::create(&["hypopg", "pg_stat_statements"]).await;
+    database
+        .setup(
+            "CREATE TABLE tickets (id bigint NOT NULL, status text NOT NULL, customer int NOT NULL, note text); \
+             INSERT INTO tickets SELECT g, CASE WHEN g % 100 = 0 THEN 'open' ELSE 'closed' END, g % 5000, \
+             repeat('x', 60) FROM generate_series(1, 300000) g; \
+             VACUUM ANALYZE tickets;",
+        )
+        .await;
+    let (settings, config) = setup("partial", &database.url).await;
+    let analyzer = start(&settings, &config);
+    // The status is the same literal in every run; the customer changes.
+    let catalog = catalog();
+    let now = now_millis();
+    let published: Vec<(Option<String>, Vec<u8>)> = (0..120)
+        .map(|i| {
+            let sql = format!("SELECT id, note FROM tickets WHERE status = 'open' AND customer = {}", i * 41 % 5000);
+            (None, catalog.encode_record(&event(&database.name, &sql, 30.0, now)).unwrap())
+        })
+        .collect();
+    produce(&settings, &config.input_topic, published).await;
+
+    let advice = records(&settings, &config.recommendations_topic, 1).await;
+    analyzer.stop().await;
+    let index = advice.iter().find(|a| a["table_name"] == "public.tickets").unwrap_or_else(|| panic!("{advice:#?}"));
+    assert_eq!(index["columns"], serde_json::json!(["customer"]), "{index:#}");
+    assert!(index["create_statement"].as_str().unwrap().ends_with("(customer) WHERE status = 'open'"), "{index:#}");
     database.drop().await;
 }

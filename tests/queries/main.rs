@@ -224,6 +224,7 @@ async fn unparseable_sql_is_reported_with_a_fingerprint_not_dropped() {
             calls: 50,
             total_ms: 900.0,
             rows: 50,
+            constants: Vec::new(),
         }],
     };
     let advice = advise(&mut database.connect().await, &workload, &AdvisorSettings::default()).await.unwrap();

@@ -12,6 +12,22 @@ pub struct Candidate {
     /// Index into the run's table list.
     pub table: usize,
     pub columns: Vec<String>,
+    /// `column = literal` for a partial index, where every run of the statements had it.
+    pub predicate: Option<Predicate>,
+}
+
+/// The `WHERE` of a partial index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Predicate {
+    pub column: String,
+    pub literal: String,
+}
+
+impl Predicate {
+    /// `status = 'open'`, the column quoted where needed.
+    pub fn sql(&self) -> String {
+        format!("{} = {}", super::quote_ident(&self.column), self.literal)
+    }
 }
 
 impl Candidate {
@@ -26,9 +42,19 @@ impl Candidate {
         })
     }
 
+    /// A full index on `columns`.
+    pub fn full(table: usize, columns: Vec<String>) -> Candidate {
+        Candidate { table, columns, predicate: None }
+    }
+
     /// The DDL HypoPG takes (no name, no `CONCURRENTLY`).
     pub fn hypothetical_ddl(&self, table: &TableInfo) -> String {
-        format!("CREATE INDEX ON {} USING btree ({})", table.qualified, self.column_list())
+        format!("CREATE INDEX ON {} USING btree ({}){}", table.qualified, self.column_list(), self.where_clause())
+    }
+
+    /// ` WHERE status = 'open'` for a partial index, else nothing.
+    pub fn where_clause(&self) -> String {
+        self.predicate.as_ref().map_or_else(String::new, |predicate| format!(" WHERE {}", predicate.sql()))
     }
 
     /// `a, b` with identifiers quoted where needed.
@@ -102,19 +128,45 @@ pub fn generate(planned: &[Planned], tables: &[TableInfo], settings: &AdvisorSet
                 distinct(b).total_cmp(&distinct(a))
             });
             let trailing = of_role(&[ColumnRole::Range, ColumnRole::Order, ColumnRole::Group]);
+            let mut mine: Vec<Candidate> = Vec::new();
             for column in leading.iter().chain(&trailing) {
-                push(Candidate { table, columns: vec![column.clone()] });
+                mine.push(Candidate::full(table, vec![column.clone()]));
             }
             for (position, first) in leading.iter().enumerate().take(3) {
                 for second in leading.iter().skip(position + 1).chain(&trailing).take(4) {
                     if second != first {
-                        push(Candidate { table, columns: vec![first.clone(), second.clone()] });
+                        mine.push(Candidate::full(table, vec![first.clone(), second.clone()]));
                     }
                 }
             }
             let order = of_role(&[ColumnRole::Order]);
             if order.len() >= 2 {
-                push(Candidate { table, columns: order.into_iter().take(settings.max_index_columns).collect() });
+                mine.push(Candidate::full(table, order.into_iter().take(settings.max_index_columns).collect()));
+            }
+            // Partial versions, where every run compared a column of this table with the same
+            // literal: smaller, and as fast for these statements.
+            let predicates: Vec<Predicate> = statement
+                .load
+                .constants
+                .iter()
+                .filter(|constant| {
+                    let probe = ColumnUse {
+                        qualifier: constant.qualifier.clone(),
+                        column: constant.column.clone(),
+                        role: ColumnRole::Equality,
+                    };
+                    owner(&statement.shape, &statement.tables, tables, &probe) == Some(table)
+                })
+                .map(|constant| Predicate { column: constant.column.clone(), literal: constant.literal.clone() })
+                .collect();
+            let mut partial: Vec<Candidate> = Vec::new();
+            for predicate in &predicates {
+                for full in mine.iter().filter(|c| !c.columns.contains(&predicate.column)) {
+                    partial.push(Candidate { predicate: Some(predicate.clone()), ..full.clone() });
+                }
+            }
+            for candidate in mine.into_iter().chain(partial) {
+                push(candidate);
             }
         }
     }
@@ -130,10 +182,11 @@ pub fn widenings(chosen: &Candidate, statements: &[&Planned], tables: &[TableInf
                 continue;
             }
             for (column, _) in columns {
-                if !chosen.columns.contains(&column) {
+                let predicate_column = chosen.predicate.as_ref().map(|p| p.column.as_str());
+                if !chosen.columns.contains(&column) && predicate_column != Some(column.as_str()) {
                     let mut wider = chosen.columns.clone();
                     wider.push(column);
-                    let candidate = Candidate { table, columns: wider };
+                    let candidate = Candidate { table, columns: wider, predicate: chosen.predicate.clone() };
                     if !out.contains(&candidate) {
                         out.push(candidate);
                     }

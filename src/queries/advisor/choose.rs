@@ -172,7 +172,9 @@ fn write_share(candidate: &Candidate, table: &TableInfo, settings: &AdvisorSetti
 }
 
 fn is_prefix(narrow: &Candidate, wide: &Candidate) -> bool {
-    narrow.columns.len() < wide.columns.len() && wide.columns.starts_with(&narrow.columns)
+    narrow.predicate == wide.predicate
+        && narrow.columns.len() < wide.columns.len()
+        && wide.columns.starts_with(&narrow.columns)
 }
 
 /// Plans every statement once with the final choice, so each index lists the statements that
@@ -202,7 +204,11 @@ impl ChosenIndex {
     pub fn into_advice(self, database: &str, tables: &[TableInfo], planned: &[Planned]) -> IndexAdvice {
         let table = &tables[self.candidate.table];
         let method = "btree".to_owned();
-        let id = advice_id(database, &table.qualified, &method, &self.candidate.columns);
+        let mut identity = self.candidate.columns.clone();
+        if let Some(predicate) = &self.candidate.predicate {
+            identity.push(format!("WHERE {}", predicate.sql()));
+        }
+        let id = advice_id(database, &table.qualified, &method, &identity);
         let statements: Vec<ServedStatement> = self
             .served
             .iter()
@@ -229,11 +235,16 @@ impl ChosenIndex {
             .sum();
         let estimated_cost_before = statements.iter().map(|s| s.cost_before).sum();
         let estimated_cost_after = statements.iter().map(|s| s.cost_after).sum();
-        let name = index_name(table, &self.candidate.columns, &id);
+        let mut name_parts = self.candidate.columns.clone();
+        if let Some(predicate) = &self.candidate.predicate {
+            name_parts.push(format!("where_{}", predicate.column));
+        }
+        let name = index_name(table, &name_parts, &id);
         let ddl = format!(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {} USING btree ({})",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {} USING btree ({}){}",
             table.qualified,
-            self.candidate.column_list()
+            self.candidate.column_list(),
+            self.candidate.where_clause()
         );
         let reason = format!(
             "serves {} statement(s): plan cost {estimated_cost_before:.1} -> {estimated_cost_after:.1} per run, \
@@ -247,6 +258,7 @@ impl ChosenIndex {
             action: "create",
             table: table.qualified.clone(),
             columns: self.candidate.columns,
+            predicate: self.candidate.predicate.as_ref().map(|predicate| predicate.sql()),
             method,
             ddl,
             estimated_cost_before,

@@ -63,7 +63,7 @@ pub async fn dexter(conn: &mut PgConnection, workload: &Workload) -> Result<Vec<
                 }
             }
             for columns in candidates {
-                let candidate = Candidate { table, columns };
+                let candidate = Candidate::full(table, columns);
                 if candidate.already_served(&tables[table]) {
                     continue;
                 }

@@ -94,6 +94,8 @@ pub struct IndexAdvice {
     /// Schema-qualified table.
     pub table: String,
     pub columns: Vec<String>,
+    /// `status = 'open'` for a partial index (every run of its statements had it).
+    pub predicate: Option<String>,
     pub method: String,
     /// `CREATE INDEX CONCURRENTLY ...`, ready to run.
     pub ddl: String,
@@ -372,12 +374,119 @@ pub fn advice_id(database: &str, table: &str, method: &str, columns: &[String]) 
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
-/// An identifier as SQL needs it: bare when it is a plain lower-case name that is no keyword.
+/// PostgreSQL's reserved keywords and those reserved as names of columns (`kwlist.h`:
+/// RESERVED_KEYWORD and TYPE_FUNC_NAME_KEYWORD), lower-case and sorted: as a column or table
+/// name, only these need quotes.
+const RESERVED: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "binary",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "collation",
+    "column",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "group",
+    "having",
+    "ilike",
+    "in",
+    "initially",
+    "inner",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "lateral",
+    "leading",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "natural",
+    "not",
+    "notnull",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "outer",
+    "overlaps",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "right",
+    "select",
+    "session_user",
+    "similar",
+    "some",
+    "symmetric",
+    "system_user",
+    "table",
+    "tablesample",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
+    "with",
+];
+
+/// An identifier as SQL needs it: bare when it is a plain lower-case name that is not reserved.
 fn quote_ident(name: &str) -> String {
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    let keyword = sqlparser::keywords::ALL_KEYWORDS.binary_search(&name.to_ascii_uppercase().as_str()).is_ok();
-    if plain && !keyword { name.to_owned() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
+    let reserved = RESERVED.binary_search(&name).is_ok();
+    if plain && !reserved { name.to_owned() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
 }
 
 #[cfg(test)]
@@ -385,9 +494,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_reserved_list_is_sorted_for_its_binary_search() {
+        assert!(RESERVED.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    #[test]
     fn identifiers_are_quoted_only_when_they_must_be() {
         assert_eq!(quote_ident("customer_id"), "customer_id");
         assert_eq!(quote_ident("order"), "\"order\"");
+        assert_eq!(quote_ident("where"), "\"where\"");
+        assert_eq!(quote_ident("status"), "status", "not reserved in PostgreSQL");
         assert_eq!(quote_ident("CreatedAt"), "\"CreatedAt\"");
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
     }

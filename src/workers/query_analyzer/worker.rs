@@ -14,8 +14,8 @@ use super::metric;
 use super::settings::QueryAnalyzerSettings;
 use crate::bus::{HandlerError, Inbound, Outbound, SchemaCatalog, Worker};
 use crate::queries::{
-    Advice, AdviceError, DropKind, Finding, FindingKind, QueryWindows, RecommendationStore, Shape, StatementLoad,
-    StatementRun, StoredRecommendation, Workload, WorkloadError, advice_id, advise,
+    Advice, AdviceError, Constant, DropKind, Finding, FindingKind, QueryWindows, RecommendationStore, Shape,
+    StatementLoad, StatementRun, StoredRecommendation, Workload, WorkloadError, advice_id, advise,
 };
 use crate::records::{
     IndexAction, IndexRecommendation, QueryEvent, QueryStatus, Record, SlowQueryFinding, SlowQueryKind,
@@ -60,8 +60,8 @@ pub struct QueryAnalyzer {
     /// The advised database's name: its events are remembered for advice.
     database: String,
     windows: Mutex<QueryWindows>,
-    /// Statement text -> (fingerprint, parsed), so a text is parsed once.
-    shapes: Mutex<HashMap<String, (Arc<str>, bool)>>,
+    /// Statement text -> what the analyzer needs of its shape, so a text is parsed once.
+    shapes: Mutex<HashMap<String, Known>>,
     /// Fingerprint -> load seen in events of the advised database.
     workload: Mutex<HashMap<Arc<str>, StatementLoad>>,
     advice: tokio::sync::Mutex<AdviceState>,
@@ -69,6 +69,14 @@ pub struct QueryAnalyzer {
     /// start does not stop the analyzer).
     store_pool: Option<sqlx::PgPool>,
     store: tokio::sync::OnceCell<RecommendationStore>,
+}
+
+/// What the analyzer keeps of a statement text's shape.
+#[derive(Debug, Clone)]
+struct Known {
+    fingerprint: Arc<str>,
+    parsed: bool,
+    constants: Arc<[Constant]>,
 }
 
 /// A lock that a panicking holder left behind is still usable: the maps hold plain counts.
@@ -199,14 +207,17 @@ impl QueryAnalyzer {
         Some((paid_off, verdict))
     }
 
-    /// The fingerprint of a statement text and whether it parsed, each text parsed once.
-    fn shape_of(&self, sql: &str) -> (Arc<str>, bool) {
+    /// The fingerprint of a statement text, whether it parsed, and its constants, each text
+    /// parsed once.
+    fn shape_of(&self, sql: &str) -> Known {
         if let Some(known) = lock(&self.shapes).get(sql) {
             return known.clone();
         }
-        let known: (Arc<str>, bool) = match Shape::parse(sql) {
-            Ok(shape) => (shape.fingerprint.into(), true),
-            Err(unparsed) => (unparsed.fingerprint.into(), false),
+        let known = match Shape::parse(sql) {
+            Ok(shape) => {
+                Known { fingerprint: shape.fingerprint.into(), parsed: true, constants: shape.constants.into() }
+            }
+            Err(unparsed) => Known { fingerprint: unparsed.fingerprint.into(), parsed: false, constants: Arc::new([]) },
         };
         let mut shapes = lock(&self.shapes);
         // Texts with literals make a new text per run; a full map starts over.
@@ -217,8 +228,10 @@ impl QueryAnalyzer {
         known
     }
 
-    /// Adds an event of the advised database to the workload the advisor sees.
-    fn remember(&self, fingerprint: &Arc<str>, event: &QueryEvent) {
+    /// Adds an event of the advised database to the workload the advisor sees; the shape's
+    /// constants are those every event of it had.
+    fn remember(&self, known: &Known, event: &QueryEvent) {
+        let fingerprint = &known.fingerprint;
         let mut workload = lock(&self.workload);
         if !workload.contains_key(fingerprint) && workload.len() >= self.settings.max_shapes {
             // Room for the newcomer: the lightest tenth goes.
@@ -233,7 +246,9 @@ impl QueryAnalyzer {
             calls: 0,
             total_ms: 0.0,
             rows: 0,
+            constants: known.constants.to_vec(),
         });
+        load.constants.retain(|constant| known.constants.contains(constant));
         let calls = u64::try_from(event.calls).unwrap_or(1).max(1);
         load.calls += calls;
         load.total_ms += event.duration_ms.max(0.0) * calls as f64;
@@ -388,15 +403,24 @@ impl QueryAnalyzer {
                 Err(error) => return Err(error.into()),
             }
         }
-        // Statements pg_stat_statements already counts are not counted twice.
-        let known: std::collections::HashSet<String> =
-            workload.statements.iter().map(|load| crate::queries::fingerprint(&load.sql)).collect();
-        let from_events: Vec<StatementLoad> = lock(&self.workload)
-            .iter()
-            .filter(|(fingerprint, _)| !known.contains(fingerprint.as_ref()))
-            .map(|(_, load)| load.clone())
-            .collect();
-        workload.statements.extend(from_events);
+        // Statements pg_stat_statements already counts are not counted twice; where events
+        // saw constants, their sample text (with the literals) is what gets planned, so a
+        // partial index on the constant can be proven.
+        let events = lock(&self.workload).clone();
+        let mut known = std::collections::HashSet::new();
+        for load in &mut workload.statements {
+            let fingerprint = crate::queries::fingerprint(&load.sql);
+            if let Some(seen) = events.get(fingerprint.as_str())
+                && !seen.constants.is_empty()
+            {
+                load.sql = seen.sql.clone();
+                load.constants = seen.constants.clone();
+            }
+            known.insert(fingerprint);
+        }
+        workload.statements.extend(
+            events.into_iter().filter(|(fingerprint, _)| !known.contains(fingerprint.as_ref())).map(|(_, load)| load),
+        );
         let advice = advise(&mut conn, &workload, &self.settings.advisor).await?;
         let _ = conn.close().await;
         Ok(advice)
@@ -493,11 +517,12 @@ impl Worker for QueryAnalyzer {
         if event.calls < 1 {
             return Err(HandlerError::rejected("implausible_calls", format!("calls {} is below 1", event.calls)));
         }
-        let (fingerprint, parsed) = self.shape_of(&event.sql);
+        let known = self.shape_of(&event.sql);
+        let (fingerprint, parsed) = (&known.fingerprint, known.parsed);
         metrics::counter!(metric::EVENTS, "parsed" => if parsed { "true" } else { "false" }).increment(1);
         let run = StatementRun {
             database: &event.database,
-            fingerprint: &fingerprint,
+            fingerprint,
             sql: &event.sql,
             parsed,
             duration_ms: event.duration_ms,
@@ -510,7 +535,7 @@ impl Worker for QueryAnalyzer {
             metrics::counter!(metric::LATE_EVENTS).increment(1);
         }
         if parsed && event.database == self.database {
-            self.remember(&fingerprint, &event);
+            self.remember(&known, &event);
         }
         Ok(Vec::new())
     }
