@@ -80,7 +80,7 @@ pub(crate) fn stat_statements_error(source: sqlx::Error, database: &str) -> Work
 impl Workload {
     /// The `limit` statements of the connected database with the most total execution time,
     /// summed over users, top-level statements only (a function's inner statements are planned
-    /// with their caller).
+    /// with their caller), queries and writes only (DDL, SET, EXPLAIN... take no slot).
     pub async fn from_stat_statements(conn: &mut PgConnection, limit: usize) -> Result<Workload, WorkloadError> {
         let database: String = sqlx::query_scalar("SELECT current_database()::text")
             .fetch_one(&mut *conn)
@@ -102,6 +102,7 @@ impl Workload {
             "SELECT s.query, sum(s.calls)::int8, sum(s.total_exec_time)::float8, sum(s.rows)::int8 \
              FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
              WHERE d.datname = current_database() AND s.toplevel \
+               AND s.query ~* '^\\s*(with|select|insert|update|delete|merge|table|values)\\y' \
              GROUP BY s.query ORDER BY 3 DESC LIMIT $1",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))

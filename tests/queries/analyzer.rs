@@ -11,6 +11,7 @@ use frontier::records::{QueryEvent, QueryStatus};
 use frontier::settings::Settings;
 use frontier::workers::query_analyzer::{QueryAnalyzer, QueryAnalyzerSettings};
 use serde_json::Value;
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 use super::common::process::assert_no_dead_letters;
@@ -53,10 +54,13 @@ async fn setup(name: &str, database_url: &str) -> (Settings, QueryAnalyzerSettin
 }
 
 fn start(settings: &Settings, analyzer: &QueryAnalyzerSettings) -> Analyzer {
+    start_with_store(settings, analyzer, &settings.postgres.url.clone())
+}
+
+fn start_with_store(settings: &Settings, analyzer: &QueryAnalyzerSettings, store_url: &str) -> Analyzer {
     let catalog = catalog();
     let url = analyzer.database_url.clone().unwrap();
-    let store_url = settings.postgres.url.clone();
-    let worker = Arc::new(QueryAnalyzer::new(analyzer.clone(), url, &store_url, catalog.clone()));
+    let worker = Arc::new(QueryAnalyzer::new(analyzer.clone(), url, store_url, catalog.clone()));
     let options = LoopOptions::new(&settings.bus, unique("query-analyzer"), vec![analyzer.input_topic.clone()]);
     let consumer_loop = ConsumerLoop::new(&settings.kafka, options, worker, catalog).unwrap();
     let token = CancellationToken::new();
@@ -274,5 +278,47 @@ async fn a_literal_every_run_shares_becomes_a_partial_index() {
     let index = advice.iter().find(|a| a["table_name"] == "public.tickets").unwrap_or_else(|| panic!("{advice:#?}"));
     assert_eq!(index["columns"], serde_json::json!(["customer"]), "{index:#}");
     assert!(index["create_statement"].as_str().unwrap().ends_with("(customer) WHERE status = 'open'"), "{index:#}");
+    database.drop().await;
+}
+
+#[tokio::test]
+async fn the_analyzer_carries_on_after_its_database_connections_are_cut_as_by_a_restart() {
+    let database = ScratchDatabase::create(&["hypopg", "pg_stat_statements"]).await;
+    database.setup(ORDERS).await;
+    database
+        .setup(
+            "CREATE TABLE accounts (aid int NOT NULL, abalance int NOT NULL, filler char(84)); \
+             INSERT INTO accounts SELECT g, 0, '' FROM generate_series(1, 200000) g; VACUUM ANALYZE accounts;",
+        )
+        .await;
+    let (settings, config) = setup("cut", &database.url).await;
+    // Its recommendations table in the scratch database too, so only this test's connections are cut.
+    let analyzer = start_with_store(&settings, &config, &database.url);
+    produce(&settings, &config.input_topic, events(&database.name, LOOKUP, 30.0, 120)).await;
+    assert_eq!(records(&settings, &config.recommendations_topic, 1).await.len(), 1);
+
+    // What a PostgreSQL restart does to every open connection.
+    let mut admin = sqlx::PgConnection::connect(&settings.postgres.url).await.unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&database.name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!cut.is_empty(), "the analyzer held no connection to cut");
+
+    let balance = "SELECT abalance FROM accounts WHERE aid = $1";
+    produce(&settings, &config.input_topic, events(&database.name, balance, 30.0, 120)).await;
+    let advice = records(&settings, &config.recommendations_topic, 2).await;
+    assert!(!analyzer.task.is_finished(), "the analyzer stopped");
+    analyzer.stop().await;
+    let accounts = advice.iter().find(|a| a["table_name"] == "public.accounts");
+    let accounts = accounts.unwrap_or_else(|| panic!("no advice after the cut: {advice:#?}"));
+    // The table took it too: its pool reconnected.
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let stored = RecommendationStore::open(pool).await.unwrap().get(accounts["id"].as_str().unwrap()).await.unwrap();
+    assert!(stored.is_some(), "the advice after the cut is not in the table");
+    drop(admin);
     database.drop().await;
 }
