@@ -258,6 +258,60 @@ async fn apply_command(settings: &Settings, args: ApplyArgs) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// How the server's connections are used, for sizing pools.
+#[derive(Debug, serde::Serialize)]
+struct ConnectionUse {
+    max_connections: i64,
+    /// (application, state, connections), busiest first.
+    by_application: Vec<(String, String, i64)>,
+}
+
+impl ConnectionUse {
+    fn total(&self) -> i64 {
+        self.by_application.iter().map(|(_, _, n)| n).sum()
+    }
+
+    fn in_state(&self, state: &str) -> i64 {
+        self.by_application.iter().filter(|(_, s, _)| s == state).map(|(_, _, n)| n).sum()
+    }
+
+    /// The figures and what they suggest.
+    fn describe(&self) -> String {
+        let (total, idle, active) = (self.total(), self.in_state("idle"), self.in_state("active"));
+        let mut out = format!(
+            "connections: {total} of max_connections {} ({active} active, {idle} idle, {} idle in transaction)",
+            self.max_connections,
+            self.in_state("idle in transaction")
+        );
+        for (application, state, count) in &self.by_application {
+            out.push_str(&format!("\n  {count:>4}  {state:<20} {application}"));
+        }
+        let hint = if total * 10 >= self.max_connections * 8 {
+            "sizing hint: within 20 % of max_connections; shrink pools (each process holds its own) or put PgBouncer in front"
+        } else if total > 4 && idle * 2 > total {
+            "sizing hint: most connections are idle; pools can be smaller (frontier_db_pool_waiting on /metrics shows whether statements ever wait)"
+        } else {
+            "sizing hint: connections are well within max_connections; raise a pool only where frontier_db_pool_waiting stays above 0"
+        };
+        out.push_str(&format!("\n{hint}"));
+        out
+    }
+}
+
+async fn connection_use(url: &str) -> anyhow::Result<ConnectionUse> {
+    let mut conn = PgConnection::connect(url).await.with_context(|| format!("connecting to {}", redact(url)))?;
+    let max_connections: i64 =
+        sqlx::query_scalar("SELECT current_setting('max_connections')::int8").fetch_one(&mut conn).await?;
+    let by_application: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT coalesce(nullif(application_name, ''), '(unnamed)'), coalesce(state, 'unknown'), count(*)::int8 \
+         FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+         GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    Ok(ConnectionUse { max_connections, by_application })
+}
+
 /// The heaviest statements of the database, with p95 from the analyzer's findings and the
 /// recommendations that serve them.
 async fn top_statements(
@@ -354,6 +408,13 @@ async fn report_command(settings: &Settings, args: ReportArgs) -> anyhow::Result
             Vec::new()
         }
     };
+    let connections = match connection_use(&url).await {
+        Ok(connections) => Some(connections),
+        Err(error) => {
+            eprintln!("(no connection figures: {error:#})");
+            None
+        }
+    };
     match args.format {
         Format::Json => {
             let list: Vec<serde_json::Value> = all
@@ -369,7 +430,7 @@ async fn report_command(settings: &Settings, args: ReportArgs) -> anyhow::Result
                     })
                 })
                 .collect();
-            let report = serde_json::json!({ "statements": top, "recommendations": list });
+            let report = serde_json::json!({ "statements": top, "connections": connections, "recommendations": list });
             println!("{}", serde_json::to_string_pretty(&report).context("rendering the report")?);
         }
         Format::Text => {
@@ -394,6 +455,9 @@ async fn report_command(settings: &Settings, args: ReportArgs) -> anyhow::Result
                     );
                 }
                 println!();
+            }
+            if let Some(connections) = &connections {
+                println!("{}\n", connections.describe());
             }
             if all.is_empty() {
                 println!("no recommendations yet: `frontier run query-analyzer` makes them from the query events");
@@ -497,4 +561,27 @@ fn render_text(advice: &Advice) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectionUse;
+
+    fn connections(max: i64, states: &[(&str, i64)]) -> ConnectionUse {
+        let by_application = states.iter().map(|(state, n)| ("serve".to_owned(), (*state).to_owned(), *n)).collect();
+        ConnectionUse { max_connections: max, by_application }
+    }
+
+    #[test]
+    fn near_max_connections_the_hint_says_shrink_or_pool() {
+        let described = connections(100, &[("idle", 40), ("active", 45)]).describe();
+        assert!(described.contains("within 20 % of max_connections"), "{described}");
+        assert!(described.starts_with("connections: 85 of max_connections 100 (45 active, 40 idle"), "{described}");
+    }
+
+    #[test]
+    fn mostly_idle_connections_say_pools_can_shrink() {
+        let described = connections(100, &[("idle", 30), ("active", 2)]).describe();
+        assert!(described.contains("most connections are idle"), "{described}");
+    }
 }

@@ -73,7 +73,9 @@ impl StatCollector {
             events.push(QueryEvent {
                 id: uuid::Uuid::new_v4().to_string(),
                 sql: counters.query.clone(),
-                fingerprint: None,
+                // Also the Kafka key: a shape's intervals land on the partition its single
+                // runs (keyed by the same fingerprint) land on, so one analyzer owns the shape.
+                fingerprint: Some(super::fingerprint(&counters.query)),
                 duration_ms: (total_ms / calls as f64).max(0.0),
                 rows: rows.max(0),
                 database: database.clone(),

@@ -87,9 +87,13 @@ fn event(database: &str, sql: &str, ms: f64, at_ms: i64) -> QueryEvent {
 
 /// `count` runs of `sql` on `database`, `ms` each, happening now.
 fn events(database: &str, sql: &str, ms: f64, count: usize) -> Vec<(Option<String>, Vec<u8>)> {
+    events_at(database, sql, ms, count, now_millis())
+}
+
+/// `count` runs of `sql` on `database`, `ms` each, at `at_ms`.
+fn events_at(database: &str, sql: &str, ms: f64, count: usize, at_ms: i64) -> Vec<(Option<String>, Vec<u8>)> {
     let catalog = catalog();
-    let now = now_millis();
-    (0..count).map(|_| (None, catalog.encode_record(&event(database, sql, ms, now)).unwrap())).collect()
+    (0..count).map(|_| (None, catalog.encode_record(&event(database, sql, ms, at_ms)).unwrap())).collect()
 }
 
 /// The records on `topic`, decoded, once there are `count` (or `patience` passed).
@@ -111,8 +115,10 @@ async fn slow_statements_become_findings_and_their_missing_index_becomes_advice(
     let (settings, config) = setup("analyzer", &database.url).await;
     let analyzer = start(&settings, &config);
 
-    let mut published = events(&database.name, LOOKUP, 30.0, 120);
-    published.extend(events(&database.name, "SELEKT id FROM orders WHERE customer = $1", 30.0, 120));
+    // One moment for both shapes, so they share a window.
+    let now = now_millis();
+    let mut published = events_at(&database.name, LOOKUP, 30.0, 120, now);
+    published.extend(events_at(&database.name, "SELEKT id FROM orders WHERE customer = $1", 30.0, 120, now));
     produce(&settings, &config.input_topic, published).await;
 
     let findings = records(&settings, &config.findings_topic, 2).await;
@@ -228,6 +234,7 @@ async fn an_applied_index_whose_statements_got_faster_paid_off() {
     let listed = listed.unwrap_or_else(|| panic!("{report:#}"));
     assert_eq!((listed["paid_off"].as_bool(), listed["action"].as_str()), (Some(true), Some("create")));
     assert!(report["statements"].is_array(), "{report:#}");
+    assert!(report["connections"]["max_connections"].as_i64().unwrap() > 0, "{report:#}");
     database.drop().await;
 }
 
