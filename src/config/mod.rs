@@ -65,6 +65,11 @@ pub fn positive(key: &str, value: Duration) -> Result<(), InvalidSetting> {
     if value.is_zero() { Err(InvalidSetting::new(key, "must be greater than zero")) } else { Ok(()) }
 }
 
+/// Refuses a blank topic name.
+pub fn topic_named(key: &str, topic: &str) -> Result<(), InvalidSetting> {
+    if topic.trim().is_empty() { Err(InvalidSetting::new(key, "must name a topic")) } else { Ok(()) }
+}
+
 /// Loads `<config_dir>/<environment>.toml` over `T`'s defaults and applies `FRONTIER_*`
 /// overrides; validation is the caller's.
 pub fn load_file<T: Serialize + DeserializeOwned + Default>(

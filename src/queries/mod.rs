@@ -33,6 +33,14 @@ pub use store::{RecommendationStore, StoredRecommendation};
 pub use text::{normalize_text, repair_typed_literals};
 pub use workload::{StatementLoad, Workload, WorkloadError};
 
+/// A stable short id of `parts`: the first 16 hex digits (64 bits) of the SHA-256 of the parts
+/// joined by U+001F (a separator no name contains), the same in every process and release.
+/// Fingerprints, advice ids and finding ids are all made this way.
+pub fn stable_id(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(parts.join("\u{1f}").as_bytes())[..8])
+}
+
 /// The fingerprint of a statement compiled into this program, parsed once per process: the
 /// price store reports one with every query event, and its statements are a handful of
 /// constants.

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use sha2::{Digest, Sha256};
 use sqlparser::ast::{
     AssignmentTarget, BinaryOperator, CastKind, Expr, GroupByExpr, InTarget, ObjectName, OrderByKind, Query, SetExpr,
     Statement, TableFactor, TableObject, Value, Visit, VisitMut, Visitor, VisitorMut,
@@ -106,7 +105,7 @@ pub fn fingerprint(sql: &str) -> String {
 }
 
 fn digest(text: &str) -> String {
-    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    super::stable_id(&[text])
 }
 
 impl Shape {

@@ -44,6 +44,13 @@ fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError { operation, source }
 }
 
+async fn table_exists(pool: &PgPool) -> Result<bool, StoreError> {
+    sqlx::query_scalar("SELECT to_regclass('frontier_index_recommendations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(failed("looking for the table"))
+}
+
 /// A recommendation as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StoredRecommendation {
@@ -91,20 +98,13 @@ impl RecommendationStore {
     /// A store over `pool`; the table is created if missing.
     pub async fn open(pool: PgPool) -> Result<Self, StoreError> {
         // Asked first: `CREATE TABLE IF NOT EXISTS` on an existing table logs a notice per run.
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass('frontier_index_recommendations') IS NOT NULL")
-            .fetch_one(&pool)
-            .await
-            .map_err(failed("looking for the table"))?;
-        if !exists && let Err(error) = sqlx::query(CREATE_TABLE).execute(&pool).await {
+        if !table_exists(&pool).await?
+            && let Err(error) = sqlx::query(CREATE_TABLE).execute(&pool).await
             // Two processes creating it at once: one loses the race on the catalog, and the
             // table is there all the same.
-            let created: bool = sqlx::query_scalar("SELECT to_regclass('frontier_index_recommendations') IS NOT NULL")
-                .fetch_one(&pool)
-                .await
-                .map_err(failed("looking for the table"))?;
-            if !created {
-                return Err(failed("creating the table")(error));
-            }
+            && !table_exists(&pool).await?
+        {
+            return Err(failed("creating the table")(error));
         }
         Ok(RecommendationStore { pool })
     }

@@ -18,7 +18,6 @@ mod planner;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
 use super::shape::{Shape, StatementKind};
@@ -370,8 +369,8 @@ fn database_message(error: &sqlx::Error) -> String {
 /// Stable advice id (first 16 hex digits of a SHA-256) of (database, table, method or
 /// action, columns or index name).
 pub fn advice_id(database: &str, table: &str, method: &str, columns: &[String]) -> String {
-    let text = format!("{database}\u{1f}{table}\u{1f}{method}\u{1f}{}", columns.join("\u{1f}"));
-    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    let parts: Vec<&str> = [database, table, method].into_iter().chain(columns.iter().map(String::as_str)).collect();
+    crate::queries::stable_id(&parts)
 }
 
 /// PostgreSQL's reserved keywords and those reserved as names of columns (`kwlist.h`:

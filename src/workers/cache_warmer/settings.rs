@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::InvalidSetting;
+use crate::config::{InvalidSetting, topic_named};
 use crate::workers::WorkerConfig;
 
 /// `[workers.cache_warmer]`.
@@ -92,9 +92,7 @@ impl WorkerConfig for CacheWarmerSettings {
 
     fn validate(&self) -> Result<(), InvalidSetting> {
         let invalid = |key: &str, message: &str| Err(InvalidSetting::new(key, message));
-        if self.input_topic.trim().is_empty() {
-            return invalid("input_topic", "must name a topic");
-        }
+        topic_named("input_topic", &self.input_topic)?;
         if self.tracked_keys == 0 || self.max_hot_keys == 0 {
             return invalid(if self.tracked_keys == 0 { "tracked_keys" } else { "max_hot_keys" }, "must be at least 1");
         }

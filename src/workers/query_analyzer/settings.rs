@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::InvalidSetting;
+use crate::config::{InvalidSetting, topic_named};
 use crate::queries::{AdvisorSettings, SlowRules};
 use crate::workers::WorkerConfig;
 
@@ -92,15 +92,9 @@ impl WorkerConfig for QueryAnalyzerSettings {
 
     fn validate(&self) -> Result<(), InvalidSetting> {
         let invalid = |key: &str, message: &str| Err(InvalidSetting::new(key, message));
-        for (key, topic) in [
-            ("input_topic", &self.input_topic),
-            ("findings_topic", &self.findings_topic),
-            ("recommendations_topic", &self.recommendations_topic),
-        ] {
-            if topic.trim().is_empty() {
-                return invalid(key, "must name a topic");
-            }
-        }
+        topic_named("input_topic", &self.input_topic)?;
+        topic_named("findings_topic", &self.findings_topic)?;
+        topic_named("recommendations_topic", &self.recommendations_topic)?;
         if self.window.is_zero() || self.evaluate_interval.is_zero() {
             return invalid(
                 if self.window.is_zero() { "window" } else { "evaluate_interval" },

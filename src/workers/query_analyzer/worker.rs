@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
@@ -82,14 +81,6 @@ struct Known {
 /// A lock that a panicking holder left behind is still usable: the maps hold plain counts.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn millis(time: SystemTime) -> i64 {
-    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn short_hash(parts: &[&str]) -> String {
-    hex::encode(&Sha256::digest(parts.join("\u{1f}").as_bytes())[..8])
 }
 
 impl QueryAnalyzer {
@@ -275,7 +266,11 @@ impl QueryAnalyzer {
                 "statement found in a closed window"
             );
             let record = SlowQueryFinding {
-                id: short_hash(&[&finding.database, &finding.fingerprint, &finding.window_start_ms.to_string()]),
+                id: crate::queries::stable_id(&[
+                    &finding.database,
+                    &finding.fingerprint,
+                    &finding.window_start_ms.to_string(),
+                ]),
                 kind,
                 window_findings: per_window
                     .get(&(finding.database.clone(), finding.window_start_ms))
@@ -545,7 +540,7 @@ impl Worker for QueryAnalyzer {
     }
 
     async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
-        let now_ms = millis(now);
+        let now_ms = crate::clock::epoch_millis(now);
         let findings = lock(&self.windows).close_through(now_ms);
         let advise_now = findings.iter().any(|finding| finding.parsed && finding.database == self.database);
         let mut outputs = self.finding_outputs(findings, now_ms)?;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::InvalidSetting;
+use crate::config::{InvalidSetting, topic_named};
 use crate::market::pool::ComputeSettings;
 use crate::workers::WorkerConfig;
 
@@ -82,15 +82,9 @@ impl WorkerConfig for ServeSettings {
 
     fn validate(&self) -> Result<(), InvalidSetting> {
         let invalid = |key: &str, message: &str| Err(InvalidSetting::new(key, message));
-        for (key, topic) in [
-            ("input_topic", &self.input_topic),
-            ("responses_topic", &self.responses_topic),
-            ("metrics_topic", &self.metrics_topic),
-        ] {
-            if topic.trim().is_empty() {
-                return invalid(key, "must name a topic");
-            }
-        }
+        topic_named("input_topic", &self.input_topic)?;
+        topic_named("responses_topic", &self.responses_topic)?;
+        topic_named("metrics_topic", &self.metrics_topic)?;
         if self.responses_topic == self.input_topic || self.metrics_topic == self.input_topic {
             return invalid(
                 "input_topic",
