@@ -11,6 +11,7 @@
 //!   batcher as a library and `frontier model-serve`.
 //! - [`cache`]: the multi-layer request cache, its invalidation loop and the recipes the
 //!   serving worker and the warmer share.
+//! - [`db`]: PostgreSQL pools that report their use on `/metrics`.
 //! - [`market`]: daily prices in PostgreSQL and the DB query events of every query on them.
 //! - [`queries`]: slow-query fingerprints and index advice proven with HypoPG.
 //! - [`sla`]: SLIs, threshold rules, burn-rate SLO alerts and alert state (I/O-free core).
@@ -25,6 +26,7 @@ pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod db;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;

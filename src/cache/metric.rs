@@ -1,10 +1,22 @@
 //! Metric names of the request cache. Labels stay low-cardinality: `layer` (memory, redis,
-//! disk), `reason`, `op` and `cause` take a handful of fixed values; never a key or a tag.
+//! disk), `use`, `reason`, `op` and `cause` take a handful of fixed values; never a key or a
+//! tag.
 
-/// Lookups answered by a layer, per `layer` (memory, redis, disk); stale answers included.
+/// Lookups answered by a layer, per `layer` (memory, redis, disk) and `use`; stale answers
+/// included.
 pub const HITS: &str = "frontier_cache_hits_total";
-/// Lookups no layer could answer, so the value was computed for the request.
+/// Lookups no layer could answer, so the value was computed, per `use`.
 pub const MISSES: &str = "frontier_cache_misses_total";
+
+/// The kind prefix of the keys of cached read statements (the price store's statement cache).
+pub const STATEMENT_KIND_PREFIX: &str = "sql.";
+
+/// The `use` label of a lookup of `key`: `statement` for a cached read statement, `request`
+/// for everything else (results, recipes), so a request hit ratio is not flattered by the
+/// statements computing it.
+pub fn use_of(key: &str) -> &'static str {
+    if key.starts_with(STATEMENT_KIND_PREFIX) { "statement" } else { "request" }
+}
 /// Requests that waited for an identical lookup already in flight instead of starting one.
 pub const COALESCED: &str = "frontier_cache_coalesced_total";
 /// Expired entries served within their grace window while a refresh runs, per `layer`.
@@ -49,8 +61,11 @@ pub const BYTES: &str = "frontier_cache_bytes";
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(HITS, "Cache lookups answered by a layer (memory, redis, disk).");
-    describe_counter!(MISSES, "Cache lookups no layer could answer; the value was computed.");
+    describe_counter!(HITS, "Cache lookups answered by a layer (memory, redis, disk), by use (request, statement).");
+    describe_counter!(
+        MISSES,
+        "Cache lookups no layer could answer (the value was computed), by use (request, statement)."
+    );
     describe_counter!(COALESCED, "Requests that awaited an identical lookup already in flight.");
     describe_counter!(STALE_SERVED, "Expired entries served within their grace window.");
     describe_counter!(REFRESHES, "Background recomputations started, by reason.");

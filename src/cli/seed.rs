@@ -16,7 +16,7 @@ use rdkafka::util::Timeout;
 
 use crate::bus::{SchemaCatalog, kafka};
 use crate::health::redact;
-use crate::market::seed::{SeedPlan, seed_prices, symbol_invalidation};
+use crate::market::seed::{SeedPlan, seed_prices, symbol_invalidation, symbols_table_invalidation};
 use crate::market::{KafkaQueryEvents, PriceStore, QUERY_EVENTS_TOPIC, StoreOptions};
 use crate::settings::Settings;
 
@@ -85,23 +85,32 @@ pub async fn seed(settings: &Settings, args: SeedArgs) -> anyhow::Result<ExitCod
     let elapsed = started.elapsed();
 
     let changed = report.changed_symbols();
+    // Keyed by what they invalidate: one partition keeps one symbol's orders in order.
+    let mut invalidations: Vec<(String, _)> = changed
+        .iter()
+        .map(|symbol| {
+            let changed_rows = report.symbols.get(*symbol).map_or(0, |counts| counts.changed);
+            ((*symbol).to_owned(), symbol_invalidation(symbol, changed_rows, args.seed))
+        })
+        .collect();
+    if report.registered > 0 {
+        invalidations.push(("table:symbols".to_owned(), symbols_table_invalidation(report.registered, args.seed)));
+    }
     let mut deliveries = FuturesUnordered::new();
-    for symbol in &changed {
-        let changed_rows = report.symbols.get(*symbol).map_or(0, |counts| counts.changed);
-        let invalidation = symbol_invalidation(symbol, changed_rows, args.seed);
-        let payload = SchemaCatalog::encode(&invalidation_schema, &invalidation)?;
+    for (key, invalidation) in &invalidations {
+        let payload = SchemaCatalog::encode(&invalidation_schema, invalidation)?;
         let producer = &producer;
         let topic = args.invalidations_topic.as_str();
         deliveries.push(async move {
-            let record = FutureRecord::<str, [u8]>::to(topic).key(*symbol).payload(&payload);
-            (*symbol, producer.send(record, Timeout::Never).await.map_err(|(error, _)| error))
+            let record = FutureRecord::<str, [u8]>::to(topic).key(key.as_str()).payload(&payload);
+            (invalidation, producer.send(record, Timeout::Never).await.map_err(|(error, _)| error))
         });
     }
     let mut failed = 0usize;
-    while let Some((symbol, delivery)) = deliveries.next().await {
+    while let Some((invalidation, delivery)) = deliveries.next().await {
         if let Err(error) = delivery {
             failed += 1;
-            eprintln!("invalidation of symbol:{symbol} not delivered: {error}");
+            eprintln!("invalidation of {} not delivered: {error}", invalidation.tags.join(", "));
         }
     }
     store.flush_events(QUERY_EVENT_FLUSH_TIMEOUT);
@@ -122,7 +131,7 @@ pub async fn seed(settings: &Settings, args: SeedArgs) -> anyhow::Result<ExitCod
     );
     println!(
         "published {} cache invalidation(s) to {} ({failed} failed); {} query event(s) to {} ({} failed)",
-        changed.len() - failed,
+        invalidations.len() - failed,
         args.invalidations_topic,
         query_events.counts().delivered(),
         query_events.topic(),

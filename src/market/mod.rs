@@ -4,6 +4,8 @@
 //! - [`PriceStore`]: a `sqlx` pool over the `symbols` and `prices` tables (`migrations/`); every
 //!   statement is timed and reported as a [`QueryEvent`] to a [`QueryEventSink`]
 //!   ([`KafkaQueryEvents`] publishes them to `frontier.db.query-events`).
+//!   Its frequent identical reads can be answered from the tiered cache
+//!   ([`PriceStore::with_statement_cache`]).
 //! - [`seed`]: `frontier seed`'s deterministic synthetic closes and cache invalidations.
 //! - [`requests`]: `market.volatility`, `portfolio.risk` and `option.price`, parsed, tagged and
 //!   computed.
@@ -21,6 +23,5 @@ pub use events::{DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, Query
 pub use requests::{Analysis, AnalysisResult, RequestError};
 pub use settings::{ConnectStoreError, PriceStoreSettings, connect_store};
 pub use store::{
-    AlignedCloses, DailyClose, POOL_ACQUIRE_SECONDS, POOL_CONNECTIONS, POOL_IDLE, POOL_WAITING, PriceStore,
-    READS_PER_STATEMENT, StoreError, StoreOptions, UpsertCounts,
+    AlignedCloses, DailyClose, POOL_NAME, PriceStore, READS_PER_STATEMENT, StoreError, StoreOptions, UpsertCounts,
 };

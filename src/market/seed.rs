@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::day::{TradingDay, synthetic_trading_days};
-use super::store::{DailyClose, INSERT_BATCH_ROWS, PriceStore, StoreError, UpsertCounts, check_symbol};
+pub use super::store::symbol_tag;
+use super::store::{DailyClose, INSERT_BATCH_ROWS, PriceStore, StoreError, UpsertCounts, check_symbol, table_tag};
 use crate::analytics::AnalyticsError;
 use crate::analytics::synthetic::{SyntheticConfig, SyntheticSeries, generate_synthetic_market};
 use crate::records::CacheInvalidation;
@@ -81,6 +82,8 @@ pub struct SeedReport {
     pub first_day: Option<TradingDay>,
     /// Last day written.
     pub last_day: Option<TradingDay>,
+    /// Symbols registered by this run (not known before).
+    pub registered: u64,
 }
 
 impl SeedReport {
@@ -162,7 +165,7 @@ pub async fn seed_prices(
     let series = generate_seed_series(plan)?;
     let days = synthetic_trading_days(plan.days);
     let symbols: Vec<&str> = series.iter().map(|generated| generated.symbol.as_str()).collect();
-    store.add_symbols(&symbols, SEED_SOURCE).await?;
+    let registered = store.add_symbols(&symbols, SEED_SOURCE).await?;
 
     let total = (series.len() * days.len()) as u64;
     let mut report = SeedReport {
@@ -170,6 +173,7 @@ pub async fn seed_prices(
         days: days.len(),
         first_day: days.first().copied(),
         last_day: days.last().copied(),
+        registered,
     };
     let mut done = 0u64;
     progress(done, total);
@@ -196,9 +200,17 @@ pub async fn seed_prices(
     Ok(report)
 }
 
-/// The cache tag of a symbol's results: `symbol:XYZ`.
-pub fn symbol_tag(symbol: &str) -> String {
-    format!("symbol:{symbol}")
+/// The invalidation announcing that `registered` symbols were added to the `symbols` table, for
+/// the cached statements that looked symbols up.
+pub fn symbols_table_invalidation(registered: u64, seed: u64) -> CacheInvalidation {
+    CacheInvalidation {
+        id: uuid::Uuid::new_v4().to_string(),
+        tags: vec![table_tag("symbols")],
+        keys: Vec::new(),
+        reason: format!("frontier seed (seed {seed}) registered {registered} new symbol(s)"),
+        source: SEED_SOURCE.to_owned(),
+        issued_at: crate::clock::now_millis(),
+    }
 }
 
 /// The invalidation announcing that `symbol`'s closes changed (`changed` rows of them).

@@ -6,6 +6,10 @@
 use std::collections::BTreeMap;
 
 use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::Postgres;
+
+use crate::db::MeteredPool;
 
 use crate::records::{IndexAction, IndexRecommendation};
 
@@ -88,10 +92,13 @@ const SELECT: &str = "SELECT id, database, table_name, columns, action, ddl, est
      (extract(epoch FROM applied_at) * 1000)::int8 AS applied_at_ms, paid_off, verdict \
      FROM frontier_index_recommendations";
 
+/// The name of the recommendations table's pool on `/metrics`.
+pub const POOL_NAME: &str = "recommendations";
+
 /// The recommendations table.
 #[derive(Debug, Clone)]
 pub struct RecommendationStore {
-    pool: PgPool,
+    pool: MeteredPool,
 }
 
 impl RecommendationStore {
@@ -106,7 +113,12 @@ impl RecommendationStore {
         {
             return Err(failed("creating the table")(error));
         }
-        Ok(RecommendationStore { pool })
+        Ok(RecommendationStore { pool: MeteredPool::new(POOL_NAME, pool) })
+    }
+
+    /// A pooled connection (measured on `/metrics`) for one statement about `operation`.
+    async fn connection(&self, operation: &'static str) -> Result<PoolConnection<Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(failed(operation))
     }
 
     /// Inserts or refreshes advice. What is known of its application is kept, unless the
@@ -117,6 +129,7 @@ impl RecommendationStore {
         advice: &IndexRecommendation,
         baseline_ms: &BTreeMap<String, f64>,
     ) -> Result<(), StoreError> {
+        let mut connection = self.connection("storing a recommendation").await?;
         let action = if advice.action == IndexAction::Create { "create" } else { "drop" };
         sqlx::query(
             "INSERT INTO frontier_index_recommendations (id, database, table_name, columns, action, ddl, \
@@ -152,7 +165,7 @@ impl RecommendationStore {
         .bind(&advice.evidence)
         .bind(sqlx::types::Json(baseline_ms))
         .bind(advice.created_at as f64)
-        .execute(&self.pool)
+        .execute(&mut *connection)
         .await
         .map_err(failed("storing a recommendation"))?;
         Ok(())
@@ -160,36 +173,40 @@ impl RecommendationStore {
 
     /// One recommendation by id.
     pub async fn get(&self, id: &str) -> Result<Option<StoredRecommendation>, StoreError> {
+        let mut connection = self.connection("reading a recommendation").await?;
         sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *connection)
             .await
             .map_err(failed("reading a recommendation"))
     }
 
     /// Every recommendation, the most time saved first.
     pub async fn all(&self) -> Result<Vec<StoredRecommendation>, StoreError> {
+        let mut connection = self.connection("reading recommendations").await?;
         sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY time_saved_ms DESC, id")))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *connection)
             .await
             .map_err(failed("reading recommendations"))
     }
 
     /// Applied creations whose pay-off is not judged yet.
     pub async fn awaiting_verdict(&self) -> Result<Vec<StoredRecommendation>, StoreError> {
+        let mut connection = self.connection("reading applied recommendations").await?;
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE action = 'create' AND applied_at IS NOT NULL AND paid_off IS NULL ORDER BY id"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *connection)
         .await
         .map_err(failed("reading applied recommendations"))
     }
 
     /// Records that the advice was carried out now.
     pub async fn mark_applied(&self, id: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection("recording an application").await?;
         sqlx::query("UPDATE frontier_index_recommendations SET applied_at = now() WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *connection)
             .await
             .map_err(failed("recording an application"))?;
         Ok(())
@@ -197,11 +214,12 @@ impl RecommendationStore {
 
     /// Records whether an applied index paid off, and why.
     pub async fn set_verdict(&self, id: &str, paid_off: bool, verdict: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection("recording a verdict").await?;
         sqlx::query("UPDATE frontier_index_recommendations SET paid_off = $2, verdict = $3 WHERE id = $1")
             .bind(id)
             .bind(paid_off)
             .bind(verdict)
-            .execute(&self.pool)
+            .execute(&mut *connection)
             .await
             .map_err(failed("recording a verdict"))?;
         Ok(())

@@ -5,10 +5,12 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod pools;
 mod query_events;
 mod requests;
 mod seed_command;
 mod seeding;
+mod statements;
 mod store;
 
 use std::sync::Arc;

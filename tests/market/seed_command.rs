@@ -33,9 +33,9 @@ async fn seed_command_prints_its_summary_and_publishes_invalidations() {
     assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("seeded 4 symbol(s) x 40 day(s)"), "{stdout}");
     assert!(stdout.contains("160 row(s) written, 160 new or changed"), "{stdout}");
-    assert!(stdout.contains("published 4 cache invalidation(s)"), "{stdout}");
+    assert!(stdout.contains("published 5 cache invalidation(s)"), "{stdout}");
 
-    let messages = read_topic(&settings, &invalidations, 4, Duration::from_secs(20));
+    let messages = read_topic(&settings, &invalidations, 5, Duration::from_secs(20));
     let mut tags: Vec<String> = decoded_json(&catalog(), &messages)
         .into_iter()
         .flat_map(|invalidation| {
@@ -49,7 +49,8 @@ async fn seed_command_prints_its_summary_and_publishes_invalidations() {
         })
         .collect();
     tags.sort();
-    assert_eq!(tags, ["symbol:AAPL", "symbol:MKT", "symbol:SYN0002", "symbol:SYN0003"]);
+    // Each changed symbol, and the symbols table for the cached symbol lookups.
+    assert_eq!(tags, ["symbol:AAPL", "symbol:MKT", "symbol:SYN0002", "symbol:SYN0003", "table:symbols"]);
     assert!(!read_topic(&settings, &query_events, 1, Duration::from_secs(10)).is_empty(), "no query events");
 
     let store = store_in(&schema, Arc::new(RecordedQueryEvents::default())).await;
@@ -77,7 +78,8 @@ async fn rerunning_the_seed_command_publishes_no_invalidations() {
     assert!(second.status.success(), "{stdout}");
     assert!(stdout.contains("20 row(s) written, 0 new or changed"), "{stdout}");
     assert!(stdout.contains("published 0 cache invalidation(s)"), "{stdout}");
-    assert_eq!(read_topic(&settings, &invalidations, 3, Duration::from_secs(5)).len(), 2);
+    // The first run's two symbols and its registrations; nothing from the second.
+    assert_eq!(read_topic(&settings, &invalidations, 4, Duration::from_secs(5)).len(), 3);
 
     let store = store_in(&schema, Arc::new(RecordedQueryEvents::default())).await;
     drop_schema(&store, &schema).await;

@@ -20,14 +20,14 @@ impl TieredCache {
         let key = key.as_str();
         if let Some(entry) = self.inner.memory.get(key).await {
             if !matches!(self.inner.judge(&entry), Verdict::Unusable) {
-                return Some(self.inner.served(&entry, CacheLayer::Memory));
+                return Some(self.inner.served(key, &entry, CacheLayer::Memory));
             }
             self.inner.memory.remove(key).await;
         }
         match self.read_lower_layers(key).await {
-            Some((entry, layer, _)) => Some(self.inner.served(&entry, layer)),
+            Some((entry, layer, _)) => Some(self.inner.served(key, &entry, layer)),
             None => {
-                self.inner.count_miss();
+                self.inner.count_miss(key);
                 None
             }
         }
@@ -59,7 +59,7 @@ impl TieredCache {
                 Ok(Found { entry, layer })
             }
             None => {
-                self.inner.count_miss();
+                self.inner.count_miss(key);
                 self.compute_and_store(key, tags, policy, compute).await
             }
         }

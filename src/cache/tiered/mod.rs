@@ -172,11 +172,11 @@ impl TieredCache {
         let key = key.as_str();
         if let Some(entry) = self.inner.memory.get(key).await {
             match self.inner.judge(&entry) {
-                Verdict::Serve => return Ok(self.inner.served(&entry, CacheLayer::Memory)),
+                Verdict::Serve => return Ok(self.inner.served(key, &entry, CacheLayer::Memory)),
                 Verdict::ServeAndRefresh(reason) => {
                     let held = Some(entry.created_at_ms);
                     self.spawn_refresh(key, tags.to_vec(), policy, compute, reason, held);
-                    return Ok(self.inner.served(&entry, CacheLayer::Memory));
+                    return Ok(self.inner.served(key, &entry, CacheLayer::Memory));
                 }
                 Verdict::Unusable => self.inner.memory.remove(key).await,
             }
@@ -204,7 +204,7 @@ impl TieredCache {
                 stale: false,
                 coalesced: false,
             },
-            layer => self.inner.served(&found.entry, layer),
+            layer => self.inner.served(key, &found.entry, layer),
         };
         cached.coalesced = !started;
         Ok(cached)
@@ -421,7 +421,7 @@ impl Inner {
     /// The answer for an entry a layer held, counted as a hit (and as stale if it is).
     /// Every request a layer answers counts as a hit, coalesced ones included, so hits plus
     /// misses plus coalesced waiters of a computation add up to requests.
-    fn served(&self, entry: &Entry, layer: CacheLayer) -> Cached {
+    fn served(&self, key: &str, entry: &Entry, layer: CacheLayer) -> Cached {
         let now = crate::clock::now_millis();
         let stale = entry.freshness(now) != Freshness::Fresh;
         let counter = match layer {
@@ -432,7 +432,7 @@ impl Inner {
         };
         if let Some(counter) = counter {
             bump(counter);
-            ::metrics::counter!(metric::HITS, "layer" => layer.as_str()).increment(1);
+            ::metrics::counter!(metric::HITS, "layer" => layer.as_str(), "use" => metric::use_of(key)).increment(1);
         }
         if stale {
             bump(&self.counters.stale_served);
@@ -447,9 +447,9 @@ impl Inner {
         debug!(layer, "write-through refused: a tag was invalidated after the computation started");
     }
 
-    fn count_miss(&self) {
+    fn count_miss(&self, key: &str) {
         bump(&self.counters.misses);
-        ::metrics::counter!(metric::MISSES).increment(1);
+        ::metrics::counter!(metric::MISSES, "use" => metric::use_of(key)).increment(1);
     }
 
     fn count_refresh(&self, reason: RefreshReason) {

@@ -7,6 +7,7 @@ mod queries;
 mod serve;
 mod sla;
 mod sla_live;
+mod statements;
 
 use std::process::ExitCode;
 
@@ -85,6 +86,10 @@ pub enum BenchTarget {
     /// and decoys: recall, decoys and harmful advice, storage, and the workload's measured
     /// time before and after each advisor's indexes, in a scratch database.
     Queries(queries::QueriesBenchArgs),
+    /// The price store's statement cache against the store alone: reads per second, latency
+    /// and PostgreSQL statements per read, on a Zipf load of shared reads and on reads that
+    /// never repeat.
+    Statements(statements::StatementsBenchArgs),
 }
 
 pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCode> {
@@ -102,6 +107,7 @@ pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<E
         BenchTarget::Serve(args) => serve::bench_serve(settings, args).await,
         BenchTarget::Hostile(args) => serve::bench_hostile(settings, args).await,
         BenchTarget::Queries(args) => queries::bench_queries(settings, args).await,
+        BenchTarget::Statements(args) => statements::bench_statements(settings, args).await,
     }
 }
 

@@ -40,6 +40,15 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A statement answered through the statement cache failed; every read that shared it
+    /// gets its error as text.
+    #[error("{operation}: {message}")]
+    Shared {
+        /// The statement's kind (`sql.prices.latest`).
+        operation: String,
+        /// What failed.
+        message: String,
+    },
     /// A row to insert is unusable (bad symbol, non-finite or non-positive close).
     #[error("invalid price row {symbol} {day}: {reason}")]
     InvalidRow {

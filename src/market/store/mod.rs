@@ -5,7 +5,8 @@ mod checks;
 mod error;
 mod latest;
 mod rows;
-mod sql;
+pub mod sql;
+mod statements;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -19,37 +20,35 @@ pub use checks::{MAXIMUM_SYMBOL_LEN, check_symbol};
 pub use error::StoreError;
 pub use latest::READS_PER_STATEMENT;
 pub use rows::{AlignedCloses, DailyClose, StoreOptions, UpsertCounts};
+pub use statements::{ADMISSION_WINDOW, STATEMENT_READS, symbol_tag, table_tag};
 
 use super::day::TradingDay;
 use super::events::QueryEventSink;
+use crate::cache::TieredCache;
 use crate::config::PostgresSettings;
+use crate::db::MeteredPool;
 use crate::records::{QueryEvent, QueryStatus};
 use checks::{check_row, check_schema_name};
+use statements::{Statement, StatementCache};
 
 /// Rows per bulk-insert statement: three arrays of this length stay well under PostgreSQL's
 /// 1 GB parameter limit and keep each statement (and its query event) around a second.
 pub const INSERT_BATCH_ROWS: usize = 20_000;
 
-/// Seconds a statement waited for a pool connection, apart from its own time (which its query
-/// event carries): a pool too small for the load shows here first.
-pub const POOL_ACQUIRE_SECONDS: &str = "frontier_db_pool_acquire_duration_seconds";
-/// Connections the pool holds (busy and idle), after each acquire: at `max_connections` with
-/// waiters means the pool, not PostgreSQL, is the limit.
-pub const POOL_CONNECTIONS: &str = "frontier_db_pool_connections";
-/// Idle connections of the pool, after each acquire.
-pub const POOL_IDLE: &str = "frontier_db_pool_idle_connections";
-/// Statements waiting for a pool connection right now.
-pub const POOL_WAITING: &str = "frontier_db_pool_waiting";
+/// The price store pool's name on `/metrics` (the `pool` label of [`crate::db`]'s metrics).
+pub const POOL_NAME: &str = "prices";
 
 /// Daily closes in PostgreSQL. Cheap to clone (the pool and the sink are shared).
 #[derive(Clone)]
 pub struct PriceStore {
-    pool: PgPool,
+    pool: MeteredPool,
     sink: Arc<dyn QueryEventSink>,
     database: String,
     application: String,
     schema: Option<String>,
     latest: Arc<latest::LatestReads>,
+    /// Frequent identical reads answered from the tiered cache; `None` runs every read.
+    statements: Option<StatementCache>,
 }
 
 impl std::fmt::Debug for PriceStore {
@@ -89,7 +88,16 @@ impl PriceStore {
         // anyway. With half the pool, reads waited behind each other on a CPU-bound cold start
         // and the first 5 s of `bench serve` got slower (p99 1.7 s against 0.3-0.4 s).
         let latest = Arc::new(latest::LatestReads::new(settings.max_connections as usize));
-        let store = Self { pool, sink, database, application: options.application, schema: options.schema, latest };
+        let pool = MeteredPool::new(POOL_NAME, pool);
+        let store = Self {
+            pool,
+            sink,
+            database,
+            application: options.application,
+            schema: options.schema,
+            latest,
+            statements: None,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -101,13 +109,21 @@ impl PriceStore {
         if let Some(schema) = &self.schema {
             migrator.create_schema(schema.clone());
         }
-        migrator.run(&self.pool).await?;
+        migrator.run(self.pool.pool()).await?;
         Ok(())
+    }
+
+    /// The store, answering its frequent identical read statements from `cache` (see
+    /// `statements.rs`): the latest closes, aligned closes and symbol lookups.
+    #[must_use]
+    pub fn with_statement_cache(mut self, cache: TieredCache) -> Self {
+        self.statements = Some(StatementCache::new(cache, &self.database, self.schema.as_deref()));
+        self
     }
 
     /// The pool, for callers that need a statement the store does not offer.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.pool.pool()
     }
 
     /// The database name query events carry.
@@ -123,19 +139,36 @@ impl PriceStore {
     /// The latest `count` closes of `symbol`, oldest first; empty for an unknown symbol. While
     /// the database is busy, reads asked meanwhile share one statement (see `latest.rs`).
     pub async fn latest_closes(&self, symbol: &str, count: usize) -> Result<Vec<DailyClose>, StoreError> {
-        let closes = match self.latest.read(self, symbol, count).await {
-            Some(closes) => closes,
+        let closes = match &self.statements {
+            Some(statements) => {
+                let statement = Statement {
+                    kind: "sql.prices.latest",
+                    sql: sql::LATEST_CLOSES,
+                    binds: serde_json::json!([symbol, count]),
+                    tags: vec![table_tag("prices"), symbol_tag(symbol)],
+                };
+                let (store, owned) = (self.clone(), symbol.to_owned());
+                statements.read(statement, async move { store.read_latest(&owned, count).await }).await?
+            }
+            None => self.read_latest(symbol, count).await?,
+        };
+        let row = |(day, close)| DailyClose { symbol: symbol.to_owned(), day: TradingDay(day), close };
+        Ok(closes.into_iter().map(row).collect())
+    }
+
+    /// [`Self::latest_closes`] from PostgreSQL.
+    async fn read_latest(&self, symbol: &str, count: usize) -> Result<latest::Closes, StoreError> {
+        match self.latest.read(self, symbol, count).await {
+            Some(closes) => Ok(closes),
             // The shared statement failed: this read alone says why.
             None => {
                 let found = self.latest_closes_of(&[(symbol, count)]).await.map_err(|source| StoreError::Query {
                     operation: format!("reading the latest closes of {symbol}"),
                     source,
                 })?;
-                found.into_values().next().unwrap_or_default()
+                Ok(found.into_values().next().unwrap_or_default())
             }
-        };
-        let row = |(day, close)| DailyClose { symbol: symbol.to_owned(), day: TradingDay(day), close };
-        Ok(closes.into_iter().map(row).collect())
+        }
     }
 
     /// The latest closes of each symbol of `wanted`, as many as asked, oldest first, in one
@@ -179,45 +212,60 @@ impl PriceStore {
     /// The closes of `symbols` on the latest `count` days that all of them have, oldest first.
     /// A symbol without prices leaves no common day, so the result is then empty.
     pub async fn aligned_closes(&self, symbols: &[&str], count: usize) -> Result<AlignedCloses, StoreError> {
-        let mut distinct: Vec<&str> = symbols.to_vec();
+        let mut distinct: Vec<String> = symbols.iter().map(|symbol| (*symbol).to_owned()).collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let symbol_count = i64::try_from(distinct.len()).unwrap_or(i64::MAX);
-        let limit = i64::try_from(count).unwrap_or(i64::MAX);
-        let rows = self
-            .timed(
-                sql::ALIGNED_CLOSES,
-                |rows: &Vec<_>| rows.len(),
-                async |connection| {
-                    sqlx::query(sql::ALIGNED_CLOSES)
-                        .bind(&distinct)
-                        .bind(symbol_count)
-                        .bind(limit)
-                        .fetch_all(connection)
-                        .await
-                },
-            )
-            .await
-            .map_err(|source| StoreError::Query {
-                operation: format!("reading the aligned closes of {}", distinct.join(", ")),
-                source,
-            })?;
+        let rows = match &self.statements {
+            Some(statements) => {
+                let mut tags = vec![table_tag("prices")];
+                tags.extend(distinct.iter().map(|symbol| symbol_tag(symbol)));
+                let statement = Statement {
+                    kind: "sql.prices.aligned",
+                    sql: sql::ALIGNED_CLOSES,
+                    binds: serde_json::json!([distinct, count]),
+                    tags,
+                };
+                let store = self.clone();
+                statements.read(statement, async move { store.read_aligned(&distinct, count).await }).await?
+            }
+            None => self.read_aligned(&distinct, count).await?,
+        };
         let mut aligned = AlignedCloses::default();
-        let decode = |source| StoreError::Query { operation: "decoding aligned closes".to_owned(), source };
         let mut first_symbol: Option<String> = None;
-        for row in &rows {
-            let symbol: String = row.try_get("symbol").map_err(decode)?;
-            let day = TradingDay(row.try_get("day").map_err(decode)?);
-            let close: f64 = row.try_get("close").map_err(decode)?;
+        for (symbol, day, close) in rows {
             // Rows come ordered by symbol then day, and every symbol has every common day, so
             // the first symbol's days are the days.
             let first = first_symbol.get_or_insert_with(|| symbol.clone());
             if *first == symbol {
-                aligned.days.push(day);
+                aligned.days.push(TradingDay(day));
             }
             aligned.closes.entry(symbol).or_default().push(close);
         }
         Ok(aligned)
+    }
+
+    /// The rows of [`Self::aligned_closes`] from PostgreSQL: (symbol, day, close) by symbol
+    /// and day, for sorted distinct `symbols`.
+    async fn read_aligned(&self, symbols: &[String], count: usize) -> Result<Vec<(String, i32, f64)>, StoreError> {
+        let symbol_count = i64::try_from(symbols.len()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        self.timed(
+            sql::ALIGNED_CLOSES,
+            |rows: &Vec<_>| rows.len(),
+            async |connection| {
+                sqlx::query_as(sql::ALIGNED_CLOSES)
+                    .bind(symbols)
+                    .bind(symbol_count)
+                    .bind(limit)
+                    .fetch_all(connection)
+                    .await
+            },
+        )
+        .await
+        .map_err(|source| StoreError::Query {
+            operation: format!("reading the aligned closes of {}", symbols.join(", ")),
+            source,
+        })
     }
 
     /// Every symbol with a row in `symbols`, sorted.
@@ -231,6 +279,26 @@ impl PriceStore {
 
     /// Which of `symbols` are known, sorted.
     pub async fn existing_symbols(&self, symbols: &[&str]) -> Result<Vec<String>, StoreError> {
+        let mut distinct: Vec<String> = symbols.iter().map(|symbol| (*symbol).to_owned()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        match &self.statements {
+            Some(statements) => {
+                let statement = Statement {
+                    kind: "sql.symbols.existing",
+                    sql: sql::EXISTING_SYMBOLS,
+                    binds: serde_json::json!([distinct]),
+                    tags: vec![table_tag("symbols")],
+                };
+                let store = self.clone();
+                statements.read(statement, async move { store.read_existing(&distinct).await }).await
+            }
+            None => self.read_existing(&distinct).await,
+        }
+    }
+
+    /// [`Self::existing_symbols`] from PostgreSQL.
+    async fn read_existing(&self, symbols: &[String]) -> Result<Vec<String>, StoreError> {
         self.timed(sql::EXISTING_SYMBOLS, Vec::len, async |connection| {
             sqlx::query_scalar(sql::EXISTING_SYMBOLS).bind(symbols).fetch_all(connection).await
         })
@@ -313,8 +381,8 @@ impl PriceStore {
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
-    /// Runs `statement` on a pooled connection, timing the wait for the connection
-    /// ([`POOL_ACQUIRE_SECONDS`]) apart from the statement, and reports a query event for `sql`
+    /// Runs `statement` on a pooled connection, the wait for the connection measured apart
+    /// from the statement (by [`MeteredPool`]), and reports a query event for `sql`
     /// with the statement's own time and the rows `rows_of` counts (affected rows for writes).
     /// A connection that does not come in time is reported as the statement's failure.
     async fn timed<T>(
@@ -324,13 +392,7 @@ impl PriceStore {
         statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
         let occurred_at = crate::clock::now_millis();
-        let asked = Instant::now();
-        ::metrics::gauge!(POOL_WAITING).increment(1.0);
         let acquired = self.pool.acquire().await;
-        ::metrics::gauge!(POOL_WAITING).decrement(1.0);
-        ::metrics::histogram!(POOL_ACQUIRE_SECONDS).record(asked.elapsed().as_secs_f64());
-        ::metrics::gauge!(POOL_CONNECTIONS).set(f64::from(self.pool.size()));
-        ::metrics::gauge!(POOL_IDLE).set(self.pool.num_idle() as f64);
         let started = Instant::now();
         let result = match acquired {
             Ok(mut connection) => statement(&mut connection).await,

@@ -93,9 +93,10 @@ pub async fn run(
     catalog: Arc<SchemaCatalog>,
     shutdown: CancellationToken,
 ) -> Result<LoopReport, WarmerError> {
-    let store =
-        connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier cache-warmer").await?;
     let cache = TieredCache::connect(&warmer_cache_settings(&shared.cache, settings), Some(&shared.redis.url)).await?;
+    let store =
+        connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier cache-warmer", &cache)
+            .await?;
     let warmer = Arc::new(CacheWarmer::new(settings, cache, store, shared.cache.recipe_ttl, shutdown.clone()));
     let instance = crate::telemetry::instance_id();
     run_warmer(shared, settings, warmer, catalog, &instance, shutdown).await

@@ -24,7 +24,7 @@ pub const BUSY_MARKS: &str = "frontier_serve_busy_marks_total";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    use metrics::{Unit, describe_counter, describe_histogram};
     describe_histogram!(
         LATENCY,
         Unit::Seconds,
@@ -44,14 +44,6 @@ pub fn describe() {
         BUSY_MARKS,
         "Times live requests filled the analysis pool and the warmers were told to hold back."
     );
-    describe_histogram!(
-        crate::market::POOL_ACQUIRE_SECONDS,
-        Unit::Seconds,
-        "Seconds a statement waited for a PostgreSQL pool connection."
-    );
-    describe_gauge!(crate::market::POOL_CONNECTIONS, "Connections the PostgreSQL pool holds, busy and idle.");
-    describe_gauge!(crate::market::POOL_IDLE, "Idle connections of the PostgreSQL pool.");
-    describe_gauge!(crate::market::POOL_WAITING, "Statements waiting for a PostgreSQL pool connection.");
     describe_histogram!(
         crate::market::READS_PER_STATEMENT,
         "Latest-closes reads answered per statement (more than 1 when reads were gathered)."

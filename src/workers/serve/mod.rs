@@ -191,8 +191,9 @@ pub async fn run(
     catalog: Arc<SchemaCatalog>,
     shutdown: CancellationToken,
 ) -> Result<LoopReport, ServeError> {
-    let store = connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier serve").await?;
     let cache = TieredCache::connect(&shared.cache, Some(&shared.redis.url)).await?;
+    let store =
+        connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier serve", &cache).await?;
     let worker = Arc::new(ServeWorker::new(settings, &shared.cache, cache, store, &catalog)?);
     ServingLoops::new(shared, settings, worker, catalog)?.run(shutdown).await
 }

@@ -54,12 +54,12 @@ pub(super) fn key_space(symbols: &[String], size: usize) -> Vec<(String, Value)>
 }
 
 /// Zipf ranks by inverse CDF over precomputed cumulative weights.
-pub(super) struct Zipf {
+pub(in crate::cli::bench) struct Zipf {
     cumulative: Vec<f64>,
 }
 
 impl Zipf {
-    pub(super) fn new(n: usize, s: f64) -> Zipf {
+    pub(in crate::cli::bench) fn new(n: usize, s: f64) -> Zipf {
         let mut total = 0.0;
         let cumulative = (1..=n)
             .map(|k| {
@@ -70,7 +70,7 @@ impl Zipf {
         Zipf { cumulative }
     }
 
-    pub(super) fn sample(&self, rng: &mut impl Rng) -> usize {
+    pub(in crate::cli::bench) fn sample(&self, rng: &mut impl Rng) -> usize {
         let total = self.cumulative.last().copied().unwrap_or(1.0);
         let target = rng.random::<f64>() * total;
         self.cumulative.partition_point(|c| *c < target).min(self.cumulative.len() - 1)

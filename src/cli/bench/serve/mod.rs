@@ -8,6 +8,8 @@ mod hostile;
 mod load;
 mod lookups;
 
+pub(super) use load::Zipf;
+
 pub use hostile::HostileBenchArgs;
 pub(super) use hostile::bench_hostile;
 

@@ -1,0 +1,96 @@
+//! PostgreSQL connection pools that report their use on `/metrics`.
+//!
+//! Every sqlx pool of a long-running process is a [`MeteredPool`], named by what it serves
+//! (`prices`, `recommendations`): connections held, idle ones, statements waiting for one, and
+//! how long they waited. One place measures all pools, so a pool too small for its load shows
+//! the same way whichever worker owns it, and `frontier queries report`'s sizing hint can point
+//! at one metric.
+
+use std::time::Instant;
+
+use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::Postgres;
+
+/// Seconds a statement waited for a pool connection, apart from its own time (which its query
+/// event carries), by pool: a pool too small for the load shows here first.
+pub const POOL_ACQUIRE_SECONDS: &str = "frontier_db_pool_acquire_duration_seconds";
+/// Connections the pool holds (busy and idle), after each acquire, by pool: at the pool's
+/// `max_connections` with waiters means the pool, not PostgreSQL, is the limit.
+pub const POOL_CONNECTIONS: &str = "frontier_db_pool_connections";
+/// Idle connections of the pool, after each acquire, by pool.
+pub const POOL_IDLE: &str = "frontier_db_pool_idle_connections";
+/// Statements waiting for a pool connection right now, by pool.
+pub const POOL_WAITING: &str = "frontier_db_pool_waiting";
+/// The most connections the pool may open, by pool (constant; beside the others for ratios).
+pub const POOL_MAX_CONNECTIONS: &str = "frontier_db_pool_max_connections";
+
+/// A sqlx pool whose every acquire is measured under the pool's name. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MeteredPool {
+    pool: PgPool,
+    name: &'static str,
+}
+
+impl MeteredPool {
+    /// Meters `pool` as `name` (a fixed, low-cardinality label such as `prices`).
+    pub fn new(name: &'static str, pool: PgPool) -> MeteredPool {
+        describe();
+        ::metrics::gauge!(POOL_MAX_CONNECTIONS, "pool" => name).set(f64::from(pool.options().get_max_connections()));
+        MeteredPool { pool, name }
+    }
+
+    /// The pool itself, for statements that need no measuring (migrations at start).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The pool's name, as its metrics' `pool` label.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// A connection from the pool, counting this caller among the waiters until it has one
+    /// (or gives up: the count is kept right when the caller's future is dropped mid-wait).
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let asked = Instant::now();
+        let acquired = {
+            let _waiting = Waiting::start(self.name);
+            self.pool.acquire().await
+        };
+        ::metrics::histogram!(POOL_ACQUIRE_SECONDS, "pool" => self.name).record(asked.elapsed().as_secs_f64());
+        ::metrics::gauge!(POOL_CONNECTIONS, "pool" => self.name).set(f64::from(self.pool.size()));
+        ::metrics::gauge!(POOL_IDLE, "pool" => self.name).set(self.pool.num_idle() as f64);
+        acquired
+    }
+}
+
+/// One caller counted in [`POOL_WAITING`] while it lives.
+struct Waiting(&'static str);
+
+impl Waiting {
+    fn start(name: &'static str) -> Waiting {
+        ::metrics::gauge!(POOL_WAITING, "pool" => name).increment(1.0);
+        Waiting(name)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        ::metrics::gauge!(POOL_WAITING, "pool" => self.0).decrement(1.0);
+    }
+}
+
+/// Describes the pool metrics (idempotent).
+pub fn describe() {
+    use metrics::{Unit, describe_gauge, describe_histogram};
+    describe_histogram!(
+        POOL_ACQUIRE_SECONDS,
+        Unit::Seconds,
+        "Seconds a statement waited for a PostgreSQL pool connection, by pool."
+    );
+    describe_gauge!(POOL_CONNECTIONS, "Connections the PostgreSQL pool holds, busy and idle, by pool.");
+    describe_gauge!(POOL_IDLE, "Idle connections of the PostgreSQL pool, by pool.");
+    describe_gauge!(POOL_WAITING, "Statements waiting for a PostgreSQL pool connection, by pool.");
+    describe_gauge!(POOL_MAX_CONNECTIONS, "The most connections the PostgreSQL pool may open, by pool.");
+}
