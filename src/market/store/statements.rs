@@ -105,7 +105,7 @@ impl StatementCache {
         if self.seen.get(&key).await.is_none() {
             self.seen.insert(key, ()).await;
             count("first_seen");
-            return run.await;
+            return Box::pin(run).await;
         }
         let operation = statement.kind;
         let compute = async move {
@@ -113,9 +113,9 @@ impl StatementCache {
             serde_json::to_vec(&answer).map_err(|error| ComputeError::new("internal_error", error.to_string()))
         };
         let policy = self.cache.policy_for(statement.kind);
-        let cached = self
-            .cache
-            .get_or_compute(&key, &statement.tags, policy, compute)
+        // Boxed: a cache lookup is a large future, and this one runs inside another (the
+        // request's own lookup); unboxed, the nesting overflowed a 2 MiB stack in debug builds.
+        let cached = Box::pin(self.cache.get_or_compute(&key, &statement.tags, policy, Box::pin(compute)))
             .await
             .map_err(|error| StoreError::Shared { operation: operation.to_owned(), message: error.message })?;
         count(if cached.layer == CacheLayer::None { "computed" } else { "cached" });
