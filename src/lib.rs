@@ -1,6 +1,7 @@
 //! Frontier Optimizer: the optimization layer of the Frontier financial-analysis platform, as
 //! consumer groups on Apache Kafka.
 //!
+//! - [`autoscale`]: lag-based sizing of consumer groups (partition health, the policy).
 //! - [`bus`]: Kafka clients, the Avro single-object codec, and the consumer loop every worker
 //!   runs on (at-least-once, dead-lettering, graceful shutdown).
 //! - [`records`]: one Rust type per Avro record of `schemas/`.
@@ -21,6 +22,7 @@
 //! - [`cli`]: the `frontier` command.
 
 pub mod analytics;
+pub mod autoscale;
 pub mod bus;
 pub mod cache;
 pub mod cli;
