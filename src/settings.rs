@@ -15,8 +15,8 @@ use crate::config::{
 };
 use crate::market::PriceStoreSettings;
 use crate::workers::{
-    CacheWarmerSettings, InferenceBatcherSettings, PassthroughSettings, QueryAnalyzerSettings, ServeSettings, Shared,
-    SlaMonitorSettings, WorkerConfig,
+    AutoscalerSettings, CacheWarmerSettings, InferenceBatcherSettings, PassthroughSettings, QueryAnalyzerSettings,
+    ServeSettings, Shared, SlaMonitorSettings, WorkerConfig, WorkerGroup,
 };
 
 /// The whole configuration of a `frontier` process.
@@ -67,6 +67,9 @@ pub struct WorkerSettings {
     /// The query analyzer: slow statements from `frontier.db.query-events` to
     /// `frontier.db.slow-queries`, index advice to `frontier.db.index-recommendations`.
     pub query_analyzer: QueryAnalyzerSettings,
+    /// The autoscaler: every sized group's lag and rates, decisions to
+    /// `frontier.autoscale.decisions`.
+    pub autoscaler: AutoscalerSettings,
 }
 
 impl Settings {
@@ -99,7 +102,29 @@ impl Settings {
         worker(&workers.serve)?;
         worker(&workers.cache_warmer)?;
         worker(&workers.query_analyzer)?;
+        worker(&workers.autoscaler)?;
+        let known: Vec<&str> = self.worker_groups().iter().map(|group| group.worker).collect();
+        for sized in workers.autoscaler.groups.keys() {
+            if !known.contains(&sized.as_str()) {
+                let key = format!("workers.autoscaler.groups.{sized}");
+                let message = format!("is no worker with a consumer group; the workers are {}", known.join(", "));
+                return Err(InvalidSetting::new(key, message).into());
+            }
+        }
         Ok(())
+    }
+
+    /// Every worker's consumer group that the autoscaler may size (not its own).
+    pub fn worker_groups(&self) -> Vec<WorkerGroup> {
+        let (shared, workers) = (self.shared(), &self.workers);
+        vec![
+            shared.worker_group(&workers.passthrough),
+            shared.worker_group(&workers.sla),
+            shared.worker_group(&workers.inference),
+            shared.worker_group(&workers.serve),
+            shared.worker_group(&workers.cache_warmer),
+            shared.worker_group(&workers.query_analyzer),
+        ]
     }
 
     /// A copy safe to print: passwords in URLs and secret client settings are masked.

@@ -1,6 +1,7 @@
 //! The `frontier` command line.
 
 mod alerts;
+mod autoscale;
 mod bench;
 mod model_serve;
 mod publish;
@@ -71,6 +72,11 @@ pub enum Command {
         #[command(subcommand)]
         action: queries::QueriesAction,
     },
+    /// The autoscaler's view of the consumer groups.
+    Autoscale {
+        #[command(subcommand)]
+        action: autoscale::AutoscaleAction,
+    },
 }
 
 /// `frontier topics ...`
@@ -122,6 +128,7 @@ impl Cli {
             Command::Seed(args) => seed::seed(&settings, args).await,
             Command::ModelServe(args) => model_serve::model_serve(args).await,
             Command::Queries { action } => queries::queries(&settings, action).await,
+            Command::Autoscale { action } => autoscale::autoscale(&settings, action).await,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! `frontier run <name>` dispatches on one table (`cli::run`). Workers build on the libraries
 //! below them (bus, cache, market, inference, sla) and never on each other.
 
+pub mod autoscaler;
 pub mod cache_warmer;
 pub mod inference_batcher;
 pub mod passthrough;
@@ -17,6 +18,7 @@ pub mod query_analyzer;
 pub mod serve;
 pub mod sla_monitor;
 
+pub use autoscaler::AutoscalerSettings;
 pub use cache_warmer::CacheWarmerSettings;
 pub use inference_batcher::InferenceBatcherSettings;
 pub use passthrough::PassthroughSettings;
@@ -39,6 +41,9 @@ pub trait WorkerConfig {
 
     /// The consumer group id set in the table, if any.
     fn group_id(&self) -> Option<&str>;
+
+    /// The topics the worker's consumer group reads (what its lag is measured on).
+    fn input_topics(&self) -> Vec<String>;
 
     /// Checks what serde cannot; keys are relative to the table.
     fn validate(&self) -> Result<(), InvalidSetting>;
@@ -67,4 +72,20 @@ impl Shared {
     pub fn group_id<S: WorkerConfig>(&self, settings: &S) -> String {
         settings.group_id().map_or_else(|| self.kafka.group_id(S::NAME), str::to_owned)
     }
+
+    /// A worker's consumer group as others see it from outside: name, group id, topics.
+    pub fn worker_group<S: WorkerConfig>(&self, settings: &S) -> WorkerGroup {
+        WorkerGroup { worker: S::NAME, group_id: self.group_id(settings), topics: settings.input_topics() }
+    }
+}
+
+/// A worker's consumer group, for tools that watch it (the autoscaler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerGroup {
+    /// The worker's name (`serve`), as `frontier run` takes it.
+    pub worker: &'static str,
+    /// Its consumer group id.
+    pub group_id: String,
+    /// The topics it reads.
+    pub topics: Vec<String>,
 }

@@ -46,6 +46,10 @@ impl WorkerConfig for PassthroughSettings {
         self.group_id.as_deref()
     }
 
+    fn input_topics(&self) -> Vec<String> {
+        vec![self.input_topic.clone()]
+    }
+
     fn validate(&self) -> Result<(), InvalidSetting> {
         if self.input_topic == self.output_topic {
             return Err(InvalidSetting::new("output_topic", "must differ from input_topic (it would loop)"));
@@ -61,7 +65,7 @@ pub async fn run(
     catalog: Arc<SchemaCatalog>,
     shutdown: CancellationToken,
 ) -> Result<LoopReport, BusError> {
-    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
+    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics());
     let worker = Arc::new(Passthrough::new(&settings.output_topic));
     ConsumerLoop::new(&shared.kafka, options, worker, catalog)?.run(shutdown).await
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::settings::CacheWarmerSettings;
 pub use self::worker::CacheWarmer;
-use super::Shared;
+use super::{Shared, WorkerConfig};
 use crate::bus::{BusError, CodecError, ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
 use crate::cache::invalidation::{SideBySideError, invalidation_loop, run_beside_invalidations};
 use crate::cache::{CacheError, CacheSettings, TieredCache};
@@ -78,7 +78,7 @@ pub async fn run_warmer(
         catalog.clone(),
         invalidation_group,
     )?;
-    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
+    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics());
     let events = ConsumerLoop::new(&shared.kafka, options, warmer.clone(), catalog)?;
     let report = run_beside_invalidations(events, invalidations, shutdown).await;
     warmer.finish().await;

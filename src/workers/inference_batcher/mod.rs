@@ -306,7 +306,7 @@ pub async fn run(
         });
     }
     let worker = Arc::new(InferenceWorker::new(settings, &catalog, batcher)?);
-    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
+    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics());
     let report = match ConsumerLoop::new(&shared.kafka, options, worker, catalog) {
         Ok(consumer_loop) => consumer_loop.run(shutdown).await,
         Err(error) => Err(error),

@@ -105,6 +105,10 @@ impl WorkerConfig for InferenceBatcherSettings {
         self.group_id.as_deref()
     }
 
+    fn input_topics(&self) -> Vec<String> {
+        vec![self.input_topic.clone()]
+    }
+
     fn validate(&self) -> Result<(), InvalidSetting> {
         let invalid = |key: String, message: &str| Err(InvalidSetting::new(key, message));
         if self.input_topic.trim().is_empty() {

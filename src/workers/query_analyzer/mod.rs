@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::settings::QueryAnalyzerSettings;
 pub use self::worker::QueryAnalyzer;
-use super::Shared;
+use super::{Shared, WorkerConfig};
 use crate::bus::{BusError, ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
 
 /// `frontier run query-analyzer`: analyses until `shutdown`.
@@ -41,6 +41,6 @@ pub async fn run(
     let database_url = settings.database_url.clone().unwrap_or_else(|| shared.postgres.url.clone());
     let store_url = settings.store_url.as_deref().unwrap_or(&shared.postgres.url);
     let analyzer = Arc::new(QueryAnalyzer::new(settings.clone(), database_url, store_url, catalog.clone()));
-    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
+    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics());
     ConsumerLoop::new(&shared.kafka, options, analyzer, catalog)?.run(shutdown).await
 }

@@ -34,7 +34,7 @@ use tracing::{info, warn};
 
 pub use self::settings::ServeSettings;
 pub use self::worker::{Answer, DEADLINE_EXCEEDED, SERVICE, ServeWorker, jittered};
-use super::Shared;
+use super::{Shared, WorkerConfig};
 use crate::bus::{BusError, ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
 use crate::cache::invalidation::{InvalidationWorker, SideBySideError, invalidation_loop, run_beside_invalidations};
 use crate::cache::{CacheError, TieredCache};
@@ -92,7 +92,7 @@ impl ServingLoops {
             catalog.clone(),
             invalidation_group,
         )?;
-        let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![settings.input_topic.clone()]);
+        let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics());
         let (cache, pool, instance) = (worker.cache().clone(), worker.pool().clone(), worker.instance().to_owned());
         Ok(ServingLoops {
             requests: ConsumerLoop::new(&shared.kafka, options, worker, catalog)?,

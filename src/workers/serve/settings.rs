@@ -80,6 +80,10 @@ impl WorkerConfig for ServeSettings {
         self.group_id.as_deref()
     }
 
+    fn input_topics(&self) -> Vec<String> {
+        vec![self.input_topic.clone()]
+    }
+
     fn validate(&self) -> Result<(), InvalidSetting> {
         let invalid = |key: &str, message: &str| Err(InvalidSetting::new(key, message));
         topic_named("input_topic", &self.input_topic)?;

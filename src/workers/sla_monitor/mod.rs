@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::owner::MonitorSnapshot;
 pub use self::settings::SlaMonitorSettings;
 pub use self::worker::{RestoredState, SlaMonitorWorker, SlaWorkerError};
-use super::Shared;
+use super::{Shared, WorkerConfig};
 use crate::bus::{ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
 
 /// `frontier run sla-monitor`: restores alert state and SLO counters, then monitors until
@@ -36,6 +36,6 @@ pub async fn run(
             .map_err(|e| SlaWorkerError::Join(e.to_string()))??
     };
     let worker = Arc::new(SlaMonitorWorker::new(settings, &catalog, restored)?);
-    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.topics());
+    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics());
     Ok(ConsumerLoop::new(&shared.kafka, options, worker, catalog)?.run(shutdown).await?)
 }

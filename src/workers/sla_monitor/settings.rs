@@ -94,6 +94,10 @@ impl WorkerConfig for SlaMonitorSettings {
         self.group_id.as_deref()
     }
 
+    fn input_topics(&self) -> Vec<String> {
+        self.topics()
+    }
+
     fn validate(&self) -> Result<(), InvalidSetting> {
         positive("evaluation_interval", self.evaluation_interval)?;
         positive("gauge_interval", self.gauge_interval)?;
