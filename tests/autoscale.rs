@@ -99,8 +99,8 @@ async fn a_topic_that_does_not_exist_is_an_error_naming_it() {
 }
 
 /// `frontier autoscale plan` on `topic` as the serving worker's input, read by `group`, with
-/// `policy` as `FRONTIER_WORKERS__AUTOSCALER__GROUPS__SERVE__*` overrides (which also leave
-/// serve the only sized group).
+/// `policy` as `FRONTIER_WORKERS__AUTOSCALER__GROUPS__SERVE__*` overrides (which make serve
+/// the only sized group: none is by default).
 fn plan_output(topic: &str, group: &str, policy: &[(&str, &str)]) -> String {
     let mut command = frontier();
     command
@@ -117,7 +117,7 @@ fn plan_output(topic: &str, group: &str, policy: &[(&str, &str)]) -> String {
 }
 
 #[tokio::test]
-async fn plan_holds_a_group_whose_messages_wait_with_no_member_and_says_why() {
+async fn plan_does_not_grow_a_group_whose_messages_wait_with_no_member_beyond_its_minimum() {
     let topic = unique("autoscale.plan.stopped");
     create_topics(&settings(), &[&topic], 3).await;
     fill(&topic, 50).await;
@@ -127,8 +127,12 @@ async fn plan_holds_a_group_whose_messages_wait_with_no_member_and_says_why() {
     let stdout = plan_output(&topic, &group, &[("MIN_INSTANCES", "2")]);
     assert!(stdout.contains(&format!("{group} (serve) on {topic}")), "{stdout}");
     assert!(stdout.contains("0 member(s), 3 partition(s), 40 waiting"), "{stdout}");
-    assert!(stdout.contains("-> hold to 0"), "{stdout}");
-    assert!(stdout.contains("STOP with 40 message(s) waiting"), "{stdout}");
+    // 40 messages would ask for more than the minimum; a stopped group only gets its bounds.
+    assert!(
+        stdout.contains("-> scale_up to 2 (bounds 2..3): partitions are STOP with 40 message(s) waiting"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("brought within bounds 2..3"), "{stdout}");
 }
 
 #[tokio::test]

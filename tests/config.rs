@@ -77,3 +77,11 @@ fn an_unknown_environment_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown environment `qa`"));
 }
+
+#[test]
+fn an_autoscaled_group_must_name_a_worker() {
+    let out = config(&[("FRONTIER_WORKERS__AUTOSCALER__GROUPS__SERVICE__MIN_INSTANCES", "2")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("workers.autoscaler.groups.service") && stderr.contains("serve"), "{stderr}");
+}

@@ -28,6 +28,9 @@ pub enum SampleError {
     /// A topic of the group does not exist.
     #[error("topic `{0}` does not exist (run `frontier topics apply`)")]
     NoSuchTopic(String),
+    /// The thread that samples failed (a bug).
+    #[error("the sampling thread failed: {0}")]
+    Thread(String),
 }
 
 /// One partition of a group's topics at one sample.

@@ -31,6 +31,10 @@ pub fn observe(window: &[GroupSample], instances: u32, usage: InstanceUse) -> Op
     let ends = |sample: &GroupSample| sample.partitions.iter().map(|p| p.offsets.end).sum::<i64>();
     let positions =
         |sample: &GroupSample| sample.partitions.iter().map(|p| p.offsets.committed.unwrap_or(p.start)).sum::<i64>();
+    // A partition whose offset stood still while the group moved elsewhere is waiting its
+    // turn (one instance works through its partitions one batch at a time), not stuck: more
+    // instances would take it. Only a group that moved nowhere is STALL.
+    let group_moved = window.first().is_some_and(|oldest| positions(last) > positions(oldest));
     let health = last
         .partitions
         .iter()
@@ -45,7 +49,10 @@ pub fn observe(window: &[GroupSample], instances: u32, usage: InstanceUse) -> Op
                         .map(|p| p.offsets)
                 })
                 .collect();
-            partition_health(&history, partition.start, last.members)
+            match partition_health(&history, partition.start, last.members) {
+                PartitionHealth::Stall if group_moved => PartitionHealth::Warn,
+                health => health,
+            }
         })
         .max()
         .unwrap_or(PartitionHealth::Ok);
@@ -114,10 +121,18 @@ mod tests {
     }
 
     #[test]
-    fn the_worst_partition_is_the_group_s_health() {
-        let window: Vec<GroupSample> =
-            (0..3).map(|i| sample(i * 5, 1, &[(Some(10 * i), 10 * i + 5), (Some(7), 20)])).collect();
+    fn a_group_that_moved_nowhere_is_stall() {
+        let window: Vec<GroupSample> = (0..3).map(|i| sample(i * 5, 1, &[(Some(5), 10), (Some(7), 20)])).collect();
         let seen = observe(&window, 1, InstanceUse::default()).unwrap();
         assert_eq!(seen.health, PartitionHealth::Stall);
+    }
+
+    #[test]
+    fn a_partition_waiting_its_turn_while_the_group_moves_is_behind_not_stalled() {
+        // One instance works through the first partition; the second waits.
+        let window: Vec<GroupSample> =
+            (0..3).map(|i| sample(i * 5, 1, &[(Some(10 * i), 100), (Some(7), 20)])).collect();
+        let seen = observe(&window, 1, InstanceUse::default()).unwrap();
+        assert_eq!(seen.health, PartitionHealth::Warn);
     }
 }

@@ -193,14 +193,21 @@ pub fn decide(settings: &PolicySettings, seen: &Observation, memory: &mut Policy
         reason,
     };
     if seen.health.is_stuck() {
-        return hold(
-            current,
-            format!(
-                "partitions are {} with {} message(s) waiting: more instances would not move them; alerting, not scaling",
-                seen.health.as_str(),
-                seen.backlog
-            ),
+        // More instances would not move a stuck group; only its bounds are kept (a group the
+        // controller has not started yet has no member either, and needs its minimum).
+        let bounded = current.clamp(min, max);
+        let reason = format!(
+            "partitions are {} with {} message(s) waiting: more instances would not move them; alerting, not scaling",
+            seen.health.as_str(),
+            seen.backlog
         );
+        if bounded == current {
+            return hold(current, reason);
+        }
+        let action = if bounded > current { ScaleAction::ScaleUp } else { ScaleAction::ScaleDown };
+        memory.last_change_ms = Some(seen.at_ms);
+        let reason = format!("{reason}; brought within bounds {min}..{max}");
+        return Verdict { action, desired: bounded, recommended: bounded, bounds: (min, max), reason };
     }
     let (formula, why) = match recommend(settings, seen) {
         Ok(recommended) => recommended,

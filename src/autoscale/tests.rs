@@ -141,6 +141,14 @@ fn a_stalled_or_stopped_group_is_held_not_grown() {
 }
 
 #[test]
+fn a_stopped_group_below_its_minimum_still_gets_its_minimum() {
+    let mut not_started = seen(0);
+    (not_started.backlog, not_started.health) = (600, PartitionHealth::Stop);
+    let verdict = decide(&settings(), &not_started, &mut PolicyMemory::default());
+    assert_eq!((verdict.action, verdict.desired), (ScaleAction::ScaleUp, 2), "{}", verdict.reason);
+}
+
+#[test]
 fn cpu_over_its_target_is_a_floor_under_the_rate() {
     let mut hot = settings();
     hot.cpu_target = Some(0.6);

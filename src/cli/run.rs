@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::SchemaCatalog;
 use crate::settings::Settings;
-use crate::workers::{cache_warmer, inference_batcher, passthrough, query_analyzer, serve, sla_monitor};
+use crate::workers::{autoscaler, cache_warmer, inference_batcher, passthrough, query_analyzer, serve, sla_monitor};
 use crate::{shutdown, telemetry};
 
 /// `frontier run` options.
@@ -39,6 +39,9 @@ pub enum WorkerKind {
     /// Slow, heavy and regressed statements from the DB query events, per window, and index
     /// advice for the database proven with HypoPG.
     QueryAnalyzer,
+    /// Sizes the other workers' consumer groups from their lag, rates, CPU and memory, and
+    /// starts and stops their instances as local processes; decisions to the decisions topic.
+    Autoscaler,
 }
 
 pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -63,6 +66,9 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
         WorkerKind::Serve => serve::run(&shared, &workers.serve, catalog, token).await?,
         WorkerKind::CacheWarmer => cache_warmer::run(&shared, &workers.cache_warmer, catalog, token).await?,
         WorkerKind::QueryAnalyzer => query_analyzer::run(&shared, &workers.query_analyzer, catalog, token).await?,
+        WorkerKind::Autoscaler => {
+            autoscaler::run(&shared, &workers.autoscaler, settings.worker_groups(), catalog, token).await?
+        }
     };
     tracing::info!(?report, "worker stopped cleanly");
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@
 //! librdkafka loop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +15,7 @@ use super::{Shared, WorkerConfig};
 use crate::bus::{
     BusError, ConsumerLoop, HandlerError, Inbound, LoopOptions, LoopReport, Outbound, SchemaCatalog, Worker,
 };
-use crate::config::InvalidSetting;
+use crate::config::{InvalidSetting, topic_named};
 
 /// `[workers.passthrough]`: consumes one topic and re-produces every message to another.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +27,12 @@ pub struct PassthroughSettings {
     pub output_topic: String,
     /// Consumer group id; defaults to `<group_prefix>.passthrough`.
     pub group_id: Option<String>,
+    /// A simulated cost: each instance spends this long on every message, one message at a
+    /// time, so its capacity is `1 / work_per_message` messages per second. For benchmarks and
+    /// the autoscaling demo, where the work, not the machine's cores, should set the size a
+    /// group needs. 0 (the default) copies at the bus's speed.
+    #[serde(with = "humantime_serde")]
+    pub work_per_message: Duration,
 }
 
 impl Default for PassthroughSettings {
@@ -34,6 +41,7 @@ impl Default for PassthroughSettings {
             input_topic: "frontier.requests".into(),
             output_topic: "frontier.passthrough".into(),
             group_id: None,
+            work_per_message: Duration::ZERO,
         }
     }
 }
@@ -51,6 +59,8 @@ impl WorkerConfig for PassthroughSettings {
     }
 
     fn validate(&self) -> Result<(), InvalidSetting> {
+        topic_named("input_topic", &self.input_topic)?;
+        topic_named("output_topic", &self.output_topic)?;
         if self.input_topic == self.output_topic {
             return Err(InvalidSetting::new("output_topic", "must differ from input_topic (it would loop)"));
         }
@@ -66,19 +76,34 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<LoopReport, BusError> {
     let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics());
-    let worker = Arc::new(Passthrough::new(&settings.output_topic));
+    let worker = Arc::new(Passthrough::new(&settings.output_topic).with_work(settings.work_per_message));
     ConsumerLoop::new(&shared.kafka, options, worker, catalog)?.run(shutdown).await
 }
 
 /// Copies messages to `output_topic`, keeping key and value bytes.
 pub struct Passthrough {
     output_topic: Arc<str>,
+    /// The simulated cost per message (see [`PassthroughSettings::work_per_message`]).
+    work: Duration,
+    /// Held while a message's simulated work runs: one at a time.
+    working: tokio::sync::Mutex<()>,
 }
 
 impl Passthrough {
     /// A passthrough to `output_topic`.
     pub fn new(output_topic: &str) -> Self {
-        Passthrough { output_topic: Arc::from(output_topic) }
+        Passthrough {
+            output_topic: Arc::from(output_topic),
+            work: Duration::ZERO,
+            working: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The same, spending `work` on every message, one at a time.
+    #[must_use]
+    pub fn with_work(mut self, work: Duration) -> Self {
+        self.work = work;
+        self
     }
 }
 
@@ -88,6 +113,10 @@ impl Worker for Passthrough {
     }
 
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        if !self.work.is_zero() {
+            let _turn = self.working.lock().await;
+            tokio::time::sleep(self.work).await;
+        }
         Ok(vec![Outbound::new(self.output_topic.clone(), message.key.clone(), message.payload.clone())])
     }
 }

@@ -1,9 +1,63 @@
-//! The autoscaler: sizes the other workers' consumer groups from their lag and rates
-//! ([`crate::autoscale`]'s policy). Built so far: its settings and `frontier autoscale plan`;
-//! the controller loop and its actuators (local processes, Kubernetes) come next.
+//! The autoscaler: sizes the other workers' consumer groups from their lag, rates and resource
+//! use ([`crate::autoscale`]'s policy) and starts and stops their instances.
+//!
+//! `frontier run autoscaler` runs one controller (it is meant to run once per set of groups:
+//! two would both act). It consumes the workers' status reports (`bus.status_topic`) for CPU
+//! and memory; every `interval` it samples each sized group from the brokers, decides, sends
+//! the decision to `decisions_topic` and applies it with the local process actuator
+//! ([`LocalProcesses`]). On shutdown the instances keep running; the next controller adopts
+//! them. `frontier autoscale plan` shows what it would decide, changing nothing.
 
+pub mod local;
+mod metric;
 pub mod plan;
 mod settings;
+mod worker;
 
-pub use plan::{Planned, plan};
-pub use settings::AutoscalerSettings;
+use std::sync::Arc;
+
+use rdkafka::error::KafkaError;
+use tokio_util::sync::CancellationToken;
+
+pub use local::{ActuatorError, Crash, InstanceRecord, LocalProcesses};
+pub use plan::{GroupPlan, Planned, plan};
+pub use settings::{AutoscalerSettings, LocalActuatorSettings};
+pub use worker::Autoscaler;
+
+use super::{Shared, WorkerGroup};
+use crate::autoscale::LagSampler;
+use crate::bus::{BusError, ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
+
+/// Why the autoscaler could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AutoscalerError {
+    /// The lag sampler's Kafka clients could not be created.
+    #[error("creating the lag sampler: {0}")]
+    Sampler(#[from] KafkaError),
+    /// The actuator's state folder is unusable.
+    #[error("the local process actuator: {0}")]
+    Actuator(#[from] ActuatorError),
+    /// The path of this program (which the instances run) is unknown.
+    #[error("finding the frontier program the instances run: {0}")]
+    Program(std::io::Error),
+    /// The consumer loop failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// `frontier run autoscaler`: sizes `groups` (those with a policy in `settings`) until
+/// `shutdown`, starting instances of this same program.
+pub async fn run(
+    shared: &Shared,
+    settings: &AutoscalerSettings,
+    groups: Vec<WorkerGroup>,
+    catalog: Arc<SchemaCatalog>,
+    shutdown: CancellationToken,
+) -> Result<LoopReport, AutoscalerError> {
+    let sampler = LagSampler::new(&shared.kafka, settings.sample_timeout)?;
+    let program = std::env::current_exe().map_err(AutoscalerError::Program)?;
+    let actuator = Arc::new(LocalProcesses::open(&settings.local, program, Vec::new())?);
+    let worker = Arc::new(Autoscaler::new(settings, groups, sampler, actuator, catalog.clone()));
+    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![shared.bus.status_topic.clone()]);
+    Ok(ConsumerLoop::new(&shared.kafka, options, worker, catalog)?.run(shutdown).await?)
+}

@@ -2,6 +2,7 @@
 //! group it sizes.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,23 +29,62 @@ pub struct AutoscalerSettings {
     /// Topic every decision goes to, holds included.
     pub decisions_topic: String,
     /// The groups sized, by worker name (`serve`, `inference-batcher`, ...), each with its
-    /// policy (`[workers.autoscaler.groups.serve]`).
+    /// policy (`[workers.autoscaler.groups.serve]`; an empty table takes every default). None
+    /// by default: the controller starts processes, so which workers it runs is a choice made
+    /// in the configuration, never a surprise.
     pub groups: BTreeMap<String, PolicySettings>,
+    /// The local process actuator: how instances run on this machine.
+    pub local: LocalActuatorSettings,
+}
+
+/// `[workers.autoscaler.local]`: instances as `frontier run <worker>` processes here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalActuatorSettings {
+    /// Folder of the instance records (adopted by a restarted controller), their logs, and the
+    /// Prometheus file-discovery targets (`prometheus/<worker>.json`).
+    pub state_dir: PathBuf,
+    /// Metrics ports are taken from here up (127.0.0.1:9464-9474 are the hand-started
+    /// workers' in `ops/prometheus/local.yml`).
+    pub first_metrics_port: u16,
+    /// After SIGTERM, how long an instance may drain before SIGKILL.
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
+    /// An instance that exits sooner after its start failed to start.
+    #[serde(with = "humantime_serde")]
+    pub min_uptime: Duration,
+    /// Wait before starting a worker again after its first failed start; doubles with each
+    /// further one.
+    #[serde(with = "humantime_serde")]
+    pub restart_backoff: Duration,
+    /// The longest that wait grows.
+    #[serde(with = "humantime_serde")]
+    pub max_restart_backoff: Duration,
+}
+
+impl Default for LocalActuatorSettings {
+    fn default() -> Self {
+        LocalActuatorSettings {
+            state_dir: PathBuf::from(".stack/autoscaler"),
+            first_metrics_port: 9475,
+            stop_timeout: Duration::from_secs(30),
+            min_uptime: Duration::from_secs(10),
+            restart_backoff: Duration::from_secs(2),
+            max_restart_backoff: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for AutoscalerSettings {
     fn default() -> Self {
-        let groups = ["serve", "inference-batcher", "query-analyzer"]
-            .into_iter()
-            .map(|worker| (worker.to_owned(), PolicySettings::default()))
-            .collect();
         AutoscalerSettings {
             group_id: None,
             interval: Duration::from_secs(5),
             window_samples: 10,
             sample_timeout: Duration::from_secs(5),
             decisions_topic: "frontier.autoscale.decisions".into(),
-            groups,
+            groups: BTreeMap::new(),
+            local: LocalActuatorSettings::default(),
         }
     }
 }
@@ -58,7 +98,8 @@ impl WorkerConfig for AutoscalerSettings {
     }
 
     fn input_topics(&self) -> Vec<String> {
-        // It reads the groups' positions from the brokers, not from a topic.
+        // It reads `bus.status_topic`, which is not its own setting (see `autoscaler::run`);
+        // nobody sizes the autoscaler, so nothing needs it here.
         Vec::new()
     }
 
@@ -76,9 +117,48 @@ impl WorkerConfig for AutoscalerSettings {
         if self.groups.contains_key(Self::NAME) {
             return Err(InvalidSetting::new("groups.autoscaler", "the autoscaler does not size itself"));
         }
+        if self.local.first_metrics_port == 0 {
+            return Err(InvalidSetting::new("local.first_metrics_port", "must be a port, not 0"));
+        }
+        if self.local.restart_backoff.is_zero() || self.local.max_restart_backoff < self.local.restart_backoff {
+            return Err(InvalidSetting::new("local.max_restart_backoff", "must be at least restart_backoff, above 0s"));
+        }
         for (worker, policy) in &self.groups {
             policy.validate().map_err(|error| error.within(&format!("groups.{worker}")))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autoscale::Sizing;
+
+    #[test]
+    fn group_tables_as_the_readme_shows_them_parse_and_validate() {
+        let settings: AutoscalerSettings = toml::from_str(
+            r#"
+            [groups.serve]
+            min_instances = 2
+            max_instances = 12
+            catch_up = "60s"
+            sizing = { kind = "rate" }
+
+            [groups.passthrough]
+            sizing = { kind = "lag", lag_threshold = 1000 }
+            "#,
+        )
+        .unwrap();
+        settings.validate().unwrap();
+        assert_eq!(settings.groups["serve"].max_instances, 12);
+        assert_eq!(settings.groups["passthrough"].sizing, Sizing::Lag { lag_threshold: 1000 });
+    }
+
+    #[test]
+    fn the_autoscaler_does_not_size_itself() {
+        let mut settings = AutoscalerSettings::default();
+        settings.groups.insert("autoscaler".into(), PolicySettings::default());
+        assert_eq!(settings.validate().unwrap_err().key, "groups.autoscaler");
     }
 }
