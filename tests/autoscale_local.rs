@@ -278,5 +278,21 @@ async fn the_controller_scales_a_backlog_up_in_one_step_and_back_down_once_it_dr
     assert!(actions[2..].iter().all(|(action, _)| action == "scale_down"), "{actions_and_why}");
     assert_eq!(actions.last().map(|(_, n)| *n), Some(1), "{actions_and_why}");
     assert!(made.iter().all(|d| d["consumer_group"] == group.as_str()), "every decision names the group");
+    // Before its first instance joined, messages waited with nobody to read them.
+    assert_eq!(made[0]["health"], "STOP", "{actions_and_why}");
     eprintln!("the controller's decisions:\n{actions_and_why}");
+
+    // `frontier autoscale status`, with the controller's settings, reads the same state.
+    let mut command = frontier();
+    command.args(["autoscale", "status"]);
+    for (key, value) in &env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains(&format!("{group} (passthrough) on {input}")), "{stdout}");
+    assert!(stdout.contains("1 instance(s) run by the controller"), "{stdout}");
+    assert!(stdout.contains("1 member(s) (Stable), 4 partition(s), 0 waiting"), "{stdout}");
+    assert!(stdout.contains("-> 1 (bounds 1..4)"), "{stdout}");
 }

@@ -2,8 +2,6 @@
 //! keeping up, falling behind, or stuck. A stuck group is a fault to alert on; more instances
 //! would not move it, so the policy holds it (see `policy.rs`).
 
-use serde::Serialize;
-
 /// One look at a partition: where the group has committed and where the log ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetSample {
@@ -24,44 +22,15 @@ impl OffsetSample {
     }
 }
 
-/// A partition's status, Burrow's names, from least to most severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum PartitionHealth {
-    /// Caught up, or catching up.
-    Ok,
-    /// The lag grew at every sample of the window: the group is falling behind.
-    Warn,
-    /// The committed offset went backwards (a reset or a replay).
-    Rewind,
-    /// Members are consuming, but the committed offset has not moved over the whole window
-    /// while messages wait: a message or a consumer is stuck.
-    Stall,
-    /// Messages wait and the group has no member: nothing consumes.
-    Stop,
-}
-
-impl PartitionHealth {
-    /// Its name, as Burrow prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PartitionHealth::Ok => "OK",
-            PartitionHealth::Warn => "WARN",
-            PartitionHealth::Rewind => "REWIND",
-            PartitionHealth::Stall => "STALL",
-            PartitionHealth::Stop => "STOP",
-        }
-    }
-
-    /// Whether the group is stuck: adding instances would not help, an operator should look.
-    pub fn is_stuck(self) -> bool {
-        matches!(self, PartitionHealth::Stall | PartitionHealth::Stop)
-    }
-}
+pub use crate::records::PartitionHealth;
 
 /// Samples a window needs before a partition can be judged anything but OK or STOP (Burrow
 /// judges over its last 10 commits; at the sampler's 5 s, that is 50 s).
 pub const MIN_SAMPLES: usize = 3;
+
+/// The shortest window that can call a partition STALL: a consumer that just joined, or one
+/// working through a large batch, may commit nothing for some seconds without being stuck.
+pub const STALL_AFTER_MS: i64 = 30_000;
 
 /// The status of a partition over `window` (oldest first) whose log starts at `start`, for a
 /// group that has `members` consumers now.
@@ -83,7 +52,8 @@ pub fn partition_health(window: &[OffsetSample], start: i64, members: usize) -> 
     }
     let unmoved = window.iter().all(|sample| sample.committed == window[0].committed);
     let always_waiting = window.iter().all(|sample| sample.lag(start) > 0);
-    if unmoved && always_waiting {
+    let long_enough = last.at_ms - window[0].at_ms >= STALL_AFTER_MS;
+    if unmoved && always_waiting && long_enough {
         return PartitionHealth::Stall;
     }
     let growing = window.windows(2).all(|pair| pair[1].lag(start) > pair[0].lag(start));
@@ -115,9 +85,16 @@ mod tests {
     }
 
     #[test]
-    fn an_offset_that_does_not_move_while_messages_wait_is_stall() {
-        let window = samples(&[(Some(10), 20), (Some(10), 20), (Some(10), 25)]);
+    fn an_offset_that_does_not_move_for_30_s_while_messages_wait_is_stall() {
+        let window = samples(&[(Some(10), 20); 7]);
         assert_eq!(partition_health(&window, 0, 2), PartitionHealth::Stall);
+    }
+
+    #[test]
+    fn an_offset_unmoved_for_less_than_30_s_is_not_yet_stall() {
+        // A consumer that just joined may take a few seconds to commit its first batch.
+        let window = samples(&[(Some(10), 20); 6]);
+        assert_eq!(partition_health(&window, 0, 2), PartitionHealth::Ok);
     }
 
     #[test]

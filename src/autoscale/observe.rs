@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_group_that_moved_nowhere_is_stall() {
-        let window: Vec<GroupSample> = (0..3).map(|i| sample(i * 5, 1, &[(Some(5), 10), (Some(7), 20)])).collect();
+        let window: Vec<GroupSample> = (0..7).map(|i| sample(i * 5, 1, &[(Some(5), 10), (Some(7), 20)])).collect();
         let seen = observe(&window, 1, InstanceUse::default()).unwrap();
         assert_eq!(seen.health, PartitionHealth::Stall);
     }
@@ -131,7 +131,7 @@ mod tests {
     fn a_partition_waiting_its_turn_while_the_group_moves_is_behind_not_stalled() {
         // One instance works through the first partition; the second waits.
         let window: Vec<GroupSample> =
-            (0..3).map(|i| sample(i * 5, 1, &[(Some(10 * i), 100), (Some(7), 20)])).collect();
+            (0..7).map(|i| sample(i * 5, 1, &[(Some(10 * i), 100), (Some(7), 20)])).collect();
         let seen = observe(&window, 1, InstanceUse::default()).unwrap();
         assert_eq!(seen.health, PartitionHealth::Warn);
     }

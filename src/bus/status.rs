@@ -1,7 +1,8 @@
 //! Every worker's self-report: a `WorkerStatus` (`schemas/worker_status.avsc`) on
 //! `bus.status_topic` every `bus.status_interval` — its consumer group's lag on the partitions it
-//! owns and its memory, CPU and file-descriptor use — which the SLA monitor turns into
-//! consumer-lag and resource-exhaustion alerts. Written once here, so every worker reports.
+//! owns, its memory, CPU and file-descriptor use, and the share of its time it spent handling
+//! messages — which the SLA monitor turns into consumer-lag and resource-exhaustion alerts, and
+//! the autoscaler into true rates per instance. Written once here, so every worker reports.
 //!
 //! Figures come from Linux's `/proc` and cgroup v2 files; on a platform without them the field
 //! is null rather than a guess.
@@ -37,6 +38,77 @@ impl LagReading {
     }
 }
 
+/// How much of the time a worker spends handling messages: busy while at least one message is
+/// in its `handle`, measured by the loop and read (and reset) by each status report.
+#[derive(Debug, Default)]
+pub struct BusyClock {
+    state: std::sync::Mutex<BusyState>,
+}
+
+#[derive(Debug, Default)]
+struct BusyState {
+    in_flight: u32,
+    /// When the current busy stretch began (`in_flight` > 0).
+    since: Option<Instant>,
+    /// Busy time since the last report, closed stretches only.
+    busy: std::time::Duration,
+}
+
+impl BusyClock {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BusyState> {
+        // Counters only: whatever a panicking holder left is still usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks one message as being handled until the returned guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> BusyGuard {
+        self.start(Instant::now());
+        BusyGuard(self.clone())
+    }
+
+    /// Busy time since the previous call (an open stretch counts up to now).
+    pub fn take(&self) -> std::time::Duration {
+        self.take_at(Instant::now())
+    }
+
+    fn start(&self, now: Instant) {
+        let mut state = self.lock();
+        if state.in_flight == 0 {
+            state.since = Some(now);
+        }
+        state.in_flight += 1;
+    }
+
+    fn finish(&self, now: Instant) {
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if state.in_flight == 0
+            && let Some(since) = state.since.take()
+        {
+            state.busy += now.saturating_duration_since(since);
+        }
+    }
+
+    fn take_at(&self, now: Instant) -> std::time::Duration {
+        let mut state = self.lock();
+        let open = state.since.map(|since| now.saturating_duration_since(since)).unwrap_or_default();
+        if state.since.is_some() {
+            state.since = Some(now);
+        }
+        std::mem::take(&mut state.busy) + open
+    }
+}
+
+/// One message in a worker's `handle`; leaving it may end a busy stretch.
+#[derive(Debug)]
+pub struct BusyGuard(Arc<BusyClock>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.finish(Instant::now());
+    }
+}
+
 /// Builds one worker's status records.
 #[derive(Debug)]
 pub struct StatusReporter {
@@ -46,8 +118,11 @@ pub struct StatusReporter {
     instance: String,
     group: String,
     lag: LagReading,
+    busy: Arc<BusyClock>,
     /// CPU time used and when, at the previous report.
     last_cpu: Option<(u64, Instant)>,
+    /// When the previous report was made (the busy share's denominator).
+    last_report: Instant,
 }
 
 impl StatusReporter {
@@ -59,6 +134,7 @@ impl StatusReporter {
         service: &'static str,
         group: &str,
         lag: LagReading,
+        busy: Arc<BusyClock>,
     ) -> Option<Self> {
         let schema = catalog.schema_of::<WorkerStatus>().ok()?;
         Some(StatusReporter {
@@ -68,7 +144,9 @@ impl StatusReporter {
             instance: crate::telemetry::instance_id(),
             group: group.to_string(),
             lag,
+            busy,
             last_cpu: None,
+            last_report: Instant::now(),
         })
     }
 
@@ -93,6 +171,9 @@ impl StatusReporter {
         if let Some(used) = cpu_ns {
             self.last_cpu = Some((used, now));
         }
+        let wall = now.duration_since(self.last_report).as_secs_f64();
+        let busy_share = (wall > 0.0).then(|| (self.busy.take().as_secs_f64() / wall).min(1.0));
+        self.last_report = now;
         let (open_fds, max_fds) = descriptors();
         let record = WorkerStatus {
             service: self.service.to_owned(),
@@ -105,6 +186,7 @@ impl StatusReporter {
             open_fds,
             max_fds,
             occurred_at: crate::clock::now_millis(),
+            busy_share,
         };
         match SchemaCatalog::encode(&self.schema, &record) {
             Ok(payload) => Some(Outbound::new(self.topic.clone(), Some(self.group.as_bytes().to_vec()), payload)),
@@ -169,5 +251,38 @@ mod tests {
         let (open, max) = (open.expect("fd count"), max.expect("fd limit"));
         assert!(open > 2 && open < max, "open {open} max {max}");
         assert!(cpu_time_ns().expect("schedstat") > 0);
+    }
+}
+
+#[cfg(test)]
+mod busy_tests {
+    use std::time::{Duration, Instant};
+
+    use super::BusyClock;
+
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn overlapping_messages_count_their_union_once() {
+        let (clock, t) = (BusyClock::default(), Instant::now());
+        clock.start(at(t, 0));
+        clock.start(at(t, 10));
+        clock.finish(at(t, 30));
+        clock.finish(at(t, 50));
+        clock.start(at(t, 80));
+        clock.finish(at(t, 90));
+        assert_eq!(clock.take_at(at(t, 100)), Duration::from_millis(60));
+        assert_eq!(clock.take_at(at(t, 200)), Duration::ZERO, "taken time is reset");
+    }
+
+    #[test]
+    fn a_stretch_still_open_at_a_report_is_split_between_reports() {
+        let (clock, t) = (BusyClock::default(), Instant::now());
+        clock.start(at(t, 0));
+        assert_eq!(clock.take_at(at(t, 40)), Duration::from_millis(40));
+        clock.finish(at(t, 70));
+        assert_eq!(clock.take_at(at(t, 100)), Duration::from_millis(30));
     }
 }

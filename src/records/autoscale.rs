@@ -29,6 +29,10 @@ pub struct AutoscaleDecision {
     pub reason: String,
     /// When, ms since the epoch.
     pub decided_at: i64,
+    /// The group's worst partition status when decided (OK in decisions written before the
+    /// field existed).
+    #[serde(default)]
+    pub health: PartitionHealth,
 }
 
 impl AutoscaleDecision {
@@ -38,6 +42,48 @@ impl AutoscaleDecision {
         self.current_instances >= self.max_instances
             && self.desired_instances >= self.max_instances
             && self.lag_rate_per_s > 0.0
+    }
+
+    /// The group is stuck (STALL or STOP): an operator must look; more instances would not help.
+    pub fn is_stuck(&self) -> bool {
+        self.health.is_stuck()
+    }
+}
+
+/// A partition's (or, at its worst partition, a group's) status in Burrow's terms, from least to
+/// most severe (`frontier.autoscale.GroupHealth`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PartitionHealth {
+    /// Caught up, or catching up.
+    #[default]
+    Ok,
+    /// The lag grew at every sample of the window: the group is falling behind.
+    Warn,
+    /// The committed offset went backwards (a reset or a replay).
+    Rewind,
+    /// Members are consuming, but no committed offset of the group moved over the whole window
+    /// while messages wait: a message or a consumer is stuck.
+    Stall,
+    /// Messages wait and the group has no member: nothing consumes.
+    Stop,
+}
+
+impl PartitionHealth {
+    /// Its name, as Burrow prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionHealth::Ok => "OK",
+            PartitionHealth::Warn => "WARN",
+            PartitionHealth::Rewind => "REWIND",
+            PartitionHealth::Stall => "STALL",
+            PartitionHealth::Stop => "STOP",
+        }
+    }
+
+    /// Whether the group is stuck: adding instances would not help, an operator should look.
+    pub fn is_stuck(self) -> bool {
+        matches!(self, PartitionHealth::Stall | PartitionHealth::Stop)
     }
 }
 

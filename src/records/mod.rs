@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 
 pub use alert::{Alert, AlertStatus, Severity};
 pub use assets::{AssetChange, ChangeType, IndexAction, IndexRecommendation, PurgeMethod, PurgeResult, PurgeStatus};
-pub use autoscale::{AutoscaleDecision, ScaleAction};
+pub use autoscale::{AutoscaleDecision, PartitionHealth, ScaleAction};
 pub use cache_invalidation::CacheInvalidation;
 pub use common::{CacheLayer, Priority, RequestStatus};
 pub use inference::{Classification, InferenceJob, InferenceResult, JobStatus, Task};

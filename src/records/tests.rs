@@ -139,6 +139,7 @@ fn samples() -> Vec<String> {
             action: ScaleAction::ScaleUp,
             reason: "lag".into(),
             decided_at: 1,
+            health: PartitionHealth::Warn,
         }),
         check(CacheInvalidation {
             id: "i".into(),
@@ -306,6 +307,7 @@ fn samples() -> Vec<String> {
             open_fds: Some(4),
             max_fds: Some(5),
             occurred_at: 6,
+            busy_share: Some(0.25),
         }),
     ]
 }

@@ -26,6 +26,9 @@ pub struct WorkerStatus {
     pub max_fds: Option<i64>,
     /// When it was sampled, ms since the epoch.
     pub occurred_at: i64,
+    /// Share of the time since the previous status spent handling messages (0..1).
+    #[serde(default)]
+    pub busy_share: Option<f64>,
 }
 
 impl WorkerStatus {

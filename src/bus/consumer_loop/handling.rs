@@ -85,7 +85,11 @@ async fn handle_with_retries<W: Worker>(
     let name = shared.worker.name();
     let mut backoff = shared.options.retry_initial_backoff;
     loop {
-        match shared.worker.handle(inbound).await {
+        let handled = {
+            let _busy = shared.busy.enter();
+            shared.worker.handle(inbound).await
+        };
+        match handled {
             Ok(outputs) => {
                 return match shared.outputs.first_refused(&outputs).await {
                     None => produce_all(shared, outputs, ticket).await,

@@ -28,7 +28,7 @@ use super::context::LoopContext;
 use super::delivery::{DeliveryContext, Ticket};
 use super::outputs::OutputCheck;
 use super::settings::{BusSettings, KafkaSettings};
-use super::status::{LagReading, StatusReporter};
+use super::status::{BusyClock, LagReading, StatusReporter};
 use super::worker::{HandlerError, Outbound, Worker};
 use super::{kafka, metrics};
 use handling::{handle, produce_all};
@@ -117,6 +117,8 @@ struct Shared<W> {
     options: LoopOptions,
     dlq_topic: Arc<str>,
     outputs: OutputCheck,
+    /// Time spent in the worker's `handle`, for the status reports' busy share.
+    busy: Arc<BusyClock>,
 }
 
 /// A consumed message waiting for its outputs to be acknowledged, in consumption order.
@@ -163,6 +165,7 @@ impl<W: Worker> ConsumerLoop<W> {
                 catalog,
                 dlq_topic,
                 outputs: OutputCheck::new(options.max_message_bytes, admin),
+                busy: Arc::default(),
                 options,
             }),
         })
@@ -183,7 +186,8 @@ impl<W: Worker> ConsumerLoop<W> {
             return None;
         }
         let lag = self.consumer.context().lag.clone();
-        StatusReporter::new(&shared.catalog, topic, shared.worker.name(), &shared.options.group_id, lag)
+        let busy = shared.busy.clone();
+        StatusReporter::new(&shared.catalog, topic, shared.worker.name(), &shared.options.group_id, lag, busy)
     }
 
     /// Runs until `shutdown` is cancelled (then drains, commits and leaves the group, returning

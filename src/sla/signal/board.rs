@@ -184,6 +184,15 @@ impl SignalBoard {
                     Some((Subject::Group(group.clone()), value))
                 })
                 .collect(),
+            Signal::AutoscaleStuck => self
+                .groups
+                .iter()
+                .filter_map(|(group, scaling)| {
+                    let (decision, received_ms) = scaling.latest.as_ref()?;
+                    let value = fresh(*received_ms).then(|| if decision.is_stuck() { 1.0 } else { 0.0 });
+                    Some((Subject::Group(group.clone()), value))
+                })
+                .collect(),
             // A count over a window is never stale: no action in it is a real zero.
             Signal::AutoscaleActions => self
                 .groups

@@ -26,6 +26,9 @@ pub enum Signal {
     AutoscaleSaturation,
     /// Scale-up and scale-down decisions within `autoscale_action_window`. Per group.
     AutoscaleActions,
+    /// 1 while the autoscaler's latest decision finds the group stuck (STALL or STOP: messages
+    /// wait and no offset moves), else 0. Per group.
+    AutoscaleStuck,
     /// Slow, heavy or regressed statement shapes the query analyzer found in its latest judged
     /// window (`frontier.db.slow-queries`). Per database; fresh for a window plus
     /// `signal_stale_after` after the finding, so a database whose statements recover resolves.
@@ -42,6 +45,7 @@ impl Signal {
             Signal::FdUtilization => "file descriptor use",
             Signal::AutoscaleSaturation => "autoscaling saturation",
             Signal::AutoscaleActions => "scaling actions",
+            Signal::AutoscaleStuck => "a stuck consumer group",
             Signal::SlowStatements => "slow statements",
         }
     }
@@ -55,6 +59,7 @@ impl Signal {
             Signal::FdUtilization => "fd_utilization",
             Signal::AutoscaleSaturation => "autoscale_saturation",
             Signal::AutoscaleActions => "autoscale_actions",
+            Signal::AutoscaleStuck => "autoscale_stuck",
             Signal::SlowStatements => "slow_statements",
         }
     }
@@ -62,13 +67,16 @@ impl Signal {
     /// Whether the signal is about a consumer group (else about one worker instance or, for
     /// slow statements, one database).
     pub fn per_group(self) -> bool {
-        matches!(self, Signal::ConsumerLag | Signal::AutoscaleSaturation | Signal::AutoscaleActions)
+        matches!(
+            self,
+            Signal::ConsumerLag | Signal::AutoscaleSaturation | Signal::AutoscaleActions | Signal::AutoscaleStuck
+        )
     }
 
     pub(crate) fn unit(self) -> Unit {
         match self {
             Signal::ConsumerLag | Signal::AutoscaleActions | Signal::SlowStatements => Unit::Count,
-            Signal::AutoscaleSaturation => Unit::Flag,
+            Signal::AutoscaleSaturation | Signal::AutoscaleStuck => Unit::Flag,
             Signal::MemoryUtilization | Signal::CpuUtilization | Signal::FdUtilization => Unit::Fraction,
         }
     }
@@ -177,12 +185,20 @@ impl SignalRule {
             summary: "{subject} was scaled {value} times in {window}, {comparison} {threshold}".into(),
             ..SignalRule::new("AutoscaleFlapping", Signal::AutoscaleActions, Comparison::Above, 5.0)
         };
+        let stuck = SignalRule {
+            for_duration: minutes(1),
+            severity: Severity::Critical,
+            summary:
+                "{subject} is stuck (STALL or STOP: messages wait and no offset moves); the autoscaler holds its size"
+                    .into(),
+            ..SignalRule::new("AutoscaleGroupStuck", Signal::AutoscaleStuck, Comparison::Above, 0.5)
+        };
         let slow_statements = SignalRule {
             for_duration: Duration::ZERO,
             hysteresis: 0.0,
             summary: "{subject} has {value} slow statement(s) in the query analyzer's latest window".into(),
             ..SignalRule::new("SlowStatements", Signal::SlowStatements, Comparison::Above, 0.5)
         };
-        vec![lag, memory, descriptors, cpu, saturated, flapping, slow_statements]
+        vec![lag, memory, descriptors, cpu, saturated, flapping, stuck, slow_statements]
     }
 }

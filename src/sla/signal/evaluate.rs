@@ -150,6 +150,7 @@ impl SlaMonitor {
             Signal::FdUtilization,
             Signal::AutoscaleSaturation,
             Signal::AutoscaleActions,
+            Signal::AutoscaleStuck,
             Signal::SlowStatements,
         ];
         signals

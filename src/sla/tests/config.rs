@@ -125,6 +125,15 @@ hysteresis = 0.0
 summary = "{subject} was scaled {value} times in {window}, {comparison} {threshold}"
 
 [[signals]]
+name = "AutoscaleGroupStuck"
+signal = "autoscale_stuck"
+comparison = "above"
+threshold = 0.5
+for = "1m"
+severity = "critical"
+summary = "{subject} is stuck (STALL or STOP: messages wait and no offset moves); the autoscaler holds its size"
+
+[[signals]]
 name = "SlowStatements"
 signal = "slow_statements"
 comparison = "above"

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use super::support::*;
-use crate::records::{AlertStatus, AutoscaleDecision, ScaleAction, SlowQueryFinding, SlowQueryKind, WorkerStatus};
+use crate::records::{
+    AlertStatus, AutoscaleDecision, PartitionHealth, ScaleAction, SlowQueryFinding, SlowQueryKind, WorkerStatus,
+};
 use crate::sla::{
     AlertBook, AlertChange, Comparison, DropReason, Observation, Signal, SignalRule, SlaConfig, SlaMonitor,
 };
@@ -20,6 +22,7 @@ fn status(instance: &str, lag: i64, rss_fraction: f64, at_ms: i64) -> WorkerStat
         open_fds: Some(100),
         max_fds: Some(1024),
         occurred_at: at_ms,
+        busy_share: None,
     }
 }
 
@@ -37,6 +40,7 @@ fn decision(action: ScaleAction, current: i32, lag_rate: f64, at_ms: i64) -> Aut
         action,
         reason: "test".into(),
         decided_at: at_ms,
+        health: PartitionHealth::Ok,
     }
 }
 
@@ -129,6 +133,28 @@ fn a_group_at_max_instances_and_still_falling_behind_fires_autoscale_at_max() {
     assert_eq!(fired[0].alert.name, "AutoscaleAtMaxInstances");
     assert_eq!(fired[0].alert.severity, crate::records::Severity::Critical);
     assert_eq!(fired[0].alert.summary, "group frontier.serve is at its maximum instances and still falling behind");
+}
+
+#[test]
+fn a_group_the_autoscaler_finds_stalled_fires_autoscale_group_stuck_and_resolves_when_it_moves() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    let mut transitions = Vec::new();
+    for second in 0..4 * 60 {
+        let now = T0 + second * SECOND;
+        if second % 5 == 0 {
+            // Stalled for the first two minutes, then moving again.
+            let health = if second < 120 { PartitionHealth::Stall } else { PartitionHealth::Ok };
+            monitor.observe_decision(AutoscaleDecision { health, ..decision(ScaleAction::Hold, 4, 0.0, now) }, now);
+        }
+        transitions.extend(monitor.evaluate(now));
+    }
+    let changes: Vec<_> = transitions.iter().map(|t| (t.alert.name.as_str(), t.change)).collect();
+    assert_eq!(changes, [("AutoscaleGroupStuck", AlertChange::Fired), ("AutoscaleGroupStuck", AlertChange::Resolved)]);
+    assert_eq!(transitions[0].alert.severity, crate::records::Severity::Critical);
+    assert_eq!(
+        transitions[0].alert.summary,
+        "group frontier.serve is stuck (STALL or STOP: messages wait and no offset moves); the autoscaler holds its size"
+    );
 }
 
 #[test]

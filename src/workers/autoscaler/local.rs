@@ -264,7 +264,7 @@ impl LocalProcesses {
         command
             .args(["run", worker])
             .envs(self.env.iter().map(|(key, value)| (key, value)))
-            .env("FRONTIER_METRICS__LISTEN", format!("127.0.0.1:{port}"))
+            .env("FRONTIER_METRICS__LISTEN", format!("{}:{port}", self.settings.metrics_host))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -292,7 +292,10 @@ impl LocalProcesses {
         let used: Vec<u16> =
             self.lock().values().flat_map(|state| state.instances.iter().map(|i| i.record.port)).collect();
         (self.settings.first_metrics_port..=u16::MAX)
-            .find(|port| !used.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            .find(|port| {
+                !used.contains(port)
+                    && std::net::TcpListener::bind((self.settings.metrics_host.as_str(), *port)).is_ok()
+            })
             .unwrap_or(0)
     }
 
@@ -302,7 +305,8 @@ impl LocalProcesses {
 
     /// `state_dir/prometheus/<worker>.json`: Prometheus's file-based discovery format.
     fn write_targets(&self, worker: &str, ports: &[u16]) -> Result<(), ActuatorError> {
-        let targets: Vec<String> = ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        let host = &self.settings.advertised_host;
+        let targets: Vec<String> = ports.iter().map(|port| format!("{host}:{port}")).collect();
         let body =
             serde_json::json!([{ "targets": targets, "labels": { "worker": worker, "scaled_by": "autoscaler" } }]);
         write_atomically(&self.targets_dir().join(format!("{worker}.json")), body.to_string().as_bytes())
@@ -323,6 +327,20 @@ impl LocalProcesses {
     fn record_path(&self, id: &str) -> PathBuf {
         self.instances_dir().join(format!("{id}.json"))
     }
+}
+
+/// The instances recorded in `state_dir` whose process still runs, read without adopting or
+/// changing anything (for `frontier autoscale status`).
+pub fn recorded_instances(state_dir: &Path) -> Vec<InstanceRecord> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("instances")) else { return Vec::new() };
+    let mut records: Vec<InstanceRecord> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "json"))
+        .filter_map(|entry| serde_json::from_slice(&std::fs::read(entry.path()).ok()?).ok())
+        .filter(|record: &InstanceRecord| runs_worker(record.pid, &record.worker))
+        .collect();
+    records.sort_by_key(|record| record.started_at_ms);
+    records
 }
 
 /// Whether the instance's process is still alive (a child of ours is reaped here).

@@ -6,12 +6,14 @@
 //! and memory; every `interval` it samples each sized group from the brokers, decides, sends
 //! the decision to `decisions_topic` and applies it with the local process actuator
 //! ([`LocalProcesses`]). On shutdown the instances keep running; the next controller adopts
-//! them. `frontier autoscale plan` shows what it would decide, changing nothing.
+//! them. `frontier autoscale status` shows what it runs and decided; `frontier autoscale plan`
+//! what it would decide now, changing nothing.
 
 pub mod local;
 mod metric;
 pub mod plan;
 mod settings;
+pub mod status;
 mod worker;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub use local::{ActuatorError, Crash, InstanceRecord, LocalProcesses};
 pub use plan::{GroupPlan, Planned, plan};
 pub use settings::{AutoscalerSettings, LocalActuatorSettings};
+pub use status::{GroupStatus, status};
 pub use worker::Autoscaler;
 
 use super::{Shared, WorkerGroup};

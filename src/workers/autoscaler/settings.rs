@@ -47,6 +47,11 @@ pub struct LocalActuatorSettings {
     /// Metrics ports are taken from here up (127.0.0.1:9464-9474 are the hand-started
     /// workers' in `ops/prometheus/local.yml`).
     pub first_metrics_port: u16,
+    /// The address the instances' metrics listen on (`0.0.0.0` in a container, so Prometheus
+    /// in another one reaches them).
+    pub metrics_host: String,
+    /// The host name written to the Prometheus targets (the container's name in Compose).
+    pub advertised_host: String,
     /// After SIGTERM, how long an instance may drain before SIGKILL.
     #[serde(with = "humantime_serde")]
     pub stop_timeout: Duration,
@@ -67,6 +72,8 @@ impl Default for LocalActuatorSettings {
         LocalActuatorSettings {
             state_dir: PathBuf::from(".stack/autoscaler"),
             first_metrics_port: 9475,
+            metrics_host: "127.0.0.1".into(),
+            advertised_host: "127.0.0.1".into(),
             stop_timeout: Duration::from_secs(30),
             min_uptime: Duration::from_secs(10),
             restart_backoff: Duration::from_secs(2),
@@ -116,6 +123,12 @@ impl WorkerConfig for AutoscalerSettings {
         topic_named("decisions_topic", &self.decisions_topic)?;
         if self.groups.contains_key(Self::NAME) {
             return Err(InvalidSetting::new("groups.autoscaler", "the autoscaler does not size itself"));
+        }
+        if self.local.metrics_host.parse::<std::net::IpAddr>().is_err() {
+            return Err(InvalidSetting::new("local.metrics_host", "must be an IP address (127.0.0.1, 0.0.0.0)"));
+        }
+        if self.local.advertised_host.trim().is_empty() {
+            return Err(InvalidSetting::new("local.advertised_host", "must name a host"));
         }
         if self.local.first_metrics_port == 0 {
             return Err(InvalidSetting::new("local.first_metrics_port", "must be a port, not 0"));

@@ -1,5 +1,5 @@
-//! `Autoscaler`: the controller. It reads the workers' status reports (CPU and memory per
-//! instance) and, every `interval`, samples each sized group from the brokers, decides with
+//! `Autoscaler`: the controller. It reads the workers' status reports (busy share, CPU and
+//! memory per instance) and, every `interval`, samples each sized group from the brokers, decides with
 //! the group's policy, publishes the decision (holds included) and applies it through the
 //! local process actuator, which also replaces crashed instances.
 
@@ -36,6 +36,7 @@ struct InstanceStatus {
     at_ms: i64,
     cpu: Option<f64>,
     memory: Option<f64>,
+    busy: Option<f64>,
 }
 
 /// The autoscaler worker.
@@ -80,8 +81,8 @@ impl Autoscaler {
         self.statuses.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// CPU and memory of `group`'s instances from their fresh status reports: the highest of
-    /// each (the instance that needs relief decides).
+    /// CPU and memory of `group`'s instances from their fresh status reports, the highest of
+    /// each (the instance that needs relief decides), and their mean busy share.
     fn usage_of(&self, group: &str, now_ms: i64) -> InstanceUse {
         let freshness = i64::try_from(STATUS_FRESHNESS.as_millis()).unwrap_or(i64::MAX);
         let statuses = self.statuses();
@@ -89,10 +90,16 @@ impl Autoscaler {
             .values()
             .filter(|status| status.group.as_deref() == Some(group) && now_ms - status.at_ms <= freshness);
         let mut usage = InstanceUse::default();
+        let (mut busy_sum, mut busy_count) = (0.0, 0u32);
         for status in fresh {
             usage.cpu = max_of(usage.cpu, status.cpu);
             usage.memory = max_of(usage.memory, status.memory);
+            if let Some(busy) = status.busy {
+                busy_sum += busy;
+                busy_count += 1;
+            }
         }
+        usage.busy_share = (busy_count > 0).then(|| busy_sum / f64::from(busy_count));
         usage
     }
 
@@ -171,6 +178,7 @@ impl Autoscaler {
             action: verdict.action,
             reason: verdict.reason.clone(),
             decided_at: seen.at_ms,
+            health: seen.health,
         };
         // Our own record against our own schema: a failure is a mismatched build; stop loudly.
         let payload =
@@ -202,6 +210,7 @@ impl Worker for Autoscaler {
             at_ms: status.occurred_at,
             cpu: status.cpu_utilization.filter(|cpu| cpu.is_finite()),
             memory,
+            busy: status.busy_share.filter(|busy| busy.is_finite()),
         };
         let mut statuses = self.statuses();
         // Reports can arrive out of order across partitions: keep the newest.
