@@ -230,6 +230,8 @@ async fn the_controller_scales_a_backlog_up_in_one_step_and_back_down_once_it_dr
         ("FRONTIER_WORKERS__PASSTHROUGH__OUTPUT_TOPIC", output),
         ("FRONTIER_WORKERS__PASSTHROUGH__GROUP_ID", group.clone()),
         ("FRONTIER_WORKERS__PASSTHROUGH__WORK_PER_MESSAGE", "20ms".to_owned()),
+        // A second of work in flight per instance: a stopped one drains and leaves at once.
+        ("FRONTIER_BUS__MAX_IN_FLIGHT", "50".to_owned()),
     ];
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (&**k, v.clone())).collect();
     let mut controller = common::process::Worker::start("autoscaler", &env);

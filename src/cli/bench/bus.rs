@@ -176,7 +176,7 @@ fn raw_loop(
 }
 
 /// Realistic requests, keyed by id.
-fn analysis_requests(catalog: &SchemaCatalog, messages: u64) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(super) fn analysis_requests(catalog: &SchemaCatalog, messages: u64) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let schema = catalog.by_file("request.avsc")?;
     let symbols = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "JPM", "XOM"];
     (0..messages)

@@ -1,6 +1,7 @@
 //! `frontier bench ...`: performance figures, each beside a baseline measured in the same run,
 //! reported as medians and ratios because the machines are shared and noisy.
 
+mod autoscale;
 mod bus;
 mod inference;
 mod queries;
@@ -90,6 +91,10 @@ pub enum BenchTarget {
     /// and PostgreSQL statements per read, on a Zipf load of shared reads and on reads that
     /// never repeat.
     Statements(statements::StatementsBenchArgs),
+    /// The autoscaler's rate policy against KEDA's lag formula with HPA's 300 s scale-down, on
+    /// real passthrough processes under a burst and a ramp: time to decide, actions, reversals,
+    /// peak lag and instance-seconds. About 20 minutes with the defaults.
+    Autoscale(autoscale::AutoscaleBenchArgs),
 }
 
 pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCode> {
@@ -108,6 +113,7 @@ pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<E
         BenchTarget::Hostile(args) => serve::bench_hostile(settings, args).await,
         BenchTarget::Queries(args) => queries::bench_queries(settings, args).await,
         BenchTarget::Statements(args) => statements::bench_statements(settings, args).await,
+        BenchTarget::Autoscale(args) => autoscale::bench_autoscale(settings, args).await,
     }
 }
 
