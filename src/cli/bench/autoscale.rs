@@ -41,6 +41,9 @@ pub struct AutoscaleBenchArgs {
     /// Partitions of the input topic (and so the most instances that help).
     #[arg(long, default_value_t = 8)]
     pub partitions: i32,
+    /// Our policy's `catch_up` (the shipped default is 60 s): how soon a backlog should drain.
+    #[arg(long, default_value = "60s", value_parser = crate::cli::duration_arg)]
+    pub catch_up: Duration,
     /// KEDA's lagThreshold for the baseline: lag one instance is expected to handle.
     #[arg(long, default_value_t = 1_000)]
     pub lag_threshold: u64,
@@ -63,14 +66,9 @@ struct RunFigures {
 
 pub(super) async fn bench_autoscale(settings: &Settings, args: AutoscaleBenchArgs) -> anyhow::Result<ExitCode> {
     let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
-    let ours = PolicySettings {
-        min_instances: 1,
-        max_instances: 20,
-        cooldown: Duration::from_secs(15),
-        scale_down_window: Duration::from_secs(60),
-        catch_up: Duration::from_secs(60),
-        ..PolicySettings::default()
-    };
+    // The shipped policy, from one instance (the baseline's minimum too); `--catch-up` is the
+    // knob that trades peak lag for instances.
+    let ours = PolicySettings { min_instances: 1, catch_up: args.catch_up, ..PolicySettings::default() };
     let keda = PolicySettings {
         sizing: Sizing::Lag { lag_threshold: args.lag_threshold },
         min_instances: 1,
@@ -170,6 +168,21 @@ async fn run(
     let controller_task =
         tokio::spawn(ConsumerLoop::new(&shared.kafka, options, autoscaler, catalog.clone())?.run(stop.clone()));
 
+    // The group starts at its minimum, joined and past the cooldown of that first change, as a
+    // running group would be when load arrives: the trace measures reacting, not starting.
+    let watcher = LagSampler::new(&settings.kafka, Duration::from_secs(5))?;
+    let ready_by = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (watch, group_id, topics) = (&watcher, group.clone(), vec![input.clone()]);
+        let members = tokio::task::block_in_place(|| watch.sample(&group_id, &topics)).map_or(0, |s| s.members);
+        if members >= usize::try_from(policy.min_instances).unwrap_or(1) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < ready_by, "the group never reached its minimum of {}", policy.min_instances);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(policy.cooldown).await;
+
     // The trace, published while the watcher samples every second.
     let started_ms = crate::clock::now_millis();
     let publisher = {
@@ -177,7 +190,6 @@ async fn run(
         let (burst, peak) = (args.burst, args.ramp_peak);
         tokio::spawn(async move { publish_trace(&settings, &catalog, &input, &trace, burst, peak).await })
     };
-    let watcher = LagSampler::new(&settings.kafka, Duration::from_secs(5))?;
     let mut figures = RunFigures::default();
     let mut trace_ended: Option<Instant> = None;
     let mut last = Instant::now();
@@ -216,10 +228,11 @@ async fn run(
     }
     let _ = std::fs::remove_dir_all(&state);
 
-    let made = read_decisions(settings, catalog, &decisions)?;
-    // The lag crossing: the first decision that saw messages waiting with the group at its
-    // minimum (the very first brings an empty group to its minimum whatever the lag).
-    let crossing = made.iter().find(|d| d.total_lag > 0 && d.current_instances >= d.min_instances);
+    // Only what the trace caused: decisions from its start on.
+    let made: Vec<AutoscaleDecision> =
+        read_decisions(settings, catalog, &decisions)?.into_iter().filter(|d| d.decided_at >= started_ms).collect();
+    // The lag crossing: the first decision that saw messages waiting.
+    let crossing = made.iter().find(|d| d.total_lag > 0);
     let mut direction: Option<ScaleAction> = None;
     for decision in made.iter().filter(|d| d.action != ScaleAction::Hold) {
         figures.actions += 1;
