@@ -55,6 +55,7 @@ pub fn plan(
                 let observation = observe(&window, instances, InstanceUse::default())
                     .ok_or_else(|| SampleError::NoSuchTopic(group.topics.join(",")))?;
                 let [_, sample] = window;
+                // `sized` holds only the groups with a policy, so the index cannot miss.
                 let policy = &settings.groups[group.worker];
                 let verdict = decide(policy, &observation, &mut PolicyMemory::default());
                 Ok(Planned { group: group.clone(), sample, observation, verdict })

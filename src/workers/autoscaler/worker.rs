@@ -126,6 +126,7 @@ impl Autoscaler {
             state.window.pop_front();
         }
         let observation = observe(state.window.make_contiguous(), running, usage)?;
+        // `new` kept only the groups with a policy, so the index cannot miss.
         let verdict = decide(&self.settings.groups[group.worker], &observation, &mut state.memory);
         if verdict.action != ScaleAction::Hold {
             // Rates measured across a change mix two sizes and a rebalance pause (per-instance
