@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::health::PartitionHealth;
+use crate::clock::duration_millis as millis;
 use crate::config::InvalidSetting;
 use crate::records::ScaleAction;
 
@@ -333,8 +334,4 @@ fn resource_floor(settings: &PolicySettings, seen: &Observation) -> (u32, String
 
 fn saturate(value: f64) -> u32 {
     if value.is_finite() && value > 0.0 { value.min(f64::from(u32::MAX)) as u32 } else { 0 }
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

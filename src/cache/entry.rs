@@ -53,12 +53,12 @@ impl Entry {
 
     /// When it stops being fresh, in ms since the epoch.
     pub fn expires_at_ms(&self) -> i64 {
-        self.created_at_ms.saturating_add(duration_ms(self.ttl))
+        self.created_at_ms.saturating_add(crate::clock::duration_millis(self.ttl))
     }
 
     /// When it stops being servable at all, in ms since the epoch.
     pub fn dead_at_ms(&self) -> i64 {
-        self.expires_at_ms().saturating_add(duration_ms(self.grace))
+        self.expires_at_ms().saturating_add(crate::clock::duration_millis(self.grace))
     }
 
     /// Time left until it is dead (zero if it is), e.g. for Redis's PX.
@@ -88,11 +88,6 @@ impl Entry {
         let watermark = self.watermark.offsets().len() * 16;
         u32::try_from(self.payload.len() + tags + watermark + 128).unwrap_or(u32::MAX)
     }
-}
-
-/// A duration in whole milliseconds, saturating (settings cap lifetimes at a year anyway).
-pub fn duration_ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -16,11 +16,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError};
 use tracing::{info, warn};
 
-use super::entry::{Entry, duration_ms};
+use super::entry::Entry;
 use super::metric;
 use super::sealed::Sealer;
 use super::stats::{Counters, bump};
 use super::watermark::InvalidationVersion;
+use crate::clock::duration_millis;
 
 /// Stores `ARGV[1]` under `KEYS[1]` for `ARGV[2]` ms unless a version of one of its tags
 /// (`KEYS[2..n+1]`, partition -> offset) is above its watermark `ARGV[3]` (`p:o,p:o`); then
@@ -300,7 +301,7 @@ impl RedisLayer {
         for tag in &entry.tags {
             command.arg(self.names.tag_index(tag));
         }
-        command.arg(sealed).arg(duration_ms(life)).arg(entry.watermark.to_string());
+        command.arg(sealed).arg(duration_millis(life)).arg(entry.watermark.to_string());
         match self.run::<i64>("set", &command).await {
             Some(1) => WriteOutcome::Stored,
             Some(_) => WriteOutcome::Refused,
@@ -319,7 +320,7 @@ impl RedisLayer {
         for tag in tags {
             command.arg(self.names.tag_index(tag));
         }
-        command.arg(version.partition).arg(version.offset).arg(duration_ms(self.tag_version_retention));
+        command.arg(version.partition).arg(version.offset).arg(duration_millis(self.tag_version_retention));
         self.run::<u64>("invalidate", &command).await
     }
 
@@ -351,7 +352,7 @@ impl RedisLayer {
         pipe.atomic().del(&name).ignore();
         if !keys.is_empty() {
             let members: Vec<(f64, &str)> = keys.iter().map(|(key, score)| (*score, key.as_str())).collect();
-            pipe.zadd_multiple(&name, &members).ignore().pexpire(&name, duration_ms(ttl)).ignore();
+            pipe.zadd_multiple(&name, &members).ignore().pexpire(&name, duration_millis(ttl)).ignore();
         }
         match tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut connection)).await {
             Ok(Ok(())) => true,
@@ -400,7 +401,8 @@ impl RedisLayer {
     /// Says, for `ttl`, that `instance` is busy with live requests (see
     /// [`RedisLayer::someone_busy`]). Whether it was stored.
     pub async fn mark_busy(&self, instance: &str, ttl: Duration) -> bool {
-        let command = redis::cmd("SET").arg(self.names.busy()).arg(instance).arg("PX").arg(duration_ms(ttl)).clone();
+        let command =
+            redis::cmd("SET").arg(self.names.busy()).arg(instance).arg("PX").arg(duration_millis(ttl)).clone();
         self.run::<()>("busy", &command).await.is_some()
     }
 

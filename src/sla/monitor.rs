@@ -383,6 +383,4 @@ impl SlaMonitor {
     }
 }
 
-pub(crate) fn millis(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::clock::duration_millis as millis;

@@ -391,9 +391,7 @@ pub(crate) fn selected(allowed: &[String], value: &str) -> bool {
     allowed.is_empty() || allowed.iter().any(|allowed| allowed == value)
 }
 
-fn millis(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
+use crate::clock::duration_millis as millis;
 
 fn minutes(duration: std::time::Duration) -> i64 {
     millis(duration) / 60_000

@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::settings::LocalActuatorSettings;
+use crate::clock::duration_millis as millis;
 
 /// Why the actuator failed.
 #[derive(Debug, thiserror::Error)]
@@ -402,8 +402,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ActuatorError> {
     std::fs::write(&temporary, bytes)
         .and_then(|()| std::fs::rename(&temporary, path))
         .map_err(|source| ActuatorError::State { action: "writing", path: path.to_path_buf(), source })
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -84,7 +84,7 @@ impl Autoscaler {
     /// CPU and memory of `group`'s instances from their fresh status reports, the highest of
     /// each (the instance that needs relief decides), and their mean busy share.
     fn usage_of(&self, group: &str, now_ms: i64) -> InstanceUse {
-        let freshness = i64::try_from(STATUS_FRESHNESS.as_millis()).unwrap_or(i64::MAX);
+        let freshness = crate::clock::duration_millis(STATUS_FRESHNESS);
         let statuses = self.statuses();
         let fresh = statuses
             .values()
