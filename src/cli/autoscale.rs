@@ -60,8 +60,7 @@ pub async fn autoscale(settings: &Settings, action: AutoscaleAction) -> anyhow::
                     seen.health.as_str()
                 );
                 let (min, max) = verdict.bounds;
-                let action = serde_json::to_value(verdict.action)?;
-                let action = action.as_str().unwrap_or("hold");
+                let action = verdict.action.as_str();
                 println!("  -> {action} to {} (bounds {min}..{max}): {}", verdict.desired, verdict.reason);
             }
             Err(error) => {
@@ -127,11 +126,10 @@ async fn print_status(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
         match &group.last_decision {
             Some(decision) => {
-                let action = serde_json::to_value(decision.action)?;
                 println!(
                     "  last decision {:.0} s ago: {} {} -> {} (bounds {}..{}): {}",
                     (now - decision.decided_at) as f64 / 1000.0,
-                    action.as_str().unwrap_or("hold"),
+                    decision.action.as_str(),
                     decision.current_instances,
                     decision.desired_instances,
                     decision.min_instances,

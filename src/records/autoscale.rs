@@ -98,3 +98,15 @@ pub enum ScaleAction {
     /// Keep the count.
     Hold,
 }
+
+impl ScaleAction {
+    /// Its name on the wire (`scale_up`, `scale_down`, `hold`), for logs, metric labels and
+    /// the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaleAction::ScaleUp => "scale_up",
+            ScaleAction::ScaleDown => "scale_down",
+            ScaleAction::Hold => "hold",
+        }
+    }
+}

@@ -343,3 +343,10 @@ fn a_number_json_cannot_hold_has_no_json_form() {
     assert_eq!(ParamValue::Double(f64::NAN).to_json(), None);
     assert_eq!(ParamValue::Numbers(BTreeMap::from([("a".into(), f64::INFINITY)])).to_json(), None);
 }
+
+#[test]
+fn scale_action_names_are_its_wire_names() {
+    for action in [ScaleAction::ScaleUp, ScaleAction::ScaleDown, ScaleAction::Hold] {
+        assert_eq!(serde_json::to_value(action).unwrap(), action.as_str());
+    }
+}

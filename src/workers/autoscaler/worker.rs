@@ -239,15 +239,15 @@ impl Worker for Autoscaler {
             Err(error) => tracing::error!(%error, "could not reap the instances"),
         }
         let mut outputs = Vec::new();
-        for (group, sampled) in self.groups.clone().iter().zip(self.sample_all().await) {
+        let sampled = self.sample_all().await;
+        for (group, sampled) in self.groups.iter().zip(sampled) {
             match sampled {
                 Ok(sample) => {
                     if let Some((seen, verdict)) = self.decide_group(group, sample, now_ms) {
-                        let action = serde_json::to_value(verdict.action).ok();
-                        let action = action.as_ref().and_then(|v| v.as_str()).unwrap_or("hold").to_owned();
-                        ::metrics::counter!(metric::DECISIONS, "worker" => group.worker, "action" => action.clone())
+                        let action = verdict.action.as_str();
+                        ::metrics::counter!(metric::DECISIONS, "worker" => group.worker, "action" => action)
                             .increment(1);
-                        if action != "hold" {
+                        if verdict.action != ScaleAction::Hold {
                             tracing::info!(group = %group.group_id, from = seen.instances, to = verdict.desired, reason = %verdict.reason, "scaling");
                         }
                         outputs.push(self.decision_output(group, &seen, &verdict)?);
