@@ -9,7 +9,7 @@ use clap::Subcommand;
 use crate::autoscale::{GroupSample, partition_health};
 use crate::bus::SchemaCatalog;
 use crate::settings::Settings;
-use crate::workers::autoscaler::{plan, status};
+use crate::workers::autoscaler::{ActuatorKind, KubernetesDeployments, plan, status};
 
 /// `frontier autoscale ...`
 #[derive(Debug, Subcommand)]
@@ -107,16 +107,38 @@ async fn print_status(settings: &Settings) -> anyhow::Result<ExitCode> {
         .await
         .context("the sampling thread")?
         .context("reading the groups and the decisions topic")?;
+    let cluster = match settings.workers.autoscaler.actuator {
+        ActuatorKind::Local => None,
+        ActuatorKind::Kubernetes => Some(
+            KubernetesDeployments::connect(&settings.workers.autoscaler.kubernetes)
+                .await
+                .context("connecting to the cluster")?,
+        ),
+    };
     let now = crate::clock::now_millis();
     let mut failed = false;
     for group in statuses {
         println!("{} ({}) on {}", group.group.group_id, group.group.worker, group.group.topics.join(", "));
-        let ports: Vec<String> = group.instances.iter().map(|i| format!("{}:{}", i.pid, i.port)).collect();
-        println!(
-            "  {} instance(s) run by the controller (pid:metrics port {})",
-            group.instances.len(),
-            ports.join(" ")
-        );
+        if let Some(cluster) = &cluster {
+            let deployment = format!("{}/{}", cluster.namespace(), cluster.deployment_of(group.group.worker));
+            match cluster.replicas_of(group.group.worker).await {
+                Ok(replicas) => println!(
+                    "  Deployment {deployment}: {} replica(s) asked for, {} pod(s) exist",
+                    replicas.desired, replicas.current
+                ),
+                Err(error) => {
+                    failed = true;
+                    println!("  Deployment {deployment}: {error}");
+                }
+            }
+        } else {
+            let ports: Vec<String> = group.instances.iter().map(|i| format!("{}:{}", i.pid, i.port)).collect();
+            println!(
+                "  {} instance(s) run by the controller (pid:metrics port {})",
+                group.instances.len(),
+                ports.join(" ")
+            );
+        }
         match &group.sample {
             Ok(sample) => println!("  {}", standing(sample)),
             Err(error) => {

@@ -40,7 +40,8 @@ pub enum WorkerKind {
     /// advice for the database proven with HypoPG.
     QueryAnalyzer,
     /// Sizes the other workers' consumer groups from their lag, rates, CPU and memory, and
-    /// starts and stops their instances as local processes; decisions to the decisions topic.
+    /// starts and stops their instances (local processes or Kubernetes Deployments); decisions to
+    /// the decisions topic.
     Autoscaler,
 }
 

@@ -20,7 +20,7 @@ use crate::bus::{ConsumerLoop, LoopOptions, SchemaCatalog, kafka};
 use crate::records::{AutoscaleDecision, ScaleAction};
 use crate::settings::Settings;
 use crate::workers::WorkerGroup;
-use crate::workers::autoscaler::{Autoscaler, AutoscalerSettings, LocalActuatorSettings, LocalProcesses};
+use crate::workers::autoscaler::{Actuator, Autoscaler, AutoscalerSettings, LocalActuatorSettings, LocalProcesses};
 
 /// `frontier bench autoscale` options.
 #[derive(Debug, Args)]
@@ -157,8 +157,13 @@ async fn run(
     let actuator = Arc::new(LocalProcesses::open(&controller.local, program, env)?);
     let worker_group = WorkerGroup { worker: "passthrough", group_id: group.clone(), topics: vec![input.clone()] };
     let sampler = LagSampler::new(&settings.kafka, Duration::from_secs(5))?;
-    let autoscaler =
-        Arc::new(Autoscaler::new(&controller, vec![worker_group], sampler, actuator.clone(), catalog.clone()));
+    let autoscaler = Arc::new(Autoscaler::new(
+        &controller,
+        vec![worker_group],
+        sampler,
+        Arc::new(Actuator::Local(actuator.clone())),
+        catalog.clone(),
+    ));
     let options = LoopOptions::new(
         &shared.bus,
         format!("bench.autoscale.{id}.controller"),

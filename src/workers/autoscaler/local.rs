@@ -20,33 +20,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+use super::actuator::ActuatorError;
 use super::settings::LocalActuatorSettings;
 use crate::clock::duration_millis as millis;
-
-/// Why the actuator failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ActuatorError {
-    /// A file of the state folder could not be read or written.
-    #[error("{action} {path}: {source}")]
-    State {
-        /// What was done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why it failed.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The worker process could not be started.
-    #[error("starting `frontier run {worker}`: {source}")]
-    Spawn {
-        /// The worker.
-        worker: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// One instance as recorded in the state folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,11 +4,13 @@
 //! `frontier run autoscaler` runs one controller (it is meant to run once per set of groups:
 //! two would both act). It consumes the workers' status reports (`bus.status_topic`) for CPU
 //! and memory; every `interval` it samples each sized group from the brokers, decides, sends
-//! the decision to `decisions_topic` and applies it with the local process actuator
-//! ([`LocalProcesses`]). On shutdown the instances keep running; the next controller adopts
-//! them. `frontier autoscale status` shows what it runs and decided; `frontier autoscale plan`
+//! the decision to `decisions_topic` and applies it with its [`Actuator`]: local processes
+//! ([`LocalProcesses`]) or a Kubernetes Deployment per worker ([`KubernetesDeployments`],
+//! `ops/k8s/`). On shutdown the instances keep running; the next controller adopts them. `frontier autoscale status` shows what it runs and decided; `frontier autoscale plan`
 //! what it would decide now, changing nothing.
 
+mod actuator;
+pub mod kubernetes;
 pub mod local;
 mod metric;
 pub mod plan;
@@ -21,9 +23,11 @@ use std::sync::Arc;
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
-pub use local::{ActuatorError, Crash, InstanceRecord, LocalProcesses};
+pub use actuator::{Actuator, ActuatorError};
+pub use kubernetes::{KubernetesDeployments, Replicas};
+pub use local::{Crash, InstanceRecord, LocalProcesses};
 pub use plan::{GroupPlan, Planned, plan};
-pub use settings::{AutoscalerSettings, LocalActuatorSettings};
+pub use settings::{ActuatorKind, AutoscalerSettings, KubernetesActuatorSettings, LocalActuatorSettings};
 pub use status::{GroupStatus, status};
 pub use worker::Autoscaler;
 
@@ -37,8 +41,8 @@ pub enum AutoscalerError {
     /// The lag sampler's Kafka clients could not be created.
     #[error("creating the lag sampler: {0}")]
     Sampler(#[from] KafkaError),
-    /// The actuator's state folder is unusable.
-    #[error("the local process actuator: {0}")]
+    /// The actuator cannot start: an unusable state folder, no cluster configuration.
+    #[error("the actuator: {0}")]
     Actuator(#[from] ActuatorError),
     /// The path of this program (which the instances run) is unknown.
     #[error("finding the frontier program the instances run: {0}")]
@@ -58,8 +62,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<LoopReport, AutoscalerError> {
     let sampler = LagSampler::new(&shared.kafka, settings.sample_timeout)?;
-    let program = std::env::current_exe().map_err(AutoscalerError::Program)?;
-    let actuator = Arc::new(LocalProcesses::open(&settings.local, program, Vec::new())?);
+    let actuator = Arc::new(match settings.actuator {
+        ActuatorKind::Local => {
+            let program = std::env::current_exe().map_err(AutoscalerError::Program)?;
+            Actuator::Local(Arc::new(LocalProcesses::open(&settings.local, program, Vec::new())?))
+        }
+        ActuatorKind::Kubernetes => {
+            Actuator::Kubernetes(Box::new(KubernetesDeployments::connect(&settings.kubernetes).await?))
+        }
+    });
     let worker = Arc::new(Autoscaler::new(settings, groups, sampler, actuator, catalog.clone()));
     let options = LoopOptions::new(&shared.bus, shared.group_id(settings), vec![shared.bus.status_topic.clone()]);
     Ok(ConsumerLoop::new(&shared.kafka, options, worker, catalog)?.run(shutdown).await?)

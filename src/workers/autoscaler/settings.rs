@@ -33,8 +33,55 @@ pub struct AutoscalerSettings {
     /// by default: the controller starts processes, so which workers it runs is a choice made
     /// in the configuration, never a surprise.
     pub groups: BTreeMap<String, PolicySettings>,
+    /// What starts and stops instances: `local` processes on this machine, or the
+    /// `kubernetes` Deployments of a cluster.
+    pub actuator: ActuatorKind,
     /// The local process actuator: how instances run on this machine.
     pub local: LocalActuatorSettings,
+    /// The Kubernetes actuator: which Deployments run the workers.
+    pub kubernetes: KubernetesActuatorSettings,
+}
+
+/// `[workers.autoscaler] actuator`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActuatorKind {
+    /// `frontier run <worker>` processes started by the controller ([`LocalActuatorSettings`]).
+    #[default]
+    Local,
+    /// A Deployment per worker whose scale the controller patches
+    /// ([`KubernetesActuatorSettings`], manifests in `ops/k8s/`).
+    Kubernetes,
+}
+
+/// `[workers.autoscaler.kubernetes]`: each sized worker runs as the Deployment
+/// `<deployment_prefix><worker>` in `namespace`. The client configuration is the usual one:
+/// `KUBECONFIG` or `~/.kube/config`, else the pod's ServiceAccount in a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesActuatorSettings {
+    /// The Deployments' namespace; unset, the client configuration's (in a pod, its own).
+    pub namespace: Option<String>,
+    /// The Deployment of worker `serve` is `<deployment_prefix>serve` (ops/k8s/ names them
+    /// `frontier-<worker>`).
+    pub deployment_prefix: String,
+    /// Longest one API request (read or patch of a scale) may take; a slower API server is
+    /// an error for that tick and the group holds.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// The `fieldManager` the scale patches name (the API server's audit log shows it).
+    pub field_manager: String,
+}
+
+impl Default for KubernetesActuatorSettings {
+    fn default() -> Self {
+        KubernetesActuatorSettings {
+            namespace: None,
+            deployment_prefix: "frontier-".into(),
+            request_timeout: Duration::from_secs(10),
+            field_manager: "frontier-autoscaler".into(),
+        }
+    }
 }
 
 /// `[workers.autoscaler.local]`: instances as `frontier run <worker>` processes here.
@@ -91,7 +138,9 @@ impl Default for AutoscalerSettings {
             sample_timeout: Duration::from_secs(5),
             decisions_topic: "frontier.autoscale.decisions".into(),
             groups: BTreeMap::new(),
+            actuator: ActuatorKind::Local,
             local: LocalActuatorSettings::default(),
+            kubernetes: KubernetesActuatorSettings::default(),
         }
     }
 }
@@ -136,8 +185,45 @@ impl WorkerConfig for AutoscalerSettings {
         if self.local.restart_backoff.is_zero() || self.local.max_restart_backoff < self.local.restart_backoff {
             return Err(InvalidSetting::new("local.max_restart_backoff", "must be at least restart_backoff, above 0s"));
         }
+        self.kubernetes.validate()?;
         for (worker, policy) in &self.groups {
             policy.validate().map_err(|error| error.within(&format!("groups.{worker}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl KubernetesActuatorSettings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        // Kubernetes object names are DNS labels (RFC 1123): lower-case alphanumerics and '-'.
+        let dns_label = |name: &str| {
+            !name.is_empty()
+                && name.len() <= 63
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !name.starts_with('-')
+                && !name.ends_with('-')
+        };
+        if let Some(namespace) = &self.namespace
+            && !dns_label(namespace)
+        {
+            return Err(InvalidSetting::new(
+                "kubernetes.namespace",
+                "must be a DNS label (lower-case letters, digits, '-')",
+            ));
+        }
+        // The prefix may end in '-': the worker's name follows it.
+        let prefix_ok = self.deployment_prefix.is_empty() || dns_label(self.deployment_prefix.trim_end_matches('-'));
+        if !prefix_ok || self.deployment_prefix.len() > 40 {
+            return Err(InvalidSetting::new(
+                "kubernetes.deployment_prefix",
+                "must be lower-case letters, digits and '-', at most 40 characters",
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(InvalidSetting::new("kubernetes.request_timeout", "must be longer than 0s"));
+        }
+        if self.field_manager.trim().is_empty() {
+            return Err(InvalidSetting::new("kubernetes.field_manager", "must name the manager"));
         }
         Ok(())
     }
@@ -166,6 +252,29 @@ mod tests {
         settings.validate().unwrap();
         assert_eq!(settings.groups["serve"].max_instances, 12);
         assert_eq!(settings.groups["passthrough"].sizing, Sizing::Lag { lag_threshold: 1000 });
+    }
+
+    #[test]
+    fn the_kubernetes_actuator_is_chosen_and_configured_in_its_own_table() {
+        let settings: AutoscalerSettings = toml::from_str(
+            r#"
+            actuator = "kubernetes"
+            [kubernetes]
+            namespace = "frontier"
+            request_timeout = "5s"
+            "#,
+        )
+        .unwrap();
+        settings.validate().unwrap();
+        assert_eq!(settings.actuator, ActuatorKind::Kubernetes);
+        assert_eq!(settings.kubernetes.deployment_prefix, "frontier-");
+    }
+
+    #[test]
+    fn a_namespace_that_kubernetes_would_refuse_is_refused_at_start() {
+        let mut settings = AutoscalerSettings::default();
+        settings.kubernetes.namespace = Some("Frontier_Prod".into());
+        assert_eq!(settings.validate().unwrap_err().key, "kubernetes.namespace");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `Autoscaler`: the controller. It reads the workers' status reports (busy share, CPU and
 //! memory per instance) and, every `interval`, samples each sized group from the brokers, decides with
-//! the group's policy, publishes the decision (holds included) and applies it through the
-//! local process actuator, which also replaces crashed instances.
+//! the group's policy, publishes the decision (holds included) and applies it through its
+//! [`Actuator`] (local processes, whose crashed instances it replaces, or Kubernetes
+//! Deployments).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use super::local::LocalProcesses;
+use super::actuator::Actuator;
 use super::metric;
 use super::settings::AutoscalerSettings;
 use crate::autoscale::{
@@ -44,7 +45,7 @@ pub struct Autoscaler {
     settings: AutoscalerSettings,
     groups: Vec<WorkerGroup>,
     sampler: Arc<LagSampler>,
-    actuator: Arc<LocalProcesses>,
+    actuator: Arc<Actuator>,
     catalog: Arc<SchemaCatalog>,
     states: Mutex<BTreeMap<&'static str, GroupState>>,
     statuses: Mutex<HashMap<String, InstanceStatus>>,
@@ -56,7 +57,7 @@ impl Autoscaler {
         settings: &AutoscalerSettings,
         groups: Vec<WorkerGroup>,
         sampler: LagSampler,
-        actuator: Arc<LocalProcesses>,
+        actuator: Arc<Actuator>,
         catalog: Arc<SchemaCatalog>,
     ) -> Autoscaler {
         metric::describe();
@@ -115,9 +116,15 @@ impl Autoscaler {
             .unwrap_or_else(|error| self.groups.iter().map(|_| Err(SampleError::Thread(error.to_string()))).collect())
     }
 
-    /// Decides one group from its new sample; `None` while there is nothing to decide from.
-    fn decide_group(&self, group: &WorkerGroup, sample: GroupSample, now_ms: i64) -> Option<(Observation, Verdict)> {
-        let running = self.actuator.running(group.worker);
+    /// Decides one group, running `running` instances, from its new sample; `None` while
+    /// there is nothing to decide from.
+    fn decide_group(
+        &self,
+        group: &WorkerGroup,
+        sample: GroupSample,
+        running: u32,
+        now_ms: i64,
+    ) -> Option<(Observation, Verdict)> {
         let usage = self.usage_of(&group.group_id, now_ms);
         let mut states = self.states();
         let state = states.entry(group.worker).or_default();
@@ -141,11 +148,11 @@ impl Autoscaler {
 
     /// Brings every group to its target (starting replacements for crashed instances, within
     /// their backoff) and records how many run.
-    fn apply_targets(&self) {
+    async fn apply_targets(&self) {
         let targets: Vec<(&'static str, u32)> =
             self.states().iter().filter_map(|(worker, state)| state.target.map(|target| (*worker, target))).collect();
         for (worker, target) in targets {
-            match self.actuator.scale(worker, target) {
+            match self.actuator.scale(worker, target).await {
                 Ok(running) => ::metrics::gauge!(metric::INSTANCES, "worker" => worker).set(f64::from(running)),
                 Err(error) => {
                     ::metrics::counter!(metric::ACTUATOR_ERRORS, "worker" => worker).increment(1);
@@ -241,9 +248,18 @@ impl Worker for Autoscaler {
         let mut outputs = Vec::new();
         let sampled = self.sample_all().await;
         for (group, sampled) in self.groups.iter().zip(sampled) {
-            match sampled {
-                Ok(sample) => {
-                    if let Some((seen, verdict)) = self.decide_group(group, sample, now_ms) {
+            let running = match sampled {
+                Ok(sample) => self.actuator.running(group.worker).await.map(|running| (sample, running)),
+                Err(error) => {
+                    // Kafka unreachable or the group's topic missing: hold the current size.
+                    ::metrics::counter!(metric::SAMPLE_ERRORS, "worker" => group.worker).increment(1);
+                    tracing::warn!(group = %group.group_id, %error, "cannot sample the group; holding its size");
+                    continue;
+                }
+            };
+            match running {
+                Ok((sample, running)) => {
+                    if let Some((seen, verdict)) = self.decide_group(group, sample, running, now_ms) {
                         let action = verdict.action.as_str();
                         ::metrics::counter!(metric::DECISIONS, "worker" => group.worker, "action" => action)
                             .increment(1);
@@ -254,13 +270,13 @@ impl Worker for Autoscaler {
                     }
                 }
                 Err(error) => {
-                    // Kafka unreachable or the group's topic missing: hold the current size.
-                    ::metrics::counter!(metric::SAMPLE_ERRORS, "worker" => group.worker).increment(1);
-                    tracing::warn!(group = %group.group_id, %error, "cannot sample the group; holding its size");
+                    // The API server unreachable or refusing: nothing is known of the size.
+                    ::metrics::counter!(metric::ACTUATOR_ERRORS, "worker" => group.worker).increment(1);
+                    tracing::error!(group = %group.group_id, %error, "cannot read the group's size; holding it");
                 }
             }
         }
-        self.apply_targets();
+        self.apply_targets().await;
         Ok(outputs)
     }
 }
