@@ -25,14 +25,15 @@ use crate::workers::autoscaler::{Actuator, Autoscaler, AutoscalerSettings, Local
 /// `frontier bench autoscale` options.
 #[derive(Debug, Args)]
 pub struct AutoscaleBenchArgs {
-    /// Traces to run: `burst` (the backlog at once), `ramp` (arrivals rising to a peak).
-    #[arg(long, value_delimiter = ',', default_values_t = ["burst".to_owned(), "ramp".to_owned()])]
+    /// Traces to run: `step` (an idle group suddenly receiving the peak rate), `burst` (the
+    /// backlog at once), `ramp` (arrivals rising to the peak).
+    #[arg(long, value_delimiter = ',', default_values_t = ["step".to_owned(), "burst".to_owned(), "ramp".to_owned()])]
     pub traces: Vec<String>,
     /// Messages of the burst.
     #[arg(long, default_value_t = 20_000)]
     pub burst: u64,
-    /// Peak arrival rate of the ramp, messages per second (from a tenth of it, over 120 s, held
-    /// for 60 s).
+    /// Peak arrival rate, messages per second: the step's for 180 s, and the ramp's (from a
+    /// tenth of it, over 120 s, held for 60 s).
     #[arg(long, default_value_t = 500)]
     pub ramp_peak: u64,
     /// What each message costs an instance (one at a time): 10 ms is 100 msg/s per instance.
@@ -58,6 +59,10 @@ struct RunFigures {
     first_decision_s: Option<f64>,
     actions_until_drained: usize,
     reversals: usize,
+    /// Times the group stopped to rebalance (its state left `Stable` while it had members),
+    /// and the seconds it spent so.
+    rebalances: usize,
+    rebalancing_s: f64,
     peak_lag_s: f64,
     instance_seconds: f64,
     drained_s: Option<f64>,
@@ -65,6 +70,9 @@ struct RunFigures {
 }
 
 pub(super) async fn bench_autoscale(settings: &Settings, args: AutoscaleBenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(unknown) = args.traces.iter().find(|trace| !["step", "burst", "ramp"].contains(&trace.as_str())) {
+        anyhow::bail!("unknown trace `{unknown}`: step, burst or ramp");
+    }
     let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
     // The shipped policy, from one instance (the baseline's minimum too); `--catch-up` is the
     // knob that trades peak lag for instances.
@@ -87,19 +95,29 @@ pub(super) async fn bench_autoscale(settings: &Settings, args: AutoscaleBenchArg
         args.partitions
     );
     println!(
-        "{:<6} {:<10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>8}",
-        "trace", "policy", "decide s", "actions", "to drain", "reversals", "peak lag s", "drained s", "inst-s"
+        "{:<6} {:<10} {:>10} {:>9} {:>9} {:>10} {:>11} {:>10} {:>9} {:>8}",
+        "trace",
+        "policy",
+        "decide s",
+        "actions",
+        "to drain",
+        "reversals",
+        "rebalances",
+        "peak lag s",
+        "drained s",
+        "inst-s"
     );
     for trace in &args.traces {
         for (name, policy) in [("ours", &ours), ("keda+hpa", &keda)] {
             let figures = run(settings, &catalog, &args, trace, policy).await?;
             let show = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.1}"));
             println!(
-                "{trace:<6} {name:<10} {:>10} {:>9} {:>9} {:>10} {:>10.1} {:>9} {:>8.0}",
+                "{trace:<6} {name:<10} {:>10} {:>9} {:>9} {:>10} {:>11} {:>10.1} {:>9} {:>8.0}",
                 show(figures.first_decision_s),
                 figures.actions,
                 figures.actions_until_drained,
                 figures.reversals,
+                format!("{} ({:.0} s)", figures.rebalances, figures.rebalancing_s),
                 figures.peak_lag_s,
                 show(figures.drained_s),
                 figures.instance_seconds
@@ -200,6 +218,7 @@ async fn run(
     let mut last = Instant::now();
     let mut backlog_seen = false;
     let mut drained_at_ms: Option<i64> = None;
+    let mut rebalancing = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = Instant::now();
@@ -208,6 +227,13 @@ async fn run(
         let (watch, group_id, topics) = (&watcher, group.clone(), vec![input.clone()]);
         let sample = tokio::task::block_in_place(|| watch.sample(&group_id, &topics));
         if let Ok(sample) = sample {
+            // Sampled every second: a pause shorter than that can be missed, never invented.
+            let paused = sample.members > 0 && sample.state != "Stable";
+            if paused {
+                figures.rebalancing_s += 1.0;
+                figures.rebalances += usize::from(!rebalancing);
+            }
+            rebalancing = paused;
             figures.peak_lag_s = figures.peak_lag_s.max(sample.lag_seconds().unwrap_or(0.0));
             backlog_seen |= sample.backlog() > 0;
             if backlog_seen && sample.backlog() == 0 && drained_at_ms.is_none() && publisher.is_finished() {
@@ -259,8 +285,8 @@ async fn run(
     Ok(figures)
 }
 
-/// Publishes `trace` to `topic`: `burst` messages at once, or a ramp from a tenth of `peak`
-/// msg/s to `peak` over 120 s, held for 60 s.
+/// Publishes `trace` to `topic`: `burst` messages at once, `peak` msg/s for 180 s (a step), or
+/// a ramp from a tenth of `peak` msg/s to `peak` over 120 s, held for 60 s.
 async fn publish_trace(
     settings: &Settings,
     catalog: &SchemaCatalog,
@@ -272,12 +298,12 @@ async fn publish_trace(
     if trace == "burst" {
         return preload(settings, topic, analysis_requests(catalog, burst)?).await;
     }
-    anyhow::ensure!(trace == "ramp", "unknown trace `{trace}`: burst or ramp");
+    anyhow::ensure!(trace == "ramp" || trace == "step", "unknown trace `{trace}`: step, burst or ramp");
     let producer = kafka::producer(&settings.kafka)?;
     let records = analysis_requests(catalog, peak.saturating_mul(180))?;
     let mut next = records.iter().cycle();
     for second in 0..180u64 {
-        let rate = if second < 120 { peak / 10 + (peak - peak / 10) * second / 120 } else { peak };
+        let rate = if trace == "ramp" && second < 120 { peak / 10 + (peak - peak / 10) * second / 120 } else { peak };
         let tick = Instant::now();
         let sends: Vec<_> = (0..rate)
             .filter_map(|_| next.next())
