@@ -124,3 +124,27 @@ fn replicas(scale: &Scale) -> Replicas {
         current: count(scale.status.as_ref().map(|status| status.replicas)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::autoscaling::v1::{ScaleSpec, ScaleStatus};
+
+    use super::*;
+
+    #[test]
+    fn a_scale_reads_as_asked_for_and_existing_replicas() {
+        let scale = Scale {
+            spec: Some(ScaleSpec { replicas: Some(4) }),
+            status: Some(ScaleStatus { replicas: 2, ..ScaleStatus::default() }),
+            ..Scale::default()
+        };
+        assert_eq!(replicas(&scale), Replicas { desired: 4, current: 2 });
+    }
+
+    #[test]
+    fn a_scale_without_counts_reads_as_zero_not_as_an_error() {
+        let negative = Scale { spec: Some(ScaleSpec { replicas: Some(-1) }), ..Scale::default() };
+        assert_eq!(replicas(&negative), Replicas { desired: 0, current: 0 });
+        assert_eq!(replicas(&Scale::default()), Replicas { desired: 0, current: 0 });
+    }
+}
