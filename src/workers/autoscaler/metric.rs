@@ -21,3 +21,14 @@ pub fn describe() {
     describe_counter!(SAMPLE_ERRORS, "Groups that could not be sampled; their size was held.");
     describe_counter!(ACTUATOR_ERRORS, "Group sizes that could not be applied.");
 }
+
+/// Registers `worker`'s failure counters at 0: Prometheus's `increase()` only sees a counter
+/// rise from a value it scraped, so one born at 1 would hide the first failure from the
+/// alerts of `ops/prometheus/autoscaler.yml`.
+pub fn register(worker: &'static str) {
+    for kind in ["crash", "failed_start"] {
+        metrics::counter!(CRASHES, "worker" => worker, "kind" => kind).increment(0);
+    }
+    metrics::counter!(SAMPLE_ERRORS, "worker" => worker).increment(0);
+    metrics::counter!(ACTUATOR_ERRORS, "worker" => worker).increment(0);
+}

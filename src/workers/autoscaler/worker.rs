@@ -61,7 +61,11 @@ impl Autoscaler {
         catalog: Arc<SchemaCatalog>,
     ) -> Autoscaler {
         metric::describe();
-        let groups = groups.into_iter().filter(|group| settings.groups.contains_key(group.worker)).collect();
+        let groups: Vec<WorkerGroup> =
+            groups.into_iter().filter(|group| settings.groups.contains_key(group.worker)).collect();
+        for group in &groups {
+            metric::register(group.worker);
+        }
         Autoscaler {
             settings: settings.clone(),
             groups,
