@@ -4,43 +4,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use frontier::autoscale::{GroupSample, LagSampler, PartitionHealth, SampleError, partition_health};
-use frontier::bus::kafka;
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// `count` small records spread over the topic's partitions by key.
 async fn fill(topic: &str, count: usize) {
     let records = (0..count).map(|i| (Some(format!("key-{i}")), format!("message {i}").into_bytes())).collect();
     produce(&settings(), topic, records).await;
-}
-
-/// A member of `group` on `topic` that has consumed and committed `count` messages.
-fn member_after(group: &str, topic: &str, count: usize) -> BaseConsumer {
-    let consumer: BaseConsumer = kafka::base_config(&settings().kafka)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let started = Instant::now();
-    let mut consumed = 0;
-    while consumed < count {
-        assert!(started.elapsed() < PATIENCE, "consumed only {consumed} of {count} messages");
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.unwrap();
-            consumer.store_offset(message.topic(), message.partition(), message.offset()).unwrap();
-            consumed += 1;
-        }
-    }
-    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
-    consumer
 }
 
 async fn sample(group: &str, topic: &str) -> Result<GroupSample, SampleError> {

@@ -21,7 +21,6 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Client, Config};
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use serde_json::{Value, json};
 
 fn kubeconfig_path() -> PathBuf {
@@ -265,29 +264,6 @@ async fn a_worker_without_a_deployment_is_named_in_the_error() {
     }
 }
 
-/// A member of `group` on `topic` that has consumed and committed `count` messages and stays.
-fn member_after(group: &str, topic: &str, count: usize) -> BaseConsumer {
-    let consumer: BaseConsumer = frontier::bus::kafka::base_config(&settings().kafka)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let started = Instant::now();
-    let mut consumed = 0;
-    while consumed < count {
-        assert!(started.elapsed() < Duration::from_secs(30), "consumed only {consumed} of {count} messages");
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.unwrap();
-            consumer.store_offset(message.topic(), message.partition(), message.offset()).unwrap();
-            consumed += 1;
-        }
-    }
-    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
-    consumer
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_controller_scales_a_backlogged_group_s_deployment_as_its_service_account() {
     let admin = admin().await;
@@ -345,14 +321,7 @@ async fn the_controller_scales_a_backlogged_group_s_deployment_as_its_service_ac
     assert!(decisions.iter().all(|message| message.key() == Some(group.as_bytes())));
 
     // `frontier autoscale status` with the controller's settings reads the Deployment.
-    let mut command = frontier();
-    command.args(["autoscale", "status"]);
-    for (key, value) in &env {
-        command.env(key, value);
-    }
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = common::process::succeeds(&["autoscale", "status"], &env);
     let line = format!("Deployment {}/frontier-serve: 3 replica(s) asked for, 0 pod(s) exist", namespace.name);
     assert!(stdout.contains(&line), "{stdout}");
 }

@@ -285,14 +285,7 @@ async fn the_controller_scales_a_backlog_up_in_one_step_and_back_down_once_it_dr
     eprintln!("the controller's decisions:\n{actions_and_why}");
 
     // `frontier autoscale status`, with the controller's settings, reads the same state.
-    let mut command = frontier();
-    command.args(["autoscale", "status"]);
-    for (key, value) in &env {
-        command.env(key, value);
-    }
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = common::process::succeeds(&["autoscale", "status"], &env);
     assert!(stdout.contains(&format!("{group} (passthrough) on {input}")), "{stdout}");
     assert!(stdout.contains("1 instance(s) run by the controller"), "{stdout}");
     assert!(stdout.contains("1 member(s) (Stable), 4 partition(s), 0 waiting"), "{stdout}");

@@ -16,7 +16,7 @@ use frontier::bus::json::json_to_avro;
 use frontier::bus::{SchemaCatalog, kafka};
 use frontier::settings::Settings;
 use frontier::topics::{self, TopicSpec};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
@@ -166,4 +166,28 @@ pub fn topic_dir(specs: &[(&str, &str)]) -> tempfile::TempDir {
 
 pub fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// A member of `group` on `topic` that has consumed and committed `count` messages; it stays
+/// in the group until dropped.
+pub fn member_after(group: &str, topic: &str, count: usize) -> BaseConsumer {
+    let consumer: BaseConsumer = kafka::base_config(&settings().kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let started = Instant::now();
+    let mut consumed = 0;
+    while consumed < count {
+        assert!(started.elapsed() < Duration::from_secs(30), "consumed only {consumed} of {count} messages");
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.unwrap();
+            consumer.store_offset(message.topic(), message.partition(), message.offset()).unwrap();
+            consumed += 1;
+        }
+    }
+    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    consumer
 }

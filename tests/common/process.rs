@@ -98,3 +98,13 @@ pub async fn drop_pg_schema(settings: &Settings, schema: &str) {
     let statement = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
     sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&pool).await.expect("test schema dropped");
 }
+
+/// Runs `frontier <args>` with `env` set and returns its standard output, failing the test
+/// with both outputs when it does not succeed.
+pub fn succeeds(args: &[&str], env: &[(&str, String)]) -> String {
+    let output =
+        frontier().args(args).envs(env.iter().map(|(key, value)| (key, value))).output().expect("frontier runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "frontier {args:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
