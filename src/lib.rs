@@ -12,6 +12,7 @@
 //!   batcher as a library and `frontier model-serve`.
 //! - [`cache`]: the multi-layer request cache, its invalidation loop and the recipes the
 //!   serving worker and the warmer share.
+//! - [`cdn`]: site manifests and the minimal purge set of a deploy (the CDN purger, to come).
 //! - [`db`]: PostgreSQL pools that report their use on `/metrics`.
 //! - [`market`]: daily prices in PostgreSQL and the DB query events of every query on them.
 //! - [`queries`]: slow-query fingerprints and index advice proven with HypoPG.
@@ -25,6 +26,7 @@ pub mod analytics;
 pub mod autoscale;
 pub mod bus;
 pub mod cache;
+pub mod cdn;
 pub mod cli;
 pub mod clock;
 pub mod config;
