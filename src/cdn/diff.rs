@@ -34,14 +34,9 @@ impl PurgeSet {
 pub fn purge_set(old: Option<&Manifest>, new: &Manifest) -> PurgeSet {
     let empty = Manifest::default();
     let old = old.unwrap_or(&empty);
-    let stable = |manifest: &'_ Manifest| -> BTreeMap<String, ManifestEntry> {
-        manifest
-            .entries
-            .values()
-            .filter(|entry| entry.stable)
-            .map(|entry| (entry.file.clone(), entry.clone()))
-            .collect()
-    };
+    fn stable(manifest: &Manifest) -> BTreeMap<&str, &ManifestEntry> {
+        manifest.entries.values().filter(|entry| entry.stable).map(|entry| (entry.file.as_str(), entry)).collect()
+    }
     let (old_stable, new_stable) = (stable(old), stable(new));
 
     let mut purged: Vec<&ManifestEntry> = Vec::new();
@@ -50,7 +45,7 @@ pub fn purge_set(old: Option<&Manifest>, new: &Manifest) -> PurgeSet {
             purged.push(entry);
         }
     }
-    purged.extend(old_stable.iter().filter(|(file, _)| !new_stable.contains_key(*file)).map(|(_, entry)| entry));
+    purged.extend(old_stable.iter().filter(|(file, _)| !new_stable.contains_key(*file)).map(|(_, entry)| *entry));
 
     let purged_files: BTreeSet<&str> = purged.iter().map(|entry| entry.file.as_str()).collect();
     // Keys of the files that stay as they are, in the new build (hashed ones included).

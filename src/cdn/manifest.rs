@@ -107,21 +107,14 @@ impl Manifest {
         format!("sha256:{}", hex::encode(&digest[..16]))
     }
 
-    /// The entry built to `file`, if any.
-    pub fn by_file(&self, file: &str) -> Option<&ManifestEntry> {
-        self.entries.values().find(|entry| entry.file == file)
-    }
-
     /// Checks what [`Manifest::from_json`] promises of every entry.
     pub fn validate(&self) -> Result<(), ManifestError> {
         if self.entries.len() > MAX_ENTRIES {
             return Err(ManifestError::TooLarge(self.entries.len()));
         }
-        let files: BTreeSet<&str> = self.entries.values().map(|entry| entry.file.as_str()).collect();
-        if files.len() != self.entries.len() {
-            let mut seen = BTreeSet::new();
-            let twice = self.entries.iter().find(|(_, entry)| !seen.insert(entry.file.as_str()));
-            if let Some((key, entry)) = twice {
+        let mut files: BTreeSet<&str> = BTreeSet::new();
+        for (key, entry) in &self.entries {
+            if !files.insert(entry.file.as_str()) {
                 return Err(invalid(key, format!("file `{}` is built from two sources", entry.file)));
             }
         }
@@ -264,6 +257,15 @@ pub(crate) mod tests {
         page.css = vec!["assets/gone.css".into()];
         let error = manifest(vec![page]).validate().unwrap_err().to_string();
         assert!(error.contains("assets/gone.css"), "{error}");
+    }
+
+    #[test]
+    fn two_sources_built_to_one_file_are_refused() {
+        let error = manifest(vec![entry("a.css", "app.css", "a"), entry("b.css", "app.css", "b")]).validate();
+        assert_eq!(
+            error.unwrap_err(),
+            ManifestError::Entry { entry: "b.css".into(), reason: "file `app.css` is built from two sources".into() }
+        );
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! `frontier bench autoscale`: the controller with our rate policy against KEDA's lag formula
 //! with HPA's 300 s scale-down stabilization, in the same run, each sizing real passthrough
 //! processes (a per-message cost makes the work, not the machine's cores, set the size needed)
-//! under the same traces: a burst (a backlog arriving at once) and a ramp (arrivals rising).
+//! under the same traces: a step (an idle group suddenly receiving the peak rate), a burst (a
+//! backlog arriving at once) and a ramp (arrivals rising).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
@@ -25,10 +26,9 @@ use crate::workers::autoscaler::{Actuator, Autoscaler, AutoscalerSettings, Local
 /// `frontier bench autoscale` options.
 #[derive(Debug, Args)]
 pub struct AutoscaleBenchArgs {
-    /// Traces to run: `step` (an idle group suddenly receiving the peak rate), `burst` (the
-    /// backlog at once), `ramp` (arrivals rising to the peak).
-    #[arg(long, value_delimiter = ',', default_values_t = ["step".to_owned(), "burst".to_owned(), "ramp".to_owned()])]
-    pub traces: Vec<String>,
+    /// Traces to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Trace::Step, Trace::Burst, Trace::Ramp])]
+    pub traces: Vec<Trace>,
     /// Messages of the burst.
     #[arg(long, default_value_t = 20_000)]
     pub burst: u64,
@@ -53,6 +53,25 @@ pub struct AutoscaleBenchArgs {
     pub settle: Duration,
 }
 
+/// A load shape, as `--traces` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Trace {
+    /// An idle group suddenly receiving `--ramp-peak` msg/s for 180 s.
+    Step,
+    /// `--burst` messages at once.
+    Burst,
+    /// A tenth of `--ramp-peak` rising to it over 120 s, held for 60 s.
+    Ramp,
+}
+
+impl std::fmt::Display for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The name `--traces` takes, padded as the table's first column asks (`{trace:<6}`).
+        let value = self.to_possible_value();
+        f.pad(value.as_ref().map_or("", |value| value.get_name()))
+    }
+}
+
 /// What one policy did on one trace.
 #[derive(Debug, Default)]
 struct RunFigures {
@@ -70,9 +89,6 @@ struct RunFigures {
 }
 
 pub(super) async fn bench_autoscale(settings: &Settings, args: AutoscaleBenchArgs) -> anyhow::Result<ExitCode> {
-    if let Some(unknown) = args.traces.iter().find(|trace| !["step", "burst", "ramp"].contains(&trace.as_str())) {
-        anyhow::bail!("unknown trace `{unknown}`: step, burst or ramp");
-    }
     let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
     // The shipped policy, from one instance (the baseline's minimum too); `--catch-up` is the
     // knob that trades peak lag for instances.
@@ -109,7 +125,7 @@ pub(super) async fn bench_autoscale(settings: &Settings, args: AutoscaleBenchArg
     );
     for trace in &args.traces {
         for (name, policy) in [("ours", &ours), ("keda+hpa", &keda)] {
-            let figures = run(settings, &catalog, &args, trace, policy).await?;
+            let figures = run(settings, &catalog, &args, *trace, policy).await?;
             let show = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.1}"));
             println!(
                 "{trace:<6} {name:<10} {:>10} {:>9} {:>9} {:>10} {:>11} {:>10.1} {:>9} {:>8.0}",
@@ -132,7 +148,7 @@ async fn run(
     settings: &Settings,
     catalog: &Arc<SchemaCatalog>,
     args: &AutoscaleBenchArgs,
-    trace: &str,
+    trace: Trace,
     policy: &PolicySettings,
 ) -> anyhow::Result<RunFigures> {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -209,9 +225,9 @@ async fn run(
     // The trace, published while the watcher samples every second.
     let started_ms = crate::clock::now_millis();
     let publisher = {
-        let (settings, catalog, input, trace) = (settings.clone(), catalog.clone(), input.clone(), trace.to_owned());
+        let (settings, catalog, input) = (settings.clone(), catalog.clone(), input.clone());
         let (burst, peak) = (args.burst, args.ramp_peak);
-        tokio::spawn(async move { publish_trace(&settings, &catalog, &input, &trace, burst, peak).await })
+        tokio::spawn(async move { publish_trace(&settings, &catalog, &input, trace, burst, peak).await })
     };
     let mut figures = RunFigures::default();
     let mut trace_ended: Option<Instant> = None;
@@ -291,19 +307,19 @@ async fn publish_trace(
     settings: &Settings,
     catalog: &SchemaCatalog,
     topic: &str,
-    trace: &str,
+    trace: Trace,
     burst: u64,
     peak: u64,
 ) -> anyhow::Result<()> {
-    if trace == "burst" {
+    if trace == Trace::Burst {
         return preload(settings, topic, analysis_requests(catalog, burst)?).await;
     }
-    anyhow::ensure!(trace == "ramp" || trace == "step", "unknown trace `{trace}`: step, burst or ramp");
     let producer = kafka::producer(&settings.kafka)?;
     let records = analysis_requests(catalog, peak.saturating_mul(180))?;
     let mut next = records.iter().cycle();
     for second in 0..180u64 {
-        let rate = if trace == "ramp" && second < 120 { peak / 10 + (peak - peak / 10) * second / 120 } else { peak };
+        let rate =
+            if trace == Trace::Ramp && second < 120 { peak / 10 + (peak - peak / 10) * second / 120 } else { peak };
         let tick = Instant::now();
         let sends: Vec<_> = (0..rate)
             .filter_map(|_| next.next())

@@ -92,8 +92,9 @@ pub enum BenchTarget {
     /// never repeat.
     Statements(statements::StatementsBenchArgs),
     /// The autoscaler's rate policy against KEDA's lag formula with HPA's 300 s scale-down, on
-    /// real passthrough processes under a burst and a ramp: time to decide, actions, reversals,
-    /// peak lag and instance-seconds. About 20 minutes with the defaults.
+    /// real passthrough processes under a step, a burst and a ramp: time to decide, actions,
+    /// reversals, rebalance pauses, peak lag and instance-seconds. About 50 minutes with the
+    /// defaults.
     Autoscale(autoscale::AutoscaleBenchArgs),
 }
 

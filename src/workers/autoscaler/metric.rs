@@ -26,9 +26,14 @@ pub fn describe() {
 /// rise from a value it scraped, so one born at 1 would hide the first failure from the
 /// alerts of `ops/prometheus/autoscaler.yml`.
 pub fn register(worker: &'static str) {
-    for kind in ["crash", "failed_start"] {
-        metrics::counter!(CRASHES, "worker" => worker, "kind" => kind).increment(0);
+    for failed_start in [false, true] {
+        metrics::counter!(CRASHES, "worker" => worker, "kind" => crash_kind(failed_start)).increment(0);
     }
     metrics::counter!(SAMPLE_ERRORS, "worker" => worker).increment(0);
     metrics::counter!(ACTUATOR_ERRORS, "worker" => worker).increment(0);
+}
+
+/// The `kind` label of [`CRASHES`] for an instance that ended unasked.
+pub fn crash_kind(failed_start: bool) -> &'static str {
+    if failed_start { "failed_start" } else { "crash" }
 }

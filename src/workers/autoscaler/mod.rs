@@ -6,8 +6,9 @@
 //! and memory; every `interval` it samples each sized group from the brokers, decides, sends
 //! the decision to `decisions_topic` and applies it with its [`Actuator`]: local processes
 //! ([`LocalProcesses`]) or a Kubernetes Deployment per worker ([`KubernetesDeployments`],
-//! `ops/k8s/`). On shutdown the instances keep running; the next controller adopts them. `frontier autoscale status` shows what it runs and decided; `frontier autoscale plan`
-//! what it would decide now, changing nothing.
+//! `ops/k8s/`). On shutdown the instances keep running; the next controller adopts them.
+//! `frontier autoscale status` shows what it runs and decided; `frontier autoscale plan` what
+//! it would decide now, changing nothing.
 
 mod actuator;
 pub mod kubernetes;

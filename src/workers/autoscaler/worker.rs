@@ -241,7 +241,7 @@ impl Worker for Autoscaler {
         match self.actuator.reap() {
             Ok(crashes) => {
                 for crash in crashes {
-                    let kind = if crash.failed_start { "failed_start" } else { "crash" };
+                    let kind = metric::crash_kind(crash.failed_start);
                     ::metrics::counter!(metric::CRASHES, "worker" => crash.instance.worker.clone(), "kind" => kind)
                         .increment(1);
                     tracing::warn!(worker = %crash.instance.worker, id = %crash.instance.id, pid = crash.instance.pid, kind, "an instance ended without being asked to; it will be replaced");
