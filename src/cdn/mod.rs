@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod manifest;
+pub mod provider;
 
 pub use diff::{PurgeSet, purge_set};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};

@@ -1,0 +1,185 @@
+//! CDN providers: one adapter per edge API, each turning one [`PurgeBatch`] into one request
+//! and its answer into a [`PurgeAck`] or a [`ProviderError`] that says whether to retry.
+//!
+//! Batching to a provider's limits, its token bucket, retries with backoff and `Retry-After`,
+//! and idempotence live once, in the purger (`crate::cdn::purge`); an adapter only knows its
+//! API's request shape and its documented [`Limits`].
+
+pub mod varnish;
+
+use std::time::Duration;
+
+pub use crate::records::PurgeMethod;
+
+/// One purge request's worth of work for one provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeBatch {
+    /// What `items` are: URLs (full, with scheme and host), surrogate keys, or ban expressions.
+    pub method: PurgeMethod,
+    /// The URLs, keys or expressions; never more than the provider's [`Limits::max_items`] for it.
+    pub items: Vec<String>,
+    /// Mark stale rather than evict, where the provider can (Fastly's soft purge, Varnish's
+    /// softpurge, Akamai's invalidate); a provider without it purges hard.
+    pub soft: bool,
+}
+
+/// What a provider documents about its purge API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Most URLs in one request (1 where each URL is its own request).
+    pub max_urls: usize,
+    /// Most surrogate keys (tags) in one request.
+    pub max_keys: usize,
+    /// Largest request body, where the provider limits it (Akamai: 50,000 bytes).
+    pub max_body_bytes: Option<usize>,
+    /// Sustained purge requests per second its token bucket refills at.
+    pub requests_per_second: f64,
+    /// Requests its bucket holds (a burst).
+    pub burst: u32,
+    /// The methods it purges by, in the order the purger prefers them.
+    pub methods: Vec<PurgeMethod>,
+    /// Whether it can mark content stale instead of evicting it.
+    pub soft_purge: bool,
+}
+
+impl Limits {
+    /// Most items one request of `method` carries (a ban is one expression).
+    pub fn max_items(&self, method: PurgeMethod) -> usize {
+        match method {
+            PurgeMethod::Url => self.max_urls,
+            PurgeMethod::SurrogateKey => self.max_keys,
+            PurgeMethod::Ban => 1,
+        }
+    }
+}
+
+/// A provider's answer to a purge it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeAck {
+    /// HTTP status of the answer.
+    pub http_status: u16,
+    /// Objects the purge hit, where the provider says (Varnish does; the SaaS APIs do not).
+    pub purged: Option<u64>,
+    /// The provider's id for the purge (Fastly's purge id, Akamai's purgeId), where it gives one.
+    pub provider_id: Option<String>,
+}
+
+/// Why a purge request failed, which decides whether the purger retries it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Over the provider's rate limit (429): retry after `retry_after`, or the purger's backoff.
+    #[error("rate limited (HTTP {status}){}", retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
+    RateLimited {
+        /// The status (429, or 503 with `Retry-After`).
+        status: u16,
+        /// The provider's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The provider could not be reached, timed out or failed (5xx): retry with backoff.
+    #[error("unavailable{}: {reason}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Unavailable {
+        /// The status, when it answered.
+        status: Option<u16>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The provider refused the request (bad credentials, malformed or over-limit request):
+    /// retrying the same request cannot help.
+    #[error("refused (HTTP {status}): {reason}")]
+    Refused {
+        /// The status.
+        status: u16,
+        /// The provider's reason, from its answer.
+        reason: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether sending the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, ProviderError::Refused { .. })
+    }
+
+    /// The HTTP status of the answer, when there was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ProviderError::RateLimited { status, .. } | ProviderError::Refused { status, .. } => Some(*status),
+            ProviderError::Unavailable { status, .. } => *status,
+        }
+    }
+
+    /// Classifies a non-success HTTP answer the way every provider documents them: 429 (and a
+    /// 503 with `Retry-After`) is a rate limit, other 5xx a retryable failure, other 4xx final.
+    pub fn from_status(status: u16, retry_after: Option<Duration>, body: &str) -> ProviderError {
+        let reason = truncate(body, 300);
+        match status {
+            429 => ProviderError::RateLimited { status, retry_after },
+            503 if retry_after.is_some() => ProviderError::RateLimited { status, retry_after },
+            500..=599 => ProviderError::Unavailable { status: Some(status), reason },
+            _ => ProviderError::Refused { status, reason },
+        }
+    }
+
+    /// A request that got no HTTP answer (connect error, timeout).
+    pub fn transport(error: &reqwest::Error) -> ProviderError {
+        ProviderError::Unavailable { status: None, reason: error.to_string() }
+    }
+}
+
+/// `Retry-After` as RFC 9110 allows it: delay-seconds or an HTTP date (relative to now).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// At most `max` bytes of `text`, cut on a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_429_is_a_rate_limit_and_retryable() {
+        let error = ProviderError::from_status(429, Some(Duration::from_secs(2)), "slow down");
+        assert_eq!(error, ProviderError::RateLimited { status: 429, retry_after: Some(Duration::from_secs(2)) });
+        assert!(error.is_retryable());
+    }
+
+    #[test]
+    fn a_403_is_refused_and_not_retried() {
+        let error = ProviderError::from_status(403, None, "bad token");
+        assert!(!error.is_retryable());
+        assert_eq!(error.http_status(), Some(403));
+    }
+
+    #[test]
+    fn a_502_is_unavailable_and_retried() {
+        assert!(ProviderError::from_status(502, None, "").is_retryable());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, reqwest::header::HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        let date = httpdate::fmt_http_date(later);
+        headers.insert(reqwest::header::RETRY_AFTER, reqwest::header::HeaderValue::from_str(&date).unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
+    }
+}
