@@ -4,7 +4,10 @@
 
 pub mod diff;
 pub mod manifest;
+pub mod origin;
 pub mod provider;
+pub mod settings;
+pub mod store;
 
 pub use diff::{PurgeSet, purge_set};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
