@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bus::{BusSettings, KafkaSettings};
 use crate::cache::CacheSettings;
+use crate::cdn::AssetsSettings;
 use crate::config::{
     self, ConfigError, Environment, InvalidSetting, LogSettings, MetricsSettings, PathSettings, PostgresSettings,
     RedisSettings, TopicOverrides,
@@ -44,6 +45,9 @@ pub struct Settings {
     /// The request cache of the serving worker and the cache warmer: sizes, lifetimes per
     /// kind, encryption keys, Redis behaviour, the invalidation topic.
     pub cache: CacheSettings,
+    /// Published static sites: their store, public address and origin server (the asset
+    /// pipeline, `frontier run asset-origin` and the CDN purger).
+    pub assets: AssetsSettings,
     /// Per-worker settings.
     pub workers: WorkerSettings,
 }
@@ -95,6 +99,7 @@ impl Settings {
         self.postgres.validate().map_err(|e| e.within("postgres"))?;
         self.topics.validate().map_err(|e| e.within("topics"))?;
         self.cache.validate().map_err(|e| e.within("cache"))?;
+        self.assets.validate().map_err(|e| e.within("assets"))?;
         let workers = &self.workers;
         worker(&workers.passthrough)?;
         worker(&workers.sla)?;
@@ -160,6 +165,7 @@ impl Settings {
             postgres: self.postgres.clone(),
             prices: self.prices.clone(),
             cache: self.cache.clone(),
+            assets: self.assets.clone(),
         }
     }
 }

@@ -8,6 +8,8 @@ use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::SchemaCatalog;
+use crate::cdn::origin::{self, Origin};
+use crate::cdn::{AssetStore, AssetsSettings};
 use crate::settings::Settings;
 use crate::workers::{autoscaler, cache_warmer, inference_batcher, passthrough, query_analyzer, serve, sla_monitor};
 use crate::{shutdown, telemetry};
@@ -43,6 +45,9 @@ pub enum WorkerKind {
     /// starts and stops their instances (local processes or Kubernetes Deployments); decisions to
     /// the decisions topic.
     Autoscaler,
+    /// The asset origin behind the edge (no consumer group): serves the live build from the
+    /// asset store with precompressed variants, ETags, lifetimes and surrogate keys.
+    AssetOrigin,
 }
 
 pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -67,10 +72,23 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
         WorkerKind::Serve => serve::run(&shared, &workers.serve, catalog, token).await?,
         WorkerKind::CacheWarmer => cache_warmer::run(&shared, &workers.cache_warmer, catalog, token).await?,
         WorkerKind::QueryAnalyzer => query_analyzer::run(&shared, &workers.query_analyzer, catalog, token).await?,
+        WorkerKind::AssetOrigin => return asset_origin(&settings.assets, token).await,
         WorkerKind::Autoscaler => {
             autoscaler::run(&shared, &workers.autoscaler, settings.worker_groups(), catalog, token).await?
         }
     };
     tracing::info!(?report, "worker stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The origin is an HTTP server, not a consumer-group member: it has no loop report.
+async fn asset_origin(settings: &AssetsSettings, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+    let store = AssetStore::open(&settings.store)?;
+    let listen = settings.origin.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen} for the asset origin (assets.origin.listen)"))?;
+    origin::serve(listener, Origin::new(store, settings), shutdown).await?;
+    tracing::info!("asset origin stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }

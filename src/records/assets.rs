@@ -19,6 +19,10 @@ pub struct AssetChange {
     pub content_hash: Option<String>,
     /// Surrogate keys (cache tags) the asset carries at the edge.
     pub surrogate_keys: Vec<String>,
+    /// For a deploy: the manifest now live (`sha256:<32 hex>`).
+    pub manifest_id: Option<String>,
+    /// For a deploy: the manifest it replaced; `None` for a site's first deploy.
+    pub previous_manifest_id: Option<String>,
     /// When it changed, ms since the epoch.
     pub changed_at: i64,
 }

@@ -124,6 +124,8 @@ fn samples() -> Vec<String> {
             change: ChangeType::Deleted,
             content_hash: Some("sha256:00".into()),
             surrogate_keys: strings(&["css"]),
+            manifest_id: Some("sha256:0123456789abcdef0123456789abcdef".into()),
+            previous_manifest_id: None,
             changed_at: 1,
         }),
         check(AutoscaleDecision {

@@ -28,6 +28,7 @@ pub use sla_monitor::SlaMonitorSettings;
 
 use crate::bus::{BusSettings, KafkaSettings};
 use crate::cache::CacheSettings;
+use crate::cdn::AssetsSettings;
 use crate::config::{InvalidSetting, PostgresSettings, RedisSettings};
 use crate::market::PriceStoreSettings;
 
@@ -65,6 +66,8 @@ pub struct Shared {
     pub prices: PriceStoreSettings,
     /// `[cache]`.
     pub cache: CacheSettings,
+    /// `[assets]`.
+    pub assets: AssetsSettings,
 }
 
 impl Shared {

@@ -9,6 +9,8 @@ pub mod varnish;
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 pub use crate::records::PurgeMethod;
 
 /// One purge request's worth of work for one provider.
@@ -134,6 +136,51 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// `api` of a purge target: which provider, and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum ProviderSettings {
+    /// A Varnish edge with `ops/varnish/frontier.vcl`.
+    Varnish(varnish::VarnishSettings),
+}
+
+/// A provider adapter, chosen by [`ProviderSettings`].
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// Varnish with xkey.
+    Varnish(varnish::VarnishEdge),
+}
+
+impl Provider {
+    /// The adapter for `settings`; an error says what is wrong with them.
+    pub fn new(client: reqwest::Client, settings: &ProviderSettings) -> Result<Provider, String> {
+        match settings {
+            ProviderSettings::Varnish(settings) => varnish::VarnishEdge::new(client, settings).map(Provider::Varnish),
+        }
+    }
+
+    /// The provider's name (`varnish`, `fastly`, ...), a metric label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::Varnish(_) => "varnish",
+        }
+    }
+
+    /// What the provider documents about its purge API.
+    pub fn limits(&self) -> Limits {
+        match self {
+            Provider::Varnish(edge) => edge.limits(),
+        }
+    }
+
+    /// Sends one purge request.
+    pub async fn purge(&self, batch: &PurgeBatch) -> Result<PurgeAck, ProviderError> {
+        match self {
+            Provider::Varnish(edge) => edge.purge(batch).await,
+        }
+    }
 }
 
 /// At most `max` bytes of `text`, cut on a character boundary.
