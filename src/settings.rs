@@ -16,7 +16,7 @@ use crate::config::{
 };
 use crate::market::PriceStoreSettings;
 use crate::workers::{
-    AutoscalerSettings, CacheWarmerSettings, InferenceBatcherSettings, PassthroughSettings, QueryAnalyzerSettings,
+    AutoscalerSettings, CacheWarmerSettings, CdnPurgerSettings, InferenceBatcherSettings, PassthroughSettings, QueryAnalyzerSettings,
     ServeSettings, Shared, SlaMonitorSettings, WorkerConfig, WorkerGroup,
 };
 
@@ -74,6 +74,9 @@ pub struct WorkerSettings {
     /// The autoscaler: every sized group's lag and rates, decisions to
     /// `frontier.autoscale.decisions`.
     pub autoscaler: AutoscalerSettings,
+    /// The CDN purger: asset changes from `frontier.assets.changes` purged at every target,
+    /// results to `frontier.cdn.purges`.
+    pub cdn_purger: CdnPurgerSettings,
 }
 
 impl Settings {
@@ -108,6 +111,7 @@ impl Settings {
         worker(&workers.cache_warmer)?;
         worker(&workers.query_analyzer)?;
         worker(&workers.autoscaler)?;
+        worker(&workers.cdn_purger)?;
         let known: Vec<&str> = self.worker_groups().iter().map(|group| group.worker).collect();
         for sized in workers.autoscaler.groups.keys() {
             if !known.contains(&sized.as_str()) {
@@ -129,6 +133,7 @@ impl Settings {
             shared.worker_group(&workers.serve),
             shared.worker_group(&workers.cache_warmer),
             shared.worker_group(&workers.query_analyzer),
+            shared.worker_group(&workers.cdn_purger),
         ]
     }
 

@@ -11,7 +11,7 @@ use crate::bus::SchemaCatalog;
 use crate::cdn::origin::{self, Origin};
 use crate::cdn::{AssetStore, AssetsSettings};
 use crate::settings::Settings;
-use crate::workers::{autoscaler, cache_warmer, inference_batcher, passthrough, query_analyzer, serve, sla_monitor};
+use crate::workers::{autoscaler, cache_warmer, cdn_purger, inference_batcher, passthrough, query_analyzer, serve, sla_monitor};
 use crate::{shutdown, telemetry};
 
 /// `frontier run` options.
@@ -45,6 +45,9 @@ pub enum WorkerKind {
     /// starts and stops their instances (local processes or Kubernetes Deployments); decisions to
     /// the decisions topic.
     Autoscaler,
+    /// Asset changes purged at every configured CDN and edge (Varnish, Fastly, Cloudflare,
+    /// Akamai), re-warmed and verified through the edge; results to the purges topic.
+    CdnPurger,
     /// The asset origin behind the edge (no consumer group): serves the live build from the
     /// asset store with precompressed variants, ETags, lifetimes and surrogate keys.
     AssetOrigin,
@@ -72,6 +75,7 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
         WorkerKind::Serve => serve::run(&shared, &workers.serve, catalog, token).await?,
         WorkerKind::CacheWarmer => cache_warmer::run(&shared, &workers.cache_warmer, catalog, token).await?,
         WorkerKind::QueryAnalyzer => query_analyzer::run(&shared, &workers.query_analyzer, catalog, token).await?,
+        WorkerKind::CdnPurger => cdn_purger::run(&shared, &workers.cdn_purger, catalog, token).await?,
         WorkerKind::AssetOrigin => return asset_origin(&settings.assets, token).await,
         WorkerKind::Autoscaler => {
             autoscaler::run(&shared, &workers.autoscaler, settings.worker_groups(), catalog, token).await?

@@ -12,6 +12,7 @@
 
 pub mod autoscaler;
 pub mod cache_warmer;
+pub mod cdn_purger;
 pub mod inference_batcher;
 pub mod passthrough;
 pub mod query_analyzer;
@@ -20,6 +21,7 @@ pub mod sla_monitor;
 
 pub use autoscaler::AutoscalerSettings;
 pub use cache_warmer::CacheWarmerSettings;
+pub use cdn_purger::CdnPurgerSettings;
 pub use inference_batcher::InferenceBatcherSettings;
 pub use passthrough::PassthroughSettings;
 pub use query_analyzer::QueryAnalyzerSettings;

@@ -1,0 +1,111 @@
+//! What one `AssetChange` asks to purge: for a deploy, the difference between its two
+//! manifests; for a single asset, its URL and keys as given.
+
+use crate::bus::HandlerError;
+use crate::cdn::{AssetStore, AssetsSettings, Manifest, StoreError, purge_set};
+use crate::records::AssetChange;
+
+/// A file the edge must serve fresh after the purge, and what fresh is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// Its public URL.
+    pub url: String,
+    /// `sha256:<hex>` of its identity bytes: the origin's `ETag`.
+    pub hash: String,
+    /// The precompressed variants the edge may cache beside identity.
+    pub encodings: Vec<String>,
+    /// An entry point (re-warmed and verified first).
+    pub entry: bool,
+}
+
+/// The purge of one change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Public URLs of everything purged.
+    pub urls: Vec<String>,
+    /// Public URLs that no purged surrogate key covers (purged by URL even where keys work).
+    pub uncovered_urls: Vec<String>,
+    /// Surrogate keys to purge.
+    pub keys: Vec<String>,
+    /// What the edge must serve after the purge, entry points first.
+    pub expected: Vec<Expected>,
+}
+
+/// The plan for `change`; a change that can never be purged (a malformed path, a manifest that
+/// is missing or invalid) is rejected, a store that cannot be reached is transient.
+pub async fn plan(change: &AssetChange, store: &AssetStore, assets: &AssetsSettings) -> Result<Plan, HandlerError> {
+    let Some(manifest_id) = &change.manifest_id else {
+        return single_asset(change, assets);
+    };
+    let new = manifest(store, manifest_id).await?;
+    let old = match &change.previous_manifest_id {
+        Some(id) => Some(manifest(store, id).await?),
+        None => None,
+    };
+    let set = purge_set(old.as_ref(), &new);
+    let urls: Vec<String> = set.urls.iter().map(|path| assets.url_of(path)).collect();
+    let covered = |path: &str| {
+        let file = path.trim_start_matches('/');
+        let carried = |manifest: &Manifest| {
+            manifest.entries.values().filter(|entry| entry.file == file).any(|entry| {
+                entry.surrogate_keys.iter().any(|key| set.keys.contains(key))
+            })
+        };
+        carried(&new) || old.as_ref().is_some_and(carried)
+    };
+    let uncovered_urls = set.urls.iter().filter(|path| !covered(path)).map(|path| assets.url_of(path)).collect();
+    let mut expected: Vec<Expected> = new
+        .entries
+        .values()
+        .filter(|entry| set.urls.iter().any(|path| path.trim_start_matches('/') == entry.file))
+        .map(|entry| Expected {
+            url: assets.url_of(&entry.file),
+            hash: entry.hash.clone(),
+            encodings: entry.encodings.keys().cloned().collect(),
+            entry: entry.is_entry,
+        })
+        .collect();
+    expected.sort_by_key(|expected| !expected.entry);
+    Ok(Plan { urls, uncovered_urls, keys: set.keys, expected })
+}
+
+async fn manifest(store: &AssetStore, id: &str) -> Result<Manifest, HandlerError> {
+    store.manifest(id).await.map_err(|error| match error {
+        StoreError::NotFound(_) => HandlerError::rejected("manifest_missing", error.to_string()),
+        StoreError::Manifest { .. } => HandlerError::rejected("manifest_invalid", error.to_string()),
+        StoreError::Config(_) | StoreError::Io { .. } | StoreError::Pointer(_) => {
+            HandlerError::transient("asset_store", error.to_string())
+        }
+    })
+}
+
+/// A change of one asset, published by something other than `assets publish` (a report, a
+/// chart): its URL and its keys, as given.
+fn single_asset(change: &AssetChange, assets: &AssetsSettings) -> Result<Plan, HandlerError> {
+    let path = &change.asset_path;
+    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) || path.contains("/../") {
+        return Err(HandlerError::rejected("invalid_change", format!("asset_path `{path}` is not an absolute URL path")));
+    }
+    let url = match &change.asset_url {
+        Some(url) => {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|error| HandlerError::rejected("invalid_change", format!("asset_url `{url}`: {error}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(HandlerError::rejected("invalid_change", format!("asset_url `{url}` is not http(s)")));
+            }
+            url.clone()
+        }
+        None => assets.url_of(path),
+    };
+    for key in &change.surrogate_keys {
+        if key.is_empty() || key.len() > crate::cdn::manifest::MAX_KEY_BYTES || key.chars().any(|c| c.is_whitespace() || c == ',') {
+            return Err(HandlerError::rejected("invalid_change", format!("surrogate key `{key}` would split or overflow at an edge")));
+        }
+    }
+    Ok(Plan {
+        urls: vec![url.clone()],
+        uncovered_urls: vec![url],
+        keys: change.surrogate_keys.clone(),
+        expected: Vec::new(),
+    })
+}
