@@ -6,6 +6,7 @@ pub mod diff;
 pub mod manifest;
 pub mod origin;
 pub mod provider;
+pub mod publish;
 pub mod purge;
 pub mod settings;
 pub mod store;
