@@ -1,7 +1,9 @@
-//! The CDN library: what one build of a site produced ([`Manifest`]), where published builds
-//! live ([`AssetStore`]), the origin that serves them to the edge ([`origin`]), what a deploy
-//! must purge ([`purge_set`]) and the edge APIs that purge it ([`provider`]).
+//! The CDN library: the asset pipeline that makes a build ([`build_site`]: minified,
+//! content-hashed, precompressed, with its [`Manifest`]), where published builds live
+//! ([`AssetStore`], [`publish`]), the origin that serves them to the edge ([`origin`]), what a
+//! deploy must purge ([`purge_set`]) and the edge APIs that purge it ([`provider`], [`purge`]).
 
+pub mod build;
 pub mod diff;
 pub mod manifest;
 pub mod origin;
@@ -11,6 +13,7 @@ pub mod purge;
 pub mod settings;
 pub mod store;
 
+pub use build::{BuildError, BuildOptions, BuildReport, FileReport, Totals, build_site};
 pub use diff::{PurgeSet, purge_set};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use settings::{AssetsSettings, OriginSettings};
