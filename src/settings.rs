@@ -16,8 +16,8 @@ use crate::config::{
 };
 use crate::market::PriceStoreSettings;
 use crate::workers::{
-    AutoscalerSettings, CacheWarmerSettings, CdnPurgerSettings, InferenceBatcherSettings, PassthroughSettings, QueryAnalyzerSettings,
-    ServeSettings, Shared, SlaMonitorSettings, WorkerConfig, WorkerGroup,
+    AutoscalerSettings, CacheWarmerSettings, CdnPurgerSettings, InferenceBatcherSettings, PassthroughSettings,
+    QueryAnalyzerSettings, ServeSettings, Shared, SlaMonitorSettings, WorkerConfig, WorkerGroup,
 };
 
 /// The whole configuration of a `frontier` process.

@@ -61,10 +61,14 @@ async fn stage(name: &str) -> Stage {
     require_edge().await;
     let mut settings = common::settings();
     let store_dir = tempfile::tempdir().unwrap();
-    settings.assets.store = StoreSettings::File { root: store_dir.path().into() };
+    settings.assets.store = StoreSettings::file(store_dir.path());
     settings.assets.public_url = EDGE.to_owned();
-    let (changes, purges, alerts, dlq) =
-        (unique(&format!("{name}.changes")), unique(&format!("{name}.purges")), unique(&format!("{name}.alerts")), unique(&format!("{name}.dlq")));
+    let (changes, purges, alerts, dlq) = (
+        unique(&format!("{name}.changes")),
+        unique(&format!("{name}.purges")),
+        unique(&format!("{name}.alerts")),
+        unique(&format!("{name}.dlq")),
+    );
     create_topics(&settings, &[&changes, &purges, &alerts, &dlq], 1).await;
     settings.bus.dlq_topic = dlq;
     let purger = &mut settings.workers.cdn_purger;
@@ -103,7 +107,10 @@ async fn wait_for_backend(http: &reqwest::Client) {
         {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "Varnish never saw the test origin on 127.0.0.1:8088 as healthy");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "Varnish never saw the test origin on 127.0.0.1:8088 as healthy"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -158,7 +165,8 @@ async fn deploy(stage: &Stage, files: &[Built<'_>]) -> AssetChange {
 
 async fn send(stage: &Stage, change: &AssetChange) {
     let payload = stage.catalog.encode_record(change).unwrap();
-    produce(&stage.settings, &stage.settings.workers.cdn_purger.input_topic, vec![(Some(change.id.clone()), payload)]).await;
+    produce(&stage.settings, &stage.settings.workers.cdn_purger.input_topic, vec![(Some(change.id.clone()), payload)])
+        .await;
 }
 
 /// The purge results on the results topic, once `count` arrived.
@@ -189,7 +197,12 @@ async fn fetch(stage: &Stage, file: &str) -> Fetched {
     assert_eq!(response.status(), 200, "{file} through the edge");
     let headers = response.headers().clone();
     let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    Fetched { cache: text("x-cache"), hits: text("x-cache-hits").parse().unwrap_or(0), etag: text("etag"), body: response.text().await.unwrap() }
+    Fetched {
+        cache: text("x-cache"),
+        hits: text("x-cache-hits").parse().unwrap_or(0),
+        etag: text("etag"),
+        body: response.text().await.unwrap(),
+    }
 }
 
 fn etag_of(content: &str) -> String {
@@ -197,8 +210,10 @@ fn etag_of(content: &str) -> String {
 }
 
 const LOGO: &str = "<svg xmlns='http://www.w3.org/2000/svg'><circle r='4'/></svg>";
-const PAGE_V1: &str = "<html><head><link rel=stylesheet href=app.1111aaaa.css></head><body><img src=logo.9999ffff.svg>v1</body></html>";
-const PAGE_V2: &str = "<html><head><link rel=stylesheet href=app.2222bbbb.css></head><body><img src=logo.9999ffff.svg>v1</body></html>";
+const PAGE_V1: &str =
+    "<html><head><link rel=stylesheet href=app.1111aaaa.css></head><body><img src=logo.9999ffff.svg>v1</body></html>";
+const PAGE_V2: &str =
+    "<html><head><link rel=stylesheet href=app.2222bbbb.css></head><body><img src=logo.9999ffff.svg>v1</body></html>";
 
 fn v1() -> Vec<Built<'static>> {
     vec![
@@ -255,7 +270,12 @@ async fn unchanged_hashed_files_stay_cached_across_a_deploy() {
     results(&stage, 2).await;
     let after = fetch(&stage, "logo.9999ffff.svg").await;
     assert_eq!(after.cache, "HIT", "the deploy did not evict an unchanged hashed file");
-    assert!(after.hits > before.hits, "the same cached object keeps counting hits ({} then {})", before.hits, after.hits);
+    assert!(
+        after.hits > before.hits,
+        "the same cached object keeps counting hits ({} then {})",
+        before.hits,
+        after.hits
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,7 +304,11 @@ async fn a_change_naming_a_malformed_manifest_goes_to_the_dlq_with_the_reason() 
     let _turn = EDGE_TURN.lock().await;
     let stage = stage("cdn.malformed").await;
     let id = "sha256:0123456789abcdef0123456789abcdef";
-    stage.store.put("manifests/0123456789abcdef0123456789abcdef.json", bytes::Bytes::from_static(b"{\"x\": 1}")).await.unwrap();
+    stage
+        .store
+        .put("manifests/0123456789abcdef0123456789abcdef.json", bytes::Bytes::from_static(b"{\"x\": 1}"))
+        .await
+        .unwrap();
     let change = AssetChange {
         id: uuid::Uuid::new_v4().to_string(),
         asset_path: "/".into(),
@@ -298,7 +322,8 @@ async fn a_change_naming_a_malformed_manifest_goes_to_the_dlq_with_the_reason() 
     };
     send(&stage, &change).await;
     let (settings, topic) = (stage.settings.clone(), stage.settings.bus.dlq_topic.clone());
-    let letters = tokio::task::spawn_blocking(move || read_topic(&settings, &topic, 1, Duration::from_secs(30))).await.unwrap();
+    let letters =
+        tokio::task::spawn_blocking(move || read_topic(&settings, &topic, 1, Duration::from_secs(30))).await.unwrap();
     assert_eq!(letters.len(), 1, "the change is dead-lettered");
     assert_eq!(header(&letters[0], dlq::header::ERROR_KIND).as_deref(), Some("manifest_invalid"));
     let reason = header(&letters[0], dlq::header::ERROR_MESSAGE).unwrap();

@@ -17,4 +17,4 @@ pub use build::{BuildError, BuildOptions, BuildReport, FileReport, Totals, build
 pub use diff::{PurgeSet, purge_set};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use settings::{AssetsSettings, OriginSettings};
-pub use store::{AssetStore, StoreError, StoreSettings};
+pub use store::{AssetStore, StoreError, StoreKind, StoreSettings};

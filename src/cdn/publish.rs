@@ -77,8 +77,10 @@ pub async fn publish_dir(
     now_ms: i64,
 ) -> Result<PublishReport, PublishError> {
     let manifest_file = dir.join(MANIFEST_PATH);
-    let bytes = std::fs::read(&manifest_file).map_err(|source| PublishError::Read { path: manifest_file.clone(), source })?;
-    let manifest = Manifest::from_json(&bytes).map_err(|source| PublishError::Manifest { path: manifest_file, source })?;
+    let bytes =
+        std::fs::read(&manifest_file).map_err(|source| PublishError::Read { path: manifest_file.clone(), source })?;
+    let manifest =
+        Manifest::from_json(&bytes).map_err(|source| PublishError::Manifest { path: manifest_file, source })?;
 
     let mut objects: Vec<(PathBuf, String)> = Vec::new();
     for entry in manifest.entries.values() {
@@ -129,7 +131,10 @@ fn objects_of(dir: &Path, entry: &ManifestEntry) -> Result<Vec<(PathBuf, String)
     let bytes = std::fs::read(&path).map_err(|source| PublishError::Read { path: path.clone(), source })?;
     let hash = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
     if hash != entry.hash || bytes.len() as u64 != entry.size {
-        return Err(PublishError::Mismatch { path, reason: format!("its hash is {hash}, the manifest says {}", entry.hash) });
+        return Err(PublishError::Mismatch {
+            path,
+            reason: format!("its hash is {hash}, the manifest says {}", entry.hash),
+        });
     }
     let mut objects = vec![(path.clone(), AssetStore::blob_path(&entry.hash, None))];
     for (encoding, size) in &entry.encodings {
@@ -137,7 +142,8 @@ fn objects_of(dir: &Path, entry: &ManifestEntry) -> Result<Vec<(PathBuf, String)
             return Err(PublishError::Mismatch { path, reason: format!("unknown encoding `{encoding}`") });
         };
         let variant = dir.join(format!("{}.{suffix}", entry.file));
-        let on_disk = std::fs::metadata(&variant).map_err(|source| PublishError::Read { path: variant.clone(), source })?;
+        let on_disk =
+            std::fs::metadata(&variant).map_err(|source| PublishError::Read { path: variant.clone(), source })?;
         if on_disk.len() != *size {
             return Err(PublishError::Mismatch {
                 path: variant,

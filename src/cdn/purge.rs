@@ -174,7 +174,8 @@ mod tests {
 
     #[test]
     fn keys_are_cut_at_the_provider_s_limit_per_request() {
-        let sizes: Vec<usize> = target(256).batches(PurgeMethod::SurrogateKey, &items(600)).iter().map(|b| b.items.len()).collect();
+        let sizes: Vec<usize> =
+            target(256).batches(PurgeMethod::SurrogateKey, &items(600)).iter().map(|b| b.items.len()).collect();
         assert_eq!(sizes, [256, 256, 88]);
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::StoreSettings;
+use super::store::{StoreKind, StoreSettings};
 use crate::config::InvalidSetting;
 
 /// `[assets]`.
@@ -84,9 +84,7 @@ impl AssetsSettings {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(InvalidSetting::new("public_url", format!("`{}` is not an http(s) URL", self.public_url)));
         }
-        if let StoreSettings::S3 { bucket, .. } = &self.store
-            && bucket.is_empty()
-        {
+        if self.store.kind == StoreKind::S3 && self.store.bucket.is_empty() {
             return Err(InvalidSetting::new("store.bucket", "must name a bucket"));
         }
         Ok(())

@@ -26,47 +26,56 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest::{Manifest, ManifestError};
 
-/// `[assets.store]`: where published sites are kept.
+/// `[assets.store]`: where published sites are kept. A flat table rather than one per kind, so
+/// `FRONTIER_ASSETS__STORE__KIND=s3` and friends override a file store field by field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum StoreSettings {
-    /// A directory on the local filesystem (created when missing).
-    File {
-        /// The directory.
-        root: std::path::PathBuf,
-    },
-    /// An S3-compatible bucket (AWS S3, Versity Gateway, MinIO, Ceph RGW, ...).
-    S3 {
-        /// The endpoint, e.g. `http://127.0.0.1:9000`; none means AWS's regional endpoint.
-        #[serde(default)]
-        endpoint: Option<String>,
-        /// The bucket.
-        bucket: String,
-        /// The region (SigV4 signs with it).
-        #[serde(default = "default_region")]
-        region: String,
-        /// The environment variable holding the access key id.
-        #[serde(default = "default_access_key_env")]
-        access_key_id_env: String,
-        /// The environment variable holding the secret access key.
-        #[serde(default = "default_secret_env")]
-        secret_access_key_env: String,
-    },
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `file` (a local folder, the default) or `s3` (any S3-compatible bucket).
+    pub kind: StoreKind,
+    /// The folder of a `file` store (created when missing).
+    pub root: std::path::PathBuf,
+    /// The endpoint of an `s3` store, e.g. `http://127.0.0.1:9000`; none means AWS's regional
+    /// endpoint.
+    pub endpoint: Option<String>,
+    /// The bucket of an `s3` store.
+    pub bucket: String,
+    /// The region an `s3` store signs with.
+    pub region: String,
+    /// The environment variable holding the `s3` store's access key id.
+    pub access_key_id_env: String,
+    /// The environment variable holding the `s3` store's secret access key.
+    pub secret_access_key_env: String,
 }
 
-fn default_region() -> String {
-    "us-east-1".to_owned()
-}
-fn default_access_key_env() -> String {
-    "AWS_ACCESS_KEY_ID".to_owned()
-}
-fn default_secret_env() -> String {
-    "AWS_SECRET_ACCESS_KEY".to_owned()
+/// The kinds of asset store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A local folder.
+    File,
+    /// An S3-compatible bucket (AWS S3, Versity Gateway, MinIO, Ceph RGW, ...).
+    S3,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings::File { root: ".stack/assets".into() }
+        StoreSettings {
+            kind: StoreKind::File,
+            root: ".stack/assets".into(),
+            endpoint: None,
+            bucket: "frontier-assets".to_owned(),
+            region: "us-east-1".to_owned(),
+            access_key_id_env: "AWS_ACCESS_KEY_ID".to_owned(),
+            secret_access_key_env: "AWS_SECRET_ACCESS_KEY".to_owned(),
+        }
+    }
+}
+
+impl StoreSettings {
+    /// A file store in `root`.
+    pub fn file(root: impl Into<std::path::PathBuf>) -> StoreSettings {
+        StoreSettings { kind: StoreKind::File, root: root.into(), ..StoreSettings::default() }
     }
 }
 
@@ -135,19 +144,20 @@ pub struct AssetStore {
 impl AssetStore {
     /// Opens the store `settings` names.
     pub fn open(settings: &StoreSettings) -> Result<AssetStore, StoreError> {
-        match settings {
-            StoreSettings::File { root } => {
+        match settings.kind {
+            StoreKind::File => {
+                let root = &settings.root;
                 std::fs::create_dir_all(root)
                     .map_err(|error| StoreError::Config(format!("creating {}: {error}", root.display())))?;
                 let store = LocalFileSystem::new_with_prefix(root)
                     .map_err(|error| StoreError::Config(format!("{}: {error}", root.display())))?;
                 Ok(AssetStore { store: Arc::new(store), description: format!("file:{}", root.display()) })
             }
-            StoreSettings::S3 { endpoint, bucket, region, access_key_id_env, secret_access_key_env } => {
+            StoreKind::S3 => {
+                let StoreSettings { endpoint, bucket, region, access_key_id_env, secret_access_key_env, .. } = settings;
                 let env = |name: &str| {
-                    std::env::var(name).map_err(|_| {
-                        StoreError::Config(format!("the S3 store needs the environment variable {name}"))
-                    })
+                    std::env::var(name)
+                        .map_err(|_| StoreError::Config(format!("the S3 store needs the environment variable {name}")))
                 };
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
@@ -226,7 +236,9 @@ impl AssetStore {
     /// Which build is live; `None` before the first publish.
     pub async fn current(&self) -> Result<Option<Current>, StoreError> {
         match self.get(CURRENT).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| StoreError::Pointer(error.to_string())),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map(Some).map_err(|error| StoreError::Pointer(error.to_string()))
+            }
             Err(StoreError::NotFound(_)) => Ok(None),
             Err(error) => Err(error),
         }
@@ -292,7 +304,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, AssetStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = AssetStore::open(&StoreSettings::File { root: dir.path().into() }).unwrap();
+        let store = AssetStore::open(&StoreSettings::file(dir.path())).unwrap();
         (dir, store)
     }
 

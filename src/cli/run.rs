@@ -11,7 +11,9 @@ use crate::bus::SchemaCatalog;
 use crate::cdn::origin::{self, Origin};
 use crate::cdn::{AssetStore, AssetsSettings};
 use crate::settings::Settings;
-use crate::workers::{autoscaler, cache_warmer, cdn_purger, inference_batcher, passthrough, query_analyzer, serve, sla_monitor};
+use crate::workers::{
+    autoscaler, cache_warmer, cdn_purger, inference_batcher, passthrough, query_analyzer, serve, sla_monitor,
+};
 use crate::{shutdown, telemetry};
 
 /// `frontier run` options.

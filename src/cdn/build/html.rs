@@ -143,16 +143,17 @@ fn walk(file: &str, html: &str, on_ref: &mut dyn FnMut(&str, RefKind) -> Option<
             Ok(())
         }));
     }
-    let settings = handlers
-        .into_iter()
-        .try_fold(RewriteStrSettings::new(), |settings, handler| Ok::<_, String>(settings.append_element_content_handler(handler?)))?;
+    let settings = handlers.into_iter().try_fold(RewriteStrSettings::new(), |settings, handler| {
+        Ok::<_, String>(settings.append_element_content_handler(handler?))
+    })?;
     rewrite_str(html, settings).map_err(|error| error.to_string())
 }
 
 type Handler<'h> = (Cow<'static, Selector>, ElementContentHandlers<'h>);
 
 fn selector(selector: &str) -> Result<Cow<'static, Selector>, String> {
-    let parsed: Selector = selector.parse().map_err(|error: SelectorError| format!("selector `{selector}`: {error}"))?;
+    let parsed: Selector =
+        selector.parse().map_err(|error: SelectorError| format!("selector `{selector}`: {error}"))?;
     Ok(Cow::Owned(parsed))
 }
 
@@ -309,7 +310,10 @@ mod tests {
     fn minifying_keeps_closing_tags_and_the_head() {
         let minified = String::from_utf8(minify(PAGE.as_bytes())).unwrap();
         assert!(minified.len() < PAGE.len());
-        assert!(minified.contains("<html") && minified.contains("<head>") && minified.contains("</body>"), "{minified}");
+        assert!(
+            minified.contains("<html") && minified.contains("<head>") && minified.contains("</body>"),
+            "{minified}"
+        );
         // What the minifier made is what references are read from: they are all still there.
         assert_eq!(references("index.html", &minified).unwrap().len(), 15, "{minified}");
     }

@@ -323,7 +323,9 @@ pub fn build_site(src: &Path, out: &Path, options: &BuildOptions) -> Result<Buil
     }
     let manifest_json = manifest.to_json();
     walk::prepare_out(&out, options.clean, false)?;
-    for (path, bytes) in outputs.iter().map(|(path, bytes)| (path.as_str(), *bytes)).chain([(MANIFEST_PATH, &manifest_json[..])]) {
+    for (path, bytes) in
+        outputs.iter().map(|(path, bytes)| (path.as_str(), *bytes)).chain([(MANIFEST_PATH, &manifest_json[..])])
+    {
         let target = out.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|source| BuildError::io("creating", parent, source))?;
@@ -366,7 +368,7 @@ pub fn build_site(src: &Path, out: &Path, options: &BuildOptions) -> Result<Buil
     })
 }
 
-fn utf8<'a>(node: &'a Node) -> Result<&'a str, BuildError> {
+fn utf8(node: &Node) -> Result<&str, BuildError> {
     std::str::from_utf8(&node.source).map_err(|_| BuildError::NotUtf8(node.rel.clone()))
 }
 
@@ -385,7 +387,8 @@ fn minify_all(nodes: &mut [Node], index: &HashMap<String, usize>) -> Result<(), 
                 node.text = text;
             }
             Kind::Css => {
-                let (text, found) = css::minify(&node.rel, utf8(node)?).map_err(|e| BuildError::minify(&node.rel, e))?;
+                let (text, found) =
+                    css::minify(&node.rel, utf8(node)?).map_err(|e| BuildError::minify(&node.rel, e))?;
                 node.refs = found.into_iter().map(|raw| (raw, None)).collect();
                 node.text = text;
             }
@@ -491,7 +494,9 @@ fn finish(nodes: &mut [Node], at: usize) -> Result<(), BuildError> {
     let built: Vec<u8> = match node.kind {
         Kind::Other => node.source.clone(),
         _ if renamed.is_empty() => node.text.clone().into_bytes(),
-        Kind::Html => html::rewrite(rel, &node.text, &mut |url, _| lookup(url)).map_err(|e| BuildError::minify(rel, e))?.into_bytes(),
+        Kind::Html => html::rewrite(rel, &node.text, &mut |url, _| lookup(url))
+            .map_err(|e| BuildError::minify(rel, e))?
+            .into_bytes(),
         Kind::Css => css::rewrite(rel, &node.text, &lookup)
             .map_err(|e| BuildError::minify(rel, e))?
             .unwrap_or_else(|| node.text.clone())

@@ -139,7 +139,11 @@ impl Origin {
 }
 
 /// Serves `origin` on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, origin: Origin, shutdown: CancellationToken) -> Result<(), OriginError> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    origin: Origin,
+    shutdown: CancellationToken,
+) -> Result<(), OriginError> {
     metric::describe();
     let address = listener.local_addr().map(|address| address.to_string()).unwrap_or_else(|_| "unknown".to_owned());
     tracing::info!(%address, store = origin.store.describe(), "serving assets");

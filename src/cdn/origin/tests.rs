@@ -27,7 +27,7 @@ impl Drop for Running {
 
 async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let settings = AssetsSettings { store: StoreSettings::File { root: dir.path().into() }, ..AssetsSettings::default() };
+    let settings = AssetsSettings { store: StoreSettings::file(dir.path()), ..AssetsSettings::default() };
     let store = AssetStore::open(&settings.store).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -116,11 +116,8 @@ impl VarnishEdge {
                 self.client.request(ban, self.edge.clone()).header("X-Ban-Url", expression)
             }
         };
-        let response = request
-            .timeout(self.settings.timeout)
-            .send()
-            .await
-            .map_err(|error| ProviderError::transport(&error))?;
+        let response =
+            request.timeout(self.settings.timeout).send().await.map_err(|error| ProviderError::transport(&error))?;
         let status = response.status();
         let purged = response
             .headers()

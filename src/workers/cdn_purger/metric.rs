@@ -15,7 +15,10 @@ pub const STALE: &str = "frontier_cdn_stale_after_purge_total";
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram};
-    describe_counter!(REQUESTS, "CDN purge requests sent, retries included, per target and outcome (ok, failed, refused).");
+    describe_counter!(
+        REQUESTS,
+        "CDN purge requests sent, retries included, per target and outcome (ok, failed, refused)."
+    );
     describe_histogram!(LATENCY, "Seconds from a purge batch's first request to its outcome.");
     describe_counter!(OBJECTS, "Objects a purge hit, where the edge reports it (Varnish).");
     describe_counter!(REWARMED, "Purged files fetched through the edge right after the purge.");

@@ -21,8 +21,8 @@ pub use worker::{ALERT, CdnPurger};
 
 use super::{Shared, WorkerConfig};
 use crate::bus::{BusError, ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog};
-use crate::cdn::purge::Target;
 use crate::cdn::provider::Provider;
+use crate::cdn::purge::Target;
 use crate::cdn::{AssetStore, StoreError};
 
 /// Why the purger could not start or stopped.

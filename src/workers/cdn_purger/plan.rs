@@ -47,9 +47,11 @@ pub async fn plan(change: &AssetChange, store: &AssetStore, assets: &AssetsSetti
     let covered = |path: &str| {
         let file = path.trim_start_matches('/');
         let carried = |manifest: &Manifest| {
-            manifest.entries.values().filter(|entry| entry.file == file).any(|entry| {
-                entry.surrogate_keys.iter().any(|key| set.keys.contains(key))
-            })
+            manifest
+                .entries
+                .values()
+                .filter(|entry| entry.file == file)
+                .any(|entry| entry.surrogate_keys.iter().any(|key| set.keys.contains(key)))
         };
         carried(&new) || old.as_ref().is_some_and(carried)
     };
@@ -84,7 +86,10 @@ async fn manifest(store: &AssetStore, id: &str) -> Result<Manifest, HandlerError
 fn single_asset(change: &AssetChange, assets: &AssetsSettings) -> Result<Plan, HandlerError> {
     let path = &change.asset_path;
     if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) || path.contains("/../") {
-        return Err(HandlerError::rejected("invalid_change", format!("asset_path `{path}` is not an absolute URL path")));
+        return Err(HandlerError::rejected(
+            "invalid_change",
+            format!("asset_path `{path}` is not an absolute URL path"),
+        ));
     }
     let url = match &change.asset_url {
         Some(url) => {
@@ -98,8 +103,14 @@ fn single_asset(change: &AssetChange, assets: &AssetsSettings) -> Result<Plan, H
         None => assets.url_of(path),
     };
     for key in &change.surrogate_keys {
-        if key.is_empty() || key.len() > crate::cdn::manifest::MAX_KEY_BYTES || key.chars().any(|c| c.is_whitespace() || c == ',') {
-            return Err(HandlerError::rejected("invalid_change", format!("surrogate key `{key}` would split or overflow at an edge")));
+        if key.is_empty()
+            || key.len() > crate::cdn::manifest::MAX_KEY_BYTES
+            || key.chars().any(|c| c.is_whitespace() || c == ',')
+        {
+            return Err(HandlerError::rejected(
+                "invalid_change",
+                format!("surrogate key `{key}` would split or overflow at an edge"),
+            ));
         }
     }
     Ok(Plan {

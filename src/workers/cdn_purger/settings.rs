@@ -107,7 +107,10 @@ impl WorkerConfig for CdnPurgerSettings {
                 return Err(InvalidSetting::new(format!("targets[{index}].name"), "must not be empty"));
             }
             if self.targets[..index].iter().any(|other| other.name == target.name) {
-                return Err(InvalidSetting::new(format!("targets[{index}].name"), format!("`{}` is listed twice", target.name)));
+                return Err(InvalidSetting::new(
+                    format!("targets[{index}].name"),
+                    format!("`{}` is listed twice", target.name),
+                ));
             }
         }
         if self.retry.attempts == 0 {

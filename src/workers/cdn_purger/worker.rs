@@ -102,7 +102,10 @@ impl CdnPurger {
     async fn remember(&self, key: &str) -> Result<(), HandlerError> {
         let mut redis = self.redis.clone();
         let seconds = self.settings.remember.as_secs().max(1);
-        redis.set_ex::<_, _, ()>(key, 1, seconds).await.map_err(|error| HandlerError::transient("redis", error.to_string()))
+        redis
+            .set_ex::<_, _, ()>(key, 1, seconds)
+            .await
+            .map_err(|error| HandlerError::transient("redis", error.to_string()))
     }
 
     fn result_output(&self, result: &PurgeResult) -> Result<Outbound, HandlerError> {
@@ -112,8 +115,9 @@ impl CdnPurger {
 
     fn alert_output(&self, change: &AssetChange, stale: &[Stale]) -> Result<Outbound, HandlerError> {
         let now = clock::now_millis();
-        let labels: BTreeMap<String, String> =
-            [("service", "cdn-purger"), ("kind", "stale_after_purge")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        let labels: BTreeMap<String, String> = [("service", "cdn-purger"), ("kind", "stale_after_purge")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
         let urls: Vec<&str> = stale.iter().map(|s| s.url.as_str()).collect();
         let alert = Alert {
             fingerprint: crate::sla::fingerprint(ALERT, &labels),
@@ -261,9 +265,10 @@ fn summarize(
         Ok(ack) => Some(i32::from(ack.http_status)),
         Err(error) => error.http_status().map(i32::from),
     });
-    let error = failed.first().and_then(|outcome| outcome.result.as_ref().err()).map(|error| {
-        format!("{} of {} request(s) failed; first: {error}", failed.len(), outcomes.len())
-    });
+    let error = failed
+        .first()
+        .and_then(|outcome| outcome.result.as_ref().err())
+        .map(|error| format!("{} of {} request(s) failed; first: {error}", failed.len(), outcomes.len()));
     let result = PurgeResult {
         change_id: change.id.clone(),
         target: target.name.clone(),
