@@ -5,8 +5,10 @@
 //! and idempotence live once, in the purger (`crate::cdn::purge`); an adapter only knows its
 //! API's request shape and its documented [`Limits`].
 
+pub mod edgegrid;
 pub mod varnish;
 
+use std::fmt;
 use std::time::Duration;
 
 pub use crate::records::PurgeMethod;
@@ -136,6 +138,39 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
+/// A credential: its `Debug` shows none of it, so a logged adapter or settings error cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value of environment variable `name`; credentials live in the environment (or a
+    /// secret store that fills it), never in the settings file.
+    pub fn from_env(name: &str) -> Result<Secret, String> {
+        match std::env::var(name) {
+            Ok(value) if !value.trim().is_empty() => Ok(Secret(value.trim().to_owned())),
+            Ok(_) => Err(format!("environment variable `{name}` is empty")),
+            Err(std::env::VarError::NotPresent) => Err(format!("environment variable `{name}` is not set")),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!("environment variable `{name}` is not UTF-8")),
+        }
+    }
+
+    /// The credential itself, for the one header that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("Secret(redacted)")
+    }
+}
+
 /// At most `max` bytes of `text`, cut on a character boundary.
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -169,6 +204,11 @@ mod tests {
     #[test]
     fn a_502_is_unavailable_and_retried() {
         assert!(ProviderError::from_status(502, None, "").is_retryable());
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_debug_output() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(redacted)");
     }
 
     #[test]
