@@ -1,7 +1,9 @@
 //! The CDN library (issue 15, in progress): what one build of a site produced
-//! ([`Manifest`]) and what a deploy must purge at the edge ([`purge_set`]). No I/O: the asset
-//! build, the origin and the purger build on it.
+//! ([`Manifest`]) and what a deploy must purge at the edge ([`purge_set`]), the CDN providers'
+//! purge adapters ([`provider`]) and local contract servers for their APIs ([`contract`]). The
+//! asset build, the origin and the purger build on it.
 
+pub mod contract;
 pub mod diff;
 pub mod manifest;
 pub mod provider;

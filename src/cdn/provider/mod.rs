@@ -6,6 +6,7 @@
 //! API's request shape and its documented [`Limits`].
 
 pub mod edgegrid;
+pub mod fastly;
 pub mod varnish;
 
 use std::fmt;
@@ -169,6 +170,52 @@ impl fmt::Debug for Secret {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("Secret(redacted)")
     }
+}
+
+/// An answer read whole.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    /// The answer as a [`ProviderError`], for a status the adapter does not accept.
+    fn error(&self, retry_after: Option<Duration>) -> ProviderError {
+        ProviderError::from_status(self.status, retry_after, &self.body)
+    }
+}
+
+/// Sends `request` and reads its answer; no answer (or a body cut short) is a transport failure.
+async fn send(request: reqwest::RequestBuilder) -> Result<Answer, ProviderError> {
+    let response = request.send().await.map_err(|error| ProviderError::transport(&error))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.text().await.map_err(|error| ProviderError::transport(&error))?;
+    Ok(Answer { status, headers, body })
+}
+
+/// A request an adapter refuses before sending it: it cannot succeed however often it is sent.
+fn refused(reason: String) -> ProviderError {
+    ProviderError::Refused { status: 400, reason }
+}
+
+/// Checks the settings every SaaS adapter shares: an http(s) API base URL and a sane bucket.
+fn validate_api_url(field: &str, value: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(value).map_err(|error| format!("{field} `{value}`: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{field} `{value}` is not an http(s) URL"));
+    }
+    Ok(url)
+}
+
+/// Checks an identifier that becomes a path segment: a zone or service id is alphanumeric, so
+/// anything else is a mistake (and must not reach the URL's path unescaped).
+fn validate_id(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!("{field} `{value}` must be a non-empty alphanumeric id"));
+    }
+    Ok(())
 }
 
 /// At most `max` bytes of `text`, cut on a character boundary.
