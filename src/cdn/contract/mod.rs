@@ -8,6 +8,7 @@
 //! Each server records the purges it accepted and can be told to fail its next requests
 //! ([`ContractServer::fail_next`]), as an overloaded API would.
 
+pub mod cloudflare;
 pub mod fastly;
 
 use std::net::SocketAddr;
