@@ -8,6 +8,7 @@
 //! Each server records the purges it accepted and can be told to fail its next requests
 //! ([`ContractServer::fail_next`]), as an overloaded API would.
 
+pub mod akamai;
 pub mod cloudflare;
 pub mod fastly;
 
@@ -151,6 +152,12 @@ impl TokenBucket {
         TokenBucket { capacity, per_second, tokens: capacity, at: Instant::now() }
     }
 
+    /// Tokens in the bucket now (whole ones).
+    pub(crate) fn available(&mut self) -> u64 {
+        self.refill();
+        self.tokens.floor() as u64
+    }
+
     /// How long until `n` tokens are in the bucket; zero when they are now. Never, when `n` is
     /// more than it holds.
     pub(crate) fn wait_for(&mut self, n: u64) -> Option<Duration> {
@@ -221,6 +228,7 @@ mod tests {
     #[test]
     fn a_bucket_starts_full_and_says_how_long_until_it_has_enough() {
         let mut bucket = TokenBucket::new(5.0, 25);
+        assert_eq!(bucket.available(), 25);
         assert_eq!(bucket.wait_for(25), Some(Duration::ZERO));
         bucket.take(25);
         let wait = bucket.wait_for(5).unwrap();

@@ -5,6 +5,7 @@
 //! and idempotence live once, in the purger (`crate::cdn::purge`); an adapter only knows its
 //! API's request shape and its documented [`Limits`].
 
+pub mod akamai;
 pub mod cloudflare;
 pub mod edgegrid;
 pub mod fastly;
