@@ -14,7 +14,107 @@ pub mod varnish;
 use std::fmt;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 pub use crate::records::PurgeMethod;
+
+/// `[[workers.cdn_purger.targets]]`: one CDN, chosen by `provider = "…"` (lowercase), with that
+/// provider's settings beside it. An unknown provider is refused with the list of known ones;
+/// an unknown field is refused by the provider's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum ProviderSettings {
+    /// A Varnish edge with the project's VCL.
+    Varnish(varnish::VarnishSettings),
+    /// A Fastly service.
+    Fastly(fastly::FastlySettings),
+    /// A Cloudflare zone.
+    Cloudflare(cloudflare::CloudflareSettings),
+    /// Akamai Fast Purge through one API client.
+    Akamai(akamai::AkamaiSettings),
+}
+
+impl ProviderSettings {
+    /// The provider's name, as `provider = "…"` spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderSettings::Varnish(_) => "varnish",
+            ProviderSettings::Fastly(_) => "fastly",
+            ProviderSettings::Cloudflare(_) => "cloudflare",
+            ProviderSettings::Akamai(_) => "akamai",
+        }
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ProviderSettings::Varnish(settings) => settings.validate(),
+            ProviderSettings::Fastly(settings) => settings.validate(),
+            ProviderSettings::Cloudflare(settings) => settings.validate(),
+            ProviderSettings::Akamai(settings) => settings.validate(),
+        }
+    }
+}
+
+/// The adapter for one target: an enum rather than a trait object, so `purge` stays a plain
+/// `async fn` and each adapter keeps its own concrete type.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// Varnish with vmod xkey.
+    Varnish(varnish::VarnishEdge),
+    /// Fastly.
+    Fastly(fastly::FastlyApi),
+    /// Cloudflare.
+    Cloudflare(cloudflare::CloudflareApi),
+    /// Akamai Fast Purge.
+    Akamai(akamai::AkamaiApi),
+}
+
+impl Provider {
+    /// The adapter `settings` describe, with its credentials read from the environment now: a
+    /// missing one fails at start, naming its variable, not at the first purge.
+    pub fn new(client: reqwest::Client, settings: &ProviderSettings) -> Result<Provider, String> {
+        let provider = match settings {
+            ProviderSettings::Varnish(settings) => varnish::VarnishEdge::new(client, settings).map(Provider::Varnish),
+            ProviderSettings::Fastly(settings) => fastly::FastlyApi::new(client, settings).map(Provider::Fastly),
+            ProviderSettings::Cloudflare(settings) => {
+                cloudflare::CloudflareApi::new(client, settings).map(Provider::Cloudflare)
+            }
+            ProviderSettings::Akamai(settings) => akamai::AkamaiApi::new(client, settings).map(Provider::Akamai),
+        };
+        provider.map_err(|error| format!("{}: {error}", settings.name()))
+    }
+
+    /// The provider's name (`varnish`, `fastly`, `cloudflare`, `akamai`), for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::Varnish(_) => "varnish",
+            Provider::Fastly(_) => "fastly",
+            Provider::Cloudflare(_) => "cloudflare",
+            Provider::Akamai(_) => "akamai",
+        }
+    }
+
+    /// What the provider documents about its purge API.
+    pub fn limits(&self) -> Limits {
+        match self {
+            Provider::Varnish(edge) => edge.limits(),
+            Provider::Fastly(api) => api.limits(),
+            Provider::Cloudflare(api) => api.limits(),
+            Provider::Akamai(api) => api.limits(),
+        }
+    }
+
+    /// Sends one purge request.
+    pub async fn purge(&self, batch: &PurgeBatch) -> Result<PurgeAck, ProviderError> {
+        match self {
+            Provider::Varnish(edge) => edge.purge(batch).await,
+            Provider::Fastly(api) => api.purge(batch).await,
+            Provider::Cloudflare(api) => api.purge(batch).await,
+            Provider::Akamai(api) => api.purge(batch).await,
+        }
+    }
+}
 
 /// One purge request's worth of work for one provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +353,50 @@ mod tests {
     #[test]
     fn a_502_is_unavailable_and_retried() {
         assert!(ProviderError::from_status(502, None, "").is_retryable());
+    }
+
+    #[test]
+    fn a_known_provider_parses_from_toml_with_its_own_fields() {
+        let settings: ProviderSettings = toml::from_str("provider = \"fastly\"\nservice_id = \"SU1Z0isx\"").unwrap();
+        assert_eq!(settings, ProviderSettings::Fastly(fastly::FastlySettings::new("SU1Z0isx")));
+        assert_eq!(settings.name(), "fastly");
+        let varnish: ProviderSettings = toml::from_str("provider = \"varnish\"").unwrap();
+        assert_eq!(varnish, ProviderSettings::Varnish(varnish::VarnishSettings::default()));
+    }
+
+    #[test]
+    fn an_unknown_provider_is_refused_with_the_known_ones() {
+        let error = toml::from_str::<ProviderSettings>("provider = \"bunny\"").unwrap_err().to_string();
+        for known in ["varnish", "fastly", "cloudflare", "akamai"] {
+            assert!(error.contains(known), "{error}");
+        }
+        assert!(error.contains("bunny"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused() {
+        let text = "provider = \"cloudflare\"\nzone_id = \"abc123\"\nsoft = true";
+        let error = toml::from_str::<ProviderSettings>(text).unwrap_err().to_string();
+        assert!(error.contains("unknown field `soft`"), "{error}");
+        let varnish = toml::from_str::<ProviderSettings>("provider = \"varnish\"\nzone_id = \"x\"");
+        assert!(varnish.is_err());
+    }
+
+    #[test]
+    fn a_missing_provider_is_refused() {
+        let error = toml::from_str::<ProviderSettings>("zone_id = \"abc123\"").unwrap_err().to_string();
+        assert!(error.contains("provider"), "{error}");
+    }
+
+    #[test]
+    fn a_provider_without_its_credentials_fails_at_start_naming_the_variable() {
+        let mut settings = akamai::AkamaiSettings::new("https://akab-x.purge.akamaiapis.net");
+        settings.client_secret_env = "FRONTIER_TEST_NO_SUCH_SECRET".into();
+        settings.client_token_env = "FRONTIER_TEST_NO_SUCH_SECRET".into();
+        let error = Provider::new(reqwest::Client::new(), &ProviderSettings::Akamai(settings)).unwrap_err();
+        assert!(error.starts_with("akamai: ") && error.contains("FRONTIER_TEST_NO_SUCH_SECRET"), "{error}");
+        let varnish = Provider::new(reqwest::Client::new(), &ProviderSettings::Varnish(Default::default())).unwrap();
+        assert_eq!((varnish.name(), varnish.limits().max_urls), ("varnish", 1));
     }
 
     #[test]
