@@ -32,7 +32,8 @@ use crate::cdn::provider::PurgeMethod;
 
 /// Most keys one bulk purge takes.
 const MAX_KEYS: usize = 256;
-/// Longest surrogate key, in bytes (Fastly's limit on one key in `Surrogate-Key`).
+/// Longest surrogate key, in bytes: the per-key limit Fastly's surrogate-key guide states for
+/// `Surrogate-Key` (recalled from that guide; the stored copies searched did not show the line).
 const MAX_KEY_BYTES: usize = 1024;
 
 /// What the server accepts.

@@ -194,7 +194,8 @@ struct SinglePurge {
     id: String,
 }
 
-/// The `{cached_url}` of `POST /purge/{cached_url}`: the public URL without its scheme.
+/// The `{cached_url}` of `POST /purge/{cached_url}`: the public URL without its scheme, its path
+/// and query appended as they are (as Fastly's own `fastly-api` client interpolates it).
 fn cached_url(url: &str) -> Result<String, ProviderError> {
     let public = Url::parse(url).map_err(|error| refused(format!("URL `{url}`: {error}")))?;
     let Some(host) = public.host_str().filter(|_| matches!(public.scheme(), "http" | "https")) else {
