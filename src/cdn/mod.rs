@@ -1,9 +1,11 @@
 //! The CDN library: the asset pipeline that makes a build ([`build_site`]: minified,
 //! content-hashed, precompressed, with its [`Manifest`]), where published builds live
 //! ([`AssetStore`], [`publish`]), the origin that serves them to the edge ([`origin`]), what a
-//! deploy must purge ([`purge_set`]) and the edge APIs that purge it ([`provider`], [`purge`]).
+//! deploy must purge ([`purge_set`]), the edge APIs that purge it ([`provider`], [`purge`]) and
+//! local contract servers of the SaaS APIs ([`contract`]).
 
 pub mod build;
+pub mod contract;
 pub mod diff;
 pub mod manifest;
 pub mod origin;

@@ -198,6 +198,35 @@ mod tests {
         assert_eq!(retry.wait(0, &long), retry.max_backoff);
     }
 
+    #[tokio::test]
+    async fn a_429_from_the_provider_is_retried_after_its_retry_after() {
+        use crate::cdn::contract::fastly::{FastlyContract, serve};
+        use crate::cdn::provider::Secret;
+        use crate::cdn::provider::fastly::{FastlyApi, FastlySettings};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let server = serve(listener, FastlyContract::new("svc1", "tok"), shutdown.clone()).await.unwrap();
+        server.fail_next(1, 429, Some(Duration::from_secs(1)));
+        let settings = FastlySettings { api_url: server.url(), ..FastlySettings::new("svc1") };
+        let api = FastlyApi::with_token(reqwest::Client::new(), &settings, Secret::new("tok")).unwrap();
+        let target = Target::new("fastly", Provider::Fastly(api), true);
+        let batch = target.batches(PurgeMethod::SurrogateKey, &items(3)).remove(0);
+
+        let started = std::time::SystemTime::now();
+        let outcome = target.send(batch, &RetrySettings::default(), &shutdown).await;
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        assert_eq!((outcome.attempts, server.requests()), (2, 2), "one 429, then the purge");
+        let purged = server.purges();
+        let waited = purged[0].at.duration_since(started).unwrap();
+        assert!(
+            waited >= Duration::from_secs(1),
+            "the retry came {waited:?} after the first request, before Retry-After"
+        );
+        assert!(purged[0].soft && purged[0].items == items(3));
+        shutdown.cancel();
+    }
+
     #[test]
     fn backoff_doubles_with_jitter_below_its_ceiling() {
         let retry = RetrySettings::default();

@@ -5,13 +5,116 @@
 //! and idempotence live once, in the purger (`crate::cdn::purge`); an adapter only knows its
 //! API's request shape and its documented [`Limits`].
 
+pub mod akamai;
+pub mod cloudflare;
+pub mod edgegrid;
+pub mod fastly;
 pub mod varnish;
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::records::PurgeMethod;
+
+/// `[[workers.cdn_purger.targets]]`: one CDN, chosen by `provider = "…"` (lowercase), with that
+/// provider's settings beside it. An unknown provider is refused with the list of known ones;
+/// an unknown field is refused by the provider's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum ProviderSettings {
+    /// A Varnish edge with the project's VCL.
+    Varnish(varnish::VarnishSettings),
+    /// A Fastly service.
+    Fastly(fastly::FastlySettings),
+    /// A Cloudflare zone.
+    Cloudflare(cloudflare::CloudflareSettings),
+    /// Akamai Fast Purge through one API client.
+    Akamai(akamai::AkamaiSettings),
+}
+
+impl ProviderSettings {
+    /// The provider's name, as `provider = "…"` spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderSettings::Varnish(_) => "varnish",
+            ProviderSettings::Fastly(_) => "fastly",
+            ProviderSettings::Cloudflare(_) => "cloudflare",
+            ProviderSettings::Akamai(_) => "akamai",
+        }
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ProviderSettings::Varnish(settings) => settings.validate(),
+            ProviderSettings::Fastly(settings) => settings.validate(),
+            ProviderSettings::Cloudflare(settings) => settings.validate(),
+            ProviderSettings::Akamai(settings) => settings.validate(),
+        }
+    }
+}
+
+/// The adapter for one target: an enum rather than a trait object, so `purge` stays a plain
+/// `async fn` and each adapter keeps its own concrete type.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// Varnish with vmod xkey.
+    Varnish(varnish::VarnishEdge),
+    /// Fastly.
+    Fastly(fastly::FastlyApi),
+    /// Cloudflare.
+    Cloudflare(cloudflare::CloudflareApi),
+    /// Akamai Fast Purge.
+    Akamai(akamai::AkamaiApi),
+}
+
+impl Provider {
+    /// The adapter `settings` describe, with its credentials read from the environment now: a
+    /// missing one fails at start, naming its variable, not at the first purge.
+    pub fn new(client: reqwest::Client, settings: &ProviderSettings) -> Result<Provider, String> {
+        let provider = match settings {
+            ProviderSettings::Varnish(settings) => varnish::VarnishEdge::new(client, settings).map(Provider::Varnish),
+            ProviderSettings::Fastly(settings) => fastly::FastlyApi::new(client, settings).map(Provider::Fastly),
+            ProviderSettings::Cloudflare(settings) => {
+                cloudflare::CloudflareApi::new(client, settings).map(Provider::Cloudflare)
+            }
+            ProviderSettings::Akamai(settings) => akamai::AkamaiApi::new(client, settings).map(Provider::Akamai),
+        };
+        provider.map_err(|error| format!("{}: {error}", settings.name()))
+    }
+
+    /// The provider's name (`varnish`, `fastly`, `cloudflare`, `akamai`), for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::Varnish(_) => "varnish",
+            Provider::Fastly(_) => "fastly",
+            Provider::Cloudflare(_) => "cloudflare",
+            Provider::Akamai(_) => "akamai",
+        }
+    }
+
+    /// What the provider documents about its purge API.
+    pub fn limits(&self) -> Limits {
+        match self {
+            Provider::Varnish(edge) => edge.limits(),
+            Provider::Fastly(api) => api.limits(),
+            Provider::Cloudflare(api) => api.limits(),
+            Provider::Akamai(api) => api.limits(),
+        }
+    }
+
+    /// Sends one purge request.
+    pub async fn purge(&self, batch: &PurgeBatch) -> Result<PurgeAck, ProviderError> {
+        match self {
+            Provider::Varnish(edge) => edge.purge(batch).await,
+            Provider::Fastly(api) => api.purge(batch).await,
+            Provider::Cloudflare(api) => api.purge(batch).await,
+            Provider::Akamai(api) => api.purge(batch).await,
+        }
+    }
+}
 
 /// One purge request's worth of work for one provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,49 +241,83 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
-/// `api` of a purge target: which provider, and its settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "provider", rename_all = "lowercase")]
-pub enum ProviderSettings {
-    /// A Varnish edge with `ops/varnish/frontier.vcl`.
-    Varnish(varnish::VarnishSettings),
+/// A credential: its `Debug` shows none of it, so a logged adapter or settings error cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value of environment variable `name`; credentials live in the environment (or a
+    /// secret store that fills it), never in the settings file.
+    pub fn from_env(name: &str) -> Result<Secret, String> {
+        match std::env::var(name) {
+            Ok(value) if !value.trim().is_empty() => Ok(Secret(value.trim().to_owned())),
+            Ok(_) => Err(format!("environment variable `{name}` is empty")),
+            Err(std::env::VarError::NotPresent) => Err(format!("environment variable `{name}` is not set")),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!("environment variable `{name}` is not UTF-8")),
+        }
+    }
+
+    /// The credential itself, for the one header that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
-/// A provider adapter, chosen by [`ProviderSettings`].
-#[derive(Debug, Clone)]
-pub enum Provider {
-    /// Varnish with xkey.
-    Varnish(varnish::VarnishEdge),
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("Secret(redacted)")
+    }
 }
 
-impl Provider {
-    /// The adapter for `settings`; an error says what is wrong with them.
-    pub fn new(client: reqwest::Client, settings: &ProviderSettings) -> Result<Provider, String> {
-        match settings {
-            ProviderSettings::Varnish(settings) => varnish::VarnishEdge::new(client, settings).map(Provider::Varnish),
-        }
-    }
+/// An answer read whole.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
 
-    /// The provider's name (`varnish`, `fastly`, ...), a metric label.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Provider::Varnish(_) => "varnish",
-        }
+impl Answer {
+    /// The answer as a [`ProviderError`], for a status the adapter does not accept.
+    fn error(&self, retry_after: Option<Duration>) -> ProviderError {
+        ProviderError::from_status(self.status, retry_after, &self.body)
     }
+}
 
-    /// What the provider documents about its purge API.
-    pub fn limits(&self) -> Limits {
-        match self {
-            Provider::Varnish(edge) => edge.limits(),
-        }
-    }
+/// Sends `request` and reads its answer; no answer (or a body cut short) is a transport failure.
+async fn send(request: reqwest::RequestBuilder) -> Result<Answer, ProviderError> {
+    let response = request.send().await.map_err(|error| ProviderError::transport(&error))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.text().await.map_err(|error| ProviderError::transport(&error))?;
+    Ok(Answer { status, headers, body })
+}
 
-    /// Sends one purge request.
-    pub async fn purge(&self, batch: &PurgeBatch) -> Result<PurgeAck, ProviderError> {
-        match self {
-            Provider::Varnish(edge) => edge.purge(batch).await,
-        }
+/// A request an adapter refuses before sending it: it cannot succeed however often it is sent.
+fn refused(reason: String) -> ProviderError {
+    ProviderError::Refused { status: 400, reason }
+}
+
+/// Checks the settings every SaaS adapter shares: an http(s) API base URL and a sane bucket.
+fn validate_api_url(field: &str, value: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(value).map_err(|error| format!("{field} `{value}`: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{field} `{value}` is not an http(s) URL"));
     }
+    Ok(url)
+}
+
+/// Checks an identifier that becomes a path segment: a zone or service id is alphanumeric, so
+/// anything else is a mistake (and must not reach the URL's path unescaped).
+fn validate_id(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!("{field} `{value}` must be a non-empty alphanumeric id"));
+    }
+    Ok(())
 }
 
 /// At most `max` bytes of `text`, cut on a character boundary.
@@ -216,6 +353,55 @@ mod tests {
     #[test]
     fn a_502_is_unavailable_and_retried() {
         assert!(ProviderError::from_status(502, None, "").is_retryable());
+    }
+
+    #[test]
+    fn a_known_provider_parses_from_toml_with_its_own_fields() {
+        let settings: ProviderSettings = toml::from_str("provider = \"fastly\"\nservice_id = \"SU1Z0isx\"").unwrap();
+        assert_eq!(settings, ProviderSettings::Fastly(fastly::FastlySettings::new("SU1Z0isx")));
+        assert_eq!(settings.name(), "fastly");
+        let varnish: ProviderSettings = toml::from_str("provider = \"varnish\"").unwrap();
+        assert_eq!(varnish, ProviderSettings::Varnish(varnish::VarnishSettings::default()));
+    }
+
+    #[test]
+    fn an_unknown_provider_is_refused_with_the_known_ones() {
+        let error = toml::from_str::<ProviderSettings>("provider = \"bunny\"").unwrap_err().to_string();
+        for known in ["varnish", "fastly", "cloudflare", "akamai"] {
+            assert!(error.contains(known), "{error}");
+        }
+        assert!(error.contains("bunny"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused() {
+        let text = "provider = \"cloudflare\"\nzone_id = \"abc123\"\nsoft = true";
+        let error = toml::from_str::<ProviderSettings>(text).unwrap_err().to_string();
+        assert!(error.contains("unknown field `soft`"), "{error}");
+        let varnish = toml::from_str::<ProviderSettings>("provider = \"varnish\"\nzone_id = \"x\"");
+        assert!(varnish.is_err());
+    }
+
+    #[test]
+    fn a_missing_provider_is_refused() {
+        let error = toml::from_str::<ProviderSettings>("zone_id = \"abc123\"").unwrap_err().to_string();
+        assert!(error.contains("provider"), "{error}");
+    }
+
+    #[test]
+    fn a_provider_without_its_credentials_fails_at_start_naming_the_variable() {
+        let mut settings = akamai::AkamaiSettings::new("https://akab-x.purge.akamaiapis.net");
+        settings.client_secret_env = "FRONTIER_TEST_NO_SUCH_SECRET".into();
+        settings.client_token_env = "FRONTIER_TEST_NO_SUCH_SECRET".into();
+        let error = Provider::new(reqwest::Client::new(), &ProviderSettings::Akamai(settings)).unwrap_err();
+        assert!(error.starts_with("akamai: ") && error.contains("FRONTIER_TEST_NO_SUCH_SECRET"), "{error}");
+        let varnish = Provider::new(reqwest::Client::new(), &ProviderSettings::Varnish(Default::default())).unwrap();
+        assert_eq!((varnish.name(), varnish.limits().max_urls), ("varnish", 1));
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_debug_output() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(redacted)");
     }
 
     #[test]
