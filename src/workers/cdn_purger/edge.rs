@@ -1,10 +1,14 @@
 //! After a purge: fetch what was purged through the edge so the first user does not wait for
-//! the origin, and check the edge now serves the new build.
+//! the origin, and check the edge now serves the new build, before the purge is reported done.
 //!
-//! Each fetch carries `X-Frontier-Refresh: 1`, which `ops/varnish/frontier.vcl` turns into a
-//! forced miss: the edge fetches once from the origin and replaces what it held, stale
-//! (soft-purged) or not. One fetch per URL and encoding, never one per user, is what keeps a
-//! purge from stampeding the origin. An edge without that header just serves the request.
+//! Every variant (each precompressed encoding, and identity) is fetched with a plain GET, as a
+//! user would. After a soft purge the edge answers that first request with the stale object
+//! and starts one background fetch; after a hard purge the request is a miss the edge
+//! coalesces concurrent users onto. Either way the origin sees one fetch per object, which is
+//! what keeps a purge from stampeding it. The variant is then polled (5 ms, doubling) until it
+//! carries the new `ETag`; one still stale after that is refetched with
+//! `X-Frontier-Refresh: 1` (a forced miss in `ops/varnish/frontier.vcl`; an edge without it
+//! just serves the request), up to the configured attempts, and then reported.
 
 use std::time::Duration;
 
@@ -27,69 +31,89 @@ pub struct Stale {
     pub served: String,
 }
 
-/// Re-warms every variant of `files` (all of them, a caller passes at most its limit) and
-/// verifies the identity one; returns the files still stale after `attempts` fetches each.
+/// Re-warms every variant of `files` (all of them, a caller passes at most its limit) and,
+/// with `verify`, waits for each to serve the new build; returns the variants still stale
+/// after `refreshes` forced refetches each.
 pub async fn rewarm_and_verify(
     client: &reqwest::Client,
     files: &[Expected],
-    attempts: u32,
+    refreshes: u32,
     timeout: Duration,
     verify: bool,
 ) -> Vec<Stale> {
     // Owned futures: a stream of futures borrowing `files` is not provably `Send` for every
     // lifetime, which the worker's `handle` future must be.
-    let fetches = files.iter().cloned().map(|file| {
+    let mut variants: Vec<(String, Option<String>, String)> = Vec::new();
+    for file in files {
+        let identity = etag(&file.hash, None);
+        for encoding in &file.encodings {
+            variants.push((file.url.clone(), Some(encoding.clone()), etag(&file.hash, Some(encoding))));
+        }
+        variants.push((file.url.clone(), None, identity));
+    }
+    let fetches = variants.into_iter().map(|(url, encoding, expected)| {
         let client = client.clone();
-        async move { refresh_file(&client, &file, attempts, timeout, verify).await }
+        async move { settle(&client, &url, encoding.as_deref(), &expected, refreshes, timeout, verify).await }
     });
     let outcomes: Vec<Option<Stale>> = futures::stream::iter(fetches).buffer_unordered(CONCURRENCY).collect().await;
     outcomes.into_iter().flatten().collect()
 }
 
-async fn refresh_file(
+/// Polls of a variant before it is force-refreshed: 5 ms doubling, about 1.3 s in all.
+const POLLS: u32 = 9;
+
+async fn settle(
     client: &reqwest::Client,
-    file: &Expected,
-    attempts: u32,
+    url: &str,
+    encoding: Option<&str>,
+    expected: &str,
+    refreshes: u32,
     timeout: Duration,
     verify: bool,
 ) -> Option<Stale> {
-    // The variants first: the identity fetch is the one verified, and it should see the state
-    // after every refresh of this URL.
-    for encoding in &file.encodings {
-        if let Err(error) = fetch(client, &file.url, Some(encoding), timeout).await {
-            tracing::debug!(url = %file.url, %encoding, %error, "re-warm fetch failed");
-        }
-    }
-    let expected = etag(&file.hash, None);
     let mut served = String::new();
-    for attempt in 0..attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt - 1)).await;
+    for poll in 0..POLLS {
+        if poll > 0 {
+            tokio::time::sleep(Duration::from_millis(5) * 2u32.pow(poll - 1)).await;
         }
-        served = match fetch(client, &file.url, None, timeout).await {
-            Ok(Some(tag)) => tag,
-            Ok(None) => "no ETag".to_owned(),
-            Err(error) => error,
-        };
+        served = describe(fetch(client, url, encoding, false, timeout).await);
         if !verify || served == expected {
             return None;
         }
     }
-    Some(Stale { url: file.url.clone(), expected, served })
+    for refresh in 0..refreshes {
+        served = describe(fetch(client, url, encoding, true, timeout).await);
+        if served == expected {
+            tracing::warn!(url, ?encoding, refresh, "the edge served old content until a forced refresh");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(refresh)).await;
+    }
+    let variant = encoding.map_or_else(|| url.to_owned(), |encoding| format!("{url} ({encoding})"));
+    Some(Stale { url: variant, expected: expected.to_owned(), served })
 }
 
-/// One forced refresh through the edge; the `ETag` it served.
+fn describe(fetched: Result<Option<String>, String>) -> String {
+    match fetched {
+        Ok(Some(tag)) => tag,
+        Ok(None) => "no ETag".to_owned(),
+        Err(error) => error,
+    }
+}
+
+/// One fetch through the edge (a forced refresh with `refresh`); the `ETag` it served.
 async fn fetch(
     client: &reqwest::Client,
     url: &str,
     encoding: Option<&str>,
+    refresh: bool,
     timeout: Duration,
 ) -> Result<Option<String>, String> {
-    let request = client
-        .get(url)
-        .header("X-Frontier-Refresh", "1")
-        .header(reqwest::header::ACCEPT_ENCODING, encoding.unwrap_or("identity"))
-        .timeout(timeout);
+    let mut request =
+        client.get(url).header(reqwest::header::ACCEPT_ENCODING, encoding.unwrap_or("identity")).timeout(timeout);
+    if refresh {
+        request = request.header("X-Frontier-Refresh", "1");
+    }
     let response = request.send().await.map_err(|error| error.to_string())?;
     let status = response.status();
     let tag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);

@@ -29,10 +29,11 @@ pub struct CdnPurgerSettings {
     /// Purged URLs fetched through the edge right after the purge (entry points first), so the
     /// first user does not wait for the origin; 0 turns re-warming and verification off.
     pub rewarm_max: usize,
-    /// Fetch each re-warmed entry point through the edge and check its `ETag` is the new
-    /// build's.
+    /// Wait, before reporting the purge, until each re-warmed file's variants carry the new
+    /// build's `ETag` at the edge (no stale response after the result is out).
     pub verify: bool,
-    /// Fetches of a URL still serving old content before it is alerted on.
+    /// Forced refetches (`X-Frontier-Refresh`) of a variant still old after polling, before
+    /// it is alerted on.
     pub verify_attempts: u32,
     /// Deadline of one re-warm or verification fetch.
     #[serde(with = "humantime_serde")]
