@@ -1,6 +1,7 @@
 //! The `frontier` command line.
 
 mod alerts;
+mod assets;
 mod autoscale;
 mod bench;
 mod model_serve;
@@ -77,6 +78,12 @@ pub enum Command {
         #[command(subcommand)]
         action: autoscale::AutoscaleAction,
     },
+    /// A static site made ready for the CDN: minified, content-hashed, precompressed, with a
+    /// manifest.
+    Assets {
+        #[command(subcommand)]
+        action: assets::AssetsCommand,
+    },
 }
 
 /// `frontier topics ...`
@@ -129,6 +136,7 @@ impl Cli {
             Command::ModelServe(args) => model_serve::model_serve(args).await,
             Command::Queries { action } => queries::queries(&settings, action).await,
             Command::Autoscale { action } => autoscale::autoscale(&settings, action).await,
+            Command::Assets { action } => assets::assets(action).await,
         }
     }
 }

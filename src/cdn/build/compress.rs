@@ -122,6 +122,11 @@ mod tests {
     #[test]
     fn only_text_types_are_precompressed() {
         assert!(is_text("index.html") && is_text("css/app.css") && is_text("img/logo.SVG") && is_text("robots.txt"));
-        assert!(!is_text("fonts/inter.woff2") && !is_text("favicon.ico") && !is_text("img/chart.png") && !is_text("LICENSE"));
+        assert!(
+            !is_text("fonts/inter.woff2")
+                && !is_text("favicon.ico")
+                && !is_text("img/chart.png")
+                && !is_text("LICENSE")
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! CSS with lightningcss: minified (no targets, so nothing is lowered or prefixed: the sheet
-//! means what its author wrote), its `url()` and `@import` references read and rewritten on
-//! the parsed sheet by lightningcss's visitor, never by string surgery.
+//! CSS with lightningcss: minified without browser targets (nothing is prefixed or lowered; the
+//! output may use any syntax current browsers read, such as 8-digit hex colours), its `url()`
+//! and `@import` references read and rewritten on the parsed sheet by lightningcss's visitor,
+//! never by string surgery.
 
 use std::convert::Infallible;
 
@@ -131,8 +132,11 @@ mod tests {
 
     #[test]
     fn rewriting_changes_only_the_urls_it_is_given() {
-        let (code, _) = minify("app.css", "@import 'base.css'; a { background: url(a.png) } b { background: url(b.png) }").unwrap();
-        let rewritten = rewrite("app.css", &code, &|url| (url != "b.png").then(|| url.replace('.', ".12345678."))).unwrap().unwrap();
+        let (code, _) =
+            minify("app.css", "@import 'base.css'; a { background: url(a.png) } b { background: url(b.png) }").unwrap();
+        let rewritten = rewrite("app.css", &code, &|url| (url != "b.png").then(|| url.replace('.', ".12345678.")))
+            .unwrap()
+            .unwrap();
         assert!(rewritten.contains("base.12345678.css") && rewritten.contains("a.12345678.png"), "{rewritten}");
         assert!(rewritten.contains("url(b.png)"), "{rewritten}");
         assert_eq!(rewrite("app.css", &code, &|_| None).unwrap(), None);
@@ -145,9 +149,12 @@ mod tests {
 
     #[test]
     fn a_style_attribute_s_urls_are_found_and_rewritten() {
-        let (found, rewritten) =
-            style_attribute("index.html", "background-image: url(img/hero.png)", Some(&|_| Some("img/hero.1.png".into())))
-                .unwrap();
+        let (found, rewritten) = style_attribute(
+            "index.html",
+            "background-image: url(img/hero.png)",
+            Some(&|_| Some("img/hero.1.png".into())),
+        )
+        .unwrap();
         assert_eq!(found[0].url, "img/hero.png");
         assert_eq!(rewritten.as_deref(), Some("background-image:url(img/hero.1.png)"));
     }

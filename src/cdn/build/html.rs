@@ -123,6 +123,10 @@ fn walk(file: &str, html: &str, on_ref: &mut dyn FnMut(&str, RefKind) -> Option<
             }
             Ok(())
         }),
+        on_element("base[href]", |_| {
+            // It would change what every relative reference on the page resolves to.
+            Err("<base href> is not supported: references are resolved against the page's own path".into())
+        }),
         on_element("video[poster]", move |el| url_attribute(el, "poster", RefKind::Subresource, on_ref)),
     ];
     for selector in ["a[href]", "area[href]"] {
@@ -143,16 +147,17 @@ fn walk(file: &str, html: &str, on_ref: &mut dyn FnMut(&str, RefKind) -> Option<
             Ok(())
         }));
     }
-    let settings = handlers
-        .into_iter()
-        .try_fold(RewriteStrSettings::new(), |settings, handler| Ok::<_, String>(settings.append_element_content_handler(handler?)))?;
+    let settings = handlers.into_iter().try_fold(RewriteStrSettings::new(), |settings, handler| {
+        Ok::<_, String>(settings.append_element_content_handler(handler?))
+    })?;
     rewrite_str(html, settings).map_err(|error| error.to_string())
 }
 
 type Handler<'h> = (Cow<'static, Selector>, ElementContentHandlers<'h>);
 
 fn selector(selector: &str) -> Result<Cow<'static, Selector>, String> {
-    let parsed: Selector = selector.parse().map_err(|error: SelectorError| format!("selector `{selector}`: {error}"))?;
+    let parsed: Selector =
+        selector.parse().map_err(|error: SelectorError| format!("selector `{selector}`: {error}"))?;
     Ok(Cow::Owned(parsed))
 }
 
@@ -309,9 +314,18 @@ mod tests {
     fn minifying_keeps_closing_tags_and_the_head() {
         let minified = String::from_utf8(minify(PAGE.as_bytes())).unwrap();
         assert!(minified.len() < PAGE.len());
-        assert!(minified.contains("<html") && minified.contains("<head>") && minified.contains("</body>"), "{minified}");
+        assert!(
+            minified.contains("<html") && minified.contains("<head>") && minified.contains("</body>"),
+            "{minified}"
+        );
         // What the minifier made is what references are read from: they are all still there.
         assert_eq!(references("index.html", &minified).unwrap().len(), 15, "{minified}");
+    }
+
+    #[test]
+    fn a_base_element_is_refused_since_it_moves_every_relative_reference() {
+        let error = references("index.html", "<head><base href=/app/></head>").unwrap_err();
+        assert!(error.contains("<base href>"), "{error}");
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub(crate) fn minify(text: &str, module: bool) -> Result<String, String> {
         compress: Some(CompressOptions::safest()),
     };
     let minified = Minifier::new(options).minify(&allocator, &mut program);
-    let code = Codegen::new().with_options(CodegenOptions::minify()).with_scoping(minified.scoping).build(&program).code;
+    let code =
+        Codegen::new().with_options(CodegenOptions::minify()).with_scoping(minified.scoping).build(&program).code;
     Ok(code)
 }
 
@@ -164,9 +165,8 @@ export function total(rows) { return formatMoney(rows.reduce((sum, row) => sum +
         assert!(code.len() < APP.len(), "{code}");
         let found: Vec<String> = references(&code, true).unwrap().into_iter().map(|r| r.url).collect();
         assert_eq!(found.len(), 4, "{code}");
-        let rewritten = rewrite(&code, true, &|s| (s == "./reports.js").then(|| "./reports.0badf00d.js".into()))
-            .unwrap()
-            .unwrap();
+        let rewritten =
+            rewrite(&code, true, &|s| (s == "./reports.js").then(|| "./reports.0badf00d.js".into())).unwrap().unwrap();
         assert!(rewritten.contains("\"./reports.0badf00d.js\""), "{rewritten}");
         assert_eq!(rewritten.len(), code.len() + 9);
         assert_eq!(rewrite(&code, true, &|_| None).unwrap(), None);

@@ -200,7 +200,9 @@ mod tests {
 
     #[test]
     fn other_origins_schemes_and_fragments_are_external() {
-        for url in ["https://cdn.example/x.js", "//cdn.example/x.js", "data:image/png;base64,AA", "#top", "mailto:a@b", ""] {
+        for url in
+            ["https://cdn.example/x.js", "//cdn.example/x.js", "data:image/png;base64,AA", "#top", "mailto:a@b", ""]
+        {
             assert_eq!(resolve("index.html", url), Ok(Resolved::External), "{url}");
         }
     }

@@ -44,7 +44,10 @@ fn small_site() -> tempfile::TempDir {
         ("css/base.css", b"body { margin: 0; font-family: system-ui, sans-serif; }\n"),
         ("js/app.js", b"import { money } from './format.js';\ndocument.title = money(1234.5);\n"),
         ("js/format.js", b"export function money(amount) { return amount.toFixed(2) + ' USD'; }\n"),
-        ("img/logo.svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 8 8\"><rect width=\"8\" height=\"8\"/></svg>\n"),
+        (
+            "img/logo.svg",
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 8 8\"><rect width=\"8\" height=\"8\"/></svg>\n",
+        ),
         ("robots.txt", b"User-agent: *\nAllow: /\n"),
         (".env", b"SECRET=1\n"),
     ])
@@ -122,7 +125,10 @@ fn the_same_source_builds_to_the_same_bytes_and_manifest() {
         std::fs::read(out(&second).join(MANIFEST_PATH)).unwrap()
     );
     for entry in manifest_a.entries.values() {
-        assert_eq!(std::fs::read(out(&first).join(&entry.file)).unwrap(), std::fs::read(out(&second).join(&entry.file)).unwrap());
+        assert_eq!(
+            std::fs::read(out(&first).join(&entry.file)).unwrap(),
+            std::fs::read(out(&second).join(&entry.file)).unwrap()
+        );
     }
 }
 
@@ -165,13 +171,16 @@ fn a_missing_reference_is_an_error_naming_the_file_and_the_reference() {
 
 #[test]
 fn a_link_to_no_file_is_left_as_written() {
-    let src = site(&[("index.html", b"<a href=\"/reports/\">Reports</a> <a href=\"report.pdf\">PDF</a>"), ("report.pdf", b"%PDF")]);
+    let src = site(&[
+        ("index.html", b"<a href=\"/reports/\">Reports</a> <a href=\"report.pdf\">PDF</a>"),
+        ("report.pdf", b"%PDF"),
+    ]);
     let (parent, _, manifest) = build(src.path());
     let page = read(&parent, "index.html");
     assert!(page.contains("href=/reports/") || page.contains("href=\"/reports/\""), "{page}");
     let pdf = &manifest.entries["report.pdf"].file;
     assert!(pdf.starts_with("report.") && pdf != "report.pdf" && page.contains(pdf.as_str()), "{page}");
-    assert_eq!(manifest.entries["index.html"].assets, [pdf.clone()]);
+    assert_eq!(&manifest.entries["index.html"].assets, std::slice::from_ref(pdf));
 }
 
 #[test]
@@ -192,7 +201,10 @@ fn modules_importing_each_other_keep_their_names_and_what_imports_them_is_hashed
         ("index.html", b"<script type=module src=main.js></script>"),
         ("main.js", b"import { a } from './a.js'; a();"),
         ("a.js", b"import { b } from './b.js'; export function a() { return b(); }"),
-        ("b.js", b"import { a } from './a.js'; import { c } from './c.js'; export function b() { return c() + typeof a; }"),
+        (
+            "b.js",
+            b"import { a } from './a.js'; import { c } from './c.js'; export function b() { return c() + typeof a; }",
+        ),
         ("c.js", b"export function c() { return 1; }"),
     ]);
     let (parent, _, manifest) = build(src.path());
@@ -300,7 +312,16 @@ fn the_example_site_builds_smaller_with_every_reference_resolved() {
     for stable in ["index.html", "reports.html", "robots.txt", "favicon.ico"] {
         assert!(manifest.entries[stable].stable, "{stable}");
     }
-    for hashed in ["css/app.css", "css/base.css", "js/app.js", "js/chart.js", "js/format.js", "js/export.js", "img/logo.svg", "fonts/inter-var.woff2"] {
+    for hashed in [
+        "css/app.css",
+        "css/base.css",
+        "js/app.js",
+        "js/chart.js",
+        "js/format.js",
+        "js/export.js",
+        "img/logo.svg",
+        "fonts/inter-var.woff2",
+    ] {
         assert!(!manifest.entries[hashed].stable, "{hashed}");
     }
     let app = &manifest.entries["js/app.js"];
@@ -308,5 +329,8 @@ fn the_example_site_builds_smaller_with_every_reference_resolved() {
     let code = read(&parent, &app.file);
     assert!(code.contains(&manifest.entries["js/export.js"].file.replace("js/", "./")), "the dynamic import: {code}");
     let css = &manifest.entries["css/app.css"];
-    assert_eq!(css.assets, [manifest.entries["fonts/inter-var.woff2"].file.clone(), manifest.entries["img/logo.svg"].file.clone()]);
+    assert_eq!(
+        css.assets,
+        [manifest.entries["fonts/inter-var.woff2"].file.clone(), manifest.entries["img/logo.svg"].file.clone()]
+    );
 }

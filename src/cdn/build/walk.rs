@@ -46,7 +46,8 @@ fn walk_folder(root: &Path, folder: &Path, prefix: &str, files: &mut Vec<SourceF
             continue;
         }
         if kind.is_symlink() {
-            let target = path.canonicalize().map_err(|source| BuildError::io("following the symlink", &path, source))?;
+            let target =
+                path.canonicalize().map_err(|source| BuildError::io("following the symlink", &path, source))?;
             if !target.starts_with(root) {
                 return Err(BuildError::SymlinkLeavesSite { link: rel, target });
             }
@@ -71,7 +72,8 @@ fn check_name(rel: &str, name: &str) -> Result<(), BuildError> {
 /// `path` made absolute and normalized without requiring it to exist: its longest existing
 /// ancestor canonicalized (symlinks resolved), the rest appended.
 pub(crate) fn absolute(path: &Path) -> Result<PathBuf, BuildError> {
-    let current = std::env::current_dir().map_err(|source| BuildError::io("reading the working folder", path, source))?;
+    let current =
+        std::env::current_dir().map_err(|source| BuildError::io("reading the working folder", path, source))?;
     let joined = current.join(path);
     let mut normal = PathBuf::new();
     for component in joined.components() {
@@ -90,8 +92,7 @@ pub(crate) fn absolute(path: &Path) -> Result<PathBuf, BuildError> {
         rest.push(name.to_owned());
         existing = parent;
     }
-    let mut resolved =
-        existing.canonicalize().map_err(|source| BuildError::io("resolving", existing, source))?;
+    let mut resolved = existing.canonicalize().map_err(|source| BuildError::io("resolving", existing, source))?;
     resolved.extend(rest.iter().rev());
     Ok(resolved)
 }

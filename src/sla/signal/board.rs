@@ -219,7 +219,10 @@ impl SignalBoard {
         match subject {
             Subject::Group(group) => {
                 self.groups.contains_key(group)
-                    || self.instances.values().any(|report| report.status.consumer_group.as_deref() == Some(group.as_str()))
+                    || self
+                        .instances
+                        .values()
+                        .any(|report| report.status.consumer_group.as_deref() == Some(group.as_str()))
             }
             Subject::Instance { service, instance } => {
                 self.instances.contains_key(&(service.clone(), instance.clone()))
