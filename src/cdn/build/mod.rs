@@ -9,7 +9,9 @@
 //!    reference, except for navigations (`<a href>`), which may name a route the origin serves.
 //! 4. Every file something references, other than HTML, gets a content-hashed name
 //!    (`css/app.3f2a1b9c.css`: 8 hex digits of the SHA-256 of its built bytes); HTML (the
-//!    entry points) and files nothing references keep their paths and are `stable`. A file's
+//!    entry points) and files nothing references keep their paths and are `stable`. A preload
+//!    follows a hashed name but never causes one (a script may fetch the file by its source
+//!    name). A file's
 //!    hash covers the hashed names it references, so files are finished leaves first; a cycle
 //!    of references is an error naming it, except a cycle of JS modules (legal, and common),
 //!    whose members keep their names and are `stable`, so purges cover them.
@@ -215,9 +217,9 @@ fn minify_all(nodes: &mut [Node], index: &HashMap<String, usize>) -> Result<(), 
         .filter_map(|(node, raw)| Some((target(index, &node.rel, raw).ok()??, raw.kind)));
     for (target, kind) in loads {
         match kind {
-            RefKind::Module => as_module[target] = true,
+            RefKind::Module | RefKind::ModulePreload => as_module[target] = true,
             RefKind::ClassicScript => as_classic[target] = true,
-            RefKind::Subresource | RefKind::Navigation => {}
+            RefKind::Subresource | RefKind::Preload | RefKind::Navigation => {}
         }
     }
     for (i, node) in nodes.iter_mut().enumerate() {
@@ -250,18 +252,30 @@ fn target(index: &HashMap<String, usize>, from: &str, raw: &RawRef) -> Result<Op
 /// Rewrites, hashes and names every file, leaves first.
 fn finish_all(nodes: &mut [Node]) -> Result<(), BuildError> {
     // Referenced non-HTML files are hashed; HTML pages keep their URLs whoever links them.
-    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     for i in 0..nodes.len() {
-        let targets: Vec<usize> = nodes[i].refs.iter().filter_map(|(_, target)| *target).collect();
+        let targets: Vec<usize> = nodes[i]
+            .refs
+            .iter()
+            .filter(|(raw, _)| raw.kind.hashes_target())
+            .filter_map(|(_, target)| *target)
+            .collect();
         for target in targets {
             if nodes[target].kind != Kind::Html {
                 nodes[target].hashed = true;
-                edges[i].push(target);
             }
         }
-        edges[i].sort_unstable();
-        edges[i].dedup();
     }
+    // A file waits for every hashed file it names, preloads included (they follow the name).
+    let edges: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|node| {
+            let mut targets: Vec<usize> =
+                node.refs.iter().filter_map(|(_, target)| *target).filter(|&target| nodes[target].hashed).collect();
+            targets.sort_unstable();
+            targets.dedup();
+            targets
+        })
+        .collect();
     for component in graph::components(&edges) {
         if graph::is_cycle(&edges, &component) {
             if component.iter().all(|&member| nodes[member].kind == Kind::Js) {
