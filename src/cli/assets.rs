@@ -104,7 +104,7 @@ async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let (src, out) = (args.src.clone(), args.out.clone());
     let options = BuildOptions { clean: args.clean };
     // Minifying and brotli at quality 11 are CPU work: off the async workers.

@@ -116,6 +116,11 @@ pub fn duration_arg(text: &str) -> Result<Duration, String> {
 impl Cli {
     /// Loads the configuration and runs the command.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
+        // The asset build reads no configuration: it runs in a site's CI, without the platform's
+        // config folder.
+        if let Command::Assets { action: assets::AssetsCommand::Build(args) } = self.command {
+            return assets::build(args).await;
+        }
         let settings = Settings::load(self.environment, &self.config_dir)
             .with_context(|| format!("loading the {} configuration", self.environment))?;
         telemetry::init_logging(&settings.log);

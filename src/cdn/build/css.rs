@@ -1,6 +1,7 @@
-//! CSS with lightningcss: minified (no targets, so nothing is lowered or prefixed: the sheet
-//! means what its author wrote), its `url()` and `@import` references read and rewritten on
-//! the parsed sheet by lightningcss's visitor, never by string surgery.
+//! CSS with lightningcss: minified without browser targets (nothing is prefixed or lowered; the
+//! output may use any syntax current browsers read, such as 8-digit hex colours), its `url()`
+//! and `@import` references read and rewritten on the parsed sheet by lightningcss's visitor,
+//! never by string surgery.
 
 use std::convert::Infallible;
 

@@ -2,8 +2,10 @@
 //! by lol_html (Cloudflare's streaming rewriter) — so references are found in exactly the
 //! markup that ships, and a rewritten name cannot be lost to a later pass.
 //!
-//! References: `<link href>` (stylesheets, icons, preloads, module preloads; other `rel`s are
-//! navigations), `<script src>`, `src` of `img`, `source`, `video`, `audio`, `track`, `embed`
+//! References: `<link href>` (stylesheets, icons, web app manifests, and preloads, which follow
+//! a hashed name but never cause one;
+//! other `rel`s, such as `canonical` or `alternate`, name URLs that must stay put and are left
+//! alone), `<script src>`, `src` of `img`, `source`, `video`, `audio`, `track`, `embed`
 //! and `input`, `srcset` of `img` and `source`, `<video poster>`, `url()` in `style`
 //! attributes and `<style>` elements, module specifiers in inline scripts, and navigations
 //! (`<a href>`, `<area href>`, `<iframe src>`), whose local non-HTML targets are hashed too.
@@ -75,13 +77,18 @@ fn walk(file: &str, html: &str, on_ref: &mut dyn FnMut(&str, RefKind) -> Option<
             let rel = el.get_attribute("rel").unwrap_or_default().to_ascii_lowercase();
             let rels: Vec<&str> = rel.split_ascii_whitespace().collect();
             let kind = if rels.contains(&"modulepreload") {
-                RefKind::Module
-            } else if rels.iter().any(|rel| {
-                ["stylesheet", "icon", "apple-touch-icon", "mask-icon", "preload", "prefetch", "manifest"].contains(rel)
-            }) {
+                RefKind::ModulePreload
+            } else if rels.iter().any(|rel| ["preload", "prefetch"].contains(rel)) {
+                RefKind::Preload
+            } else if rels
+                .iter()
+                .any(|rel| ["stylesheet", "icon", "apple-touch-icon", "mask-icon", "manifest"].contains(rel))
+            {
                 RefKind::Subresource
             } else {
-                RefKind::Navigation
+                // `canonical`, `alternate` (a feed readers subscribe to), `preconnect`, ...:
+                // URLs that must not move with their content.
+                return Ok(());
             };
             url_attribute(el, "href", kind, on_ref)
         }),
@@ -122,6 +129,10 @@ fn walk(file: &str, html: &str, on_ref: &mut dyn FnMut(&str, RefKind) -> Option<
                 el.set_attribute("style", &rewritten.replace('&', "&amp;"))?;
             }
             Ok(())
+        }),
+        on_element("base[href]", |_| {
+            // It would change what every relative reference on the page resolves to.
+            Err("<base href> is not supported: references are resolved against the page's own path".into())
         }),
         on_element("video[poster]", move |el| url_attribute(el, "poster", RefKind::Subresource, on_ref)),
     ];
@@ -267,8 +278,7 @@ mod tests {
             [
                 ("css/app.css", Subresource),
                 ("/img/logo.svg", Subresource),
-                ("https://example.com/", Navigation),
-                ("js/chart.js", Module),
+                ("js/chart.js", ModulePreload),
                 ("img/hero.png", Subresource),
                 ("reports.html", Navigation),
                 ("files/q3.pdf", Navigation),
@@ -315,7 +325,13 @@ mod tests {
             "{minified}"
         );
         // What the minifier made is what references are read from: they are all still there.
-        assert_eq!(references("index.html", &minified).unwrap().len(), 15, "{minified}");
+        assert_eq!(references("index.html", &minified).unwrap().len(), 14, "{minified}");
+    }
+
+    #[test]
+    fn a_base_element_is_refused_since_it_moves_every_relative_reference() {
+        let error = references("index.html", "<head><base href=/app/></head>").unwrap_err();
+        assert!(error.contains("<base href>"), "{error}");
     }
 
     #[test]

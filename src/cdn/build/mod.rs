@@ -9,7 +9,9 @@
 //!    reference, except for navigations (`<a href>`), which may name a route the origin serves.
 //! 4. Every file something references, other than HTML, gets a content-hashed name
 //!    (`css/app.3f2a1b9c.css`: 8 hex digits of the SHA-256 of its built bytes); HTML (the
-//!    entry points) and files nothing references keep their paths and are `stable`. A file's
+//!    entry points) and files nothing references keep their paths and are `stable`. A preload
+//!    follows a hashed name but never causes one (a script may fetch the file by its source
+//!    name). A file's
 //!    hash covers the hashed names it references, so files are finished leaves first; a cycle
 //!    of references is an error naming it, except a cycle of JS modules (legal, and common),
 //!    whose members keep their names and are `stable`, so purges cover them.
@@ -22,26 +24,29 @@
 
 mod compress;
 mod css;
+mod error;
 mod graph;
 mod html;
 mod js;
 mod references;
+mod report;
 mod walk;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Serialize;
 use sha2::{Digest, Sha256, Sha384};
 
-use super::manifest::{Manifest, ManifestEntry, ManifestError};
+use super::manifest::{Manifest, ManifestEntry};
+pub use error::BuildError;
 use references::{RawRef, RefKind, Resolved};
+pub use report::{BuildReport, FileReport, Totals};
 
 /// Where the manifest is written inside the output folder: Vite's place, in a dot-folder an
 /// origin never serves.
@@ -52,173 +57,6 @@ pub const MANIFEST_PATH: &str = ".vite/manifest.json";
 pub struct BuildOptions {
     /// Empty a non-empty output folder (after the build succeeded) instead of refusing it.
     pub clean: bool,
-}
-
-/// What one file became.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileReport {
-    /// Source path (the manifest key).
-    pub src: String,
-    /// Built path.
-    pub file: String,
-    /// Bytes of the source.
-    pub source_bytes: u64,
-    /// Bytes as built (minified), identity encoding.
-    pub built_bytes: u64,
-    /// Bytes of each variant kept (absent: none smaller than the file, or not text).
-    pub br: Option<u64>,
-    /// See `br`.
-    pub zstd: Option<u64>,
-    /// See `br`.
-    pub gzip: Option<u64>,
-}
-
-impl FileReport {
-    /// The smallest of the file and its variants: what the best-equipped client downloads.
-    pub fn best_bytes(&self) -> u64 {
-        [self.br, self.zstd, self.gzip].into_iter().flatten().fold(self.built_bytes, u64::min)
-    }
-}
-
-/// Totals over a build, where each encoding's figure is what a client accepting only that
-/// encoding downloads: the variant where one was kept, the file otherwise.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    /// Files built.
-    pub files: usize,
-    /// Bytes of the sources.
-    pub source_bytes: u64,
-    /// Bytes as built (minified, identity).
-    pub built_bytes: u64,
-    /// Downloaded with brotli.
-    pub br_bytes: u64,
-    /// Downloaded with zstd.
-    pub zstd_bytes: u64,
-    /// Downloaded with gzip.
-    pub gzip_bytes: u64,
-    /// Downloaded with the best encoding per file.
-    pub best_bytes: u64,
-}
-
-/// What a build did.
-#[derive(Debug, Clone, Serialize)]
-pub struct BuildReport {
-    /// Every file, by source path.
-    pub files: Vec<FileReport>,
-    /// Sums over `files`.
-    pub totals: Totals,
-    /// The manifest's id ([`Manifest::id`]).
-    pub manifest_id: String,
-    /// Where the manifest was written.
-    pub manifest_path: PathBuf,
-    /// Wall-clock time of the build, in milliseconds.
-    pub elapsed_ms: u64,
-}
-
-/// Why a build failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// A file or folder could not be read or written.
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        /// What was being done (`reading`, `writing`, ...).
-        action: &'static str,
-        /// The path it was done to.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-    /// The source is not a folder.
-    #[error("the source {} is not a folder", .0.display())]
-    SourceNotAFolder(PathBuf),
-    /// The output exists and is not a folder.
-    #[error("the output {} is not a folder", .0.display())]
-    OutNotAFolder(PathBuf),
-    /// One folder is inside the other (a build would read its own output, or write into its
-    /// source).
-    #[error("the output {} and the source {} overlap: neither may be inside the other", out.display(), src.display())]
-    Overlap {
-        /// The source folder.
-        src: PathBuf,
-        /// The output folder.
-        out: PathBuf,
-    },
-    /// The output folder holds files and `clean` was not asked for.
-    #[error("the output {} is not empty (pass --clean to replace its contents)", .0.display())]
-    OutNotEmpty(PathBuf),
-    /// A symlink points outside the source folder.
-    #[error("`{link}` is a symlink to {}, outside the site", target.display())]
-    SymlinkLeavesSite {
-        /// The link's site path.
-        link: String,
-        /// Where it points.
-        target: PathBuf,
-    },
-    /// A symlink to a folder (it could loop; link the files instead).
-    #[error("`{0}` is a symlink to a folder, which a build does not follow (it could loop)")]
-    SymlinkedFolder(String),
-    /// A name a URL would need escaped or the manifest cannot list.
-    #[error("`{0}`: names may hold only ASCII letters, digits and -._~+@,= (a URL carries those as written)")]
-    UnlistableName(String),
-    /// HTML, CSS or JS that is not UTF-8.
-    #[error("`{0}` is not UTF-8")]
-    NotUtf8(String),
-    /// A minifier could not parse a file, or a rewrite could not re-read what it produced.
-    #[error("`{file}` cannot be minified: {reason}")]
-    Minify {
-        /// The file's site path.
-        file: String,
-        /// The parser's message.
-        reason: String,
-    },
-    /// A reference names a file the site does not have.
-    #[error("`{file}` references `{reference}`, but the site has no file `{resolved}`")]
-    MissingReference {
-        /// The referencing file.
-        file: String,
-        /// The reference as written.
-        reference: String,
-        /// The site path it resolves to.
-        resolved: String,
-    },
-    /// A reference climbs above the site's root.
-    #[error("`{file}` references `{reference}`, which {reason}")]
-    BadReference {
-        /// The referencing file.
-        file: String,
-        /// The reference as written.
-        reference: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Files reference each other in a cycle no hash can settle (a stylesheet importing
-    /// itself through others); cycles of JS modules are allowed.
-    #[error("reference cycle: {}", .0.join(" -> "))]
-    Cycle(Vec<String>),
-    /// Two outputs would land on one path (`a.txt.gz` in the source beside `a.txt`'s variant).
-    #[error("`{0}` would be written twice: rename one of its sources")]
-    OutputCollision(String),
-    /// A rewritten name is missing from the file afterwards (a bug; nothing is written).
-    #[error("`{file}`: the rewritten reference `{name}` is missing from the output")]
-    LostReference {
-        /// The referencing file.
-        file: String,
-        /// The hashed name that should be there.
-        name: String,
-    },
-    /// The manifest the build made does not validate (a bug; nothing is written).
-    #[error("the manifest does not validate: {0}")]
-    Manifest(#[from] ManifestError),
-}
-
-impl BuildError {
-    fn io(action: &'static str, path: &Path, source: std::io::Error) -> BuildError {
-        BuildError::Io { action, path: path.to_owned(), source }
-    }
-
-    fn minify(file: &str, reason: impl Into<String>) -> BuildError {
-        BuildError::Minify { file: file.to_owned(), reason: reason.into() }
-    }
 }
 
 /// What a file is to the build.
@@ -333,39 +171,7 @@ pub fn build_site(src: &Path, out: &Path, options: &BuildOptions) -> Result<Buil
         std::fs::write(&target, bytes).map_err(|source| BuildError::io("writing", &target, source))?;
     }
 
-    let files: Vec<FileReport> = nodes
-        .iter()
-        .zip(&variants)
-        .map(|(node, variants)| {
-            let size = |name: &str| variants.kept.iter().find(|(n, _, _)| *n == name).map(|(_, _, b)| b.len() as u64);
-            FileReport {
-                src: node.rel.clone(),
-                file: node.file.clone(),
-                source_bytes: node.source.len() as u64,
-                built_bytes: node.built.len() as u64,
-                br: size("br"),
-                zstd: size("zstd"),
-                gzip: size("gzip"),
-            }
-        })
-        .collect();
-    let totals = files.iter().fold(Totals::default(), |mut totals, file| {
-        totals.files += 1;
-        totals.source_bytes += file.source_bytes;
-        totals.built_bytes += file.built_bytes;
-        totals.br_bytes += file.br.unwrap_or(file.built_bytes);
-        totals.zstd_bytes += file.zstd.unwrap_or(file.built_bytes);
-        totals.gzip_bytes += file.gzip.unwrap_or(file.built_bytes);
-        totals.best_bytes += file.best_bytes();
-        totals
-    });
-    Ok(BuildReport {
-        files,
-        totals,
-        manifest_id: manifest.id(),
-        manifest_path: out.join(MANIFEST_PATH),
-        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
+    Ok(report::report(&nodes, &variants, &manifest, out.join(MANIFEST_PATH), started.elapsed()))
 }
 
 fn utf8(node: &Node) -> Result<&str, BuildError> {
@@ -411,9 +217,9 @@ fn minify_all(nodes: &mut [Node], index: &HashMap<String, usize>) -> Result<(), 
         .filter_map(|(node, raw)| Some((target(index, &node.rel, raw).ok()??, raw.kind)));
     for (target, kind) in loads {
         match kind {
-            RefKind::Module => as_module[target] = true,
+            RefKind::Module | RefKind::ModulePreload => as_module[target] = true,
             RefKind::ClassicScript => as_classic[target] = true,
-            RefKind::Subresource | RefKind::Navigation => {}
+            RefKind::Subresource | RefKind::Preload | RefKind::Navigation => {}
         }
     }
     for (i, node) in nodes.iter_mut().enumerate() {
@@ -446,18 +252,30 @@ fn target(index: &HashMap<String, usize>, from: &str, raw: &RawRef) -> Result<Op
 /// Rewrites, hashes and names every file, leaves first.
 fn finish_all(nodes: &mut [Node]) -> Result<(), BuildError> {
     // Referenced non-HTML files are hashed; HTML pages keep their URLs whoever links them.
-    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     for i in 0..nodes.len() {
-        let targets: Vec<usize> = nodes[i].refs.iter().filter_map(|(_, target)| *target).collect();
+        let targets: Vec<usize> = nodes[i]
+            .refs
+            .iter()
+            .filter(|(raw, _)| raw.kind.hashes_target())
+            .filter_map(|(_, target)| *target)
+            .collect();
         for target in targets {
             if nodes[target].kind != Kind::Html {
                 nodes[target].hashed = true;
-                edges[i].push(target);
             }
         }
-        edges[i].sort_unstable();
-        edges[i].dedup();
     }
+    // A file waits for every hashed file it names, preloads included (they follow the name).
+    let edges: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|node| {
+            let mut targets: Vec<usize> =
+                node.refs.iter().filter_map(|(_, target)| *target).filter(|&target| nodes[target].hashed).collect();
+            targets.sort_unstable();
+            targets.dedup();
+            targets
+        })
+        .collect();
     for component in graph::components(&edges) {
         if graph::is_cycle(&edges, &component) {
             if component.iter().all(|&member| nodes[member].kind == Kind::Js) {

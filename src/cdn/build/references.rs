@@ -12,11 +12,25 @@ pub(crate) enum RefKind {
     Subresource,
     /// A classic `<script src>`, run as a script (its top-level names are globals).
     ClassicScript,
-    /// Loaded as an ES module: `<script type=module src>`, `<link rel=modulepreload>`, `import`.
+    /// Loaded as an ES module: `<script type=module src>`, `import`.
     Module,
-    /// A navigation (`<a href>`, `<iframe src>`, `<link rel=canonical>`): the origin may serve
-    /// it without a file (a route, a folder's index), so a missing target is left as written.
+    /// A preload (`<link rel=preload|prefetch>`): a hint that something else loads the file by
+    /// the same URL (CSS, or a script's `fetch`). It follows the file's name where something
+    /// else hashes it, and is never the reason a file is hashed: the script fetching it by its
+    /// source name would get a 404.
+    Preload,
+    /// `<link rel=modulepreload>`: a [`RefKind::Preload`] of a module.
+    ModulePreload,
+    /// A navigation (`<a href>`, `<iframe src>`): the origin may serve it without a file (a
+    /// route, a folder's index), so a missing target is left as written.
     Navigation,
+}
+
+impl RefKind {
+    /// Whether this reference makes the file it names get a hashed name.
+    pub(crate) fn hashes_target(self) -> bool {
+        !matches!(self, RefKind::Preload | RefKind::ModulePreload)
+    }
 }
 
 /// One reference as written in a file (for HTML, as it appears in the attribute).

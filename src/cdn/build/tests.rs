@@ -180,7 +180,27 @@ fn a_link_to_no_file_is_left_as_written() {
     assert!(page.contains("href=/reports/") || page.contains("href=\"/reports/\""), "{page}");
     let pdf = &manifest.entries["report.pdf"].file;
     assert!(pdf.starts_with("report.") && pdf != "report.pdf" && page.contains(pdf.as_str()), "{page}");
-    assert_eq!(manifest.entries["index.html"].assets, [pdf.as_str()]);
+    assert_eq!(&manifest.entries["index.html"].assets, std::slice::from_ref(pdf));
+}
+
+#[test]
+fn a_preload_follows_a_hashed_name_but_never_causes_one() {
+    let src = site(&[
+        (
+            "index.html",
+            b"<link rel=preload as=fetch href=data/prices.json><link rel=preload as=font href=inter.woff2>\
+              <link rel=stylesheet href=app.css>",
+        ),
+        ("data/prices.json", b"[101.5, 102.25]"),
+        ("inter.woff2", b"wOF2"),
+        ("app.css", b"@font-face { font-family: Inter; src: url(inter.woff2) }"),
+    ]);
+    let (parent, _, manifest) = build(src.path());
+    assert_eq!(manifest.entries["data/prices.json"].file, "data/prices.json", "fetched by its name elsewhere");
+    let font = &manifest.entries["inter.woff2"].file;
+    assert_ne!(font, "inter.woff2");
+    let page = read(&parent, "index.html");
+    assert!(page.contains("data/prices.json") && page.contains(font.as_str()), "{page}");
 }
 
 #[test]
