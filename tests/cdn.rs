@@ -330,3 +330,35 @@ async fn a_change_naming_a_malformed_manifest_goes_to_the_dlq_with_the_reason() 
     assert!(reason.contains(id), "the reason names the manifest: {reason}");
     assert!(!stage.purger.is_finished(), "the purger goes on");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_still_serving_old_content_after_the_purge_raises_an_alert() {
+    let _turn = EDGE_TURN.lock().await;
+    let stage = stage("cdn.stale").await;
+    let first = deploy(&stage, &v1()).await;
+    results(&stage, 1).await;
+    // The second build's manifest is in the store, but the origin still serves the first:
+    // its promotion never happened, so no purge can make the edge serve the new page.
+    let out = tempfile::tempdir().unwrap();
+    build(&stage, out.path(), &v2());
+    let manifest = Manifest::from_json(&std::fs::read(out.path().join(MANIFEST_PATH)).unwrap()).unwrap();
+    let id = stage.store.put_manifest(&manifest).await.unwrap();
+    let change = AssetChange {
+        id: uuid::Uuid::new_v4().to_string(),
+        manifest_id: Some(id),
+        previous_manifest_id: first.manifest_id.clone(),
+        changed_at: frontier::clock::now_millis(),
+        ..first
+    };
+    send(&stage, &change).await;
+
+    let (settings, topic) = (stage.settings.clone(), stage.settings.workers.cdn_purger.alerts_topic.clone());
+    let alerts =
+        tokio::task::spawn_blocking(move || read_topic(&settings, &topic, 1, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(alerts.len(), 1, "an alert on the alerts topic");
+    let payload = alerts[0].payload().unwrap();
+    let alert: frontier::records::Alert = stage.catalog.identify(payload).unwrap().deserialize(payload).unwrap();
+    assert_eq!(alert.name, cdn_purger::ALERT);
+    assert!(alert.summary.contains(&change.id) && alert.summary.contains("index.html"), "{}", alert.summary);
+    assert!(alert.summary.contains(&etag_of(PAGE_V1)), "it says what the edge served: {}", alert.summary);
+}

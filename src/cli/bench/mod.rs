@@ -3,6 +3,7 @@
 
 mod autoscale;
 mod bus;
+mod cdn;
 mod inference;
 mod queries;
 mod serve;
@@ -96,6 +97,11 @@ pub enum BenchTarget {
     /// reversals, rebalance pauses, peak lag and instance-seconds. About 50 minutes with the
     /// defaults.
     Autoscale(autoscale::AutoscaleBenchArgs),
+    /// The CDN purger at the stack's Varnish: deploys of a few-hundred-file site, each editing
+    /// 10 % of it, under a steady page load: change to fresh page (p50/p99), origin fetches
+    /// per purged object, stale pages after the purge, soft beside hard purges; bytes and page
+    /// load time against the unoptimized site; brotli against gzip -9. About 2 minutes.
+    Cdn(cdn::CdnBenchArgs),
 }
 
 pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCode> {
@@ -115,6 +121,7 @@ pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<E
         BenchTarget::Queries(args) => queries::bench_queries(settings, args).await,
         BenchTarget::Statements(args) => statements::bench_statements(settings, args).await,
         BenchTarget::Autoscale(args) => autoscale::bench_autoscale(settings, args).await,
+        BenchTarget::Cdn(args) => cdn::bench_cdn(settings, args).await,
     }
 }
 
