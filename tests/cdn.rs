@@ -41,6 +41,8 @@ struct Stage {
     store: AssetStore,
     _store_dir: tempfile::TempDir,
     shutdown: CancellationToken,
+    /// Stops the stage's purger alone (a child of `shutdown`).
+    purger_stop: CancellationToken,
     purger: tokio::task::JoinHandle<()>,
     http: reqwest::Client,
 }
@@ -88,13 +90,14 @@ async fn stage(name: &str) -> Stage {
     wait_for_backend(&http).await;
 
     let (shared, purger_settings, catalog) = (settings.shared(), settings.workers.cdn_purger.clone(), catalog());
-    let token = shutdown.clone();
+    let purger_stop = shutdown.child_token();
+    let token = purger_stop.clone();
     let loop_catalog = catalog.clone();
     let purger = tokio::spawn(async move {
         cdn_purger::run(&shared, &purger_settings, loop_catalog, token).await.expect("the purger runs until cancelled");
     });
     let site = format!("s{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    Stage { settings, catalog, site, store, _store_dir: store_dir, shutdown, purger, http }
+    Stage { settings, catalog, site, store, _store_dir: store_dir, shutdown, purger_stop, purger, http }
 }
 
 /// Varnish probes its backend every second and calls it healthy after two answers.
@@ -361,4 +364,78 @@ async fn an_edge_still_serving_old_content_after_the_purge_raises_an_alert() {
     assert_eq!(alert.name, cdn_purger::ALERT);
     assert!(alert.summary.contains(&change.id) && alert.summary.contains("index.html"), "{}", alert.summary);
     assert!(alert.summary.contains(&etag_of(PAGE_V1)), "it says what the edge served: {}", alert.summary);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_down_is_retried_without_losing_the_change_and_only_what_failed_is_sent_again() {
+    use frontier::bus::{ConsumerLoop, LoopOptions};
+    use frontier::cdn::contract::fastly::{FastlyContract, serve};
+    use frontier::cdn::provider::fastly::{FastlyApi, FastlySettings};
+    use frontier::cdn::provider::{Provider, Secret};
+    use frontier::cdn::purge::Target;
+    use frontier::workers::WorkerConfig;
+
+    let _turn = EDGE_TURN.lock().await;
+    let mut stage = stage("cdn.down").await;
+    deploy(&stage, &v1()).await;
+    results(&stage, 1).await;
+    // The stage's own purger goes; this one purges the edge and a Fastly service that is down
+    // for longer than one delivery's retries.
+    stage.purger_stop.cancel();
+    let _ = (&mut stage.purger).await;
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let fastly = serve(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        FastlyContract::new("svc1", "tok"),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let settings = &stage.settings;
+    let purger_settings = &settings.workers.cdn_purger;
+    let fastly_settings = FastlySettings { api_url: fastly.url(), ..FastlySettings::new("svc1") };
+    let http = reqwest::Client::new();
+    let mut targets = cdn_purger::targets(purger_settings, &http).unwrap();
+    let api = FastlyApi::with_token(http.clone(), &fastly_settings, Secret::new("tok")).unwrap();
+    targets.push(Target::new("fastly", Provider::Fastly(api), true));
+    let redis =
+        redis::aio::ConnectionManager::new(redis::Client::open(settings.redis.url.as_str()).unwrap()).await.unwrap();
+    let purger = cdn_purger::CdnPurger::new(
+        purger_settings.clone(),
+        settings.assets.clone(),
+        stage.store.clone(),
+        targets,
+        redis,
+        http,
+        stage.catalog.clone(),
+        shutdown.clone(),
+    );
+    let options = LoopOptions::new(
+        &settings.bus,
+        format!("{}.2", purger_settings.group_id.clone().unwrap()),
+        purger_settings.input_topics(),
+    );
+    let consumer = ConsumerLoop::new(&settings.kafka, options, Arc::new(purger), stage.catalog.clone()).unwrap();
+    let loop_shutdown = shutdown.clone();
+    tokio::spawn(async move { consumer.run(loop_shutdown).await });
+    let attempts = purger_settings.retry.attempts;
+    fastly.fail_next(attempts * 2, 503, None);
+
+    let change = deploy(&stage, &v2()).await;
+    let purged = results(&stage, 3).await;
+    let latest: Vec<&PurgeResult> = purged.iter().filter(|result| result.change_id == change.id).collect();
+    let edge = latest.iter().find(|result| result.target == "edge").unwrap();
+    let saas = latest.iter().find(|result| result.target == "fastly").unwrap();
+    assert_eq!(edge.status, PurgeStatus::Skipped, "the edge was purged on the first delivery, not again: {edge:?}");
+    assert_eq!(saas.status, PurgeStatus::Ok, "{saas:?}");
+    assert_eq!(
+        fastly.requests(),
+        u64::from(attempts) * 2 + 1,
+        "two deliveries' retries failed, the third went through"
+    );
+    let accepted = fastly.purges();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].items, [format!("f:{}/index.html", stage.site)]);
+    assert_eq!(fetch(&stage, "index.html").await.etag, etag_of(PAGE_V2));
 }
