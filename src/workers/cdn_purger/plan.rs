@@ -43,7 +43,8 @@ pub async fn plan(change: &AssetChange, store: &AssetStore, assets: &AssetsSetti
         None => None,
     };
     let set = purge_set(old.as_ref(), &new);
-    let urls: Vec<String> = set.urls.iter().map(|path| assets.url_of(path)).collect();
+    let urls: Vec<String> =
+        set.urls.iter().flat_map(|path| with_alias(path)).map(|path| assets.url_of(&path)).collect();
     let covered = |path: &str| {
         let file = path.trim_start_matches('/');
         let carried = |manifest: &Manifest| {
@@ -55,20 +56,40 @@ pub async fn plan(change: &AssetChange, store: &AssetStore, assets: &AssetsSetti
         };
         carried(&new) || old.as_ref().is_some_and(carried)
     };
-    let uncovered_urls = set.urls.iter().filter(|path| !covered(path)).map(|path| assets.url_of(path)).collect();
+    let uncovered_urls = set
+        .urls
+        .iter()
+        .filter(|path| !covered(path))
+        .flat_map(|path| with_alias(path))
+        .map(|path| assets.url_of(&path))
+        .collect();
     let mut expected: Vec<Expected> = new
         .entries
         .values()
         .filter(|entry| set.urls.iter().any(|path| path.trim_start_matches('/') == entry.file))
-        .map(|entry| Expected {
-            url: assets.url_of(&entry.file),
-            hash: entry.hash.clone(),
-            encodings: entry.encodings.keys().cloned().collect(),
-            entry: entry.is_entry,
+        .flat_map(|entry| {
+            with_alias(&entry.file).into_iter().map(|file| Expected {
+                url: assets.url_of(&file),
+                hash: entry.hash.clone(),
+                encodings: entry.encodings.keys().cloned().collect(),
+                entry: entry.is_entry,
+            })
         })
         .collect();
     expected.sort_by_key(|expected| !expected.entry);
     Ok(Plan { urls, uncovered_urls, keys: set.keys, expected })
+}
+
+/// A path and the other URL the origin serves it under: a folder's `index.html` is also its
+/// folder (`/reports/index.html` and `/reports/`), a separate object at every edge.
+fn with_alias(path: &str) -> Vec<String> {
+    let mut paths = vec![path.to_owned()];
+    if let Some(folder) = path.strip_suffix("index.html")
+        && (folder.is_empty() || folder.ends_with('/'))
+    {
+        paths.push(if folder.is_empty() { "/".to_owned() } else { folder.to_owned() });
+    }
+    paths
 }
 
 async fn manifest(store: &AssetStore, id: &str) -> Result<Manifest, HandlerError> {
@@ -119,4 +140,17 @@ fn single_asset(change: &AssetChange, assets: &AssetsSettings) -> Result<Plan, H
         keys: change.surrogate_keys.clone(),
         expected: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_alias;
+
+    #[test]
+    fn a_folder_s_index_is_also_purged_as_the_folder() {
+        assert_eq!(with_alias("/index.html"), ["/index.html", "/"]);
+        assert_eq!(with_alias("/reports/index.html"), ["/reports/index.html", "/reports/"]);
+        assert_eq!(with_alias("reports/index.html"), ["reports/index.html", "reports/"]);
+        assert_eq!(with_alias("/myindex.html"), ["/myindex.html"]);
+    }
 }
