@@ -144,7 +144,46 @@ fn single_asset(change: &AssetChange, assets: &AssetsSettings) -> Result<Plan, H
 
 #[cfg(test)]
 mod tests {
-    use super::with_alias;
+    use super::*;
+    use crate::records::ChangeType;
+
+    fn change(path: &str, url: Option<&str>, keys: &[&str]) -> AssetChange {
+        AssetChange {
+            id: "c1".into(),
+            asset_path: path.into(),
+            asset_url: url.map(str::to_owned),
+            change: ChangeType::Updated,
+            content_hash: None,
+            surrogate_keys: keys.iter().map(|key| (*key).to_owned()).collect(),
+            manifest_id: None,
+            previous_manifest_id: None,
+            changed_at: 0,
+        }
+    }
+
+    fn rejected(result: Result<Plan, HandlerError>) -> String {
+        match result {
+            Err(HandlerError::Rejected { kind, reason, .. }) => format!("{kind}: {reason}"),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_single_asset_is_purged_by_its_public_url_and_keys() {
+        let plan =
+            single_asset(&change("/reports/q1.pdf", None, &["symbol:AAPL"]), &AssetsSettings::default()).unwrap();
+        assert_eq!(plan.urls, ["http://127.0.0.1:6081/reports/q1.pdf"]);
+        assert_eq!(plan.keys, ["symbol:AAPL"]);
+    }
+
+    #[test]
+    fn a_single_asset_change_that_could_never_purge_is_rejected_with_the_reason() {
+        let assets = AssetsSettings::default();
+        assert!(rejected(single_asset(&change("reports/q1.pdf", None, &[]), &assets)).contains("absolute URL path"));
+        assert!(rejected(single_asset(&change("/a/../../etc", None, &[]), &assets)).starts_with("invalid_change"));
+        assert!(rejected(single_asset(&change("/a", Some("ftp://x/a"), &[]), &assets)).contains("not http"));
+        assert!(rejected(single_asset(&change("/a", None, &["two words"]), &assets)).contains("would split"));
+    }
 
     #[test]
     fn a_folder_s_index_is_also_purged_as_the_folder() {
