@@ -196,7 +196,7 @@ impl CloudflareApi {
             }),
             None => Err(ProviderError::Unavailable {
                 status: Some(answer.status),
-                reason: format!("not Cloudflare's envelope: {}", super::truncate(&answer.body, 200)),
+                reason: format!("not Cloudflare's envelope: {}", crate::bus::dlq::truncated(&answer.body, 200)),
             }),
         }
     }

@@ -216,7 +216,7 @@ impl ProviderError {
     /// Classifies a non-success HTTP answer the way every provider documents them: 429 (and a
     /// 503 with `Retry-After`) is a rate limit, other 5xx a retryable failure, other 4xx final.
     pub fn from_status(status: u16, retry_after: Option<Duration>, body: &str) -> ProviderError {
-        let reason = truncate(body, 300);
+        let reason = crate::bus::dlq::truncated(body, 300);
         match status {
             429 => ProviderError::RateLimited { status, retry_after },
             503 if retry_after.is_some() => ProviderError::RateLimited { status, retry_after },
@@ -318,18 +318,6 @@ fn validate_id(field: &str, value: &str) -> Result<(), String> {
         return Err(format!("{field} `{value}` must be a non-empty alphanumeric id"));
     }
     Ok(())
-}
-
-/// At most `max` bytes of `text`, cut on a character boundary.
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::{Client, Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::{Limits, ProviderError, PurgeAck, PurgeBatch, PurgeMethod};
+use super::{Limits, ProviderError, PurgeAck, PurgeBatch, PurgeMethod, refused};
 
 /// `[[workers.cdn_purger.targets]] provider = "varnish"`: a Varnish edge with the project's VCL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,10 +146,6 @@ impl VarnishEdge {
         target.set_query(public.query());
         Ok((target, host))
     }
-}
-
-fn refused(reason: String) -> ProviderError {
-    ProviderError::Refused { status: 400, reason }
 }
 
 #[cfg(test)]
