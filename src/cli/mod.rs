@@ -4,6 +4,7 @@ mod alerts;
 mod assets;
 mod autoscale;
 mod bench;
+pub mod chaos;
 mod model_serve;
 mod publish;
 mod queries;
@@ -64,6 +65,9 @@ pub enum Command {
         #[command(subcommand)]
         target: bench::BenchTarget,
     },
+    /// Faults injected into a loaded pipeline on the three-broker cluster (`ops/stack up
+    /// --brokers 3`), with every request accounted for; `frontier chaos report` prints the last.
+    Chaos(chaos::ChaosArgs),
     /// Load deterministic synthetic daily closes into PostgreSQL and invalidate their cache tags.
     Seed(seed::SeedArgs),
     /// Serve the embedding model over an OpenAI-compatible API, as one instance for the batcher.
@@ -137,6 +141,7 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Bench { target } => bench::bench(&settings, target).await,
+            Command::Chaos(args) => chaos::chaos(&settings, args).await,
             Command::Seed(args) => seed::seed(&settings, args).await,
             Command::ModelServe(args) => model_serve::model_serve(args).await,
             Command::Queries { action } => queries::queries(&settings, action).await,

@@ -1,0 +1,410 @@
+//! The steady load and its ledger: every request and job this process publishes, and every
+//! answer the output topics carry for it, by id.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{KafkaSettings, SchemaCatalog, kafka};
+use crate::records::{
+    Alert, AlertStatus, AnalysisRequest, AnalysisResponse, InferenceJob, InferenceResult, ParamValue, Priority,
+    RequestStatus, Task,
+};
+
+/// Which flow a request belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Stream {
+    /// Analysis requests to the serving group.
+    Serve,
+    /// Embedding jobs to the inference batcher.
+    Inference,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Serve => "serve",
+            Stream::Inference => "inference",
+        }
+    }
+}
+
+/// What became of one published request.
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
+    pub stream: Stream,
+    pub sent: Instant,
+    /// Kafka refused it (no acknowledgement within the producer's delivery timeout): the
+    /// client knows it was not sent, so it is not lost.
+    pub refused: bool,
+    pub answers: u32,
+    pub first_answer: Option<Instant>,
+    /// The first answer's status was ok.
+    pub ok: bool,
+}
+
+/// Every request of a scenario by id.
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    pub entries: DashMap<String, Entry>,
+    /// Garbage published to the requests topic (not in `entries`: it has no id to answer).
+    pub poison_sent: AtomicU64,
+}
+
+impl Ledger {
+    /// Requests published and not refused that have no answer yet.
+    pub fn unanswered(&self) -> usize {
+        self.entries.iter().filter(|e| !e.refused && e.answers == 0).count()
+    }
+
+    /// Per stream, the requests sent between `from` and `to` and how many of them are still
+    /// unanswered: a stream keeps up when it had some and none is waiting.
+    pub fn waiting(&self, from: Instant, to: Instant) -> [(usize, usize); 2] {
+        let mut counts = [(0, 0); 2];
+        for entry in self.entries.iter().filter(|e| e.sent >= from && e.sent < to && !e.refused) {
+            let count = &mut counts[entry.stream as usize];
+            count.0 += 1;
+            count.1 += usize::from(entry.answers == 0);
+        }
+        counts
+    }
+
+    fn answer(&self, id: &str, ok: bool) {
+        let now = Instant::now();
+        if let Some(mut entry) = self.entries.get_mut(id) {
+            entry.answers += 1;
+            if entry.first_answer.is_none() {
+                entry.first_answer = Some(now);
+                entry.ok = ok;
+            }
+        }
+    }
+}
+
+/// Alerts seen on the scenario's alerts topic, in arrival order.
+pub(super) type AlertLog = Arc<std::sync::Mutex<Vec<(Instant, Alert)>>>;
+
+/// The publishers of one scenario.
+pub(super) struct Load {
+    pub ledger: Arc<Ledger>,
+    /// While set, one request in ten is replaced by poison.
+    pub poison: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    stop: CancellationToken,
+}
+
+/// Where the load goes.
+pub(super) struct LoadPlan {
+    pub requests_topic: String,
+    pub jobs_topic: String,
+    pub serve_rate: f64,
+    pub inference_rate: f64,
+    /// Symbols seeded in the price store (`SYN0001` ..).
+    pub symbols: usize,
+    /// Prefix of every id, unique per scenario.
+    pub id_prefix: String,
+}
+
+impl Load {
+    pub fn start(kafka: &KafkaSettings, catalog: Arc<SchemaCatalog>, plan: LoadPlan) -> anyhow::Result<Load> {
+        let producer: FutureProducer = quiet(kafka::producer_config(kafka)).create()?;
+        let ledger = Arc::new(Ledger::default());
+        let poison = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
+        let plan = Arc::new(plan);
+        let mut tasks = Vec::new();
+        for stream in [Stream::Serve, Stream::Inference] {
+            let publisher = Publisher {
+                producer: producer.clone(),
+                catalog: catalog.clone(),
+                ledger: ledger.clone(),
+                poison: poison.clone(),
+                plan: plan.clone(),
+                stream,
+            };
+            tasks.push(tokio::spawn(publisher.run(stop.clone())));
+        }
+        Ok(Load { ledger, poison, tasks, stop })
+    }
+
+    /// Stops publishing and waits for every delivery report.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+struct Publisher {
+    producer: FutureProducer,
+    catalog: Arc<SchemaCatalog>,
+    ledger: Arc<Ledger>,
+    poison: Arc<AtomicBool>,
+    plan: Arc<LoadPlan>,
+    stream: Stream,
+}
+
+impl Publisher {
+    async fn run(self, stop: CancellationToken) {
+        let rate = match self.stream {
+            Stream::Serve => self.plan.serve_rate,
+            Stream::Inference => self.plan.inference_rate,
+        };
+        if rate <= 0.0 {
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(match self.stream {
+            Stream::Serve => 7,
+            Stream::Inference => 8,
+        });
+        let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        // Behind schedule (a stalled runtime) means fewer requests, not a burst to catch up.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut deliveries = tokio::task::JoinSet::new();
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            n += 1;
+            if self.stream == Stream::Serve && self.poison.load(Ordering::Relaxed) && n.is_multiple_of(10) {
+                self.publish_poison(&mut rng, n, &mut deliveries);
+                continue;
+            }
+            let id = format!("{}-{}-{n}", self.plan.id_prefix, self.stream.name());
+            let encoded = match self.stream {
+                Stream::Serve => self.catalog.encode_record(&analysis_request(&id, &mut rng, self.plan.symbols)),
+                Stream::Inference => self.catalog.encode_record(&inference_job(&id, n)),
+            };
+            let Ok(payload) = encoded else { continue };
+            let topic = match self.stream {
+                Stream::Serve => self.plan.requests_topic.clone(),
+                Stream::Inference => self.plan.jobs_topic.clone(),
+            };
+            self.ledger.entries.insert(
+                id.clone(),
+                Entry {
+                    stream: self.stream,
+                    sent: Instant::now(),
+                    refused: false,
+                    answers: 0,
+                    first_answer: None,
+                    ok: false,
+                },
+            );
+            let producer = self.producer.clone();
+            let ledger = self.ledger.clone();
+            deliveries.spawn(async move {
+                let record = FutureRecord::to(&topic).key(&id).payload(&payload);
+                if producer.send(record, Timeout::Never).await.is_err()
+                    && let Some(mut entry) = ledger.entries.get_mut(&id)
+                {
+                    entry.refused = true;
+                }
+            });
+            while deliveries.try_join_next().is_some() {}
+        }
+        while deliveries.join_next().await.is_some() {}
+    }
+
+    /// One hostile message: random bytes, a valid header over a corrupt or truncated body, a
+    /// length that claims gigabytes, or another schema's record on the requests topic.
+    fn publish_poison(&self, rng: &mut ChaCha8Rng, n: u64, deliveries: &mut tokio::task::JoinSet<()>) {
+        let valid = self.catalog.encode_record(&analysis_request("poison", rng, self.plan.symbols)).unwrap_or_default();
+        let payload: Vec<u8> = match n / 10 % 5 {
+            0 => (0..rng.random_range(1..512)).map(|_| rng.random()).collect(),
+            // Header of the request schema, then a truncated body.
+            1 => valid[..valid.len().min(10 + 7)].to_vec(),
+            // Header, then a string length of about 2^62.
+            2 => {
+                let mut bytes = valid[..valid.len().min(10)].to_vec();
+                bytes.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+                bytes
+            }
+            // A valid record of another schema.
+            3 => self.catalog.encode_record(&inference_job("poison", n)).unwrap_or_default(),
+            // Valid bytes with trailing garbage.
+            _ => {
+                let mut bytes = valid.clone();
+                bytes.extend_from_slice(b"\x00trailing");
+                bytes
+            }
+        };
+        self.ledger.poison_sent.fetch_add(1, Ordering::Relaxed);
+        let producer = self.producer.clone();
+        let topic = self.plan.requests_topic.clone();
+        deliveries.spawn(async move {
+            let key = format!("poison-{n}");
+            let _ = producer.send(FutureRecord::to(&topic).key(&key).payload(&payload), Timeout::Never).await;
+        });
+    }
+}
+
+/// A volatility request: nine in ten from a hot set of 20 symbols x 6 windows (cache hits
+/// once warm), one in ten for a random symbol and window (a computation reading PostgreSQL).
+fn analysis_request(id: &str, rng: &mut ChaCha8Rng, symbols: usize) -> AnalysisRequest {
+    let (symbol, window) = if rng.random_bool(0.9) {
+        (rng.random_range(1..=20), [20, 30, 60, 90, 120, 250][rng.random_range(0..6)])
+    } else {
+        (rng.random_range(1..=symbols.max(1)), rng.random_range(10..=250))
+    };
+    AnalysisRequest {
+        id: id.into(),
+        tenant: "chaos".into(),
+        user: "chaos".into(),
+        kind: "market.volatility".into(),
+        params: BTreeMap::from([
+            ("symbol".to_string(), ParamValue::String(format!("SYN{symbol:04}"))),
+            ("window_days".to_string(), ParamValue::Long(window)),
+        ]),
+        priority: Priority::Normal,
+        issued_at: crate::clock::now_millis(),
+        deadline: None,
+        reply_to: None,
+        entitlements: Vec::new(),
+    }
+}
+
+/// An embedding job of one headline.
+fn inference_job(id: &str, n: u64) -> InferenceJob {
+    InferenceJob {
+        id: id.into(),
+        model: crate::workers::inference_batcher::DEFAULT_MODEL.into(),
+        task: Task::Embed,
+        inputs: vec![format!("Quarterly results beat estimates for the {n}th time")],
+        labels: None,
+        priority: Priority::Normal,
+        issued_at: crate::clock::now_millis(),
+        deadline: None,
+        reply_to: None,
+    }
+}
+
+/// The load's own clients lose brokers on purpose: their connection errors are the fault
+/// itself, not news, and would bury the report.
+pub(super) fn quiet(mut config: ClientConfig) -> ClientConfig {
+    config.set_log_level(RDKafkaLogLevel::Critical);
+    config
+}
+
+/// A consumer of every partition of `topic` from its beginning, outside any group.
+fn reader(kafka: &KafkaSettings, topic: &str, partitions: i32) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = quiet(kafka::base_config(kafka))
+        .set("group.id", format!("chaos.reader.{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "20")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(consumer)
+}
+
+/// Reads answers (responses or inference results) into the ledger until `stop`.
+pub(super) fn collect_answers(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partitions: i32,
+    stream: Stream,
+    catalog: Arc<SchemaCatalog>,
+    ledger: Arc<Ledger>,
+    stop: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let consumer = reader(kafka, topic, partitions)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => return,
+                message = consumer.recv() => message,
+            };
+            let Ok(message) = message else { continue };
+            let Some(payload) = message.payload() else { continue };
+            let Ok(identified) = catalog.identify(payload) else { continue };
+            match stream {
+                Stream::Serve => {
+                    if let Ok(response) = identified.deserialize::<AnalysisResponse>(payload) {
+                        ledger.answer(&response.request_id, response.status == RequestStatus::Ok);
+                    }
+                }
+                Stream::Inference => {
+                    if let Ok(result) = identified.deserialize::<InferenceResult>(payload) {
+                        let ok = result.error.is_none();
+                        ledger.answer(&result.job_id, ok);
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// Reads the alerts topic into `log` until `stop`.
+pub(super) fn collect_alerts(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partitions: i32,
+    catalog: Arc<SchemaCatalog>,
+    log: AlertLog,
+    stop: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let consumer = reader(kafka, topic, partitions)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => return,
+                message = consumer.recv() => message,
+            };
+            let Ok(message) = message else { continue };
+            let Some(payload) = message.payload() else { continue };
+            let Ok(identified) = catalog.identify(payload) else { continue };
+            if let Ok(alert) = identified.deserialize::<Alert>(payload)
+                && let Ok(mut log) = log.lock()
+            {
+                log.push((Instant::now(), alert));
+            }
+        }
+    }))
+}
+
+/// Counts the messages on `topic` (the dead letters) until `stop`.
+pub(super) fn count_messages(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partitions: i32,
+    count: Arc<AtomicU64>,
+    stop: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let consumer = reader(kafka, topic, partitions)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                message = consumer.recv() => if message.is_ok() { count.fetch_add(1, Ordering::Relaxed); },
+            }
+        }
+    }))
+}
+
+/// Whether an alert is firing at the end of `log` (its last message is not a resolution).
+pub(super) fn firing(log: &[(Instant, Alert)]) -> Vec<String> {
+    let mut last: BTreeMap<&str, &Alert> = BTreeMap::new();
+    for (_, alert) in log {
+        last.insert(&alert.fingerprint, alert);
+    }
+    last.values().filter(|a| a.status == AlertStatus::Firing).map(|a| a.name.clone()).collect()
+}

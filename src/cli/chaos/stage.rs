@@ -1,0 +1,733 @@
+//! One chaos run: the shared parts (cluster checks, production topics on the cluster, seeded
+//! prices, a Redis of its own) and, per scenario, fresh topics and workers, the load, the
+//! fault, the drain and the accounting.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio_util::sync::CancellationToken;
+
+use super::cluster::{StackControl, Toxiproxy, partition_leaders};
+use super::fleet::{Fleet, metric_sum, tail};
+use super::load::{self, AlertLog, Load, LoadPlan, Stream};
+use super::report::{self, AlertSeen, Marks, ScenarioReport};
+use super::{ChaosOptions, Scenario};
+use crate::bus::{SchemaCatalog, kafka};
+use crate::cache::metric as cache_metric;
+use crate::market::seed::{SeedPlan, seed_prices};
+use crate::market::{DiscardQueryEvents, PriceStore, StoreOptions};
+use crate::records::AlertStatus;
+use crate::settings::Settings;
+use crate::topics::{self, TopicSpec};
+
+/// Partitions of the data topics (requests, answers, jobs, results, events).
+const PARTITIONS: i32 = 6;
+/// Partitions of the low-volume topics (alerts, dead letters, status, ...).
+const SMALL_PARTITIONS: i32 = 3;
+/// Symbols seeded for the serving instances' cold reads.
+const SYMBOLS: usize = 100;
+/// The price schema every scenario's serving instances read.
+const PRICE_SCHEMA: &str = "chaos_prices";
+/// Time for the SLA monitor to join its group before the warm-up counts.
+const SLA_JOIN: Duration = Duration::from_secs(3);
+/// How long workers may take to start (a debug build loading the embedding model on 2 busy
+/// cores).
+const START_PATIENCE: Duration = Duration::from_secs(180);
+
+/// The shared state of a chaos run.
+pub(super) struct Run {
+    options: ChaosOptions,
+    /// Settings with the cluster's direct bootstrap (the load and the accounting).
+    settings: Settings,
+    catalog: Arc<SchemaCatalog>,
+    stack: StackControl,
+    toxiproxy: Toxiproxy,
+    redis: Mutex<OwnRedis>,
+    run_id: u64,
+}
+
+impl Run {
+    /// Checks the cluster and toxiproxy, creates the production topics on the cluster (so the
+    /// workers' default topics exist there, with replication 3 and min ISR 2), seeds the
+    /// prices and starts the run's Redis.
+    pub async fn prepare(settings: &Settings, options: &ChaosOptions) -> anyhow::Result<Run> {
+        let mut settings = settings.clone();
+        settings.kafka.bootstrap_servers = options.direct_bootstrap.clone();
+        let probe: BaseConsumer = load::quiet(kafka::base_config(&settings.kafka)).create()?;
+        let brokers =
+            probe.fetch_metadata(None, Duration::from_secs(10)).map(|m| m.brokers().len()).with_context(|| {
+                format!(
+                    "the three-broker cluster does not answer at {} (start it: `ops/stack up --brokers 3`)",
+                    options.direct_bootstrap
+                )
+            })?;
+        if brokers != 3 {
+            bail!(
+                "the cluster at {} has {brokers} broker(s), not 3 (`ops/stack up --brokers 3`)",
+                options.direct_bootstrap
+            );
+        }
+        let toxiproxy = Toxiproxy { base: options.toxiproxy.clone(), http: reqwest::Client::new() };
+        toxiproxy.check().await?;
+
+        let specs = topics::load_dir(&settings.paths.topics, &Default::default())?;
+        let admin = kafka::admin(&settings.kafka)?;
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        let existing = topics::describe(&admin, &names, settings.kafka.request_timeout).await?;
+        topics::apply(&admin, &topics::plan(&specs, &existing), settings.kafka.request_timeout)
+            .await
+            .context("creating the production topics on the cluster")?;
+
+        let store_options = StoreOptions { schema: Some(PRICE_SCHEMA.into()), application: "frontier chaos".into() };
+        let store = PriceStore::connect(&settings.postgres, store_options, Arc::new(DiscardQueryEvents))
+            .await
+            .context("connecting to PostgreSQL (`ops/stack up`)")?;
+        let plan = SeedPlan { symbols: SYMBOLS, days: 300, seed: 42, names: Vec::new(), benchmark: None };
+        seed_prices(&store, &plan, |_, _| {}).await.context("seeding the chaos prices")?;
+
+        let redis = OwnRedis::new(options.redis_port, &options.work_dir)?;
+        Ok(Run {
+            catalog: Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?),
+            stack: StackControl { script: options.ops_stack.clone() },
+            toxiproxy,
+            redis: Mutex::new(redis),
+            run_id: crate::clock::now_millis().unsigned_abs(),
+            options: options.clone(),
+            settings,
+        })
+    }
+
+    /// Leaves the cluster whole: toxics removed, every broker running, the run's Redis gone.
+    pub async fn finish(&self) {
+        let _ = self.toxiproxy.clear().await;
+        for node in 1..=3 {
+            let _ = self.stack.start_broker(node).await;
+        }
+        if let Ok(mut redis) = self.redis.lock() {
+            redis.kill();
+        }
+    }
+
+    /// Runs one scenario from fresh topics and workers to its report.
+    pub async fn scenario(&self, scenario: Scenario, shutdown: &CancellationToken) -> anyhow::Result<ScenarioReport> {
+        let topics = ScenarioTopics::new(self.run_id, scenario);
+        self.create_topics(&topics).await?;
+        self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.restart()?;
+        let dir = self.options.work_dir.join(format!("{}-{}", self.run_id, scenario.name()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let disk = if scenario == Scenario::DiskFull { Some(SmallDisk::mount(&dir.join("disk"))?) } else { None };
+        let disk_root = disk.as_ref().map_or_else(|| dir.clone(), |d| d.path.clone());
+
+        let mut fleet = Fleet::new(&self.options.binary, self.worker_env(&topics), dir.join("logs"))?;
+        for n in 1..=2 {
+            let name = format!("serve-{n}");
+            let env = vec![
+                ("FRONTIER_WORKERS__SERVE__INSTANCE".into(), name.clone()),
+                ("FRONTIER_CACHE__DISK_DIR".into(), disk_root.join(&name).display().to_string()),
+            ];
+            fleet.add(&name, "serve", env)?;
+        }
+        fleet.add("inference-1", "inference-batcher", Vec::new())?;
+        fleet.wait_started(START_PATIENCE).await?;
+
+        let stop_readers = CancellationToken::new();
+        // However the scenario ends, its readers stop with it.
+        let _readers = stop_readers.clone().drop_guard();
+        let load = Load::start(
+            &self.settings.kafka,
+            self.catalog.clone(),
+            LoadPlan {
+                requests_topic: topics.requests.clone(),
+                jobs_topic: topics.jobs.clone(),
+                serve_rate: self.options.serve_rate,
+                inference_rate: self.options.inference_rate,
+                symbols: SYMBOLS,
+                id_prefix: format!("{}-{}", self.run_id, scenario.name()),
+            },
+        )?;
+        let kafka = &self.settings.kafka;
+        let (catalog, ledger) = (self.catalog.clone(), load.ledger.clone());
+        let mut readers = vec![
+            load::collect_answers(
+                kafka,
+                &topics.responses,
+                PARTITIONS,
+                Stream::Serve,
+                catalog.clone(),
+                ledger.clone(),
+                stop_readers.clone(),
+            )?,
+            load::collect_answers(
+                kafka,
+                &topics.results,
+                PARTITIONS,
+                Stream::Inference,
+                catalog.clone(),
+                ledger.clone(),
+                stop_readers.clone(),
+            )?,
+        ];
+        let alerts: AlertLog = Arc::default();
+        readers.push(load::collect_alerts(
+            kafka,
+            &topics.alerts,
+            SMALL_PARTITIONS,
+            catalog,
+            alerts.clone(),
+            stop_readers.clone(),
+        )?);
+        let dead_letters = Arc::new(AtomicU64::new(0));
+        readers.push(load::count_messages(
+            kafka,
+            &topics.dlq,
+            SMALL_PARTITIONS,
+            dead_letters.clone(),
+            stop_readers.clone(),
+        )?);
+
+        self.settle(&ledger, &mut fleet, shutdown).await?;
+        // The SLA monitor starts once the pipeline is warm and reads only what comes after, so
+        // the cold start's misses and slow first answers (no fault of the scenario's) cannot
+        // fire an alert that would be read as the fault's.
+        let latest = vec![("FRONTIER_KAFKA__CLIENT__AUTO_OFFSET_RESET".to_string(), "latest".to_string())];
+        fleet.add("sla-1", "sla-monitor", latest)?;
+        fleet.wait_started(START_PATIENCE).await?;
+        sleep_until(Instant::now() + SLA_JOIN, shutdown).await;
+
+        let start = Instant::now();
+        let (mut notes, mut measured) = (Vec::new(), BTreeMap::new());
+        let outcome = self
+            .break_and_heal(scenario, &mut fleet, &load, disk.as_ref(), start, shutdown, &mut notes, &mut measured)
+            .await;
+        let load_end = Instant::now();
+        let ledger = load.ledger.clone();
+        let poison_sent = ledger.poison_sent.load(Ordering::Relaxed);
+        load.stop().await;
+        // Whatever happened, leave the network and brokers whole before judging.
+        let _ = self.toxiproxy.clear().await;
+        let (fault, marks) = match outcome {
+            Ok((fault, fault_at, heal_at)) => (fault, Marks { start, fault: fault_at, heal: heal_at, load_end }),
+            Err(error) => {
+                fleet.stop(Duration::from_secs(10)).await;
+                return Err(error);
+            }
+        };
+
+        let drained = Instant::now();
+        while ledger.unanswered() > 0 && drained.elapsed() < self.options.timing.drain && !shutdown.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let resolving = Instant::now();
+        while resolving.elapsed() < self.options.timing.resolve_wait && !shutdown.is_cancelled() {
+            let firing = alerts.lock().map(|log| load::firing(&log)).unwrap_or_default();
+            if firing.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        for gone in fleet.exited() {
+            notes.push(format!("a worker died: {gone}"));
+        }
+        fleet.stop(Duration::from_secs(15)).await;
+        stop_readers.cancel();
+        for reader in readers {
+            let _ = reader.await;
+        }
+        drop(disk);
+
+        let entries: Vec<load::Entry> = ledger.entries.iter().map(|e| e.value().clone()).collect();
+        let streams: Vec<_> =
+            [Stream::Serve, Stream::Inference].map(|s| report::stream_report(s, &entries, marks)).to_vec();
+        let recovered_s = streams.iter().map(|s| s.recovered_s).try_fold(0.0_f64, |worst, s| s.map(|s| worst.max(s)));
+        let alerts = alerts.lock().map(|log| seen_alerts(&log, marks.fault)).unwrap_or_default();
+        Ok(ScenarioReport {
+            scenario: scenario.name().into(),
+            fault,
+            held_s: marks.heal.duration_since(marks.fault).as_secs_f64(),
+            fault_at_s: marks.fault.duration_since(marks.start).as_secs_f64(),
+            streams,
+            recovered_s,
+            poison_sent,
+            dead_letters: dead_letters.load(Ordering::Relaxed),
+            alerts,
+            alert_expected: scenario.should_alert(),
+            measured,
+            notes,
+        })
+    }
+
+    /// Warm-up, fault, hold, heal, after: returns what was done and when it was injected and
+    /// healed.
+    #[allow(clippy::too_many_arguments)]
+    async fn break_and_heal(
+        &self,
+        scenario: Scenario,
+        fleet: &mut Fleet,
+        load: &Load,
+        disk: Option<&SmallDisk>,
+        start: Instant,
+        shutdown: &CancellationToken,
+        notes: &mut Vec<String>,
+        measured: &mut BTreeMap<String, f64>,
+    ) -> anyhow::Result<(String, Instant, Instant)> {
+        let timing = self.options.timing;
+        sleep_until(start + timing.warmup, shutdown).await;
+        let exited = fleet.exited();
+        if !exited.is_empty() {
+            bail!("a worker died during the warm-up: {}", exited.join("\n"));
+        }
+        let before = self.scrape_serving(fleet).await;
+        let fault_at = Instant::now();
+        let fault = self.inject(scenario, fleet, load, disk).await?;
+        eprintln!("[chaos]   fault: {}", fault.what);
+        let hold = scenario.hold(&timing, self.options.session_timeout);
+        sleep_until(fault_at + hold, shutdown).await;
+        let heal_at = Instant::now();
+        let healed = self.heal(scenario, fleet, load, disk, &fault).await?;
+        if !healed.is_empty() {
+            eprintln!("[chaos]   heal: {healed}");
+            notes.push(format!("healed: {healed}"));
+        }
+        sleep_until(Instant::now() + timing.after, shutdown).await;
+        let after = self.scrape_serving(fleet).await;
+        let grew = |name: &str| {
+            after.iter().map(|(n, v)| if n == name { *v } else { 0.0 }).sum::<f64>()
+                - before.iter().map(|(n, v)| if n == name { *v } else { 0.0 }).sum::<f64>()
+        };
+        // Redis restarts empty in its scenario: keys there at the end were written after it.
+        let keys = self.redis_keys().await.unwrap_or(-1.0);
+        for (name, value) in [
+            ("redis_keys_at_end", keys),
+            ("disk_errors", grew(cache_metric::DISK_ERRORS)),
+            ("redis_errors", grew(cache_metric::REDIS_ERRORS)),
+        ] {
+            measured.insert(name.to_string(), value);
+        }
+        Ok((fault.what, fault_at, heal_at))
+    }
+
+    async fn inject(
+        &self,
+        scenario: Scenario,
+        fleet: &mut Fleet,
+        load: &Load,
+        disk: Option<&SmallDisk>,
+    ) -> anyhow::Result<Injected> {
+        let mut node = None;
+        let what = match scenario {
+            Scenario::BrokerKill => {
+                let leaders =
+                    partition_leaders(&self.settings.kafka, &ScenarioTopics::new(self.run_id, scenario).requests)?;
+                let controller = self.stack.quorum_leader().await?;
+                let (victim, led) = leaders
+                    .iter()
+                    .filter(|(broker, _)| **broker != controller)
+                    .max_by_key(|(_, count)| **count)
+                    .or_else(|| leaders.iter().max_by_key(|(_, count)| **count))
+                    .map(|(b, c)| (*b, *c))
+                    .context("the requests topic has no partition leaders")?;
+                self.stack.kill_broker(victim).await?;
+                node = Some(victim);
+                format!(
+                    "SIGKILL broker {victim}, leader of {led} of {PARTITIONS} request partitions (controller: {controller})"
+                )
+            }
+            Scenario::ControllerLoss => {
+                let controller = self.stack.quorum_leader().await?;
+                self.stack.kill_broker(controller).await?;
+                node = Some(controller);
+                format!("SIGKILL node {controller}, the active controller (and a broker)")
+            }
+            Scenario::WorkerKill => {
+                fleet.kill("serve-1")?;
+                "SIGKILL serve-1 (of 2 serving instances)".into()
+            }
+            Scenario::WorkerZombie => {
+                fleet.signal("serve-1", "STOP")?;
+                format!("SIGSTOP serve-1 (of 2), session timeout {:?}", self.options.session_timeout)
+            }
+            Scenario::RedisKill => {
+                self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.kill();
+                format!("SIGKILL Redis on port {}", self.options.redis_port)
+            }
+            Scenario::PostgresRestart => {
+                let began = Instant::now();
+                self.stack.restart_postgres().await?;
+                format!(
+                    "PostgreSQL restarted (fast shutdown), accepting again after {:.1} s",
+                    began.elapsed().as_secs_f64()
+                )
+            }
+            Scenario::NetworkLatency => {
+                self.toxiproxy
+                    .everywhere("latency", "latency", serde_json::json!({"latency": 250, "jitter": 25}))
+                    .await?;
+                "toxiproxy latency 250 ms (jitter 25 ms) each way on every broker connection of every worker".into()
+            }
+            Scenario::NetworkPartition => {
+                self.toxiproxy.everywhere("partition", "timeout", serde_json::json!({"timeout": 0})).await?;
+                "toxiproxy drops every byte both ways between the workers and all three brokers".into()
+            }
+            Scenario::DiskFull => {
+                let disk = disk.context("the disk-full scenario has no small disk")?;
+                let filled = disk.fill()?;
+                format!("disk-cache filesystem ({} tmpfs) filled with {filled} bytes", disk.size)
+            }
+            Scenario::PoisonFlood => {
+                load.poison.store(true, Ordering::Relaxed);
+                "every 10th request replaced by garbage or a crafted hostile message".into()
+            }
+        };
+        Ok(Injected { what, node })
+    }
+
+    async fn heal(
+        &self,
+        scenario: Scenario,
+        fleet: &mut Fleet,
+        load: &Load,
+        disk: Option<&SmallDisk>,
+        fault: &Injected,
+    ) -> anyhow::Result<String> {
+        Ok(match scenario {
+            Scenario::BrokerKill | Scenario::ControllerLoss => {
+                let node = fault.node.context("which node the fault killed")?;
+                let controller = self.stack.quorum_leader().await.map_or("unknown".into(), |c| c.to_string());
+                self.stack.start_broker(node).await?;
+                format!("controller during the fault: {controller}; node {node} restarted and back in the cluster")
+            }
+            Scenario::WorkerKill => {
+                fleet.restart("serve-1")?;
+                "a replacement serve-1 started".into()
+            }
+            Scenario::WorkerZombie => {
+                fleet.signal("serve-1", "CONT")?;
+                "SIGCONT serve-1".into()
+            }
+            Scenario::RedisKill => {
+                self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.start()?;
+                "Redis restarted (empty)".into()
+            }
+            Scenario::NetworkLatency | Scenario::NetworkPartition => {
+                self.toxiproxy.clear().await?;
+                "toxics removed".into()
+            }
+            Scenario::DiskFull => {
+                disk.context("the disk-full scenario has no small disk")?.empty()?;
+                "filler removed".into()
+            }
+            Scenario::PoisonFlood => {
+                load.poison.store(false, Ordering::Relaxed);
+                String::new()
+            }
+            Scenario::PostgresRestart => String::new(),
+        })
+    }
+
+    /// Waits until the workers have joined their groups and answer every request of the last
+    /// seconds: the warm-up measures a steady pipeline, not its start.
+    async fn settle(
+        &self,
+        ledger: &load::Ledger,
+        fleet: &mut Fleet,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let began = Instant::now();
+        loop {
+            let now = Instant::now();
+            // Every request of 8 to 3 seconds ago answered (a debug build's batcher takes a
+            // second or two per job on a busy machine).
+            let waiting = ledger.waiting(now - Duration::from_secs(8), now - Duration::from_secs(3));
+            if now.duration_since(began) > Duration::from_secs(8)
+                && waiting.iter().all(|(sent, w)| *sent > 0 && *w == 0)
+            {
+                return Ok(());
+            }
+            let exited = fleet.exited();
+            if !exited.is_empty() {
+                bail!("a worker died while starting: {}", exited.join("\n"));
+            }
+            if now.duration_since(began) > START_PATIENCE || shutdown.is_cancelled() {
+                let [(serve, serve_waiting), (jobs, jobs_waiting)] = waiting;
+                bail!(
+                    "the workers did not keep up with the load within {START_PATIENCE:?} of starting: of the last \
+                     requests, {serve_waiting} of {serve} analysis requests and {jobs_waiting} of {jobs} inference \
+                     jobs were still unanswered after 3 s (logs in {})",
+                    self.options.work_dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// How many keys the run's Redis holds.
+    async fn redis_keys(&self) -> anyhow::Result<f64> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.options.redis_port))?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        let keys: i64 = redis::cmd("DBSIZE").query_async(&mut connection).await?;
+        Ok(keys as f64)
+    }
+
+    /// Counter values of every serving instance's /metrics, by name (with its labels).
+    async fn scrape_serving(&self, fleet: &Fleet) -> Vec<(String, f64)> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap_or_default();
+        let mut values = Vec::new();
+        for name in ["serve-1", "serve-2"] {
+            let Some(address) = fleet.metrics(name) else { continue };
+            let Ok(response) = http.get(format!("http://{address}/metrics")).send().await else { continue };
+            let page = response.text().await.unwrap_or_default();
+            for metric in [cache_metric::DISK_ERRORS, cache_metric::REDIS_ERRORS] {
+                values.push((metric.to_string(), metric_sum(&page, metric)));
+            }
+        }
+        values
+    }
+
+    async fn create_topics(&self, topics: &ScenarioTopics) -> anyhow::Result<()> {
+        let admin = kafka::admin(&self.settings.kafka)?;
+        let specs: Vec<TopicSpec> = topics
+            .all()
+            .into_iter()
+            .map(|(name, partitions)| {
+                let mut spec = TopicSpec::scratch(name, partitions);
+                spec.replication_factor = 3;
+                spec.min_insync_replicas = 2;
+                spec
+            })
+            .collect();
+        let plan = topics::plan(&specs, &Default::default());
+        topics::apply(&admin, &plan, self.settings.kafka.request_timeout)
+            .await
+            .context("creating the scenario's topics")
+    }
+
+    /// What every worker of a scenario is configured with: the brokers through toxiproxy, the
+    /// scenario's topics and groups, the run's Redis and prices.
+    fn worker_env(&self, t: &ScenarioTopics) -> Vec<(String, String)> {
+        let session = self.options.session_timeout.as_millis();
+        [
+            ("FRONTIER_KAFKA__BOOTSTRAP_SERVERS", self.options.proxied_bootstrap.clone()),
+            ("FRONTIER_KAFKA__CLIENT__SESSION_TIMEOUT_MS", session.to_string()),
+            ("FRONTIER_KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", (session / 5).max(500).to_string()),
+            ("FRONTIER_BUS__DLQ_TOPIC", t.dlq.clone()),
+            ("FRONTIER_BUS__STATUS_TOPIC", t.status.clone()),
+            ("FRONTIER_REDIS__URL", format!("redis://127.0.0.1:{}/", self.options.redis_port)),
+            ("FRONTIER_PRICES__SCHEMA", PRICE_SCHEMA.into()),
+            ("FRONTIER_PRICES__QUERY_EVENTS_TOPIC", t.query_events.clone()),
+            ("FRONTIER_CACHE__INVALIDATIONS_TOPIC", t.invalidations.clone()),
+            ("FRONTIER_WORKERS__SERVE__INPUT_TOPIC", t.requests.clone()),
+            ("FRONTIER_WORKERS__SERVE__RESPONSES_TOPIC", t.responses.clone()),
+            ("FRONTIER_WORKERS__SERVE__METRICS_TOPIC", t.metrics.clone()),
+            ("FRONTIER_WORKERS__SERVE__GROUP_ID", format!("{}.serve", t.prefix)),
+            ("FRONTIER_WORKERS__INFERENCE__INPUT_TOPIC", t.jobs.clone()),
+            ("FRONTIER_WORKERS__INFERENCE__RESULTS_TOPIC", t.results.clone()),
+            ("FRONTIER_WORKERS__INFERENCE__GROUP_ID", format!("{}.inference", t.prefix)),
+            ("FRONTIER_WORKERS__SLA__INPUT_TOPIC", t.metrics.clone()),
+            ("FRONTIER_WORKERS__SLA__ALERTS_TOPIC", t.alerts.clone()),
+            ("FRONTIER_WORKERS__SLA__GROUP_ID", format!("{}.sla", t.prefix)),
+            ("FRONTIER_WORKERS__SLA__WORKER_STATUS_TOPIC", t.status.clone()),
+            ("FRONTIER_WORKERS__SLA__QUERY_EVENTS_TOPIC", t.query_events.clone()),
+            ("FRONTIER_WORKERS__SLA__SLO_COUNTERS_TOPIC", t.slo.clone()),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .to_vec()
+    }
+}
+
+/// What a fault did, and to which node (for the heal).
+struct Injected {
+    what: String,
+    node: Option<i32>,
+}
+
+/// Sleeps until `deadline` or the shutdown.
+async fn sleep_until(deadline: Instant, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep_until(deadline.into()) => {}
+    }
+}
+
+/// The alerts after the fault, each with when it fired and resolved.
+fn seen_alerts(log: &[(Instant, crate::records::Alert)], fault: Instant) -> Vec<AlertSeen> {
+    let mut seen: Vec<(String, AlertSeen)> = Vec::new();
+    for (at, alert) in log {
+        // An alert that fired before the fault (the warm-up's own cold start) counts from 0.
+        let after = at.saturating_duration_since(fault).as_secs_f64();
+        let index = match seen.iter().position(|(fp, _)| *fp == alert.fingerprint) {
+            Some(index) => index,
+            None => {
+                if alert.status != AlertStatus::Firing {
+                    continue;
+                }
+                let labels: Vec<String> = alert.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                seen.push((
+                    alert.fingerprint.clone(),
+                    AlertSeen {
+                        name: alert.name.clone(),
+                        labels: labels.join(","),
+                        fired_after_s: after,
+                        resolved_after_s: None,
+                    },
+                ));
+                seen.len() - 1
+            }
+        };
+        seen[index].1.resolved_after_s = (alert.status == AlertStatus::Resolved).then_some(after);
+    }
+    seen.into_iter().map(|(_, a)| a).collect()
+}
+
+/// A scenario's topics, all fresh.
+struct ScenarioTopics {
+    prefix: String,
+    requests: String,
+    responses: String,
+    metrics: String,
+    jobs: String,
+    results: String,
+    alerts: String,
+    dlq: String,
+    status: String,
+    invalidations: String,
+    query_events: String,
+    slo: String,
+}
+
+impl ScenarioTopics {
+    fn new(run: u64, scenario: Scenario) -> ScenarioTopics {
+        let prefix = format!("chaos.{run}.{}", scenario.name());
+        let name = |what: &str| format!("{prefix}.{what}");
+        ScenarioTopics {
+            requests: name("requests"),
+            responses: name("responses"),
+            metrics: name("metrics"),
+            jobs: name("jobs"),
+            results: name("results"),
+            alerts: name("alerts"),
+            dlq: name("dlq"),
+            status: name("status"),
+            invalidations: name("invalidations"),
+            query_events: name("query-events"),
+            slo: name("slo"),
+            prefix,
+        }
+    }
+
+    fn all(&self) -> Vec<(&str, i32)> {
+        let data = [&self.requests, &self.responses, &self.metrics, &self.jobs, &self.results];
+        let small = [&self.alerts, &self.dlq, &self.status, &self.invalidations, &self.query_events, &self.slo];
+        data.iter()
+            .map(|t| (t.as_str(), PARTITIONS))
+            .chain(small.iter().map(|t| (t.as_str(), SMALL_PARTITIONS)))
+            .collect()
+    }
+}
+
+/// The run's own `redis-server`, so killing it touches nothing else on the machine.
+struct OwnRedis {
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn new(port: u16, work_dir: &std::path::Path) -> anyhow::Result<OwnRedis> {
+        std::fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+        let mut redis = OwnRedis { port, log: work_dir.join("redis.log"), child: None };
+        redis.restart()?;
+        Ok(redis)
+    }
+
+    fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.start()
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(&self.log).with_context(|| format!("creating {}", self.log.display()))?;
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server (installed by `ops/stack up`)")?;
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("redis-server on port {} did not listen within 10 s; log:\n{}", self.port, tail(&self.log, 20));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A small tmpfs for the disk-full scenario's disk caches.
+struct SmallDisk {
+    path: PathBuf,
+    size: &'static str,
+}
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path) -> anyhow::Result<SmallDisk> {
+        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        let size = "16m";
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .context("running mount")?;
+        if !status.success() {
+            bail!("mounting a {size} tmpfs at {} failed ({status}): the disk-full scenario needs root", path.display());
+        }
+        Ok(SmallDisk { path: path.to_path_buf(), size })
+    }
+
+    /// Writes a filler file until the filesystem is full; returns its size.
+    fn fill(&self) -> anyhow::Result<u64> {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.path.join("filler")).context("creating the filler")?;
+        let block = vec![0u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(_) => break,
+            }
+        }
+        let _ = file.flush();
+        Ok(written)
+    }
+
+    fn empty(&self) -> anyhow::Result<()> {
+        std::fs::remove_file(self.path.join("filler")).context("removing the filler")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
