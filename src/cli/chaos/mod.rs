@@ -13,10 +13,12 @@
 //! resolved.
 
 mod cluster;
+mod faults;
 mod fleet;
 mod load;
 mod report;
 mod scenario;
+mod services;
 mod stage;
 
 use std::path::PathBuf;

@@ -3,8 +3,6 @@
 //! fault, the drain and the accounting.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,10 +11,11 @@ use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::{StackControl, Toxiproxy, partition_leaders};
-use super::fleet::{Fleet, metric_sum, tail};
+use super::cluster::{StackControl, Toxiproxy};
+use super::fleet::{Fleet, metric_sum};
 use super::load::{self, AlertLog, Load, LoadPlan, Stream};
 use super::report::{self, AlertSeen, Marks, ScenarioReport};
+use super::services::{OwnRedis, SmallDisk};
 use super::{ChaosOptions, Scenario};
 use crate::bus::{SchemaCatalog, kafka};
 use crate::cache::metric as cache_metric;
@@ -27,7 +26,7 @@ use crate::settings::Settings;
 use crate::topics::{self, TopicSpec};
 
 /// Partitions of the data topics (requests, answers, jobs, results, events).
-const PARTITIONS: i32 = 6;
+pub(super) const PARTITIONS: i32 = 6;
 /// Partitions of the low-volume topics (alerts, dead letters, status, ...).
 const SMALL_PARTITIONS: i32 = 3;
 /// Symbols seeded for the serving instances' cold reads.
@@ -42,14 +41,14 @@ const START_PATIENCE: Duration = Duration::from_secs(180);
 
 /// The shared state of a chaos run.
 pub(super) struct Run {
-    options: ChaosOptions,
+    pub(super) options: ChaosOptions,
     /// Settings with the cluster's direct bootstrap (the load and the accounting).
-    settings: Settings,
+    pub(super) settings: Settings,
     catalog: Arc<SchemaCatalog>,
-    stack: StackControl,
-    toxiproxy: Toxiproxy,
-    redis: Mutex<OwnRedis>,
-    run_id: u64,
+    pub(super) stack: StackControl,
+    pub(super) toxiproxy: Toxiproxy,
+    pub(super) redis: Mutex<OwnRedis>,
+    pub(super) run_id: u64,
 }
 
 impl Run {
@@ -312,124 +311,6 @@ impl Run {
         Ok((fault.what, fault_at, heal_at))
     }
 
-    async fn inject(
-        &self,
-        scenario: Scenario,
-        fleet: &mut Fleet,
-        load: &Load,
-        disk: Option<&SmallDisk>,
-    ) -> anyhow::Result<Injected> {
-        let mut node = None;
-        let what = match scenario {
-            Scenario::BrokerKill => {
-                let leaders =
-                    partition_leaders(&self.settings.kafka, &ScenarioTopics::new(self.run_id, scenario).requests)?;
-                let controller = self.stack.quorum_leader().await?;
-                let (victim, led) = leaders
-                    .iter()
-                    .filter(|(broker, _)| **broker != controller)
-                    .max_by_key(|(_, count)| **count)
-                    .or_else(|| leaders.iter().max_by_key(|(_, count)| **count))
-                    .map(|(b, c)| (*b, *c))
-                    .context("the requests topic has no partition leaders")?;
-                self.stack.kill_broker(victim).await?;
-                node = Some(victim);
-                format!(
-                    "SIGKILL broker {victim}, leader of {led} of {PARTITIONS} request partitions (controller: {controller})"
-                )
-            }
-            Scenario::ControllerLoss => {
-                let controller = self.stack.quorum_leader().await?;
-                self.stack.kill_broker(controller).await?;
-                node = Some(controller);
-                format!("SIGKILL node {controller}, the active controller (and a broker)")
-            }
-            Scenario::WorkerKill => {
-                fleet.kill("serve-1")?;
-                "SIGKILL serve-1 (of 2 serving instances)".into()
-            }
-            Scenario::WorkerZombie => {
-                fleet.signal("serve-1", "STOP")?;
-                format!("SIGSTOP serve-1 (of 2), session timeout {:?}", self.options.session_timeout)
-            }
-            Scenario::RedisKill => {
-                self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.kill();
-                format!("SIGKILL Redis on port {}", self.options.redis_port)
-            }
-            Scenario::PostgresRestart => {
-                let began = Instant::now();
-                self.stack.restart_postgres().await?;
-                format!(
-                    "PostgreSQL restarted (fast shutdown), accepting again after {:.1} s",
-                    began.elapsed().as_secs_f64()
-                )
-            }
-            Scenario::NetworkLatency => {
-                self.toxiproxy
-                    .everywhere("latency", "latency", serde_json::json!({"latency": 250, "jitter": 25}))
-                    .await?;
-                "toxiproxy latency 250 ms (jitter 25 ms) each way on every broker connection of every worker".into()
-            }
-            Scenario::NetworkPartition => {
-                self.toxiproxy.everywhere("partition", "timeout", serde_json::json!({"timeout": 0})).await?;
-                "toxiproxy drops every byte both ways between the workers and all three brokers".into()
-            }
-            Scenario::DiskFull => {
-                let disk = disk.context("the disk-full scenario has no small disk")?;
-                let filled = disk.fill()?;
-                format!("disk-cache filesystem ({} tmpfs) filled with {filled} bytes", disk.size)
-            }
-            Scenario::PoisonFlood => {
-                load.poison.store(true, Ordering::Relaxed);
-                "every 10th request replaced by garbage or a crafted hostile message".into()
-            }
-        };
-        Ok(Injected { what, node })
-    }
-
-    async fn heal(
-        &self,
-        scenario: Scenario,
-        fleet: &mut Fleet,
-        load: &Load,
-        disk: Option<&SmallDisk>,
-        fault: &Injected,
-    ) -> anyhow::Result<String> {
-        Ok(match scenario {
-            Scenario::BrokerKill | Scenario::ControllerLoss => {
-                let node = fault.node.context("which node the fault killed")?;
-                let controller = self.stack.quorum_leader().await.map_or("unknown".into(), |c| c.to_string());
-                self.stack.start_broker(node).await?;
-                format!("controller during the fault: {controller}; node {node} restarted and back in the cluster")
-            }
-            Scenario::WorkerKill => {
-                fleet.restart("serve-1")?;
-                "a replacement serve-1 started".into()
-            }
-            Scenario::WorkerZombie => {
-                fleet.signal("serve-1", "CONT")?;
-                "SIGCONT serve-1".into()
-            }
-            Scenario::RedisKill => {
-                self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.start()?;
-                "Redis restarted (empty)".into()
-            }
-            Scenario::NetworkLatency | Scenario::NetworkPartition => {
-                self.toxiproxy.clear().await?;
-                "toxics removed".into()
-            }
-            Scenario::DiskFull => {
-                disk.context("the disk-full scenario has no small disk")?.empty()?;
-                "filler removed".into()
-            }
-            Scenario::PoisonFlood => {
-                load.poison.store(false, Ordering::Relaxed);
-                String::new()
-            }
-            Scenario::PostgresRestart => String::new(),
-        })
-    }
-
     /// Waits until the workers have joined their groups and answer every request of the last
     /// seconds: the warm-up measures a steady pipeline, not its start.
     async fn settle(
@@ -540,12 +421,6 @@ impl Run {
     }
 }
 
-/// What a fault did, and to which node (for the heal).
-struct Injected {
-    what: String,
-    node: Option<i32>,
-}
-
 /// Sleeps until `deadline` or the shutdown.
 async fn sleep_until(deadline: Instant, shutdown: &CancellationToken) {
     tokio::select! {
@@ -585,9 +460,9 @@ fn seen_alerts(log: &[(Instant, crate::records::Alert)], fault: Instant) -> Vec<
 }
 
 /// A scenario's topics, all fresh.
-struct ScenarioTopics {
+pub(super) struct ScenarioTopics {
     prefix: String,
-    requests: String,
+    pub(super) requests: String,
     responses: String,
     metrics: String,
     jobs: String,
@@ -601,7 +476,7 @@ struct ScenarioTopics {
 }
 
 impl ScenarioTopics {
-    fn new(run: u64, scenario: Scenario) -> ScenarioTopics {
+    pub(super) fn new(run: u64, scenario: Scenario) -> ScenarioTopics {
         let prefix = format!("chaos.{run}.{}", scenario.name());
         let name = |what: &str| format!("{prefix}.{what}");
         ScenarioTopics {
@@ -627,107 +502,5 @@ impl ScenarioTopics {
             .map(|t| (t.as_str(), PARTITIONS))
             .chain(small.iter().map(|t| (t.as_str(), SMALL_PARTITIONS)))
             .collect()
-    }
-}
-
-/// The run's own `redis-server`, so killing it touches nothing else on the machine.
-struct OwnRedis {
-    port: u16,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn new(port: u16, work_dir: &std::path::Path) -> anyhow::Result<OwnRedis> {
-        std::fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
-        let mut redis = OwnRedis { port, log: work_dir.join("redis.log"), child: None };
-        redis.restart()?;
-        Ok(redis)
-    }
-
-    fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.start()
-    }
-
-    fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::File::create(&self.log).with_context(|| format!("creating {}", self.log.display()))?;
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server (installed by `ops/stack up`)")?;
-        self.child = Some(child);
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if started.elapsed() > Duration::from_secs(10) {
-                bail!("redis-server on port {} did not listen within 10 s; log:\n{}", self.port, tail(&self.log, 20));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A small tmpfs for the disk-full scenario's disk caches.
-struct SmallDisk {
-    path: PathBuf,
-    size: &'static str,
-}
-
-impl SmallDisk {
-    fn mount(path: &std::path::Path) -> anyhow::Result<SmallDisk> {
-        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-        let size = "16m";
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .context("running mount")?;
-        if !status.success() {
-            bail!("mounting a {size} tmpfs at {} failed ({status}): the disk-full scenario needs root", path.display());
-        }
-        Ok(SmallDisk { path: path.to_path_buf(), size })
-    }
-
-    /// Writes a filler file until the filesystem is full; returns its size.
-    fn fill(&self) -> anyhow::Result<u64> {
-        use std::io::Write;
-        let mut file = std::fs::File::create(self.path.join("filler")).context("creating the filler")?;
-        let block = vec![0u8; 64 * 1024];
-        let mut written = 0u64;
-        loop {
-            match file.write(&block) {
-                Ok(0) => break,
-                Ok(n) => written += n as u64,
-                Err(_) => break,
-            }
-        }
-        let _ = file.flush();
-        Ok(written)
-    }
-
-    fn empty(&self) -> anyhow::Result<()> {
-        std::fs::remove_file(self.path.join("filler")).context("removing the filler")
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
     }
 }

@@ -1,0 +1,139 @@
+//! The faults themselves: how each scenario breaks its part of the pipeline, and heals it.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::Scenario;
+use super::cluster::partition_leaders;
+use super::fleet::Fleet;
+use super::load::Load;
+use super::services::SmallDisk;
+use super::stage::{PARTITIONS, Run, ScenarioTopics};
+
+/// What a fault did, and to which node (for the heal).
+pub(super) struct Injected {
+    pub what: String,
+    pub node: Option<i32>,
+}
+
+impl Run {
+    pub(super) async fn inject(
+        &self,
+        scenario: Scenario,
+        fleet: &mut Fleet,
+        load: &Load,
+        disk: Option<&SmallDisk>,
+    ) -> anyhow::Result<Injected> {
+        let mut node = None;
+        let what = match scenario {
+            Scenario::BrokerKill => {
+                let leaders =
+                    partition_leaders(&self.settings.kafka, &ScenarioTopics::new(self.run_id, scenario).requests)?;
+                let controller = self.stack.quorum_leader().await?;
+                let (victim, led) = leaders
+                    .iter()
+                    .filter(|(broker, _)| **broker != controller)
+                    .max_by_key(|(_, count)| **count)
+                    .or_else(|| leaders.iter().max_by_key(|(_, count)| **count))
+                    .map(|(b, c)| (*b, *c))
+                    .context("the requests topic has no partition leaders")?;
+                self.stack.kill_broker(victim).await?;
+                node = Some(victim);
+                format!(
+                    "SIGKILL broker {victim}, leader of {led} of {PARTITIONS} request partitions (controller: {controller})"
+                )
+            }
+            Scenario::ControllerLoss => {
+                let controller = self.stack.quorum_leader().await?;
+                self.stack.kill_broker(controller).await?;
+                node = Some(controller);
+                format!("SIGKILL node {controller}, the active controller (and a broker)")
+            }
+            Scenario::WorkerKill => {
+                fleet.kill("serve-1")?;
+                "SIGKILL serve-1 (of 2 serving instances)".into()
+            }
+            Scenario::WorkerZombie => {
+                fleet.signal("serve-1", "STOP")?;
+                format!("SIGSTOP serve-1 (of 2), session timeout {:?}", self.options.session_timeout)
+            }
+            Scenario::RedisKill => {
+                self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.kill();
+                format!("SIGKILL Redis on port {}", self.options.redis_port)
+            }
+            Scenario::PostgresRestart => {
+                let began = Instant::now();
+                self.stack.restart_postgres().await?;
+                format!(
+                    "PostgreSQL restarted (fast shutdown), accepting again after {:.1} s",
+                    began.elapsed().as_secs_f64()
+                )
+            }
+            Scenario::NetworkLatency => {
+                self.toxiproxy
+                    .everywhere("latency", "latency", serde_json::json!({"latency": 250, "jitter": 25}))
+                    .await?;
+                "toxiproxy latency 250 ms (jitter 25 ms) each way on every broker connection of every worker".into()
+            }
+            Scenario::NetworkPartition => {
+                self.toxiproxy.everywhere("partition", "timeout", serde_json::json!({"timeout": 0})).await?;
+                "toxiproxy drops every byte both ways between the workers and all three brokers".into()
+            }
+            Scenario::DiskFull => {
+                let disk = disk.context("the disk-full scenario has no small disk")?;
+                let filled = disk.fill()?;
+                format!("disk-cache filesystem ({} tmpfs) filled with {filled} bytes", disk.size)
+            }
+            Scenario::PoisonFlood => {
+                load.poison.store(true, Ordering::Relaxed);
+                "every 10th request replaced by garbage or a crafted hostile message".into()
+            }
+        };
+        Ok(Injected { what, node })
+    }
+
+    pub(super) async fn heal(
+        &self,
+        scenario: Scenario,
+        fleet: &mut Fleet,
+        load: &Load,
+        disk: Option<&SmallDisk>,
+        fault: &Injected,
+    ) -> anyhow::Result<String> {
+        Ok(match scenario {
+            Scenario::BrokerKill | Scenario::ControllerLoss => {
+                let node = fault.node.context("which node the fault killed")?;
+                let controller = self.stack.quorum_leader().await.map_or("unknown".into(), |c| c.to_string());
+                self.stack.start_broker(node).await?;
+                format!("controller during the fault: {controller}; node {node} restarted and back in the cluster")
+            }
+            Scenario::WorkerKill => {
+                fleet.restart("serve-1")?;
+                "a replacement serve-1 started".into()
+            }
+            Scenario::WorkerZombie => {
+                fleet.signal("serve-1", "CONT")?;
+                "SIGCONT serve-1".into()
+            }
+            Scenario::RedisKill => {
+                self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.start()?;
+                "Redis restarted (empty)".into()
+            }
+            Scenario::NetworkLatency | Scenario::NetworkPartition => {
+                self.toxiproxy.clear().await?;
+                "toxics removed".into()
+            }
+            Scenario::DiskFull => {
+                disk.context("the disk-full scenario has no small disk")?.empty()?;
+                "filler removed".into()
+            }
+            Scenario::PoisonFlood => {
+                load.poison.store(false, Ordering::Relaxed);
+                String::new()
+            }
+            Scenario::PostgresRestart => String::new(),
+        })
+    }
+}
