@@ -31,14 +31,14 @@ async fn survive(scenario: Scenario) -> ScenarioReport {
     report.scenarios.into_iter().next().expect("the scenario's report")
 }
 
-/// Every request and job that Kafka acknowledged was answered, and no worker died.
+/// Every request and job that Kafka acknowledged was answered, and no worker exited.
 fn assert_nothing_lost(report: &ScenarioReport) {
     for stream in &report.streams {
         assert!(stream.sent > 0, "{}: no {} requests were sent:\n{report}", report.scenario, stream.stream);
         assert_eq!(stream.lost, 0, "{}: {} {} requests lost:\n{report}", report.scenario, stream.lost, stream.stream);
     }
-    let died: Vec<&String> = report.notes.iter().filter(|n| n.starts_with("a worker died")).collect();
-    assert!(died.is_empty(), "{}: {died:?}", report.scenario);
+    let exited: Vec<&String> = report.notes.iter().filter(|n| n.starts_with("a worker exited")).collect();
+    assert!(exited.is_empty(), "{}: {exited:?}", report.scenario);
 }
 
 #[tokio::test(flavor = "multi_thread")]

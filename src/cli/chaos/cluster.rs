@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 
+use super::load::Quiet;
 use crate::bus::KafkaSettings;
 use crate::bus::kafka;
 
@@ -61,7 +62,7 @@ impl StackControl {
 
 /// The brokers leading `topic`'s partitions, with how many each leads.
 pub(super) fn partition_leaders(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<BTreeMap<i32, usize>> {
-    let consumer: BaseConsumer = super::load::quiet(kafka::base_config(kafka)).create()?;
+    let consumer: BaseConsumer<Quiet> = kafka::base_config(kafka).create_with_context(Quiet)?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut leaders = BTreeMap::new();
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {

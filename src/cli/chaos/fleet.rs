@@ -113,6 +113,39 @@ impl Fleet {
         gone
     }
 
+    /// Restarts every member that exited on its own, as Kubernetes or compose's restart policy
+    /// would, and says which and why. A member killed on purpose ([`Fleet::kill`]) is not
+    /// restarted here.
+    pub fn revive(&mut self) -> Vec<String> {
+        let exited = self.exited();
+        for line in &exited {
+            if let Some(name) = line.split_whitespace().next()
+                && let Err(error) = self.restart(name)
+            {
+                tracing::warn!(member = name, %error, "could not restart an exited worker");
+            }
+        }
+        exited
+    }
+
+    /// Sleeps until `deadline`, restarting members that exit meanwhile; returns what exited.
+    pub async fn supervise_until(
+        &mut self,
+        deadline: Instant,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Vec<String> {
+        let mut exited = Vec::new();
+        while Instant::now() < deadline && !shutdown.is_cancelled() {
+            exited.extend(self.revive());
+            let next = (Instant::now() + Duration::from_millis(250)).min(deadline);
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep_until(next.into()) => {}
+            }
+        }
+        exited
+    }
+
     /// Waits until every member's /metrics answers: it has started (for the batcher: loaded
     /// its model) far enough to serve it.
     pub async fn wait_started(&mut self, patience: Duration) -> anyhow::Result<()> {

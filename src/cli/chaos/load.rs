@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -69,14 +71,17 @@ impl Ledger {
         self.entries.iter().filter(|e| !e.refused && e.answers == 0).count()
     }
 
-    /// Per stream, the requests sent between `from` and `to` and how many of them are still
-    /// unanswered: a stream keeps up when it had some and none is waiting.
-    pub fn waiting(&self, from: Instant, to: Instant) -> [(usize, usize); 2] {
+    /// Per stream (serve, inference), the requests sent between `from` and `to`, and how many
+    /// of them were not answered within that stream's `within`: a stream keeps up when it had
+    /// some and none is slow.
+    pub fn slow(&self, from: Instant, to: Instant, within: [Duration; 2]) -> [(usize, usize); 2] {
         let mut counts = [(0, 0); 2];
         for entry in self.entries.iter().filter(|e| e.sent >= from && e.sent < to && !e.refused) {
-            let count = &mut counts[entry.stream as usize];
-            count.0 += 1;
-            count.1 += usize::from(entry.answers == 0);
+            let index = entry.stream as usize;
+            let in_time =
+                entry.first_answer.is_some_and(|answered| answered.duration_since(entry.sent) <= within[index]);
+            counts[index].0 += 1;
+            counts[index].1 += usize::from(!in_time);
         }
         counts
     }
@@ -119,7 +124,7 @@ pub(super) struct LoadPlan {
 
 impl Load {
     pub fn start(kafka: &KafkaSettings, catalog: Arc<SchemaCatalog>, plan: LoadPlan) -> anyhow::Result<Load> {
-        let producer: FutureProducer = quiet(kafka::producer_config(kafka)).create()?;
+        let producer: FutureProducer<Quiet> = kafka::producer_config(kafka).create_with_context(Quiet)?;
         let ledger = Arc::new(Ledger::default());
         let poison = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
@@ -149,7 +154,7 @@ impl Load {
 }
 
 struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<Quiet>,
     catalog: Arc<SchemaCatalog>,
     ledger: Arc<Ledger>,
     poison: Arc<AtomicBool>,
@@ -294,20 +299,25 @@ fn inference_job(id: &str, n: u64) -> InferenceJob {
     }
 }
 
-/// The load's own clients lose brokers on purpose: their connection errors are the fault
-/// itself, not news, and would bury the report.
-pub(super) fn quiet(mut config: ClientConfig) -> ClientConfig {
-    config.set_log_level(RDKafkaLogLevel::Critical);
-    config
+/// The context of the chaos process's own Kafka clients: they lose brokers on purpose, and
+/// their connection errors (the fault itself, not news) would bury the report.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Quiet;
+
+impl ClientContext for Quiet {
+    fn log(&self, _level: RDKafkaLogLevel, _facility: &str, _message: &str) {}
+    fn error(&self, _error: KafkaError, _reason: &str) {}
 }
 
+impl ConsumerContext for Quiet {}
+
 /// A consumer of every partition of `topic` from its beginning, outside any group.
-fn reader(kafka: &KafkaSettings, topic: &str, partitions: i32) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = quiet(kafka::base_config(kafka))
+fn reader(kafka: &KafkaSettings, topic: &str, partitions: i32) -> anyhow::Result<StreamConsumer<Quiet>> {
+    let consumer: StreamConsumer<Quiet> = kafka::base_config(kafka)
         .set("group.id", format!("chaos.reader.{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "20")
-        .create()?;
+        .create_with_context(Quiet)?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;

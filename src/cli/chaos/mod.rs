@@ -66,7 +66,7 @@ pub struct RunArgs {
     /// Only these scenarios (comma-separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',')]
     scenario: Vec<Scenario>,
-    /// Analysis requests per second [default: 40, with --long 100].
+    /// Analysis requests per second [default: 40, with --long 50].
     #[arg(long)]
     serve_rate: Option<f64>,
     /// Inference jobs per second [default: 0.5 (a debug build's batcher on a busy machine
@@ -114,7 +114,7 @@ impl ChaosOptions {
         ChaosOptions {
             scenarios: if long { Scenario::ALL.to_vec() } else { Scenario::SHORT.to_vec() },
             timing: if long { Timing::long() } else { Timing::short() },
-            serve_rate: if long { 100.0 } else { 40.0 },
+            serve_rate: if long { 50.0 } else { 40.0 },
             inference_rate: if long { 2.0 } else { 0.5 },
             binary,
             ops_stack: repo.join("ops/stack"),

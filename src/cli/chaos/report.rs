@@ -151,6 +151,8 @@ pub(super) struct Marks {
 /// The pipeline is caught up when nothing sent longer ago than this many times the steady p99
 /// (and at least the floor, in ms: the machines are small and shared) waits for its answer.
 const RECOVERED_FACTOR: f64 = 3.0;
+/// The end of the warm-up left out of the steady p99.
+const IN_FLIGHT: Duration = Duration::from_secs(2);
 const RECOVERED_FLOOR_MS: f64 = 1000.0;
 
 /// The accounting of one stream from the ledger's entries.
@@ -166,8 +168,11 @@ pub(super) fn stream_report(stream: Stream, entries: &[Entry], marks: Marks) -> 
         latencies.sort_by(f64::total_cmp);
         latencies
     };
+    // The warm-up's second half, less its last seconds: requests in flight when the fault
+    // strikes (a killed instance's) belong to the fault, not to the steady state.
     let half_warmup = marks.start + marks.fault.duration_since(marks.start) / 2;
-    let steady_p99 = p99(&sent_between(half_warmup, marks.fault));
+    let steady_end = marks.fault.checked_sub(IN_FLIGHT).unwrap_or(marks.fault).max(half_warmup);
+    let steady_p99 = p99(&sent_between(half_warmup, steady_end));
     let fault_end = marks.heal.max(marks.fault + Duration::from_secs(5));
     let fault_p99 = p99(&sent_between(marks.fault, fault_end));
     // Behind at a moment when a request sent longer than the steady latency ago still waits

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::{StackControl, Toxiproxy};
 use super::fleet::{Fleet, metric_sum};
-use super::load::{self, AlertLog, Load, LoadPlan, Stream};
+use super::load::{self, AlertLog, Load, LoadPlan, Quiet, Stream};
 use super::report::{self, AlertSeen, Marks, ScenarioReport};
 use super::services::{OwnRedis, SmallDisk};
 use super::{ChaosOptions, Scenario};
@@ -58,7 +58,7 @@ impl Run {
     pub async fn prepare(settings: &Settings, options: &ChaosOptions) -> anyhow::Result<Run> {
         let mut settings = settings.clone();
         settings.kafka.bootstrap_servers = options.direct_bootstrap.clone();
-        let probe: BaseConsumer = load::quiet(kafka::base_config(&settings.kafka)).create()?;
+        let probe: BaseConsumer<Quiet> = kafka::base_config(&settings.kafka).create_with_context(Quiet)?;
         let brokers =
             probe.fetch_metadata(None, Duration::from_secs(10)).map(|m| m.brokers().len()).with_context(|| {
                 format!(
@@ -220,7 +220,9 @@ impl Run {
 
         let drained = Instant::now();
         while ledger.unanswered() > 0 && drained.elapsed() < self.options.timing.drain && !shutdown.is_cancelled() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            for line in fleet.supervise_until(Instant::now() + Duration::from_millis(500), shutdown).await {
+                notes.push(format!("a worker exited and was restarted (as a supervisor would): {line}"));
+            }
         }
         let resolving = Instant::now();
         while resolving.elapsed() < self.options.timing.resolve_wait && !shutdown.is_cancelled() {
@@ -231,7 +233,7 @@ impl Run {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         for gone in fleet.exited() {
-            notes.push(format!("a worker died: {gone}"));
+            notes.push(format!("a worker exited: {gone}"));
         }
         fleet.stop(Duration::from_secs(15)).await;
         stop_readers.cancel();
@@ -277,7 +279,7 @@ impl Run {
     ) -> anyhow::Result<(String, Instant, Instant)> {
         let timing = self.options.timing;
         sleep_until(start + timing.warmup, shutdown).await;
-        let exited = fleet.exited();
+        let mut exited = fleet.exited();
         if !exited.is_empty() {
             bail!("a worker died during the warm-up: {}", exited.join("\n"));
         }
@@ -286,14 +288,17 @@ impl Run {
         let fault = self.inject(scenario, fleet, load, disk).await?;
         eprintln!("[chaos]   fault: {}", fault.what);
         let hold = scenario.hold(&timing, self.options.session_timeout);
-        sleep_until(fault_at + hold, shutdown).await;
+        exited.extend(fleet.supervise_until(fault_at + hold, shutdown).await);
         let heal_at = Instant::now();
         let healed = self.heal(scenario, fleet, load, disk, &fault).await?;
         if !healed.is_empty() {
             eprintln!("[chaos]   heal: {healed}");
             notes.push(format!("healed: {healed}"));
         }
-        sleep_until(Instant::now() + timing.after, shutdown).await;
+        exited.extend(fleet.supervise_until(Instant::now() + timing.after, shutdown).await);
+        for line in exited {
+            notes.push(format!("a worker exited and was restarted (as a supervisor would): {line}"));
+        }
         let after = self.scrape_serving(fleet).await;
         let grew = |name: &str| {
             after.iter().map(|(n, v)| if n == name { *v } else { 0.0 }).sum::<f64>()
@@ -322,12 +327,12 @@ impl Run {
         let began = Instant::now();
         loop {
             let now = Instant::now();
-            // Every request of 8 to 3 seconds ago answered (a debug build's batcher takes a
-            // second or two per job on a busy machine).
-            let waiting = ledger.waiting(now - Duration::from_secs(8), now - Duration::from_secs(3));
-            if now.duration_since(began) > Duration::from_secs(8)
-                && waiting.iter().all(|(sent, w)| *sent > 0 && *w == 0)
-            {
+            // Every analysis request of 8 to 3 seconds ago answered within a second (the
+            // serving instances have joined and their hot set is cached), every inference job
+            // within 3 s (a debug build's batcher takes a second or two per job on a busy machine).
+            let within = [Duration::from_secs(1), Duration::from_secs(3)];
+            let slow = ledger.slow(now - Duration::from_secs(8), now - Duration::from_secs(3), within);
+            if now.duration_since(began) > Duration::from_secs(8) && slow.iter().all(|(sent, s)| *sent > 0 && *s == 0) {
                 return Ok(());
             }
             let exited = fleet.exited();
@@ -335,11 +340,11 @@ impl Run {
                 bail!("a worker died while starting: {}", exited.join("\n"));
             }
             if now.duration_since(began) > START_PATIENCE || shutdown.is_cancelled() {
-                let [(serve, serve_waiting), (jobs, jobs_waiting)] = waiting;
+                let [(serve, serve_slow), (jobs, jobs_slow)] = slow;
                 bail!(
                     "the workers did not keep up with the load within {START_PATIENCE:?} of starting: of the last \
-                     requests, {serve_waiting} of {serve} analysis requests and {jobs_waiting} of {jobs} inference \
-                     jobs were still unanswered after 3 s (logs in {})",
+                     requests, {serve_slow} of {serve} analysis requests were not answered within 1 s and \
+                     {jobs_slow} of {jobs} inference jobs within 3 s (logs in {})",
                     self.options.work_dir.display()
                 );
             }
