@@ -326,6 +326,28 @@ fn reader(kafka: &KafkaSettings, topic: &str, partitions: i32) -> anyhow::Result
     Ok(consumer)
 }
 
+/// Hands every message payload of `topic` to `each` until `stop`.
+fn read_until(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partitions: i32,
+    stop: CancellationToken,
+    mut each: impl FnMut(&[u8]) + Send + 'static,
+) -> anyhow::Result<JoinHandle<()>> {
+    let consumer = reader(kafka, topic, partitions)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => return,
+                message = consumer.recv() => message,
+            };
+            if let Ok(message) = message {
+                each(message.payload().unwrap_or_default());
+            }
+        }
+    }))
+}
+
 /// Reads answers (responses or inference results) into the ledger until `stop`.
 pub(super) fn collect_answers(
     kafka: &KafkaSettings,
@@ -336,31 +358,21 @@ pub(super) fn collect_answers(
     ledger: Arc<Ledger>,
     stop: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let consumer = reader(kafka, topic, partitions)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let message = tokio::select! {
-                () = stop.cancelled() => return,
-                message = consumer.recv() => message,
-            };
-            let Ok(message) = message else { continue };
-            let Some(payload) = message.payload() else { continue };
-            let Ok(identified) = catalog.identify(payload) else { continue };
-            match stream {
-                Stream::Serve => {
-                    if let Ok(response) = identified.deserialize::<AnalysisResponse>(payload) {
-                        ledger.answer(&response.request_id, response.status == RequestStatus::Ok);
-                    }
+    read_until(kafka, topic, partitions, stop, move |payload| {
+        let Ok(identified) = catalog.identify(payload) else { return };
+        match stream {
+            Stream::Serve => {
+                if let Ok(response) = identified.deserialize::<AnalysisResponse>(payload) {
+                    ledger.answer(&response.request_id, response.status == RequestStatus::Ok);
                 }
-                Stream::Inference => {
-                    if let Ok(result) = identified.deserialize::<InferenceResult>(payload) {
-                        let ok = result.error.is_none();
-                        ledger.answer(&result.job_id, ok);
-                    }
+            }
+            Stream::Inference => {
+                if let Ok(result) = identified.deserialize::<InferenceResult>(payload) {
+                    ledger.answer(&result.job_id, result.error.is_none());
                 }
             }
         }
-    }))
+    })
 }
 
 /// Reads the alerts topic into `log` until `stop`.
@@ -372,23 +384,14 @@ pub(super) fn collect_alerts(
     log: AlertLog,
     stop: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let consumer = reader(kafka, topic, partitions)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let message = tokio::select! {
-                () = stop.cancelled() => return,
-                message = consumer.recv() => message,
-            };
-            let Ok(message) = message else { continue };
-            let Some(payload) = message.payload() else { continue };
-            let Ok(identified) = catalog.identify(payload) else { continue };
-            if let Ok(alert) = identified.deserialize::<Alert>(payload)
-                && let Ok(mut log) = log.lock()
-            {
-                log.push((Instant::now(), alert));
-            }
+    read_until(kafka, topic, partitions, stop, move |payload| {
+        let Ok(identified) = catalog.identify(payload) else { return };
+        if let Ok(alert) = identified.deserialize::<Alert>(payload)
+            && let Ok(mut log) = log.lock()
+        {
+            log.push((Instant::now(), alert));
         }
-    }))
+    })
 }
 
 /// Counts the messages on `topic` (the dead letters) until `stop`.
@@ -399,15 +402,9 @@ pub(super) fn count_messages(
     count: Arc<AtomicU64>,
     stop: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let consumer = reader(kafka, topic, partitions)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                message = consumer.recv() => if message.is_ok() { count.fetch_add(1, Ordering::Relaxed); },
-            }
-        }
-    }))
+    read_until(kafka, topic, partitions, stop, move |_| {
+        count.fetch_add(1, Ordering::Relaxed);
+    })
 }
 
 /// Whether an alert is firing at the end of `log` (its last message is not a resolution).
