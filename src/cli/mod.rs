@@ -117,6 +117,15 @@ pub fn duration_arg(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 10, 10s, 500ms or 2m: {e}"))
 }
 
+/// The nearest-rank `p`th percentile (0 to 100) of `sorted` (ascending); NaN when empty.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 impl Cli {
     /// Loads the configuration and runs the command.
     pub async fn run(self) -> anyhow::Result<ExitCode> {

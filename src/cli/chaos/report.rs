@@ -229,12 +229,9 @@ fn finite(ms: f64) -> Option<f64> {
     ms.is_finite().then_some(ms)
 }
 
+/// The p99 of `sorted`; 0 when nothing was sent.
 fn p99(sorted: &[f64]) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((sorted.len() as f64) * 0.99).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    if sorted.is_empty() { 0.0 } else { crate::cli::percentile(sorted, 99.0) }
 }
 
 impl fmt::Display for Report {

@@ -15,7 +15,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use super::{Bench, ScratchDir, load, percentile, summary};
+use super::{Bench, ScratchDir, load, summary};
+use crate::cli::percentile;
 use crate::settings::Settings;
 
 /// `frontier bench hostile` options.

@@ -34,6 +34,7 @@ use super::create_topics;
 use crate::bus::json::{avro_to_json, json_to_avro};
 use crate::bus::{KnownSchema, SchemaCatalog, kafka};
 use crate::cache::{CacheSettings, KindLifetime, TieredCache};
+use crate::cli::percentile;
 use crate::market::seed::{SeedPlan, seed_prices};
 use crate::market::{DiscardQueryEvents, PriceStore, StoreOptions};
 use crate::settings::Settings;
@@ -144,14 +145,6 @@ impl Phase {
         }
         counts
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn summary(sorted: &[f64]) -> String {
