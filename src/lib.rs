@@ -36,6 +36,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod inference;
 pub mod market;
+pub mod process;
 pub mod queries;
 pub mod records;
 pub mod settings;

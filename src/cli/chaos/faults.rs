@@ -56,7 +56,7 @@ impl Run {
                 "SIGKILL serve-1 (of 2 serving instances)".into()
             }
             Scenario::WorkerZombie => {
-                fleet.signal("serve-1", "STOP")?;
+                fleet.signal("serve-1", libc::SIGSTOP)?;
                 format!("SIGSTOP serve-1 (of 2), session timeout {:?}", self.options.session_timeout)
             }
             Scenario::RedisKill => {
@@ -114,7 +114,7 @@ impl Run {
                 "a replacement serve-1 started".into()
             }
             Scenario::WorkerZombie => {
-                fleet.signal("serve-1", "CONT")?;
+                fleet.signal("serve-1", libc::SIGCONT)?;
                 "SIGCONT serve-1".into()
             }
             Scenario::RedisKill => {

@@ -88,11 +88,11 @@ impl Fleet {
         spawned
     }
 
-    /// Sends `signal` (`STOP`, `CONT`, `TERM`) to a member.
-    pub fn signal(&mut self, name: &str, signal: &str) -> anyhow::Result<()> {
+    /// Sends `signal` (`libc::SIGSTOP`, `SIGCONT`, ...) to a member.
+    pub fn signal(&mut self, name: &str, signal: libc::c_int) -> anyhow::Result<()> {
         let member = self.member(name)?;
         let pid = member.child.as_ref().map(Child::id).with_context(|| format!("{name} is not running"))?;
-        signal_pid(pid, signal)
+        crate::process::signal(pid, signal).with_context(|| format!("signalling {name} (pid {pid})"))
     }
 
     /// The metrics address of a member.
@@ -101,12 +101,13 @@ impl Fleet {
     }
 
     /// Members that exited on their own, with their status and the end of their log.
-    pub fn exited(&mut self) -> Vec<String> {
+    pub fn exited(&mut self) -> Vec<Exit> {
         let mut gone = Vec::new();
         for member in &mut self.members {
             let Some(child) = member.child.as_mut() else { continue };
             if let Ok(Some(status)) = child.try_wait() {
-                gone.push(format!("{} exited with {status}; log tail:\n{}", member.name, tail(&member.log, 20)));
+                let why = format!("{} exited with {status}; log tail:\n{}", member.name, tail(&member.log, 20));
+                gone.push(Exit { name: member.name.clone(), why });
                 member.child = None;
             }
         }
@@ -116,13 +117,11 @@ impl Fleet {
     /// Restarts every member that exited on its own, as Kubernetes or compose's restart policy
     /// would, and says which and why. A member killed on purpose ([`Fleet::kill`]) is not
     /// restarted here.
-    pub fn revive(&mut self) -> Vec<String> {
+    pub fn revive(&mut self) -> Vec<Exit> {
         let exited = self.exited();
-        for line in &exited {
-            if let Some(name) = line.split_whitespace().next()
-                && let Err(error) = self.restart(name)
-            {
-                tracing::warn!(member = name, %error, "could not restart an exited worker");
+        for exit in &exited {
+            if let Err(error) = self.restart(&exit.name) {
+                tracing::warn!(member = exit.name, %error, "could not restart an exited worker");
             }
         }
         exited
@@ -133,7 +132,7 @@ impl Fleet {
         &mut self,
         deadline: Instant,
         shutdown: &tokio_util::sync::CancellationToken,
-    ) -> Vec<String> {
+    ) -> Vec<Exit> {
         let mut exited = Vec::new();
         while Instant::now() < deadline && !shutdown.is_cancelled() {
             exited.extend(self.revive());
@@ -155,7 +154,7 @@ impl Fleet {
             loop {
                 let exited = self.exited();
                 if !exited.is_empty() {
-                    bail!("a worker exited while starting: {}", exited.join("\n"));
+                    bail!("a worker exited while starting: {}", Exit::all(&exited));
                 }
                 let member = &self.members[index];
                 let url = format!("http://{}/metrics", member.metrics);
@@ -180,8 +179,8 @@ impl Fleet {
     pub async fn stop(&mut self, deadline: Duration) {
         for member in &mut self.members {
             if let Some(child) = member.child.as_ref() {
-                let _ = signal_pid(child.id(), "CONT");
-                let _ = signal_pid(child.id(), "TERM");
+                let _ = crate::process::signal(child.id(), libc::SIGCONT);
+                let _ = crate::process::signal(child.id(), libc::SIGTERM);
             }
         }
         let started = Instant::now();
@@ -212,16 +211,19 @@ impl Drop for Fleet {
     }
 }
 
-/// `kill -<signal> <pid>`: the standard tool rather than unsafe libc calls.
-pub(super) fn signal_pid(pid: u32, signal: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .status()
-        .with_context(|| format!("kill -{signal} {pid}"))?;
-    if !status.success() {
-        bail!("kill -{signal} {pid} failed with {status}");
+/// A member that exited on its own.
+#[derive(Debug)]
+pub(super) struct Exit {
+    pub name: String,
+    /// Its status and the end of its log.
+    pub why: String,
+}
+
+impl Exit {
+    /// Every exit's `why`, one after the other.
+    pub fn all(exits: &[Exit]) -> String {
+        exits.iter().map(|e| e.why.as_str()).collect::<Vec<_>>().join("\n")
     }
-    Ok(())
 }
 
 /// A loopback port free right now (the OS picks it).

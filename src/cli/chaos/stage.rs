@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::{StackControl, Toxiproxy};
-use super::fleet::{Fleet, metric_sum};
+use super::fleet::{Exit, Fleet, metric_sum};
 use super::load::{self, AlertLog, Load, LoadPlan, Quiet, Stream};
 use super::report::{self, AlertSeen, Marks, ScenarioReport};
 use super::services::{OwnRedis, SmallDisk};
@@ -220,8 +220,8 @@ impl Run {
 
         let drained = Instant::now();
         while ledger.unanswered() > 0 && drained.elapsed() < self.options.timing.drain && !shutdown.is_cancelled() {
-            for line in fleet.supervise_until(Instant::now() + Duration::from_millis(500), shutdown).await {
-                notes.push(format!("a worker exited and was restarted (as a supervisor would): {line}"));
+            for exit in fleet.supervise_until(Instant::now() + Duration::from_millis(500), shutdown).await {
+                notes.push(format!("a worker exited and was restarted (as a supervisor would): {}", exit.why));
             }
         }
         let resolving = Instant::now();
@@ -232,8 +232,8 @@ impl Run {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        for gone in fleet.exited() {
-            notes.push(format!("a worker exited: {gone}"));
+        for exit in fleet.exited() {
+            notes.push(format!("a worker exited: {}", exit.why));
         }
         fleet.stop(Duration::from_secs(15)).await;
         stop_readers.cancel();
@@ -281,7 +281,7 @@ impl Run {
         sleep_until(start + timing.warmup, shutdown).await;
         let mut exited = fleet.exited();
         if !exited.is_empty() {
-            bail!("a worker died during the warm-up: {}", exited.join("\n"));
+            bail!("a worker died during the warm-up: {}", Exit::all(&exited));
         }
         let before = self.scrape_serving(fleet).await;
         let fault_at = Instant::now();
@@ -296,8 +296,8 @@ impl Run {
             notes.push(format!("healed: {healed}"));
         }
         exited.extend(fleet.supervise_until(Instant::now() + timing.after, shutdown).await);
-        for line in exited {
-            notes.push(format!("a worker exited and was restarted (as a supervisor would): {line}"));
+        for exit in exited {
+            notes.push(format!("a worker exited and was restarted (as a supervisor would): {}", exit.why));
         }
         let after = self.scrape_serving(fleet).await;
         let grew = |name: &str| {
@@ -337,7 +337,7 @@ impl Run {
             }
             let exited = fleet.exited();
             if !exited.is_empty() {
-                bail!("a worker died while starting: {}", exited.join("\n"));
+                bail!("a worker died while starting: {}", Exit::all(&exited));
             }
             if now.duration_since(began) > START_PATIENCE || shutdown.is_cancelled() {
                 let [(serve, serve_slow), (jobs, jobs_slow)] = slow;

@@ -340,13 +340,9 @@ fn runs_worker(pid: u32, worker: &str) -> bool {
     args.windows(2).any(|pair| pair[0] == b"run" && pair[1] == worker.as_bytes())
 }
 
+/// Signals an instance; one that has gone already (ESRCH) is what the signal wanted anyway.
 fn signal(pid: u32, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) has no memory effects; a pid that has gone is an ESRCH we ignore.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
+    let _ = crate::process::signal(pid, signal);
 }
 
 fn list(dir: &Path) -> Result<Vec<PathBuf>, ActuatorError> {
