@@ -8,9 +8,7 @@ use anyhow::Context;
 use super::Scenario;
 use super::cluster::partition_leaders;
 use super::fleet::Fleet;
-use super::load::Load;
-use super::services::SmallDisk;
-use super::stage::{PARTITIONS, Run, ScenarioTopics};
+use super::stage::{PARTITIONS, Run, Scene};
 
 /// What a fault did, and to which node (for the heal).
 pub(super) struct Injected {
@@ -19,18 +17,12 @@ pub(super) struct Injected {
 }
 
 impl Run {
-    pub(super) async fn inject(
-        &self,
-        scenario: Scenario,
-        fleet: &mut Fleet,
-        load: &Load,
-        disk: Option<&SmallDisk>,
-    ) -> anyhow::Result<Injected> {
+    /// Breaks the scene's part of the pipeline.
+    pub(super) async fn inject(&self, scene: &Scene<'_>, fleet: &mut Fleet) -> anyhow::Result<Injected> {
         let mut node = None;
-        let what = match scenario {
+        let what = match scene.scenario {
             Scenario::BrokerKill => {
-                let leaders =
-                    partition_leaders(&self.settings.kafka, &ScenarioTopics::new(self.run_id, scenario).requests)?;
+                let leaders = partition_leaders(&self.settings.kafka, &scene.topics.requests)?;
                 let controller = self.stack.quorum_leader().await?;
                 let (victim, led) = leaders
                     .iter()
@@ -60,7 +52,7 @@ impl Run {
                 format!("SIGSTOP serve-1 (of 2), session timeout {:?}", self.options.session_timeout)
             }
             Scenario::RedisKill => {
-                self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.kill();
+                self.redis()?.kill();
                 format!("SIGKILL Redis on port {}", self.options.redis_port)
             }
             Scenario::PostgresRestart => {
@@ -82,27 +74,21 @@ impl Run {
                 "toxiproxy drops every byte both ways between the workers and all three brokers".into()
             }
             Scenario::DiskFull => {
-                let disk = disk.context("the disk-full scenario has no small disk")?;
+                let disk = scene.disk.context("the disk-full scenario has no small disk")?;
                 let filled = disk.fill()?;
                 format!("disk-cache filesystem ({} tmpfs) filled with {filled} bytes", disk.size)
             }
             Scenario::PoisonFlood => {
-                load.poison.store(true, Ordering::Relaxed);
+                scene.load.poison.store(true, Ordering::Relaxed);
                 "every 10th request replaced by garbage or a crafted hostile message".into()
             }
         };
         Ok(Injected { what, node })
     }
 
-    pub(super) async fn heal(
-        &self,
-        scenario: Scenario,
-        fleet: &mut Fleet,
-        load: &Load,
-        disk: Option<&SmallDisk>,
-        fault: &Injected,
-    ) -> anyhow::Result<String> {
-        Ok(match scenario {
+    /// Undoes what [`Run::inject`] broke; says how, or nothing when there is nothing to say.
+    pub(super) async fn heal(&self, scene: &Scene<'_>, fleet: &mut Fleet, fault: &Injected) -> anyhow::Result<String> {
+        Ok(match scene.scenario {
             Scenario::BrokerKill | Scenario::ControllerLoss => {
                 let node = fault.node.context("which node the fault killed")?;
                 let controller = self.stack.quorum_leader().await.map_or("unknown".into(), |c| c.to_string());
@@ -118,7 +104,7 @@ impl Run {
                 "SIGCONT serve-1".into()
             }
             Scenario::RedisKill => {
-                self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.start()?;
+                self.redis()?.start()?;
                 "Redis restarted (empty)".into()
             }
             Scenario::NetworkLatency | Scenario::NetworkPartition => {
@@ -126,11 +112,11 @@ impl Run {
                 "toxics removed".into()
             }
             Scenario::DiskFull => {
-                disk.context("the disk-full scenario has no small disk")?.empty()?;
+                scene.disk.context("the disk-full scenario has no small disk")?.empty()?;
                 "filler removed".into()
             }
             Scenario::PoisonFlood => {
-                load.poison.store(false, Ordering::Relaxed);
+                scene.load.poison.store(false, Ordering::Relaxed);
                 String::new()
             }
             Scenario::PostgresRestart => String::new(),

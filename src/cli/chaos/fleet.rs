@@ -220,6 +220,11 @@ pub(super) struct Exit {
 }
 
 impl Exit {
+    /// The report's note on an exit the fleet restarted.
+    pub fn restarted(&self) -> String {
+        format!("a worker exited and was restarted (as a supervisor would): {}", self.why)
+    }
+
     /// Every exit's `why`, one after the other.
     pub fn all(exits: &[Exit]) -> String {
         exits.iter().map(|e| e.why.as_str()).collect::<Vec<_>>().join("\n")

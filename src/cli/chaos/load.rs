@@ -164,17 +164,14 @@ struct Publisher {
 
 impl Publisher {
     async fn run(self, stop: CancellationToken) {
-        let rate = match self.stream {
-            Stream::Serve => self.plan.serve_rate,
-            Stream::Inference => self.plan.inference_rate,
+        let (rate, seed, topic) = match self.stream {
+            Stream::Serve => (self.plan.serve_rate, 7, &self.plan.requests_topic),
+            Stream::Inference => (self.plan.inference_rate, 8, &self.plan.jobs_topic),
         };
         if rate <= 0.0 {
             return;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(match self.stream {
-            Stream::Serve => 7,
-            Stream::Inference => 8,
-        });
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         // Behind schedule (a stalled runtime) means fewer requests, not a burst to catch up.
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -196,10 +193,7 @@ impl Publisher {
                 Stream::Inference => self.catalog.encode_record(&inference_job(&id, n)),
             };
             let Ok(payload) = encoded else { continue };
-            let topic = match self.stream {
-                Stream::Serve => self.plan.requests_topic.clone(),
-                Stream::Inference => self.plan.jobs_topic.clone(),
-            };
+            let topic = topic.clone();
             self.ledger.entries.insert(
                 id.clone(),
                 Entry {

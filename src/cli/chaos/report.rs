@@ -151,9 +151,9 @@ pub(super) struct Marks {
 /// The pipeline is caught up when nothing sent longer ago than this many times the steady p99
 /// (and at least the floor, in ms: the machines are small and shared) waits for its answer.
 const RECOVERED_FACTOR: f64 = 3.0;
+const RECOVERED_FLOOR_MS: f64 = 1000.0;
 /// The end of the warm-up left out of the steady p99.
 const IN_FLIGHT: Duration = Duration::from_secs(2);
-const RECOVERED_FLOOR_MS: f64 = 1000.0;
 
 /// The accounting of one stream from the ledger's entries.
 pub(super) fn stream_report(stream: Stream, entries: &[Entry], marks: Marks) -> StreamReport {
@@ -184,16 +184,17 @@ pub(super) fn stream_report(stream: Stream, entries: &[Entry], marks: Marks) -> 
     let behind = |at: Instant| {
         mine.iter().any(|e| !e.refused && e.sent + lag <= at && e.first_answer.is_none_or(|answered| answered > at))
     };
-    let steps = marks.load_end.saturating_duration_since(marks.fault).as_millis() / 100;
-    let last_behind = (0..=steps).rev().find(|step| behind(marks.fault + Duration::from_millis(*step as u64 * 100)));
-    let first_behind = (0..=steps).find(|step| behind(marks.fault + Duration::from_millis(*step as u64 * 100)));
-    let caught_up = first_behind.and_then(|first| {
-        (first..=steps).find(|step| !behind(marks.fault + Duration::from_millis(*step as u64 * 100)))
-    });
-    let recovered = match last_behind {
+    // Judged every 100 ms from the fault to the end of the load, once.
+    let steps = marks.load_end.saturating_duration_since(marks.fault).as_millis() as u64 / 100;
+    let behind_at: Vec<bool> =
+        (0..=steps).map(|step| behind(marks.fault + Duration::from_millis(step * 100))).collect();
+    let seconds = |step: usize| step as f64 / 10.0;
+    let first_behind = behind_at.iter().position(|b| *b);
+    let caught_up = first_behind.and_then(|first| behind_at[first..].iter().position(|b| !*b).map(|n| first + n));
+    let recovered = match behind_at.iter().rposition(|b| *b) {
         None => Some(0.0),
-        Some(step) if step == steps => None,
-        Some(step) => Some((step + 1) as f64 / 10.0),
+        Some(step) if step + 1 == behind_at.len() => None,
+        Some(step) => Some(seconds(step + 1)),
     };
     let buckets = marks.load_end.saturating_duration_since(marks.start).as_secs().div_ceil(5);
     let p99_per_5s = (0..buckets)
@@ -217,7 +218,7 @@ pub(super) fn stream_report(stream: Stream, entries: &[Entry], marks: Marks) -> 
         recovered_s: recovered,
         caught_up_s: match (first_behind, caught_up) {
             (None, _) => Some(0.0),
-            (Some(_), Some(step)) => Some(step as f64 / 10.0),
+            (Some(_), Some(step)) => Some(seconds(step)),
             (Some(_), None) => None,
         },
         p99_per_5s,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -47,8 +47,8 @@ pub(super) struct Run {
     catalog: Arc<SchemaCatalog>,
     pub(super) stack: StackControl,
     pub(super) toxiproxy: Toxiproxy,
-    pub(super) redis: Mutex<OwnRedis>,
-    pub(super) run_id: u64,
+    redis: Mutex<OwnRedis>,
+    run_id: u64,
 }
 
 impl Run {
@@ -102,13 +102,18 @@ impl Run {
         })
     }
 
+    /// The run's Redis, to kill or start.
+    pub(super) fn redis(&self) -> anyhow::Result<MutexGuard<'_, OwnRedis>> {
+        self.redis.lock().map_err(|_| anyhow::anyhow!("a scenario panicked holding the run's Redis"))
+    }
+
     /// Leaves the cluster whole: toxics removed, every broker running, the run's Redis gone.
     pub async fn finish(&self) {
         let _ = self.toxiproxy.clear().await;
         for node in 1..=3 {
             let _ = self.stack.start_broker(node).await;
         }
-        if let Ok(mut redis) = self.redis.lock() {
+        if let Ok(mut redis) = self.redis() {
             redis.kill();
         }
     }
@@ -117,7 +122,7 @@ impl Run {
     pub async fn scenario(&self, scenario: Scenario, shutdown: &CancellationToken) -> anyhow::Result<ScenarioReport> {
         let topics = ScenarioTopics::new(self.run_id, scenario);
         self.create_topics(&topics).await?;
-        self.redis.lock().map_err(|_| anyhow::anyhow!("redis lock poisoned"))?.restart()?;
+        self.redis()?.restart()?;
         let dir = self.options.work_dir.join(format!("{}-{}", self.run_id, scenario.name()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let disk = if scenario == Scenario::DiskFull { Some(SmallDisk::mount(&dir.join("disk"))?) } else { None };
@@ -200,18 +205,18 @@ impl Run {
         sleep_until(Instant::now() + SLA_JOIN, shutdown).await;
 
         let start = Instant::now();
-        let (mut notes, mut measured) = (Vec::new(), BTreeMap::new());
-        let outcome = self
-            .break_and_heal(scenario, &mut fleet, &load, disk.as_ref(), start, shutdown, &mut notes, &mut measured)
-            .await;
+        let scene = Scene { scenario, topics: &topics, load: &load, disk: disk.as_ref() };
+        let outcome = self.break_and_heal(&scene, &mut fleet, start, shutdown).await;
         let load_end = Instant::now();
-        let ledger = load.ledger.clone();
         let poison_sent = ledger.poison_sent.load(Ordering::Relaxed);
         load.stop().await;
         // Whatever happened, leave the network and brokers whole before judging.
         let _ = self.toxiproxy.clear().await;
-        let (fault, marks) = match outcome {
-            Ok((fault, fault_at, heal_at)) => (fault, Marks { start, fault: fault_at, heal: heal_at, load_end }),
+        let (Broken { fault, mut notes, measured, .. }, marks) = match outcome {
+            Ok(broken) => {
+                let marks = Marks { start, fault: broken.fault_at, heal: broken.heal_at, load_end };
+                (broken, marks)
+            }
             Err(error) => {
                 fleet.stop(Duration::from_secs(10)).await;
                 return Err(error);
@@ -221,7 +226,7 @@ impl Run {
         let drained = Instant::now();
         while ledger.unanswered() > 0 && drained.elapsed() < self.options.timing.drain && !shutdown.is_cancelled() {
             for exit in fleet.supervise_until(Instant::now() + Duration::from_millis(500), shutdown).await {
-                notes.push(format!("a worker exited and was restarted (as a supervisor would): {}", exit.why));
+                notes.push(exit.restarted());
             }
         }
         let resolving = Instant::now();
@@ -263,20 +268,14 @@ impl Run {
         })
     }
 
-    /// Warm-up, fault, hold, heal, after: returns what was done and when it was injected and
-    /// healed.
-    #[allow(clippy::too_many_arguments)]
+    /// Warm-up, fault, hold, heal, after: what was done, when, and what was seen meanwhile.
     async fn break_and_heal(
         &self,
-        scenario: Scenario,
+        scene: &Scene<'_>,
         fleet: &mut Fleet,
-        load: &Load,
-        disk: Option<&SmallDisk>,
         start: Instant,
         shutdown: &CancellationToken,
-        notes: &mut Vec<String>,
-        measured: &mut BTreeMap<String, f64>,
-    ) -> anyhow::Result<(String, Instant, Instant)> {
+    ) -> anyhow::Result<Broken> {
         let timing = self.options.timing;
         sleep_until(start + timing.warmup, shutdown).await;
         let mut exited = fleet.exited();
@@ -285,20 +284,19 @@ impl Run {
         }
         let before = self.scrape_serving(fleet).await;
         let fault_at = Instant::now();
-        let fault = self.inject(scenario, fleet, load, disk).await?;
+        let fault = self.inject(scene, fleet).await?;
         eprintln!("[chaos]   fault: {}", fault.what);
-        let hold = scenario.hold(&timing, self.options.session_timeout);
+        let hold = scene.scenario.hold(&timing, self.options.session_timeout);
         exited.extend(fleet.supervise_until(fault_at + hold, shutdown).await);
         let heal_at = Instant::now();
-        let healed = self.heal(scenario, fleet, load, disk, &fault).await?;
+        let healed = self.heal(scene, fleet, &fault).await?;
+        let mut notes = Vec::new();
         if !healed.is_empty() {
             eprintln!("[chaos]   heal: {healed}");
             notes.push(format!("healed: {healed}"));
         }
         exited.extend(fleet.supervise_until(Instant::now() + timing.after, shutdown).await);
-        for exit in exited {
-            notes.push(format!("a worker exited and was restarted (as a supervisor would): {}", exit.why));
-        }
+        notes.extend(exited.iter().map(Exit::restarted));
         let after = self.scrape_serving(fleet).await;
         let grew = |name: &str| {
             after.iter().map(|(n, v)| if n == name { *v } else { 0.0 }).sum::<f64>()
@@ -306,14 +304,14 @@ impl Run {
         };
         // Redis restarts empty in its scenario: keys there at the end were written after it.
         let keys = self.redis_keys().await.unwrap_or(-1.0);
-        for (name, value) in [
+        let measured = [
             ("redis_keys_at_end", keys),
             ("disk_errors", grew(cache_metric::DISK_ERRORS)),
             ("redis_errors", grew(cache_metric::REDIS_ERRORS)),
-        ] {
-            measured.insert(name.to_string(), value);
-        }
-        Ok((fault.what, fault_at, heal_at))
+        ]
+        .map(|(name, value)| (name.to_string(), value))
+        .into();
+        Ok(Broken { fault: fault.what, fault_at, heal_at, notes, measured })
     }
 
     /// Waits until the workers have joined their groups and answer every request of the last
@@ -424,6 +422,26 @@ impl Run {
         .map(|(k, v)| (k.to_string(), v))
         .to_vec()
     }
+}
+
+/// What one scenario breaks with: its topics, load and (disk-full) small disk.
+pub(super) struct Scene<'a> {
+    pub scenario: Scenario,
+    pub topics: &'a ScenarioTopics,
+    pub load: &'a Load,
+    pub disk: Option<&'a SmallDisk>,
+}
+
+/// What [`Run::break_and_heal`] did and saw.
+struct Broken {
+    /// The fault, concretely.
+    fault: String,
+    fault_at: Instant,
+    heal_at: Instant,
+    /// The heal and any worker restarted meanwhile.
+    notes: Vec<String>,
+    /// See [`ScenarioReport::measured`].
+    measured: BTreeMap<String, f64>,
 }
 
 /// Sleeps until `deadline` or the shutdown.
