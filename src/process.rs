@@ -1,4 +1,5 @@
-//! Signals to other processes: the autoscaler's local instances, the chaos suite's workers.
+//! Other processes: signals to the autoscaler's local instances and the chaos suite's workers,
+//! and throwaway Redis servers for faults that must not touch the stack's.
 
 /// Sends `signal` (`libc::SIGTERM`, `SIGKILL`, `SIGSTOP`, `SIGCONT`, ...) to process `pid`.
 /// Fails with the OS error when the process is gone (ESRCH) or not ours (EPERM).
@@ -7,4 +8,12 @@ pub fn signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
     // SAFETY: kill(2) takes two integers and has no memory effects.
     let sent = unsafe { libc::kill(pid, signal) };
     if sent == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// A `redis-server` on 127.0.0.1:`port` that keeps nothing on disk (no RDB, no AOF): a Redis
+/// of one test or chaos run, to kill and restart empty. Its output is the caller's to direct.
+pub fn redis_server(port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new("redis-server");
+    command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    command
 }

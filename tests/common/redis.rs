@@ -3,7 +3,7 @@
 //! Redis is shared by every test, so it must never be stopped).
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// The stack's Redis URL (`settings.redis.url`), failing with instructions when it does not answer.
@@ -51,8 +51,7 @@ impl PrivateRedis {
     }
 
     pub async fn start(port: u16) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let child = frontier::process::redis_server(port)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -30,8 +30,7 @@ impl OwnRedis {
 
     pub fn start(&mut self) -> anyhow::Result<()> {
         let log = std::fs::File::create(&self.log).with_context(|| format!("creating {}", self.log.display()))?;
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let child = crate::process::redis_server(self.port)
             .stdout(Stdio::from(log))
             .stderr(Stdio::null())
             .spawn()
