@@ -121,28 +121,15 @@ impl Toxiproxy {
         Ok(())
     }
 
-    /// Removes every toxic from every broker's proxy.
+    /// Removes every toxic from every proxy (toxiproxy's own reset, which also re-enables a
+    /// disabled proxy; the stack's toxiproxy holds only the brokers' proxies).
     pub async fn clear(&self) -> anyhow::Result<()> {
-        for proxy in PROXIES {
-            let toxics: Vec<serde_json::Value> = self
-                .http
-                .get(format!("{}/proxies/{proxy}/toxics", self.base))
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .with_context(|| format!("listing {proxy}'s toxics"))?
-                .json()
-                .await?;
-            for toxic in toxics {
-                let Some(name) = toxic.get("name").and_then(|n| n.as_str()) else { continue };
-                self.http
-                    .delete(format!("{}/proxies/{proxy}/toxics/{name}", self.base))
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .with_context(|| format!("removing toxic {name} from {proxy}"))?;
-            }
-        }
+        self.http
+            .post(format!("{}/reset", self.base))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("resetting toxiproxy at {}", self.base))?;
         Ok(())
     }
 }
