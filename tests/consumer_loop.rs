@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use common::*;
 use frontier::bus::json::avro_to_json;
-use frontier::bus::{ConsumerLoop, HandlerError, Inbound, LoopOptions, LoopReport, Outbound, Worker, dlq, kafka};
+use frontier::bus::{ConsumerLoop, HandlerError, Inbound, LoopOptions, LoopReport, Outbound, Worker, dlq};
 use frontier::settings::Settings;
 use frontier::workers::passthrough::Passthrough;
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 /// Rejects ids starting with `reject`, fails transiently twice on ids starting with `flaky`.
@@ -107,22 +105,6 @@ async fn run_until<W: Worker>(
     report
 }
 
-/// The group's committed offsets on partitions `0..partitions` of `topic` (`None`: never committed).
-fn committed_offsets(settings: &Settings, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
-    let consumer: BaseConsumer = kafka::base_config(&settings.kafka).set("group.id", group).create().unwrap();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
-    }
-    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
-    committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None }).collect()
-}
-
-/// The group's committed offset on partition 0 of `topic`.
-fn committed(settings: &Settings, group: &str, topic: &str) -> Option<i64> {
-    committed_offsets(settings, group, topic, 1)[0]
-}
-
 #[tokio::test]
 async fn garbage_goes_to_the_dlq_with_its_provenance_and_the_loop_goes_on() {
     let (settings, topics) = setup("garbage").await;
@@ -165,7 +147,7 @@ async fn garbage_goes_to_the_dlq_with_its_provenance_and_the_loop_goes_on() {
     }
     assert_eq!(report.dead_lettered, 2);
     assert_eq!(
-        committed(&settings, &group, &topics.input),
+        committed_offset(&settings, &group, &topics.input),
         Some(4),
         "every message, dead-lettered or not, is committed"
     );
@@ -197,7 +179,7 @@ async fn a_message_whose_output_topic_does_not_exist_is_dead_lettered_not_a_cras
         assert!(header(letter, dlq::header::ERROR_MESSAGE).unwrap_or_default().contains(&missing));
     }
     assert_eq!(report.dead_lettered, 2, "the loop kept going and stopped cleanly");
-    assert_eq!(committed(&settings, &group, &topics.input), Some(2), "both committed: they will not come back");
+    assert_eq!(committed_offset(&settings, &group, &topics.input), Some(2), "both committed: they will not come back");
 }
 
 #[tokio::test]
@@ -244,7 +226,7 @@ async fn a_transient_failure_is_retried_until_the_message_succeeds() {
         "a transient failure is not dead-lettered"
     );
     assert_eq!(report.dead_lettered, 0);
-    assert_eq!(committed(&settings, &group, &topics.input), Some(1));
+    assert_eq!(committed_offset(&settings, &group, &topics.input), Some(1));
 }
 
 #[tokio::test]
@@ -267,7 +249,7 @@ async fn shutdown_stops_a_message_stuck_in_retries_without_committing_it() {
     .await;
 
     assert_eq!(
-        committed(&settings, &group, &topics.input),
+        committed_offset(&settings, &group, &topics.input),
         Some(1),
         "the stuck message stays uncommitted, to be redelivered"
     );

@@ -5,6 +5,9 @@
 //! delivery callback ([`DeliveryContext`]) releases a record's token when the broker acknowledges
 //! it (`acks=all`). A ticket at zero is settled, and the loop may store the message's offset once
 //! every earlier message is settled too.
+//!
+//! A periodic output (a worker's tick: alerts, checkpoints) has no input to consume again, so
+//! its ticket keeps a copy of each record the cluster could not take, for the loop to send again.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -13,12 +16,13 @@ use std::time::Instant;
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Headers};
 use rdkafka::producer::ProducerContext;
 use tokio::sync::Notify;
 use tracing::{error, warn};
 
 use super::metrics;
+use super::worker::Outbound;
 
 /// The state of one consumed message's outputs.
 pub(super) struct Ticket {
@@ -27,6 +31,9 @@ pub(super) struct Ticket {
     failure: Mutex<Option<(String, KafkaError)>>,
     abandoned: AtomicBool,
     dead_lettered: AtomicBool,
+    /// Whether undelivered records are kept to be sent again (periodic outputs only).
+    keeps_undelivered: bool,
+    undelivered: Mutex<Vec<Outbound>>,
     settled: Arc<Notify>,
     /// When the handler first ran, when it gave its token back, and when the last token came
     /// back: the stage timings of the message (see `metrics::STAGE_SECONDS`).
@@ -38,11 +45,22 @@ pub(super) struct Ticket {
 impl Ticket {
     /// A ticket holding the handling token; `settled` is notified when it reaches zero.
     pub(super) fn new(settled: Arc<Notify>) -> Arc<Self> {
+        Self::build(settled, false)
+    }
+
+    /// A ticket for periodic outputs, which keeps a copy of each record not delivered.
+    pub(super) fn periodic(settled: Arc<Notify>) -> Arc<Self> {
+        Self::build(settled, true)
+    }
+
+    fn build(settled: Arc<Notify>, keeps_undelivered: bool) -> Arc<Self> {
         Arc::new(Ticket {
             outstanding: AtomicUsize::new(1),
             failure: Mutex::new(None),
             abandoned: AtomicBool::new(false),
             dead_lettered: AtomicBool::new(false),
+            keeps_undelivered,
+            undelivered: Mutex::new(Vec::new()),
             settled,
             started_at: OnceLock::new(),
             handled_at: OnceLock::new(),
@@ -103,6 +121,28 @@ impl Ticket {
         self.failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Takes the copies of the records not delivered (only a periodic ticket keeps them).
+    pub(super) fn take_undelivered(&self) -> Vec<Outbound> {
+        std::mem::take(&mut *self.undelivered.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Keeps a copy of a record that was not delivered, if this ticket keeps them.
+    fn keep_undelivered(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        if !self.keeps_undelivered {
+            return;
+        }
+        let headers = message.headers().map_or_else(Vec::new, |headers| {
+            headers.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect()
+        });
+        let record = Outbound {
+            topic: Arc::from(message.topic()),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+        };
+        self.undelivered.lock().unwrap_or_else(PoisonError::into_inner).push(record);
+    }
+
     /// Forgets the delivery failure once it has been dealt with (dead-lettered).
     pub(super) fn clear_failure(&self) {
         self.failure.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -151,6 +191,7 @@ impl ProducerContext for DeliveryContext {
                 self.failed.increment(1);
                 error!(topic = message.topic(), %error, "record not delivered");
                 ticket.fail(message.topic(), error.clone());
+                ticket.keep_undelivered(message);
             }
         }
         ticket.release();

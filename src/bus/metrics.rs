@@ -14,6 +14,11 @@ pub const DEAD_LETTERED: &str = "frontier_messages_dead_lettered_total";
 pub const RETRIES: &str = "frontier_handler_retries_total";
 /// Periodic worker runs that failed, per worker.
 pub const TICK_FAILURES: &str = "frontier_tick_failures_total";
+/// Partitions consumed again from a message whose output the cluster could not take within
+/// `kafka.delivery_timeout`, per worker.
+pub const REWINDS: &str = "frontier_bus_rewinds_total";
+/// Periodic output records sent again after the cluster could not take them in time, per worker.
+pub const RESENT: &str = "frontier_bus_outputs_resent_total";
 /// Time from a message's arrival to all its outputs being acknowledged, per worker.
 pub const HANDLE_SECONDS: &str = "frontier_handle_duration_seconds";
 /// Where a message's time goes, per worker and `stage`: `kafka` (from its record timestamp to
@@ -39,6 +44,8 @@ pub fn describe() {
     describe_counter!(DEAD_LETTERED, "Messages sent to the dead-letter topic.");
     describe_counter!(RETRIES, "Transient handler failures retried.");
     describe_counter!(TICK_FAILURES, "Periodic worker runs that failed.");
+    describe_counter!(REWINDS, "Partitions consumed again after an output was not delivered in time.");
+    describe_counter!(RESENT, "Periodic output records sent again after not being delivered in time.");
     describe_histogram!(HANDLE_SECONDS, Unit::Seconds, "From arrival to all outputs acknowledged.");
     describe_histogram!(
         STAGE_SECONDS,

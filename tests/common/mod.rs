@@ -191,3 +191,30 @@ pub fn member_after(group: &str, topic: &str, count: usize) -> BaseConsumer {
     consumer.commit_consumer_state(CommitMode::Sync).unwrap();
     consumer
 }
+
+/// The group's committed offsets on partitions `0..partitions` of `topic` (`None`: never committed).
+pub fn committed_offsets(settings: &Settings, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer = kafka::base_config(&settings.kafka).set("group.id", group).create().unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    // Retried while the group's coordinator moves (a broker down in the chaos tests).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let committed = loop {
+        match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
+            Ok(committed) => break committed,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("committed offsets of {group}: {error}; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(error) => panic!("committed offsets of {group} on {topic}: {error}"),
+        }
+    };
+    committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None }).collect()
+}
+
+/// The group's committed offset on partition 0 of `topic`.
+pub fn committed_offset(settings: &Settings, group: &str, topic: &str) -> Option<i64> {
+    committed_offsets(settings, group, topic, 1)[0]
+}

@@ -59,6 +59,14 @@ pub enum BusError {
         #[source]
         source: KafkaError,
     },
+    #[error("cannot rewind {topic}/{partition} to offset {offset} after an undelivered output: {source}")]
+    Seek {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: KafkaError,
+    },
     #[error("worker {worker} stopped: {error}")]
     Worker { worker: &'static str, error: HandlerError },
     #[error("final offset commit failed: {0}")]
@@ -218,15 +226,15 @@ impl<W: Worker> ConsumerLoop<W> {
                 }
                 () = settled.notified() => {}
                 _ = next_tick(&mut ticker) => {
-                    let ticket = Ticket::new(settled.clone());
+                    let ticket = Ticket::periodic(settled.clone());
                     queue.watch(ticket.clone());
-                    handling.push(Either::Right(tick(shared.clone(), ticket, None)));
+                    handling.push(Either::Right(periodic(shared.clone(), ticket, Periodic::Tick)));
                 }
                 _ = next_tick(&mut status_ticker) => {
                     // Not watched by the settle queue: a status that fails to arrive is logged
                     // and counted by the delivery callback, and the next one replaces it.
                     if let Some(record) = status.as_mut().and_then(StatusReporter::next_record) {
-                        handling.push(Either::Right(tick(shared.clone(), Ticket::new(settled.clone()), Some(record))));
+                        handling.push(Either::Right(periodic(shared.clone(), Ticket::new(settled.clone()), Periodic::Status(record))));
                     }
                 }
                 received = stream.next(), if queue.len() < shared.options.max_in_flight => {
@@ -237,11 +245,14 @@ impl<W: Worker> ConsumerLoop<W> {
                     loop {
                         match next {
                             Some(Ok(message)) => {
-                                let ticket = Ticket::new(settled.clone());
                                 let topic = inputs.intern(message.topic());
-                                let in_kafka_ms = message.timestamp().to_millis().map(|at| (crate::clock::now_millis() - at).max(0));
-                                queue.push(Pending { topic: topic.clone(), partition: message.partition(), offset: message.offset(), arrived: Instant::now(), in_kafka_ms, ticket: ticket.clone() });
-                                handling.push(Either::Left(handle(shared.clone(), topic, &message, ticket, shutdown.clone())));
+                                // (Not accepted: fetched before a rewind of its partition.)
+                                if queue.accepts(&topic, message.partition(), message.offset()) {
+                                    let ticket = Ticket::new(settled.clone());
+                                    let in_kafka_ms = message.timestamp().to_millis().map(|at| (crate::clock::now_millis() - at).max(0));
+                                    queue.push(Pending { topic: topic.clone(), partition: message.partition(), offset: message.offset(), arrived: Instant::now(), in_kafka_ms, ticket: ticket.clone() });
+                                    handling.push(Either::Left(handle(shared.clone(), topic, &message, ticket, shutdown.clone())));
+                                }
                             }
                             Some(Err(error)) => {
                                 // librdkafka recovers from broker and network errors by itself.
@@ -265,6 +276,11 @@ impl<W: Worker> ConsumerLoop<W> {
             if let Err(error) = queue.settle(&self.consumer, shared) {
                 failure = Some(error);
                 break;
+            }
+            for records in queue.take_resends() {
+                let ticket = Ticket::periodic(settled.clone());
+                queue.watch(ticket.clone());
+                handling.push(Either::Right(periodic(shared.clone(), ticket, Periodic::Resend(records))));
             }
         }
         drop(stream);
@@ -345,28 +361,36 @@ async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// Runs the worker's periodic work and hands its outputs to the producer; or, given a status
-/// record, produces just that, never failing the loop over it.
-async fn tick<W: Worker>(
-    shared: Arc<Shared<W>>,
-    ticket: Arc<Ticket>,
-    status: Option<Outbound>,
-) -> Result<(), BusError> {
+/// What a periodic future does besides handling messages.
+enum Periodic {
+    /// The worker's tick: its outputs are produced under a watched ticket.
+    Tick,
+    /// A status report: produced, never failing the loop over it.
+    Status(Outbound),
+    /// Periodic outputs the cluster could not take in time, sent again.
+    Resend(Vec<Outbound>),
+}
+
+/// Runs the worker's periodic work and hands its outputs to the producer, or produces a status
+/// record or records to send again.
+async fn periodic<W: Worker>(shared: Arc<Shared<W>>, ticket: Arc<Ticket>, what: Periodic) -> Result<(), BusError> {
     let name = shared.worker.name();
-    if let Some(record) = status {
-        // produce_all logs a refusal; a status is not worth stopping for.
-        let _ = produce_all(&shared, vec![record], &ticket).await;
-        ticket.release();
-        return Ok(());
-    }
-    let result = match shared.worker.tick(SystemTime::now()).await {
-        Ok(outputs) => produce_all(&shared, outputs, &ticket).await,
-        Err(error @ HandlerError::Fatal { .. }) => Err(BusError::Worker { worker: name, error }),
-        Err(error) => {
-            ::metrics::counter!(metrics::TICK_FAILURES, "worker" => name).increment(1);
-            warn!(worker = name, %error, "periodic work failed; the next tick tries again");
+    let result = match what {
+        Periodic::Status(record) => {
+            // produce_all logs a refusal; a status is not worth stopping for.
+            let _ = produce_all(&shared, vec![record], &ticket).await;
             Ok(())
         }
+        Periodic::Resend(records) => produce_all(&shared, records, &ticket).await,
+        Periodic::Tick => match shared.worker.tick(SystemTime::now()).await {
+            Ok(outputs) => produce_all(&shared, outputs, &ticket).await,
+            Err(error @ HandlerError::Fatal { .. }) => Err(BusError::Worker { worker: name, error }),
+            Err(error) => {
+                ::metrics::counter!(metrics::TICK_FAILURES, "worker" => name).increment(1);
+                warn!(worker = name, %error, "periodic work failed; the next tick tries again");
+                Ok(())
+            }
+        },
     };
     ticket.release();
     result

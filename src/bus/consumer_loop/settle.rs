@@ -1,6 +1,11 @@
 //! The settle queue: consumed messages in consumption order, each waiting for its outputs to be
 //! acknowledged; an offset is stored only once every message before it in its partition is
 //! settled too. A record the broker refuses for good dead-letters its input here.
+//!
+//! A record the cluster could not take in time (a network partition or a broker outage longer
+//! than `kafka.delivery_timeout`) is no reason to stop: the message's partition is rewound to
+//! it and consumed again once the cluster answers (at least once; outputs that did get through
+//! are produced twice). A periodic output, which has no input to consume again, is sent again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -11,6 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
@@ -18,7 +24,7 @@ use super::{BusError, LoopReport, Pending, Shared};
 use crate::bus::context::LoopContext;
 use crate::bus::delivery::Ticket;
 use crate::bus::stages::StageHistograms;
-use crate::bus::worker::Worker;
+use crate::bus::worker::{Outbound, Worker};
 use crate::bus::{dlq, metrics};
 
 /// Consumed messages in order, and the offsets stored so far.
@@ -29,7 +35,14 @@ pub(super) struct SettleQueue {
     pub(super) report: LoopReport,
     /// Set once a message was abandoned: no later offset may be stored past it.
     abandoned: bool,
+    /// Partitions rewound, and to which offset: until a message at or before it arrives, what
+    /// arrives from the partition was fetched before the seek and is skipped.
+    rewound: HashMap<(Arc<str>, i32), i64>,
+    /// Periodic outputs not delivered, to be sent again by the loop.
+    resend: Vec<Vec<Outbound>>,
     stored: ::metrics::Counter,
+    rewinds: ::metrics::Counter,
+    resent: ::metrics::Counter,
     handle_seconds: ::metrics::Histogram,
     stages: StageHistograms,
 }
@@ -42,7 +55,11 @@ impl SettleQueue {
             watched: Vec::new(),
             report: LoopReport::default(),
             abandoned: false,
+            rewound: HashMap::new(),
+            resend: Vec::new(),
             stored: ::metrics::counter!(metrics::STORED, "worker" => worker),
+            rewinds: ::metrics::counter!(metrics::REWINDS, "worker" => worker),
+            resent: ::metrics::counter!(metrics::RESENT, "worker" => worker),
             handle_seconds: ::metrics::histogram!(metrics::HANDLE_SECONDS, "worker" => worker),
             stages: StageHistograms::new(worker),
         }
@@ -58,6 +75,28 @@ impl SettleQueue {
         self.watched.push(ticket);
     }
 
+    /// Whether a message just received is to be handled: not if its partition was rewound to
+    /// an earlier offset that has not come back yet (it was fetched before the seek).
+    pub(super) fn accepts(&mut self, topic: &Arc<str>, partition: i32, offset: i64) -> bool {
+        let key = (topic.clone(), partition);
+        match self.rewound.get(&key) {
+            Some(&to) if offset > to => {
+                debug!(topic = %topic, partition, offset, rewound_to = to, "skipped: fetched before the rewind");
+                false
+            }
+            Some(_) => {
+                self.rewound.remove(&key);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Periodic outputs to send again, each group under a new watched ticket.
+    pub(super) fn take_resends(&mut self) -> Vec<Vec<Outbound>> {
+        std::mem::take(&mut self.resend)
+    }
+
     /// Queues a consumed message behind those consumed before it.
     pub(super) fn push(&mut self, pending: Pending) {
         self.report.consumed += 1;
@@ -66,7 +105,8 @@ impl SettleQueue {
 
     /// Stores the offsets of the settled messages at the head of the queue. A message whose
     /// output the broker refused for good is dead-lettered first (and settles again once that
-    /// is acknowledged); any other delivery failure stops the loop.
+    /// is acknowledged); one whose output the cluster could not take in time has its partition
+    /// rewound to it; any other delivery failure stops the loop.
     pub(super) fn settle<W: Worker>(
         &mut self,
         consumer: &StreamConsumer<LoopContext>,
@@ -76,7 +116,14 @@ impl SettleQueue {
         let now = Instant::now();
         let mut failure = None;
         for watched in self.watched.iter().filter(|t| t.is_settled()) {
-            if let Some((topic, error)) = watched.failure() {
+            let Some((topic, error)) = watched.failure() else { continue };
+            let undelivered = watched.take_undelivered();
+            if is_unreachable(&error) && !undelivered.is_empty() {
+                warn!(worker = shared.worker.name(), topic = %topic, %error, records = undelivered.len(),
+                      "periodic outputs not delivered in time; sending them again");
+                self.resent.increment(undelivered.len() as u64);
+                self.resend.push(undelivered);
+            } else {
                 failure = Some(BusError::Produce { topic: topic.clone(), source: error.clone() });
             }
         }
@@ -88,10 +135,17 @@ impl SettleQueue {
                 if is_refused_for_good(&error) && !head.ticket.is_dead_lettered() {
                     // Settles again once the dead letter is acknowledged.
                     failure = late_dead_letter(shared, head, &topic, &error).err();
-                } else {
-                    failure = Some(BusError::Produce { topic, source: error });
+                    break;
                 }
-                break;
+                if !is_unreachable(&error) {
+                    failure = Some(BusError::Produce { topic, source: error });
+                    break;
+                }
+                let (from_topic, partition, offset) = (head.topic.clone(), head.partition, head.offset);
+                // What this partition stored in `next` came before the message: still good.
+                failure =
+                    self.rewind(consumer, shared.worker.name(), from_topic, partition, offset, &topic, &error).err();
+                continue;
             }
             let Some(done) = self.pending.pop_front() else { break };
             self.abandoned |= done.ticket.is_abandoned();
@@ -118,6 +172,66 @@ impl SettleQueue {
         }
         failure.map_or(Ok(()), Err)
     }
+
+    /// Consumes a partition again from a message whose output the cluster could not take in
+    /// time: the partition's queued messages are dropped (outputs of theirs that still get
+    /// through are duplicates, as after a crash) and the consumer seeks back to the message.
+    #[allow(clippy::too_many_arguments)]
+    fn rewind(
+        &mut self,
+        consumer: &StreamConsumer<LoopContext>,
+        worker: &'static str,
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        output: &str,
+        error: &KafkaError,
+    ) -> Result<(), BusError> {
+        self.pending.retain(|p| !(*p.topic == *topic && p.partition == partition));
+        self.rewinds.increment(1);
+        warn!(worker, topic = %topic, partition, offset, output, %error,
+              "an output was not delivered in time; consuming the partition again from its message");
+        self.rewound.insert((topic.clone(), partition), offset);
+        // A seek only queues an operation for the partition's fetcher; the wait is for its
+        // reply, not for the brokers, so blocking the loop's thread for it is brief.
+        match consumer.seek(&topic, partition, Offset::Offset(offset), Timeout::After(SEEK_TIMEOUT)) {
+            Ok(()) => Ok(()),
+            Err(error) if !is_assigned(consumer, &topic, partition) => {
+                debug!(topic = %topic, partition, %error, "not rewound: no longer assigned (its new owner redoes it)");
+                Ok(())
+            }
+            Err(source) => Err(BusError::Seek { topic: topic.to_string(), partition, offset, source }),
+        }
+    }
+}
+
+/// How long a rewind waits for the fetcher to take the seek.
+const SEEK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn is_assigned(consumer: &StreamConsumer<LoopContext>, topic: &str, partition: i32) -> bool {
+    consumer.assignment().is_ok_and(|list| list.find_partition(topic, partition).is_some())
+}
+
+/// Whether a delivery error means the cluster could not take the record in time (a partition,
+/// brokers down, too few in-sync replicas for longer than `kafka.delivery_timeout`), rather than
+/// a refusal of this record or a broken producer: the same record can succeed later.
+pub(super) fn is_unreachable(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as Code;
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            Code::MessageTimedOut
+                | Code::RequestTimedOut
+                | Code::NotEnoughReplicas
+                | Code::NotEnoughReplicasAfterAppend
+                | Code::LeaderNotAvailable
+                | Code::NotLeaderForPartition
+                | Code::BrokerNotAvailable
+                | Code::NetworkException
+                | Code::AllBrokersDown
+                | Code::BrokerTransportFailure
+        )
+    )
 }
 
 /// Whether a delivery error is the broker (or librdkafka) refusing this one record for good,

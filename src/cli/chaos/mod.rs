@@ -106,6 +106,9 @@ pub struct ChaosOptions {
     /// The consumers' `session.timeout.ms`: how long a stopped or killed member keeps its
     /// partitions.
     pub session_timeout: Duration,
+    /// The workers' `kafka.delivery_timeout`: how long an output may wait for the cluster
+    /// before its message is consumed again (the partition outlasts it in both suites).
+    pub delivery_timeout: Duration,
 }
 
 impl ChaosOptions {
@@ -125,6 +128,9 @@ impl ChaosOptions {
             redis_port: 6391,
             // librdkafka's default is 45 s; the short suite waits for a zombie's expiry in 10.
             session_timeout: Duration::from_secs(if long { 45 } else { 10 }),
+            // The shipped 30 s, which the long suite's 30 s partition outlasts; the short
+            // suite's 15 s partition outlasts 10.
+            delivery_timeout: Duration::from_secs(if long { 30 } else { 10 }),
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct TimingReport {
     pub serve_rate: f64,
     pub inference_rate: f64,
     pub session_timeout_s: f64,
+    /// The workers' `kafka.delivery_timeout` (absent from reports before it was recorded).
+    #[serde(default)]
+    pub delivery_timeout_s: f64,
 }
 
 impl TimingReport {
@@ -41,6 +44,7 @@ impl TimingReport {
             serve_rate: options.serve_rate,
             inference_rate: options.inference_rate,
             session_timeout_s: options.session_timeout.as_secs_f64(),
+            delivery_timeout_s: options.delivery_timeout.as_secs_f64(),
         }
     }
 }
@@ -70,7 +74,8 @@ pub struct ScenarioReport {
     /// Whether the scenario should have raised an alert under the default rules.
     pub alert_expected: bool,
     /// What the serving instances counted from the fault to the end of the load
-    /// (`disk_errors`, `redis_errors`), and `redis_keys_at_end` (Redis restarts empty in its
+    /// (`disk_errors`, `redis_errors`, `bus_rewinds`: partitions consumed again after an
+    /// output outlasted the delivery timeout), and `redis_keys_at_end` (Redis restarts empty in its
     /// scenario, so these were written after the restart).
     pub measured: BTreeMap<String, f64>,
     /// Anything else worth reading (the heal, a worker that died).
@@ -241,14 +246,15 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "chaos: {} scenario(s); load {}/s analysis requests + {}/s inference jobs; warm-up {} s, faults held {} s, \
-             then {} s; session timeout {} s",
+             then {} s; session timeout {} s, delivery timeout {} s",
             self.scenarios.len(),
             t.serve_rate,
             t.inference_rate,
             t.warmup_s,
             t.hold_s,
             t.after_s,
-            t.session_timeout_s
+            t.session_timeout_s,
+            t.delivery_timeout_s
         )?;
         writeln!(f, "{HEADER}")?;
         for scenario in &self.scenarios {

@@ -17,6 +17,7 @@ use super::load::{self, AlertLog, Load, LoadPlan, Quiet, Stream};
 use super::report::{self, AlertSeen, Marks, ScenarioReport};
 use super::services::{OwnRedis, SmallDisk};
 use super::{ChaosOptions, Scenario};
+use crate::bus::metrics as bus_metric;
 use crate::bus::{SchemaCatalog, kafka};
 use crate::cache::metric as cache_metric;
 use crate::market::seed::{SeedPlan, seed_prices};
@@ -308,6 +309,7 @@ impl Run {
             ("redis_keys_at_end", keys),
             ("disk_errors", grew(cache_metric::DISK_ERRORS)),
             ("redis_errors", grew(cache_metric::REDIS_ERRORS)),
+            ("bus_rewinds", grew(bus_metric::REWINDS)),
         ]
         .map(|(name, value)| (name.to_string(), value))
         .into();
@@ -366,7 +368,7 @@ impl Run {
             let Some(address) = fleet.metrics(name) else { continue };
             let Ok(response) = http.get(format!("http://{address}/metrics")).send().await else { continue };
             let page = response.text().await.unwrap_or_default();
-            for metric in [cache_metric::DISK_ERRORS, cache_metric::REDIS_ERRORS] {
+            for metric in [cache_metric::DISK_ERRORS, cache_metric::REDIS_ERRORS, bus_metric::REWINDS] {
                 values.push((metric.to_string(), metric_sum(&page, metric)));
             }
         }
@@ -398,6 +400,7 @@ impl Run {
         [
             ("FRONTIER_KAFKA__BOOTSTRAP_SERVERS", self.options.proxied_bootstrap.clone()),
             ("FRONTIER_KAFKA__CLIENT__SESSION_TIMEOUT_MS", session.to_string()),
+            ("FRONTIER_KAFKA__DELIVERY_TIMEOUT", format!("{}ms", self.options.delivery_timeout.as_millis())),
             ("FRONTIER_KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", (session / 5).max(500).to_string()),
             ("FRONTIER_BUS__DLQ_TOPIC", t.dlq.clone()),
             ("FRONTIER_BUS__STATUS_TOPIC", t.status.clone()),
