@@ -28,6 +28,11 @@ pub struct SlaConfig {
     /// Latencies above this are recorded as this (histograms stay bounded); at most 24h.
     #[serde(with = "humantime_serde")]
     pub max_latency: Duration,
+    /// How long a request id (with its service and kind) is remembered, so a `RequestCompleted`
+    /// redelivered within it counts once: at least this long, at most twice, and at most
+    /// 2,000,000 ids per half (about 64 MB). At most 1h; 0s counts every event.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
     /// How often a still-firing alert is sent again (processing time).
     #[serde(with = "humantime_serde")]
     pub renotify_interval: Duration,
@@ -67,6 +72,7 @@ impl Default for SlaConfig {
             allowed_lateness: Duration::from_secs(120),
             max_clock_skew: Duration::from_secs(300),
             max_latency: Duration::from_secs(3600),
+            duplicate_window: Duration::from_secs(300),
             renotify_interval: Duration::from_secs(300),
             exemplars: 5,
             max_series: 500,

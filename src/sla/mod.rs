@@ -38,6 +38,7 @@ mod config;
 mod evaluate;
 mod event;
 mod monitor;
+mod recent_ids;
 mod ring;
 mod rules;
 mod series;

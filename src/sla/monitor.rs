@@ -5,6 +5,7 @@ use super::bucket::{LatencyHistogram, Sample, new_histogram};
 use super::checkpoint::RestoredCounters;
 use super::config::{SlaConfig, SliWindow, SloIndicator};
 use super::event::{RequestSample, query_sample, query_series_kind};
+use super::recent_ids::RecentIds;
 use super::rules::{AlertDefinition, Check, QUERY_KIND_PREFIX, selected, source_of};
 use super::series::{BadWhen, Series, SeriesAlert, SeriesIndex, SeriesSlo, StreamPoint};
 use super::signal::{SignalBoard, SignalDefinition};
@@ -52,6 +53,8 @@ pub struct SlaMonitor {
     /// Idle time after which a series' every window is empty and it can be forgotten.
     pub(crate) retention_ms: i64,
     max_latency_us: u64,
+    /// Request ids seen lately: a redelivered `RequestCompleted` counts once.
+    recent_ids: RecentIds,
 }
 
 impl SlaMonitor {
@@ -78,6 +81,7 @@ impl SlaMonitor {
             clock: StreamClock::new(lateness_ms, millis(config.max_clock_skew), retention_ms),
             renotify_ms: millis(config.renotify_interval),
             max_latency_us: u64::try_from(config.max_latency.as_micros()).unwrap_or(u64::MAX),
+            recent_ids: RecentIds::new(millis(config.duplicate_window)),
             retention_ms,
             definitions,
             series: SeriesIndex::default(),
@@ -93,8 +97,13 @@ impl SlaMonitor {
         })
     }
 
-    /// Counts one decoded event; `now_ms` is the processing clock (ms since the epoch).
+    /// Counts one decoded event; `now_ms` is the processing clock (ms since the epoch). The
+    /// same request id of the same service and kind again within `duplicate_window` is a
+    /// redelivery: dropped as `duplicate`.
     pub fn observe(&mut self, event: &RequestCompleted, now_ms: i64) -> Observation {
+        if !self.recent_ids.first_sighting(&event.service, &event.kind, &event.id, now_ms) {
+            return self.count(Err(DropReason::Duplicate));
+        }
         self.observe_sample(RequestSample::from(event), now_ms)
     }
 

@@ -28,11 +28,15 @@ pub enum DropReason {
     /// the query analyzer's input; SLIs count single statements, and one event counted as one
     /// statement would skew every rate.
     AggregateEvent,
+    /// A request id of the same service and kind seen within `duplicate_window`: a redelivery
+    /// (the request handled again after a crash, a lost session or a rewind) counts once, as
+    /// the client took the first answer.
+    Duplicate,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::TooLate,
         DropReason::NegativeLatency,
         DropReason::NonFiniteLatency,
@@ -42,6 +46,7 @@ impl DropReason {
         DropReason::ImplausibleReport,
         DropReason::LabelTooLong,
         DropReason::AggregateEvent,
+        DropReason::Duplicate,
     ];
 
     /// Stable label for metrics and logs, e.g. `too_late`.
@@ -56,6 +61,7 @@ impl DropReason {
             DropReason::ImplausibleReport => "implausible_report",
             DropReason::LabelTooLong => "label_too_long",
             DropReason::AggregateEvent => "aggregate_event",
+            DropReason::Duplicate => "duplicate",
         }
     }
 }

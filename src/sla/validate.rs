@@ -54,6 +54,9 @@ impl SlaConfig {
         if self.max_latency < Duration::from_millis(1) || self.max_latency > Duration::from_secs(24 * 3600) {
             return Err(invalid("max_latency", "must be between 1ms and 24h"));
         }
+        if self.duplicate_window > Duration::from_secs(3600) {
+            return Err(invalid("duplicate_window", "must be at most 1h"));
+        }
         if self.renotify_interval < Duration::from_secs(1) {
             return Err(invalid("renotify_interval", "must be at least 1s"));
         }

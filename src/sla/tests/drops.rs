@@ -56,7 +56,8 @@ fn events_of_a_series_beyond_max_series_are_dropped_as_series_limit() {
             "reserved_kind",
             "implausible_report",
             "label_too_long",
-            "aggregate_event"
+            "aggregate_event",
+            "duplicate"
         ]
     );
 }
@@ -149,4 +150,18 @@ fn one_service_cannot_take_more_than_max_series_per_service() {
     let mut other = event("other", 1.0, RequestStatus::Ok, T0);
     other.service = "another-service".into();
     assert_eq!(monitor.observe(&other, T0), Observation::Accepted, "another service still gets series");
+}
+
+#[test]
+fn a_redelivered_request_counts_once_with_the_latency_its_client_saw_first() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    assert_eq!(monitor.observe(&event("r-1", 40.0, RequestStatus::Ok, T0), T0), Observation::Accepted);
+    // Handled again after its partition was rewound: it completes later and slower.
+    let again = event("r-1", 9_000.0, RequestStatus::Ok, T0 + 30 * SECOND);
+    assert_eq!(monitor.observe(&again, T0 + 30 * SECOND), Observation::Dropped(DropReason::Duplicate));
+
+    assert_eq!(monitor.drops().get(DropReason::Duplicate), 1);
+    let sli = monitor.sli(SERVICE, KIND, SliWindow::OneMinute).unwrap();
+    assert_eq!(sli.events, 1);
+    assert!((sli.latency.unwrap().p99_ms - 40.0).abs() < 0.05);
 }
