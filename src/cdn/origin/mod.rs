@@ -158,12 +158,16 @@ pub fn router(origin: Origin) -> Router {
     Router::new().route("/healthz", get(health)).fallback(asset).with_state(origin)
 }
 
+/// The origin's health, never cached: an edge must ask every time, or a dead origin looks
+/// alive for a TTL (and a live one dead).
 async fn health(State(origin): State<Origin>) -> Response {
-    match origin.store.current().await {
+    let mut response = match origin.store.current().await {
         Ok(Some(current)) => (StatusCode::OK, format!("ok, serving {}\n", current.manifest)).into_response(),
         Ok(None) => (StatusCode::OK, "ok, nothing published yet\n").into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
-    }
+    };
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn asset(State(origin): State<Origin>, method: Method, uri: Uri, headers: HeaderMap) -> Response {

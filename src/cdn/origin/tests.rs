@@ -80,6 +80,14 @@ async fn an_entry_point_is_served_with_a_short_lifetime_and_its_keys() {
 }
 
 #[tokio::test]
+async fn the_health_answer_is_never_cached() {
+    let origin = start().await;
+    let response = reqwest::get(format!("{}/healthz", origin.base)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
 async fn a_hashed_file_is_immutable() {
     let origin = start().await;
     publish(&origin.store, &[("app.1234abcd.css", "body{}", false)], clock::now_millis()).await;
