@@ -12,6 +12,7 @@
 //! monitor raised from the serving workers' request-completed events, and whether they
 //! resolved.
 
+mod alerts;
 mod cluster;
 mod faults;
 mod fleet;

@@ -124,7 +124,8 @@ pub struct AlertSeen {
     pub name: String,
     /// Its labels, `k=v` joined.
     pub labels: String,
-    /// Seconds from the fault to its first firing message.
+    /// Seconds from the fault to its first firing message; negative when it fired before the
+    /// fault (and was still firing when the fault began).
     pub fired_after_s: f64,
     /// Seconds from the fault to its resolution; `None`: still firing at the end.
     pub resolved_after_s: Option<f64>,
@@ -267,7 +268,7 @@ impl fmt::Display for Report {
 
 /// The column names of the table.
 pub const HEADER: &str = "scenario           stream      sent answered  lost   dup not-ok    p99 ms fault p99  recovered  \
-                          alerts (s after the fault: fired/resolved)";
+                          alerts (s after the fault: fired/resolved; fired < 0: before it)";
 
 impl fmt::Display for ScenarioReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

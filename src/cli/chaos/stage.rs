@@ -11,10 +11,11 @@ use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
+use super::alerts::seen_alerts;
 use super::cluster::{StackControl, Toxiproxy};
 use super::fleet::{Exit, Fleet, metric_sum};
 use super::load::{self, AlertLog, Load, LoadPlan, Quiet, Stream};
-use super::report::{self, AlertSeen, Marks, ScenarioReport};
+use super::report::{self, Marks, ScenarioReport};
 use super::services::{OwnRedis, SmallDisk};
 use super::{ChaosOptions, Scenario};
 use crate::bus::metrics as bus_metric;
@@ -22,7 +23,6 @@ use crate::bus::{SchemaCatalog, kafka};
 use crate::cache::metric as cache_metric;
 use crate::market::seed::{SeedPlan, seed_prices};
 use crate::market::{DiscardQueryEvents, PriceStore, StoreOptions};
-use crate::records::AlertStatus;
 use crate::settings::Settings;
 use crate::topics::{self, TopicSpec};
 
@@ -453,36 +453,6 @@ async fn sleep_until(deadline: Instant, shutdown: &CancellationToken) {
         () = shutdown.cancelled() => {}
         () = tokio::time::sleep_until(deadline.into()) => {}
     }
-}
-
-/// The alerts after the fault, each with when it fired and resolved.
-fn seen_alerts(log: &[(Instant, crate::records::Alert)], fault: Instant) -> Vec<AlertSeen> {
-    let mut seen: Vec<(String, AlertSeen)> = Vec::new();
-    for (at, alert) in log {
-        // An alert that fired before the fault (the warm-up's own cold start) counts from 0.
-        let after = at.saturating_duration_since(fault).as_secs_f64();
-        let index = match seen.iter().position(|(fp, _)| *fp == alert.fingerprint) {
-            Some(index) => index,
-            None => {
-                if alert.status != AlertStatus::Firing {
-                    continue;
-                }
-                let labels: Vec<String> = alert.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                seen.push((
-                    alert.fingerprint.clone(),
-                    AlertSeen {
-                        name: alert.name.clone(),
-                        labels: labels.join(","),
-                        fired_after_s: after,
-                        resolved_after_s: None,
-                    },
-                ));
-                seen.len() - 1
-            }
-        };
-        seen[index].1.resolved_after_s = (alert.status == AlertStatus::Resolved).then_some(after);
-    }
-    seen.into_iter().map(|(_, a)| a).collect()
 }
 
 /// A scenario's topics, all fresh.
