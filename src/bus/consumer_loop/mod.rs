@@ -298,7 +298,9 @@ impl<W: Worker> ConsumerLoop<W> {
 
     /// Lets in-flight messages finish (handlers see the cancellation and stop retrying) and
     /// settles them, within the shutdown deadline; whatever is not done by then is simply
-    /// consumed again after a restart.
+    /// consumed again after a restart. Periodic outputs still undelivered are not sent again
+    /// here: the next process's ticks recompute them (the SLA monitor judges its alerts afresh
+    /// against the book it rebuilds from the alerts topic).
     async fn drain<F>(
         &self,
         queue: &mut SettleQueue,
