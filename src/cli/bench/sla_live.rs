@@ -272,10 +272,6 @@ fn known_name(name: &str) -> &'static str {
     NAMES.into_iter().find(|known| *known == name).unwrap_or("other")
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
-}
-
 fn report(series: &[Series], options: &LiveOptions) {
     println!(
         "live breaches under the configured rules ({} replicas x rates {:?} events/s, warm-up {:?})",
@@ -296,7 +292,11 @@ fn report(series: &[Series], options: &LiveOptions) {
         alerted.sort_by(f64::total_cmp);
         resolved.sort_by(f64::total_cmp);
         let figure = |values: &[f64], q| {
-            if values.is_empty() { "-".to_string() } else { format!("{:.1} s", percentile(values, q)) }
+            if values.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.1} s", crate::cli::percentile(values, q * 100.0))
+            }
         };
         let false_alerts = |role| {
             let names: Vec<&str> = of_rule(role).flat_map(|s| s.alerts.iter().copied()).collect();

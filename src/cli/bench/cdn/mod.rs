@@ -349,13 +349,11 @@ impl ResultWatcher {
     }
 }
 
+/// The nearest-rank quantile `q` (0 to 1) of unsorted `values`, as every benchmark reports it.
 fn percentile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+    crate::cli::percentile(&sorted, q * 100.0)
 }
 
 fn print_report(figures: &[ModeFigures], build: &BuildReport, ours: &[PageLoad], baseline: &[PageLoad]) {
