@@ -78,6 +78,10 @@ impl SettleQueue {
     /// Whether a message just received is to be handled: not if its partition was rewound to
     /// an earlier offset that has not come back yet (it was fetched before the seek).
     pub(super) fn accepts(&mut self, topic: &Arc<str>, partition: i32, offset: i64) -> bool {
+        // The common case, on every message: nothing rewound, no key to build.
+        if self.rewound.is_empty() {
+            return true;
+        }
         let key = (topic.clone(), partition);
         match self.rewound.get(&key) {
             Some(&to) if offset > to => {
@@ -141,10 +145,9 @@ impl SettleQueue {
                     failure = Some(BusError::Produce { topic, source: error });
                     break;
                 }
-                let (from_topic, partition, offset) = (head.topic.clone(), head.partition, head.offset);
+                let at = (head.topic.clone(), head.partition, head.offset);
                 // What this partition stored in `next` came before the message: still good.
-                failure =
-                    self.rewind(consumer, shared.worker.name(), from_topic, partition, offset, &topic, &error).err();
+                failure = self.rewind(consumer, shared.worker.name(), at, (&topic, &error)).err();
                 continue;
             }
             let Some(done) = self.pending.pop_front() else { break };
@@ -176,16 +179,13 @@ impl SettleQueue {
     /// Consumes a partition again from a message whose output the cluster could not take in
     /// time: the partition's queued messages are dropped (outputs of theirs that still get
     /// through are duplicates, as after a crash) and the consumer seeks back to the message.
-    #[allow(clippy::too_many_arguments)]
+    /// `at` is the message's topic, partition and offset; `failed` its output's topic and error.
     fn rewind(
         &mut self,
         consumer: &StreamConsumer<LoopContext>,
         worker: &'static str,
-        topic: Arc<str>,
-        partition: i32,
-        offset: i64,
-        output: &str,
-        error: &KafkaError,
+        (topic, partition, offset): (Arc<str>, i32, i64),
+        (output, error): (&str, &KafkaError),
     ) -> Result<(), BusError> {
         self.pending.retain(|p| !(*p.topic == *topic && p.partition == partition));
         self.rewinds.increment(1);
@@ -215,7 +215,7 @@ fn is_assigned(consumer: &StreamConsumer<LoopContext>, topic: &str, partition: i
 /// Whether a delivery error means the cluster could not take the record in time (a partition,
 /// brokers down, too few in-sync replicas for longer than `kafka.delivery_timeout`), rather than
 /// a refusal of this record or a broken producer: the same record can succeed later.
-pub(super) fn is_unreachable(error: &KafkaError) -> bool {
+fn is_unreachable(error: &KafkaError) -> bool {
     use RDKafkaErrorCode as Code;
     matches!(
         error,
