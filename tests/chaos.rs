@@ -158,20 +158,6 @@ impl Drop for BrokerDown {
     }
 }
 
-/// Polls `condition` on a blocking thread for up to two minutes.
-async fn eventually(condition: impl Fn() -> bool + Send + 'static) -> bool {
-    tokio::task::spawn_blocking(move || {
-        (0..1200).any(|_| {
-            condition() || {
-                std::thread::sleep(Duration::from_millis(100));
-                false
-            }
-        })
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn outputs_whose_leader_stays_down_past_the_delivery_timeout_are_produced_again_without_stopping_the_loop() {
     let _turn = TURN.lock().await;
@@ -228,9 +214,15 @@ async fn outputs_whose_leader_stays_down_past_the_delivery_timeout_are_produced_
     let undelivered_committed = common::committed_offset(&settings, &group, &input);
     down.restart();
     let (s, out) = (settings.clone(), output.clone());
-    let answered = eventually(move || common::read_topic(&s, &out, 5, Duration::from_millis(500)).len() >= 5).await;
+    let answered = common::eventually(Duration::from_secs(120), move || {
+        common::read_topic(&s, &out, 5, Duration::from_millis(500)).len() >= 5
+    })
+    .await;
     let (s, out) = (settings.clone(), ticks.clone());
-    let ticked = eventually(move || !common::read_topic(&s, &out, 1, Duration::from_millis(500)).is_empty()).await;
+    let ticked = common::eventually(Duration::from_secs(120), move || {
+        !common::read_topic(&s, &out, 1, Duration::from_millis(500)).is_empty()
+    })
+    .await;
     shutdown.cancel();
     let report = messages.await.unwrap().expect("the message loop never stopped over an output it could not deliver");
     periodic.await.unwrap().expect("the periodic loop never stopped over an output it could not deliver");

@@ -70,21 +70,6 @@ fn start<W: Worker>(settings: &Settings, topics: &Topics, group: &str, worker: W
     (token, task)
 }
 
-/// Polls `condition` (on a blocking thread) for up to a minute.
-async fn eventually(condition: impl Fn() -> bool + Send + 'static) -> bool {
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..600 {
-            if condition() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    })
-    .await
-    .unwrap()
-}
-
 async fn stop((token, task): Running) -> LoopReport {
     token.cancel();
     task.await.unwrap().expect("loop stops cleanly")
@@ -99,7 +84,7 @@ async fn run_until<W: Worker>(
     until: impl Fn() -> bool + Send + 'static,
 ) -> LoopReport {
     let running = start(settings, topics, group, worker);
-    let waited = eventually(until).await;
+    let waited = eventually(Duration::from_secs(60), until).await;
     let report = stop(running).await;
     assert!(waited, "the expected outputs never appeared (report: {report:?})");
     report
@@ -308,7 +293,8 @@ async fn a_rebalance_commits_finished_work_before_partitions_move() {
     let first = start(&settings, &topics, &group, Passthrough::new(&topics.output));
     let (s, out) = (settings.clone(), topics.output.clone());
     assert!(
-        eventually(move || read_topic(&s, &out, 400, Duration::from_millis(500)).len() == 400).await,
+        eventually(Duration::from_secs(60), move || read_topic(&s, &out, 400, Duration::from_millis(500)).len() == 400)
+            .await,
         "first member never finished"
     );
     assert!(
@@ -318,9 +304,10 @@ async fn a_rebalance_commits_finished_work_before_partitions_move() {
 
     let second = start(&settings, &topics, &group, Passthrough::new(&topics.output));
     let (s, input, g) = (settings.clone(), topics.input.clone(), group.clone());
-    let all_committed =
-        eventually(move || committed_offsets(&s, &g, &input, 4).iter().map(|o| o.unwrap_or(0)).sum::<i64>() == 400)
-            .await;
+    let all_committed = eventually(Duration::from_secs(60), move || {
+        committed_offsets(&s, &g, &input, 4).iter().map(|o| o.unwrap_or(0)).sum::<i64>() == 400
+    })
+    .await;
     let second_report = stop(second).await;
     stop(first).await;
     assert!(all_committed, "the revoking member did not commit its finished work");

@@ -218,3 +218,20 @@ pub fn committed_offsets(settings: &Settings, group: &str, topic: &str, partitio
 pub fn committed_offset(settings: &Settings, group: &str, topic: &str) -> Option<i64> {
     committed_offsets(settings, group, topic, 1)[0]
 }
+
+/// Polls `condition` on a blocking thread, sleeping 100 ms between tries, `patience` / 100 ms
+/// times (so a slow condition gets as many tries as a fast one); whether it held.
+pub async fn eventually(patience: Duration, condition: impl Fn() -> bool + Send + 'static) -> bool {
+    const PAUSE: Duration = Duration::from_millis(100);
+    let tries = patience.as_millis() / PAUSE.as_millis();
+    tokio::task::spawn_blocking(move || {
+        (0..tries).any(|_| {
+            condition() || {
+                std::thread::sleep(PAUSE);
+                false
+            }
+        })
+    })
+    .await
+    .expect("the polling thread")
+}
