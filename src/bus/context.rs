@@ -14,6 +14,9 @@ pub struct LoopContext {
     pub group_id: String,
     /// This instance's total lag, for its status reports.
     pub lag: super::status::LagReading,
+    /// Counts partition assignments and revocations: what the loop knew of a partition before
+    /// a change (a rewind's offset) may no longer hold after it.
+    pub assignment_changes: std::sync::atomic::AtomicU64,
 }
 
 impl ClientContext for LoopContext {
@@ -42,6 +45,9 @@ impl ClientContext for LoopContext {
 
 impl ConsumerContext for LoopContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if matches!(rebalance, Rebalance::Revoke(_) | Rebalance::Assign(_)) {
+            self.assignment_changes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         match rebalance {
             Rebalance::Revoke(partitions) => {
                 ::metrics::counter!(metrics::REBALANCES, "group" => self.group_id.clone(), "kind" => "revoke")

@@ -154,7 +154,11 @@ impl<W: Worker> ConsumerLoop<W> {
         worker: Arc<W>,
         catalog: Arc<SchemaCatalog>,
     ) -> Result<Self, BusError> {
-        let context = LoopContext { group_id: options.group_id.clone(), lag: LagReading::default() };
+        let context = LoopContext {
+            group_id: options.group_id.clone(),
+            lag: LagReading::default(),
+            assignment_changes: Default::default(),
+        };
         let consumer: StreamConsumer<LoopContext> = kafka::consumer_config(kafka_settings, &options.group_id)
             .create_with_context(context)
             .map_err(|source| BusError::Client { what: "consumer", source })?;
@@ -247,7 +251,7 @@ impl<W: Worker> ConsumerLoop<W> {
                             Some(Ok(message)) => {
                                 let topic = inputs.intern(message.topic());
                                 // (Not accepted: fetched before a rewind of its partition.)
-                                if queue.accepts(&topic, message.partition(), message.offset()) {
+                                if queue.accepts(&self.consumer, &topic, message.partition(), message.offset()) {
                                     let ticket = Ticket::new(settled.clone());
                                     let in_kafka_ms = message.timestamp().to_millis().map(|at| (crate::clock::now_millis() - at).max(0));
                                     queue.push(Pending { topic: topic.clone(), partition: message.partition(), offset: message.offset(), arrived: Instant::now(), in_kafka_ms, ticket: ticket.clone() });

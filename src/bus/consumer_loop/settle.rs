@@ -35,9 +35,12 @@ pub(super) struct SettleQueue {
     pub(super) report: LoopReport,
     /// Set once a message was abandoned: no later offset may be stored past it.
     abandoned: bool,
-    /// Partitions rewound, and to which offset: until a message at or before it arrives, what
-    /// arrives from the partition was fetched before the seek and is skipped.
-    rewound: HashMap<(Arc<str>, i32), i64>,
+    /// Partitions rewound: to which offset, and the consumer's assignment-change count then.
+    /// Until a message at or before the offset arrives, what arrives from the partition was
+    /// fetched before the seek and is skipped; once the assignment changes, the partition
+    /// restarts from its committed offset (another member may have gone past the rewind),
+    /// and the entry no longer holds.
+    rewound: HashMap<(Arc<str>, i32), (i64, u64)>,
     /// Periodic outputs not delivered, to be sent again by the loop.
     resend: Vec<Vec<Outbound>>,
     stored: ::metrics::Counter,
@@ -77,14 +80,22 @@ impl SettleQueue {
 
     /// Whether a message just received is to be handled: not if its partition was rewound to
     /// an earlier offset that has not come back yet (it was fetched before the seek).
-    pub(super) fn accepts(&mut self, topic: &Arc<str>, partition: i32, offset: i64) -> bool {
+    pub(super) fn accepts(
+        &mut self,
+        consumer: &StreamConsumer<LoopContext>,
+        topic: &Arc<str>,
+        partition: i32,
+        offset: i64,
+    ) -> bool {
         // The common case, on every message: nothing rewound, no key to build.
         if self.rewound.is_empty() {
             return true;
         }
+        let changes = assignment_changes(consumer);
+        self.rewound.retain(|_, (_, at)| *at == changes);
         let key = (topic.clone(), partition);
         match self.rewound.get(&key) {
-            Some(&to) if offset > to => {
+            Some(&(to, _)) if offset > to => {
                 debug!(topic = %topic, partition, offset, rewound_to = to, "skipped: fetched before the rewind");
                 false
             }
@@ -191,7 +202,7 @@ impl SettleQueue {
         self.rewinds.increment(1);
         warn!(worker, topic = %topic, partition, offset, output, %error,
               "an output was not delivered in time; consuming the partition again from its message");
-        self.rewound.insert((topic.clone(), partition), offset);
+        self.rewound.insert((topic.clone(), partition), (offset, assignment_changes(consumer)));
         // A seek only queues an operation for the partition's fetcher; the wait is for its
         // reply, not for the brokers, so blocking the loop's thread for it is brief.
         match consumer.seek(&topic, partition, Offset::Offset(offset), Timeout::After(SEEK_TIMEOUT)) {
@@ -207,6 +218,10 @@ impl SettleQueue {
 
 /// How long a rewind waits for the fetcher to take the seek.
 const SEEK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn assignment_changes(consumer: &StreamConsumer<LoopContext>) -> u64 {
+    consumer.context().assignment_changes.load(std::sync::atomic::Ordering::Acquire)
+}
 
 fn is_assigned(consumer: &StreamConsumer<LoopContext>, topic: &str, partition: i32) -> bool {
     consumer.assignment().is_ok_and(|list| list.find_partition(topic, partition).is_some())
