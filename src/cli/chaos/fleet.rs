@@ -95,9 +95,18 @@ impl Fleet {
         crate::process::signal(pid, signal).with_context(|| format!("signalling {name} (pid {pid})"))
     }
 
-    /// The metrics address of a member.
-    pub fn metrics(&self, name: &str) -> Option<SocketAddr> {
-        self.members.iter().find(|m| m.name == name).map(|m| m.metrics)
+    /// Every member's name and metrics address.
+    pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
+        self.members.iter().map(|m| (m.name.clone(), m.metrics)).collect()
+    }
+
+    /// The last `lines` of every member's log, each under its name: why a fleet that did not
+    /// come up did not, without the logs at hand (as on a CI machine).
+    pub fn log_tails(&self, lines: usize) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("--- {} ({}):\n{}\n", m.name, m.log.display(), tail(&m.log, lines)))
+            .collect()
     }
 
     /// Members that exited on their own, with their status and the end of their log.

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::alerts::seen_alerts;
 use super::cluster::{StackControl, Toxiproxy};
-use super::fleet::{Exit, Fleet, metric_sum};
+use super::counters;
+use super::fleet::{Exit, Fleet};
 use super::load::{self, AlertLog, Load, LoadPlan, Quiet, Stream};
 use super::report::{self, Marks, ScenarioReport};
 use super::services::{OwnRedis, SmallDisk};
@@ -196,7 +197,9 @@ impl Run {
             stop_readers.clone(),
         )?);
 
-        self.settle(&ledger, &mut fleet, shutdown).await?;
+        if let Err(error) = self.settle(&ledger, &mut fleet, shutdown).await {
+            return Err(error.context(format!("the workers' logs end with:\n{}", fleet.log_tails(15))));
+        }
         // The SLA monitor starts once the pipeline is warm and reads only what comes after, so
         // the cold start's misses and slow first answers (no fault of the scenario's) cannot
         // fire an alert that would be read as the fault's.
@@ -283,7 +286,7 @@ impl Run {
         if !exited.is_empty() {
             bail!("a worker died during the warm-up: {}", Exit::all(&exited));
         }
-        let before = self.scrape_serving(fleet).await;
+        let before = counters::scrape(fleet).await;
         let fault_at = Instant::now();
         let fault = self.inject(scene, fleet).await?;
         eprintln!("[chaos]   fault: {}", fault.what);
@@ -298,11 +301,8 @@ impl Run {
         }
         exited.extend(fleet.supervise_until(Instant::now() + timing.after, shutdown).await);
         notes.extend(exited.iter().map(Exit::restarted));
-        let after = self.scrape_serving(fleet).await;
-        let grew = |name: &str| {
-            after.iter().map(|(n, v)| if n == name { *v } else { 0.0 }).sum::<f64>()
-                - before.iter().map(|(n, v)| if n == name { *v } else { 0.0 }).sum::<f64>()
-        };
+        let after = counters::scrape(fleet).await;
+        let grew = |name: &str| counters::grown(&before, &after, name);
         // Redis restarts empty in its scenario: keys there at the end were written after it.
         let keys = self.redis_keys().await.unwrap_or(-1.0);
         let measured = [
@@ -358,21 +358,6 @@ impl Run {
         let mut connection = client.get_multiplexed_async_connection().await?;
         let keys: i64 = redis::cmd("DBSIZE").query_async(&mut connection).await?;
         Ok(keys as f64)
-    }
-
-    /// Counter values of every serving instance's /metrics, by name (with its labels).
-    async fn scrape_serving(&self, fleet: &Fleet) -> Vec<(String, f64)> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap_or_default();
-        let mut values = Vec::new();
-        for name in ["serve-1", "serve-2"] {
-            let Some(address) = fleet.metrics(name) else { continue };
-            let Ok(response) = http.get(format!("http://{address}/metrics")).send().await else { continue };
-            let page = response.text().await.unwrap_or_default();
-            for metric in [cache_metric::DISK_ERRORS, cache_metric::REDIS_ERRORS, bus_metric::REWINDS] {
-                values.push((metric.to_string(), metric_sum(&page, metric)));
-            }
-        }
-        values
     }
 
     async fn create_topics(&self, topics: &ScenarioTopics) -> anyhow::Result<()> {
