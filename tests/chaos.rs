@@ -72,9 +72,12 @@ async fn serving_goes_on_without_redis_and_writes_to_it_again_after_its_restart(
 async fn a_network_partition_longer_than_the_delivery_timeout_loses_no_request_and_stops_no_worker() {
     let report = survive(Scenario::NetworkPartition).await;
     assert_nothing_lost(&report);
-    // The short suite's workers run with a 10 s delivery timeout, which the 15 s partition
+    // The short suite's workers run with a 5 s delivery timeout, which the 15 s partition
     // outlasts: outputs stuck behind it must have been produced again, not dropped or fatal.
-    assert!(report.measured["bus_rewinds"] > 0.0, "no output outlasted the delivery timeout:\n{report}");
+    // The SLA monitor's checkpoints (every 5 s there) always are; a request's output only
+    // when one was in flight at the cut (its partition is then rewound).
+    let again = report.measured["bus_rewinds"] + report.measured["bus_resent"];
+    assert!(again > 0.0, "nothing that outlasted the delivery timeout was produced again:\n{report}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,4 +1,5 @@
-//! The workers' counters a scenario reports as `measured` (disk and Redis errors, rewinds),
+//! The workers' counters a scenario reports as `measured` (disk and Redis errors, rewinds,
+//! resent periodic outputs),
 //! read from every member's /metrics before the fault and after the heal.
 
 use std::time::Duration;
@@ -8,7 +9,8 @@ use crate::bus::metrics as bus_metric;
 use crate::cache::metric as cache_metric;
 
 /// The counters [`scrape`] reads.
-const COUNTED: [&str; 3] = [cache_metric::DISK_ERRORS, cache_metric::REDIS_ERRORS, bus_metric::REWINDS];
+const COUNTED: [&str; 4] =
+    [cache_metric::DISK_ERRORS, cache_metric::REDIS_ERRORS, bus_metric::REWINDS, bus_metric::RESENT];
 
 /// One counter of one member: its name, the counter's and its value (summed over labels).
 pub(super) type Sample = (String, &'static str, f64);

@@ -73,10 +73,11 @@ pub struct ScenarioReport {
     pub alerts: Vec<AlertSeen>,
     /// Whether the scenario should have raised an alert under the default rules.
     pub alert_expected: bool,
-    /// What the serving instances counted from the fault to the end of the load
-    /// (`disk_errors`, `redis_errors`, `bus_rewinds`: partitions consumed again after an
-    /// output outlasted the delivery timeout), and `redis_keys_at_end` (Redis restarts empty in its
-    /// scenario, so these were written after the restart).
+    /// What the workers counted from the fault to the end of the load (`disk_errors`,
+    /// `redis_errors`, `bus_rewinds`: partitions consumed again after an output outlasted the
+    /// delivery timeout, `bus_resent`: periodic records sent again after it), and
+    /// `redis_keys_at_end` (Redis restarts empty in its scenario, so these were written after
+    /// the restart).
     pub measured: BTreeMap<String, f64>,
     /// Anything else worth reading (the heal, a worker that died).
     pub notes: Vec<String>,

@@ -310,6 +310,7 @@ impl Run {
             ("disk_errors", grew(cache_metric::DISK_ERRORS)),
             ("redis_errors", grew(cache_metric::REDIS_ERRORS)),
             ("bus_rewinds", grew(bus_metric::REWINDS)),
+            ("bus_resent", grew(bus_metric::RESENT)),
         ]
         .map(|(name, value)| (name.to_string(), value))
         .into();
@@ -406,6 +407,11 @@ impl Run {
             ("FRONTIER_WORKERS__SLA__WORKER_STATUS_TOPIC", t.status.clone()),
             ("FRONTIER_WORKERS__SLA__QUERY_EVENTS_TOPIC", t.query_events.clone()),
             ("FRONTIER_WORKERS__SLA__SLO_COUNTERS_TOPIC", t.slo.clone()),
+            // SLO checkpoints every 5 s (30 s shipped): the first seconds of a partition then
+            // always hold a periodic output that outlasts the short suite's delivery timeout,
+            // whose resend the partition scenario checks (a rewind needs a request that
+            // happened to be in flight at the cut).
+            ("FRONTIER_WORKERS__SLA__SLO_CHECKPOINT_INTERVAL", "5s".into()),
         ]
         .map(|(k, v)| (k.to_string(), v))
         .to_vec()
