@@ -49,6 +49,11 @@ fn the_cdn_alerts_fire_on_the_failures_they_name_and_not_on_a_blip() {
 }
 
 #[test]
+fn the_bus_and_cache_alerts_fire_on_the_faults_they_name_even_on_a_counters_first_increment() {
+    promtool(&["test", "rules", "ops/prometheus/tests/bus.yml"]);
+}
+
+#[test]
 fn the_prometheus_rules_cover_every_built_in_rule_slo_and_signal() {
     let rules = std::fs::read_to_string(repo().join("ops/prometheus/rules.yml")).unwrap();
     let mut in_file: Vec<&str> = rules.lines().filter_map(|line| line.trim().strip_prefix("- alert: ")).collect();
