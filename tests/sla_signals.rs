@@ -369,3 +369,33 @@ async fn alerts_are_forwarded_to_a_webhook_in_alertmanager_format() {
     assert_eq!(body["alerts"][0]["labels"]["alertname"], "LatencyP95High");
     assert_eq!(body["alerts"][0]["labels"]["service"], "serving");
 }
+
+#[tokio::test]
+async fn garbage_in_a_groups_input_fires_messages_dead_lettered_from_its_own_status_reports_under_the_shipped_rules() {
+    let (mut settings, mut config) = setup("dead", "").await;
+    config.monitor = SlaConfig::default();
+    let monitor = start(&settings, &config, &unique("group")).await;
+    // A passthrough group reporting its status every second to the monitor's status topic.
+    let (input, output) = (unique("dead.in"), unique("dead.out"));
+    create_topics(&settings, &[&input, &output], 1).await;
+    settings.bus.status_topic = config.worker_status_topic.clone().unwrap();
+    settings.bus.status_interval = Duration::from_secs(1);
+    let group = unique("group");
+    let options = LoopOptions::new(&settings.bus, group.clone(), vec![input.clone()]);
+    let consumer_loop =
+        ConsumerLoop::new(&settings.kafka, options, Arc::new(Passthrough::new(&output)), catalog()).unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(consumer_loop.run(token.clone()));
+    let garbage = (0..3).map(|i| (None, format!("not avro {i}").into_bytes())).collect();
+    produce(&settings, &input, garbage).await;
+
+    let fired = alerts(&settings, &config.alerts_topic, 1).await;
+    token.cancel();
+    task.await.unwrap().unwrap();
+    stop(monitor).await;
+    assert_eq!(fired[0]["name"], "MessagesDeadLettered", "{fired:#?}");
+    assert_eq!(fired[0]["labels"]["group"], group.as_str());
+    // The three may be split over two reports; the alert fires on the first.
+    let seen = fired[0]["observed_value"].as_f64().unwrap();
+    assert!((1.0..=3.0).contains(&seen), "{}", fired[0]);
+}

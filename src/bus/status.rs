@@ -1,14 +1,14 @@
 //! Every worker's self-report: a `WorkerStatus` (`schemas/worker_status.avsc`) on
 //! `bus.status_topic` every `bus.status_interval` — its consumer group's lag on the partitions it
-//! owns, its memory, CPU and file-descriptor use, and the share of its time it spent handling
-//! messages — which the SLA monitor turns into consumer-lag and resource-exhaustion alerts, and
-//! the autoscaler into true rates per instance. Written once here, so every worker reports.
+//! owns, its memory, CPU and file-descriptor use, the share of its time it spent handling
+//! messages and the messages it dead-lettered — which the SLA monitor turns into consumer-lag,
+//! resource-exhaustion and dead-letter alerts, and the autoscaler into true rates per instance. Written once here, so every worker reports.
 //!
 //! Figures come from Linux's `/proc` and cgroup v2 files; on a platform without them the field
 //! is null rather than a guess.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::codec::{KnownSchema, SchemaCatalog};
@@ -35,6 +35,21 @@ impl LagReading {
     pub fn get(&self) -> Option<i64> {
         let lag = self.0.load(Ordering::Relaxed);
         (lag >= 0).then_some(lag)
+    }
+}
+
+/// Messages dead-lettered since the previous status report: counted where a dead letter is
+/// sent, read (and reset) by each report.
+#[derive(Debug, Default)]
+pub struct DeadLetterCount(AtomicU64);
+
+impl DeadLetterCount {
+    pub(super) fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
     }
 }
 
@@ -119,6 +134,7 @@ pub struct StatusReporter {
     group: String,
     lag: LagReading,
     busy: Arc<BusyClock>,
+    dead_letters: Arc<DeadLetterCount>,
     /// CPU time used and when, at the previous report.
     last_cpu: Option<(u64, Instant)>,
     /// When the previous report was made (the busy share's denominator).
@@ -135,6 +151,7 @@ impl StatusReporter {
         group: &str,
         lag: LagReading,
         busy: Arc<BusyClock>,
+        dead_letters: Arc<DeadLetterCount>,
     ) -> Option<Self> {
         let schema = catalog.schema_of::<WorkerStatus>().ok()?;
         Some(StatusReporter {
@@ -145,6 +162,7 @@ impl StatusReporter {
             group: group.to_string(),
             lag,
             busy,
+            dead_letters,
             last_cpu: None,
             last_report: Instant::now(),
         })
@@ -187,6 +205,7 @@ impl StatusReporter {
             max_fds,
             occurred_at: crate::clock::now_millis(),
             busy_share,
+            dead_lettered: Some(i64::try_from(self.dead_letters.take()).unwrap_or(i64::MAX)),
         };
         match SchemaCatalog::encode(&self.schema, &record) {
             Ok(payload) => Some(Outbound::new(self.topic.clone(), Some(self.group.as_bytes().to_vec()), payload)),

@@ -310,6 +310,7 @@ fn samples() -> Vec<String> {
             max_fds: Some(5),
             occurred_at: 6,
             busy_share: Some(0.25),
+            dead_lettered: Some(7),
         }),
     ]
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One worker's self-report (`frontier.sla.WorkerStatus`): its consumer group's lag on the
-/// partitions it owns and its memory, CPU and file-descriptor use.
+/// partitions it owns, its memory, CPU and file-descriptor use, and its dead letters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerStatus {
     /// Worker name, e.g. `serve`.
@@ -29,13 +29,16 @@ pub struct WorkerStatus {
     /// Share of the time since the previous status spent handling messages (0..1).
     #[serde(default)]
     pub busy_share: Option<f64>,
+    /// Messages dead-lettered since the previous status.
+    #[serde(default)]
+    pub dead_lettered: Option<i64>,
 }
 
 impl WorkerStatus {
     /// Whether every reported number is one a process can have: counts not negative, limits
     /// above zero, CPU a finite non-negative fraction.
     pub fn is_plausible(&self) -> bool {
-        let counts = [self.consumer_lag, self.rss_bytes, self.open_fds];
+        let counts = [self.consumer_lag, self.rss_bytes, self.open_fds, self.dead_lettered];
         let limits = [self.memory_limit_bytes, self.max_fds];
         counts.iter().flatten().all(|count| *count >= 0)
             && limits.iter().flatten().all(|limit| *limit > 0)

@@ -64,6 +64,10 @@ pub struct SlaConfig {
     /// The window `autoscale_actions` counts scale-ups and scale-downs over; whole minutes, 1m to 24h.
     #[serde(with = "humantime_serde")]
     pub autoscale_action_window: Duration,
+    /// The window `dead_letters` sums a group's dead letters over: a dead-letter alert resolves
+    /// this long after the last one. Whole minutes, 1m to 24h.
+    #[serde(with = "humantime_serde")]
+    pub dead_letter_window: Duration,
 }
 
 impl Default for SlaConfig {
@@ -83,6 +87,7 @@ impl Default for SlaConfig {
             signals: SignalRule::platform_defaults(),
             signal_stale_after: Duration::from_secs(60),
             autoscale_action_window: Duration::from_secs(30 * 60),
+            dead_letter_window: Duration::from_secs(5 * 60),
         }
     }
 }

@@ -87,6 +87,9 @@ impl SlaConfig {
         if !whole_minutes_up_to(window, Duration::from_secs(24 * 3600)) {
             return Err(invalid("autoscale_action_window", "must be whole minutes, from 1m to 24h"));
         }
+        if !whole_minutes_up_to(self.dead_letter_window, Duration::from_secs(24 * 3600)) {
+            return Err(invalid("dead_letter_window", "must be whole minutes, from 1m to 24h"));
+        }
         for (i, signal) in self.signals.iter().enumerate() {
             let key = format!("signals[{i}]");
             validate_signal(&key, signal)?;

@@ -213,6 +213,7 @@ async fn dead_letter<W: Worker>(
 ) -> Result<(), BusError> {
     let name = shared.worker.name();
     ::metrics::counter!(metrics::DEAD_LETTERED, "worker" => name, "reason" => kind).increment(1);
+    shared.dead_letters.add();
     warn!(
         worker = name,
         topic = source.topic,

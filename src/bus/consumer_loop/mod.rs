@@ -28,7 +28,7 @@ use super::context::LoopContext;
 use super::delivery::{DeliveryContext, Ticket};
 use super::outputs::OutputCheck;
 use super::settings::{BusSettings, KafkaSettings};
-use super::status::{BusyClock, LagReading, StatusReporter};
+use super::status::{BusyClock, DeadLetterCount, LagReading, StatusReporter};
 use super::worker::{HandlerError, Outbound, Worker};
 use super::{kafka, metrics};
 use handling::{handle, produce_all};
@@ -127,6 +127,8 @@ struct Shared<W> {
     outputs: OutputCheck,
     /// Time spent in the worker's `handle`, for the status reports' busy share.
     busy: Arc<BusyClock>,
+    /// Dead letters sent, for the status reports.
+    dead_letters: Arc<DeadLetterCount>,
 }
 
 /// A consumed message waiting for its outputs to be acknowledged, in consumption order.
@@ -178,6 +180,7 @@ impl<W: Worker> ConsumerLoop<W> {
                 dlq_topic,
                 outputs: OutputCheck::new(options.max_message_bytes, admin),
                 busy: Arc::default(),
+                dead_letters: Arc::default(),
                 options,
             }),
         })
@@ -198,8 +201,9 @@ impl<W: Worker> ConsumerLoop<W> {
             return None;
         }
         let lag = self.consumer.context().lag.clone();
-        let busy = shared.busy.clone();
-        StatusReporter::new(&shared.catalog, topic, shared.worker.name(), &shared.options.group_id, lag, busy)
+        let (busy, dead_letters) = (shared.busy.clone(), shared.dead_letters.clone());
+        let (name, group) = (shared.worker.name(), &shared.options.group_id);
+        StatusReporter::new(&shared.catalog, topic, name, group, lag, busy, dead_letters)
     }
 
     /// Runs until `shutdown` is cancelled (then drains, commits and leaves the group, returning

@@ -284,6 +284,7 @@ fn late_dead_letter<W: Worker>(
     let kind = "output_refused";
     let reason = format!("the broker refused an output to {topic}: {error}");
     ::metrics::counter!(metrics::DEAD_LETTERED, "worker" => name, "reason" => kind).increment(1);
+    shared.dead_letters.add();
     warn!(worker = name, topic = %head.topic, partition = head.partition, offset = head.offset, kind, %reason,
           "message dead-lettered after delivery");
     let mut headers = dlq::headers(&dlq::Provenance {

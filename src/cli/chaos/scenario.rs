@@ -111,8 +111,12 @@ impl Scenario {
     /// enough that the default rules (p95 over 200 ms, errors over 1 %, hits under 80 %, each
     /// judged over 30 s or more) must see it. A fault the pipeline absorbs within a few
     /// seconds (a broker kill, a dead instance while its partner serves) is a blip the rules
-    /// are built to ignore.
+    /// are built to ignore. Poison costs clients nothing, but every dead letter is news
+    /// (`MessagesDeadLettered`, from the workers' own status reports).
     pub fn should_alert(self) -> bool {
-        matches!(self, Scenario::WorkerZombie | Scenario::NetworkLatency | Scenario::NetworkPartition)
+        matches!(
+            self,
+            Scenario::WorkerZombie | Scenario::NetworkLatency | Scenario::NetworkPartition | Scenario::PoisonFlood
+        )
     }
 }

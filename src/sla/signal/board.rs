@@ -81,6 +81,18 @@ pub(crate) struct SignalBoard {
     instances: BTreeMap<(String, String), InstanceReport>,
     groups: BTreeMap<String, GroupScaling>,
     databases: BTreeMap<String, DatabaseFindings>,
+    /// Per consumer group, the dead letters its instances reported: (received, count), oldest
+    /// first, only reports with some.
+    dead_letters: BTreeMap<String, VecDeque<(i64, i64)>>,
+}
+
+/// How far back the signals that count over a window look, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Windows {
+    /// `autoscale_actions`'s.
+    pub actions_ms: i64,
+    /// `dead_letters`'s.
+    pub dead_letters_ms: i64,
 }
 
 impl SignalBoard {
@@ -89,6 +101,12 @@ impl SignalBoard {
         let key = (status.service.clone(), status.instance.clone());
         if !self.instances.contains_key(&key) && self.instances.len() >= MAX_SUBJECTS {
             return false;
+        }
+        if let (Some(group), Some(count)) = (&status.consumer_group, status.dead_lettered)
+            && count > 0
+            && (self.dead_letters.contains_key(group) || self.dead_letters.len() < MAX_SUBJECTS)
+        {
+            self.dead_letters.entry(group.clone()).or_default().push_back((now_ms, count));
         }
         self.instances.insert(key, InstanceReport { status, received_ms: now_ms });
         true
@@ -146,7 +164,7 @@ impl SignalBoard {
         signal: Signal,
         now_ms: i64,
         stale_ms: i64,
-        window_ms: i64,
+        windows: Windows,
     ) -> Vec<(Subject, Option<f64>)> {
         let fresh = |received_ms: i64| now_ms - received_ms <= stale_ms;
         match signal {
@@ -198,7 +216,7 @@ impl SignalBoard {
                 .groups
                 .iter()
                 .map(|(group, scaling)| {
-                    let recent = scaling.actions.iter().filter(|&&at| at > now_ms - window_ms).count();
+                    let recent = scaling.actions.iter().filter(|&&at| at > now_ms - windows.actions_ms).count();
                     (Subject::Group(group.clone()), Some(recent as f64))
                 })
                 .collect(),
@@ -211,6 +229,22 @@ impl SignalBoard {
                     (Subject::Database(database.clone()), fresh.then_some(f64::from(latest.findings)))
                 })
                 .collect(),
+            // Every group an instance reports for (0 when none of them dead-lettered anything),
+            // and groups whose dead letters are still in the window after their instances went.
+            Signal::DeadLetters => {
+                let mut by_group: BTreeMap<&str, f64> = self
+                    .instances
+                    .values()
+                    .filter_map(|report| report.status.consumer_group.as_deref())
+                    .map(|group| (group, 0.0))
+                    .collect();
+                for (group, counts) in &self.dead_letters {
+                    let recent: i64 =
+                        counts.iter().filter(|(at, _)| *at > now_ms - windows.dead_letters_ms).map(|(_, n)| n).sum();
+                    *by_group.entry(group).or_insert(0.0) += recent as f64;
+                }
+                by_group.into_iter().map(|(group, count)| (Subject::Group(group.to_string()), Some(count))).collect()
+            }
         }
     }
 
@@ -219,6 +253,7 @@ impl SignalBoard {
         match subject {
             Subject::Group(group) => {
                 self.groups.contains_key(group)
+                    || self.dead_letters.contains_key(group)
                     || self
                         .instances
                         .values()
@@ -231,9 +266,10 @@ impl SignalBoard {
         }
     }
 
-    /// Forgets instances silent for `forget_ms` and actions older than `window_ms`, keeping
-    /// subjects with an active alert (`keep`), so memory follows the live fleet.
-    pub(crate) fn prune(&mut self, now_ms: i64, forget_ms: i64, window_ms: i64, keep: impl Fn(&Subject) -> bool) {
+    /// Forgets instances silent for `forget_ms`, and actions and dead letters older than their
+    /// windows, keeping subjects with an active alert (`keep`), so memory follows the live fleet.
+    pub(crate) fn prune(&mut self, now_ms: i64, forget_ms: i64, windows: Windows, keep: impl Fn(&Subject) -> bool) {
+        let window_ms = windows.actions_ms;
         self.instances.retain(|(service, instance), report| {
             now_ms - report.received_ms <= forget_ms
                 || keep(&Subject::Instance { service: service.clone(), instance: instance.clone() })
@@ -244,6 +280,12 @@ impl SignalBoard {
             }
             let heard = scaling.latest.as_ref().is_some_and(|(_, received_ms)| now_ms - received_ms <= forget_ms);
             heard || !scaling.actions.is_empty() || keep(&Subject::Group(group.clone()))
+        });
+        self.dead_letters.retain(|_, counts| {
+            while counts.front().is_some_and(|(at, _)| *at <= now_ms - windows.dead_letters_ms) {
+                counts.pop_front();
+            }
+            !counts.is_empty()
         });
         self.databases.retain(|database, latest| {
             now_ms - latest.received_ms <= forget_ms.saturating_add(latest.window_ms)

@@ -33,6 +33,10 @@ pub enum Signal {
     /// window (`frontier.db.slow-queries`). Per database; fresh for a window plus
     /// `signal_stale_after` after the finding, so a database whose statements recover resolves.
     SlowStatements,
+    /// Messages a consumer group dead-lettered within `dead_letter_window` (undecodable,
+    /// hostile or rejected input): the sum of its instances' status reports. Per group; a count
+    /// over a window is never stale.
+    DeadLetters,
 }
 
 impl Signal {
@@ -47,6 +51,7 @@ impl Signal {
             Signal::AutoscaleActions => "scaling actions",
             Signal::AutoscaleStuck => "a stuck consumer group",
             Signal::SlowStatements => "slow statements",
+            Signal::DeadLetters => "dead letters",
         }
     }
 
@@ -61,6 +66,7 @@ impl Signal {
             Signal::AutoscaleActions => "autoscale_actions",
             Signal::AutoscaleStuck => "autoscale_stuck",
             Signal::SlowStatements => "slow_statements",
+            Signal::DeadLetters => "dead_letters",
         }
     }
 
@@ -69,13 +75,19 @@ impl Signal {
     pub fn per_group(self) -> bool {
         matches!(
             self,
-            Signal::ConsumerLag | Signal::AutoscaleSaturation | Signal::AutoscaleActions | Signal::AutoscaleStuck
+            Signal::ConsumerLag
+                | Signal::AutoscaleSaturation
+                | Signal::AutoscaleActions
+                | Signal::AutoscaleStuck
+                | Signal::DeadLetters
         )
     }
 
     pub(crate) fn unit(self) -> Unit {
         match self {
-            Signal::ConsumerLag | Signal::AutoscaleActions | Signal::SlowStatements => Unit::Count,
+            Signal::ConsumerLag | Signal::AutoscaleActions | Signal::SlowStatements | Signal::DeadLetters => {
+                Unit::Count
+            }
             Signal::AutoscaleSaturation | Signal::AutoscaleStuck => Unit::Flag,
             Signal::MemoryUtilization | Signal::CpuUtilization | Signal::FdUtilization => Unit::Fraction,
         }
@@ -152,7 +164,9 @@ impl SignalRule {
     /// falling behind for 5 minutes (critical: scaling cannot fix it); and a group scaled 6 or
     /// more times within the action window (flapping: its thresholds need tuning); and a
     /// database with a slow, heavy or regressed statement in the query analyzer's latest window
-    /// (its finding carries the statement and the index advice follows on its own topic).
+    /// (its finding carries the statement and the index advice follows on its own topic); and a
+    /// group that dead-lettered any message within the dead-letter window (the input someone
+    /// sent was dropped: garbage, an attack or a producer on the wrong schema).
     pub fn platform_defaults() -> Vec<SignalRule> {
         let minutes = |m: u64| Duration::from_secs(m * 60);
         let lag = SignalRule {
@@ -199,6 +213,13 @@ impl SignalRule {
             summary: "{subject} has {value} slow statement(s) in the query analyzer's latest window".into(),
             ..SignalRule::new("SlowStatements", Signal::SlowStatements, Comparison::Above, 0.5)
         };
-        vec![lag, memory, descriptors, cpu, saturated, flapping, stuck, slow_statements]
+        let dead_letters = SignalRule {
+            for_duration: Duration::ZERO,
+            hysteresis: 0.0,
+            summary: "{subject} dead-lettered {value} message(s) in {window}: they are on the dead-letter topic with their reasons"
+                .into(),
+            ..SignalRule::new("MessagesDeadLettered", Signal::DeadLetters, Comparison::Above, 0.5)
+        };
+        vec![lag, memory, descriptors, cpu, saturated, flapping, stuck, slow_statements, dead_letters]
     }
 }

@@ -1,6 +1,6 @@
 //! Judging signal rules: every rule on every subject its signal has, through the alert book.
 
-use super::board::Subject;
+use super::board::{Subject, Windows};
 use super::config::{Signal, SignalRule};
 use crate::records::Alert;
 use crate::sla::alert::{AlertTransition, fingerprint};
@@ -69,14 +69,15 @@ impl SlaMonitor {
     /// gauges of the present, so `for` and freshness run on the monitor's clock).
     pub(crate) fn evaluate_signals(&mut self, now_ms: i64, out: &mut Vec<AlertTransition>) {
         let stale_ms = crate::sla::monitor::millis(self.config.signal_stale_after);
-        let window_ms = crate::sla::monitor::millis(self.config.autoscale_action_window);
+        let windows = self.signal_windows();
         for definition in &self.signal_definitions {
             let rule = &definition.rule;
             let window = match rule.signal {
-                Signal::AutoscaleActions => duration_label(window_ms / 60_000),
+                Signal::AutoscaleActions => duration_label(windows.actions_ms / 60_000),
+                Signal::DeadLetters => duration_label(windows.dead_letters_ms / 60_000),
                 _ => "now".to_string(),
             };
-            for (subject, value) in self.signals.values(rule.signal, now_ms, stale_ms, window_ms) {
+            for (subject, value) in self.signals.values(rule.signal, now_ms, stale_ms, windows) {
                 let fingerprint = definition.fingerprint_for(&subject);
                 let reading = definition.reading(value);
                 let context = StepContext {
@@ -133,7 +134,7 @@ impl SlaMonitor {
         let forget_ms = stale_ms.saturating_mul(5);
         let book = &self.book;
         let definitions = &self.signal_definitions;
-        self.signals.prune(now_ms, forget_ms, window_ms, |subject| {
+        self.signals.prune(now_ms, forget_ms, windows, |subject| {
             definitions.iter().any(|definition| book.is_active(&definition.fingerprint_for(subject)))
         });
     }
@@ -142,7 +143,7 @@ impl SlaMonitor {
     /// subject whose reports went stale. For gauges: the same figures the rules judge.
     pub fn signal_values(&self, now_ms: i64) -> Vec<(Signal, std::collections::BTreeMap<String, String>, f64)> {
         let stale_ms = crate::sla::monitor::millis(self.config.signal_stale_after);
-        let window_ms = crate::sla::monitor::millis(self.config.autoscale_action_window);
+        let windows = self.signal_windows();
         let signals = [
             Signal::ConsumerLag,
             Signal::MemoryUtilization,
@@ -152,16 +153,25 @@ impl SlaMonitor {
             Signal::AutoscaleActions,
             Signal::AutoscaleStuck,
             Signal::SlowStatements,
+            Signal::DeadLetters,
         ];
         signals
             .into_iter()
             .flat_map(|signal| {
                 self.signals
-                    .values(signal, now_ms, stale_ms, window_ms)
+                    .values(signal, now_ms, stale_ms, windows)
                     .into_iter()
                     .map(move |(subject, value)| (signal, subject.labels(), value.unwrap_or(f64::NAN)))
             })
             .collect()
+    }
+
+    /// The windows of the signals that count over one, from the configuration.
+    fn signal_windows(&self) -> Windows {
+        Windows {
+            actions_ms: crate::sla::monitor::millis(self.config.autoscale_action_window),
+            dead_letters_ms: crate::sla::monitor::millis(self.config.dead_letter_window),
+        }
     }
 
     /// Whether a firing alert that no evaluation judged belongs to a signal rule whose subject

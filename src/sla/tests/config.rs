@@ -12,6 +12,7 @@ exemplars = 5
 max_series = 500
 signal_stale_after = "1m"
 autoscale_action_window = "30m"
+dead_letter_window = "5m"
 
 [[rules]]
 name = "LatencyP95High"
@@ -141,6 +142,15 @@ threshold = 0.5
 for = "0s"
 hysteresis = 0.0
 summary = "{subject} has {value} slow statement(s) in the query analyzer's latest window"
+
+[[signals]]
+name = "MessagesDeadLettered"
+signal = "dead_letters"
+comparison = "above"
+threshold = 0.5
+for = "0s"
+hysteresis = 0.0
+summary = "{subject} dead-lettered {value} message(s) in {window}: they are on the dead-letter topic with their reasons"
 "#;
 
 #[test]

@@ -23,6 +23,7 @@ fn status(instance: &str, lag: i64, rss_fraction: f64, at_ms: i64) -> WorkerStat
         max_fds: Some(1024),
         occurred_at: at_ms,
         busy_share: None,
+        dead_lettered: None,
     }
 }
 
@@ -260,4 +261,47 @@ fn a_slow_statement_finding_pages_for_its_database_and_resolves_when_findings_st
     let later: Vec<_> = (60..200).flat_map(|s| monitor.evaluate(last + s * SECOND)).collect();
     let resolved: Vec<_> = later.iter().filter(|t| t.change == AlertChange::Resolved).collect();
     assert_eq!(resolved.len(), 1, "{later:#?}");
+}
+
+#[test]
+fn dead_letters_of_a_groups_instances_fire_at_once_and_resolve_a_window_after_the_last() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    let with = |instance: &str, dead: i64, now: i64| WorkerStatus {
+        dead_lettered: Some(dead),
+        ..status(instance, 0, 0.2, now)
+    };
+    // A clean minute, then 3 and 4 dead letters in one report each, then none again.
+    let quiet = report(&mut monitor, T0, 60, |now| vec![with("a-1", 0, now), with("b-2", 0, now)]);
+    assert!(quiet.is_empty(), "{quiet:#?}");
+    let poisoned = report(&mut monitor, T0 + MINUTE, 10, |now| vec![with("a-1", 3, now), with("b-2", 4, now)]);
+    let fired: Vec<_> = poisoned.iter().filter(|t| t.change == AlertChange::Fired).collect();
+    assert_eq!(fired.len(), 1, "one alert for the group: {poisoned:#?}");
+    let alert = &fired[0].alert;
+    assert_eq!(alert.name, "MessagesDeadLettered");
+    assert_eq!(alert.labels.get("group").map(String::as_str), Some("frontier.serve"));
+    assert_eq!(alert.observed_value, 7.0);
+    assert_eq!(alert.started_at, T0 + MINUTE, "no `for`: a dead letter is news at once");
+    assert_eq!(
+        alert.summary,
+        "group frontier.serve dead-lettered 7 message(s) in 5m: they are on the dead-letter topic with their reasons"
+    );
+
+    // Still firing within the 5 minute window, resolved once it passes the last dead letter.
+    let clean = |now| vec![with("a-1", 0, now), with("b-2", 0, now)];
+    let within = report(&mut monitor, T0 + MINUTE + 10 * SECOND, 4 * 60, clean);
+    assert!(within.iter().all(|t| t.change != AlertChange::Resolved), "{within:#?}");
+    let after = report(&mut monitor, T0 + 5 * MINUTE + 10 * SECOND, 60, clean);
+    let resolved: Vec<_> = after.iter().filter(|t| t.change == AlertChange::Resolved).collect();
+    assert_eq!(resolved.len(), 1, "{after:#?}");
+    assert_eq!(resolved[0].alert.ended_at, Some(T0 + 6 * MINUTE), "a window after the last dead letter");
+}
+
+#[test]
+fn a_worker_too_old_to_report_dead_letters_counts_as_none() {
+    let mut monitor = SlaMonitor::new(SlaConfig::default()).unwrap();
+    let transitions = report(&mut monitor, T0, 60, |now| vec![status("a-1", 0, 0.2, now)]);
+    assert!(transitions.is_empty(), "{transitions:#?}");
+    let values = monitor.signal_values(T0 + MINUTE);
+    let dead = values.iter().find(|(signal, _, _)| *signal == Signal::DeadLetters).expect("a dead_letters value");
+    assert_eq!(dead.2, 0.0);
 }

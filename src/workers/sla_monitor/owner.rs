@@ -39,8 +39,9 @@ pub(super) enum Input {
     Request(RequestCompleted),
     /// A database statement.
     Query(QueryEvent),
-    /// A worker's self-report.
-    Status(WorkerStatus),
+    /// A worker's self-report: boxed, as the largest record (it would size every command for
+    /// the hot path's request events) and a rare one (one per instance every 10 s).
+    Status(Box<WorkerStatus>),
     /// An autoscaler decision.
     Decision(AutoscaleDecision),
     Finding(SlowQueryFinding),
@@ -209,7 +210,7 @@ fn apply(monitor: &mut SlaMonitor, command: Command, accepted: &::metrics::Count
             let observation = match input {
                 Input::Request(event) => monitor.observe(&event, now_ms),
                 Input::Query(statement) => monitor.observe_query(&statement, now_ms),
-                Input::Status(status) => monitor.observe_status(status, now_ms),
+                Input::Status(status) => monitor.observe_status(*status, now_ms),
                 Input::Decision(decision) => monitor.observe_decision(decision, now_ms),
                 Input::Finding(finding) => monitor.observe_finding(finding, now_ms),
             };

@@ -168,7 +168,7 @@ impl Worker for SlaMonitorWorker {
         } else if message.is::<QueryEvent>() {
             Input::Query(message.record()?)
         } else if message.is::<WorkerStatus>() {
-            Input::Status(message.record()?)
+            Input::Status(Box::new(message.record()?))
         } else if message.is::<AutoscaleDecision>() {
             Input::Decision(message.record()?)
         } else if message.is::<SlowQueryFinding>() {
