@@ -2,7 +2,8 @@
 //! `bus.status_topic` every `bus.status_interval` — its consumer group's lag on the partitions it
 //! owns, its memory, CPU and file-descriptor use, the share of its time it spent handling
 //! messages and the messages it dead-lettered — which the SLA monitor turns into consumer-lag,
-//! resource-exhaustion and dead-letter alerts, and the autoscaler into true rates per instance. Written once here, so every worker reports.
+//! resource-exhaustion and dead-letter alerts, and the autoscaler into true rates per instance.
+//! Written once here, so every worker reports.
 //!
 //! Figures come from Linux's `/proc` and cgroup v2 files; on a platform without them the field
 //! is null rather than a guess.

@@ -10,6 +10,11 @@ use crate::records::{AutoscaleDecision, ScaleAction, SlowQueryFinding, WorkerSta
 /// flood of made-up instance names cannot exhaust memory.
 pub(crate) const MAX_SUBJECTS: usize = 10_000;
 
+/// Most dead-letter reports kept per group within the window (a real group sends one per
+/// instance every 10 s); beyond it a report's count joins the newest kept, so a flood of
+/// reports costs no memory and the sum stays right.
+const MAX_DEAD_LETTER_REPORTS: usize = 1_000;
+
 /// Who a signal value is about; also the alert's labels.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Subject {
@@ -82,8 +87,9 @@ pub(crate) struct SignalBoard {
     groups: BTreeMap<String, GroupScaling>,
     databases: BTreeMap<String, DatabaseFindings>,
     /// Per consumer group, the dead letters its instances reported: (received, count), oldest
-    /// first, only reports with some.
-    dead_letters: BTreeMap<String, VecDeque<(i64, i64)>>,
+    /// first, only reports with some. Counts in f64: crafted reports near i64::MAX can neither
+    /// overflow nor saturate a sum.
+    dead_letters: BTreeMap<String, VecDeque<(i64, f64)>>,
 }
 
 /// How far back the signals that count over a window look, in milliseconds.
@@ -106,7 +112,12 @@ impl SignalBoard {
             && count > 0
             && (self.dead_letters.contains_key(group) || self.dead_letters.len() < MAX_SUBJECTS)
         {
-            self.dead_letters.entry(group.clone()).or_default().push_back((now_ms, count));
+            let reports = self.dead_letters.entry(group.clone()).or_default();
+            let full = reports.len() >= MAX_DEAD_LETTER_REPORTS;
+            match reports.back_mut() {
+                Some((_, newest)) if full => *newest += count as f64,
+                _ => reports.push_back((now_ms, count as f64)),
+            }
         }
         self.instances.insert(key, InstanceReport { status, received_ms: now_ms });
         true
@@ -239,9 +250,9 @@ impl SignalBoard {
                     .map(|group| (group, 0.0))
                     .collect();
                 for (group, counts) in &self.dead_letters {
-                    let recent: i64 =
+                    let recent: f64 =
                         counts.iter().filter(|(at, _)| *at > now_ms - windows.dead_letters_ms).map(|(_, n)| n).sum();
-                    *by_group.entry(group).or_insert(0.0) += recent as f64;
+                    *by_group.entry(group).or_insert(0.0) += recent;
                 }
                 by_group.into_iter().map(|(group, count)| (Subject::Group(group.to_string()), Some(count))).collect()
             }
@@ -291,5 +302,41 @@ impl SignalBoard {
             now_ms - latest.received_ms <= forget_ms.saturating_add(latest.window_ms)
                 || keep(&Subject::Database(database.clone()))
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead(count: i64, at_ms: i64) -> WorkerStatus {
+        WorkerStatus {
+            service: "serve".into(),
+            instance: "a-1".into(),
+            consumer_group: Some("frontier.serve".into()),
+            consumer_lag: None,
+            rss_bytes: None,
+            memory_limit_bytes: None,
+            cpu_utilization: None,
+            open_fds: None,
+            max_fds: None,
+            occurred_at: at_ms,
+            busy_share: None,
+            dead_lettered: Some(count),
+        }
+    }
+
+    const WINDOWS: Windows = Windows { actions_ms: 1_800_000, dead_letters_ms: 300_000 };
+
+    #[test]
+    fn a_flood_of_crafted_dead_letter_reports_neither_overflows_nor_grows_without_bound() {
+        let mut board = SignalBoard::default();
+        for i in 0..5_000 {
+            assert!(board.report_status(dead(i64::MAX / 2, i), i));
+        }
+        assert_eq!(board.dead_letters["frontier.serve"].len(), MAX_DEAD_LETTER_REPORTS);
+        let values = board.values(Signal::DeadLetters, 5_000, 60_000, WINDOWS);
+        let (_, Some(sum)) = &values[0] else { panic!("{values:?}") };
+        assert!(*sum >= 2_500.0 * (i64::MAX / 2) as f64, "every count kept in the sum: {sum}");
     }
 }
