@@ -1,7 +1,9 @@
 # PostgreSQL 15 with the hypopg extension (hypothetical indexes), which the slow-query
 # analyzer needs for `CREATE EXTENSION hypopg`. Built by docker-compose.yml.
-# The postgres:15 image is Debian-based and ships the PGDG apt source, which has the package.
-FROM postgres:15
+# The version ops/stack runs: Debian 12's postgresql-15 (15.18), on bookworm as there (the plain
+# postgres:15 tag moves with each minor release and is trixie-based now). The image ships the
+# PGDG apt source, which has the package.
+FROM postgres:15.18-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15-hypopg \
  && rm -rf /var/lib/apt/lists/*
