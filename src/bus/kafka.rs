@@ -40,6 +40,12 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
         // Cooperative rebalancing: scaling a group from 2 to 20 instances moves only the
         // partitions that change owner instead of stopping the whole group.
         ("partition.assignment.strategy", "cooperative-sticky"),
+        // A group that joined before its topic reached every broker's metadata (a worker
+        // started right after `frontier topics apply`) is assigned nothing, and only a metadata
+        // refresh shows the topic and rebalances it: librdkafka's default refresh, 5 minutes,
+        // left a lone inference batcher idle for all of CI's 180 s start patience. 10 s costs
+        // one small metadata request per consumer.
+        ("topic.metadata.refresh.interval.ms", "10000"),
     ];
     set_defaults(&mut config, &defaults);
     config
