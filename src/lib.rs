@@ -33,6 +33,7 @@ pub mod config;
 pub mod db;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod health;
 pub mod inference;
 pub mod market;

@@ -14,6 +14,7 @@ use crate::config::{
     self, ConfigError, Environment, InvalidSetting, LogSettings, MetricsSettings, PathSettings, PostgresSettings,
     RedisSettings, TopicOverrides,
 };
+use crate::gateway::GatewaySettings;
 use crate::market::PriceStoreSettings;
 use crate::workers::{
     AutoscalerSettings, CacheWarmerSettings, CdnPurgerSettings, InferenceBatcherSettings, PassthroughSettings,
@@ -48,6 +49,9 @@ pub struct Settings {
     /// Published static sites: their store, public address and origin server (the asset
     /// pipeline, `frontier run asset-origin` and the CDN purger).
     pub assets: AssetsSettings,
+    /// The HTTP gateway in front of the workers (`frontier run gateway`): listener, topics,
+    /// waits, API keys and quotas.
+    pub gateway: GatewaySettings,
     /// Per-worker settings.
     pub workers: WorkerSettings,
 }
@@ -103,6 +107,7 @@ impl Settings {
         self.topics.validate().map_err(|e| e.within("topics"))?;
         self.cache.validate().map_err(|e| e.within("cache"))?;
         self.assets.validate().map_err(|e| e.within("assets"))?;
+        self.gateway.validate().map_err(|e| e.within("gateway"))?;
         let workers = &self.workers;
         worker(&workers.passthrough)?;
         worker(&workers.sla)?;

@@ -5,6 +5,7 @@ mod assets;
 mod autoscale;
 mod bench;
 pub mod chaos;
+mod keys;
 mod model_serve;
 mod publish;
 mod queries;
@@ -54,6 +55,11 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Publish one analysis request, wait for its answer and print it with the round trip.
     Request(request::RequestArgs),
+    /// Create, revoke and list the gateway's API keys.
+    Keys {
+        #[command(subcommand)]
+        action: keys::KeysAction,
+    },
     /// Show alerts from the alerts topic, readably for a person on call.
     Alerts(alerts::AlertsArgs),
     /// Check Kafka, the topics, Redis and PostgreSQL; exit non-zero naming what failed.
@@ -143,6 +149,7 @@ impl Cli {
             Command::Publish(args) => publish::publish(&settings, args).await,
             Command::Tail(args) => tail::tail(&settings, args).await,
             Command::Request(args) => request::request(&settings, args).await,
+            Command::Keys { action } => keys::keys(&settings, action).await,
             Command::Alerts(args) => alerts::alerts(&settings, args).await,
             Command::HealthCheck(args) => health_check(&settings, args).await,
             Command::Config => {

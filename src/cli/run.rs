@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::SchemaCatalog;
 use crate::cdn::origin::{self, Origin};
 use crate::cdn::{AssetStore, AssetsSettings};
+use crate::gateway::GatewaySettings;
 use crate::settings::Settings;
 use crate::workers::{
     autoscaler, cache_warmer, cdn_purger, inference_batcher, passthrough, query_analyzer, serve, sla_monitor,
@@ -53,6 +54,9 @@ pub enum WorkerKind {
     /// The asset origin behind the edge (no consumer group): serves the live build from the
     /// asset store with precompressed variants, ETags, lifetimes and surrogate keys.
     AssetOrigin,
+    /// The HTTP gateway (no consumer group): API-key callers' analysis requests and inference
+    /// jobs published to Kafka and answered from the gateway's own reply topic, within quotas.
+    Gateway,
 }
 
 pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -79,11 +83,27 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
         WorkerKind::QueryAnalyzer => query_analyzer::run(&shared, &workers.query_analyzer, catalog, token).await?,
         WorkerKind::CdnPurger => cdn_purger::run(&shared, &workers.cdn_purger, catalog, token).await?,
         WorkerKind::AssetOrigin => return asset_origin(&settings.assets, token).await,
+        WorkerKind::Gateway => return gateway(&shared, &settings.gateway, catalog, token).await,
         WorkerKind::Autoscaler => {
             autoscaler::run(&shared, &workers.autoscaler, settings.worker_groups(), catalog, token).await?
         }
     };
     tracing::info!(?report, "worker stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The gateway is an HTTP server, not a consumer-group member: it has no loop report.
+async fn gateway(
+    shared: &crate::workers::Shared,
+    settings: &GatewaySettings,
+    catalog: Arc<SchemaCatalog>,
+    token: CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    let listen = settings.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen} for the gateway (gateway.listen)"))?;
+    crate::gateway::run(shared, settings, catalog, listener, token).await?;
     Ok(ExitCode::SUCCESS)
 }
 

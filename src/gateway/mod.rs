@@ -1,0 +1,156 @@
+//! The HTTP gateway in front of the optimization layer (`frontier run gateway`): callers with
+//! an API key post analysis requests and inference jobs; the gateway publishes them to Kafka
+//! with its own reply topic as `reply_to` and answers with what the workers send back.
+//!
+//! ```text
+//! POST /v1/analysis/{kind}          operator   publish, wait up to the deadline, answer
+//! POST /v1/inference/{embed|classify} operator   the same for inference jobs
+//!      ?async=true                             202 at once, with the result's URL
+//! GET  /v1/results/{id}             viewer     the answer, or 202 while pending
+//! GET  /v1/results/{id}/events      viewer     the answer as one server-sent event
+//! GET  /health                      anyone     liveness for load balancers
+//! ```
+//!
+//! Every other route needs a key (`auth`), every admitted call is charged to its tenant's and
+//! key's quotas (`ratelimit`), and many instances run side by side (`replies`).
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod jwt;
+pub mod keys;
+pub mod metrics;
+pub mod ratelimit;
+pub mod render;
+pub mod replies;
+pub mod routes;
+pub mod settings;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use rdkafka::producer::Producer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::{ApiError, GatewayError};
+pub use settings::{AuthSettings, GatewaySettings};
+
+use self::jwt::JwtVerifier;
+use self::keys::{ApiKeyStore, KeyVerifier};
+use self::ratelimit::RateLimiter;
+use self::replies::PendingAnswers;
+use self::routes::GatewayState;
+use crate::bus::SchemaCatalog;
+use crate::workers::Shared;
+
+/// How long a stopping gateway lets open connections finish (a waiting request is answered 503
+/// at once; this bounds slow clients and event streams).
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Runs one gateway instance on `listener` until `shutdown`: creates its reply topic, starts
+/// reading it, connects the key store and the rate limiter, then serves. On shutdown, waiting
+/// requests are answered 503, connections drain, the producer flushes and the reply topic is
+/// deleted (if configured).
+pub async fn run(
+    shared: &Shared,
+    settings: &GatewaySettings,
+    catalog: Arc<SchemaCatalog>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayError> {
+    metrics::describe();
+    let reply_topic = settings.reply_topic();
+    replies::create_reply_topic(&shared.kafka, &reply_topic, settings.reply_topic_retention).await?;
+    let capacity = usize::try_from(settings.max_pending).unwrap_or(usize::MAX);
+    let pending = Arc::new(PendingAnswers::new(capacity, settings.result_retention));
+    let tracker = TaskTracker::new();
+    replies::start_reader(&shared.kafka, &reply_topic, catalog.clone(), pending.clone(), &tracker, shutdown.clone())
+        .await?;
+    tracker.spawn(sweep(pending.clone(), shutdown.clone()));
+
+    let producer = crate::bus::kafka::producer(&shared.kafka)
+        .map_err(|source| GatewayError::Kafka { context: "creating the producer".into(), source })?;
+    let store = ApiKeyStore::connect(&shared.postgres, settings.auth.schema.as_deref()).await?;
+    let verifier = KeyVerifier::new(store, settings.auth.key_cache_ttl, settings.auth.key_cache_capacity);
+    let tokens = JwtVerifier::connect(&settings.auth.jwt).await?;
+    let limiter = RateLimiter::connect(&shared.redis, settings.rate_limits.clone(), shutdown.clone()).await?;
+
+    let state = Arc::new(GatewayState {
+        settings: settings.clone(),
+        reply_topic: reply_topic.clone(),
+        catalog,
+        producer: producer.clone(),
+        pending,
+        verifier,
+        tokens,
+        limiter,
+        shutdown: shutdown.clone(),
+    });
+    let app = router(state, settings.max_body_bytes);
+    let listen = listener.local_addr().map_err(|source| GatewayError::Listen { listen: settings.listen, source })?;
+    tracing::info!(%listen, reply_topic, "gateway serving");
+
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let drained = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    tokio::select! {
+        served = serve => served.map_err(|source| GatewayError::Listen { listen, source })?,
+        () = drained => tracing::warn!("connections still open after {DRAIN:?}; closing them"),
+    }
+
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        tracing::warn!("the reply reader did not stop within 5 s");
+    }
+    if let Err(error) = producer.flush(Duration::from_secs(5)) {
+        tracing::warn!(%error, "requests still unsent at stop");
+    }
+    if settings.delete_reply_topic_on_stop {
+        replies::delete_reply_topic(&shared.kafka, &reply_topic).await;
+    }
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// The routes, the body limit and the per-route metrics.
+fn router(state: Arc<GatewayState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/analysis/{kind}", post(routes::analysis))
+        .route("/v1/inference/{task}", post(routes::inference))
+        .route("/v1/results/{id}", get(routes::result))
+        .route("/v1/results/{id}/events", get(routes::result_events))
+        .route("/health", get(routes::health))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(measure))
+        .with_state(state)
+}
+
+/// Counts and times every answer by its route's template (never the raw path: ids would make
+/// a label per request).
+async fn measure(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::request_answered(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+/// Forgets answers past their retention, once a second.
+async fn sweep(pending: Arc<PendingAnswers>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = every.tick() => pending.sweep(Instant::now()),
+        }
+    }
+}
