@@ -84,6 +84,9 @@ pub enum BenchTarget {
     /// What a burst of the most expensive valid requests does to everyone else: ordinary
     /// requests' latency alone and during the burst, how the heavy ones end, threads and memory.
     Hostile(serve::HostileBenchArgs),
+    /// The HTTP gateway against publishing straight to Kafka: the same cached requests both
+    /// ways, p50/p99 and the gateway's overhead, then 429s for a tenant over its quota.
+    Gateway(serve::GatewayBenchArgs),
     /// The index advisor against Dexter's rule on one workload with planted missing indexes
     /// and decoys: recall, decoys and harmful advice, storage, and the workload's measured
     /// time before and after each advisor's indexes, in a scratch database.
@@ -118,6 +121,7 @@ pub async fn bench(settings: &Settings, target: BenchTarget) -> anyhow::Result<E
         }
         BenchTarget::Serve(args) => serve::bench_serve(settings, args).await,
         BenchTarget::Hostile(args) => serve::bench_hostile(settings, args).await,
+        BenchTarget::Gateway(args) => serve::bench_gateway(settings, args).await,
         BenchTarget::Queries(args) => queries::bench_queries(settings, args).await,
         BenchTarget::Statements(args) => statements::bench_statements(settings, args).await,
         BenchTarget::Autoscale(args) => autoscale::bench_autoscale(settings, args).await,

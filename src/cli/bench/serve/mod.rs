@@ -4,12 +4,15 @@
 //! load over many symbols and portfolios with the cache warmer off and on (hit ratio per
 //! layer), and finally lookup latency per layer straight on the tiered cache.
 
+mod gateway;
 mod hostile;
 mod load;
 mod lookups;
 
 pub(super) use load::Zipf;
 
+pub use gateway::GatewayBenchArgs;
+pub(super) use gateway::bench_gateway;
 pub use hostile::HostileBenchArgs;
 pub(super) use hostile::bench_hostile;
 
