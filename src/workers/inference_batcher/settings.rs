@@ -31,7 +31,7 @@ pub struct InferenceBatcherSettings {
     /// Folder of the model loaded for `in-process` instances (fetched by `ops/models`).
     pub model_dir: PathBuf,
     /// Address of the admin endpoint (`GET`/`PUT /admin/batching`, batch settings while
-    /// running); unset turns it off.
+    /// running); unset turns it off. Loopback only: the endpoint has no authentication.
     pub admin_listen: Option<SocketAddr>,
     /// Most texts one job may carry, inputs and label descriptions together (both are embedded);
     /// a larger job is answered `rejected`. A job with more inputs than a batch takes runs in
@@ -129,6 +129,14 @@ impl WorkerConfig for InferenceBatcherSettings {
         if self.request_timeout.is_zero() {
             return invalid("request_timeout".into(), "must be greater than zero");
         }
+        // The endpoint has no authentication: reachable from elsewhere, anybody could change
+        // batching. Remote changes go through the gateway's roles instead.
+        if self.admin_listen.is_some_and(|listen| !listen.ip().is_loopback()) {
+            return invalid(
+                "admin_listen".into(),
+                "must be a loopback address (the endpoint is unauthenticated; unset it to turn it off)",
+            );
+        }
         if self.models.is_empty() {
             return invalid("models".into(), "must name at least one model");
         }
@@ -188,6 +196,15 @@ mod tests {
         assert_eq!(settings.validate(), Ok(()));
         assert!(settings.needs_local_model());
         assert_eq!(settings.models[DEFAULT_MODEL].batching.max_batch_size, 64);
+    }
+
+    #[test]
+    fn an_admin_endpoint_off_loopback_is_refused() {
+        let settings = InferenceBatcherSettings {
+            admin_listen: Some(SocketAddr::from(([0, 0, 0, 0], 9480))),
+            ..InferenceBatcherSettings::default()
+        };
+        assert_eq!(settings.validate().unwrap_err().key, "admin_listen");
     }
 
     #[test]
