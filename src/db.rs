@@ -94,3 +94,60 @@ pub fn describe() {
     describe_gauge!(POOL_WAITING, "Statements waiting for a PostgreSQL pool connection, by pool.");
     describe_gauge!(POOL_MAX_CONNECTIONS, "The most connections the PostgreSQL pool may open, by pool.");
 }
+
+/// Why a pool could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is not one, or the schema name is not a plain identifier.
+    #[error("invalid PostgreSQL settings: {0}")]
+    Invalid(String),
+    /// PostgreSQL could not be reached.
+    #[error("connecting to PostgreSQL at {url}: {source} (is PostgreSQL up? `ops/stack up`)")]
+    Connect {
+        /// The URL, password masked.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// The migrations could not be applied.
+    #[error("migrating PostgreSQL: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A pool of up to `max_connections` (and at most the configured size) on `settings`, working in
+/// `schema` when given (created if needed), with the migrations of `migrations/` applied: for
+/// the small stores beside the price store (keys, the audit log).
+pub async fn connect_migrated(
+    settings: &crate::config::PostgresSettings,
+    schema: Option<&str>,
+    application: &str,
+    max_connections: u32,
+) -> Result<PgPool, ConnectError> {
+    use std::str::FromStr;
+
+    let url = crate::health::redact(&settings.url);
+    let mut options = sqlx::postgres::PgConnectOptions::from_str(&settings.url)
+        .map_err(|error| ConnectError::Invalid(format!("{url}: {error}")))?
+        .application_name(application);
+    if let Some(schema) = schema {
+        let plain = !schema.is_empty()
+            && schema.len() <= 63
+            && schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !plain {
+            return Err(ConnectError::Invalid(format!("schema `{schema}` must be 1-63 of a-z 0-9 _")));
+        }
+        options = options.options([("search_path", schema)]);
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections.clamp(1, settings.max_connections.max(1)))
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|source| ConnectError::Connect { url, source })?;
+    let mut migrator = sqlx::migrate!();
+    if let Some(schema) = schema {
+        migrator.create_schema(schema.to_owned());
+    }
+    migrator.run(&pool).await?;
+    Ok(pool)
+}
