@@ -23,6 +23,7 @@
 //! - [`cli`]: the `frontier` command.
 
 pub mod analytics;
+pub mod audit;
 pub mod autoscale;
 pub mod bus;
 pub mod cache;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditSettings;
 use crate::bus::{BusSettings, KafkaSettings};
 use crate::cache::CacheSettings;
 use crate::cdn::AssetsSettings;
@@ -49,6 +50,8 @@ pub struct Settings {
     /// Published static sites: their store, public address and origin server (the asset
     /// pipeline, `frontier run asset-origin` and the CDN purger).
     pub assets: AssetsSettings,
+    /// The audit trail of authenticated changes: its topic and table.
+    pub audit: AuditSettings,
     /// The HTTP gateway in front of the workers (`frontier run gateway`): listener, topics,
     /// waits, API keys and quotas.
     pub gateway: GatewaySettings,
@@ -108,6 +111,7 @@ impl Settings {
         self.cache.validate().map_err(|e| e.within("cache"))?;
         self.assets.validate().map_err(|e| e.within("assets"))?;
         self.gateway.validate().map_err(|e| e.within("gateway"))?;
+        self.audit.validate().map_err(|e| e.within("audit"))?;
         let workers = &self.workers;
         worker(&workers.passthrough)?;
         worker(&workers.sla)?;

@@ -1,11 +1,17 @@
-//! `frontier keys create|revoke|list`: the gateway's API keys in PostgreSQL.
+//! `frontier keys create|revoke|list`: the gateway's API keys in PostgreSQL, every change on
+//! the audit trail.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::gateway::keys::{ApiKeyStore, Role};
+use crate::audit::{AuditTrail, cli_actor};
+use crate::bus::SchemaCatalog;
+use crate::gateway::keys::{ApiKeyStore, KeyError, Role};
+use crate::records::{AuditEvent, AuditOutcome};
 use crate::settings::Settings;
 
 /// What to do with keys.
@@ -41,35 +47,109 @@ pub async fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<Exi
         .await
         .context("opening the key store")?;
     match action {
+        KeysAction::List { json } => list(&store, json).await,
         KeysAction::Create { tenant, role, name } => {
-            let created = store.create(&tenant, role, &name).await?;
+            create(&store, &open_trail(settings).await?, &tenant, role, &name).await
+        }
+        KeysAction::Revoke { id } => revoke(&store, &open_trail(settings).await?, &id).await,
+    }
+}
+
+/// Creating and revoking keys are changes: each goes on the audit trail, made, refused or
+/// failed. The trail is opened before the change, so none is made unrecorded because Kafka
+/// or the table could not be reached.
+async fn open_trail(settings: &Settings) -> anyhow::Result<AuditTrail> {
+    let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
+    AuditTrail::connect(&settings.kafka, &settings.postgres, &settings.audit, catalog)
+        .await
+        .context("opening the audit trail")
+}
+
+async fn create(
+    store: &ApiKeyStore,
+    trail: &AuditTrail,
+    tenant: &str,
+    role: Role,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let parameters = BTreeMap::from([("role".to_owned(), role.to_string()), ("name".to_owned(), name.to_owned())]);
+    let mut event = cli_event("keys.create", parameters);
+    event.tenant = Some(tenant.to_owned());
+    match store.create(tenant, role, name).await {
+        Ok(created) => {
+            event.target = Some(created.id.clone());
+            record(trail, &event).await?;
             println!("{}", serde_json::to_string(&created)?);
             eprintln!("keep the key now: only its hash is stored, it cannot be shown again");
+            Ok(ExitCode::SUCCESS)
         }
-        KeysAction::Revoke { id } => {
-            if !store.revoke(&id).await? {
-                eprintln!("no live key has the id `{id}` (frontier keys list shows them)");
-                return Ok(ExitCode::FAILURE);
-            }
+        Err(error @ KeyError::InvalidInput { .. }) => {
+            record(trail, &ended(event, AuditOutcome::Refused, error.to_string())).await?;
+            eprintln!("{error}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            record(trail, &ended(event, AuditOutcome::Failed, error.to_string())).await?;
+            Err(error.into())
+        }
+    }
+}
+
+async fn revoke(store: &ApiKeyStore, trail: &AuditTrail, id: &str) -> anyhow::Result<ExitCode> {
+    let mut event = cli_event("keys.revoke", BTreeMap::new());
+    event.target = Some(id.to_owned());
+    match store.revoke(id).await {
+        Ok(Some(tenant)) => {
+            event.tenant = Some(tenant);
+            record(trail, &event).await?;
             eprintln!("key {id} revoked");
+            Ok(ExitCode::SUCCESS)
         }
-        KeysAction::List { json } => {
-            let keys = store.list().await?;
-            if json {
-                for key in &keys {
-                    println!("{}", serde_json::to_string(key)?);
-                }
-            } else {
-                println!("{:<12}  {:<16}  {:<8}  {:<20}  {:<20}  name", "id", "tenant", "role", "created", "revoked");
-                for key in &keys {
-                    let revoked = key.revoked_at.as_deref().unwrap_or("-");
-                    println!(
-                        "{:<12}  {:<16}  {:<8}  {:<20}  {:<20}  {}",
-                        key.id, key.tenant, key.role, key.created_at, revoked, key.name
-                    );
-                }
-            }
+        Ok(None) => {
+            let why = format!("no live key has the id `{}`", id.escape_debug());
+            record(trail, &ended(event, AuditOutcome::Refused, why.clone())).await?;
+            eprintln!("{why} (frontier keys list shows them)");
+            Ok(ExitCode::FAILURE)
         }
+        Err(error) => {
+            record(trail, &ended(event, AuditOutcome::Failed, error.to_string())).await?;
+            Err(error.into())
+        }
+    }
+}
+
+async fn record(trail: &AuditTrail, event: &AuditEvent) -> anyhow::Result<()> {
+    trail.record(event).await.context("recording the change on the audit trail")
+}
+
+/// An event of `action` by whoever runs the command line: admin, since it holds the
+/// database credentials.
+fn cli_event(action: &str, parameters: BTreeMap<String, String>) -> AuditEvent {
+    crate::audit::event(&cli_actor(), Role::Admin.as_str(), action, parameters, AuditOutcome::Ok, "cli")
+}
+
+/// `event`, which ended as `outcome` for the reason `detail`.
+fn ended(mut event: AuditEvent, outcome: AuditOutcome, detail: String) -> AuditEvent {
+    event.outcome = outcome;
+    event.detail = Some(detail);
+    event
+}
+
+async fn list(store: &ApiKeyStore, json: bool) -> anyhow::Result<ExitCode> {
+    let keys = store.list().await?;
+    if json {
+        for key in &keys {
+            println!("{}", serde_json::to_string(key)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<12}  {:<16}  {:<8}  {:<20}  {:<20}  name", "id", "tenant", "role", "created", "revoked");
+    for key in &keys {
+        let revoked = key.revoked_at.as_deref().unwrap_or("-");
+        println!(
+            "{:<12}  {:<16}  {:<8}  {:<20}  {:<20}  {}",
+            key.id, key.tenant, key.role, key.created_at, revoked, key.name
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod assets;
+mod audit;
 mod autoscale;
 mod bench;
 pub mod chaos;
@@ -55,6 +56,8 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Publish one analysis request, wait for its answer and print it with the round trip.
     Request(request::RequestArgs),
+    /// The audit trail of authenticated changes, newest first.
+    Audit(audit::AuditArgs),
     /// Create, revoke and list the gateway's API keys.
     Keys {
         #[command(subcommand)]
@@ -150,6 +153,7 @@ impl Cli {
             Command::Tail(args) => tail::tail(&settings, args).await,
             Command::Request(args) => request::request(&settings, args).await,
             Command::Keys { action } => keys::keys(&settings, action).await,
+            Command::Audit(args) => audit::audit(&settings, args).await,
             Command::Alerts(args) => alerts::alerts(&settings, args).await,
             Command::HealthCheck(args) => health_check(&settings, args).await,
             Command::Config => {

@@ -7,6 +7,7 @@
 
 mod alert;
 mod assets;
+mod audit;
 mod autoscale;
 mod cache_invalidation;
 mod common;
@@ -27,6 +28,7 @@ use serde::de::DeserializeOwned;
 
 pub use alert::{Alert, AlertStatus, Severity};
 pub use assets::{AssetChange, ChangeType, IndexAction, IndexRecommendation, PurgeMethod, PurgeResult, PurgeStatus};
+pub use audit::{AuditEvent, AuditOutcome};
 pub use autoscale::{AutoscaleDecision, PartitionHealth, ScaleAction};
 pub use cache_invalidation::CacheInvalidation;
 pub use common::{CacheLayer, Priority, RequestStatus};
@@ -57,6 +59,7 @@ macro_rules! record {
 }
 
 record!(Alert, "frontier.sla.Alert", "alert.avsc");
+record!(AuditEvent, "frontier.audit.AuditEvent", "audit_event.avsc");
 record!(AssetChange, "frontier.cdn.AssetChange", "asset_change.avsc");
 record!(AutoscaleDecision, "frontier.autoscale.ScaleDecision", "autoscale_decision.avsc");
 record!(CacheInvalidation, "frontier.cache.Invalidation", "cache_invalidation.avsc");

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
 mod answers;
+mod audit;
 #[path = "../common/mod.rs"]
 mod common;
 mod front_door;
