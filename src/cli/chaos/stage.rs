@@ -40,6 +40,8 @@ const SLA_JOIN: Duration = Duration::from_secs(3);
 /// How long workers may take to start (a debug build loading the embedding model on 2 busy
 /// cores).
 const START_PATIENCE: Duration = Duration::from_secs(180);
+/// How long a scenario's new topics may take to be fully replicated.
+const REPLICA_PATIENCE: Duration = Duration::from_secs(120);
 
 /// The shared state of a chaos run.
 pub(super) struct Run {
@@ -376,7 +378,46 @@ impl Run {
         let plan = topics::plan(&specs, &Default::default());
         topics::apply(&admin, &plan, self.settings.kafka.request_timeout)
             .await
-            .context("creating the scenario's topics")
+            .context("creating the scenario's topics")?;
+        self.await_replicas(topics).await
+    }
+
+    /// Waits until every partition of the scenario's topics has a leader and all three
+    /// replicas in sync. A broker restarted by the previous scenario (or starved of CPU while
+    /// the tests built) may still be catching up: a fault on top of that would test two faults.
+    async fn await_replicas(&self, topics: &ScenarioTopics) -> anyhow::Result<()> {
+        let probe: BaseConsumer<Quiet> = kafka::base_config(&self.settings.kafka).create_with_context(Quiet)?;
+        let names: Vec<String> = topics.all().into_iter().map(|(name, _)| name.to_owned()).collect();
+        let began = Instant::now();
+        loop {
+            let lagging: Vec<String> =
+                tokio::task::block_in_place(|| probe.fetch_metadata(None, Duration::from_secs(10)))
+                    .map(|metadata| {
+                        let mut lagging = Vec::new();
+                        for name in &names {
+                            match metadata.topics().iter().find(|t| t.name() == name) {
+                                None => lagging.push(format!("{name}: not in the metadata yet")),
+                                Some(topic) => lagging.extend(
+                                    topic.partitions().iter().filter(|p| p.leader() < 0 || p.isr().len() < 3).map(
+                                        |p| format!("{name}-{}: leader {}, in sync {:?}", p.id(), p.leader(), p.isr()),
+                                    ),
+                                ),
+                            }
+                        }
+                        lagging
+                    })
+                    .unwrap_or_else(|error| vec![format!("no metadata: {error}")]);
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if began.elapsed() > REPLICA_PATIENCE {
+                bail!(
+                    "the cluster did not replicate the scenario's topics within {REPLICA_PATIENCE:?}: {}",
+                    lagging.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// What every worker of a scenario is configured with: the brokers through toxiproxy, the
