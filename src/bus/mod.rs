@@ -1,6 +1,7 @@
 //! The bus: Kafka clients, the Avro codec, and the consumer loop every worker shares.
 
 pub mod codec;
+pub mod compacted;
 mod consumer_loop;
 mod context;
 mod delivery;

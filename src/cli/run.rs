@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::SchemaCatalog;
 use crate::cdn::origin::{self, Origin};
 use crate::cdn::{AssetStore, AssetsSettings};
-use crate::gateway::GatewaySettings;
 use crate::settings::Settings;
 use crate::workers::{
     autoscaler, cache_warmer, cdn_purger, inference_batcher, passthrough, query_analyzer, serve, sla_monitor,
@@ -32,7 +31,8 @@ pub enum WorkerKind {
     /// SLIs, rules and SLO burn rates over request-completed events; alerts to the alerts topic.
     SlaMonitor,
     /// Inference jobs batched onto model instances by priority and deadline; results to the
-    /// results topic. Batch settings change while running via `PUT /admin/batching`.
+    /// results topic. Batch settings change while running through the gateway
+    /// (`PUT /v1/admin/batching/{model}`), which every batcher follows.
     InferenceBatcher,
     /// Analysis requests answered from the tiered cache (memory, Redis, disk) or computed over
     /// the price store; responses to `reply_to`, events to the metrics topic. Also applies every
@@ -83,7 +83,7 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
         WorkerKind::QueryAnalyzer => query_analyzer::run(&shared, &workers.query_analyzer, catalog, token).await?,
         WorkerKind::CdnPurger => cdn_purger::run(&shared, &workers.cdn_purger, catalog, token).await?,
         WorkerKind::AssetOrigin => return asset_origin(&settings.assets, token).await,
-        WorkerKind::Gateway => return gateway(&shared, &settings.gateway, catalog, token).await,
+        WorkerKind::Gateway => return gateway(settings, catalog, token).await,
         WorkerKind::Autoscaler => {
             autoscaler::run(&shared, &workers.autoscaler, settings.worker_groups(), catalog, token).await?
         }
@@ -94,16 +94,15 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
 
 /// The gateway is an HTTP server, not a consumer-group member: it has no loop report.
 async fn gateway(
-    shared: &crate::workers::Shared,
-    settings: &GatewaySettings,
+    settings: &Settings,
     catalog: Arc<SchemaCatalog>,
     token: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
-    let listen = settings.listen;
+    let listen = settings.gateway.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen} for the gateway (gateway.listen)"))?;
-    crate::gateway::run(shared, settings, catalog, listener, token).await?;
+    crate::gateway::run(settings, catalog, listener, token).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -130,4 +130,10 @@ pub enum GatewayError {
     /// A schema the gateway encodes or decodes with is missing.
     #[error("schemas: {0}")]
     Schemas(#[from] crate::bus::CodecError),
+    /// The audit trail could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// The batching control topic could not be read.
+    #[error(transparent)]
+    Control(#[from] crate::bus::compacted::FollowError),
 }

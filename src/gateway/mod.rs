@@ -9,11 +9,13 @@
 //! GET  /v1/results/{id}             viewer     the answer, or 202 while pending
 //! GET  /v1/results/{id}/events      viewer     the answer as one server-sent event
 //! GET  /health                      anyone     liveness for load balancers
+//! GET|PUT|DELETE /v1/admin/batching/... operator batch settings while running (`admin`)
 //! ```
 //!
 //! Every other route needs a key (`auth`), every admitted call is charged to its tenant's and
 //! key's quotas (`ratelimit`), and many instances run side by side (`replies`).
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -33,7 +35,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use rdkafka::producer::Producer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -42,30 +44,39 @@ use tokio_util::task::TaskTracker;
 pub use error::{ApiError, GatewayError};
 pub use settings::{AuthSettings, GatewaySettings};
 
+use self::admin::BatchingControl;
 use self::jwt::JwtVerifier;
 use self::keys::{ApiKeyStore, KeyVerifier};
 use self::ratelimit::RateLimiter;
 use self::replies::PendingAnswers;
 use self::routes::GatewayState;
+use crate::audit::AuditTrail;
 use crate::bus::SchemaCatalog;
-use crate::workers::Shared;
+use crate::bus::compacted;
+use crate::settings::Settings;
 
 /// How long a stopping gateway lets open connections finish (a waiting request is answered 503
 /// at once; this bounds slow clients and event streams).
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// How long a starting gateway waits to read the batch settings overridden so far.
+const FOLLOW_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Runs one gateway instance on `listener` until `shutdown`: creates its reply topic, starts
 /// reading it, connects the key store and the rate limiter, then serves. On shutdown, waiting
 /// requests are answered 503, connections drain, the producer flushes and the reply topic is
 /// deleted (if configured).
+///
+/// It reads `[gateway]`, and beside it the shared services, `[audit]` and the inference
+/// batcher's models and control topic (which its admin routes change).
 pub async fn run(
-    shared: &Shared,
-    settings: &GatewaySettings,
+    all: &Settings,
     catalog: Arc<SchemaCatalog>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
     metrics::describe();
+    let (shared, settings) = (&all.shared(), &all.gateway);
     let reply_topic = settings.reply_topic();
     replies::create_reply_topic(&shared.kafka, &reply_topic, settings.reply_topic_retention).await?;
     let capacity = usize::try_from(settings.max_pending).unwrap_or(usize::MAX);
@@ -81,6 +92,16 @@ pub async fn run(
     let verifier = KeyVerifier::new(store, settings.auth.key_cache_ttl, settings.auth.key_cache_capacity);
     let tokens = JwtVerifier::connect(&settings.auth.jwt).await?;
     let limiter = RateLimiter::connect(&shared.redis, settings.rate_limits.clone(), shutdown.clone()).await?;
+    let audit = AuditTrail::connect(&shared.kafka, &shared.postgres, &all.audit, catalog.clone()).await?;
+    let inference = &all.workers.inference;
+    let batching = match &inference.overrides_topic {
+        Some(topic) => Some(BatchingControl {
+            topic: topic.clone(),
+            overrides: compacted::follow(&shared.kafka, topic, &tracker, shutdown.clone(), FOLLOW_PATIENCE).await?,
+            configured: inference.models.iter().map(|(name, model)| (name.clone(), model.batching.clone())).collect(),
+        }),
+        None => None,
+    };
 
     let state = Arc::new(GatewayState {
         settings: settings.clone(),
@@ -92,6 +113,8 @@ pub async fn run(
         tokens,
         limiter,
         shutdown: shutdown.clone(),
+        audit,
+        batching,
     });
     let app = router(state, settings.max_body_bytes);
     let listen = listener.local_addr().map_err(|source| GatewayError::Listen { listen: settings.listen, source })?;
@@ -129,6 +152,8 @@ fn router(state: Arc<GatewayState>, max_body_bytes: usize) -> Router {
         .route("/v1/results/{id}", get(routes::result))
         .route("/v1/results/{id}/events", get(routes::result_events))
         .route("/health", get(routes::health))
+        .route("/v1/admin/batching", get(admin::batching))
+        .route("/v1/admin/batching/{model}", put(admin::update_batching).delete(admin::reset_batching))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(measure))
         .with_state(state)

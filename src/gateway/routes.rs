@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::admin::BatchingControl;
 use super::auth::{authenticate, authorize};
 use super::body::{self, AnalysisBody, InferenceBody};
 use super::error::ApiError;
@@ -28,6 +29,7 @@ use super::ratelimit::RateLimiter;
 use super::render::render;
 use super::replies::{Asked, PendingAnswers, Slot};
 use super::settings::GatewaySettings;
+use crate::audit::AuditTrail;
 use crate::bus::SchemaCatalog;
 use crate::clock::now_millis;
 use crate::records::{AnalysisRequest, InferenceJob, Task};
@@ -52,17 +54,23 @@ pub struct GatewayState {
     pub limiter: RateLimiter,
     /// Cancelled when the gateway stops: waiting requests are answered 503 at once.
     pub shutdown: CancellationToken,
+    /// Where admin changes are recorded.
+    pub audit: AuditTrail,
+    /// Batch settings changed while running; `None` without a control topic.
+    pub batching: Option<BatchingControl>,
 }
 
 /// A caller let in: who it is, and the rate-limit headers every answer to it carries.
-struct Admitted {
-    identity: Identity,
-    headers: Vec<(HeaderName, String)>,
+pub(super) struct Admitted {
+    /// Who.
+    pub(super) identity: Identity,
+    /// `RateLimit-*`.
+    pub(super) headers: Vec<(HeaderName, String)>,
 }
 
 impl GatewayState {
     /// Authenticates, authorizes for `role` and charges the caller's quotas: 401, 403 or 429.
-    async fn admit(&self, headers: &HeaderMap, role: Role) -> Result<Admitted, ApiError> {
+    pub(super) async fn admit(&self, headers: &HeaderMap, role: Role) -> Result<Admitted, ApiError> {
         let identity = authenticate(&self.verifier, self.tokens.as_ref(), headers).await?;
         authorize(&identity, role)?;
         let decision = self.limiter.check(&identity.tenant, &identity.subject).await;
@@ -302,7 +310,7 @@ fn encode<T: crate::records::Record>(state: &GatewayState, record: &T) -> Result
     })
 }
 
-fn with_headers(mut response: Response, headers: &[(HeaderName, String)]) -> Response {
+pub(super) fn with_headers(mut response: Response, headers: &[(HeaderName, String)]) -> Response {
     for (name, value) in headers {
         if let Ok(value) = HeaderValue::from_str(value) {
             response.headers_mut().insert(name.clone(), value);

@@ -130,6 +130,13 @@ fn samples() -> Vec<String> {
             detail: Some("d".into()),
             source: "cli".into(),
         }),
+        check(BatchingOverride {
+            model: "all-minilm-l6-v2".into(),
+            settings: r#"{"max_batch_size":32}"#.into(),
+            changed_by: "key:0123456789ab".into(),
+            changed_at: 1,
+            audit_id: "a".into(),
+        }),
         check(AssetChange {
             id: "c".into(),
             asset_path: "/a.css".into(),

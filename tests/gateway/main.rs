@@ -3,6 +3,7 @@
 //! Redis under a prefix of the test's own, and a real serving worker answering over Kafka.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
 
+mod admin;
 mod answers;
 mod audit;
 #[path = "../common/mod.rs"]
@@ -12,6 +13,7 @@ mod keys;
 mod limits;
 mod tokens;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +24,13 @@ use frontier::gateway::keys::{ApiKeyStore, Role};
 use frontier::market::seed::{SeedPlan, seed_prices};
 use frontier::market::{PriceStore, RecordedQueryEvents, StoreOptions};
 use frontier::settings::Settings;
+use frontier::workers::inference_batcher::ModelSettings;
 use frontier::workers::serve::{ServeWorker, ServingLoops};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+/// The model the inference settings serve.
+const MODEL: &str = "m";
 
 /// How long a test waits for a gateway to start or an answer to come.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -48,17 +54,32 @@ impl World {
         settings.cache.invalidations_topic = topic("invalidations");
         settings.bus.dlq_topic = topic("dlq");
         settings.prices.query_events_topic = None;
+        settings.audit.topic = topic("audit");
+        let inference = &mut settings.workers.inference;
+        inference.input_topic = topic("jobs");
+        inference.results_topic = topic("results");
+        inference.overrides_topic = Some(topic("batching"));
+        inference.admin_listen = None;
+        // A model served over HTTP (nothing listens there): batchers start without loading a
+        // model, and the batching routes have a model to change.
+        let model = ModelSettings { instances: vec!["http://127.0.0.1:9".into()], ..ModelSettings::default() };
+        inference.models = BTreeMap::from([(MODEL.to_owned(), model)]);
         let names = [
             settings.workers.serve.input_topic.clone(),
             settings.workers.serve.responses_topic.clone(),
             settings.workers.serve.metrics_topic.clone(),
             settings.cache.invalidations_topic.clone(),
             settings.bus.dlq_topic.clone(),
+            settings.audit.topic.clone(),
+            settings.workers.inference.input_topic.clone(),
+            settings.workers.inference.results_topic.clone(),
+            settings.workers.inference.overrides_topic.clone().unwrap_or_default(),
         ];
         create_topics(&settings, &names.iter().map(String::as_str).collect::<Vec<_>>(), 1).await;
 
         let schema = format!("test_gateway_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         settings.prices.schema = Some(schema.clone());
+        settings.audit.schema = Some(schema.clone());
         let gateway = &mut settings.gateway;
         gateway.analysis_topic = settings.workers.serve.input_topic.clone();
         gateway.auth.schema = Some(schema.clone());
@@ -85,9 +106,8 @@ impl World {
         let address: SocketAddr = listener.local_addr().unwrap();
         let token = CancellationToken::new();
         self.stops.push(token.clone());
-        let shared = settings.shared();
         tokio::spawn(async move {
-            let stopped = frontier::gateway::run(&shared, &settings.gateway, catalog(), listener, token).await;
+            let stopped = frontier::gateway::run(&settings, catalog(), listener, token).await;
             stopped.expect("the gateway runs and stops cleanly");
         });
         let base = format!("http://{address}");

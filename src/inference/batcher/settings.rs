@@ -143,6 +143,25 @@ pub struct InvalidBatching {
 }
 
 impl BatchingSettings {
+    /// These settings with `patch` applied, validated. `patch` is a JSON merge patch (RFC 7386)
+    /// of the fields as written in the config (`{"max_batch_size": 32, "max_queue_delay":
+    /// "5ms"}`): objects merge field by field, anything else replaces. The error names the field.
+    pub fn patched(&self, patch: &serde_json::Value) -> Result<BatchingSettings, InvalidBatching> {
+        if !patch.is_object() {
+            return Err(InvalidBatching {
+                key: "$".into(),
+                message: "must be a JSON object of batching fields".into(),
+            });
+        }
+        let mut merged = serde_json::to_value(self)
+            .map_err(|error| InvalidBatching { key: "$".into(), message: error.to_string() })?;
+        merge_patch(&mut merged, patch);
+        let settings: BatchingSettings = serde_path_to_error::deserialize(merged)
+            .map_err(|error| InvalidBatching { key: error.path().to_string(), message: error.inner().to_string() })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), InvalidBatching> {
         let invalid = |key: &str, message: &str| Err(InvalidBatching { key: key.into(), message: message.into() });
@@ -171,5 +190,57 @@ impl BatchingSettings {
             }
         }
         Ok(())
+    }
+}
+
+/// JSON merge patch (RFC 7386): objects merge key by key, `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(target), serde_json::Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge_patch(target.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_patch_changes_the_named_fields_and_keeps_the_rest() {
+        let base = BatchingSettings::default();
+        let patched = base
+            .patched(&json!({"max_batch_size": 8, "preferred_batch_sizes": [4, 8], "max_queue_delay": "3ms"}))
+            .unwrap();
+        assert_eq!((patched.max_batch_size, patched.max_queue_delay), (8, Duration::from_millis(3)));
+        assert_eq!(patched.aging_interval, base.aging_interval);
+    }
+
+    #[test]
+    fn a_patch_of_a_nested_policy_keeps_its_siblings() {
+        let base = BatchingSettings::default();
+        let patched = base.patched(&json!({"policies": {"low": {"max_queue_size": 7}}})).unwrap();
+        assert_eq!(patched.policies.of(Priority::Low).max_queue_size, 7);
+        assert_eq!(patched.policies.of(Priority::High), base.policies.of(Priority::High));
+    }
+
+    #[test]
+    fn a_patch_names_the_field_it_breaks() {
+        let base = BatchingSettings::default();
+        assert_eq!(base.patched(&json!({"max_batch_size": "many"})).unwrap_err().key, "max_batch_size");
+        assert_eq!(base.patched(&json!({"max_batch_size": 0})).unwrap_err().key, "max_batch_size");
+        let too_big = base.patched(&json!({"max_batch_size": 4})).unwrap_err();
+        assert_eq!(too_big.key, "preferred_batch_sizes", "checked together with the fields it depends on");
+        assert_eq!(base.patched(&json!({"batch": 1})).unwrap_err().key, "batch", "an unknown field");
+        assert_eq!(base.patched(&json!([1])).unwrap_err().key, "$");
     }
 }

@@ -11,6 +11,7 @@
 //! Batch settings change while running through the admin endpoint ([`admin`]).
 
 pub mod admin;
+pub mod overrides;
 mod settings;
 mod wire;
 
@@ -19,11 +20,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 pub use settings::{DEFAULT_MODEL, InferenceBatcherSettings, ModelSettings};
 
 use super::{Shared, WorkerConfig};
+use crate::bus::compacted;
 use crate::bus::outputs::is_valid_topic_name;
 use crate::bus::{
     BusError, ConsumerLoop, HandlerError, Inbound, KnownSchema, LoopOptions, LoopReport, Outbound, Refusal,
@@ -64,7 +67,13 @@ pub enum InferenceWorkerError {
     /// The batcher refused the settings.
     #[error(transparent)]
     Batcher(#[from] BatcherError),
+    /// The batch settings changed while running could not be read.
+    #[error(transparent)]
+    Overrides(#[from] crate::bus::compacted::FollowError),
 }
+
+/// How long a starting batcher waits to read the batch settings changed while running.
+const OVERRIDES_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Loads the model for `in-process` instances, if any model has one.
 pub fn load_local_model(
@@ -297,6 +306,16 @@ pub async fn run(
     };
     let batcher_token = CancellationToken::new();
     let batcher = start_batcher(settings, local_model, batcher_token.clone())?;
+    // Settings changed while running are read back before the first job, then followed.
+    let followers = TaskTracker::new();
+    if let Some(topic) = &settings.overrides_topic {
+        let snapshots =
+            compacted::follow(&shared.kafka, topic, &followers, batcher_token.clone(), OVERRIDES_PATIENCE).await?;
+        let configured = settings.models.iter().map(|(name, model)| (name.clone(), model.batching.clone())).collect();
+        let (batcher, catalog) = (batcher.clone(), catalog.clone());
+        followers.spawn(overrides::follow(batcher, configured, catalog, snapshots, batcher_token.clone()));
+    }
+    followers.close();
     if let Some(listen) = settings.admin_listen {
         let (batcher, token) = (batcher.clone(), batcher_token.clone());
         tokio::spawn(async move {
@@ -312,6 +331,7 @@ pub async fn run(
         Err(error) => Err(error),
     };
     batcher_token.cancel();
+    followers.wait().await;
     Ok(report?)
 }
 

@@ -30,9 +30,13 @@ pub struct InferenceBatcherSettings {
     pub group_id: Option<String>,
     /// Folder of the model loaded for `in-process` instances (fetched by `ops/models`).
     pub model_dir: PathBuf,
-    /// Address of the admin endpoint (`GET`/`PUT /admin/batching`, batch settings while
-    /// running); unset turns it off. Loopback only: the endpoint has no authentication.
+    /// Address of the read-only admin endpoint (`GET /admin/batching`, the batch settings in
+    /// force on this instance); unset turns it off. Loopback only: it has no authentication.
     pub admin_listen: Option<SocketAddr>,
+    /// Compacted topic of batch settings changed while running (`BatchingOverride`s, written by
+    /// the gateway's `PUT /v1/admin/batching/{model}`), read whole at start and followed; unset
+    /// keeps the configured settings. A missing topic reads as empty, with a warning.
+    pub overrides_topic: Option<String>,
     /// Most texts one job may carry, inputs and label descriptions together (both are embedded);
     /// a larger job is answered `rejected`. A job with more inputs than a batch takes runs in
     /// chunks of `max_batch_size`, queued like any job.
@@ -56,6 +60,7 @@ impl Default for InferenceBatcherSettings {
             group_id: None,
             model_dir: DEFAULT_MODEL_DIR.into(),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9480))),
+            overrides_topic: Some("frontier.control.batching".into()),
             max_inputs_per_job: 512,
             max_text_bytes: 8192,
             request_timeout: Duration::from_secs(30),
@@ -128,6 +133,9 @@ impl WorkerConfig for InferenceBatcherSettings {
         }
         if self.request_timeout.is_zero() {
             return invalid("request_timeout".into(), "must be greater than zero");
+        }
+        if self.overrides_topic.as_ref().is_some_and(|topic| topic.trim().is_empty()) {
+            return invalid("overrides_topic".into(), "must name a topic (or be left out)");
         }
         // The endpoint has no authentication: reachable from elsewhere, anybody could change
         // batching. Remote changes go through the gateway's roles instead.

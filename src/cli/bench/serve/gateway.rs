@@ -110,10 +110,9 @@ pub(in crate::cli::bench) async fn bench_gateway(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let token = bench.shutdown.child_token();
-    let (shared, task_settings, catalog, task_token) =
-        (gateway_settings.shared(), gateway_settings.gateway.clone(), bench.catalog.clone(), token.clone());
+    let (catalog, task_token) = (bench.catalog.clone(), token.clone());
     let server =
-        tokio::spawn(async move { crate::gateway::run(&shared, &task_settings, catalog, listener, task_token).await });
+        tokio::spawn(async move { crate::gateway::run(&gateway_settings, catalog, listener, task_token).await });
     let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
     wait_healthy(&http, &base).await?;
 
