@@ -64,7 +64,7 @@ async fn check_topics(settings: &Settings, timeout: Duration) -> Result<String, 
 
 async fn check_redis(settings: &Settings, timeout: Duration) -> Result<String, String> {
     let ping = async {
-        let client = redis::Client::open(settings.redis.url.as_str())?;
+        let client = settings.redis.client()?;
         let mut connection = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING").query_async::<String>(&mut connection).await
     };

@@ -138,9 +138,9 @@ pub struct RedisLayer {
 }
 
 impl RedisLayer {
-    /// A layer on `url` (connected on first use); fails only on a malformed URL.
+    /// A layer on `client` (connected on first use).
     pub fn new(
-        url: &str,
+        client: Client,
         prefix: &str,
         sealer: Sealer,
         retry_backoff: Duration,
@@ -148,7 +148,6 @@ impl RedisLayer {
         tag_version_retention: Duration,
         counters: Arc<Counters>,
     ) -> Result<RedisLayer, RedisError> {
-        let client = Client::open(url)?;
         ::metrics::gauge!(metric::REDIS_UP).set(0.0);
         Ok(RedisLayer {
             client,

@@ -136,13 +136,39 @@ impl fmt::Display for Environment {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {
-    /// `redis://` or `rediss://` URL.
+    /// `redis://` or `rediss://` (TLS) URL.
     pub url: String,
+    /// PEM file of the CA that signed the server's certificate, for a `rediss://` server the
+    /// system does not trust (the local stack's: `.stack/tls/ca.pem`); unset: the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisSettings {
     fn default() -> Self {
-        RedisSettings { url: "redis://127.0.0.1:6379".into() }
+        RedisSettings { url: "redis://127.0.0.1:6379".into(), ca_file: None }
+    }
+}
+
+impl RedisSettings {
+    /// Settings for a plain `url` (tests and benchmarks that pick their own server).
+    pub fn at(url: impl Into<String>) -> RedisSettings {
+        RedisSettings { url: url.into(), ca_file: None }
+    }
+
+    /// A client for these settings (it connects on first use): over TLS for `rediss://`,
+    /// trusting `ca_file` when set. Every Redis client of the project is made here.
+    pub fn client(&self) -> Result<redis::Client, redis::RedisError> {
+        let Some(ca_file) = self.ca_file.as_ref().filter(|_| self.url.starts_with("rediss://")) else {
+            return redis::Client::open(self.url.as_str());
+        };
+        let root_cert = std::fs::read(ca_file).map_err(|error| {
+            let detail = format!("reading the CA file {}: {error}", ca_file.display());
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "redis.ca_file", detail))
+        })?;
+        redis::Client::build_with_tls(
+            self.url.as_str(),
+            redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) },
+        )
     }
 }
 
@@ -231,6 +257,14 @@ impl RedisSettings {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
             return Err(InvalidSetting::new("url", "must start with redis:// or rediss://"));
+        }
+        if let Some(ca_file) = &self.ca_file {
+            if !self.url.starts_with("rediss://") {
+                return Err(InvalidSetting::new("ca_file", "is only read for a rediss:// url"));
+            }
+            if !ca_file.is_file() {
+                return Err(InvalidSetting::new("ca_file", format!("{} is not a readable file", ca_file.display())));
+            }
         }
         Ok(())
     }

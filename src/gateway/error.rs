@@ -130,6 +130,9 @@ pub enum GatewayError {
     /// A schema the gateway encodes or decodes with is missing.
     #[error("schemas: {0}")]
     Schemas(#[from] crate::bus::CodecError),
+    /// `[gateway.tls]`'s certificate or key cannot be served.
+    #[error("gateway TLS: {0}")]
+    Tls(#[from] super::tls::TlsError),
     /// The audit trail could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),

@@ -27,6 +27,7 @@ pub mod render;
 pub mod replies;
 pub mod routes;
 pub mod settings;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +78,8 @@ pub async fn run(
 ) -> Result<(), GatewayError> {
     metrics::describe();
     let (shared, settings) = (&all.shared(), &all.gateway);
+    // The certificate first: a bad one stops the start before any topic is created.
+    let tls = settings.tls.as_ref().map(tls::server_config).transpose()?;
     let reply_topic = settings.reply_topic();
     replies::create_reply_topic(&shared.kafka, &reply_topic, settings.reply_topic_retention).await?;
     let capacity = usize::try_from(settings.max_pending).unwrap_or(usize::MAX);
@@ -118,9 +121,10 @@ pub async fn run(
     });
     let app = router(state, settings.max_body_bytes);
     let listen = listener.local_addr().map_err(|source| GatewayError::Listen { listen: settings.listen, source })?;
-    tracing::info!(%listen, reply_topic, "gateway serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%listen, scheme, reply_topic, "gateway serving");
 
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let serve = serve(listener, app, tls, shutdown.clone());
     let drained = async {
         shutdown.cancelled().await;
         tokio::time::sleep(DRAIN).await;
@@ -142,6 +146,28 @@ pub async fn run(
     }
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`, then lets open
+/// connections finish.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        return axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    };
+    let handle = axum_server::Handle::<std::net::SocketAddr>::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stopper.graceful_shutdown(Some(DRAIN));
+    });
+    let acceptor =
+        axum_server::tls_rustls::RustlsAcceptor::new(axum_server::tls_rustls::RustlsConfig::from_config(tls));
+    axum_server::Server::from_listener(listener).acceptor(acceptor).handle(handle).serve(app.into_make_service()).await
 }
 
 /// The routes, the body limit and the per-route metrics.

@@ -2,6 +2,7 @@
 //! and who may call it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,9 @@ use crate::config::{InvalidSetting, positive, topic_named};
 pub struct GatewaySettings {
     /// Address of the HTTP listener.
     pub listen: SocketAddr,
+    /// `[gateway.tls]`: serve HTTPS with this certificate; unset serves plain HTTP (behind a
+    /// TLS-terminating load balancer, or on loopback).
+    pub tls: Option<GatewayTls>,
     /// The instance id: names the reply topic and appears in logs; defaults to `<host>-<pid>`.
     /// Two instances must not share one while either deletes its topic on stop.
     pub instance: Option<String>,
@@ -57,6 +61,16 @@ pub struct GatewaySettings {
     pub rate_limits: RateLimitSettings,
 }
 
+/// `[gateway.tls]`: the gateway's certificate (TLS 1.2 and 1.3 through rustls, HTTP/1.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayTls {
+    /// PEM file of the certificate chain, the gateway's own certificate first.
+    pub cert_file: PathBuf,
+    /// PEM file of its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
 impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
@@ -72,6 +86,7 @@ impl Default for GatewaySettings {
             result_retention: Duration::from_secs(300),
             max_pending: 100_000,
             max_body_bytes: 256 * 1024,
+            tls: None,
             default_model: "all-minilm-l6-v2".into(),
             auth: AuthSettings::default(),
             rate_limits: RateLimitSettings::default(),
@@ -129,6 +144,13 @@ impl GatewaySettings {
     /// Checks what serde cannot; keys are relative to `[gateway]`.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let invalid = |key: &str, message: &str| Err(InvalidSetting::new(key, message));
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("tls.cert_file", &tls.cert_file), ("tls.key_file", &tls.key_file)] {
+                if !path.is_file() {
+                    return Err(InvalidSetting::new(key, format!("{} is not a readable file", path.display())));
+                }
+            }
+        }
         topic_named("analysis_topic", &self.analysis_topic)?;
         topic_named("inference_topic", &self.inference_topic)?;
         topic_named("reply_topic_prefix", &self.reply_topic())?;

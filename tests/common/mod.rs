@@ -52,6 +52,26 @@ pub fn unique(name: &str) -> String {
     format!("test.{name}.{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
+/// Points a serving worker's topics (requests, responses, metrics, invalidations, dead
+/// letters) at fresh names made by `topic`, with no query events; returns the names to create.
+pub fn serving_topics(settings: &mut Settings, topic: impl Fn(&str) -> String) -> Vec<String> {
+    let serve = &mut settings.workers.serve;
+    serve.input_topic = topic("requests");
+    serve.responses_topic = topic("responses");
+    serve.metrics_topic = topic("metrics");
+    settings.cache.invalidations_topic = topic("invalidations");
+    settings.prices.query_events_topic = None;
+    settings.bus.dlq_topic = topic("dlq");
+    let serve = &settings.workers.serve;
+    vec![
+        serve.input_topic.clone(),
+        serve.responses_topic.clone(),
+        serve.metrics_topic.clone(),
+        settings.cache.invalidations_topic.clone(),
+        settings.bus.dlq_topic.clone(),
+    ]
+}
+
 pub fn catalog() -> Arc<SchemaCatalog> {
     Arc::new(SchemaCatalog::load_dir(&repo().join("schemas")).expect("schemas load"))
 }

@@ -42,7 +42,7 @@ impl Limits {
 
     /// A gateway instance's limiter.
     async fn instance(&self) -> RateLimiter {
-        let redis = RedisSettings { url: self.url.clone() };
+        let redis = RedisSettings::at(self.url.clone());
         RateLimiter::connect(&redis, self.settings.clone(), CancellationToken::new()).await.expect("a limiter")
     }
 

@@ -11,6 +11,7 @@ mod common;
 mod front_door;
 mod keys;
 mod limits;
+mod tls;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -18,8 +19,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{START_HINT, catalog, create_topics, unique};
+use common::{START_HINT, catalog, create_topics, serving_topics, unique};
 use frontier::cache::TieredCache;
+use frontier::config::RedisSettings;
 use frontier::gateway::keys::{ApiKeyStore, Role};
 use frontier::market::seed::{SeedPlan, seed_prices};
 use frontier::market::{PriceStore, RecordedQueryEvents, StoreOptions};
@@ -48,12 +50,7 @@ impl World {
     async fn new(name: &str) -> World {
         let mut settings = common::settings();
         let topic = |what: &str| unique(&format!("gateway.{name}.{what}"));
-        settings.workers.serve.input_topic = topic("requests");
-        settings.workers.serve.responses_topic = topic("responses");
-        settings.workers.serve.metrics_topic = topic("metrics");
-        settings.cache.invalidations_topic = topic("invalidations");
-        settings.bus.dlq_topic = topic("dlq");
-        settings.prices.query_events_topic = None;
+        let mut names = serving_topics(&mut settings, topic);
         settings.audit.topic = topic("audit");
         let inference = &mut settings.workers.inference;
         inference.input_topic = topic("jobs");
@@ -64,17 +61,12 @@ impl World {
         // model, and the batching routes have a model to change.
         let model = ModelSettings { instances: vec!["http://127.0.0.1:9".into()], ..ModelSettings::default() };
         inference.models = BTreeMap::from([(MODEL.to_owned(), model)]);
-        let names = [
-            settings.workers.serve.input_topic.clone(),
-            settings.workers.serve.responses_topic.clone(),
-            settings.workers.serve.metrics_topic.clone(),
-            settings.cache.invalidations_topic.clone(),
-            settings.bus.dlq_topic.clone(),
+        names.extend([
             settings.audit.topic.clone(),
             settings.workers.inference.input_topic.clone(),
             settings.workers.inference.results_topic.clone(),
             settings.workers.inference.overrides_topic.clone().unwrap_or_default(),
-        ];
+        ]);
         create_topics(&settings, &names.iter().map(String::as_str).collect::<Vec<_>>(), 1).await;
 
         let schema = format!("test_gateway_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -104,13 +96,14 @@ impl World {
         adjust(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address: SocketAddr = listener.local_addr().unwrap();
+        let scheme = if settings.gateway.tls.is_some() { "https" } else { "http" };
         let token = CancellationToken::new();
         self.stops.push(token.clone());
         tokio::spawn(async move {
             let stopped = frontier::gateway::run(&settings, catalog(), listener, token).await;
             stopped.expect("the gateway runs and stops cleanly");
         });
-        let base = format!("http://{address}");
+        let base = format!("{scheme}://{address}");
         let started = Instant::now();
         loop {
             if let Ok(response) = self.http.get(format!("{base}/health")).send().await
@@ -123,8 +116,14 @@ impl World {
         }
     }
 
-    /// Starts a serving worker on the world's request topic over three seeded symbols.
+    /// Starts a serving worker on the world's request topic over three seeded symbols, with
+    /// a cache of memory and disk.
     async fn serving_worker(&mut self) {
+        self.serving_worker_on(None).await;
+    }
+
+    /// [`World::serving_worker`], its cache's Redis layer on `redis` (under a prefix of its own).
+    async fn serving_worker_on(&mut self, redis: Option<&RedisSettings>) {
         let events = Arc::new(RecordedQueryEvents::default());
         let options = StoreOptions { schema: Some(self.schema.clone()), application: "frontier-tests".into() };
         let store = PriceStore::connect(&self.settings.postgres, options, events).await.expect("price store");
@@ -135,7 +134,8 @@ impl World {
         cache_settings.memory_bytes = 8 * 1024 * 1024;
         cache_settings.disk_dir = disk.keep();
         cache_settings.encryption_keys_env = String::new();
-        let cache = TieredCache::connect(&cache_settings, None).await.expect("cache starts");
+        cache_settings.redis_key_prefix = format!("test:gateway:{}", self.schema);
+        let cache = TieredCache::connect_to(&cache_settings, redis).await.expect("cache starts");
         let serve = &self.settings.workers.serve;
         let catalog = catalog();
         let worker = Arc::new(ServeWorker::new(serve, &cache_settings, cache, store, &catalog).expect("worker"));

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::redis::{delete_prefix, stack_redis};
-use common::{START_HINT, catalog, create_topics, unique};
+use common::{START_HINT, catalog, create_topics, serving_topics, unique};
 use frontier::bus::json::{avro_to_json, json_to_avro};
 use frontier::bus::{LoopReport, SchemaCatalog, kafka};
 use frontier::cache::{CacheSettings, TieredCache};
@@ -48,21 +48,8 @@ impl World {
     async fn new(name: &str) -> World {
         let mut settings = common::settings();
         let topic = |what: &str| unique(&format!("serve.{name}.{what}"));
-        let serve = &mut settings.workers.serve;
-        serve.input_topic = topic("requests");
-        serve.responses_topic = topic("responses");
-        serve.metrics_topic = topic("metrics");
-        settings.cache.invalidations_topic = topic("invalidations");
-        settings.prices.query_events_topic = None;
-        settings.bus.dlq_topic = topic("dlq");
+        let names = serving_topics(&mut settings, topic);
         settings.workers.cache_warmer.input_topic = settings.workers.serve.metrics_topic.clone();
-        let names = [
-            settings.workers.serve.input_topic.clone(),
-            settings.workers.serve.responses_topic.clone(),
-            settings.workers.serve.metrics_topic.clone(),
-            settings.cache.invalidations_topic.clone(),
-            settings.bus.dlq_topic.clone(),
-        ];
         create_topics(&settings, &names.iter().map(String::as_str).collect::<Vec<_>>(), 1).await;
 
         let schema = format!("test_serve_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

@@ -43,6 +43,7 @@ use super::stats::{CacheStats, Counters, bump};
 use super::unsent::UnsentInvalidations;
 use super::watermark::{InvalidationVersion, TagVersions, Watermark};
 use super::xfetch;
+use crate::config::RedisSettings;
 
 tokio::task_local! {
     /// Set while a background refresh (stale-while-revalidate or an early XFetch refresh)
@@ -87,18 +88,26 @@ enum Verdict {
 }
 
 impl TieredCache {
-    /// Builds the layers from `settings`: validates them, loads the keyring, opens the disk
-    /// folder, and connects to Redis at `redis_url` (`None` runs without Redis). Redis being
-    /// down is not an error: the cache starts without it and picks it up when it is back.
+    /// [`TieredCache::connect_to`] a plain `redis://` URL (tests and benchmarks).
     pub async fn connect(settings: &CacheSettings, redis_url: Option<&str>) -> Result<TieredCache, CacheError> {
+        TieredCache::connect_to(settings, redis_url.map(RedisSettings::at).as_ref()).await
+    }
+
+    /// Builds the layers from `settings`: validates them, loads the keyring, opens the disk
+    /// folder, and connects to `redis` (`None` runs without Redis; `rediss://` is TLS). Redis
+    /// being down is not an error: the cache starts without it and picks it up when it is back.
+    pub async fn connect_to(
+        settings: &CacheSettings,
+        redis: Option<&RedisSettings>,
+    ) -> Result<TieredCache, CacheError> {
         settings.validate()?;
         metric::describe();
         let keyring = Arc::new(Keyring::from_settings(settings)?);
         let sealer = Sealer::new(keyring, settings.compression_threshold_bytes);
         let counters = Arc::new(Counters::default());
-        let redis = match redis_url {
-            Some(url) => Some(RedisLayer::new(
-                url,
+        let redis = match redis {
+            Some(redis) => Some(RedisLayer::new(
+                redis.client()?,
                 &settings.redis_key_prefix,
                 sealer.clone(),
                 settings.redis_retry_backoff,

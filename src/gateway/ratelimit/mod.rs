@@ -117,8 +117,7 @@ impl RateLimiter {
         let fails_open = settings.on_redis_error == RedisFailure::Open;
         ::metrics::gauge!(FAIL_MODE).set(if fails_open { 1.0 } else { 0.0 });
         let url = crate::health::redact(&redis.url);
-        let client = redis::Client::open(redis.url.as_str())
-            .map_err(|source| RateLimitError::InvalidUrl { url: url.clone(), source })?;
+        let client = redis.client().map_err(|source| RateLimitError::InvalidUrl { url: url.clone(), source })?;
         // No retries inside the manager: they would hold every check of an outage waiting;
         // `RETRY_REDIS_AFTER` paces the attempts instead.
         let config = ConnectionManagerConfig::new().set_number_of_retries(0);

@@ -93,7 +93,7 @@ pub async fn run(
     catalog: Arc<SchemaCatalog>,
     shutdown: CancellationToken,
 ) -> Result<LoopReport, WarmerError> {
-    let cache = TieredCache::connect(&warmer_cache_settings(&shared.cache, settings), Some(&shared.redis.url)).await?;
+    let cache = TieredCache::connect_to(&warmer_cache_settings(&shared.cache, settings), Some(&shared.redis)).await?;
     let store =
         connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier cache-warmer", &cache)
             .await?;

@@ -83,7 +83,7 @@ pub async fn run(
     let store = AssetStore::open(&shared.assets.store)?;
     let url = shared.redis.url.clone();
     let redis_error = |source| CdnPurgerError::Redis { url: url.clone(), source };
-    let client = redis::Client::open(url.as_str()).map_err(redis_error)?;
+    let client = shared.redis.client().map_err(redis_error)?;
     let redis = redis::aio::ConnectionManager::new(client).await.map_err(redis_error)?;
     let purger = CdnPurger::new(
         settings.clone(),

@@ -191,7 +191,7 @@ pub async fn run(
     catalog: Arc<SchemaCatalog>,
     shutdown: CancellationToken,
 ) -> Result<LoopReport, ServeError> {
-    let cache = TieredCache::connect(&shared.cache, Some(&shared.redis.url)).await?;
+    let cache = TieredCache::connect_to(&shared.cache, Some(&shared.redis)).await?;
     let store =
         connect_store(&shared.postgres, &shared.prices, &shared.kafka, &catalog, "frontier serve", &cache).await?;
     let worker = Arc::new(ServeWorker::new(settings, &shared.cache, cache, store, &catalog)?);
