@@ -13,7 +13,9 @@ use common::*;
 use frontier::autoscale::LagSampler;
 use frontier::workers::autoscaler::{LocalActuatorSettings, LocalProcesses};
 
-const PATIENCE: Duration = Duration::from_secs(60);
+/// Generous: on a loaded 2-core machine the brokers' group coordinator has been seen to take over
+/// a minute to let a first member join (CoordinatorWriteEvent timeouts in the broker log).
+const PATIENCE: Duration = Duration::from_secs(180);
 const WORKER: &str = "passthrough";
 
 /// A passthrough group on fresh topics, and the actuator's state folder.
