@@ -22,6 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::bus::SchemaCatalog;
 use crate::config::Environment;
 use crate::settings::Settings;
 use crate::{health, telemetry, topics};
@@ -114,6 +115,22 @@ pub struct HealthArgs {
     /// How long each check may take.
     #[arg(long, default_value = "5s", value_parser = duration_arg)]
     pub timeout: Duration,
+    /// Only the services (Kafka, topics, Redis, PostgreSQL), not the worker groups: for
+    /// readiness probes, where one group's trouble must not take every pod out of service.
+    #[arg(long)]
+    pub services_only: bool,
+    /// `text` (a line per check) or `json` (one object, for scripts and deploy gates).
+    #[arg(long, value_enum, default_value_t = HealthFormat::Text)]
+    pub format: HealthFormat,
+}
+
+/// How `frontier health-check` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HealthFormat {
+    /// A line per check.
+    Text,
+    /// One JSON object: `healthy`, `services`, `workers`.
+    Json,
 }
 
 /// A duration on the command line: `10` is ten seconds, as every Kafka tool takes it; `500ms`,
@@ -195,10 +212,32 @@ async fn topics_command(settings: &Settings, action: TopicsAction) -> anyhow::Re
 
 async fn health_check(settings: &Settings, args: HealthArgs) -> anyhow::Result<ExitCode> {
     let checks = health::run_checks(settings, args.timeout).await;
-    let mut healthy = true;
-    for check in &checks {
-        println!("{check}");
-        healthy &= check.result.is_ok();
+    // Worker groups are read from Kafka: without it there is nothing to read them from.
+    let kafka_up = checks.iter().any(|check| check.name == "kafka" && check.result.is_ok());
+    let workers = if kafka_up && !args.services_only {
+        let catalog = SchemaCatalog::load_dir(&settings.paths.schemas)?;
+        health::workers::check_workers(settings, &catalog, args.timeout).await
+    } else {
+        Vec::new()
+    };
+    let healthy = checks.iter().all(|check| check.result.is_ok()) && workers.iter().all(|w| w.result.is_ok());
+    match args.format {
+        HealthFormat::Json => {
+            let report = serde_json::json!({ "healthy": healthy, "services": checks, "workers": workers });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        HealthFormat::Text => {
+            for check in &checks {
+                println!("{check}");
+            }
+            for worker in &workers {
+                let (state, detail) = match &worker.result {
+                    Ok(detail) => ("ok    ", detail),
+                    Err(reason) => ("FAILED", reason),
+                };
+                println!("worker {:<17} {state}  {} ({})", worker.worker, detail, worker.group);
+            }
+        }
     }
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

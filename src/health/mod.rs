@@ -1,4 +1,7 @@
-//! `frontier health-check`: can this process reach everything it needs?
+//! `frontier health-check`: can this process reach everything it needs, and are the workers
+//! alive and keeping up ([`workers`])?
+
+pub mod workers;
 
 use std::fmt;
 use std::time::Duration;
@@ -10,9 +13,12 @@ use crate::settings::Settings;
 use crate::topics;
 
 /// The outcome of one check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
+    /// What was checked (`kafka`).
     pub name: &'static str,
+    /// What was seen, or why it failed.
+    #[serde(serialize_with = "workers::verdict")]
     pub result: Result<String, String>,
 }
 
