@@ -95,6 +95,15 @@ pub fn describe() {
     describe_gauge!(POOL_MAX_CONNECTIONS, "The most connections the PostgreSQL pool may open, by pool.");
 }
 
+/// Whether `schema` is a plain lower-case identifier (a letter, then letters, digits or `_`,
+/// 63 at most): schema names are spliced into `CREATE SCHEMA` and the search path unquoted.
+pub fn is_plain_schema_name(schema: &str) -> bool {
+    let mut chars = schema.chars();
+    schema.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// Why a pool could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -130,11 +139,10 @@ pub async fn connect_migrated(
         .map_err(|error| ConnectError::Invalid(format!("{url}: {error}")))?
         .application_name(application);
     if let Some(schema) = schema {
-        let plain = !schema.is_empty()
-            && schema.len() <= 63
-            && schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !plain {
-            return Err(ConnectError::Invalid(format!("schema `{schema}` must be 1-63 of a-z 0-9 _")));
+        if !is_plain_schema_name(schema) {
+            return Err(ConnectError::Invalid(format!(
+                "schema `{schema}` must be 1-63 of a-z 0-9 _, starting with a letter"
+            )));
         }
         options = options.options([("search_path", schema)]);
     }

@@ -29,6 +29,26 @@ pub fn read_to_end(
     topic: &str,
     patience: Duration,
 ) -> Result<Vec<Vec<u8>>, ReplayError> {
+    read(kafka_settings, topic, None, patience)
+}
+
+/// [`read_to_end`] from the first value written at or after `since_ms` (ms since the epoch)
+/// in each partition: the recent part of a topic (the workers' newest status reports).
+pub fn read_since(
+    kafka_settings: &KafkaSettings,
+    topic: &str,
+    since_ms: i64,
+    patience: Duration,
+) -> Result<Vec<Vec<u8>>, ReplayError> {
+    read(kafka_settings, topic, Some(since_ms), patience)
+}
+
+fn read(
+    kafka_settings: &KafkaSettings,
+    topic: &str,
+    since_ms: Option<i64>,
+    patience: Duration,
+) -> Result<Vec<Vec<u8>>, ReplayError> {
     let consumer: BaseConsumer = kafka::base_config(kafka_settings)
         .set("group.id", format!("frontier.replay.{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
@@ -41,7 +61,17 @@ pub fn read_to_end(
     let deadline = Instant::now() + patience;
     let (mut read, mut expected) = (0u64, 0u64);
     for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, kafka_settings.request_timeout)?;
+        let (mut low, high) = consumer.fetch_watermarks(topic, partition, kafka_settings.request_timeout)?;
+        if let Some(since_ms) = since_ms {
+            let mut times = TopicPartitionList::new();
+            times.add_partition_offset(topic, partition, Offset::Offset(since_ms))?;
+            let found = consumer.offsets_for_times(times, kafka_settings.request_timeout)?;
+            // `End` (or nothing): no value written since then.
+            low = match found.find_partition(topic, partition).map(|element| element.offset()) {
+                Some(Offset::Offset(offset)) => offset.max(low),
+                _ => high,
+            };
+        }
         if high <= low {
             continue;
         }

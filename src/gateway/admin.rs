@@ -35,7 +35,7 @@ use crate::audit::event;
 use crate::bus::compacted::Snapshot;
 use crate::inference::batcher::BatchingSettings;
 use crate::inference::batcher::settings::merge_patch;
-use crate::records::{AuditEvent, AuditOutcome, BatchingOverride, Record};
+use crate::records::{AuditEvent, AuditOutcome, BatchingOverride};
 
 /// How long a change may wait for Kafka to take it.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -251,8 +251,7 @@ fn flatten(patch: &Value) -> BTreeMap<String, String> {
 }
 
 fn decode(state: &GatewayState, value: &[u8]) -> Option<BatchingOverride> {
-    let decoded = state.catalog.decode(value).ok()?;
-    (decoded.schema.name == BatchingOverride::NAME).then(|| apache_avro::from_value(&decoded.value).ok()).flatten()
+    state.catalog.decode_record(value).ok()
 }
 
 #[cfg(test)]

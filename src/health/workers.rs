@@ -10,12 +10,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::autoscale::lag::LagSampler;
-use crate::bus::{SchemaCatalog, kafka};
+use crate::bus::{SchemaCatalog, replay};
 use crate::records::WorkerStatus;
 use crate::settings::Settings;
 
@@ -74,7 +72,11 @@ pub async fn check_workers(settings: &Settings, catalog: &SchemaCatalog, timeout
         Ok(BTreeMap::new())
     } else {
         let (kafka, topic) = (settings.kafka.clone(), settings.bus.status_topic.clone());
-        let raw = tokio::task::spawn_blocking(move || recent_values(&kafka, &topic, window, timeout)).await;
+        let since_ms = crate::clock::now_millis() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let raw = tokio::task::spawn_blocking(move || {
+            replay::read_since(&kafka, &topic, since_ms, timeout).map_err(|error| error.to_string())
+        })
+        .await;
         raw.unwrap_or_else(|error| Err(error.to_string())).map(|values| newest_reports(catalog, values))
     };
     let (kafka, groups) = (settings.kafka.clone(), settings.worker_groups());
@@ -169,58 +171,13 @@ fn unreadable(worker: &'static str, group: &str, reason: String) -> WorkerHealth
 fn newest_reports(catalog: &SchemaCatalog, values: Vec<Vec<u8>>) -> BTreeMap<(String, String), WorkerStatus> {
     let mut newest: BTreeMap<(String, String), WorkerStatus> = BTreeMap::new();
     for value in values {
-        let Ok(decoded) = catalog.decode(&value) else { continue };
-        let Ok(status) = apache_avro::from_value::<WorkerStatus>(&decoded.value) else { continue };
+        let Ok(status) = catalog.decode_record::<WorkerStatus>(&value) else { continue };
         let key = (status.service.clone(), status.instance.clone());
         if newest.get(&key).is_none_or(|seen| seen.occurred_at < status.occurred_at) {
             newest.insert(key, status);
         }
     }
     newest
-}
-
-/// Every value written to `topic` in the last `window`, read to where the topic ended.
-fn recent_values(
-    kafka_settings: &crate::bus::KafkaSettings,
-    topic: &str,
-    window: Duration,
-    timeout: Duration,
-) -> Result<Vec<Vec<u8>>, String> {
-    let consumer: BaseConsumer = kafka::base_config(kafka_settings)
-        .set("group.id", format!("frontier.health.{}", uuid::Uuid::new_v4().simple()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|error| error.to_string())?;
-    let partitions = kafka::partitions_of(&consumer, topic, timeout).map_err(|error| error.to_string())?;
-    if partitions.is_empty() {
-        return Err(format!("{topic} does not exist (run `frontier topics apply`)"));
-    }
-    let since = crate::clock::now_millis() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let mut times = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for partition in partitions {
-        times.add_partition_offset(topic, partition, Offset::Offset(since)).map_err(|error| error.to_string())?;
-        let (_, high) = consumer.fetch_watermarks(topic, partition, timeout).map_err(|error| error.to_string())?;
-        ends.insert(partition, high);
-    }
-    let starts = consumer.offsets_for_times(times, timeout).map_err(|error| error.to_string())?;
-    let mut values = Vec::new();
-    let deadline = std::time::Instant::now() + timeout;
-    for element in starts.elements() {
-        let high = ends.get(&element.partition()).copied().unwrap_or_default();
-        // `End`: nothing written since `since`.
-        let Offset::Offset(mut next) = element.offset() else { continue };
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(topic, element.partition(), Offset::Offset(next)).map_err(|e| e.to_string())?;
-        consumer.assign(&assignment).map_err(|error| error.to_string())?;
-        while next < high && std::time::Instant::now() < deadline {
-            let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
-            let message = message.map_err(|error| error.to_string())?;
-            next = message.offset() + 1;
-            values.push(message.payload().unwrap_or_default().to_vec());
-        }
-    }
-    Ok(values)
 }
 
 #[cfg(test)]

@@ -101,6 +101,8 @@ pub enum CodecError {
     },
     #[error("no schema named `{0}` is loaded")]
     UnknownSchema(String),
+    #[error("a {found} is not a {expected}: {reason}")]
+    WrongRecord { expected: &'static str, found: String, reason: String },
     #[error("cannot read schema file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -134,6 +136,7 @@ impl CodecError {
             }
             CodecError::OverLimit { .. } => "too_large",
             CodecError::Encode { .. } => "encode",
+            CodecError::WrongRecord { .. } => "unexpected_schema",
             _ => "schema",
         }
     }
@@ -272,6 +275,18 @@ impl SchemaCatalog {
         let identified = self.identify(bytes)?;
         let value = identified.decode(bytes)?;
         Ok(Decoded { value, schema: identified.reader })
+    }
+
+    /// Decodes a single-object datum as the record type `T`: an error when the bytes hold
+    /// another record, or a value that does not fit `T`.
+    pub fn decode_record<T: Record>(&self, bytes: &[u8]) -> Result<T, CodecError> {
+        let decoded = self.decode(bytes)?;
+        let wrong =
+            |reason: String| CodecError::WrongRecord { expected: T::NAME, found: decoded.schema.name.clone(), reason };
+        if decoded.schema.name != T::NAME {
+            return Err(wrong("another record".into()));
+        }
+        apache_avro::from_value(&decoded.value).map_err(|error| wrong(error.to_string()))
     }
 
     /// Encodes an Avro value with `schema`.

@@ -29,11 +29,7 @@ pub(super) fn check_row(row: &DailyClose) -> Result<(), StoreError> {
 /// Schema names are spliced into `CREATE SCHEMA` and the search path, so only plain
 /// lower-case identifiers are accepted.
 pub(super) fn check_schema_name(schema: &str) -> Result<(), StoreError> {
-    let mut chars = schema.chars();
-    let valid = schema.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if valid { Ok(()) } else { Err(StoreError::InvalidSchemaName(schema.to_owned())) }
+    if crate::db::is_plain_schema_name(schema) { Ok(()) } else { Err(StoreError::InvalidSchemaName(schema.to_owned())) }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::SchemaCatalog;
 use crate::bus::compacted::Snapshot;
 use crate::inference::batcher::{BatchingSettings, InferenceBatcher};
-use crate::records::{BatchingOverride, Record};
+use crate::records::BatchingOverride;
 
 /// Overrides a batcher could not apply (undecodable, or invalid over its configuration).
 pub const OVERRIDES_REFUSED: &str = "frontier_inference_batching_overrides_refused_total";
@@ -82,11 +82,7 @@ fn effective(
     catalog: &SchemaCatalog,
     value: &[u8],
 ) -> Result<(BatchingSettings, String), String> {
-    let decoded = catalog.decode(value).map_err(|error| error.to_string())?;
-    if decoded.schema.name != BatchingOverride::NAME {
-        return Err(format!("a {} is not a {}", decoded.schema.name, BatchingOverride::NAME));
-    }
-    let record: BatchingOverride = apache_avro::from_value(&decoded.value).map_err(|error| error.to_string())?;
+    let record: BatchingOverride = catalog.decode_record(value).map_err(|error| error.to_string())?;
     let patch: serde_json::Value =
         serde_json::from_str(&record.settings).map_err(|error| format!("settings are not JSON: {error}"))?;
     let settings = base.patched(&patch).map_err(|error| error.to_string())?;
