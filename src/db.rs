@@ -124,9 +124,9 @@ pub enum ConnectError {
 }
 
 /// A pool of up to `max_connections` (and at most the configured size) on `settings`, working in
-/// `schema` when given (created if needed), with the migrations of `migrations/` applied: for
-/// the small stores beside the price store (keys, the audit log).
-pub async fn connect_migrated(
+/// `schema` when given (which must exist), without migrating: for readers such as the deploy
+/// preflight, which must change nothing.
+pub async fn connect(
     settings: &crate::config::PostgresSettings,
     schema: Option<&str>,
     application: &str,
@@ -146,12 +146,24 @@ pub async fn connect_migrated(
         }
         options = options.options([("search_path", schema)]);
     }
-    let pool = sqlx::postgres::PgPoolOptions::new()
+    sqlx::postgres::PgPoolOptions::new()
         .max_connections(max_connections.clamp(1, settings.max_connections.max(1)))
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_with(options)
         .await
-        .map_err(|source| ConnectError::Connect { url, source })?;
+        .map_err(|source| ConnectError::Connect { url, source })
+}
+
+/// A pool of up to `max_connections` (and at most the configured size) on `settings`, working in
+/// `schema` when given (created if needed), with the migrations of `migrations/` applied: for
+/// the small stores beside the price store (keys, the audit log).
+pub async fn connect_migrated(
+    settings: &crate::config::PostgresSettings,
+    schema: Option<&str>,
+    application: &str,
+    max_connections: u32,
+) -> Result<PgPool, ConnectError> {
+    let pool = connect(settings, schema, application, max_connections).await?;
     let mut migrator = sqlx::migrate!();
     if let Some(schema) = schema {
         migrator.create_schema(schema.to_owned());

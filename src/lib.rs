@@ -14,6 +14,8 @@
 //!   serving worker and the warmer share.
 //! - [`cdn`]: site manifests and the minimal purge set of a deploy (the CDN purger, to come).
 //! - [`db`]: PostgreSQL pools that report their use on `/metrics`.
+//! - [`deploy`]: `frontier deploy` and `rollback`: preflight, apply, record, rolling restart.
+//! - [`gateway`]: the HTTP front door (keys, roles, quotas, audit, TLS, the live dashboard).
 //! - [`market`]: daily prices in PostgreSQL and the DB query events of every query on them.
 //! - [`queries`]: slow-query fingerprints and index advice proven with HypoPG.
 //! - [`sla`]: SLIs, threshold rules, burn-rate SLO alerts and alert state (I/O-free core).
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod deploy;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;

@@ -1,13 +1,16 @@
 //! `frontier audit`: the audit trail, newest first, from PostgreSQL's `audit_log`.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 
-use crate::audit::{AuditFilter, AuditTrail};
+use crate::audit::{AuditFilter, AuditTrail, cli_actor};
 use crate::bus::SchemaCatalog;
+use crate::gateway::keys::Role;
+use crate::records::{AuditEvent, AuditOutcome};
 use crate::settings::Settings;
 
 /// `frontier audit` options.
@@ -59,4 +62,32 @@ pub async fn audit(settings: &Settings, args: AuditArgs) -> anyhow::Result<ExitC
         eprintln!("no audit events match");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every change made from the command line (keys, deploys, rollbacks) goes on the audit trail,
+/// made, refused or failed. The trail is opened before the change, so none is made unrecorded because Kafka
+/// or the table could not be reached.
+pub(super) async fn open_trail(settings: &Settings) -> anyhow::Result<AuditTrail> {
+    let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
+    AuditTrail::connect(&settings.kafka, &settings.postgres, &settings.audit, catalog)
+        .await
+        .context("opening the audit trail")
+}
+
+/// Appends `event` to the trail.
+pub(super) async fn record(trail: &AuditTrail, event: &AuditEvent) -> anyhow::Result<()> {
+    trail.record(event).await.context("recording the change on the audit trail")
+}
+
+/// An event of `action` by whoever runs the command line: admin, since it holds the
+/// database credentials.
+pub(super) fn cli_event(action: &str, parameters: BTreeMap<String, String>) -> AuditEvent {
+    crate::audit::event(&cli_actor(), Role::Admin.as_str(), action, parameters, AuditOutcome::Ok, "cli")
+}
+
+/// `event`, which ended as `outcome` for the reason `detail`.
+pub(super) fn ended(mut event: AuditEvent, outcome: AuditOutcome, detail: String) -> AuditEvent {
+    event.outcome = outcome;
+    event.detail = Some(detail);
+    event
 }

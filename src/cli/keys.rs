@@ -3,15 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::audit::{AuditTrail, cli_actor};
-use crate::bus::SchemaCatalog;
+use super::audit::{cli_event, ended, open_trail, record};
+use crate::audit::AuditTrail;
 use crate::gateway::keys::{ApiKeyStore, KeyError, Role};
-use crate::records::{AuditEvent, AuditOutcome};
+use crate::records::AuditOutcome;
 use crate::settings::Settings;
 
 /// What to do with keys.
@@ -53,16 +52,6 @@ pub async fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<Exi
         }
         KeysAction::Revoke { id } => revoke(&store, &open_trail(settings).await?, &id).await,
     }
-}
-
-/// Creating and revoking keys are changes: each goes on the audit trail, made, refused or
-/// failed. The trail is opened before the change, so none is made unrecorded because Kafka
-/// or the table could not be reached.
-async fn open_trail(settings: &Settings) -> anyhow::Result<AuditTrail> {
-    let catalog = Arc::new(SchemaCatalog::load_dir(&settings.paths.schemas)?);
-    AuditTrail::connect(&settings.kafka, &settings.postgres, &settings.audit, catalog)
-        .await
-        .context("opening the audit trail")
 }
 
 async fn create(
@@ -116,23 +105,6 @@ async fn revoke(store: &ApiKeyStore, trail: &AuditTrail, id: &str) -> anyhow::Re
             Err(error.into())
         }
     }
-}
-
-async fn record(trail: &AuditTrail, event: &AuditEvent) -> anyhow::Result<()> {
-    trail.record(event).await.context("recording the change on the audit trail")
-}
-
-/// An event of `action` by whoever runs the command line: admin, since it holds the
-/// database credentials.
-fn cli_event(action: &str, parameters: BTreeMap<String, String>) -> AuditEvent {
-    crate::audit::event(&cli_actor(), Role::Admin.as_str(), action, parameters, AuditOutcome::Ok, "cli")
-}
-
-/// `event`, which ended as `outcome` for the reason `detail`.
-fn ended(mut event: AuditEvent, outcome: AuditOutcome, detail: String) -> AuditEvent {
-    event.outcome = outcome;
-    event.detail = Some(detail);
-    event
 }
 
 async fn list(store: &ApiKeyStore, json: bool) -> anyhow::Result<ExitCode> {

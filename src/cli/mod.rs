@@ -6,6 +6,7 @@ mod audit;
 mod autoscale;
 mod bench;
 pub mod chaos;
+mod deploy;
 mod keys;
 mod model_serve;
 mod publish;
@@ -59,6 +60,12 @@ pub enum Command {
     Request(request::RequestArgs),
     /// The audit trail of authenticated changes, newest first.
     Audit(audit::AuditArgs),
+    /// Release config/<environment>.toml and topics/ to the running platform: preflight, apply
+    /// topics and migrations, record the deployment (audited), restart workers one at a time.
+    Deploy(deploy::DeployArgs),
+    /// Restore the previous recorded deployment's configuration and topic configs.
+    Rollback(deploy::RollbackArgs),
+
     /// Create, revoke and list the gateway's API keys.
     Keys {
         #[command(subcommand)]
@@ -171,6 +178,8 @@ impl Cli {
             Command::Request(args) => request::request(&settings, args).await,
             Command::Keys { action } => keys::keys(&settings, action).await,
             Command::Audit(args) => audit::audit(&settings, args).await,
+            Command::Deploy(args) => deploy::deploy(&settings, self.environment, &self.config_dir, args).await,
+            Command::Rollback(args) => deploy::rollback(&settings, self.environment, &self.config_dir, args).await,
             Command::Alerts(args) => alerts::alerts(&settings, args).await,
             Command::HealthCheck(args) => health_check(&settings, args).await,
             Command::Config => {

@@ -49,7 +49,7 @@ pub struct InstanceHealth {
 }
 
 /// `{"ok": true, "detail": ...}`: a check's result in JSON.
-pub(super) fn verdict<S: serde::Serializer>(result: &Result<String, String>, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn verdict<S: serde::Serializer>(result: &Result<String, String>, serializer: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
     let mut map = serializer.serialize_map(Some(2))?;
     match result {

@@ -93,6 +93,23 @@ impl KubernetesDeployments {
         Ok(after)
     }
 
+    /// Rolls `worker`'s Deployment, as `kubectl rollout restart` does: new pod-template
+    /// annotations (the release's config hash and the time) make the Deployment controller
+    /// replace its pods by its strategy (ops/k8s: maxSurge 1, maxUnavailable 0, so the group
+    /// never runs fewer pods). Returns the Deployment's generation after the patch.
+    pub async fn restart(&self, worker: &str, config_hash: &str, at_rfc3339: &str) -> Result<i64, ActuatorError> {
+        let name = self.deployment_of(worker);
+        let params = PatchParams { field_manager: Some(self.settings.field_manager.clone()), ..PatchParams::default() };
+        let annotations =
+            serde_json::json!({ "frontier.io/restarted-at": at_rfc3339, "frontier.io/config-hash": config_hash });
+        let patch =
+            Patch::Merge(serde_json::json!({ "spec": { "template": { "metadata": { "annotations": annotations } } } }));
+        let deployment = self.request("patch", worker, self.api.patch(&name, &params, &patch)).await?;
+        let generation = deployment.metadata.generation.unwrap_or(0);
+        tracing::info!(worker, namespace = %self.namespace, deployment = %name, generation, "restarted the Deployment's pods");
+        Ok(generation)
+    }
+
     /// Runs one API request within `request_timeout`, naming its failure.
     async fn request<T>(
         &self,

@@ -221,6 +221,43 @@ impl LocalProcesses {
         Ok(self.running(worker))
     }
 
+    /// Starts one more instance of `worker` at once (no backoff, no target count): a rolling
+    /// restart's replacement. Returns its record.
+    pub fn start_replacement(&self, worker: &str) -> Result<InstanceRecord, ActuatorError> {
+        self.start(worker)?;
+        self.write_targets(worker, &self.lock_targets_of(worker))?;
+        // start() pushed it last.
+        self.instances(worker).pop().ok_or_else(|| ActuatorError::Spawn {
+            worker: worker.to_owned(),
+            source: std::io::Error::other("the started instance is not recorded"),
+        })
+    }
+
+    /// Asks the instance `id` to stop (SIGTERM: it drains, commits and leaves its group);
+    /// `reap` forgets it once it has exited. False when no running instance has that id.
+    pub fn stop(&self, id: &str) -> bool {
+        let now = crate::clock::now_millis();
+        let mut workers = self.lock();
+        let found = workers
+            .values_mut()
+            .flat_map(|state| state.instances.iter_mut())
+            .find(|instance| instance.record.id == id && instance.stopping_since.is_none());
+        match found {
+            Some(instance) => {
+                tracing::info!(id, pid = instance.record.pid, "stopping an instance (SIGTERM)");
+                signal(instance.record.pid, libc::SIGTERM);
+                instance.stopping_since = Some(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether an instance with that id is still recorded (running or stopping).
+    pub fn knows(&self, id: &str) -> bool {
+        self.lock().values().any(|state| state.instances.iter().any(|instance| instance.record.id == id))
+    }
+
     /// Starts one instance of `worker`.
     fn start(&self, worker: &str) -> Result<(), ActuatorError> {
         let port = self.free_port();
