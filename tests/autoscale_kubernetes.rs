@@ -250,6 +250,32 @@ async fn the_controller_s_service_account_scales_its_deployments_and_nothing_els
 }
 
 #[tokio::test]
+async fn a_deploy_rolls_every_worker_deployment_and_skips_workers_the_cluster_does_not_run() {
+    let admin = admin().await;
+    let namespace = TestNamespace::create(&admin).await;
+    namespace.apply_manifests().await;
+    let deployments = KubernetesDeployments::new(admin.clone(), &actuator_settings(&namespace.name));
+    let groups = settings().worker_groups();
+
+    let restarted = frontier::deploy::rollout::restart_kubernetes(&deployments, &groups, &[], "cafe01").await.unwrap();
+    assert!(restarted.contains(&"serve".to_owned()), "{restarted:?}");
+    let api = Api::<Deployment>::namespaced(admin.clone(), &namespace.name);
+    let serve = api.get("frontier-serve").await.unwrap();
+    let template = serve.spec.template.metadata.unwrap().annotations.unwrap();
+    assert_eq!(template["frontier.io/config-hash"], "cafe01", "the pods are replaced by the Deployment's strategy");
+    assert!(template.contains_key("frontier.io/restarted-at"));
+    let strategy = api.get("frontier-serve").await.unwrap().spec.strategy.unwrap().rolling_update.unwrap();
+    assert_eq!(
+        strategy.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0)),
+        "a rollout never runs fewer pods"
+    );
+    for worker in restarted {
+        api.get(&format!("frontier-{worker}")).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn a_worker_without_a_deployment_is_named_in_the_error() {
     let admin = admin().await;
     let namespace = TestNamespace::create(&admin).await;

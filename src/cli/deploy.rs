@@ -16,7 +16,7 @@ use crate::config::Environment;
 use crate::deploy::{self, DeploymentRecord, DeploymentStore, Preflight, Release, rollout, short};
 use crate::records::{AuditEvent, AuditOutcome};
 use crate::settings::Settings;
-use crate::workers::autoscaler::ActuatorKind;
+use crate::workers::autoscaler::{ActuatorKind, KubernetesDeployments};
 
 /// How the workers pick the release up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -291,15 +291,15 @@ async fn restart(
             )
         }
         RestartMode::Kubernetes => {
-            let groups = settings.worker_groups();
-            rollout::restart_kubernetes(&settings.workers.autoscaler.kubernetes, &groups, &args.only, config_hash)
-                .await
-                .map(|workers| {
+            let kubernetes = KubernetesDeployments::connect(&settings.workers.autoscaler.kubernetes).await?;
+            rollout::restart_kubernetes(&kubernetes, &settings.worker_groups(), &args.only, config_hash).await.map(
+                |workers| {
                     format!(
                         "Deployments restarted: {}",
                         if workers.is_empty() { "none".into() } else { workers.join(", ") }
                     )
-                })
+                },
+            )
         }
     };
     match outcome {

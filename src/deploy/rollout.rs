@@ -22,7 +22,7 @@ use super::DeployError;
 use crate::autoscale::{GroupSample, LagSampler};
 use crate::settings::Settings;
 use crate::workers::WorkerGroup;
-use crate::workers::autoscaler::{KubernetesActuatorSettings, KubernetesDeployments, LocalProcesses};
+use crate::workers::autoscaler::{ActuatorError, KubernetesDeployments, LocalProcesses};
 
 /// How often the group is looked at while an instance joins or leaves.
 const POLL: Duration = Duration::from_millis(250);
@@ -120,17 +120,16 @@ pub async fn restart_local(
     Ok(replaced)
 }
 
-/// Restarts every worker Deployment of the groups in `only` (all when empty); returns the
-/// workers whose Deployment was patched. A worker without a Deployment is skipped (not every
-/// cluster runs every worker); any other refusal stops the rollout.
+/// Restarts every worker Deployment of the groups in `only` (all when empty) through
+/// `deployments`; returns the workers whose Deployment was patched. A worker without a
+/// Deployment is skipped (not every cluster runs every worker); any other refusal stops the
+/// rollout.
 pub async fn restart_kubernetes(
-    settings: &KubernetesActuatorSettings,
+    deployments: &KubernetesDeployments,
     groups: &[WorkerGroup],
     only: &[String],
     config_hash: &str,
 ) -> Result<Vec<String>, DeployError> {
-    let deployments =
-        KubernetesDeployments::connect(settings).await.map_err(|e| DeployError::Rollout(e.to_string()))?;
     let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut restarted = Vec::new();
     for group in groups {
@@ -139,7 +138,7 @@ pub async fn restart_kubernetes(
         }
         match deployments.restart(group.worker, config_hash, &at).await {
             Ok(_) => restarted.push(group.worker.to_owned()),
-            Err(crate::workers::autoscaler::ActuatorError::NoDeployment { .. }) => {
+            Err(ActuatorError::NoDeployment { .. }) => {
                 tracing::info!(worker = group.worker, "no Deployment: not restarted");
             }
             Err(error) => return Err(DeployError::Rollout(error.to_string())),
