@@ -1,14 +1,17 @@
 //! `frontier queries ...`: slow-query analysis and index advice from the command line.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
+use super::audit::{cli_event, ended, open_trail, record};
 use crate::health::redact;
 use crate::queries::{Advice, AdvisorSettings, RecommendationStore, Workload, advise};
+use crate::records::{AuditEvent, AuditOutcome};
 use crate::settings::Settings;
 
 /// `frontier queries ...`
@@ -189,44 +192,80 @@ async fn open_store(settings: &Settings) -> anyhow::Result<RecommendationStore> 
     Ok(RecommendationStore::open(pool).await?)
 }
 
+/// Applies a recommendation's DDL, audited as `queries.apply`: made, refused (no such
+/// recommendation, another database, another apply running) or failed.
 async fn apply_command(settings: &Settings, args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(settings).await?;
-    let Some(recommendation) = store.get(&args.id).await? else {
-        bail!("no recommendation {} (see `frontier queries report`)", args.id);
+    let trail = open_trail(settings).await?;
+    let mut event = cli_event("queries.apply", BTreeMap::new());
+    event.target = Some(args.id.clone());
+    match apply_recommendation(settings, args, &mut event).await {
+        Ok(()) => {
+            record(&trail, &event).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err((outcome, error)) => {
+            record(&trail, &ended(event, outcome, format!("{error:#}"))).await?;
+            Err(error)
+        }
+    }
+}
+
+/// Why an apply did not happen: refused (nothing was tried) or failed.
+type ApplyError = (AuditOutcome, anyhow::Error);
+
+fn refused(error: anyhow::Error) -> ApplyError {
+    (AuditOutcome::Refused, error)
+}
+
+fn failed(error: impl Into<anyhow::Error>) -> ApplyError {
+    (AuditOutcome::Failed, error.into())
+}
+
+async fn apply_recommendation(settings: &Settings, args: ApplyArgs, event: &mut AuditEvent) -> Result<(), ApplyError> {
+    let store = open_store(settings).await.map_err(failed)?;
+    let Some(recommendation) = store.get(&args.id).await.map_err(failed)? else {
+        return Err(refused(anyhow!("no recommendation {} (see `frontier queries report`)", args.id)));
     };
+    event.parameters.insert("ddl".into(), recommendation.ddl.clone());
+    event.parameters.insert("database".into(), recommendation.database.clone());
     let url = args
         .database_url
         .or_else(|| settings.workers.query_analyzer.database_url.clone())
         .unwrap_or_else(|| settings.postgres.url.clone());
     let mut conn = PgConnection::connect(&url)
         .await
-        .with_context(|| format!("connecting to {} (for the local stack: `ops/stack up`)", redact(&url)))?;
-    let database: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut conn).await?;
+        .with_context(|| format!("connecting to {} (for the local stack: `ops/stack up`)", redact(&url)))
+        .map_err(failed)?;
+    let database: String =
+        sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut conn).await.map_err(failed)?;
     if database != recommendation.database {
-        bail!(
+        return Err(refused(anyhow!(
             "recommendation {} is for database {}, not {database} (pass --database-url)",
             args.id,
             recommendation.database
-        );
+        )));
     }
     // One apply per recommendation at a time, across machines: the lock lives in the database.
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
         .bind(format!("frontier queries apply {}", recommendation.id))
         .fetch_one(&mut conn)
-        .await?;
+        .await
+        .map_err(failed)?;
     if !locked {
-        bail!("another `frontier queries apply {}` is running", recommendation.id);
+        return Err(refused(anyhow!("another `frontier queries apply {}` is running", recommendation.id)));
     }
-    let name = recommendation.index_name().context("the recommendation's DDL names no index")?.to_owned();
+    let name =
+        recommendation.index_name().context("the recommendation's DDL names no index").map_err(refused)?.to_owned();
     let schema = recommendation.table_name.rsplit_once('.').map_or("public", |(schema, _)| schema).to_owned();
-    let exists = index_exists(&mut conn, &schema, &name).await?;
+    let exists = index_exists(&mut conn, &schema, &name).await.map_err(failed)?;
     let done = match recommendation.action.as_str() {
         "create" => exists,
         _ => !exists,
     };
     if recommendation.applied_at_ms.is_some() && done {
         println!("{} was already applied: {}", recommendation.id, recommendation.ddl);
-        return Ok(ExitCode::SUCCESS);
+        event.detail = Some("already applied".into());
+        return Ok(());
     }
     let started = std::time::Instant::now();
     if let Err(error) = sqlx::raw_sql(sqlx::AssertSqlSafe(recommendation.ddl.clone())).execute(&mut conn).await {
@@ -246,16 +285,16 @@ async fn apply_command(settings: &Settings, args: ApplyArgs) -> anyhow::Result<E
                 let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(cleanup)).execute(&mut conn).await;
             }
         }
-        return Err(anyhow::Error::new(error).context(format!("running {}", recommendation.ddl)));
+        return Err(failed(anyhow::Error::new(error).context(format!("running {}", recommendation.ddl))));
     }
-    store.mark_applied(&recommendation.id).await?;
+    store.mark_applied(&recommendation.id).await.map_err(failed)?;
     println!("applied {} in {:.1} s: {}", recommendation.id, started.elapsed().as_secs_f64(), recommendation.ddl);
     if recommendation.action == "create" {
         println!(
             "the query analyzer judges it on the first window after now (frontier queries report shows the verdict)"
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// How the server's connections are used, for sizing pools.

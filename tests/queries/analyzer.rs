@@ -202,8 +202,18 @@ async fn advise_and_apply(settings: &Settings, config: &QueryAnalyzerSettings, d
         .as_str()
         .unwrap()
         .to_owned();
+    // The apply is audited on the platform's own trail (frontier.audit): make sure it exists.
+    assert!(frontier().args(["topics", "apply"]).status().unwrap().success());
     let output = frontier().args(["queries", "apply", &id, "--database-url", &database.url]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let trail = frontier::audit::AuditTrail::connect(&settings.kafka, &settings.postgres, &settings.audit, catalog());
+    let filter =
+        frontier::audit::AuditFilter { action: Some("queries.apply".into()), limit: 100, ..Default::default() };
+    let audited = trail.await.unwrap().recent(&filter).await.unwrap();
+    let event =
+        audited.iter().find(|event| event.target.as_deref() == Some(id.as_str())).expect("the apply is audited");
+    assert_eq!(event.outcome, frontier::records::AuditOutcome::Ok);
+    assert!(event.parameters["ddl"].contains("CREATE INDEX"), "{event:?}");
     // Applying twice changes nothing.
     let again = frontier().args(["queries", "apply", &id, "--database-url", &database.url]).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("already applied"), "{again:?}");
