@@ -286,9 +286,13 @@ impl Outage {
         }
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(since) = log.down_since.take() {
-            tracing::info!(down_for = ?since.elapsed(), "rate limits: Redis answers again; checks use the shared buckets");
+            // A Redis starved of CPU flaps: a call fails, the next answers. The warning's clock
+            // (last_warning) survives the flap, so such a gateway warns once per WARN_EVERY
+            // rather than once per flap, and only an outage worth the name has its end logged.
+            if since.elapsed() >= RETRY_REDIS_AFTER {
+                tracing::info!(down_for = ?since.elapsed(), "rate limits: Redis answers again; checks use the shared buckets");
+            }
         }
-        *log = OutageLog::default();
     }
 }
 
@@ -333,5 +337,17 @@ mod tests {
         let log = outage.log.lock().unwrap_or_else(PoisonError::into_inner);
         assert_eq!(log.failures_unlogged, 2, "the first is logged, the next two wait for the next warning");
         assert!(log.down_since.is_some());
+    }
+
+    #[test]
+    fn a_flapping_redis_warns_once_per_interval_not_once_per_flap() {
+        let outage = Outage::new();
+        for _ in 0..3 {
+            outage.failed("no answer within 200ms", RedisFailure::Open);
+            outage.answered();
+        }
+        let log = outage.log.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(log.failures_unlogged, 2, "one warning for three flaps; the other two are counted");
+        assert!(log.down_since.is_none(), "Redis answers now");
     }
 }
