@@ -63,6 +63,16 @@ WORKDIR /src
 COPY ops/models ops/models
 RUN ops/models
 
+# ---- dashboard -----------------------------------------------------------------------------
+# The gateway's live page (dashboard/: uPlot bundled by esbuild), built as ops/dashboard/build
+# builds it on a host: npm ci from the lock file, then the bundle into dashboard/dist.
+FROM node:20-bookworm-slim AS dashboard
+WORKDIR /src/dashboard
+COPY dashboard/package.json dashboard/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY dashboard/ ./
+RUN npm run build
+
 # ---- runtime -------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 
@@ -89,6 +99,8 @@ COPY schemas/ /app/schemas/
 COPY topics/ /app/topics/
 # models/all-MiniLM-L6-v2, where workers.inference.model_dir and model-serve look by default.
 COPY --from=models /src/models/all-MiniLM-L6-v2/ /app/models/all-MiniLM-L6-v2/
+# dashboard/dist, where gateway.dashboard.assets_dir looks by default.
+COPY --from=dashboard /src/dashboard/dist/ /app/dashboard/dist/
 
 USER frontier
 ENV FRONTIER_ENV=development

@@ -25,6 +25,17 @@ pub fn init_logging(settings: &LogSettings) {
     };
 }
 
+/// 1 while a worker process runs, label `worker` (the `frontier run` name): summed by worker it
+/// is the number of instances each group runs, whoever started them (ops/demo, the autoscaler,
+/// Kubernetes), and a stopped instance's series goes stale with its scrape target.
+pub const WORKER_UP: &str = "frontier_worker_up";
+
+/// Marks this process as one running instance of `worker` on `/metrics`.
+pub fn announce_worker(worker: &str) {
+    metrics::describe_gauge!(WORKER_UP, "1 while this worker process runs (label worker).");
+    metrics::gauge!(WORKER_UP, "worker" => worker.to_owned()).set(1.0);
+}
+
 /// Histogram buckets for latencies in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0];

@@ -65,7 +65,11 @@ pub enum Command {
     Deploy(deploy::DeployArgs),
     /// Restore the previous recorded deployment's configuration and topic configs.
     Rollback(deploy::RollbackArgs),
-
+    /// The live dashboard's panels for other tools.
+    Dashboard {
+        #[command(subcommand)]
+        action: DashboardAction,
+    },
     /// Create, revoke and list the gateway's API keys.
     Keys {
         #[command(subcommand)]
@@ -159,6 +163,14 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// `frontier dashboard ...`.
+#[derive(Debug, Subcommand)]
+pub enum DashboardAction {
+    /// Print the gateway dashboard's panels as a Grafana dashboard (the source of
+    /// ops/grafana/dashboards/frontier.json).
+    Grafana,
+}
+
 impl Cli {
     /// Loads the configuration and runs the command.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
@@ -180,6 +192,10 @@ impl Cli {
             Command::Audit(args) => audit::audit(&settings, args).await,
             Command::Deploy(args) => deploy::deploy(&settings, self.environment, &self.config_dir, args).await,
             Command::Rollback(args) => deploy::rollback(&settings, self.environment, &self.config_dir, args).await,
+            Command::Dashboard { action: DashboardAction::Grafana } => {
+                print!("{}", crate::gateway::dashboard::grafana::dashboard_json());
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Alerts(args) => alerts::alerts(&settings, args).await,
             Command::HealthCheck(args) => health_check(&settings, args).await,
             Command::Config => {

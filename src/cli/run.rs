@@ -62,6 +62,9 @@ pub enum WorkerKind {
 pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(listen) = settings.metrics.listen {
         telemetry::serve_metrics(listen).with_context(|| format!("serving /metrics on {listen}"))?;
+        if let Some(name) = args.worker.to_possible_value() {
+            telemetry::announce_worker(name.get_name());
+        }
     }
     let catalog = Arc::new(
         SchemaCatalog::load_dir(&settings.paths.schemas)

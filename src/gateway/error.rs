@@ -92,6 +92,13 @@ impl IntoResponse for ApiError {
 /// Why the gateway could not start or stopped with an error (not a request's failure).
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// The dashboard's HTTP client could not be built (TLS roots unreadable).
+    #[error("the dashboard's client for Prometheus and Alertmanager: {source}")]
+    Dashboard {
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
     /// A Kafka client could not be created or the reply topic could not be set up.
     #[error("Kafka: {context}: {source} (is Kafka up? `ops/stack up`)")]
     Kafka {

@@ -16,6 +16,8 @@ pub const PENDING: &str = "frontier_gateway_pending_requests";
 pub const REPLIES_UNMATCHED: &str = "frontier_gateway_replies_unmatched_total";
 /// Messages on the reply topic that could not be decoded.
 pub const REPLIES_UNDECODABLE: &str = "frontier_gateway_replies_undecodable_total";
+/// Dashboard queries that failed, by source (prometheus, alertmanager).
+pub const DASHBOARD_SOURCE_ERRORS: &str = "frontier_gateway_dashboard_source_errors_total";
 
 static DESCRIBED: Once = Once::new();
 
@@ -32,7 +34,13 @@ pub fn describe() {
         ::metrics::describe_gauge!(PENDING, "Requests waiting for their answer or kept for polling.");
         ::metrics::describe_counter!(REPLIES_UNMATCHED, "Replies that matched no pending request.");
         ::metrics::describe_counter!(REPLIES_UNDECODABLE, "Replies that could not be decoded.");
+        ::metrics::describe_counter!(DASHBOARD_SOURCE_ERRORS, "Failed dashboard queries, by source.");
     });
+}
+
+/// Counts a failed dashboard query to `source` (prometheus, alertmanager).
+pub fn dashboard_source_failed(source: &'static str) {
+    ::metrics::counter!(DASHBOARD_SOURCE_ERRORS, "source" => source).increment(1);
 }
 
 /// Counts an error answered with `code`.

@@ -10,6 +10,7 @@
 //! GET  /v1/results/{id}/events      viewer     the answer as one server-sent event
 //! GET  /health                      anyone     liveness for load balancers
 //! GET|PUT|DELETE /v1/admin/batching/... operator batch settings while running (`admin`)
+//! GET  /optimization/performance/dashboard[/...] the live dashboard (`dashboard`; its events: viewer)
 //! ```
 //!
 //! Every other route needs a key (`auth`), every admitted call is charged to its tenant's and
@@ -18,6 +19,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 pub mod error;
 pub mod jwt;
 pub mod keys;
@@ -46,6 +48,7 @@ pub use error::{ApiError, GatewayError};
 pub use settings::{AuthSettings, GatewaySettings};
 
 use self::admin::BatchingControl;
+use self::dashboard::DashboardFeed;
 use self::jwt::JwtVerifier;
 use self::keys::{ApiKeyStore, KeyVerifier};
 use self::ratelimit::RateLimiter;
@@ -106,6 +109,9 @@ pub async fn run(
         None => None,
     };
 
+    let dashboard = DashboardFeed::start(&settings.dashboard, &tracker, shutdown.clone())
+        .map_err(|source| GatewayError::Dashboard { source })?;
+
     let state = Arc::new(GatewayState {
         settings: settings.clone(),
         reply_topic: reply_topic.clone(),
@@ -118,6 +124,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         audit,
         batching,
+        dashboard,
     });
     let app = router(state, settings.max_body_bytes);
     let listen = listener.local_addr().map_err(|source| GatewayError::Listen { listen: settings.listen, source })?;
@@ -180,6 +187,9 @@ fn router(state: Arc<GatewayState>, max_body_bytes: usize) -> Router {
         .route("/health", get(routes::health))
         .route("/v1/admin/batching", get(admin::batching))
         .route("/v1/admin/batching/{model}", put(admin::update_batching).delete(admin::reset_batching))
+        .route(dashboard::PAGE, get(dashboard::page))
+        .route(&format!("{}/assets/{{file}}", dashboard::PAGE), get(dashboard::assets))
+        .route(&format!("{}/events", dashboard::PAGE), get(dashboard::events))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(measure))
         .with_state(state)

@@ -58,6 +58,8 @@ pub struct GatewayState {
     pub audit: AuditTrail,
     /// Batch settings changed while running; `None` without a control topic.
     pub batching: Option<BatchingControl>,
+    /// The live dashboard's newest sample.
+    pub dashboard: super::dashboard::DashboardFeed,
 }
 
 /// A caller let in: who it is, and the rate-limit headers every answer to it carries.

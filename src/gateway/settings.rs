@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::dashboard::DashboardSettings;
 use super::jwt::JwtSettings;
 use super::ratelimit::RateLimitSettings;
 use crate::config::{InvalidSetting, positive, topic_named};
@@ -59,6 +60,8 @@ pub struct GatewaySettings {
     pub auth: AuthSettings,
     /// Request quotas per tenant and key (`[gateway.rate_limits]`).
     pub rate_limits: RateLimitSettings,
+    /// The live dashboard's sources and files (`[gateway.dashboard]`).
+    pub dashboard: DashboardSettings,
 }
 
 /// `[gateway.tls]`: the gateway's certificate (TLS 1.2 and 1.3 through rustls, HTTP/1.1).
@@ -90,6 +93,7 @@ impl Default for GatewaySettings {
             default_model: "all-minilm-l6-v2".into(),
             auth: AuthSettings::default(),
             rate_limits: RateLimitSettings::default(),
+            dashboard: DashboardSettings::default(),
         }
     }
 }
@@ -161,6 +165,7 @@ impl GatewaySettings {
             return invalid("instance", "must not be empty when set");
         }
         positive("default_timeout", self.default_timeout)?;
+        self.dashboard.validate()?;
         positive("result_retention", self.result_retention)?;
         if self.max_timeout < self.default_timeout || self.max_timeout > Duration::from_secs(3600) {
             return invalid("max_timeout", "must be from default_timeout to 1h");

@@ -8,6 +8,7 @@ mod answers;
 mod audit;
 #[path = "../common/mod.rs"]
 mod common;
+mod dashboard;
 mod front_door;
 mod keys;
 mod limits;

@@ -56,6 +56,9 @@ pub mod metric {
     pub const JOBS: &str = "frontier_inference_jobs_total";
     /// Jobs waiting in a model's queues (gauge, label model).
     pub const QUEUE_DEPTH: &str = "frontier_inference_queue_depth";
+    /// The largest batch a model may run now (gauge, label model): the denominator of the
+    /// dashboard's batch fill, which follows admin overrides.
+    pub const MAX_BATCH_SIZE: &str = "frontier_inference_max_batch_size";
 }
 
 /// A model the batcher serves: its name in jobs, the backend that runs it, its batch settings.

@@ -49,6 +49,8 @@ impl ModelScheduler {
         let mut in_flight: JoinSet<BatchReport> = JoinSet::new();
         let mut open = true;
         let depth = ::metrics::gauge!(metric::QUEUE_DEPTH, "model" => self.model.to_string());
+        let max_batch = ::metrics::gauge!(metric::MAX_BATCH_SIZE, "model" => self.model.to_string());
+        max_batch.set(settings.max_batch_size as f64);
 
         loop {
             let now = Instant::now();
@@ -96,6 +98,7 @@ impl ModelScheduler {
                 changed = self.settings.changed() => {
                     if changed.is_ok() {
                         settings = self.settings.borrow_and_update().clone();
+                        max_batch.set(settings.max_batch_size as f64);
                         debug!(model = %self.model, ?settings, "batch settings changed");
                     }
                 }

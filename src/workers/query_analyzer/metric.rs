@@ -1,5 +1,8 @@
 //! Metric names of the query analyzer.
 
+/// Seconds a statement took, one observation per query event (histogram): the database's
+/// query times on the dashboard.
+pub const STATEMENT_SECONDS: &str = "frontier_queries_statement_duration_seconds";
 /// Query events counted into the windows, per `parsed` (true, false).
 pub const EVENTS: &str = "frontier_queries_events_total";
 /// Query events whose window had already been judged.
@@ -21,6 +24,7 @@ pub const STORE_ERRORS: &str = "frontier_queries_store_errors_total";
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_histogram};
+    describe_histogram!(STATEMENT_SECONDS, Unit::Seconds, "Seconds per statement run, from the query events.");
     describe_counter!(EVENTS, "Query events counted by the query analyzer, by whether their SQL parsed.");
     describe_counter!(LATE_EVENTS, "Query events that arrived after their window was judged.");
     describe_counter!(FINDINGS, "Slow, heavy and regressed statement windows found, by kind.");

@@ -515,6 +515,11 @@ impl Worker for QueryAnalyzer {
         let known = self.shape_of(&event.sql);
         let (fingerprint, parsed) = (&known.fingerprint, known.parsed);
         metrics::counter!(metric::EVENTS, "parsed" => if parsed { "true" } else { "false" }).increment(1);
+        // A collected event stands for `calls` runs of `duration_ms` each on average: one
+        // observation of the mean keeps the histogram about statements, not about batches.
+        if event.duration_ms.is_finite() && event.duration_ms >= 0.0 {
+            metrics::histogram!(metric::STATEMENT_SECONDS).record(event.duration_ms / 1000.0);
+        }
         let run = StatementRun {
             database: &event.database,
             fingerprint,
