@@ -14,7 +14,7 @@ use super::metric;
 use super::owner::{Input, MonitorOwner, MonitorSnapshot, OwnerStopped};
 use super::settings::SlaMonitorSettings;
 use super::webhook::AlertWebhook;
-use crate::bus::{HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
+use crate::bus::{CodecError, HandlerError, Inbound, KnownSchema, Outbound, SchemaCatalog, Worker};
 use crate::records::{
     Alert, AutoscaleDecision, QueryEvent, Record, RequestCompleted, SloCounters, SlowQueryFinding, WorkerStatus,
 };
@@ -145,9 +145,9 @@ fn read_records<T: Record>(
     let mut records = Vec::with_capacity(values.len());
     for bytes in values {
         // A record this monitor cannot read is not one it wrote: skip it, say so.
-        match catalog.decode(&bytes).map(|d| apache_avro::from_value::<T>(&d.value)) {
-            Ok(Ok(record)) => records.push(record),
-            Ok(Err(error)) => warn!(%error, topic, "skipping a record of another type"),
+        match catalog.decode_record::<T>(&bytes) {
+            Ok(record) => records.push(record),
+            Err(error @ CodecError::WrongRecord { .. }) => warn!(%error, topic, "skipping a record of another type"),
             Err(error) => warn!(%error, topic, "skipping an undecodable record"),
         }
     }
