@@ -83,11 +83,6 @@ fn query(promql: &str) -> Vec<Value> {
     body["data"]["result"].as_array().cloned().unwrap_or_default()
 }
 
-/// A port Prometheus scrapes (9464-9474) that nothing listens on now.
-fn free_scraped_port() -> u16 {
-    (9465..=9474).find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok()).expect("a free port in 9465-9474")
-}
-
 #[test]
 fn prometheus_scrapes_a_running_worker() {
     let settings = settings();

@@ -196,14 +196,7 @@ pub async fn rollback(
         println!("kept: {} (created since; deleting a topic deletes its data: do it by hand)", added.join(", "));
     }
     if !plan.refused().is_empty() {
-        let reasons: Vec<String> = plan
-            .changes
-            .iter()
-            .filter_map(|change| match change {
-                crate::topics::Change::Refused { topic, reason } => Some(format!("topic {topic}: {reason}")),
-                _ => None,
-            })
-            .collect();
+        let reasons: Vec<String> = plan.refusals().into_iter().map(|refusal| format!("topic {refusal}")).collect();
         return refuse(event, format!("Kafka cannot undo: {}", reasons.join("; "))).await;
     }
     if args.dry_run {

@@ -133,10 +133,7 @@ impl Preflight {
     pub fn failures(&self) -> Vec<String> {
         let checks =
             self.checks.iter().filter_map(|check| check.result.as_ref().err().map(|e| format!("{}: {e}", check.name)));
-        let refused = self.topic_plan.changes.iter().filter_map(|change| match change {
-            topics::Change::Refused { topic, reason } => Some(format!("topic {topic}: {reason}")),
-            _ => None,
-        });
+        let refused = self.topic_plan.refusals().into_iter().map(|refusal| format!("topic {refusal}"));
         checks.chain(refused).collect()
     }
 }

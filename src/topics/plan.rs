@@ -69,6 +69,17 @@ impl Plan {
     pub fn refused(&self) -> Vec<&Change> {
         self.changes.iter().filter(|c| matches!(c, Change::Refused { .. })).collect()
     }
+
+    /// Each refused change as `<topic>: <reason>`.
+    pub fn refusals(&self) -> Vec<String> {
+        self.changes
+            .iter()
+            .filter_map(|change| match change {
+                Change::Refused { topic, reason } => Some(format!("{topic}: {reason}")),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl fmt::Display for Plan {
@@ -213,14 +224,7 @@ pub async fn apply(
     plan: &Plan,
     timeout: Duration,
 ) -> Result<(), TopicsError> {
-    let refused: Vec<String> = plan
-        .refused()
-        .into_iter()
-        .filter_map(|c| match c {
-            Change::Refused { topic, reason } => Some(format!("{topic}: {reason}")),
-            _ => None,
-        })
-        .collect();
+    let refused = plan.refusals();
     if !refused.is_empty() {
         return Err(TopicsError::Refused(refused));
     }

@@ -47,6 +47,14 @@ pub fn require_kafka(settings: &Settings) {
     }
 }
 
+/// A port the stack's Prometheus scrapes (ops/prometheus/local.yml) that nothing listens on
+/// now; 9464 is left to a hand-started worker.
+pub fn free_scraped_port() -> u16 {
+    (9465..=9474)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port among the scraped 9465-9474")
+}
+
 /// A topic name no other test or run uses.
 pub fn unique(name: &str) -> String {
     format!("test.{name}.{}", &uuid::Uuid::new_v4().simple().to_string()[..12])

@@ -3,7 +3,6 @@
 //! down marks its panels rather than failing the page, and Debian's headless Chromium renders
 //! the live charts without a console error.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use frontier::gateway::dashboard::panels;
@@ -11,7 +10,7 @@ use frontier::gateway::keys::Role;
 use serde_json::Value;
 
 use super::World;
-use super::common::{START_HINT, repo};
+use super::common::{START_HINT, free_scraped_port, repo};
 
 /// The page's path on the gateway.
 const PAGE: &str = "/optimization/performance/dashboard";
@@ -75,13 +74,6 @@ impl EventReader {
         assert_eq!(event.name, "sample", "after the layout come samples: {event:?}");
         event.data
     }
-}
-
-/// A port the stack's Prometheus scrapes (ops/prometheus/local.yml: 9464-9475) that is free.
-fn free_scraped_port() -> u16 {
-    (9465..=9474)
-        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port among the scraped 9465-9474")
 }
 
 /// Series names of `panel` in `sample`.

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use self::panels::SECTIONS;
-use self::sources::{MetricSources, now_ms};
+use self::sources::MetricSources;
 use super::ApiError;
 use super::keys::Role;
 use super::routes::{GatewayState, with_headers};
@@ -182,7 +182,7 @@ async fn take_sample(sources: &MetricSources) -> Value {
         }
     };
     let panels: Map<String, Value> = panels.into_iter().map(|(id, value)| (id.to_owned(), value)).collect();
-    json!({ "at_ms": now_ms(), "panels": panels, "alerts": alerts })
+    json!({ "at_ms": crate::clock::now_millis(), "panels": panels, "alerts": alerts })
 }
 
 /// `GET .../events`: the layout, then every new sample, until the caller leaves or the gateway

@@ -3,7 +3,7 @@
 //! alike). Neither is the gateway's to run: a failing source marks its panels, never the page.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -186,13 +186,7 @@ impl From<AmAlert> for FiringAlert {
 
 /// Milliseconds since the epoch of an RFC 3339 time as Alertmanager writes it.
 fn epoch_ms(rfc3339: &str) -> Option<i64> {
-    let at = humantime::parse_rfc3339_weak(rfc3339).ok()?;
-    i64::try_from(at.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()
-}
-
-/// Now, in ms since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(0))
+    humantime::parse_rfc3339_weak(rfc3339).ok().map(crate::clock::epoch_millis)
 }
 
 #[cfg(test)]
