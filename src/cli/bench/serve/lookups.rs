@@ -1,15 +1,22 @@
-//! Lookup latency per layer of `frontier bench serve`, measured on the tiered cache itself.
+//! Lookup latency per layer of `frontier bench serve`, measured on the tiered cache itself,
+//! with a bare Redis `GET` of the same stored bytes beside the Redis layer as its baseline.
 
 use std::time::Instant;
 
+use anyhow::Context;
 use serde_json::json;
 
 use super::{Bench, ScratchDir};
 use crate::cache::{CacheKey, CacheSettings, TieredCache};
 
+/// What [`lookup_latencies`] measured: per layer, lookup times in microseconds, sorted.
+pub(super) type LayerLatencies = Vec<(&'static str, Vec<f64>)>;
+
 /// Lookup latency per layer on the tiered cache itself, over 1000 keys: memory hits; Redis hits
-/// (memory and disk cleared); disk hits (a cache without Redis, memory cleared).
-pub(super) async fn lookup_latencies(bench: &Bench) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
+/// (memory and disk cleared), each right after a bare `GET` of the same entry on a connection
+/// of its own (the baseline: what Redis and the client cost without the layer); disk hits (a
+/// cache without Redis, memory cleared).
+pub(super) async fn lookup_latencies(bench: &Bench) -> anyhow::Result<LayerLatencies> {
     let dir = ScratchDir::new("lookups")?;
     let settings = bench.cache_settings(dir.path(), None);
     let policy = settings.policy_for("bench");
@@ -22,34 +29,52 @@ pub(super) async fn lookup_latencies(bench: &Bench) -> anyhow::Result<Vec<(&'sta
     let keys: Vec<CacheKey> =
         (0..1000).map(|i| CacheKey::for_request("bench", &json!({"i": i}), "acme", &[])).collect();
     let tags = vec!["bench".to_string()];
-    let time_all = |cache: TieredCache| {
-        let (keys, tags, payload) = (keys.clone(), tags.clone(), payload.clone());
+    let lookup = |cache: &TieredCache, key: &CacheKey| {
+        let (cache, key, tags, value) = (cache.clone(), key.clone(), tags.clone(), payload.clone());
         async move {
-            let mut times = Vec::with_capacity(keys.len());
-            for key in &keys {
-                let value = payload.clone();
-                let started = Instant::now();
-                cache
-                    .get_or_compute(key, &tags, policy, async move { Ok(value) })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                times.push(started.elapsed().as_secs_f64() * 1e6);
-            }
-            times.sort_by(f64::total_cmp);
-            anyhow::Ok(times)
+            let started = Instant::now();
+            cache
+                .get_or_compute(&key, &tags, policy, async move { Ok(value) })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::Ok(started.elapsed().as_secs_f64() * 1e6)
         }
     };
+    let time_all = async |cache: &TieredCache| {
+        let mut times = Vec::with_capacity(keys.len());
+        for key in &keys {
+            times.push(lookup(cache, key).await?);
+        }
+        times.sort_by(f64::total_cmp);
+        anyhow::Ok(times)
+    };
     let cache = TieredCache::connect(&settings, Some(&bench.settings.redis.url)).await?;
-    time_all(cache.clone()).await?; // computes and writes every layer
-    let memory = time_all(cache.clone()).await?;
+    time_all(&cache).await?; // computes and writes every layer
+    let memory = time_all(&cache).await?;
     cache.clear_memory().await;
     cache.clear_disk().await;
-    let redis = time_all(cache.clone()).await?;
+
+    let client = redis::Client::open(bench.settings.redis.url.as_str()).context("the Redis url")?;
+    let mut bare = client.get_multiplexed_async_connection().await.context("connecting to Redis")?;
+    let (mut redis, mut baseline) = (Vec::with_capacity(keys.len()), Vec::with_capacity(keys.len()));
+    for key in &keys {
+        let stored = format!("{}:e:{}", settings.redis_key_prefix, key.as_str());
+        let started = Instant::now();
+        let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&stored).query_async(&mut bare).await?;
+        baseline.push(started.elapsed().as_secs_f64() * 1e6);
+        if bytes.is_none() {
+            anyhow::bail!("the Redis layer did not store {stored}: the baseline would time a miss");
+        }
+        redis.push(lookup(&cache, key).await?);
+    }
+    redis.sort_by(f64::total_cmp);
+    baseline.sort_by(f64::total_cmp);
+
     let disk_dir = ScratchDir::new("lookups-disk")?;
     let disk_settings = CacheSettings { disk_dir: disk_dir.path().to_path_buf(), ..settings.clone() };
     let disk_only = TieredCache::connect(&disk_settings, None).await?;
-    time_all(disk_only.clone()).await?;
+    time_all(&disk_only).await?;
     disk_only.clear_memory().await;
-    let disk = time_all(disk_only).await?;
-    Ok(vec![("memory", memory), ("redis", redis), ("disk", disk)])
+    let disk = time_all(&disk_only).await?;
+    Ok(vec![("memory", memory), ("redis", redis), ("GET", baseline), ("disk", disk)])
 }

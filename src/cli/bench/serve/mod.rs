@@ -8,6 +8,7 @@ mod gateway;
 mod hostile;
 mod load;
 mod lookups;
+mod start;
 
 pub(super) use load::Zipf;
 
@@ -83,6 +84,19 @@ pub struct ServeBenchArgs {
     /// Producer linger (ms) of the publisher and the serving instance.
     #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
+    /// Requests per second of the high-rate phase (the cached load on the warm instance).
+    #[arg(long, default_value_t = 10_000.0)]
+    pub high_rate: f64,
+    /// Seconds of the high-rate phase; 0 leaves it out.
+    #[arg(long, default_value_t = 20)]
+    pub high_seconds: u64,
+    /// Seconds of the start phase (a second instance joins, then the first restarts); 0
+    /// leaves it out.
+    #[arg(long, default_value_t = 40)]
+    pub start_seconds: u64,
+    /// Partitions of the start phase's requests topic, shared by its instances.
+    #[arg(long, default_value_t = 4)]
+    pub start_partitions: i32,
 }
 
 /// One answered request: which layer answered and how long it took from publish.
@@ -218,6 +232,13 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     bench.run_phase("warmup", (args.rate * args.warmup as f64) as usize, args.rate, &mut zipf_request).await?;
     let steady =
         bench.run_phase("steady", (args.rate * args.seconds as f64) as usize, args.rate, &mut zipf_request).await?;
+    let high = if args.high_seconds > 0 {
+        eprintln!("[bench] high rate: {} s at {}/s on the same warm instance", args.high_seconds, args.high_rate);
+        let count = (args.high_rate * args.high_seconds as f64) as usize;
+        Some(bench.run_phase("high", count, args.high_rate, &mut zipf_request).await?)
+    } else {
+        None
+    };
     instance.stop().await?;
 
     // Hit ratio with entries expiring (ttl, no grace), the warmer off then on.
@@ -242,6 +263,23 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         instance.stop().await?;
         results.push((label, phase, refreshed));
     }
+
+    let started = if args.start_seconds > 0 {
+        let warmup = args.warmup;
+        Some(
+            start::start_phase(
+                &mut bench,
+                args.rate,
+                warmup,
+                args.start_seconds,
+                args.start_partitions,
+                &mut zipf_request,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
 
     eprintln!("[bench] lookup latency per layer");
     let lookups = lookups::lookup_latencies(&bench).await?;
@@ -268,6 +306,19 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     let (line, missed, of) = steady.timeline();
     println!("{line}");
     missed_buckets.push(("cached", missed, of));
+    if let Some(high) = &high {
+        let throughput = high.answered.len() as f64 / high.elapsed.as_secs_f64();
+        println!(
+            "high   (warm, {:.0}/s)    {}  throughput {throughput:.0}/s, answered {} of {}",
+            args.high_rate,
+            summary(&high.latencies(|a| a.status == "ok")),
+            high.answered.len(),
+            high.sent
+        );
+        let (line, missed, of) = high.timeline();
+        println!("{line}");
+        missed_buckets.push(("high", missed, of));
+    }
     for (label, phase, refreshed) in &results {
         println!(
             "{label}: answered {} of {}{}",
@@ -299,6 +350,19 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         println!("{line}");
         missed_buckets.push((label, missed, of));
     }
+    if let Some(started) = &started {
+        println!(
+            "start  (2nd instance joins at {:.0} s, 1st restarts at {:.0} s)  {}  answered {} of {}",
+            args.start_seconds as f64 * start::JOIN_AT,
+            args.start_seconds as f64 * start::RESTART_AT,
+            summary(&started.latencies(|a| a.status == "ok")),
+            started.answered.len(),
+            started.sent
+        );
+        let (line, missed, of) = started.timeline();
+        println!("{line}");
+        missed_buckets.push(("start", missed, of));
+    }
     let missed: Vec<String> =
         missed_buckets.iter().map(|(phase, missed, of)| format!("{phase} {missed} of {of}")).collect();
     println!("5 s buckets with p99 over {BUCKET_GOAL_MS} ms (goal: none): {}", missed.join(", "));
@@ -308,6 +372,13 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
             percentile(sorted, 50.0),
             percentile(sorted, 99.0),
             sorted.len()
+        );
+    }
+    let p99_of = |name: &str| lookups.iter().find(|(layer, _)| *layer == name).map(|(_, s)| percentile(s, 99.0));
+    if let (Some(layer), Some(bare)) = (p99_of("redis"), p99_of("GET")) {
+        println!(
+            "redis layer / bare GET (each key's GET right before its lookup): p99 {:.2}x (goal <= 2x)",
+            layer / bare.max(f64::MIN_POSITIVE)
         );
     }
     bench.drop_schema().await?;
@@ -336,6 +407,36 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts serving instances of one phase: what a process needs, with the phase's topics.
+#[derive(Clone)]
+struct Launcher {
+    settings: Settings,
+    catalog: Arc<SchemaCatalog>,
+    store: PriceStore,
+    shutdown: CancellationToken,
+}
+
+impl Launcher {
+    /// An instance in consumer group `group` with a tiered cache of its own on `cache`'s Redis
+    /// prefix and disk folder.
+    async fn start(&self, cache: &CacheSettings, group: &str) -> anyhow::Result<RunningInstance> {
+        let mut settings = self.settings.clone();
+        settings.workers.serve.group_id = Some(group.to_string());
+        let cache = TieredCache::connect(cache, Some(&settings.redis.url)).await?;
+        let worker = Arc::new(ServeWorker::new(
+            &settings.workers.serve,
+            &settings.cache,
+            cache,
+            self.store.clone(),
+            &self.catalog,
+        )?);
+        let loops = ServingLoops::new(&settings.shared(), &settings.workers.serve, worker, self.catalog.clone())?;
+        let token = self.shutdown.child_token();
+        let task = tokio::spawn(loops.run(token.clone()));
+        Ok(RunningInstance { token, task })
     }
 }
 
@@ -451,31 +552,24 @@ impl Bench {
     }
 
     /// A serving instance reading the requests topic of `phase` (where [`Bench::publish`] sends
-    /// from now on) and writing its events to the metrics topic of `phase`.
+    /// from now on) and writing its events to the metrics topic of `phase`, in a group of its own.
     async fn start_instance(
         &mut self,
         cache: &CacheSettings,
         label: &str,
         phase: &str,
     ) -> anyhow::Result<RunningInstance> {
+        let group = format!("bench.serve.{}.{}", label.replace(' ', "-"), uuid::Uuid::new_v4().simple());
+        self.launcher(phase).start(cache, &group).await
+    }
+
+    /// Starts instances on the topics of `phase`, and publishes there from now on.
+    fn launcher(&mut self, phase: &str) -> Launcher {
         self.requests_topic = format!("{}.{phase}", self.settings.workers.serve.input_topic);
         let mut settings = self.settings.clone();
         settings.workers.serve.input_topic = self.requests_topic.clone();
         settings.workers.serve.metrics_topic = self.metrics_topic(phase);
-        settings.workers.serve.group_id =
-            Some(format!("bench.serve.{}.{}", label.replace(' ', "-"), uuid::Uuid::new_v4().simple()));
-        let cache = TieredCache::connect(cache, Some(&settings.redis.url)).await?;
-        let worker = Arc::new(ServeWorker::new(
-            &settings.workers.serve,
-            &settings.cache,
-            cache,
-            self.store.clone(),
-            &self.catalog,
-        )?);
-        let loops = ServingLoops::new(&settings.shared(), &settings.workers.serve, worker, self.catalog.clone())?;
-        let token = self.shutdown.child_token();
-        let task = tokio::spawn(loops.run(token.clone()));
-        Ok(RunningInstance { token, task })
+        Launcher { settings, catalog: self.catalog.clone(), store: self.store.clone(), shutdown: self.shutdown.clone() }
     }
 
     /// A warmer on the metrics topic of `phase`, sharing the instance's Redis prefix.
