@@ -1,8 +1,14 @@
 //! Running CPU work at a lower OS priority, and handing memory back after heavy work.
 
 /// Hands freed heap memory back to the system after a burst of heavy analyses (glibc keeps it
-/// otherwise: 1.18 GB stayed resident after one).
+/// otherwise: 1.18 GB stayed resident after one). Both allocators are asked: the binary's is
+/// mimalloc, tests and librdkafka's C code use glibc's.
 pub(super) fn trim_heap() {
+    // SAFETY: mi_collect takes no pointers; it frees mimalloc's own unused pages, and is a
+    // no-op for a process whose allocations never went through mimalloc.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own heap; it takes no pointers from us.
     unsafe {
