@@ -45,6 +45,11 @@ impl InFlight {
         }
     }
 
+    /// Whether a lookup of `key` is in flight (a request joining it waits for its result).
+    pub fn is_looking_up(&self, key: &str) -> bool {
+        self.lookups.contains_key(key)
+    }
+
     /// Claims the refresh of `key`; `false` if one is already running.
     pub fn claim_refresh(&self, key: &str) -> bool {
         match self.refreshes.entry(key.to_string()) {

@@ -34,24 +34,31 @@ impl TieredCache {
     }
 
     /// The slow path of a lookup, run once per key at a time: memory again (a lookup that just
-    /// finished may have filled it), Redis, disk, then compute.
+    /// finished may have filled it), Redis and disk unless the caller has just read them
+    /// (`read_lower` false), then compute.
     pub(super) async fn look_up<F>(
         &self,
         key: &str,
         tags: Vec<String>,
         policy: CachePolicy,
         compute: F,
+        read_lower: bool,
     ) -> Result<Found, ComputeError>
     where
         F: Future<Output = Result<Vec<u8>, ComputeError>> + Send + 'static,
     {
-        self.replay_unsent_invalidations().await;
         if let Some(entry) = self.inner.memory.get(key).await
             && matches!(self.inner.judge(&entry), Verdict::Serve)
         {
             return Ok(Found { entry, layer: CacheLayer::Memory });
         }
-        match self.read_lower_layers(key).await {
+        let below = if read_lower {
+            self.replay_unsent_invalidations().await;
+            self.read_lower_layers(key).await
+        } else {
+            None
+        };
+        match below {
             Some((entry, layer, verdict)) => {
                 if let Verdict::ServeAndRefresh(reason) = verdict {
                     self.spawn_refresh(key, tags, policy, compute, reason, None);
@@ -70,7 +77,7 @@ impl TieredCache {
     /// removed from its layer. A disk entry also goes up to Redis, so other instances find
     /// it; Redis refuses one older than an invalidation of its tags, and then it is dropped
     /// here too. `None`: no layer has one (the caller counts the miss).
-    async fn read_lower_layers(&self, key: &str) -> Option<(Arc<Entry>, CacheLayer, Verdict)> {
+    pub(super) async fn read_lower_layers(&self, key: &str) -> Option<(Arc<Entry>, CacheLayer, Verdict)> {
         if let Some(redis) = &self.inner.redis
             && let Some(entry) = redis.get(key).await
         {

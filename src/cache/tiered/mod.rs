@@ -190,6 +190,20 @@ impl TieredCache {
                 Verdict::Unusable => self.inner.memory.remove(key).await,
             }
         }
+        // Redis (or disk) answers a memory miss in a fraction of a millisecond: read it right
+        // here. A shared lookup is a spawned task, and its two extra task wake-ups cost more
+        // than the read itself (the Redis layer's p99 was 3.4x a bare GET). Only a key that no
+        // layer holds goes on to the shared lookup, which coalesces its computation.
+        let lower_layers_read = !self.inner.in_flight.is_looking_up(key);
+        if lower_layers_read {
+            self.replay_unsent_invalidations().await;
+            if let Some((entry, layer, verdict)) = self.read_lower_layers(key).await {
+                if let Verdict::ServeAndRefresh(reason) = verdict {
+                    self.spawn_refresh(key, tags.to_vec(), policy, compute, reason, None);
+                }
+                return Ok(self.inner.served(key, &entry, layer));
+            }
+        }
         let (pending, started) = self.inner.in_flight.join_or_start(key, |id| {
             let slot = LookupSlot { in_flight: self.inner.in_flight.clone(), key: key.to_string(), id };
             let cache = self.clone();
@@ -197,7 +211,7 @@ impl TieredCache {
             spawn_shared(async move {
                 // Held until the lookup ends, then frees the key for the next one.
                 let slot = slot;
-                cache.look_up(&slot.key, tags, policy, compute).await
+                cache.look_up(&slot.key, tags, policy, compute, !lower_layers_read).await
             })
         });
         if !started {
