@@ -471,3 +471,33 @@ async fn an_invalidation_redis_missed_is_replayed_when_it_is_back() {
         redis::cmd("HGET").arg(format!("{prefix}:v:symbol:AAPL")).arg(0).query_async(&mut connection).await.unwrap();
     assert_eq!(version, Some(9), "the missed order reached Redis");
 }
+
+#[tokio::test]
+async fn one_slow_redis_answer_is_a_miss_and_three_in_a_row_take_redis_down() {
+    let port = PrivateRedis::free_port();
+    let server = PrivateRedis::start(port).await;
+    let (prefix, disk) = (unique_prefix(), tempfile::tempdir().unwrap());
+    let mut settings = settings(&prefix, &disk);
+    settings.disk_bytes = 0;
+    settings.redis_timeout = Duration::from_millis(100);
+    let cache = TieredCache::connect(&settings, Some(&server.url())).await.unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    cache.get_or_compute(&key("AAPL"), &tags("AAPL"), POLICY, counted(&runs, "v1")).await.unwrap();
+    assert!(cache.redis_is_up());
+
+    // Redis holds every command for a second: each of the cache's times out at 100 ms.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1000).arg("ALL").query_async(&mut admin).await.unwrap();
+    cache.clear_memory().await;
+    let slow = cache.get_or_compute(&key("AAPL"), &tags("AAPL"), POLICY, counted(&runs, "slow")).await.unwrap();
+    assert_eq!(slow.layer, CacheLayer::None, "the timed-out read is a miss");
+    let stats = cache.stats();
+    assert_eq!((stats.redis_errors, stats.redis_outages), (2, 0), "its read and its write timed out: {stats:?}");
+    assert!(cache.redis_is_up(), "two slow answers are not an outage");
+
+    cache.clear_memory().await;
+    cache.get_or_compute(&key("AAPL"), &tags("AAPL"), POLICY, counted(&runs, "slower")).await.unwrap();
+    assert!(!cache.redis_is_up(), "the third timeout in a row takes Redis down");
+    assert_eq!(cache.stats().redis_outages, 1);
+}
