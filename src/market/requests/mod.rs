@@ -177,6 +177,15 @@ pub(crate) fn named_values(result: &impl NamedValues) -> Result<AnalysisResult, 
         .collect()
 }
 
+/// Cheap live analyses computing at once: one per core; the others wait their turn, first come
+/// first served. Without a bound a cold burst ran hundreds of blocking threads, each finishing
+/// only when all did, and the async threads that read Redis's and Kafka's answers got a
+/// hundredth of a core: Redis commands timed out at 500 ms while Redis itself was idle. Heavy
+/// analyses and background refreshes are bounded by the pool and run niced, so they stay out.
+static LIVE_COMPUTING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+});
+
 /// Runs CPU-bound analytics (Monte-Carlo paths, binomial trees: up to about a second) on
 /// tokio's blocking pool, so that the worker's async threads keep serving the bus meanwhile.
 pub(crate) async fn off_async_runtime<T: Send + 'static>(
@@ -184,6 +193,8 @@ pub(crate) async fn off_async_runtime<T: Send + 'static>(
 ) -> Result<T, RequestError> {
     // A heavy analysis admitted by the pool runs niced, so cheap ones and the bus come first.
     let nice = crate::market::pool::NICE.try_with(|nice| *nice).unwrap_or(0);
+    // The semaphore is never closed, so `acquire` cannot fail; were it to, the work runs.
+    let _turn = if nice == 0 { LIVE_COMPUTING.acquire().await.ok() } else { None };
     crate::market::pool::run_blocking(nice, work)
         .await
         .map_err(|error| RequestError::Internal { reason: format!("the computation did not finish: {error}") })?
