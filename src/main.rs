@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use frontier::cli::Cli;
 
-/// mimalloc: the bus moves 1.24x the messages per second it moves on glibc's malloc, the model
-/// runs 1.05x faster, and the serving path's lookups cost less (README, "Benchmarks").
+/// mimalloc: the bus moves 1.24x the messages per second it moves on glibc's malloc and the
+/// model runs 1.05x faster offline (README, "Benchmarks").
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
