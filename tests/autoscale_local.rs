@@ -167,13 +167,15 @@ async fn a_new_actuator_adopts_the_instances_that_still_run() {
     let first = fixture.actuator(&[]);
     first.0.scale(WORKER, 2).unwrap();
     fixture.await_members(2);
-    let running = first.0.instances(WORKER);
+    // Compared in one order: two instances started in the same millisecond have no other.
+    let mut running = first.0.instances(WORKER);
+    running.sort_by(|a, b| a.id.cmp(&b.id));
     // The controller goes away; its instances do not.
     std::mem::forget(first);
 
     let second = fixture.actuator(&[]);
     let mut adopted = second.0.instances(WORKER);
-    adopted.sort_by_key(|instance| instance.started_at_ms);
+    adopted.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(adopted, running);
     assert_eq!(second.0.running(WORKER), 2);
 
