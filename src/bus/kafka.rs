@@ -49,7 +49,7 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
         // A member learns of a rebalance at its next heartbeat, and a cooperative rebalance
         // takes two rounds, so the partitions moving to a joining instance waited up to two
         // heartbeats unread: with librdkafka's 3 s, `frontier bench serve`'s start phase had
-        // 5-6 s p99 when an instance joined; with 500 ms, 1-1.5 s. It costs one small request
+        // 5-6 s p99 when an instance joined; with 500 ms, 0.8-2 s. It costs one small request
         // per member every 500 ms.
         ("heartbeat.interval.ms", "500"),
     ];

@@ -4,8 +4,7 @@
 /// otherwise: 1.18 GB stayed resident after one). Both allocators are asked: the binary's is
 /// mimalloc, tests and librdkafka's C code use glibc's.
 pub(super) fn trim_heap() {
-    // SAFETY: mi_collect takes no pointers; it frees mimalloc's own unused pages, and is a
-    // no-op for a process whose allocations never went through mimalloc.
+    // SAFETY: mi_collect takes no pointers; it only frees mimalloc's own unused pages.
     unsafe {
         libmimalloc_sys::mi_collect(true);
     }

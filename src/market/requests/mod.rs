@@ -178,10 +178,10 @@ pub(crate) fn named_values(result: &impl NamedValues) -> Result<AnalysisResult, 
 }
 
 /// Cheap live analyses computing at once: one per core; the others wait their turn, first come
-/// first served. Without a bound a cold burst ran hundreds of blocking threads, each finishing
-/// only when all did, and the async threads that read Redis's and Kafka's answers got a
-/// hundredth of a core: Redis commands timed out at 500 ms while Redis itself was idle. Heavy
-/// analyses and background refreshes are bounded by the pool and run niced, so they stay out.
+/// first served. Without a bound a cold burst can run as many blocking threads as tokio allows
+/// (512), each finishing only when all do, sharing the cores with the async threads that read
+/// Redis's and Kafka's answers. Heavy analyses and background refreshes are bounded by the pool
+/// and run niced, so they stay out.
 static LIVE_COMPUTING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
     tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
 });

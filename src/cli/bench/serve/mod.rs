@@ -155,6 +155,16 @@ impl Phase {
         (format!("  p99 ms per 5 s of publish time: {}", line.join(" ")), missed, timeline.len())
     }
 
+    /// Prints `heading` with the latency of the phase's answered requests and how many were
+    /// answered, then its p99 per 5 s; returns the buckets missed and their count.
+    fn report(&self, heading: &str) -> (usize, usize) {
+        let answered = format!("answered {} of {}", self.answered.len(), self.sent);
+        println!("{heading}  {}  {answered}", summary(&self.latencies(|a| a.status == "ok")));
+        let (line, missed, of) = self.timeline();
+        println!("{line}");
+        (missed, of)
+    }
+
     fn layer_counts(&self, keep: impl Fn(&Answered) -> bool) -> BTreeMap<&str, usize> {
         let mut counts = BTreeMap::new();
         for answered in self.answered.iter().filter(|a| keep(a)) {
@@ -265,12 +275,11 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     }
 
     let started = if args.start_seconds > 0 {
-        let warmup = args.warmup;
         Some(
             start::start_phase(
                 &mut bench,
                 args.rate,
-                warmup,
+                args.warmup,
                 args.start_seconds,
                 args.start_partitions,
                 &mut zipf_request,
@@ -308,15 +317,8 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     missed_buckets.push(("cached", missed, of));
     if let Some(high) = &high {
         let throughput = high.answered.len() as f64 / high.elapsed.as_secs_f64();
-        println!(
-            "high   (warm, {:.0}/s)    {}  throughput {throughput:.0}/s, answered {} of {}",
-            args.high_rate,
-            summary(&high.latencies(|a| a.status == "ok")),
-            high.answered.len(),
-            high.sent
-        );
-        let (line, missed, of) = high.timeline();
-        println!("{line}");
+        let heading = format!("high   (warm, {:.0}/s, throughput {throughput:.0}/s)", args.high_rate);
+        let (missed, of) = high.report(&heading);
         missed_buckets.push(("high", missed, of));
     }
     for (label, phase, refreshed) in &results {
@@ -351,16 +353,12 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         missed_buckets.push((label, missed, of));
     }
     if let Some(started) = &started {
-        println!(
-            "start  (2nd instance joins at {:.0} s, 1st restarts at {:.0} s)  {}  answered {} of {}",
+        let heading = format!(
+            "start  (2nd instance joins at {:.0} s, 1st restarts at {:.0} s)",
             args.start_seconds as f64 * start::JOIN_AT,
-            args.start_seconds as f64 * start::RESTART_AT,
-            summary(&started.latencies(|a| a.status == "ok")),
-            started.answered.len(),
-            started.sent
+            args.start_seconds as f64 * start::RESTART_AT
         );
-        let (line, missed, of) = started.timeline();
-        println!("{line}");
+        let (missed, of) = started.report(&heading);
         missed_buckets.push(("start", missed, of));
     }
     let missed: Vec<String> =
