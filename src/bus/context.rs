@@ -53,9 +53,16 @@ impl ConsumerContext for LoopContext {
                 ::metrics::counter!(metrics::REBALANCES, "group" => self.group_id.clone(), "kind" => "revoke")
                     .increment(1);
                 info!(group = %self.group_id, partitions = %describe(partitions), "partitions revoked");
-                // Commit what is done before another member takes over, so it does not redo it.
-                // Stored offsets are only ever those whose outputs are durable.
-                if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                // Commit what is done before another member takes over, so it does not redo
+                // it. Stored offsets are only ever those whose outputs are durable. Async:
+                // this callback runs inside the stream's poll, on an async thread, and a sync
+                // commit held that thread for a round trip to the group coordinator. Ordering
+                // still holds: librdkafka sends this commit before it gives the partitions up,
+                // and itself commits the revoked partitions' stored offsets and waits for that
+                // answer before it rejoins (rdkafka_assignment.c, "unassigned partitions").
+                // Committing the whole state, not only the revoked partitions, also saves the
+                // partitions kept from being redone should this member crash next.
+                if let Err(error) = consumer.commit_consumer_state(CommitMode::Async) {
                     // NoOffset just means nothing new was stored since the last commit.
                     if !matches!(error, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
                         warn!(group = %self.group_id, %error, "commit before revoke failed");

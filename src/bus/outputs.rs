@@ -6,11 +6,13 @@
 //!
 //! Topic existence comes from a directory of the cluster's topics, fetched off the async
 //! threads and at most once per [`REFRESH_AT_MOST_EVERY`] however many unknown names arrive, so
-//! a flood of made-up `reply_to`s costs one metadata request per second, not one per message.
+//! a flood of made-up `reply_to`s costs one metadata request per second, not one per message;
+//! known names never wait for a refresh.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
@@ -135,16 +137,37 @@ impl OutputCheck {
         (!self.directory.exists(&output.topic).await).then_some(RefusalCause::UnknownTopic)
     }
 
+    /// Whether `topic` exists, from the cached topic listing (true when the cluster cannot
+    /// be asked: a producer error then says more than a guess).
+    pub(super) async fn topic_exists(&self, topic: &str) -> bool {
+        self.directory.exists(topic).await
+    }
+
+    /// Lists the cluster's topics now, so that the first messages do not wait for it.
+    pub(super) async fn prime(&self) {
+        self.directory.refresh().await;
+    }
+
     /// The most a record may take.
     pub(super) fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
     }
 }
 
-/// The names of the cluster's topics, as of the last metadata request.
+/// The names of the cluster's topics, as of the last metadata request. Cheap to clone.
+#[derive(Clone)]
 struct TopicDirectory {
-    admin: Arc<AdminClient<DefaultClientContext>>,
-    known: Mutex<Known>,
+    inner: Arc<DirectoryState>,
+}
+
+struct DirectoryState {
+    admin: AdminClient<DefaultClientContext>,
+    /// Never held across an await: every output of every message reads it.
+    known: std::sync::Mutex<Known>,
+    /// Held by the one refresh under way, so concurrent callers share it.
+    refreshing: Mutex<()>,
+    /// A background refresh is spawned or running.
+    refreshing_in_background: AtomicBool,
 }
 
 #[derive(Default)]
@@ -158,30 +181,73 @@ struct Known {
 
 impl TopicDirectory {
     fn new(admin: AdminClient<DefaultClientContext>) -> Self {
-        TopicDirectory { admin: Arc::new(admin), known: Mutex::new(Known::default()) }
+        let inner = DirectoryState {
+            admin,
+            known: std::sync::Mutex::default(),
+            refreshing: Mutex::new(()),
+            refreshing_in_background: AtomicBool::new(false),
+        };
+        TopicDirectory { inner: Arc::new(inner) }
     }
 
-    /// Whether `topic` exists. Unknown names refresh the directory, at most once per
-    /// [`REFRESH_AT_MOST_EVERY`] (concurrent callers wait for one refresh, asynchronously).
-    /// Without an answer from the cluster, a topic is assumed to exist: a broker outage must not
-    /// dead-letter good messages (their delivery then waits for the broker like any other).
+    /// Whether `topic` exists. A known name answers at once: when the listing is older than
+    /// [`REFRESH_AT_LEAST_EVERY`] it is refreshed in the background, because a listing of a
+    /// cluster with thousands of topics takes long enough (hundreds of ms on a busy broker) that
+    /// every message waiting for it was a visible stall. An unknown name waits for a refresh, at
+    /// most one per [`REFRESH_AT_MOST_EVERY`] (concurrent callers share it). Without an answer
+    /// from the cluster, a topic is assumed to exist: a broker outage must not dead-letter good
+    /// messages (their delivery then waits for the broker like any other).
     async fn exists(&self, topic: &str) -> bool {
-        let mut known = self.known.lock().await;
-        let age = known.fetched_at.map(|at| at.elapsed());
-        if known.topics.contains(topic) && age.is_some_and(|age| age < REFRESH_AT_LEAST_EVERY) {
-            return true;
+        {
+            let known = self.known();
+            let age = known.fetched_at.map(|at| at.elapsed());
+            if known.topics.contains(topic) {
+                if age.is_none_or(|age| age >= REFRESH_AT_LEAST_EVERY) {
+                    self.refresh_in_background();
+                }
+                return true;
+            }
+            if age.is_some_and(|age| age < REFRESH_AT_MOST_EVERY) {
+                return known.listing_failed;
+            }
         }
-        if age.is_some_and(|age| age < REFRESH_AT_MOST_EVERY) {
-            return known.listing_failed || known.topics.contains(topic);
+        self.refresh().await;
+        let known = self.known();
+        known.listing_failed || known.topics.contains(topic)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        // A poisoned lock only means a holder panicked between plain assignments: still sound.
+        self.inner.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn refresh_in_background(&self) {
+        if self.inner.refreshing_in_background.swap(true, Ordering::AcqRel) {
+            return;
         }
-        let admin = self.admin.clone();
+        let directory = self.clone();
+        tokio::spawn(async move {
+            directory.refresh().await;
+            directory.inner.refreshing_in_background.store(false, Ordering::Release);
+        });
+    }
+
+    /// Lists the cluster's topics, unless another caller did within [`REFRESH_AT_MOST_EVERY`]
+    /// (while this one waited for it).
+    async fn refresh(&self) {
+        let _one_at_a_time = self.inner.refreshing.lock().await;
+        if self.known().fetched_at.is_some_and(|at| at.elapsed() < REFRESH_AT_MOST_EVERY) {
+            return;
+        }
+        let inner = self.inner.clone();
         // A blocking librdkafka call: on the blocking pool, never on an async thread.
         let fetched = tokio::task::spawn_blocking(move || {
-            let metadata = admin.inner().fetch_metadata(None, METADATA_TIMEOUT)?;
+            let metadata = inner.admin.inner().fetch_metadata(None, METADATA_TIMEOUT)?;
             let topics = metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name().to_owned());
             Ok::<HashSet<String>, rdkafka::error::KafkaError>(topics.collect())
         })
         .await;
+        let mut known = self.known();
         known.fetched_at = Some(Instant::now());
         match fetched {
             Ok(Ok(topics)) => {
@@ -197,7 +263,6 @@ impl TopicDirectory {
                 known.listing_failed = true;
             }
         }
-        known.listing_failed || known.topics.contains(topic)
     }
 }
 
@@ -213,6 +278,46 @@ mod tests {
         for bad in ["", ".", "..", "bad topic name!", "é", "a/b", &"x".repeat(250)] {
             assert!(!is_valid_topic_name(bad), "{bad}");
         }
+    }
+
+    /// An admin client for a broker that never answers: a listing takes the full timeout.
+    fn unanswered_admin() -> AdminClient<DefaultClientContext> {
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("log_level", "0")
+            .create()
+            .expect("an admin client is created without connecting")
+    }
+
+    #[tokio::test]
+    async fn a_known_topic_is_answered_at_once_while_its_stale_listing_refreshes_in_the_background() {
+        let directory = TopicDirectory::new(unanswered_admin());
+        let listed_at = Instant::now() - REFRESH_AT_LEAST_EVERY - Duration::from_secs(1);
+        {
+            let mut known = directory.known();
+            known.topics.insert("frontier.responses".to_string());
+            known.fetched_at = Some(listed_at);
+        }
+
+        assert!(directory.exists("frontier.responses").await);
+
+        // Answered before the refresh (which waits METADATA_TIMEOUT for the silent broker) ended.
+        assert_eq!(directory.known().fetched_at, Some(listed_at));
+        assert!(directory.inner.refreshing_in_background.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_topic_waits_for_a_fresh_listing() {
+        let directory = TopicDirectory::new(unanswered_admin());
+        let listed_at = Instant::now() - REFRESH_AT_LEAST_EVERY - Duration::from_secs(1);
+        directory.known().fetched_at = Some(listed_at);
+
+        // The broker never answers: the listing fails and the topic is assumed to exist.
+        assert!(directory.exists("made.up").await);
+
+        let known = directory.known();
+        assert!(known.fetched_at.is_some_and(|at| at > listed_at));
+        assert!(known.listing_failed);
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub enum BusError {
     Worker { worker: &'static str, error: HandlerError },
     #[error("final offset commit failed: {0}")]
     Commit(#[source] KafkaError),
+    #[error("leaving the consumer group did not finish: {0}")]
+    Leave(String),
 }
 
 /// What one loop is and how it behaves; built from [`BusSettings`] plus the worker's topics.
@@ -189,13 +191,10 @@ impl<W: Worker> ConsumerLoop<W> {
     /// The status reporter, if reporting is on and its topic exists. A missing topic is said
     /// once, here, rather than leaving librdkafka to retry records nobody can take (and the
     /// final flush to wait for them).
-    fn status_reporter(&self) -> Option<StatusReporter> {
+    async fn status_reporter(&self) -> Option<StatusReporter> {
         let shared = &self.shared;
         let (topic, _) = shared.options.status.as_ref()?;
-        let metadata = self.consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
-        let exists =
-            metadata.as_ref().is_ok_and(|m| m.topics().iter().any(|t| t.name() == topic && t.error().is_none()));
-        if !exists {
+        if !shared.outputs.topic_exists(topic).await {
             warn!(worker = shared.worker.name(), topic = %topic,
                   "the worker status topic does not exist (run `frontier topics apply`); status reports are off");
             return None;
@@ -219,7 +218,13 @@ impl<W: Worker> ConsumerLoop<W> {
         let mut stream = self.consumer.stream();
         let mut failure = None;
         let mut ticker = shared.worker.tick_interval().map(every);
-        let mut status = self.status_reporter();
+        // Otherwise the first message's output check lists the cluster's topics while every
+        // message behind it waits.
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = shared.outputs.prime() => {}
+        }
+        let mut status = self.status_reporter().await;
         let mut status_ticker = status.as_ref().and(shared.options.status.as_ref()).map(|(_, period)| every(*period));
 
         loop {
@@ -295,8 +300,13 @@ impl<W: Worker> ConsumerLoop<W> {
         if failure.is_none() {
             failure = self.drain(&mut queue, &mut handling, &settled).await.err();
         }
-        let committed = self.commit_and_leave();
         let report = queue.report;
+        // Committing, leaving the group and dropping the clients block until the coordinator
+        // and the brokers answer (the consumer's drop waits for its close): on a blocking
+        // thread, so that the other loops sharing this runtime keep serving meanwhile.
+        let committed = tokio::task::spawn_blocking(move || self.commit_and_leave())
+            .await
+            .unwrap_or_else(|error| Err(BusError::Leave(error.to_string())));
         info!(worker = name, ?report, "consumer loop stopped");
         match (failure, committed) {
             (Some(error), _) | (None, Err(error)) => Err(error),
@@ -336,7 +346,8 @@ impl<W: Worker> ConsumerLoop<W> {
         }
     }
 
-    fn commit_and_leave(&self) -> Result<(), BusError> {
+    /// Commits what is durable, leaves the group and closes the clients. Blocking.
+    fn commit_and_leave(self) -> Result<(), BusError> {
         let committed = match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => Ok(()),
             // Nothing stored since the last commit: nothing to do.
@@ -350,6 +361,8 @@ impl<W: Worker> ConsumerLoop<W> {
         self.consumer.unsubscribe();
         // Outputs were waited for message by message; this only covers stragglers of abandoned ones.
         let _ = self.shared.producer.flush(Timeout::After(Duration::from_secs(5)));
+        // The consumer's drop waits until the group has been left.
+        drop(self.consumer);
         committed
     }
 }
