@@ -8,6 +8,7 @@ mod gateway;
 mod hostile;
 mod load;
 mod lookups;
+mod stalls;
 mod start;
 
 pub(super) use load::Zipf;
@@ -99,6 +100,17 @@ pub struct ServeBenchArgs {
     pub start_partitions: i32,
 }
 
+/// How many of a phase's 5 s buckets miss [`BUCKET_GOAL_MS`] at p99.
+#[derive(Debug, Clone, Copy)]
+struct Missed {
+    /// Over all its requests.
+    all: usize,
+    /// Over the requests a cache layer answered.
+    cached: usize,
+    /// Buckets in the phase.
+    buckets: usize,
+}
+
 /// One answered request: which layer answered and how long it took from publish.
 #[derive(Debug, Clone)]
 pub(super) struct Answered {
@@ -108,6 +120,10 @@ pub(super) struct Answered {
     layer: String,
     status: String,
     latency_ms: f64,
+    /// The part of `latency_ms` until the instance had the answer ready (the response's own
+    /// `latency_ms`: publish, Kafka, fetch, queue, handling); the rest is the way back
+    /// (produce, Kafka, the collector's fetch).
+    ready_ms: f64,
 }
 
 /// The goal of every 5 s bucket of every phase: p99 at most this (ms).
@@ -120,6 +136,8 @@ struct Phase {
     sent: usize,
     elapsed: Duration,
     started: Option<Instant>,
+    /// The process's async-thread stalls, for the timeline.
+    stalls: stalls::StallProbe,
 }
 
 impl Phase {
@@ -129,40 +147,70 @@ impl Phase {
         all
     }
 
-    /// The p99 latency of the requests published in each `bucket` of the phase, in ms.
-    fn p99_timeline(&self, bucket: Duration) -> Vec<f64> {
+    /// The p99 latency (ms) of the kept requests published in each `bucket` of the phase;
+    /// `None` for a bucket with none of them.
+    fn p99_timeline(
+        &self,
+        bucket: Duration,
+        keep: impl Fn(&Answered) -> bool,
+        latency: impl Fn(&Answered) -> f64,
+    ) -> Vec<Option<f64>> {
         let Some(started) = self.started else { return Vec::new() };
-        let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-        for answered in &self.answered {
-            let index = (answered.sent.saturating_duration_since(started).as_secs_f64() / bucket.as_secs_f64()) as u64;
-            buckets.entry(index).or_default().push(answered.latency_ms);
+        let index_of =
+            |a: &Answered| (a.sent.saturating_duration_since(started).as_secs_f64() / bucket.as_secs_f64()) as usize;
+        let buckets = self.answered.iter().map(index_of).max().map_or(0, |last| last + 1);
+        let mut latencies = vec![Vec::new(); buckets];
+        for answered in self.answered.iter().filter(|a| keep(a)) {
+            latencies[index_of(answered)].push(latency(answered));
         }
-        buckets
-            .into_values()
-            .map(|mut latencies| {
-                latencies.sort_by(f64::total_cmp);
-                percentile(&latencies, 99.0)
+        latencies
+            .into_iter()
+            .map(|mut bucket| {
+                bucket.sort_by(f64::total_cmp);
+                (!bucket.is_empty()).then(|| percentile(&bucket, 99.0))
             })
             .collect()
     }
 
-    /// The p99 per 5 s line of the phase, and how many of its buckets miss [`BUCKET_GOAL_MS`]
-    /// of how many.
-    fn timeline(&self) -> (String, usize, usize) {
-        let timeline = self.p99_timeline(Duration::from_secs(5));
-        let missed = timeline.iter().filter(|ms| **ms > BUCKET_GOAL_MS).count();
-        let line: Vec<String> = timeline.iter().map(|ms| format!("{ms:.0}")).collect();
-        (format!("  p99 ms per 5 s of publish time: {}", line.join(" ")), missed, timeline.len())
+    /// The phase's timeline per 5 s of publish time: p99 of all requests, p99 of those a cache
+    /// layer answered, and the process's longest async-thread stall. Returns the text and the
+    /// buckets missing [`BUCKET_GOAL_MS`], for all requests and for cached answers.
+    fn timeline(&self) -> (String, Missed) {
+        let bucket = Duration::from_secs(5);
+        let all = self.p99_timeline(bucket, |_| true, |a| a.latency_ms);
+        let is_cached = |a: &Answered| a.layer != "none" && a.status == "ok";
+        let cached = self.p99_timeline(bucket, is_cached, |a| a.latency_ms);
+        let ready = self.p99_timeline(bucket, is_cached, |a| a.ready_ms);
+        let stalls = match self.started {
+            Some(started) => self.stalls.longest_per_bucket(started, bucket, all.len()),
+            None => Vec::new(),
+        };
+        let over = |line: &[Option<f64>]| line.iter().flatten().filter(|ms| **ms > BUCKET_GOAL_MS).count();
+        let missed = Missed { all: over(&all), cached: over(&cached), buckets: all.len() };
+        let join = |line: Vec<Option<f64>>| {
+            line.iter()
+                .map(|ms| ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.0}")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let text = format!(
+            "  p99 ms per 5 s of publish time: {}\n    cached answers only:          {}\n      until ready in the instance: {}\n    longest async-thread stall:   {}",
+            join(all),
+            join(cached),
+            join(ready),
+            join(stalls.into_iter().map(Some).collect())
+        );
+        (text, missed)
     }
 
     /// Prints `heading` with the latency of the phase's answered requests and how many were
-    /// answered, then its p99 per 5 s; returns the buckets missed and their count.
-    fn report(&self, heading: &str) -> (usize, usize) {
+    /// answered, then its timeline; returns the buckets missed.
+    fn report(&self, heading: &str) -> Missed {
         let answered = format!("answered {} of {}", self.answered.len(), self.sent);
         println!("{heading}  {}  {answered}", summary(&self.latencies(|a| a.status == "ok")));
-        let (line, missed, of) = self.timeline();
-        println!("{line}");
-        (missed, of)
+        let (text, missed) = self.timeline();
+        println!("{text}");
+        missed
     }
 
     fn layer_counts(&self, keep: impl Fn(&Answered) -> bool) -> BTreeMap<&str, usize> {
@@ -200,6 +248,8 @@ pub(super) struct Bench {
     stashed: Vec<Answered>,
     store: PriceStore,
     shutdown: CancellationToken,
+    /// The process's async-thread stalls since the bench began.
+    stalls: stalls::StallProbe,
 }
 
 pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
@@ -305,21 +355,20 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         cold.answered.len() as f64 / cold.elapsed.as_secs_f64(),
         args.cold_rate
     );
-    let (line, missed, of) = cold.timeline();
-    println!("{line}");
-    missed_buckets.push(("cold", missed, of));
+    let (text, missed) = cold.timeline();
+    println!("{text}");
+    missed_buckets.push(("cold", missed));
     let cached = steady.latencies(|a| a.layer != "none" && a.status == "ok");
     let throughput = steady.answered.len() as f64 / steady.elapsed.as_secs_f64();
     println!("cached (warm, no expiry)  {}  throughput {throughput:.0}/s (offered {}/s)", summary(&cached), args.rate);
     println!("misses (warm, no expiry)  {}", summary(&steady.latencies(|a| a.layer == "none")));
-    let (line, missed, of) = steady.timeline();
-    println!("{line}");
-    missed_buckets.push(("cached", missed, of));
+    let (text, missed) = steady.timeline();
+    println!("{text}");
+    missed_buckets.push(("cached", missed));
     if let Some(high) = &high {
         let throughput = high.answered.len() as f64 / high.elapsed.as_secs_f64();
         let heading = format!("high   (warm, {:.0}/s, throughput {throughput:.0}/s)", args.high_rate);
-        let (missed, of) = high.report(&heading);
-        missed_buckets.push(("high", missed, of));
+        missed_buckets.push(("high", high.report(&heading)));
     }
     for (label, phase, refreshed) in &results {
         println!(
@@ -348,9 +397,9 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
             println!("  {part:13}  cached {}", summary(&phase.latencies(|a| keep(a) && a.layer != "none")));
             println!("  {part:13}  computed {}", summary(&phase.latencies(|a| keep(a) && a.layer == "none")));
         }
-        let (line, missed, of) = phase.timeline();
-        println!("{line}");
-        missed_buckets.push((label, missed, of));
+        let (text, missed) = phase.timeline();
+        println!("{text}");
+        missed_buckets.push((label, missed));
     }
     if let Some(started) = &started {
         let heading = format!(
@@ -358,12 +407,16 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
             args.start_seconds as f64 * start::JOIN_AT,
             args.start_seconds as f64 * start::RESTART_AT
         );
-        let (missed, of) = started.report(&heading);
-        missed_buckets.push(("start", missed, of));
+        missed_buckets.push(("start", started.report(&heading)));
     }
-    let missed: Vec<String> =
-        missed_buckets.iter().map(|(phase, missed, of)| format!("{phase} {missed} of {of}")).collect();
-    println!("5 s buckets with p99 over {BUCKET_GOAL_MS} ms (goal: none): {}", missed.join(", "));
+    let missed: Vec<String> = missed_buckets
+        .iter()
+        .map(|(phase, missed)| format!("{phase} {} ({} cached) of {}", missed.all, missed.cached, missed.buckets))
+        .collect();
+    println!(
+        "5 s buckets with p99 over {BUCKET_GOAL_MS} ms (goal: none), all requests (cached answers): {}",
+        missed.join(", ")
+    );
     for (layer, sorted) in &lookups {
         println!(
             "lookup {layer:7} p50 {:8.1} us  p99 {:8.1} us  (n={})",
@@ -514,6 +567,7 @@ impl Bench {
             answers,
             stashed: Vec::new(),
             store,
+            stalls: stalls::StallProbe::start(shutdown.clone()),
             shutdown,
         };
         Ok((bench, names))
@@ -637,7 +691,7 @@ impl Bench {
                 sent += 1;
             }
         }
-        let mut phase = Phase { sent, started: Some(started), ..Phase::default() };
+        let mut phase = Phase { sent, started: Some(started), stalls: self.stalls.clone(), ..Phase::default() };
         let patience = tokio::time::sleep(Duration::from_secs(30));
         tokio::pin!(patience);
         while phase.answered.len() < sent {
@@ -747,6 +801,7 @@ fn spawn_collector(
                 layer: value["cache_layer"].as_str().unwrap_or("none").to_string(),
                 status: value["status"].as_str().unwrap_or("error").to_string(),
                 latency_ms: received.duration_since(sent).as_secs_f64() * 1000.0,
+                ready_ms: value["latency_ms"].as_f64().unwrap_or(f64::NAN),
                 sent,
                 id,
             };
