@@ -145,7 +145,7 @@ impl OutputCheck {
 
     /// Lists the cluster's topics now, so that the first messages do not wait for it.
     pub(super) async fn prime(&self) {
-        self.directory.refresh().await;
+        self.directory.refresh_unless_listed_since(Instant::now()).await;
     }
 
     /// The most a record may take.
@@ -174,7 +174,7 @@ struct DirectoryState {
 struct Known {
     topics: HashSet<String>,
     /// When the last listing was asked for, answered or not.
-    fetched_at: Option<Instant>,
+    listed_at: Option<Instant>,
     /// The last listing got no answer: every name is then assumed to exist.
     listing_failed: bool,
 }
@@ -193,25 +193,23 @@ impl TopicDirectory {
     /// Whether `topic` exists. A known name answers at once: when the listing is older than
     /// [`REFRESH_AT_LEAST_EVERY`] it is refreshed in the background, because a listing of a
     /// cluster with thousands of topics takes long enough (hundreds of ms on a busy broker) that
-    /// every message waiting for it was a visible stall. An unknown name waits for a refresh, at
-    /// most one per [`REFRESH_AT_MOST_EVERY`] (concurrent callers share it). Without an answer
-    /// from the cluster, a topic is assumed to exist: a broker outage must not dead-letter good
-    /// messages (their delivery then waits for the broker like any other).
+    /// every message waiting for it was a visible stall. An unknown name waits for a listing
+    /// asked after it came (so a topic created just before is found), at most one per
+    /// [`REFRESH_AT_MOST_EVERY`], shared by every caller waiting. Without an answer from the
+    /// cluster, a topic is assumed to exist: a broker outage must not dead-letter good messages
+    /// (their delivery then waits for the broker like any other).
     async fn exists(&self, topic: &str) -> bool {
+        let asked = Instant::now();
         {
             let known = self.known();
-            let age = known.fetched_at.map(|at| at.elapsed());
             if known.topics.contains(topic) {
-                if age.is_none_or(|age| age >= REFRESH_AT_LEAST_EVERY) {
+                if known.listed_at.is_none_or(|at| at.elapsed() >= REFRESH_AT_LEAST_EVERY) {
                     self.refresh_in_background();
                 }
                 return true;
             }
-            if age.is_some_and(|age| age < REFRESH_AT_MOST_EVERY) {
-                return known.listing_failed;
-            }
         }
-        self.refresh().await;
+        self.refresh_unless_listed_since(asked).await;
         let known = self.known();
         known.listing_failed || known.topics.contains(topic)
     }
@@ -227,18 +225,24 @@ impl TopicDirectory {
         }
         let directory = self.clone();
         tokio::spawn(async move {
-            directory.refresh().await;
+            directory.refresh_unless_listed_since(Instant::now()).await;
             directory.inner.refreshing_in_background.store(false, Ordering::Release);
         });
     }
 
-    /// Lists the cluster's topics, unless another caller did within [`REFRESH_AT_MOST_EVERY`]
-    /// (while this one waited for it).
-    async fn refresh(&self) {
+    /// Lists the cluster's topics unless a listing was asked for at or after `since` (another
+    /// caller's, while this one waited its turn); never sooner than [`REFRESH_AT_MOST_EVERY`]
+    /// after the last one was asked for.
+    async fn refresh_unless_listed_since(&self, since: Instant) {
         let _one_at_a_time = self.inner.refreshing.lock().await;
-        if self.known().fetched_at.is_some_and(|at| at.elapsed() < REFRESH_AT_MOST_EVERY) {
+        let last = self.known().listed_at;
+        if last.is_some_and(|at| at >= since) {
             return;
         }
+        if let Some(last) = last {
+            tokio::time::sleep_until((last + REFRESH_AT_MOST_EVERY).into()).await;
+        }
+        self.known().listed_at = Some(Instant::now());
         let inner = self.inner.clone();
         // A blocking librdkafka call: on the blocking pool, never on an async thread.
         let fetched = tokio::task::spawn_blocking(move || {
@@ -248,7 +252,6 @@ impl TopicDirectory {
         })
         .await;
         let mut known = self.known();
-        known.fetched_at = Some(Instant::now());
         match fetched {
             Ok(Ok(topics)) => {
                 known.topics = topics;
@@ -296,13 +299,13 @@ mod tests {
         {
             let mut known = directory.known();
             known.topics.insert("frontier.responses".to_string());
-            known.fetched_at = Some(listed_at);
+            known.listed_at = Some(listed_at);
         }
 
         assert!(directory.exists("frontier.responses").await);
 
         // Answered before the refresh (which waits METADATA_TIMEOUT for the silent broker) ended.
-        assert_eq!(directory.known().fetched_at, Some(listed_at));
+        assert_eq!(directory.known().listed_at, Some(listed_at));
         assert!(directory.inner.refreshing_in_background.load(Ordering::Acquire));
     }
 
@@ -310,14 +313,27 @@ mod tests {
     async fn an_unknown_topic_waits_for_a_fresh_listing() {
         let directory = TopicDirectory::new(unanswered_admin());
         let listed_at = Instant::now() - REFRESH_AT_LEAST_EVERY - Duration::from_secs(1);
-        directory.known().fetched_at = Some(listed_at);
+        directory.known().listed_at = Some(listed_at);
 
         // The broker never answers: the listing fails and the topic is assumed to exist.
         assert!(directory.exists("made.up").await);
 
         let known = directory.known();
-        assert!(known.fetched_at.is_some_and(|at| at > listed_at));
+        assert!(known.listed_at.is_some_and(|at| at > listed_at));
         assert!(known.listing_failed);
+    }
+
+    #[tokio::test]
+    async fn a_topic_created_just_after_a_listing_waits_for_the_next_one_instead_of_being_refused() {
+        let directory = TopicDirectory::new(unanswered_admin());
+        let listed_at = Instant::now();
+        directory.known().listed_at = Some(listed_at);
+
+        // A listing asked before the name came cannot show it: the next one, a second later, is
+        // waited for (here it fails, so the topic is assumed to exist).
+        assert!(directory.exists("created.just.now").await);
+
+        assert!(directory.known().listed_at.is_some_and(|at| at >= listed_at + REFRESH_AT_MOST_EVERY));
     }
 
     #[test]
