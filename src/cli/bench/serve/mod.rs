@@ -126,6 +126,13 @@ pub(super) struct Answered {
     ready_ms: f64,
 }
 
+impl Answered {
+    /// An ok answer a cache layer gave.
+    fn is_cached(&self) -> bool {
+        self.layer != "none" && self.status == "ok"
+    }
+}
+
 /// The goal of every 5 s bucket of every phase: p99 at most this (ms).
 const BUCKET_GOAL_MS: f64 = 20.0;
 
@@ -178,9 +185,8 @@ impl Phase {
     fn timeline(&self) -> (String, Missed) {
         let bucket = Duration::from_secs(5);
         let all = self.p99_timeline(bucket, |_| true, |a| a.latency_ms);
-        let is_cached = |a: &Answered| a.layer != "none" && a.status == "ok";
-        let cached = self.p99_timeline(bucket, is_cached, |a| a.latency_ms);
-        let ready = self.p99_timeline(bucket, is_cached, |a| a.ready_ms);
+        let cached = self.p99_timeline(bucket, Answered::is_cached, |a| a.latency_ms);
+        let ready = self.p99_timeline(bucket, Answered::is_cached, |a| a.ready_ms);
         let stalls = match self.started {
             Some(started) => self.stalls.longest_per_bucket(started, bucket, all.len()),
             None => Vec::new(),
@@ -208,6 +214,11 @@ impl Phase {
     fn report(&self, heading: &str) -> Missed {
         let answered = format!("answered {} of {}", self.answered.len(), self.sent);
         println!("{heading}  {}  {answered}", summary(&self.latencies(|a| a.status == "ok")));
+        self.print_timeline()
+    }
+
+    /// Prints the phase's timeline; returns the buckets missed.
+    fn print_timeline(&self) -> Missed {
         let (text, missed) = self.timeline();
         println!("{text}");
         missed
@@ -355,16 +366,12 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         cold.answered.len() as f64 / cold.elapsed.as_secs_f64(),
         args.cold_rate
     );
-    let (text, missed) = cold.timeline();
-    println!("{text}");
-    missed_buckets.push(("cold", missed));
-    let cached = steady.latencies(|a| a.layer != "none" && a.status == "ok");
+    missed_buckets.push(("cold", cold.print_timeline()));
+    let cached = steady.latencies(Answered::is_cached);
     let throughput = steady.answered.len() as f64 / steady.elapsed.as_secs_f64();
     println!("cached (warm, no expiry)  {}  throughput {throughput:.0}/s (offered {}/s)", summary(&cached), args.rate);
     println!("misses (warm, no expiry)  {}", summary(&steady.latencies(|a| a.layer == "none")));
-    let (text, missed) = steady.timeline();
-    println!("{text}");
-    missed_buckets.push(("cached", missed));
+    missed_buckets.push(("cached", steady.print_timeline()));
     if let Some(high) = &high {
         let throughput = high.answered.len() as f64 / high.elapsed.as_secs_f64();
         let heading = format!("high   (warm, {:.0}/s, throughput {throughput:.0}/s)", args.high_rate);
@@ -397,9 +404,7 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
             println!("  {part:13}  cached {}", summary(&phase.latencies(|a| keep(a) && a.layer != "none")));
             println!("  {part:13}  computed {}", summary(&phase.latencies(|a| keep(a) && a.layer == "none")));
         }
-        let (text, missed) = phase.timeline();
-        println!("{text}");
-        missed_buckets.push((label, missed));
+        missed_buckets.push((label, phase.print_timeline()));
     }
     if let Some(started) = &started {
         let heading = format!(
