@@ -33,7 +33,7 @@ impl Fixture {
         let state = tempfile::tempdir().unwrap();
         let local = LocalActuatorSettings {
             state_dir: state.path().to_path_buf(),
-            first_metrics_port: 19_475,
+            first_metrics_port: first_metrics_port(),
             stop_timeout: Duration::from_secs(20),
             min_uptime: Duration::from_secs(3),
             restart_backoff: Duration::from_secs(30),
@@ -73,9 +73,25 @@ impl Fixture {
             if seen.as_ref().is_ok_and(|seen| *seen == members) {
                 return;
             }
-            assert!(started.elapsed() < PATIENCE, "the group has {seen:?} member(s), not {members}");
+            assert!(
+                started.elapsed() < PATIENCE,
+                "the group has {seen:?} member(s), not {members}; the instances' logs:\n{}",
+                self.instance_logs()
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// The last lines of every instance's log, for a failure message.
+    fn instance_logs(&self) -> String {
+        let mut logs = String::new();
+        for entry in std::fs::read_dir(self.state.path().join("logs")).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            logs.push_str(&format!("--- {}\n{tail}\n", entry.path().display()));
+        }
+        logs
     }
 }
 
@@ -226,7 +242,7 @@ async fn the_controller_scales_a_backlog_up_in_one_step_and_back_down_once_it_dr
         ("FRONTIER_WORKERS__AUTOSCALER__GROUP_ID", unique("autoscale.e2e.controller")),
         ("FRONTIER_WORKERS__AUTOSCALER__INTERVAL", "1s".to_owned()),
         ("FRONTIER_WORKERS__AUTOSCALER__LOCAL__STATE_DIR", state.path().to_string_lossy().into_owned()),
-        ("FRONTIER_WORKERS__AUTOSCALER__LOCAL__FIRST_METRICS_PORT", "19575".to_owned()),
+        ("FRONTIER_WORKERS__AUTOSCALER__LOCAL__FIRST_METRICS_PORT", first_metrics_port().to_string()),
         (&format!("{policy}MIN_INSTANCES"), "1".to_owned()),
         (&format!("{policy}MAX_INSTANCES"), "4".to_owned()),
         (&format!("{policy}CATCH_UP"), "5s".to_owned()),

@@ -59,7 +59,7 @@ impl Release {
         settings.paths.topics = dir.path().join("topics");
         settings.workers.autoscaler.local = LocalActuatorSettings {
             state_dir: dir.path().join("instances"),
-            first_metrics_port: 19_575,
+            first_metrics_port: first_metrics_port(),
             stop_timeout: Duration::from_secs(30),
             ..LocalActuatorSettings::default()
         };

@@ -55,6 +55,14 @@ pub fn free_scraped_port() -> u16 {
         .expect("a free port among the scraped 9465-9474")
 }
 
+/// A first metrics port for a local actuator that no other actuator of this test binary starts
+/// from. Tests run concurrently: two actuators that both probe a port before either instance has
+/// bound it both take it, and the second instance dies on start (address in use).
+pub fn first_metrics_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(19_475);
+    NEXT.fetch_add(20, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A topic name no other test or run uses.
 pub fn unique(name: &str) -> String {
     format!("test.{name}.{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
