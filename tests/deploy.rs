@@ -127,12 +127,15 @@ impl Release {
     }
 }
 
-/// Kills what the test started, whatever happened.
-struct Instances(LocalProcesses);
+/// Kills every instance recorded in the actuator's state folder when the test ends, whatever
+/// happened: also the ones `frontier deploy` started in its own process, which this test's
+/// actuator never knew (they outlived the test and kept serving before this re-read).
+struct Instances(LocalProcesses, LocalActuatorSettings);
 
 impl Drop for Instances {
     fn drop(&mut self) {
-        for instance in self.0.instances("serve") {
+        let Ok(recorded) = LocalProcesses::open(&self.1, PathBuf::from("frontier"), Vec::new()) else { return };
+        for instance in recorded.instances("serve") {
             let _ = std::process::Command::new("kill").args(["-KILL", &instance.pid.to_string()]).status();
         }
     }
@@ -185,7 +188,8 @@ async fn a_deploy_during_steady_load_restarts_every_instance_and_answers_every_r
         ("FRONTIER_ENV".to_owned(), "development".to_owned()),
         ("FRONTIER_CONFIG_DIR".to_owned(), release.config_dir().display().to_string()),
     ];
-    let instances = Instances(LocalProcesses::open(&settings.workers.autoscaler.local, program, env).unwrap());
+    let local = settings.workers.autoscaler.local.clone();
+    let instances = Instances(LocalProcesses::open(&local, program, env).unwrap(), local);
     assert_eq!(instances.0.scale("serve", 2).unwrap(), 2);
     let before: Vec<String> = instances.0.instances("serve").into_iter().map(|i| i.id).collect();
     await_members(&settings, 2);
