@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::kafka;
@@ -61,11 +61,14 @@ fn read(
     let deadline = Instant::now() + patience;
     let (mut read, mut expected) = (0u64, 0u64);
     for partition in partitions {
-        let (mut low, high) = consumer.fetch_watermarks(topic, partition, kafka_settings.request_timeout)?;
+        let (mut low, high) =
+            while_leaderless(deadline, || consumer.fetch_watermarks(topic, partition, kafka_settings.request_timeout))?;
         if let Some(since_ms) = since_ms {
             let mut times = TopicPartitionList::new();
             times.add_partition_offset(topic, partition, Offset::Offset(since_ms))?;
-            let found = consumer.offsets_for_times(times, kafka_settings.request_timeout)?;
+            let found = while_leaderless(deadline, || {
+                consumer.offsets_for_times(times.clone(), kafka_settings.request_timeout)
+            })?;
             // `End` (or nothing): no value written since then.
             low = match found.find_partition(topic, partition).map(|element| element.offset()) {
                 Some(Offset::Offset(offset)) => offset.max(low),
@@ -92,4 +95,64 @@ fn read(
         }
     }
     Ok(values)
+}
+
+/// Asks again while the partition has no leader, until `deadline`. A topic created a moment
+/// ago has none until its first election, and a broker's failover leaves its partitions without
+/// one for a few seconds: a worker starting then must wait, not fail its start (the SLA
+/// monitor's restore did, right after its alerts topic was created).
+fn while_leaderless<T>(deadline: Instant, mut ask: impl FnMut() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
+    loop {
+        match ask() {
+            Err(error) if is_leaderless(&error) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// Whether `error` says the partition is between leaders, which asking again shortly cures.
+fn is_leaderless(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_leader() -> KafkaError {
+        KafkaError::MetadataFetch(RDKafkaErrorCode::NotLeaderForPartition)
+    }
+
+    #[test]
+    fn a_partition_between_leaders_is_asked_again_until_it_answers() {
+        let mut asked = 0;
+        let answer = while_leaderless(Instant::now() + Duration::from_secs(10), || {
+            asked += 1;
+            if asked < 3 { Err(not_leader()) } else { Ok((0_i64, 5_i64)) }
+        });
+        assert_eq!(answer.unwrap(), (0, 5));
+        assert_eq!(asked, 3);
+    }
+
+    #[test]
+    fn a_partition_still_leaderless_at_the_deadline_fails_with_the_error() {
+        let answer: Result<(), KafkaError> = while_leaderless(Instant::now(), || Err(not_leader()));
+        assert!(is_leaderless(&answer.unwrap_err()));
+    }
+
+    #[test]
+    fn other_errors_are_not_asked_again() {
+        let mut asked = 0;
+        let answer: Result<(), KafkaError> = while_leaderless(Instant::now() + Duration::from_secs(10), || {
+            asked += 1;
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed))
+        });
+        assert!(answer.is_err());
+        assert_eq!(asked, 1);
+    }
 }
