@@ -205,21 +205,6 @@ fn decisions(topic: &str) -> Vec<serde_json::Value> {
     decoded_json(&catalog(), &read_topic(&settings(), topic, 10_000, Duration::from_secs(2)))
 }
 
-/// Kills the instances recorded in `state` (the controller leaves them running by design).
-struct Instances(PathBuf);
-
-impl Drop for Instances {
-    fn drop(&mut self) {
-        for entry in std::fs::read_dir(self.0.join("instances")).into_iter().flatten().flatten() {
-            let record: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(entry.path()).unwrap_or_default()).unwrap_or_default();
-            if let Some(pid) = record["pid"].as_u64() {
-                let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_controller_scales_a_backlog_up_in_one_step_and_back_down_once_it_drains() {
     let kafka = settings();
@@ -232,7 +217,7 @@ async fn the_controller_scales_a_backlog_up_in_one_step_and_back_down_once_it_dr
     let records = (0..600).map(|i| (Some(format!("k{i}")), request_bytes(&catalog, &format!("r{i}")))).collect();
     produce(&kafka, &input, records).await;
     let state = tempfile::tempdir().unwrap();
-    let _instances = Instances(state.path().to_path_buf());
+    let _instances = common::process::RecordedInstances { state_dir: state.path().to_path_buf(), worker: WORKER };
     let group = unique("autoscale.e2e.group");
     let policy = "FRONTIER_WORKERS__AUTOSCALER__GROUPS__PASSTHROUGH__";
     let env = [

@@ -127,20 +127,6 @@ impl Release {
     }
 }
 
-/// Kills every instance recorded in the actuator's state folder when the test ends, whatever
-/// happened: also the ones `frontier deploy` started in its own process, which this test's
-/// actuator never knew (they outlived the test and kept serving before this re-read).
-struct Instances(LocalProcesses, LocalActuatorSettings);
-
-impl Drop for Instances {
-    fn drop(&mut self) {
-        let Ok(recorded) = LocalProcesses::open(&self.1, PathBuf::from("frontier"), Vec::new()) else { return };
-        for instance in recorded.instances("serve") {
-            let _ = std::process::Command::new("kill").args(["-KILL", &instance.pid.to_string()]).status();
-        }
-    }
-}
-
 /// The encoded analysis request `id`, issued now.
 fn request(catalog: &SchemaCatalog, id: &str, symbol: &str) -> Vec<u8> {
     let schema = catalog.by_file("request.avsc").unwrap();
@@ -188,10 +174,12 @@ async fn a_deploy_during_steady_load_restarts_every_instance_and_answers_every_r
         ("FRONTIER_ENV".to_owned(), "development".to_owned()),
         ("FRONTIER_CONFIG_DIR".to_owned(), release.config_dir().display().to_string()),
     ];
-    let local = settings.workers.autoscaler.local.clone();
-    let instances = Instances(LocalProcesses::open(&local, program, env).unwrap(), local);
-    assert_eq!(instances.0.scale("serve", 2).unwrap(), 2);
-    let before: Vec<String> = instances.0.instances("serve").into_iter().map(|i| i.id).collect();
+    let local = &settings.workers.autoscaler.local;
+    // Also the instances `frontier deploy` starts in its own process, which `instances` never knows.
+    let recorded = common::process::RecordedInstances { state_dir: local.state_dir.clone(), worker: "serve" };
+    let instances = LocalProcesses::open(local, program, env).unwrap();
+    assert_eq!(instances.scale("serve", 2).unwrap(), 2);
+    let before: Vec<String> = instances.instances("serve").into_iter().map(|i| i.id).collect();
     await_members(&settings, 2);
 
     // Steady load: 40 requests a second, each id remembered, until told to stop.
@@ -249,8 +237,8 @@ async fn a_deploy_during_steady_load_restarts_every_instance_and_answers_every_r
     assert_eq!(audited.len(), 1, "{audited:?}");
     assert_eq!(audited[0].parameters["deployment"], history[0].id);
     assert!(audited[0].detail.as_deref().unwrap_or_default().contains("2 instance(s) replaced"), "{audited:?}");
-    drop(instances);
-    drop(reloaded);
+    // Before `finish` deletes the state folder the guard reads.
+    drop(recorded);
     release.finish().await;
 }
 

@@ -6,9 +6,29 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use frontier::settings::Settings;
+use frontier::workers::autoscaler::{LocalActuatorSettings, LocalProcesses};
 use rdkafka::message::OwnedMessage;
 
 use super::{create_topics, frontier, header, read_topic, repo, unique};
+
+/// Kills, when the test ends however it ends, every `worker` instance recorded in a local
+/// actuator's state folder, whichever process started it: the autoscaler controller and
+/// `frontier deploy` start instances in their own processes and leave them running by design.
+pub struct RecordedInstances {
+    pub state_dir: PathBuf,
+    pub worker: &'static str,
+}
+
+impl Drop for RecordedInstances {
+    fn drop(&mut self) {
+        let settings = LocalActuatorSettings { state_dir: self.state_dir.clone(), ..LocalActuatorSettings::default() };
+        // Opening adopts only the records whose pid still runs `worker`: a reused pid is spared.
+        let Ok(recorded) = LocalProcesses::open(&settings, PathBuf::from("frontier"), Vec::new()) else { return };
+        for instance in recorded.instances(self.worker) {
+            let _ = std::process::Command::new("kill").args(["-KILL", &instance.pid.to_string()]).status();
+        }
+    }
+}
 
 /// How long a test waits for a worker's output (a debug build starting, joining its group, and
 /// for the batcher loading the model).
