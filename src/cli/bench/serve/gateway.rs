@@ -179,7 +179,7 @@ pub(in crate::cli::bench) async fn bench_gateway(
         throttle.burst,
         throttle.burst as f64 + throttle.per_second as f64 * quota_seconds
     );
-    bench.drop_schema().await?;
+    bench.finish().await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -120,7 +120,7 @@ pub(in crate::cli::bench) async fn bench_hostile(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = ProcessFigures::now();
     instance.stop().await?;
-    bench.drop_schema().await?;
+    bench.finish().await?;
 
     let base = baseline.latencies(|a| a.status == "ok");
     let under = hostile.latencies(|a| a.status == "ok");

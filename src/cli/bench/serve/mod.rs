@@ -259,6 +259,8 @@ pub(super) struct Bench {
     stashed: Vec<Answered>,
     store: PriceStore,
     shutdown: CancellationToken,
+    /// The response collector, stopped by [`Bench::finish`].
+    collector: tokio::task::JoinHandle<()>,
     /// The process's async-thread stalls since the bench began.
     stalls: stalls::StallProbe,
 }
@@ -437,7 +439,7 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
             layer / bare.max(f64::MIN_POSITIVE)
         );
     }
-    bench.drop_schema().await?;
+    bench.finish().await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -561,7 +563,8 @@ impl Bench {
         let sent_at: Arc<DashMap<String, Instant>> = Arc::default();
         let (answers_tx, answers) = mpsc::unbounded_channel();
         let responses = settings.workers.serve.responses_topic.clone();
-        spawn_collector(&settings, &responses, catalog.clone(), sent_at.clone(), answers_tx, shutdown.clone())?;
+        let collector =
+            spawn_collector(&settings, &responses, catalog.clone(), sent_at.clone(), answers_tx, shutdown.clone())?;
         let bench = Bench {
             requests_topic: settings.workers.serve.input_topic.clone(),
             request_schema: catalog.schema_of::<crate::records::AnalysisRequest>()?,
@@ -573,13 +576,17 @@ impl Bench {
             stashed: Vec::new(),
             store,
             stalls: stalls::StallProbe::start(shutdown.clone()),
+            collector,
             shutdown,
         };
         Ok((bench, names))
     }
 
-    /// Drops the run's price schema.
-    pub(super) async fn drop_schema(&self) -> anyhow::Result<()> {
+    /// Ends the run: stops the collector (its consumer gone before the topics are deleted,
+    /// which it would otherwise report as errors) and drops the run's price schema.
+    pub(super) async fn finish(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.collector.await.context("response collector")?;
         let schema = self.settings.prices.schema.clone().unwrap_or_default();
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
             .execute(self.store.pool())
@@ -781,7 +788,7 @@ fn spawn_collector(
     sent_at: Arc<DashMap<String, Instant>>,
     answers: mpsc::UnboundedSender<Answered>,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let consumer: StreamConsumer = kafka::base_config(&settings.kafka)
         .set("group.id", format!("bench.serve.reader.{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
@@ -790,7 +797,7 @@ fn spawn_collector(
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
     consumer.assign(&assignment)?;
-    tokio::spawn(async move {
+    let collector = tokio::spawn(async move {
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -815,5 +822,5 @@ fn spawn_collector(
             }
         }
     });
-    Ok(())
+    Ok(collector)
 }
