@@ -37,3 +37,21 @@ fn jitter_only_shortens_the_ttl_and_never_below_its_share() {
     }
     assert_eq!(super::worker::jittered(policy, 0.0), policy);
 }
+
+/// Bytes of the future `f` returns, without calling it.
+fn returned_size<A, B, R>(_: fn(A, B) -> R) -> usize {
+    std::mem::size_of::<R>()
+}
+
+#[test]
+fn a_request_in_flight_holds_a_small_future_whatever_its_computation_needs() {
+    use super::worker::ServeWorker;
+    use crate::bus::{Inbound, Worker};
+    // The bus keeps up to `max_in_flight` (10,000) of these at once, each allocated, filled
+    // and moved per message. The computation's future (SQL reads through sqlx) is the large
+    // part, and only a miss needs it: it must not be laid out inside every request's future.
+    let handle = returned_size::<&'static ServeWorker, &'static Inbound, _>(<ServeWorker as Worker>::handle);
+    let computation = returned_size(crate::cache::recipe::computation);
+    eprintln!("handle {handle} computation {computation}");
+    assert!(handle < computation, "the request future ({handle} bytes) holds the computation's ({computation} bytes)");
+}

@@ -154,7 +154,7 @@ impl ServeWorker {
         let tags = analysis.tags();
         let policy = jittered(self.cache.policy_for(&request.kind), self.ttl_jitter);
         let compute = {
-            let (computation, computations) = (computation(analysis, self.store.clone()), self.computations.clone());
+            let (store, computations) = (self.store.clone(), self.computations.clone());
             let (pool, tenant, priority) = (self.pool.clone(), request.tenant.clone(), request.priority);
             let deadline = request.deadline.map(|deadline| {
                 let left = u64::try_from(deadline.saturating_sub(now_ms)).unwrap_or(0);
@@ -176,7 +176,11 @@ impl ServeWorker {
                     other => ComputeError::new(other.code(), other.to_string()),
                 })?;
                 computations.fetch_add(1, Ordering::Relaxed);
-                NICE.scope(permit.nice(), computation).await
+                // Built here and boxed: the computation's future (its SQL reads) is many times
+                // the size of everything else a request holds, and in place it would sit in
+                // every request's future, memory hits included, to be allocated, zeroed and
+                // moved per message. A computation is rare and slow enough to afford the box.
+                Box::pin(NICE.scope(permit.nice(), computation(analysis, store))).await
             }
         };
         match self.cache.get_or_compute(&key, &tags, policy, compute).await {
