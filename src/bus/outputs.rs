@@ -137,10 +137,10 @@ impl OutputCheck {
         (!self.directory.exists(&output.topic).await).then_some(RefusalCause::UnknownTopic)
     }
 
-    /// Whether `topic` exists, from the cached topic listing (true when the cluster cannot
-    /// be asked: a producer error then says more than a guess).
-    pub(super) async fn topic_exists(&self, topic: &str) -> bool {
-        self.directory.exists(topic).await
+    /// Whether `topic` was in the last listing (or the listing failed), without asking the
+    /// cluster again: for a check right after [`OutputCheck::prime`], which must not wait.
+    pub(super) fn listed(&self, topic: &str) -> bool {
+        self.directory.listed(topic)
     }
 
     /// Lists the cluster's topics now, so that the first messages do not wait for it.
@@ -212,6 +212,13 @@ impl TopicDirectory {
         self.refresh_unless_listed_since(asked).await;
         let known = self.known();
         known.listing_failed || known.topics.contains(topic)
+    }
+
+    /// Whether the last listing had `topic`; never waits for a new one. Without an answer
+    /// (the listing failed, or none was asked yet) a topic is assumed to exist, as in `exists`.
+    fn listed(&self, topic: &str) -> bool {
+        let known = self.known();
+        known.listing_failed || known.listed_at.is_none() || known.topics.contains(topic)
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
@@ -307,6 +314,28 @@ mod tests {
         // Answered before the refresh (which waits METADATA_TIMEOUT for the silent broker) ended.
         assert_eq!(directory.known().listed_at, Some(listed_at));
         assert!(directory.inner.refreshing_in_background.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_topic_missing_from_the_last_listing_is_missing_without_asking_again() {
+        let directory = TopicDirectory::new(unanswered_admin());
+        let listed_at = Instant::now();
+        {
+            let mut known = directory.known();
+            known.topics.insert("frontier.responses".to_string());
+            known.listed_at = Some(listed_at);
+        }
+
+        assert!(directory.listed("frontier.responses"));
+        assert!(!directory.listed("frontier.workers.status"));
+        assert_eq!(directory.known().listed_at, Some(listed_at));
+    }
+
+    #[test]
+    fn without_any_listing_a_topic_is_assumed_listed() {
+        let directory = TopicDirectory::new(unanswered_admin());
+
+        assert!(directory.listed("frontier.workers.status"));
     }
 
     #[tokio::test]

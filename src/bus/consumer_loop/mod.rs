@@ -190,11 +190,13 @@ impl<W: Worker> ConsumerLoop<W> {
 
     /// The status reporter, if reporting is on and its topic exists. A missing topic is said
     /// once, here, rather than leaving librdkafka to retry records nobody can take (and the
-    /// final flush to wait for them).
-    async fn status_reporter(&self) -> Option<StatusReporter> {
+    /// final flush to wait for them). Read from the listing just primed: asking again waited
+    /// out the listings' 1 s spacing, and the group's first partitions, assigned meanwhile
+    /// but taken only when the loop polls, waited with it.
+    fn status_reporter(&self) -> Option<StatusReporter> {
         let shared = &self.shared;
         let (topic, _) = shared.options.status.as_ref()?;
-        if !shared.outputs.topic_exists(topic).await {
+        if !shared.outputs.listed(topic) {
             warn!(worker = shared.worker.name(), topic = %topic,
                   "the worker status topic does not exist (run `frontier topics apply`); status reports are off");
             return None;
@@ -224,7 +226,7 @@ impl<W: Worker> ConsumerLoop<W> {
             () = shutdown.cancelled() => {}
             () = shared.outputs.prime() => {}
         }
-        let mut status = self.status_reporter().await;
+        let mut status = self.status_reporter();
         let mut status_ticker = status.as_ref().and(shared.options.status.as_ref()).map(|(_, period)| every(*period));
 
         loop {
