@@ -49,9 +49,9 @@ fn a_request_in_flight_holds_a_small_future_whatever_its_computation_needs() {
     use crate::bus::{Inbound, Worker};
     // The bus keeps up to `max_in_flight` (10,000) of these at once, each allocated, filled
     // and moved per message. The computation's future (SQL reads through sqlx) is the large
-    // part, and only a miss needs it: it must not be laid out inside every request's future.
+    // part, and only a miss needs it: it must not be laid out inside every request's future
+    // (in a debug build it was 36,192 bytes with it, 3,760 without; the computation's 8,448).
     let handle = returned_size::<&'static ServeWorker, &'static Inbound, _>(<ServeWorker as Worker>::handle);
     let computation = returned_size(crate::cache::recipe::computation);
-    eprintln!("handle {handle} computation {computation}");
     assert!(handle < computation, "the request future ({handle} bytes) holds the computation's ({computation} bytes)");
 }
