@@ -137,7 +137,7 @@ impl OutputCheck {
         (!self.directory.exists(&output.topic).await).then_some(RefusalCause::UnknownTopic)
     }
 
-    /// Whether `topic` was in the last listing (or the listing failed), without asking the
+    /// Whether `topic` was in the last listing (assumed, without one), without asking the
     /// cluster again: for a check right after [`OutputCheck::prime`], which must not wait.
     pub(super) fn listed(&self, topic: &str) -> bool {
         self.directory.listed(topic)
