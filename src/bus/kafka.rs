@@ -2,10 +2,10 @@
 //! same way and the at-least-once settings cannot drift.
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::AdminClient;
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
 
 use super::settings::KafkaSettings;
@@ -100,6 +100,17 @@ pub fn command_producer(kafka: &KafkaSettings) -> Result<FutureProducer, KafkaEr
 /// An admin client for topic management and health checks.
 pub fn admin(kafka: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
     base_config(kafka).create()
+}
+
+/// Deletes `topics`, waiting at most the request timeout for the cluster; the ones it could not
+/// delete, with why. `Err` when the cluster could not be asked at all.
+pub async fn delete_topics(
+    kafka: &KafkaSettings,
+    topics: &[&str],
+) -> Result<Vec<(String, RDKafkaErrorCode)>, KafkaError> {
+    let options = AdminOptions::new().operation_timeout(Some(kafka.request_timeout));
+    let results = admin(kafka)?.delete_topics(topics, &options).await?;
+    Ok(results.into_iter().filter_map(Result::err).collect())
 }
 
 /// `frontier@<host>:<pid>`, so brokers and logs can tell instances apart.

@@ -210,8 +210,7 @@ impl TopicDirectory {
             }
         }
         self.refresh_unless_listed_since(asked).await;
-        let known = self.known();
-        known.listing_failed || known.topics.contains(topic)
+        self.listed(topic)
     }
 
     /// Whether the last listing had `topic`; never waits for a new one. Without an answer

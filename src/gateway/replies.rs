@@ -170,15 +170,8 @@ pub async fn create_reply_topic(kafka: &KafkaSettings, topic: &str, retention: D
 /// Deletes the reply topic (on a clean stop); failures are logged, not returned: the topic's
 /// retention keeps a leftover small.
 pub async fn delete_reply_topic(kafka: &KafkaSettings, topic: &str) {
-    let deleted = match kafka::admin(kafka) {
-        Ok(admin) => {
-            let options = AdminOptions::new().operation_timeout(Some(kafka.request_timeout));
-            admin.delete_topics(&[topic], &options).await.map(|_| ())
-        }
-        Err(error) => Err(error),
-    };
-    match deleted {
-        Ok(()) => tracing::info!(topic, "reply topic deleted"),
+    match kafka::delete_topics(kafka, &[topic]).await {
+        Ok(_) => tracing::info!(topic, "reply topic deleted"),
         Err(error) => tracing::warn!(topic, %error, "could not delete the reply topic; its retention keeps it small"),
     }
 }

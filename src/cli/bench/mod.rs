@@ -18,7 +18,6 @@ use anyhow::Context;
 use clap::Subcommand;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use rdkafka::admin::AdminOptions;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
@@ -169,17 +168,9 @@ async fn delete_scratch_topics(settings: &Settings) {
         return;
     }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let deleted = match kafka::admin(&settings.kafka) {
-        Ok(admin) => {
-            let options = AdminOptions::new().operation_timeout(Some(settings.kafka.request_timeout));
-            admin.delete_topics(&names, &options).await.map_err(|error| error.to_string())
-        }
-        Err(error) => Err(error.to_string()),
-    };
-    match deleted {
-        Ok(results) => {
-            let failed: Vec<String> =
-                results.into_iter().filter_map(|r| r.err()).map(|(topic, code)| format!("{topic} ({code})")).collect();
+    match kafka::delete_topics(&settings.kafka, &names).await {
+        Ok(failed) => {
+            let failed: Vec<String> = failed.into_iter().map(|(topic, code)| format!("{topic} ({code})")).collect();
             if failed.is_empty() {
                 eprintln!("[bench] deleted its {} topics", names.len());
             } else {
