@@ -8,6 +8,7 @@ mod gateway;
 mod hostile;
 mod load;
 mod lookups;
+mod stages;
 mod stalls;
 mod start;
 
@@ -145,6 +146,8 @@ struct Phase {
     started: Option<Instant>,
     /// The process's async-thread stalls, for the timeline.
     stalls: stalls::StallProbe,
+    /// The serving instances' stage timings, for the timeline.
+    stages: stages::StageProbe,
 }
 
 impl Phase {
@@ -199,13 +202,21 @@ impl Phase {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let text = format!(
+        let mut text = format!(
             "  p99 ms per 5 s of publish time: {}\n    cached answers only:          {}\n      until ready in the instance: {}\n    longest async-thread stall:   {}",
-            join(all),
+            join(all.clone()),
             join(cached),
             join(ready),
             join(stalls.into_iter().map(Some).collect())
         );
+        if let Some(started) = self.started
+            && let Some(stages) = self.stages.p99_per_bucket(started, bucket, all.len())
+        {
+            text.push_str("\n    p99 ms per stage, by when each offset was stored:");
+            for (stage, line) in stages::STAGES.iter().zip(stages) {
+                text.push_str(&format!("\n      {stage:8} {}", join(line)));
+            }
+        }
         (text, missed)
     }
 
@@ -263,6 +274,8 @@ pub(super) struct Bench {
     collector: tokio::task::JoinHandle<()>,
     /// The process's async-thread stalls since the bench began.
     stalls: stalls::StallProbe,
+    /// The serving instances' stage timings since the bench began.
+    stages: stages::StageProbe,
 }
 
 pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
@@ -576,6 +589,7 @@ impl Bench {
             stashed: Vec::new(),
             store,
             stalls: stalls::StallProbe::start(shutdown.clone()),
+            stages: stages::StageProbe::install(),
             collector,
             shutdown,
         };
@@ -703,7 +717,13 @@ impl Bench {
                 sent += 1;
             }
         }
-        let mut phase = Phase { sent, started: Some(started), stalls: self.stalls.clone(), ..Phase::default() };
+        let mut phase = Phase {
+            sent,
+            started: Some(started),
+            stalls: self.stalls.clone(),
+            stages: self.stages.clone(),
+            ..Phase::default()
+        };
         let patience = tokio::time::sleep(Duration::from_secs(30));
         tokio::pin!(patience);
         while phase.answered.len() < sent {

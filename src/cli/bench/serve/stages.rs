@@ -1,0 +1,149 @@
+//! Where the serving instances' time goes, second by second: the bench installs a metrics
+//! recorder that keeps only the bus's stage histograms of the serving worker
+//! (`frontier_bus_stage_duration_seconds{worker="serve"}`: kafka, wait, handle, deliver,
+//! settle), so a slow 5 s bucket of a phase shows which stage held its requests up. Every other
+//! metric stays a no-op, as it was before the probe: the figures stay comparable with earlier
+//! runs.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use metrics::{Counter, Gauge, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+use crate::bus::metrics::STAGE_SECONDS;
+use crate::workers::WorkerConfig;
+use crate::workers::serve::ServeSettings;
+
+/// The stages, in the order a message passes them (`bus::metrics::STAGE_SECONDS`).
+pub(super) const STAGES: [&str; 5] = ["kafka", "wait", "handle", "deliver", "settle"];
+
+/// One histogram per stage, in microseconds.
+type StageHistograms = [Histogram<u64>; STAGES.len()];
+
+/// The serving worker's stage timings per second since the probe started.
+#[derive(Clone, Default)]
+pub(super) struct StageProbe {
+    /// `None` when another recorder was installed first (a test running benches in-process).
+    seconds: Option<Arc<Seconds>>,
+}
+
+impl std::fmt::Debug for StageProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageProbe").field("installed", &self.seconds.is_some()).finish()
+    }
+}
+
+struct Seconds {
+    started: Instant,
+    /// Index: whole seconds since `started`.
+    slots: Mutex<Vec<StageHistograms>>,
+}
+
+impl Seconds {
+    fn record(&self, stage: usize, seconds: f64) {
+        let second = self.started.elapsed().as_secs() as usize;
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        while slots.len() <= second {
+            slots.push(empty_histograms());
+        }
+        // Auto-resizing: recording cannot fail (`saturating_record` would clamp to the
+        // current range instead of growing it).
+        let _ = slots[second][stage].record((seconds * 1e6) as u64);
+    }
+}
+
+fn empty_histograms() -> StageHistograms {
+    // Two significant figures, resized as values come: a few KiB per stage and second.
+    std::array::from_fn(|_| Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant figures are valid")))
+}
+
+impl StageProbe {
+    /// Installs the probe's recorder as the process's metrics recorder; without it (one was
+    /// installed already) the probe reports nothing.
+    pub(super) fn install() -> StageProbe {
+        let seconds = Arc::new(Seconds { started: Instant::now(), slots: Mutex::default() });
+        match metrics::set_global_recorder(StageRecorder { seconds: seconds.clone() }) {
+            Ok(()) => StageProbe { seconds: Some(seconds) },
+            Err(_) => {
+                eprintln!("[bench] stage timings unavailable: this process has a metrics recorder already");
+                StageProbe { seconds: None }
+            }
+        }
+    }
+
+    /// For each stage, its p99 (ms) in each `bucket` from `started`, for `buckets` buckets,
+    /// by the second its messages' offsets were stored; `None` for a bucket with none.
+    pub(super) fn p99_per_bucket(
+        &self,
+        started: Instant,
+        bucket: Duration,
+        buckets: usize,
+    ) -> Option<[Vec<Option<f64>>; STAGES.len()]> {
+        let seconds = self.seconds.as_ref()?;
+        let slots = seconds.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut merged: Vec<StageHistograms> = (0..buckets).map(|_| empty_histograms()).collect();
+        for (second, slot) in slots.iter().enumerate() {
+            // The middle of the second: values recorded in it fall either side of its start.
+            let at = seconds.started + Duration::from_millis(second as u64 * 1000 + 500);
+            let Some(since) = at.checked_duration_since(started) else { continue };
+            let index = (since.as_secs_f64() / bucket.as_secs_f64()) as usize;
+            let Some(target) = merged.get_mut(index) else { continue };
+            for (into, from) in target.iter_mut().zip(slot) {
+                // Both auto-resize: adding cannot fail.
+                let _ = into.add(from);
+            }
+        }
+        Some(std::array::from_fn(|stage| {
+            merged
+                .iter()
+                .map(|histograms| {
+                    let histogram = &histograms[stage];
+                    (!histogram.is_empty()).then(|| histogram.value_at_quantile(0.99) as f64 / 1000.0)
+                })
+                .collect()
+        }))
+    }
+}
+
+/// Keeps the serving worker's stage histograms; every other metric is dropped.
+struct StageRecorder {
+    seconds: Arc<Seconds>,
+}
+
+/// One stage's histogram handle.
+struct StageSink {
+    stage: usize,
+    seconds: Arc<Seconds>,
+}
+
+impl metrics::HistogramFn for StageSink {
+    fn record(&self, value: f64) {
+        self.seconds.record(self.stage, value);
+    }
+}
+
+impl Recorder for StageRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::noop()
+    }
+
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> metrics::Histogram {
+        let label = |name: &str| key.labels().find(|label| label.key() == name).map(|label| label.value().to_owned());
+        if key.name() != STAGE_SECONDS || label("worker").as_deref() != Some(ServeSettings::NAME) {
+            return metrics::Histogram::noop();
+        }
+        match label("stage").and_then(|stage| STAGES.iter().position(|known| *known == stage)) {
+            Some(stage) => metrics::Histogram::from_arc(Arc::new(StageSink { stage, seconds: self.seconds.clone() })),
+            None => metrics::Histogram::noop(),
+        }
+    }
+}
