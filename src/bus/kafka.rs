@@ -34,26 +34,34 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         // Group members report statistics: their consumer lag becomes a gauge (LoopContext).
         .set("statistics.interval.ms", millis(kafka.statistics_interval));
-    let defaults = [
-        ("auto.commit.interval.ms", "1000"),
-        ("auto.offset.reset", "earliest"),
-        // Cooperative rebalancing: scaling a group from 2 to 20 instances moves only the
-        // partitions that change owner instead of stopping the whole group.
-        ("partition.assignment.strategy", "cooperative-sticky"),
-        // A group that joined before its topic reached every broker's metadata (a worker
-        // started right after `frontier topics apply`) is assigned nothing, and only a metadata
-        // refresh shows the topic and rebalances it: librdkafka's default refresh, 5 minutes,
-        // left a lone inference batcher idle for all of CI's 180 s start patience. 10 s costs
-        // one small metadata request per consumer.
-        ("topic.metadata.refresh.interval.ms", "10000"),
-        // A member learns of a rebalance at its next heartbeat, and a cooperative rebalance
-        // takes two rounds, so the partitions moving to a joining instance waited up to two
-        // heartbeats unread: with librdkafka's 3 s, `frontier bench serve`'s start phase had
-        // 5-6 s p99 when an instance joined; with 500 ms, 0.8-2 s. It costs one small request
-        // per member every 500 ms.
-        ("heartbeat.interval.ms", "500"),
-    ];
-    set_defaults(&mut config, &defaults);
+    set_defaults(&mut config, &[("auto.commit.interval.ms", "1000"), ("auto.offset.reset", "earliest")]);
+    // A group that joined before its topic reached every broker's metadata (a worker started
+    // right after `frontier topics apply`) is assigned nothing, and only a metadata refresh
+    // shows the topic and rebalances it: librdkafka's default refresh, 5 minutes, left a lone
+    // inference batcher idle for all of CI's 180 s start patience. 10 s costs one small
+    // metadata request per consumer.
+    set_defaults(&mut config, &[("topic.metadata.refresh.interval.ms", "10000")]);
+    // KIP-848's protocol (`group.protocol = "consumer"` in `[kafka.client]`) assigns on the
+    // broker, which also sets the heartbeat: librdkafka refuses to create a consumer given
+    // either setting below, so they are left to the broker there.
+    if !config.get("group.protocol").is_some_and(|protocol| protocol.eq_ignore_ascii_case("consumer")) {
+        let classic = [
+            // Cooperative rebalancing: scaling a group from 2 to 20 instances moves only the
+            // partitions that change owner instead of stopping the whole group.
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            // A member learns of a rebalance at its next heartbeat: with librdkafka's 3 s,
+            // `frontier bench serve`'s start phase had 5-6 s p99 when an instance joined. A
+            // shorter one does not help below 500 ms: a cooperative rebalance takes two rounds,
+            // and librdkafka sends a member's JoinGroup at most once a second (its join
+            // backoff, `rkcg_join_intvl`), so the joining member's second JoinGroup waits until
+            // a second after its first. The moved partitions are unowned from the first
+            // round's end to the second's: about 0.5 s at 500 ms, 0.9 s at 100 ms (measured
+            // 2026-12-06 with `frontier bench serve --start-seconds 20`: kafka stage p99 514
+            // and 930 ms in the join bucket).
+            ("heartbeat.interval.ms", "500"),
+        ];
+        set_defaults(&mut config, &classic);
+    }
     config
 }
 
@@ -131,4 +139,30 @@ pub fn partitions_of<C: ConsumerContext, K: Consumer<C>>(
         .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::BaseConsumer;
+
+    use super::*;
+
+    #[test]
+    fn a_group_on_the_classic_protocol_rebalances_cooperatively() {
+        let config = consumer_config(&KafkaSettings::default(), "group");
+        assert_eq!(config.get("partition.assignment.strategy"), Some("cooperative-sticky"));
+        assert_eq!(config.get("heartbeat.interval.ms"), Some("500"));
+        config.create::<BaseConsumer>().unwrap();
+    }
+
+    #[test]
+    fn a_group_on_the_kip_848_protocol_leaves_assignment_and_heartbeat_to_the_broker() {
+        let mut kafka = KafkaSettings::default();
+        kafka.client.insert("group.protocol".into(), "consumer".into());
+        let config = consumer_config(&kafka, "group");
+        assert_eq!(config.get("partition.assignment.strategy"), None);
+        assert_eq!(config.get("heartbeat.interval.ms"), None);
+        // librdkafka refuses a consumer on this protocol given either setting.
+        config.create::<BaseConsumer>().unwrap();
+    }
 }
