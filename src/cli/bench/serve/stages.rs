@@ -147,3 +147,53 @@ impl Recorder for StageRecorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe() -> (StageProbe, StageRecorder) {
+        let seconds = Arc::new(Seconds { started: Instant::now(), slots: Mutex::default() });
+        (StageProbe { seconds: Some(seconds.clone()) }, StageRecorder { seconds })
+    }
+
+    #[test]
+    fn the_probe_keeps_the_serving_workers_stages_and_drops_every_other_metric() {
+        let (probe, recorder) = probe();
+        metrics::with_local_recorder(&recorder, || {
+            let stage = |worker: &'static str, stage: &'static str| metrics::histogram!(STAGE_SECONDS, "worker" => worker, "stage" => stage);
+            for _ in 0..99 {
+                stage("serve", "kafka").record(0.002);
+            }
+            stage("serve", "kafka").record(0.4);
+            stage("serve", "kafka").record(0.4);
+            stage("serve", "settle").record(0.010);
+            // Another worker's stages and other histograms are not the serving instances'.
+            stage("cache-warmer", "wait").record(3.0);
+            metrics::histogram!("frontier_handle_duration_seconds", "worker" => "serve").record(3.0);
+        });
+        let started = probe.seconds.as_ref().unwrap().started - Duration::from_secs(1);
+        let [kafka, wait, handle, deliver, settle] = probe.p99_per_bucket(started, Duration::from_secs(5), 1).unwrap();
+        assert_eq!(kafka.len(), 1);
+        // 2 of 101 values took 400 ms: the p99 is theirs, within two significant figures.
+        assert!((kafka[0].unwrap() - 400.0).abs() < 4.0, "{kafka:?}");
+        assert!((settle[0].unwrap() - 10.0).abs() < 0.1, "{settle:?}");
+        assert_eq!([wait, handle, deliver], [vec![None], vec![None], vec![None]]);
+    }
+
+    #[test]
+    fn a_bucket_holds_the_seconds_whose_middle_falls_in_it() {
+        let (probe, recorder) = probe();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!(STAGE_SECONDS, "worker" => "serve", "stage" => "wait").record(0.005);
+        });
+        let started = probe.seconds.as_ref().unwrap().started;
+        // Second 0's middle is 0.5 s after the probe started: bucket 0 from `started`, and
+        // nothing for a phase that started after it.
+        let from_start = probe.p99_per_bucket(started, Duration::from_secs(5), 2).unwrap();
+        let wait = &from_start[1];
+        assert!(wait[0].is_some_and(|ms| (ms - 5.0).abs() < 0.1) && wait[1].is_none(), "{wait:?}");
+        let later = probe.p99_per_bucket(started + Duration::from_secs(1), Duration::from_secs(5), 2).unwrap();
+        assert_eq!(later[1], vec![None, None]);
+    }
+}
