@@ -44,7 +44,7 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
     // KIP-848's protocol (`group.protocol = "consumer"` in `[kafka.client]`) assigns on the
     // broker, which also sets the heartbeat: librdkafka refuses to create a consumer given
     // either setting below, so they are left to the broker there.
-    if !config.get("group.protocol").is_some_and(|protocol| protocol.eq_ignore_ascii_case("consumer")) {
+    if !kafka.uses_kip_848_groups() {
         let classic = [
             // Cooperative rebalancing: scaling a group from 2 to 20 instances moves only the
             // partitions that change owner instead of stopping the whole group.

@@ -81,6 +81,12 @@ impl KafkaSettings {
         // Kafka setting names never contain underscores, so the mapping is unambiguous.
         self.client.iter().map(|(k, v)| (k.replace('_', "."), v.as_str()))
     }
+
+    /// Whether consumer groups use KIP-848's protocol (`group.protocol = "consumer"` among the
+    /// client settings) rather than the classic one.
+    pub fn uses_kip_848_groups(&self) -> bool {
+        self.client_settings().any(|(key, value)| key == "group.protocol" && value.eq_ignore_ascii_case("consumer"))
+    }
 }
 
 /// The consumer loop shared by every worker.
