@@ -27,6 +27,8 @@ pub const HANDLE_SECONDS: &str = "frontier_handle_duration_seconds";
 /// (handler done to every output acknowledged by the brokers) and `settle` (acknowledged to
 /// its offset stored: waiting for slower messages before it in its partition order).
 pub const STAGE_SECONDS: &str = "frontier_bus_stage_duration_seconds";
+/// The `stage` label values of [`STAGE_SECONDS`], in the order a message passes them.
+pub const STAGES: [&str; 5] = ["kafka", "wait", "handle", "deliver", "settle"];
 /// Consumer lag per group, topic and partition, from librdkafka statistics.
 pub const CONSUMER_LAG: &str = "frontier_consumer_lag";
 /// Errors reported by the Kafka client, per client kind.

@@ -20,13 +20,8 @@ impl StageHistograms {
     pub(super) fn new(worker: &'static str) -> Self {
         let stage =
             |stage: &'static str| ::metrics::histogram!(metrics::STAGE_SECONDS, "worker" => worker, "stage" => stage);
-        StageHistograms {
-            kafka: stage("kafka"),
-            wait: stage("wait"),
-            handle: stage("handle"),
-            deliver: stage("deliver"),
-            settle: stage("settle"),
-        }
+        let [kafka, wait, handle, deliver, settle] = metrics::STAGES.map(stage);
+        StageHistograms { kafka, wait, handle, deliver, settle }
     }
 
     /// Records the stages of a message that arrived at `arrived`, `in_kafka_ms` after its

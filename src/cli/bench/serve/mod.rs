@@ -188,14 +188,15 @@ impl Phase {
     fn timeline(&self) -> (String, Missed) {
         let bucket = Duration::from_secs(5);
         let all = self.p99_timeline(bucket, |_| true, |a| a.latency_ms);
+        let buckets = all.len();
         let cached = self.p99_timeline(bucket, Answered::is_cached, |a| a.latency_ms);
         let ready = self.p99_timeline(bucket, Answered::is_cached, |a| a.ready_ms);
         let stalls = match self.started {
-            Some(started) => self.stalls.longest_per_bucket(started, bucket, all.len()),
+            Some(started) => self.stalls.longest_per_bucket(started, bucket, buckets),
             None => Vec::new(),
         };
         let over = |line: &[Option<f64>]| line.iter().flatten().filter(|ms| **ms > BUCKET_GOAL_MS).count();
-        let missed = Missed { all: over(&all), cached: over(&cached), buckets: all.len() };
+        let missed = Missed { all: over(&all), cached: over(&cached), buckets };
         let join = |line: Vec<Option<f64>>| {
             line.iter()
                 .map(|ms| ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.0}")))
@@ -204,13 +205,13 @@ impl Phase {
         };
         let mut text = format!(
             "  p99 ms per 5 s of publish time: {}\n    cached answers only:          {}\n      until ready in the instance: {}\n    longest async-thread stall:   {}",
-            join(all.clone()),
+            join(all),
             join(cached),
             join(ready),
             join(stalls.into_iter().map(Some).collect())
         );
         if let Some(started) = self.started
-            && let Some(stages) = self.stages.p99_per_bucket(started, bucket, all.len())
+            && let Some(stages) = self.stages.p99_per_bucket(started, bucket, buckets)
         {
             text.push_str("\n    p99 ms per stage, by when each offset was stored:");
             for (stage, line) in stages::STAGES.iter().zip(stages) {

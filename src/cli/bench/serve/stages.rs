@@ -12,11 +12,9 @@ use hdrhistogram::Histogram;
 use metrics::{Counter, Gauge, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 
 use crate::bus::metrics::STAGE_SECONDS;
+pub(super) use crate::bus::metrics::STAGES;
 use crate::workers::WorkerConfig;
 use crate::workers::serve::ServeSettings;
-
-/// The stages, in the order a message passes them (`bus::metrics::STAGE_SECONDS`).
-pub(super) const STAGES: [&str; 5] = ["kafka", "wait", "handle", "deliver", "settle"];
 
 /// One histogram per stage, in microseconds.
 type StageHistograms = [Histogram<u64>; STAGES.len()];
