@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use frontier::autoscale::{GroupSample, LagSampler, PartitionHealth, SampleError, partition_health};
+use frontier::bus::KafkaSettings;
 
 /// `count` small records spread over the topic's partitions by key.
 async fn fill(topic: &str, count: usize) {
@@ -16,37 +17,62 @@ async fn fill(topic: &str, count: usize) {
 }
 
 async fn sample(group: &str, topic: &str) -> Result<GroupSample, SampleError> {
-    let (group, topics) = (group.to_owned(), vec![topic.to_owned()]);
+    sample_on(&settings().kafka, group, topic).await
+}
+
+async fn sample_on(kafka: &KafkaSettings, group: &str, topic: &str) -> Result<GroupSample, SampleError> {
+    let (kafka, group, topics) = (kafka.clone(), group.to_owned(), vec![topic.to_owned()]);
     tokio::task::spawn_blocking(move || {
-        LagSampler::new(&settings().kafka, Duration::from_secs(10)).unwrap().sample(&group, &topics)
+        LagSampler::new(&kafka, Duration::from_secs(10)).unwrap().sample(&group, &topics)
     })
     .await
     .unwrap()
 }
 
-#[tokio::test]
-async fn a_group_s_backlog_members_and_oldest_waiting_message_are_read_without_joining_it() {
+/// Development settings with consumer groups on `protocol` (`classic` or `consumer`).
+fn kafka_on(protocol: &str) -> KafkaSettings {
+    let mut kafka = settings().kafka;
+    kafka.client.insert("group.protocol".into(), protocol.into());
+    kafka
+}
+
+/// A member of a group on `kafka`'s protocol has read 30 of 90 messages: the sampler sees
+/// it, the 60 waiting, and when the oldest was written; once it leaves, nobody reads them.
+async fn backlog_members_and_oldest_waiting_message_are_read(kafka: &KafkaSettings) {
     let topic = unique("autoscale.backlog");
     create_topics(&settings(), &[&topic], 3).await;
     let written_at = frontier::clock::now_millis();
     fill(&topic, 90).await;
     let group = unique("autoscale.group");
-    let member = member_after(&group, &topic, 30);
+    let member = member_on(kafka, &group, &topic, 30);
 
-    let seen = sample(&group, &topic).await.unwrap();
+    let seen = sample_on(kafka, &group, &topic).await.unwrap();
     assert_eq!((seen.backlog(), seen.members, seen.partitions.len()), (60, 1, 3), "{seen:?}");
-    assert!(seen.exists());
+    assert_eq!(seen.state, "Stable", "{seen:?}");
     let waited = seen.lag_seconds().expect("the oldest waiting message's timestamp is read");
     let since_written = (frontier::clock::now_millis() - written_at) as f64 / 1000.0;
     assert!((0.0..=since_written + 1.0).contains(&waited), "waited {waited} s, written {since_written} s ago");
 
     // Once the member leaves, messages wait with nobody to read them: STOP.
     drop(member);
-    let left = sample(&group, &topic).await.unwrap();
+    let left = sample_on(kafka, &group, &topic).await.unwrap();
     assert_eq!((left.backlog(), left.members), (60, 0), "{left:?}");
+    assert!(left.exists(), "its committed offsets remain: {left:?}");
     for partition in left.partitions.iter().filter(|p| p.lag() > 0) {
         assert_eq!(partition_health(&[partition.offsets], partition.start, left.members), PartitionHealth::Stop);
     }
+}
+
+#[tokio::test]
+async fn a_classic_group_s_backlog_members_and_oldest_waiting_message_are_read_without_joining_it() {
+    backlog_members_and_oldest_waiting_message_are_read(&kafka_on("classic")).await;
+}
+
+/// The classic DescribeGroups reads a KIP-848 group as dead with no members; the sampler
+/// must not, or the autoscaler and rollouts would act on an empty group.
+#[tokio::test]
+async fn a_kip_848_group_s_backlog_members_and_oldest_waiting_message_are_read_without_joining_it() {
+    backlog_members_and_oldest_waiting_message_are_read(&kafka_on("consumer")).await;
 }
 
 #[tokio::test]

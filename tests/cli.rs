@@ -102,10 +102,14 @@ fn spawn_passthrough(input: &str, output: &str, group: &str, extra_env: &[(&str,
         .env("FRONTIER_WORKERS__PASSTHROUGH__OUTPUT_TOPIC", output)
         .env("FRONTIER_WORKERS__PASSTHROUGH__GROUP_ID", group)
         .env("FRONTIER_METRICS__LISTEN", "127.0.0.1:0")
-        // A killed member is noticed after this long, not the 45 s default.
-        .env("FRONTIER_KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
         .stdout(Stdio::null())
         .stderr(File::create(dir.join(log)).unwrap());
+    // A killed member is noticed after this long, not the 45 s default. A classic-protocol
+    // setting only: on KIP-848 the broker owns the session timeout, and librdkafka refuses a
+    // consumer given one.
+    if !settings().kafka.uses_kip_848_groups() {
+        command.env("FRONTIER_KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000");
+    }
     for (key, value) in extra_env {
         command.env(key, value);
     }

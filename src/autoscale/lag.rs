@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::health::OffsetSample;
-use crate::bus::{KafkaSettings, kafka};
+use crate::bus::{KafkaSettings, groups, kafka};
 
 /// Why a group could not be sampled.
 #[derive(Debug, thiserror::Error)]
@@ -102,21 +102,9 @@ pub struct LagSampler {
 }
 
 impl LagSampler {
-    /// A sampler on the brokers of `kafka`, waiting up to `timeout` for each call.
-    ///
-    /// Refused where groups use KIP-848's protocol: the members are read with the classic
-    /// DescribeGroups, which does not find such a group (it reads as `Dead`, no members), and
-    /// the rdkafka crate wraps no ConsumerGroupDescribe yet. Scaling, rollouts and health
-    /// checks on a group read that way would act on an empty group.
+    /// A sampler on the brokers of `kafka`, waiting up to `timeout` for each call. It reads
+    /// groups on either protocol, classic or KIP-848.
     pub fn new(kafka: &KafkaSettings, timeout: Duration) -> Result<LagSampler, KafkaError> {
-        if kafka.uses_kip_848_groups() {
-            return Err(KafkaError::ClientCreation(
-                "group members cannot be read on KIP-848's protocol yet (group.protocol = \"consumer\"): \
-                 the classic DescribeGroups finds no such group; run the autoscaler, rollouts and \
-                 health checks with groups on the classic protocol"
-                    .to_owned(),
-            ));
-        }
         let peeker = kafka::base_config(kafka)
             .set("group.id", format!("frontier.lag-sampler.{}", uuid::Uuid::new_v4().simple()))
             .set("enable.auto.commit", "false")
@@ -150,14 +138,9 @@ impl LagSampler {
         }
         let at_ms = crate::clock::now_millis();
         let committed = reader.committed_offsets(wanted, self.timeout).map_err(failed)?;
-        let (members, state) = match reader.fetch_group_list(Some(group), self.timeout) {
-            Ok(list) => list
-                .groups()
-                .iter()
-                .find(|g| g.name() == group)
-                .map_or((0, "Dead".to_owned()), |g| (g.members().len(), g.state().to_owned())),
-            Err(error) => return Err(failed(error)),
-        };
+        // Not `fetch_group_list`: the classic DescribeGroups reads a KIP-848 group as dead.
+        let described = groups::describe_group(self.peeker.client(), group, self.timeout).map_err(failed)?;
+        let (members, state) = (described.members, described.state);
         let mut partitions: Vec<PartitionSample> = ends
             .into_iter()
             .map(|(topic, partition, start, end)| {
@@ -207,27 +190,5 @@ impl LagSampler {
         }
         // Nothing is left assigned between samples.
         let _ = self.peeker.unassign();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_sampler_is_refused_where_groups_use_kip_848_whose_members_it_cannot_read() {
-        let mut kafka = KafkaSettings::default();
-        kafka.client.insert("group.protocol".into(), "consumer".into());
-        let Err(error) = LagSampler::new(&kafka, Duration::from_secs(1)) else {
-            panic!("a sampler reading KIP-848 groups as empty was created");
-        };
-        assert!(error.to_string().contains("KIP-848"), "{error}");
-    }
-
-    #[test]
-    fn a_sampler_is_created_where_groups_use_the_classic_protocol() {
-        let mut kafka = KafkaSettings::default();
-        kafka.client.insert("group.protocol".into(), "classic".into());
-        LagSampler::new(&kafka, Duration::from_secs(1)).unwrap();
     }
 }

@@ -6,6 +6,7 @@ mod consumer_loop;
 mod context;
 mod delivery;
 pub mod dlq;
+pub mod groups;
 pub mod json;
 pub mod kafka;
 pub mod metrics;

@@ -207,7 +207,12 @@ pub fn path_str(path: &Path) -> String {
 /// A member of `group` on `topic` that has consumed and committed `count` messages; it stays
 /// in the group until dropped.
 pub fn member_after(group: &str, topic: &str, count: usize) -> BaseConsumer {
-    let consumer: BaseConsumer = kafka::base_config(&settings().kafka)
+    member_on(&settings().kafka, group, topic, count)
+}
+
+/// As [`member_after`], with the client settings of `kafka` (a group protocol, say).
+pub fn member_on(kafka: &frontier::bus::KafkaSettings, group: &str, topic: &str, count: usize) -> BaseConsumer {
+    let consumer: BaseConsumer = kafka::base_config(kafka)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")

@@ -426,6 +426,11 @@ impl Run {
         let session = self.options.session_timeout.as_millis();
         [
             ("FRONTIER_KAFKA__BOOTSTRAP_SERVERS", self.options.proxied_bootstrap.clone()),
+            // The scenarios' timing (a zombie's expiry, a partition's rewinds) is built on the
+            // classic protocol's client-side session; on KIP-848 the broker owns it, and
+            // librdkafka refuses the two settings below. Pinned, so a caller's
+            // `group.protocol = "consumer"` does not leave every worker unable to start.
+            ("FRONTIER_KAFKA__CLIENT__GROUP_PROTOCOL", "classic".into()),
             ("FRONTIER_KAFKA__CLIENT__SESSION_TIMEOUT_MS", session.to_string()),
             ("FRONTIER_KAFKA__DELIVERY_TIMEOUT", format!("{}ms", self.options.delivery_timeout.as_millis())),
             ("FRONTIER_KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", (session / 5).max(500).to_string()),
