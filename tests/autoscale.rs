@@ -48,6 +48,7 @@ async fn backlog_members_and_oldest_waiting_message_are_read(kafka: &KafkaSettin
 
     let seen = sample_on(kafka, &group, &topic).await.unwrap();
     assert_eq!((seen.backlog(), seen.members, seen.partitions.len()), (60, 1, 3), "{seen:?}");
+    assert!(seen.exists());
     assert_eq!(seen.state, "Stable", "{seen:?}");
     let waited = seen.lag_seconds().expect("the oldest waiting message's timestamp is read");
     let since_written = (frontier::clock::now_millis() - written_at) as f64 / 1000.0;

@@ -24,15 +24,12 @@ pub struct GroupDescription {
     pub state: String,
     /// Consumers in the group now.
     pub members: usize,
-    /// The group's protocol: `Classic`, `Consumer` (KIP-848), or `Unknown` (a broker too old
-    /// to say, or a group that does not exist).
-    pub protocol: String,
 }
 
 impl GroupDescription {
     /// A group the coordinator does not know.
     fn dead() -> GroupDescription {
-        GroupDescription { state: "Dead".to_owned(), members: 0, protocol: "Unknown".to_owned() }
+        GroupDescription { state: "Dead".to_owned(), members: 0 }
     }
 }
 
@@ -117,10 +114,8 @@ unsafe fn read_description(event: *mut rd::rd_kafka_event_t) -> Result<GroupDesc
         }
         let state =
             name(rd::rd_kafka_consumer_group_state_name(rd::rd_kafka_ConsumerGroupDescription_state(description)));
-        let protocol =
-            name(rd::rd_kafka_consumer_group_type_name(rd::rd_kafka_ConsumerGroupDescription_type(description)));
         let members = rd::rd_kafka_ConsumerGroupDescription_member_count(description);
-        Ok(GroupDescription { state, members, protocol })
+        Ok(GroupDescription { state, members })
     }
 }
 
