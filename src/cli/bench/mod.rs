@@ -138,9 +138,16 @@ async fn run(settings: &Settings, target: BenchTarget) -> anyhow::Result<ExitCod
     }
 }
 
+/// The median of `values` (NaN for none): the mean of the middle two for an even count, so two
+/// rounds report their mean rather than the better one.
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 0 => (values[middle - 1] + values[middle]) / 2.0,
+        _ => values[middle],
+    }
 }
 
 /// Every topic the benchmark of this process created, deleted when it ends. Left behind, they
@@ -199,4 +206,16 @@ async fn preload(settings: &Settings, topic: &str, records: Vec<(Vec<u8>, Vec<u8
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![0.92, 0.82]), 0.87);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert!(median(Vec::new()).is_nan());
+    }
 }
