@@ -24,12 +24,15 @@ pub struct GroupDescription {
     pub state: String,
     /// Consumers in the group now.
     pub members: usize,
+    /// The partition assignor its members agreed on (`range`, `cooperative-sticky`; the
+    /// broker's, `uniform` or `range`, for a KIP-848 group); empty while it has none.
+    pub assignor: String,
 }
 
 impl GroupDescription {
     /// A group the coordinator does not know.
     fn dead() -> GroupDescription {
-        GroupDescription { state: "Dead".to_owned(), members: 0 }
+        GroupDescription { state: "Dead".to_owned(), members: 0, assignor: String::new() }
     }
 }
 
@@ -115,7 +118,10 @@ unsafe fn read_description(event: *mut rd::rd_kafka_event_t) -> Result<GroupDesc
         let state =
             name(rd::rd_kafka_consumer_group_state_name(rd::rd_kafka_ConsumerGroupDescription_state(description)));
         let members = rd::rd_kafka_ConsumerGroupDescription_member_count(description);
-        Ok(GroupDescription { state, members })
+        let assignor = rd::rd_kafka_ConsumerGroupDescription_partition_assignor(description);
+        let assignor =
+            if assignor.is_null() { String::new() } else { CStr::from_ptr(assignor).to_string_lossy().into_owned() };
+        Ok(GroupDescription { state, members, assignor })
     }
 }
 

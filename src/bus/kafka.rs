@@ -24,9 +24,36 @@ pub fn base_config(kafka: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// How a classic consumer group hands partitions over when a member joins or leaves (KIP-848
+/// groups leave it to the broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rebalancing {
+    /// `cooperative-sticky`: only the partitions that change owner stop, but in two rounds, and
+    /// librdkafka sends a member's JoinGroup at most once a second, so they stop for about a
+    /// second. For workers whose messages take long (a batch, a model call): a member keeps the
+    /// work in flight on the partitions it keeps.
+    #[default]
+    Cooperative,
+    /// `range`: every member gives up all its partitions and takes them back in one round,
+    /// which takes tens of milliseconds, but whatever is in flight on them is redone. For
+    /// workers whose messages are short and latency-bound (serving requests).
+    Eager,
+}
+
+impl Rebalancing {
+    /// librdkafka's `partition.assignment.strategy` for it.
+    pub fn assignment_strategy(self) -> &'static str {
+        match self {
+            Rebalancing::Cooperative => "cooperative-sticky",
+            Rebalancing::Eager => "range",
+        }
+    }
+}
+
 /// A consumer that never stores an offset by itself: the bus stores each one only after the
 /// message's outputs are acknowledged, and librdkafka commits stored offsets in the background.
-pub fn consumer_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
+/// `rebalancing` applies to classic groups unless `[kafka.client]` names a strategy.
+pub fn consumer_config(kafka: &KafkaSettings, group_id: &str, rebalancing: Rebalancing) -> ClientConfig {
     let mut config = base_config(kafka);
     config
         .set("group.id", group_id)
@@ -46,9 +73,7 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
     // either setting below, so they are left to the broker there.
     if !kafka.uses_kip_848_groups() {
         let classic = [
-            // Cooperative rebalancing: scaling a group from 2 to 20 instances moves only the
-            // partitions that change owner instead of stopping the whole group.
-            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("partition.assignment.strategy", rebalancing.assignment_strategy()),
             // A member learns of a rebalance at its next heartbeat: with librdkafka's 3 s,
             // `frontier bench serve`'s start phase had 5-6 s p99 when an instance joined. A
             // shorter one does not help below 500 ms: a cooperative rebalance takes two rounds,
@@ -57,7 +82,10 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
             // a second after its first. The moved partitions are unowned from the first
             // round's end to the second's: about 0.5 s at 500 ms, 0.9 s at 100 ms (measured
             // 2026-12-06 with `frontier bench serve --start-seconds 20`: kafka stage p99 514
-            // and 930 ms in the join bucket).
+            // and 930 ms in the join bucket). Eager groups are no better at 100 ms either: a
+            // restart's two rebalances (the leave, then the join) came within a second of each
+            // other and the survivor's second JoinGroup waited out the backoff (restart bucket
+            // p99 524 and 535 ms, against 19 and 65 ms at 500 ms).
             ("heartbeat.interval.ms", "500"),
         ];
         set_defaults(&mut config, &classic);
@@ -148,18 +176,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_group_on_the_classic_protocol_rebalances_cooperatively() {
-        let config = consumer_config(&KafkaSettings::default(), "group");
+    fn a_group_on_the_classic_protocol_rebalances_cooperatively_by_default() {
+        let config = consumer_config(&KafkaSettings::default(), "group", Rebalancing::default());
         assert_eq!(config.get("partition.assignment.strategy"), Some("cooperative-sticky"));
         assert_eq!(config.get("heartbeat.interval.ms"), Some("500"));
         config.create::<BaseConsumer>().unwrap();
     }
 
     #[test]
+    fn an_eager_group_asks_for_range_assignment() {
+        let config = consumer_config(&KafkaSettings::default(), "group", Rebalancing::Eager);
+        assert_eq!(config.get("partition.assignment.strategy"), Some("range"));
+        config.create::<BaseConsumer>().unwrap();
+    }
+
+    #[test]
+    fn a_strategy_named_in_the_client_settings_wins() {
+        let mut kafka = KafkaSettings::default();
+        kafka.client.insert("partition.assignment.strategy".into(), "cooperative-sticky".into());
+        let config = consumer_config(&kafka, "group", Rebalancing::Eager);
+        assert_eq!(config.get("partition.assignment.strategy"), Some("cooperative-sticky"));
+    }
+
+    #[test]
     fn a_group_on_the_kip_848_protocol_leaves_assignment_and_heartbeat_to_the_broker() {
         let mut kafka = KafkaSettings::default();
         kafka.client.insert("group.protocol".into(), "consumer".into());
-        let config = consumer_config(&kafka, "group");
+        let config = consumer_config(&kafka, "group", Rebalancing::Eager);
         assert_eq!(config.get("partition.assignment.strategy"), None);
         assert_eq!(config.get("heartbeat.interval.ms"), None);
         // librdkafka refuses a consumer on this protocol given either setting.

@@ -8,6 +8,7 @@ mod answers;
 #[path = "../common/mod.rs"]
 mod common;
 mod failures;
+mod group;
 mod invalidation;
 mod warmer;
 

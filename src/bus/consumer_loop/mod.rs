@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use super::codec::SchemaCatalog;
 use super::context::LoopContext;
 use super::delivery::{DeliveryContext, Ticket};
+use super::kafka::Rebalancing;
 use super::outputs::OutputCheck;
 use super::settings::{BusSettings, KafkaSettings};
 use super::status::{BusyClock, DeadLetterCount, LagReading, StatusReporter};
@@ -89,6 +90,9 @@ pub struct LoopOptions {
     pub max_message_bytes: usize,
     /// Where and how often the loop publishes its `WorkerStatus`; `None` publishes nothing.
     pub status: Option<(String, Duration)>,
+    /// How the group hands partitions over (classic groups); cooperative unless the worker
+    /// says otherwise.
+    pub rebalancing: Rebalancing,
 }
 
 impl LoopOptions {
@@ -104,6 +108,7 @@ impl LoopOptions {
             shutdown_timeout: bus.shutdown_timeout,
             max_message_bytes: bus.max_message_bytes,
             status: (!bus.status_interval.is_zero()).then(|| (bus.status_topic.clone(), bus.status_interval)),
+            rebalancing: Rebalancing::default(),
         }
     }
 }
@@ -163,9 +168,10 @@ impl<W: Worker> ConsumerLoop<W> {
             lag: LagReading::default(),
             assignment_changes: Default::default(),
         };
-        let consumer: StreamConsumer<LoopContext> = kafka::consumer_config(kafka_settings, &options.group_id)
-            .create_with_context(context)
-            .map_err(|source| BusError::Client { what: "consumer", source })?;
+        let consumer: StreamConsumer<LoopContext> =
+            kafka::consumer_config(kafka_settings, &options.group_id, options.rebalancing)
+                .create_with_context(context)
+                .map_err(|source| BusError::Client { what: "consumer", source })?;
         let producer = kafka::producer_config(kafka_settings)
             .create_with_context(DeliveryContext::new(worker.name()))
             .map_err(|source| BusError::Client { what: "producer", source })?;
