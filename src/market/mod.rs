@@ -20,7 +20,7 @@ pub mod store;
 
 pub use day::TradingDay;
 pub use events::{DiscardQueryEvents, KafkaQueryEvents, QUERY_EVENTS_TOPIC, QueryEventSink, RecordedQueryEvents};
-pub use requests::{Analysis, AnalysisResult, RequestError};
+pub use requests::{Analysis, AnalysisResult, RequestError, TURN_WAIT_SECONDS};
 pub use settings::{ConnectStoreError, PriceStoreSettings, connect_store};
 pub use store::{
     AlignedCloses, DailyClose, POOL_NAME, PriceStore, READS_PER_STATEMENT, StoreError, StoreOptions, UpsertCounts,

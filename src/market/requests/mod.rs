@@ -186,6 +186,10 @@ static LIVE_COMPUTING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::
     tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
 });
 
+/// Seconds a cheap live analysis waited for its turn on a core (one runs per core at once):
+/// the computation queue of a cold burst, which admission does not see.
+pub const TURN_WAIT_SECONDS: &str = "frontier_analysis_turn_wait_seconds";
+
 /// Runs CPU-bound analytics (Monte-Carlo paths, binomial trees: up to about a second) on
 /// tokio's blocking pool, so that the worker's async threads keep serving the bus meanwhile.
 pub(crate) async fn off_async_runtime<T: Send + 'static>(
@@ -194,7 +198,14 @@ pub(crate) async fn off_async_runtime<T: Send + 'static>(
     // A heavy analysis admitted by the pool runs niced, so cheap ones and the bus come first.
     let nice = crate::market::pool::NICE.try_with(|nice| *nice).unwrap_or(0);
     // The semaphore is never closed, so `acquire` cannot fail; were it to, the work runs.
-    let _turn = if nice == 0 { LIVE_COMPUTING.acquire().await.ok() } else { None };
+    let _turn = if nice == 0 {
+        let asked = std::time::Instant::now();
+        let turn = LIVE_COMPUTING.acquire().await.ok();
+        ::metrics::histogram!(TURN_WAIT_SECONDS).record(asked.elapsed().as_secs_f64());
+        turn
+    } else {
+        None
+    };
     crate::market::pool::run_blocking(nice, work)
         .await
         .map_err(|error| RequestError::Internal { reason: format!("the computation did not finish: {error}") })?

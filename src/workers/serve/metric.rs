@@ -45,6 +45,11 @@ pub fn describe() {
         "Times live requests filled the analysis pool and the warmers were told to hold back."
     );
     describe_histogram!(
+        crate::market::TURN_WAIT_SECONDS,
+        Unit::Seconds,
+        "Seconds a cheap live analysis waited for a core (one runs per core at once)."
+    );
+    describe_histogram!(
         crate::market::READS_PER_STATEMENT,
         "Latest-closes reads answered per statement (more than 1 when reads were gathered)."
     );

@@ -213,8 +213,8 @@ impl Phase {
         if let Some(started) = self.started
             && let Some(stages) = self.stages.p99_per_bucket(started, bucket, buckets)
         {
-            text.push_str("\n    p99 ms per stage, by when each offset was stored:");
-            for (stage, line) in stages::STAGES.iter().zip(stages) {
+            text.push_str("\n    p99 ms per stage, by when each offset was stored (then parts of handle):");
+            for (stage, line) in stages::PROBED.iter().zip(stages) {
                 text.push_str(&format!("\n      {stage:8} {}", join(line)));
             }
         }

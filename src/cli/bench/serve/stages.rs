@@ -1,9 +1,10 @@
 //! Where the serving instances' time goes, second by second: the bench installs a metrics
 //! recorder that keeps only the bus's stage histograms of the serving worker
 //! (`frontier_bus_stage_duration_seconds{worker="serve"}`: kafka, wait, handle, deliver,
-//! settle), so a slow 5 s bucket of a phase shows which stage held its requests up. Every other
-//! metric stays a no-op, as it was before the probe: the figures stay comparable with earlier
-//! runs.
+//! settle) and the parts of `handle` a slow answer can wait in (a computation, its turn on a
+//! core, a PostgreSQL connection of the price store, a Redis command), so a slow 5 s bucket of a
+//! phase shows which stage held its requests up. Every other metric stays a no-op, as it was
+//! before the probe: the figures stay comparable with earlier runs.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -11,13 +12,38 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use metrics::{Counter, Gauge, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 
-use crate::bus::metrics::STAGE_SECONDS;
-pub(super) use crate::bus::metrics::STAGES;
+use crate::bus::metrics::{STAGE_SECONDS, STAGES};
 use crate::workers::WorkerConfig;
 use crate::workers::serve::ServeSettings;
 
-/// One histogram per stage, in microseconds.
-type StageHistograms = [Histogram<u64>; STAGES.len()];
+/// What the probe keeps, in the order printed: the bus's stages, then `compute`
+/// (`frontier_cache_compute_duration_seconds`: every computation of the process, the warmer's
+/// included), `turn` (`frontier_analysis_turn_wait_seconds`), `acquire`
+/// (`frontier_db_pool_acquire_duration_seconds{pool="prices"}`) and `redis`
+/// (`frontier_cache_redis_duration_seconds`, every command).
+pub(super) const PROBED: [&str; 9] =
+    ["kafka", "wait", "handle", "deliver", "settle", "compute", "turn", "acquire", "redis"];
+
+/// Which of [`PROBED`] a histogram is, if any.
+fn probed(key: &Key) -> Option<usize> {
+    let label = |name: &str| key.labels().find(|label| label.key() == name).map(|label| label.value().to_owned());
+    let part = |name: &str| PROBED.iter().position(|probed| *probed == name);
+    match key.name() {
+        STAGE_SECONDS if label("worker").as_deref() == Some(ServeSettings::NAME) => {
+            label("stage").filter(|stage| STAGES.contains(&stage.as_str())).and_then(|stage| part(&stage))
+        }
+        crate::cache::metric::COMPUTE_SECONDS => part("compute"),
+        crate::market::TURN_WAIT_SECONDS => part("turn"),
+        crate::db::POOL_ACQUIRE_SECONDS if label("pool").as_deref() == Some(crate::market::POOL_NAME) => {
+            part("acquire")
+        }
+        crate::cache::metric::REDIS_SECONDS => part("redis"),
+        _ => None,
+    }
+}
+
+/// One histogram per probed series, in microseconds.
+type StageHistograms = [Histogram<u64>; PROBED.len()];
 
 /// The serving worker's stage timings per second since the probe started.
 #[derive(Clone, Default)]
@@ -70,14 +96,15 @@ impl StageProbe {
         }
     }
 
-    /// For each stage, its p99 (ms) in each `bucket` from `started`, for `buckets` buckets,
-    /// by the second its messages' offsets were stored; `None` for a bucket with none.
+    /// For each probed series, its p99 (ms) in each `bucket` from `started`, for `buckets`
+    /// buckets, by the second its values were recorded (a message's stages when its offset was
+    /// stored); `None` for a bucket with none.
     pub(super) fn p99_per_bucket(
         &self,
         started: Instant,
         bucket: Duration,
         buckets: usize,
-    ) -> Option<[Vec<Option<f64>>; STAGES.len()]> {
+    ) -> Option<[Vec<Option<f64>>; PROBED.len()]> {
         let seconds = self.seconds.as_ref()?;
         let slots = seconds.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let mut merged: Vec<StageHistograms> = (0..buckets).map(|_| empty_histograms()).collect();
@@ -104,7 +131,7 @@ impl StageProbe {
     }
 }
 
-/// Keeps the serving worker's stage histograms; every other metric is dropped.
+/// Keeps the histograms of [`PROBED`]; every other metric is dropped.
 struct StageRecorder {
     seconds: Arc<Seconds>,
 }
@@ -135,11 +162,7 @@ impl Recorder for StageRecorder {
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> metrics::Histogram {
-        let label = |name: &str| key.labels().find(|label| label.key() == name).map(|label| label.value().to_owned());
-        if key.name() != STAGE_SECONDS || label("worker").as_deref() != Some(ServeSettings::NAME) {
-            return metrics::Histogram::noop();
-        }
-        match label("stage").and_then(|stage| STAGES.iter().position(|known| *known == stage)) {
+        match probed(key) {
             Some(stage) => metrics::Histogram::from_arc(Arc::new(StageSink { stage, seconds: self.seconds.clone() })),
             None => metrics::Histogram::noop(),
         }
@@ -169,14 +192,24 @@ mod tests {
             // Another worker's stages and other histograms are not the serving instances'.
             stage("cache-warmer", "wait").record(3.0);
             metrics::histogram!("frontier_handle_duration_seconds", "worker" => "serve").record(3.0);
+            // The parts of `handle`: the price store's pool, not another.
+            metrics::histogram!(crate::market::TURN_WAIT_SECONDS).record(0.020);
+            metrics::histogram!(crate::db::POOL_ACQUIRE_SECONDS, "pool" => "prices").record(0.030);
+            metrics::histogram!(crate::db::POOL_ACQUIRE_SECONDS, "pool" => "recommendations").record(3.0);
         });
         let started = probe.seconds.as_ref().unwrap().started - Duration::from_secs(1);
-        let [kafka, wait, handle, deliver, settle] = probe.p99_per_bucket(started, Duration::from_secs(5), 1).unwrap();
+        let [kafka, wait, handle, deliver, settle, compute, turn, acquire, redis] =
+            probe.p99_per_bucket(started, Duration::from_secs(5), 1).unwrap();
         assert_eq!(kafka.len(), 1);
         // 2 of 101 values took 400 ms: the p99 is theirs, within two significant figures.
         assert!((kafka[0].unwrap() - 400.0).abs() < 4.0, "{kafka:?}");
         assert!((settle[0].unwrap() - 10.0).abs() < 0.1, "{settle:?}");
-        assert_eq!([wait, handle, deliver], [vec![None], vec![None], vec![None]]);
+        assert!((turn[0].unwrap() - 20.0).abs() < 0.2, "{turn:?}");
+        assert!((acquire[0].unwrap() - 30.0).abs() < 0.3, "{acquire:?}");
+        assert_eq!(
+            [wait, handle, deliver, compute, redis],
+            [vec![None], vec![None], vec![None], vec![None], vec![None]]
+        );
     }
 
     #[test]
