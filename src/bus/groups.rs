@@ -116,25 +116,25 @@ unsafe fn read_description(event: *mut rd::rd_kafka_event_t) -> Result<GroupDesc
             return Err(KafkaError::AdminOp(code.into()));
         }
         let state =
-            name(rd::rd_kafka_consumer_group_state_name(rd::rd_kafka_ConsumerGroupDescription_state(description)));
+            copied(rd::rd_kafka_consumer_group_state_name(rd::rd_kafka_ConsumerGroupDescription_state(description)))
+                .unwrap_or_else(|| "Unknown".to_owned());
         let members = rd::rd_kafka_ConsumerGroupDescription_member_count(description);
-        let assignor = rd::rd_kafka_ConsumerGroupDescription_partition_assignor(description);
         let assignor =
-            if assignor.is_null() { String::new() } else { CStr::from_ptr(assignor).to_string_lossy().into_owned() };
+            copied(rd::rd_kafka_ConsumerGroupDescription_partition_assignor(description)).unwrap_or_default();
         Ok(GroupDescription { state, members, assignor })
     }
 }
 
-/// A name librdkafka returns (static strings), or `Unknown` for none.
+/// A copy of a string librdkafka returns; `None` for a null pointer.
 ///
 /// # Safety
-/// `name` is null or a NUL-terminated string alive for the call.
-unsafe fn name(name: *const c_char) -> String {
-    if name.is_null() {
-        return "Unknown".to_owned();
+/// `text` is null or a NUL-terminated string alive for the call.
+unsafe fn copied(text: *const c_char) -> Option<String> {
+    if text.is_null() {
+        return None;
     }
     // SAFETY: non-null and NUL-terminated, by the caller's contract.
-    unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+    Some(unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned())
 }
 
 fn unexpected(what: &str) -> KafkaError {
