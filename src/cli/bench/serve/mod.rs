@@ -888,6 +888,7 @@ fn spawn_collector(
     assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
     consumer.assign(&assignment)?;
     let collector = tokio::spawn(async move {
+        let mut reading = false;
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -895,7 +896,10 @@ fn spawn_collector(
             };
             let received = Instant::now();
             let Ok(message) = message else { continue };
-            fetching.notify_one();
+            if !reading {
+                reading = true;
+                fetching.notify_one();
+            }
             let Some(decoded) = message.payload().and_then(|bytes| catalog.decode(bytes).ok()) else { continue };
             let value = avro_to_json(&decoded.value);
             let id = value["request_id"].as_str().unwrap_or_default().to_string();
