@@ -17,3 +17,31 @@ pub fn redis_server(port: u16) -> std::process::Command {
     command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
     command
 }
+
+/// The calling thread's nice value (0 where threads have none of their own).
+#[cfg(target_os = "linux")]
+pub fn thread_nice() -> i32 {
+    // SAFETY: gettid and getpriority take plain integers and touch no memory of ours.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+}
+
+/// Sets the calling thread's nice value, so its CPU work yields the cores to other threads.
+#[cfg(target_os = "linux")]
+pub fn set_thread_nice(nice: i32) {
+    // SAFETY: as above. On Linux PRIO_PROCESS with a thread id sets that thread's nice value.
+    // Lowering it again needs no privilege only back to where it was (RLIMIT_NICE); a refusal
+    // leaves the thread as it is, which costs fairness, not correctness.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
+    }
+}
+
+/// The calling thread's nice value (0 where threads have none of their own).
+#[cfg(not(target_os = "linux"))]
+pub fn thread_nice() -> i32 {
+    0
+}
+
+/// Sets the calling thread's nice value (nothing where threads have none of their own).
+#[cfg(not(target_os = "linux"))]
+pub fn set_thread_nice(_nice: i32) {}

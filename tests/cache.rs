@@ -179,6 +179,8 @@ async fn an_instance_starting_up_drops_disk_entries_invalidated_while_it_was_dow
     let a = TieredCache::connect(&settings(&prefix, &disk_a), Some(&url)).await.unwrap();
     a.get_or_compute(&key("AAPL"), &tags("AAPL"), POLICY, counted(&runs, "v1")).await.unwrap();
     a.get_or_compute(&key("MSFT"), &tags("MSFT"), POLICY, counted(&runs, "msft")).await.unwrap();
+    // As a stopping instance does: the disk layer writes behind the answers.
+    a.flush_disk().await;
     drop(a);
 
     let b = TieredCache::connect(&settings(&prefix, &disk_b), Some(&url)).await.unwrap();

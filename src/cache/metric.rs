@@ -41,6 +41,11 @@ pub const REDIS_SECONDS: &str = "frontier_cache_redis_duration_seconds";
 pub const REDIS_UP: &str = "frontier_cache_redis_up";
 /// Failed disk operations, per `op` (read, write, remove, scan).
 pub const DISK_ERRORS: &str = "frontier_cache_disk_errors_total";
+/// Entries waiting for the disk layer's writer (their answers went out already).
+pub const DISK_QUEUE: &str = "frontier_cache_disk_queue";
+/// Disk writes skipped because the writer's queue was full (the entry stays in memory and
+/// Redis; a disk that keeps up never skips).
+pub const DISK_WRITES_SKIPPED: &str = "frontier_cache_disk_writes_skipped_total";
 /// Entries removed to make room or because they expired, per `layer` and `cause`.
 pub const EVICTIONS: &str = "frontier_cache_evictions_total";
 /// Stored entries that could not be opened (tampered, truncated, unknown or retired key),
@@ -76,6 +81,8 @@ pub fn describe() {
     describe_histogram!(REDIS_SECONDS, Unit::Seconds, "Seconds per Redis command, by operation.");
     describe_gauge!(REDIS_UP, "1 while the Redis layer is in use, 0 while serving without it.");
     describe_counter!(DISK_ERRORS, "Failed disk-layer operations, by operation.");
+    describe_gauge!(DISK_QUEUE, "Entries waiting for the disk layer's writer.");
+    describe_counter!(DISK_WRITES_SKIPPED, "Disk writes skipped because the writer's queue was full.");
     describe_counter!(EVICTIONS, "Entries evicted, by layer and cause.");
     describe_counter!(UNREADABLE, "Stored entries that could not be opened, by layer and reason.");
     describe_counter!(WRITES_REFUSED, "Write-throughs refused by a newer invalidation, by layer.");

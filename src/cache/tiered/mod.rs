@@ -286,7 +286,8 @@ impl TieredCache {
         }
         self.inner.memory.insert(key, entry.clone()).await;
         if let Some(disk) = &self.inner.disk {
-            disk.put(key, entry).await;
+            // Queued: the answer does not wait for the file (see `disk`).
+            disk.put(key, entry.clone());
         }
     }
 
@@ -387,11 +388,20 @@ impl TieredCache {
         }
     }
 
-    /// Applies the memory layer's pending evictions and invalidations, deletes dead entries
-    /// from the disk folder, and updates the byte gauges; for a periodic housekeeping tick.
+    /// Waits until every entry queued for the disk layer before the call is written: before a
+    /// process stops, or before its folder is read by another.
+    pub async fn flush_disk(&self) {
+        if let Some(disk) = &self.inner.disk {
+            disk.flush().await;
+        }
+    }
+
+    /// Applies the memory layer's pending evictions and invalidations, writes the disk layer's
+    /// queue, deletes dead entries from the disk folder, and updates the byte gauges.
     pub async fn settle(&self) {
         self.inner.memory.settle().await;
         if let Some(disk) = &self.inner.disk {
+            disk.flush().await;
             disk.evict().await;
             ::metrics::gauge!(metric::BYTES, "layer" => "disk").set(disk.bytes() as f64);
         }

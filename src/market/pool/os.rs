@@ -1,5 +1,7 @@
 //! Running CPU work at a lower OS priority, and handing memory back after heavy work.
 
+use crate::process::{set_thread_nice, thread_nice};
+
 /// Hands freed heap memory back to the system after a burst of heavy analyses (glibc keeps it
 /// otherwise: 1.18 GB stayed resident after one). Both allocators are asked: the binary's is
 /// mimalloc, tests and librdkafka's C code use glibc's.
@@ -46,27 +48,3 @@ impl Drop for Niced {
         set_thread_nice(self.before);
     }
 }
-
-#[cfg(target_os = "linux")]
-fn thread_nice() -> i32 {
-    // SAFETY: gettid and getpriority take plain integers and touch no memory of ours.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-}
-
-#[cfg(target_os = "linux")]
-fn set_thread_nice(nice: i32) {
-    // SAFETY: as above. On Linux PRIO_PROCESS with a thread id sets that thread's nice value.
-    // Lowering it again needs no privilege only back to where it was (RLIMIT_NICE); a refusal
-    // leaves the thread as it is, which costs fairness, not correctness.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_nice() -> i32 {
-    0
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_thread_nice(_nice: i32) {}

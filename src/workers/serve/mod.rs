@@ -125,15 +125,24 @@ impl ServingLoops {
             () = warm_start(&self.cache, self.warm_start_keys, self.warm_start_timeout) => {}
         }
         let signal_stop = shutdown.child_token();
+        let cache = self.cache.clone();
         let signal = tokio::spawn(signal_busy(self.pool, self.cache, self.instance, signal_stop.clone()));
         let report = run_beside_invalidations(self.requests, self.invalidations, shutdown).await;
         signal_stop.cancel();
         if let Err(error) = signal.await {
             warn!(%error, "the busy signal task ended abnormally");
         }
+        // The disk layer writes behind the answers: what is queued goes to disk before the
+        // process stops, so a restart on the same folder starts with it.
+        if tokio::time::timeout(DISK_FLUSH_DEADLINE, cache.flush_disk()).await.is_err() {
+            warn!(deadline = ?DISK_FLUSH_DEADLINE, "the disk layer's queue was not written in time; stopping without it");
+        }
         Ok(report?)
     }
 }
+
+/// How long a stopping instance waits for the disk layer's queue to be written.
+const DISK_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How often the instance looks whether live work filled its pool.
 const BUSY_SAMPLE: Duration = Duration::from_millis(500);
