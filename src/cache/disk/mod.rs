@@ -290,7 +290,10 @@ impl DiskLayer {
             if queue.closed {
                 return;
             }
-            if queue.pending.len() >= MAX_QUEUED && !queue.pending.contains_key(key) {
+            // `order` keeps the keys of entries removed while queued until the writer reaches
+            // them: bounded too, so put-and-invalidate storms on a stuck disk cannot grow it.
+            let full = queue.pending.len() >= MAX_QUEUED || queue.order.len() >= 2 * MAX_QUEUED;
+            if full && !queue.pending.contains_key(key) {
                 drop(state);
                 ::metrics::counter!(metric::DISK_WRITES_SKIPPED).increment(1);
                 return;
@@ -387,6 +390,7 @@ impl DiskLayer {
         let keys: Vec<String> = {
             let mut state = self.shared.state();
             state.queue.pending.clear();
+            state.queue.order.clear();
             state.index.records.keys().cloned().collect()
         };
         self.shared.dequeued.notify_waiters();
