@@ -184,10 +184,19 @@ impl Shared {
         }
     }
 
-    fn count_evicted(evicted: &[(String, &'static str)]) {
-        for (_, cause) in evicted {
-            ::metrics::counter!(metric::EVICTIONS, "layer" => "disk", "cause" => *cause).increment(1);
+    /// Deletes dead entries, then least recently used ones until within the size bound, on
+    /// the calling thread; the bytes held after.
+    fn evict_now(&self) -> u64 {
+        let (evicted, total) = {
+            let mut state = self.state();
+            let evicted = state.index.evict_to_fit(self.max_bytes, crate::clock::now_millis());
+            (evicted, state.index.total_bytes)
+        };
+        for (key, cause) in evicted {
+            ::metrics::counter!(metric::EVICTIONS, "layer" => "disk", "cause" => cause).increment(1);
+            self.delete_file_now(&self.path_of(&key));
         }
+        total
     }
 }
 
@@ -406,18 +415,22 @@ impl DiskLayer {
 
     /// Deletes dead entries, then least recently used ones until within the size bound.
     pub async fn evict(&self) {
-        let evicted = self.shared.state().index.evict_to_fit(self.shared.max_bytes, crate::clock::now_millis());
-        Shared::count_evicted(&evicted);
-        for (key, _) in evicted {
-            self.delete_file(&self.shared.path_of(&key)).await;
-        }
+        let shared = self.shared.clone();
+        Self::blocking(move || {
+            shared.evict_now();
+        })
+        .await;
     }
 
     async fn delete_file(&self, path: &Path) {
-        if let Err(error) = tokio::fs::remove_file(path).await
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
-            self.shared.io_failed("remove", path, &error);
+        let (shared, path) = (self.shared.clone(), path.to_path_buf());
+        Self::blocking(move || shared.delete_file_now(&path)).await;
+    }
+
+    /// Runs file work on the blocking pool, as `tokio::fs` does.
+    async fn blocking(work: impl FnOnce() + Send + 'static) {
+        if let Err(error) = tokio::task::spawn_blocking(work).await {
+            warn!(%error, "a disk cache file operation did not finish");
         }
     }
 }

@@ -78,42 +78,31 @@ fn write(shared: &Shared, key: &str, queued: &Queued) -> Option<u64> {
 /// key; indexed and queued again if a newer one was put meanwhile; deleted if the entry was
 /// removed or invalidated while it was written. Then evicts to stay within the size bound.
 fn finish(shared: &Shared, key: String, queued: &Queued, bytes: Option<u64>) {
-    let (stale, evicted, total) = {
+    let (stale, total) = {
         let mut state = shared.state();
         let newest = state.queue.pending.get(&key).map(|newest| newest.number);
         let stale = match newest {
-            Some(number) if number == queued.number => {
-                state.queue.pending.remove(&key);
-                if let Some(bytes) = bytes {
-                    state.index.insert(key.clone(), record_of(&queued.entry, bytes));
-                }
-                false
-            }
-            Some(_) => {
-                // The file holds the older entry until the newer one's turn.
-                if let Some(bytes) = bytes {
-                    state.index.insert(key.clone(), record_of(&queued.entry, bytes));
-                }
-                state.queue.order.push_back(key.clone());
-                false
-            }
             None => bytes.is_some(),
+            Some(number) => {
+                if let Some(bytes) = bytes {
+                    state.index.insert(key.clone(), record_of(&queued.entry, bytes));
+                }
+                if number == queued.number {
+                    state.queue.pending.remove(&key);
+                } else {
+                    // The file holds the older entry until the newer one's turn.
+                    state.queue.order.push_back(key.clone());
+                }
+                false
+            }
         };
         ::metrics::gauge!(metric::DISK_QUEUE).set(state.queue.pending.len() as f64);
-        let evicted = if state.index.total_bytes > shared.max_bytes {
-            state.index.evict_to_fit(shared.max_bytes, crate::clock::now_millis())
-        } else {
-            Vec::new()
-        };
-        (stale, evicted, state.index.total_bytes)
+        (stale, state.index.total_bytes)
     };
     if stale {
         shared.delete_file_now(&shared.path_of(&key));
     }
-    Shared::count_evicted(&evicted);
-    for (evicted, _) in &evicted {
-        shared.delete_file_now(&shared.path_of(evicted));
-    }
+    let total = if total > shared.max_bytes { shared.evict_now() } else { total };
     ::metrics::gauge!(metric::BYTES, "layer" => "disk").set(total as f64);
     shared.dequeued.notify_waiters();
 }
