@@ -4,6 +4,7 @@
 //! load over many symbols and portfolios with the cache warmer off and on (hit ratio per
 //! layer), and finally lookup latency per layer straight on the tiered cache.
 
+mod dump;
 mod gateway;
 mod hostile;
 mod load;
@@ -101,6 +102,11 @@ pub struct ServeBenchArgs {
     /// Partitions of the start phase's requests topic, shared by its instances.
     #[arg(long, default_value_t = 4)]
     pub start_partitions: i32,
+    /// Writes every answer (id, wall-clock publish time, latency, layer) and each stage's p99
+    /// per second of every phase as TSV files into this folder, to line a slow bucket up with
+    /// the broker's logs.
+    #[arg(long)]
+    pub dump: Option<std::path::PathBuf>,
 }
 
 /// How many of a phase's 5 s buckets miss [`BUCKET_GOAL_MS`] at p99.
@@ -377,6 +383,14 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     } else {
         None
     };
+
+    if let Some(dir) = &args.dump {
+        let mut phases = vec![("cold", &cold), ("steady", &steady)];
+        phases.extend(high.as_ref().map(|high| ("high", high)));
+        phases.extend(results.iter().map(|(label, phase, _)| (*label, phase)));
+        phases.extend(started.as_ref().map(|started| ("start", started)));
+        dump::write_phases(dir, &phases)?;
+    }
 
     eprintln!("[bench] lookup latency per layer");
     let lookups = lookups::lookup_latencies(&bench).await?;
