@@ -110,7 +110,7 @@ impl AuditTrail {
         catalog: Arc<SchemaCatalog>,
     ) -> Result<AuditTrail, AuditError> {
         let pool = crate::db::connect_migrated(postgres, settings.schema.as_deref(), "frontier-audit", 2).await?;
-        let producer = kafka::command_producer(kafka_settings)
+        let producer = kafka::producer(kafka_settings)
             .map_err(|source| AuditError::Kafka { topic: settings.topic.clone(), source })?;
         Ok(AuditTrail { producer, topic: settings.topic.clone(), catalog, pool })
     }

@@ -102,12 +102,26 @@ fn set_defaults(config: &mut ClientConfig, defaults: &[(&str, &str)]) {
     }
 }
 
-/// An idempotent producer that waits for every in-sync replica, so an acknowledged output is
-/// durable and a retried send is never written twice.
+/// A producer that waits for every in-sync replica, so an acknowledged output is durable, and
+/// keeps one request in flight per broker, so a retry never reorders a partition.
+///
+/// Not librdkafka's idempotent producer, which would also drop the duplicate a retry after a
+/// lost acknowledgement writes (every output tolerates one: README, "Duplicates, and where
+/// they would hurt"). In librdkafka 2.12.1 it counts a partition's in-flight *messages*
+/// against the five-*request* window (`rktp_msgs_inflight` against
+/// `RD_KAFKA_IDEMP_MAX_INFLIGHT` in `rd_kafka_toppar_producer_serve`, unchanged on master), so
+/// a partition with one batch of five or more in flight sends nothing more until it is
+/// answered, and once the next batch's `linger.ms` has passed the broker thread polls with a
+/// zero timeout until then. An answer slower than the linger (5 ms) put two such threads on
+/// both of this project's two cores: `perf` at `frontier bench serve`'s 100-170 ms stalls
+/// showed nothing else running, the broker starved of the CPU it needed to answer. Without
+/// it, runs had none of those (README, "Request serving"), and `frontier bench bus` moved the
+/// same messages per second with one request in flight per broker as with one per partition.
 pub fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
     let mut config = base_config(kafka);
     config
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
         .set("acks", "all")
         .set("linger.ms", millis(kafka.linger))
         .set("delivery.timeout.ms", millis(kafka.delivery_timeout));
@@ -121,16 +135,6 @@ pub fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
 /// The shared producer every output and dead letter goes through.
 pub fn producer(kafka: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
     producer_config(kafka).create()
-}
-
-/// A producer for one-shot commands (`frontier publish`, `frontier request`): as [`producer`]
-/// but not idempotent. librdkafka asks for an idempotent producer id before any broker
-/// connection is up, fails, and asks again 500 ms later: half a second added to every command
-/// before its first record leaves (measured with strace: ApiVersions, then 450 ms idle, then
-/// InitProducerId). Order is kept by one request in flight; a retry after a lost
-/// acknowledgement may write a record twice, which at-least-once consumers absorb.
-pub fn command_producer(kafka: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
-    producer_config(kafka).set("enable.idempotence", "false").set("max.in.flight.requests.per.connection", "1").create()
 }
 
 /// An admin client for topic management and health checks.
@@ -207,5 +211,24 @@ mod tests {
         assert_eq!(config.get("heartbeat.interval.ms"), None);
         // librdkafka refuses a consumer on this protocol given either setting.
         config.create::<BaseConsumer>().unwrap();
+    }
+
+    #[test]
+    fn the_producer_keeps_partition_order_with_one_request_in_flight_and_no_idempotence() {
+        let config = producer_config(&KafkaSettings::default());
+        assert_eq!(config.get("enable.idempotence"), Some("false"));
+        assert_eq!(config.get("max.in.flight.requests.per.connection"), Some("1"));
+        assert_eq!(config.get("acks"), Some("all"));
+        config.create::<rdkafka::producer::BaseProducer>().unwrap();
+    }
+
+    #[test]
+    fn client_settings_cannot_turn_idempotence_on_or_allow_reordering() {
+        for key in ["enable.idempotence", "max.in.flight.requests.per.connection"] {
+            let mut kafka = KafkaSettings::default();
+            kafka.client.insert(key.into(), "5".into());
+            let error = kafka.validate().unwrap_err().to_string();
+            assert!(error.contains(key) && error.contains("reserved"), "{error}");
+        }
     }
 }

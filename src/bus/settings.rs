@@ -148,7 +148,11 @@ const RESERVED_CLIENT_KEYS: &[(&str, &str)] = &[
     ("group.id", "group ids come from kafka.group_prefix and the worker"),
     ("enable.auto.offset.store", "the bus stores an offset only once the message's outputs are acknowledged"),
     ("enable.auto.commit", "the bus commits stored offsets itself"),
-    ("enable.idempotence", "the producer must be idempotent so retries never duplicate"),
+    (
+        "enable.idempotence",
+        "librdkafka's idempotent producer busy-polls while a batch is in flight (see bus::kafka::producer_config)",
+    ),
+    ("max.in.flight.requests.per.connection", "one request in flight keeps each partition's order through retries"),
     ("acks", "outputs must be acknowledged by all in-sync replicas"),
 ];
 

@@ -88,7 +88,7 @@ async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
         .with_context(|| format!("loading schemas from {}", settings.paths.schemas.display()))?;
     let payload = catalog.encode_record(&change).context("encoding the AssetChange")?;
     let topic = &settings.workers.cdn_purger.input_topic;
-    let producer = kafka::command_producer(&settings.kafka).context("creating the Kafka producer")?;
+    let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;
     let record = FutureRecord::<[u8], [u8]>::to(topic).key(change.id.as_bytes()).payload(&payload);
     producer
         .send(record, settings.kafka.request_timeout)

@@ -76,7 +76,7 @@ pub async fn publish(settings: &Settings, args: PublishArgs) -> anyhow::Result<E
         )),
         _ => Box::new(BufReader::new(tokio::io::stdin())),
     };
-    let producer = kafka::command_producer(&settings.kafka).context("creating the Kafka producer")?;
+    let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;
 
     // Each record is handed to librdkafka as soon as its line is read, and acknowledgements are
     // collected while the next line is awaited: a generator piping a few events a second sees

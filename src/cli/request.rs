@@ -87,7 +87,7 @@ pub async fn request(settings: &Settings, args: RequestArgs) -> anyhow::Result<E
     }
     consumer.assign(&assignment)?;
 
-    let producer = kafka::command_producer(&settings.kafka).context("creating the Kafka producer")?;
+    let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;
     let started = Instant::now();
     producer
         .send(FutureRecord::to(&topic).key(id.as_bytes()).payload(&payload), Timeout::After(args.timeout))
