@@ -156,7 +156,7 @@ pub struct ConsumerLoop<W: Worker> {
 }
 
 impl<W: Worker> ConsumerLoop<W> {
-    /// Creates the consumer (subscribed) and the loop's idempotent producer.
+    /// Creates the consumer (subscribed) and the loop's producer (`kafka::producer_config`).
     pub fn new(
         kafka_settings: &KafkaSettings,
         options: LoopOptions,
