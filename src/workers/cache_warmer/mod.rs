@@ -59,6 +59,12 @@ pub fn warmer_cache_settings(cache: &CacheSettings, settings: &CacheWarmerSettin
     cache
 }
 
+/// The consumer groups a warmer runs in: its events group, then its invalidation group (one
+/// per process, named after `instance`).
+pub fn warmer_groups(shared: &Shared, settings: &CacheWarmerSettings, instance: &str) -> [String; 2] {
+    [shared.group_id(settings), shared.kafka.group_id(&format!("cache-warmer.invalidations.{instance}"))]
+}
+
 /// Runs `warmer` on the events loop beside an invalidation loop until `shutdown`, then waits
 /// for its refreshes to stop. `instance` makes the invalidation group unique to the process.
 pub async fn run_warmer(
@@ -69,7 +75,7 @@ pub async fn run_warmer(
     instance: &str,
     shutdown: CancellationToken,
 ) -> Result<LoopReport, WarmerError> {
-    let invalidation_group = shared.kafka.group_id(&format!("cache-warmer.invalidations.{instance}"));
+    let [events_group, invalidation_group] = warmer_groups(shared, settings, instance);
     let invalidations = invalidation_loop(
         &shared.kafka,
         &shared.bus,
@@ -78,7 +84,7 @@ pub async fn run_warmer(
         catalog.clone(),
         invalidation_group,
     )?;
-    let options = LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics());
+    let options = LoopOptions::new(&shared.bus, events_group, settings.input_topics());
     let events = ConsumerLoop::new(&shared.kafka, options, warmer.clone(), catalog)?;
     let report = run_beside_invalidations(events, invalidations, shutdown).await;
     warmer.finish().await;

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
@@ -19,10 +19,12 @@ pub(super) fn write_phases(dir: &Path, phases: &[(&str, &Phase)]) -> anyhow::Res
     std::fs::create_dir_all(dir).with_context(|| format!("creating the dump folder {}", dir.display()))?;
     for (label, phase) in phases {
         let name = label.replace(' ', "-");
+        // One start time for both files, so their wall-clock columns line up exactly.
+        let start = phase.started.zip(wall_start(phase));
         let answers = dir.join(format!("{name}.tsv"));
-        write_answers(&answers, phase).with_context(|| format!("writing {}", answers.display()))?;
+        write_answers(&answers, phase, start).with_context(|| format!("writing {}", answers.display()))?;
         let stages = dir.join(format!("{name}.stages.tsv"));
-        write_stages(&stages, phase).with_context(|| format!("writing {}", stages.display()))?;
+        write_stages(&stages, phase, start).with_context(|| format!("writing {}", stages.display()))?;
     }
     eprintln!("[bench] answers and stage timings written to {}", dir.display());
     Ok(())
@@ -35,10 +37,13 @@ fn wall_start(phase: &Phase) -> Option<f64> {
     Some(wall.duration_since(UNIX_EPOCH).ok()?.as_secs_f64())
 }
 
-fn write_answers(path: &Path, phase: &Phase) -> std::io::Result<()> {
+/// The phase's start as an `Instant` and as Unix seconds.
+type Start = Option<(Instant, f64)>;
+
+fn write_answers(path: &Path, phase: &Phase, start: Start) -> std::io::Result<()> {
     let mut out = BufWriter::new(File::create(path)?);
     writeln!(out, "id\tsent_unix_s\tsent_ms\tlatency_ms\tready_ms\tlayer\tstatus")?;
-    let (Some(started), Some(wall)) = (phase.started, wall_start(phase)) else { return out.flush() };
+    let Some((started, wall)) = start else { return out.flush() };
     for answer in &phase.answered {
         let since = answer.sent.saturating_duration_since(started).as_secs_f64();
         writeln!(
@@ -56,10 +61,10 @@ fn write_answers(path: &Path, phase: &Phase) -> std::io::Result<()> {
     out.flush()
 }
 
-fn write_stages(path: &Path, phase: &Phase) -> std::io::Result<()> {
+fn write_stages(path: &Path, phase: &Phase, start: Start) -> std::io::Result<()> {
     let mut out = BufWriter::new(File::create(path)?);
     writeln!(out, "second\tunix_s\t{}", stages::PROBED.join("\t"))?;
-    let (Some(started), Some(wall)) = (phase.started, wall_start(phase)) else { return out.flush() };
+    let Some((started, wall)) = start else { return out.flush() };
     let seconds = phase.elapsed.as_secs() as usize + 1;
     let Some(per_stage) = phase.stages.p99_per_bucket(started, Duration::from_secs(1), seconds) else {
         return out.flush();

@@ -45,7 +45,7 @@ use crate::cli::percentile;
 use crate::market::seed::{SeedPlan, seed_prices};
 use crate::market::{DiscardQueryEvents, PriceStore, StoreOptions};
 use crate::settings::Settings;
-use crate::workers::cache_warmer::{CacheWarmer, WarmerError, run_warmer};
+use crate::workers::cache_warmer::{CacheWarmer, WarmerError, run_warmer, warmer_groups};
 use crate::workers::serve::{ServeError, ServeWorker, ServingLoops};
 
 /// `frontier bench serve` options.
@@ -741,10 +741,7 @@ impl Bench {
         let catalog = self.catalog.clone();
         let instance = format!("bench-{}", uuid::Uuid::new_v4().simple());
         let shared = settings.shared();
-        let groups = [
-            shared.group_id(&settings.workers.cache_warmer),
-            shared.kafka.group_id(&format!("cache-warmer.invalidations.{instance}")),
-        ];
+        let groups = warmer_groups(&shared, &settings.workers.cache_warmer, &instance);
         let (task_token, task_warmer) = (token.clone(), warmer.clone());
         let task = tokio::spawn(async move {
             run_warmer(&shared, &settings.workers.cache_warmer, task_warmer, catalog, &instance, task_token).await
@@ -759,8 +756,7 @@ impl Bench {
     /// slower than the same empty cache without it (per 100 ms, mean 49, 29, 18, 27, 25, 25,
     /// 15 ms against 9-11; 2026-12-06, `--dump`). Waiting left the first 0.2 s (47, 17 ms).
     async fn wait_until_assigned(&self, groups: &[String]) -> anyhow::Result<()> {
-        let admin = kafka::admin(&self.settings.kafka)?;
-        let admin = Arc::new(admin);
+        let admin = Arc::new(kafka::admin(&self.settings.kafka)?);
         let deadline = Instant::now() + Duration::from_secs(30);
         for group in groups {
             loop {
