@@ -13,6 +13,9 @@ use frontier::bus::{ConsumerLoop, HandlerError, Inbound, LoopOptions, LoopReport
 use frontier::settings::Settings;
 use frontier::workers::passthrough::Passthrough;
 use rdkafka::Message;
+use rdkafka::admin::{AdminOptions, NewPartitions};
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
 
 /// Rejects ids starting with `reject`, fails transiently twice on ids starting with `flaky`.
@@ -313,6 +316,66 @@ async fn a_rebalance_commits_finished_work_before_partitions_move() {
     assert!(all_committed, "the revoking member did not commit its finished work");
     assert_eq!(second_report.consumed, 0, "the new member redid work that was already done");
     assert_eq!(read_topic(&settings, &topics.output, 401, Duration::from_secs(3)).len(), 400);
+}
+
+#[tokio::test]
+async fn a_partition_the_group_left_without_an_owner_is_claimed_by_a_rejoin() {
+    // Partition 1 is added after the group's assignment. librdkafka would rejoin once a member's
+    // metadata refresh shows it; with the refresh pushed out of the test's reach, only the
+    // bus's ownership audit can see that the Stable group leaves it to nobody, as a group
+    // assigned on a coordinator's stale metadata leaves a whole new topic (a lone inference
+    // batcher idled through CI's start patience that way).
+    let (mut settings, topics) = setup("orphan").await;
+    let producing = settings.clone();
+    settings.kafka.client.insert("topic.metadata.refresh.interval.ms".into(), "600000".into());
+    let catalog = catalog();
+    let group = unique("group");
+    let running = start(&settings, &topics, &group, Passthrough::new(&topics.output));
+    produce(&producing, &topics.input, vec![(None, request_bytes(&catalog, "before"))]).await;
+    let (s, out) = (settings.clone(), topics.output.clone());
+    assert!(
+        eventually(Duration::from_secs(60), move || read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1)
+            .await,
+        "the member never consumed partition 0"
+    );
+
+    let admin = frontier::bus::kafka::admin(&settings.kafka).unwrap();
+    let grown = admin.create_partitions(&[NewPartitions::new(&topics.input, 2)], &AdminOptions::new()).await.unwrap();
+    assert!(grown.iter().all(Result::is_ok), "{grown:?}");
+    produce_to_partition(&producing, &topics.input, 1, request_bytes(&catalog, "after")).await;
+
+    // Four audit intervals; without the audit it stayed unclaimed until the 10 minute refresh.
+    let (s, out) = (settings.clone(), topics.output.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let claimed = tokio::task::spawn_blocking(move || {
+        while std::time::Instant::now() < deadline {
+            if read_topic(&s, &out, 2, Duration::from_secs(1)).len() == 2 {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    stop(running).await;
+    assert!(claimed, "partition 1 stayed without an owner for 60 s");
+}
+
+/// Produces one record to `partition`, retrying while the producer's metadata lacks it.
+async fn produce_to_partition(settings: &Settings, topic: &str, partition: i32, payload: Vec<u8>) {
+    let producer = frontier::bus::kafka::producer(&settings.kafka).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = FutureRecord::<str, [u8]>::to(topic).partition(partition).payload(&payload);
+        match producer.send(record, Timeout::After(Duration::from_secs(10))).await {
+            Ok(_) => return,
+            Err((error, _)) if std::time::Instant::now() < deadline => {
+                eprintln!("producing to {topic}/{partition}: {error}; trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err((error, _)) => panic!("cannot produce to {topic}/{partition}: {error}"),
+        }
+    }
 }
 
 /// Emits one record per tick and consumes without output.

@@ -1,5 +1,5 @@
-//! A consumer group as its coordinator describes it: state and member count, for classic
-//! groups and KIP-848 (`group.protocol = "consumer"`) groups alike.
+//! A consumer group as its coordinator describes it: state, members and what each owns, for
+//! classic groups and KIP-848 (`group.protocol = "consumer"`) groups alike.
 //!
 //! Why FFI: the rdkafka crate (0.39) wraps only the classic DescribeGroups
 //! (`fetch_group_list`), which does not find a KIP-848 group: it reads one as `Dead` with no
@@ -27,12 +27,40 @@ pub struct GroupDescription {
     /// The partition assignor its members agreed on (`range`, `cooperative-sticky`; the
     /// broker's, `uniform` or `range`, for a KIP-848 group); empty while it has none.
     pub assignor: String,
+    /// Each member and the partitions the group's last assignment gave it.
+    pub assignments: Vec<MemberAssignment>,
+}
+
+/// One member of a group and the partitions it was assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAssignment {
+    /// The member id the coordinator gave it (`rd_kafka_memberid` on the member's side).
+    pub member_id: String,
+    /// `(topic, partition)` pairs it owns.
+    pub partitions: Vec<(String, i32)>,
 }
 
 impl GroupDescription {
     /// A group the coordinator does not know.
     fn dead() -> GroupDescription {
-        GroupDescription { state: "Dead".to_owned(), members: 0, assignor: String::new() }
+        GroupDescription { state: "Dead".to_owned(), members: 0, assignor: String::new(), assignments: Vec::new() }
+    }
+}
+
+/// The member id the coordinator gave `client`'s consumer; `None` while it has none (not yet
+/// joined, or not a consumer).
+pub fn member_id<C: ClientContext>(client: &Client<C>) -> Option<String> {
+    let rk = client.native_ptr();
+    // SAFETY: `rk` is the live handle `client` owns; librdkafka returns a copy it allocated (or
+    // null), which is copied here and released with the function it pairs with.
+    unsafe {
+        let id = rd::rd_kafka_memberid(rk);
+        if id.is_null() {
+            return None;
+        }
+        let copy = copied(id);
+        rd::rd_kafka_mem_free(rk, id.cast());
+        copy.filter(|id| !id.is_empty())
     }
 }
 
@@ -121,7 +149,38 @@ unsafe fn read_description(event: *mut rd::rd_kafka_event_t) -> Result<GroupDesc
         let members = rd::rd_kafka_ConsumerGroupDescription_member_count(description);
         let assignor =
             copied(rd::rd_kafka_ConsumerGroupDescription_partition_assignor(description)).unwrap_or_default();
-        Ok(GroupDescription { state, members, assignor })
+        let assignments = (0..members)
+            .filter_map(|index| {
+                let member = rd::rd_kafka_ConsumerGroupDescription_member(description, index);
+                (!member.is_null()).then(|| read_member(member))
+            })
+            .collect();
+        Ok(GroupDescription { state, members, assignor, assignments })
+    }
+}
+
+/// Copies one member's id and assigned partitions.
+///
+/// # Safety
+/// `member` is a live, non-null member description of a live event.
+unsafe fn read_member(member: *const rd::rd_kafka_MemberDescription_t) -> MemberAssignment {
+    // SAFETY (whole body): every pointer comes from `member`, is checked for null before use,
+    // and `elems` holds `cnt` partitions, as librdkafka's list type promises.
+    unsafe {
+        let member_id = copied(rd::rd_kafka_MemberDescription_consumer_id(member)).unwrap_or_default();
+        let mut partitions = Vec::new();
+        let assignment = rd::rd_kafka_MemberDescription_assignment(member);
+        let list =
+            if assignment.is_null() { std::ptr::null() } else { rd::rd_kafka_MemberAssignment_partitions(assignment) };
+        if !list.is_null() && !(*list).elems.is_null() {
+            let count = usize::try_from((*list).cnt).unwrap_or(0);
+            for partition in std::slice::from_raw_parts((*list).elems, count) {
+                if let Some(topic) = copied(partition.topic) {
+                    partitions.push((topic, partition.partition));
+                }
+            }
+        }
+        MemberAssignment { member_id, partitions }
     }
 }
 

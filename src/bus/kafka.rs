@@ -62,11 +62,11 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str, rebalancing: Rebal
         // Group members report statistics: their consumer lag becomes a gauge (LoopContext).
         .set("statistics.interval.ms", millis(kafka.statistics_interval));
     set_defaults(&mut config, &[("auto.commit.interval.ms", "1000"), ("auto.offset.reset", "earliest")]);
-    // A group that joined before its topic reached every broker's metadata (a worker started
-    // right after `frontier topics apply`) is assigned nothing, and only a metadata refresh
-    // shows the topic and rebalances it: librdkafka's default refresh, 5 minutes, left a lone
-    // inference batcher idle for all of CI's 180 s start patience. 10 s costs one small
-    // metadata request per consumer.
+    // A member that subscribed before its topic reached the broker it asked (a worker started
+    // right after `frontier topics apply`) rejoins when a metadata refresh shows the topic:
+    // librdkafka's default refresh, 5 minutes, is long to sit idle. 10 s costs one small
+    // metadata request per consumer. (When it is the leader's assignment that missed the
+    // topic, no refresh helps: the consumer loop's ownership audit, `consumer_loop/orphans.rs`.)
     set_defaults(&mut config, &[("topic.metadata.refresh.interval.ms", "10000")]);
     // KIP-848's protocol (`group.protocol = "consumer"` in `[kafka.client]`) assigns on the
     // broker, which also sets the heartbeat: librdkafka refuses to create a consumer given

@@ -33,7 +33,8 @@ pub const STAGES: [&str; 5] = ["kafka", "wait", "handle", "deliver", "settle"];
 pub const CONSUMER_LAG: &str = "frontier_consumer_lag";
 /// Errors reported by the Kafka client, per client kind.
 pub const CLIENT_ERRORS: &str = "frontier_kafka_client_errors_total";
-/// Rebalance events per group and kind (assign, revoke, error).
+/// Rebalance events per group and kind (assign, revoke, error; orphan_rejoin: a member left
+/// and rejoined because the group left partitions without an owner).
 pub const REBALANCES: &str = "frontier_rebalances_total";
 
 /// Registers descriptions so `/metrics` explains itself.

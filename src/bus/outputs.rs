@@ -112,7 +112,7 @@ pub(super) struct OutputCheck {
 
 impl OutputCheck {
     /// A check against `max_message_bytes`, asking the cluster through `admin`.
-    pub(super) fn new(max_message_bytes: usize, admin: AdminClient<DefaultClientContext>) -> Self {
+    pub(super) fn new(max_message_bytes: usize, admin: Arc<AdminClient<DefaultClientContext>>) -> Self {
         OutputCheck { max_message_bytes, directory: TopicDirectory::new(admin) }
     }
 
@@ -161,7 +161,7 @@ struct TopicDirectory {
 }
 
 struct DirectoryState {
-    admin: AdminClient<DefaultClientContext>,
+    admin: Arc<AdminClient<DefaultClientContext>>,
     /// Never held across an await: every output of every message reads it.
     known: std::sync::Mutex<Known>,
     /// Held by the one refresh under way, so concurrent callers share it.
@@ -180,7 +180,7 @@ struct Known {
 }
 
 impl TopicDirectory {
-    fn new(admin: AdminClient<DefaultClientContext>) -> Self {
+    fn new(admin: Arc<AdminClient<DefaultClientContext>>) -> Self {
         let inner = DirectoryState {
             admin,
             known: std::sync::Mutex::default(),
@@ -290,12 +290,14 @@ mod tests {
     }
 
     /// An admin client for a broker that never answers: a listing takes the full timeout.
-    fn unanswered_admin() -> AdminClient<DefaultClientContext> {
-        rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", "127.0.0.1:1")
-            .set("log_level", "0")
-            .create()
-            .expect("an admin client is created without connecting")
+    fn unanswered_admin() -> Arc<AdminClient<DefaultClientContext>> {
+        Arc::new(
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", "127.0.0.1:1")
+                .set("log_level", "0")
+                .create()
+                .expect("an admin client is created without connecting"),
+        )
     }
 
     #[tokio::test]

@@ -33,9 +33,11 @@ use super::status::{BusyClock, DeadLetterCount, LagReading, StatusReporter};
 use super::worker::{HandlerError, Outbound, Worker};
 use super::{kafka, metrics};
 use handling::{handle, produce_all};
+use orphans::{Finding, OrphanAudit};
 use settle::SettleQueue;
 
 mod handling;
+mod orphans;
 mod settle;
 
 /// An infrastructure failure that stops the loop. Failures of single messages never get here:
@@ -153,6 +155,9 @@ struct Pending {
 pub struct ConsumerLoop<W: Worker> {
     consumer: StreamConsumer<LoopContext>,
     shared: Arc<Shared<W>>,
+    /// Looks for partitions the group leaves without an owner; `None` for KIP-848 groups,
+    /// which the broker assigns from its own metadata.
+    audit: Option<OrphanAudit>,
 }
 
 impl<W: Worker> ConsumerLoop<W> {
@@ -175,12 +180,16 @@ impl<W: Worker> ConsumerLoop<W> {
         let producer = kafka::producer_config(kafka_settings)
             .create_with_context(DeliveryContext::new(worker.name()))
             .map_err(|source| BusError::Client { what: "producer", source })?;
-        let admin = kafka::admin(kafka_settings).map_err(|source| BusError::Client { what: "admin client", source })?;
+        let admin =
+            Arc::new(kafka::admin(kafka_settings).map_err(|source| BusError::Client { what: "admin client", source })?);
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|source| BusError::Subscribe { topics: options.topics.clone(), source })?;
         let dlq_topic = Arc::from(options.dlq_topic.as_str());
+        let audit = (!kafka_settings.uses_kip_848_groups())
+            .then(|| OrphanAudit::new(admin.clone(), options.group_id.clone(), options.topics.clone()));
         Ok(ConsumerLoop {
             consumer,
+            audit,
             shared: Arc::new(Shared {
                 worker,
                 producer,
@@ -234,6 +243,12 @@ impl<W: Worker> ConsumerLoop<W> {
         }
         let mut status = self.status_reporter();
         let mut status_ticker = status.as_ref().and(shared.options.status.as_ref()).map(|(_, period)| every(*period));
+        let mut audit_ticker = self.audit.as_ref().map(|_| {
+            let mut ticker = every(orphans::AUDIT_INTERVAL);
+            ticker.reset(); // The first audit one interval in: the group is still joining now.
+            ticker
+        });
+        let mut audit = None;
 
         loop {
             tokio::select! {
@@ -246,6 +261,15 @@ impl<W: Worker> ConsumerLoop<W> {
                     }
                 }
                 () = settled.notified() => {}
+                _ = next_tick(&mut audit_ticker), if audit.is_none() => {
+                    audit = self.audit.clone().map(|audit| tokio::task::spawn_blocking(move || audit.run()));
+                }
+                outcome = finished(&mut audit) => {
+                    if let Err(error) = self.rejoin_if_orphaned(outcome) {
+                        failure = Some(error);
+                        break;
+                    }
+                }
                 _ = next_tick(&mut ticker) => {
                     let ticket = Ticket::periodic(settled.clone());
                     queue.watch(ticket.clone());
@@ -322,6 +346,42 @@ impl<W: Worker> ConsumerLoop<W> {
         }
     }
 
+    /// Rejoins the group when an audit found partitions nobody owns and named this member to
+    /// repair it (see `orphans`): leaving and joining again makes the leader assign afresh, on
+    /// metadata asked anew. An audit that could not ask is logged and counted; the next one
+    /// asks again.
+    fn rejoin_if_orphaned(
+        &self,
+        outcome: Result<Result<Finding, KafkaError>, tokio::task::JoinError>,
+    ) -> Result<(), BusError> {
+        let group = &self.shared.options.group_id;
+        let (orphaned, repairer) = match outcome {
+            Ok(Ok(Finding::Owned)) => return Ok(()),
+            Ok(Ok(Finding::Orphaned { orphaned, repairer })) => (orphaned, repairer),
+            Ok(Err(error)) => {
+                ::metrics::counter!(metrics::CLIENT_ERRORS, "client" => "group audit").increment(1);
+                warn!(%group, %error, "cannot audit the group's partition ownership; trying again later");
+                return Ok(());
+            }
+            Err(error) => {
+                ::metrics::counter!(metrics::CLIENT_ERRORS, "client" => "group audit").increment(1);
+                warn!(%group, %error, "the group audit task did not finish; trying again later");
+                return Ok(());
+            }
+        };
+        if repairer.is_none() || repairer != super::groups::member_id(self.consumer.client()) {
+            debug!(%group, ?orphaned, ?repairer, "partitions without an owner; another member rejoins");
+            return Ok(());
+        }
+        warn!(%group, ?orphaned, "the group's assignment left partitions without an owner (made on stale metadata); rejoining");
+        ::metrics::counter!(metrics::REBALANCES, "group" => group.clone(), "kind" => "orphan_rejoin").increment(1);
+        let topics: Vec<&str> = self.shared.options.topics.iter().map(String::as_str).collect();
+        self.consumer.unsubscribe();
+        self.consumer
+            .subscribe(&topics)
+            .map_err(|source| BusError::Subscribe { topics: self.shared.options.topics.clone(), source })
+    }
+
     /// Lets in-flight messages finish (handlers see the cancellation and stop retrying) and
     /// settles them, within the shutdown deadline; whatever is not done by then is simply
     /// consumed again after a restart. Periodic outputs still undelivered are not sent again
@@ -390,6 +450,17 @@ async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// Completes with the running audit's outcome (then no audit runs), or never while none runs.
+/// Cancel-safe: the task is only polled here, and taken once it finished.
+async fn finished<T>(task: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    let outcome = match task {
+        Some(running) => running.await,
+        None => std::future::pending().await,
+    };
+    *task = None;
+    outcome
 }
 
 /// What a periodic future does besides handling messages.

@@ -1,0 +1,172 @@
+//! Finds partitions a Stable group leaves without an owner, and has one member rejoin so that
+//! the group assigns them.
+//!
+//! Why: in a classic group librdkafka (2.12.1, and master) runs the leader's assignor on
+//! metadata it asks of the *coordinator* broker (`rd_kafka_cgrp_handle_JoinGroup`, "partition
+//! assignor"), while each member decides whether its subscription changed from metadata of any
+//! broker. A group that joins right after its topic was created can meet a coordinator whose
+//! metadata still lacks the topic: the assignor gives nobody anything, and since the members
+//! already saw the topic, no later metadata refresh looks like a change and nothing rejoins. A
+//! lone inference batcher sat on an empty assignment for all of CI's 180 s this way. The same
+//! holds for partitions added to a topic. Kafka's Java client compares with the leader's own
+//! metadata and rejoins; here the bus checks from outside, with what the coordinator says each
+//! member owns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+
+use crate::bus::groups::{self, GroupDescription};
+
+/// How often a loop audits its group. Each audit is one DescribeGroups and one metadata
+/// request; a group left without its partitions waits at most about this long.
+pub(super) const AUDIT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How long one audit's requests may take.
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long partitions must stay without an owner before the audit believes it. A cooperative
+/// rebalance is Stable between its two rounds with the moved partitions owned by nobody, for
+/// about a second (librdkafka's join backoff); a look this much later sees the second round's
+/// outcome.
+const CONFIRM_AFTER: Duration = Duration::from_secs(5);
+
+/// What one audit found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Finding {
+    /// Every partition of the subscribed topics has an owner, or the group is not Stable (a
+    /// rebalance under way assigns afresh; the next audit looks at its outcome).
+    Owned,
+    /// A Stable group whose last assignment left `orphaned` partitions without an owner.
+    Orphaned {
+        /// `(topic, partition)` pairs nobody owns.
+        orphaned: Vec<(String, i32)>,
+        /// The member that should rejoin: the one owning the fewest partitions (it has the
+        /// least to hand back), the smallest member id among equals, so that every member
+        /// auditing the same description picks the same one and the group rebalances once.
+        repairer: Option<String>,
+    },
+}
+
+/// Audits one group's ownership of its subscribed topics. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct OrphanAudit {
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    group_id: String,
+    topics: Vec<String>,
+}
+
+impl OrphanAudit {
+    /// An audit of `group_id`, which subscribes to `topics`, asking through `admin`.
+    pub(super) fn new(admin: Arc<AdminClient<DefaultClientContext>>, group_id: String, topics: Vec<String>) -> Self {
+        OrphanAudit { admin, group_id, topics }
+    }
+
+    /// Asks the coordinator what each member owns and the cluster which partitions the topics
+    /// have, twice [`CONFIRM_AFTER`] apart when the first look finds orphans: only partitions
+    /// orphaned both times count. Blocking (seconds): run it on a blocking thread.
+    pub(super) fn run(&self) -> Result<Finding, KafkaError> {
+        let Finding::Orphaned { orphaned: first, .. } = self.look()? else {
+            return Ok(Finding::Owned);
+        };
+        std::thread::sleep(CONFIRM_AFTER);
+        Ok(match self.look()? {
+            Finding::Orphaned { orphaned, repairer } => {
+                let orphaned: Vec<_> = orphaned.into_iter().filter(|pair| first.contains(pair)).collect();
+                if orphaned.is_empty() { Finding::Owned } else { Finding::Orphaned { orphaned, repairer } }
+            }
+            Finding::Owned => Finding::Owned,
+        })
+    }
+
+    /// One look at the group and its topics.
+    fn look(&self) -> Result<Finding, KafkaError> {
+        let description = groups::describe_group(self.admin.inner(), &self.group_id, AUDIT_TIMEOUT)?;
+        if description.state != "Stable" {
+            return Ok(Finding::Owned);
+        }
+        // All topics, not the subscribed ones by name: the admin client is a producer to
+        // librdkafka, whose metadata request for a named topic may create it on a broker
+        // that auto-creates topics.
+        let metadata = self.admin.inner().fetch_metadata(None, AUDIT_TIMEOUT)?;
+        let partitions: Vec<(String, i32)> = metadata
+            .topics()
+            .iter()
+            .filter(|topic| topic.error().is_none() && self.topics.iter().any(|name| name == topic.name()))
+            .flat_map(|topic| topic.partitions().iter().map(|p| (topic.name().to_owned(), p.id())))
+            .collect();
+        Ok(judge(&description, &partitions))
+    }
+}
+
+/// Judges a Stable group's description against the partitions its topics have.
+fn judge(description: &GroupDescription, partitions: &[(String, i32)]) -> Finding {
+    let owned = |pair: &(String, i32)| description.assignments.iter().any(|member| member.partitions.contains(pair));
+    let orphaned: Vec<(String, i32)> = partitions.iter().filter(|pair| !owned(pair)).cloned().collect();
+    if orphaned.is_empty() {
+        return Finding::Owned;
+    }
+    let repairer = description
+        .assignments
+        .iter()
+        .min_by(|a, b| a.partitions.len().cmp(&b.partitions.len()).then_with(|| a.member_id.cmp(&b.member_id)))
+        .map(|member| member.member_id.clone());
+    Finding::Orphaned { orphaned, repairer }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::groups::MemberAssignment;
+
+    fn stable(members: &[(&str, &[(&str, i32)])]) -> GroupDescription {
+        GroupDescription {
+            state: "Stable".to_owned(),
+            members: members.len(),
+            assignor: "range".to_owned(),
+            assignments: members
+                .iter()
+                .map(|(id, owned)| MemberAssignment {
+                    member_id: (*id).to_owned(),
+                    partitions: owned.iter().map(|(topic, p)| ((*topic).to_owned(), *p)).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn topic(name: &str, count: i32) -> Vec<(String, i32)> {
+        (0..count).map(|p| (name.to_owned(), p)).collect()
+    }
+
+    #[test]
+    fn a_group_owning_every_partition_is_left_alone() {
+        let group = stable(&[("a", &[("jobs", 0), ("jobs", 1)]), ("b", &[("jobs", 2)])]);
+        assert_eq!(judge(&group, &topic("jobs", 3)), Finding::Owned);
+    }
+
+    #[test]
+    fn idle_members_of_a_group_larger_than_its_topic_are_not_orphans() {
+        let group = stable(&[("a", &[("jobs", 0)]), ("b", &[]), ("c", &[])]);
+        assert_eq!(judge(&group, &topic("jobs", 1)), Finding::Owned);
+    }
+
+    #[test]
+    fn a_lone_member_assigned_nothing_of_an_existing_topic_must_rejoin() {
+        let group = stable(&[("only", &[])]);
+        let finding = judge(&group, &topic("jobs", 2));
+        assert_eq!(finding, Finding::Orphaned { orphaned: topic("jobs", 2), repairer: Some("only".to_owned()) });
+    }
+
+    #[test]
+    fn the_member_owning_least_rejoins_and_every_member_agrees_which() {
+        let group = stable(&[("b", &[("jobs", 0)]), ("c", &[]), ("a", &[]), ("d", &[("jobs", 1)])]);
+        let Finding::Orphaned { orphaned, repairer } = judge(&group, &topic("jobs", 3)) else {
+            panic!("jobs/2 has no owner");
+        };
+        assert_eq!(orphaned, vec![("jobs".to_owned(), 2)]);
+        assert_eq!(repairer.as_deref(), Some("a"));
+    }
+}
