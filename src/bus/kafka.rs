@@ -61,7 +61,7 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str, rebalancing: Rebal
         .set("enable.auto.offset.store", "false")
         // Group members report statistics: their consumer lag becomes a gauge (LoopContext).
         .set("statistics.interval.ms", millis(kafka.statistics_interval));
-    set_defaults(&mut config, &[("auto.commit.interval.ms", "1000"), ("auto.offset.reset", "earliest")]);
+    set_defaults(&mut config, &[("auto.offset.reset", "earliest")]);
     // A member that subscribed before its topic reached the broker it asked (a worker started
     // right after `frontier topics apply`) rejoins when a metadata refresh shows the topic:
     // librdkafka's default refresh, 5 minutes, is long to sit idle. 10 s costs one small
@@ -69,27 +69,34 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str, rebalancing: Rebal
     // topic, no refresh helps: the consumer loop's ownership audit, `consumer_loop/orphans.rs`.)
     set_defaults(&mut config, &[("topic.metadata.refresh.interval.ms", "10000")]);
     // KIP-848's protocol (`group.protocol = "consumer"` in `[kafka.client]`) assigns on the
-    // broker, which also sets the heartbeat: librdkafka refuses to create a consumer given
-    // either setting below, so they are left to the broker there.
-    if !kafka.uses_kip_848_groups() {
-        let classic = [
-            ("partition.assignment.strategy", rebalancing.assignment_strategy()),
-            // A member learns of a rebalance at its next heartbeat: with librdkafka's 3 s,
-            // `frontier bench serve`'s start phase had 5-6 s p99 when an instance joined. A
-            // shorter one does not help below 500 ms: a cooperative rebalance takes two rounds,
-            // and librdkafka sends a member's JoinGroup at most once a second (its join
-            // backoff, `rkcg_join_intvl`), so the joining member's second JoinGroup waits until
-            // a second after its first. The moved partitions are unowned from the first
-            // round's end to the second's: about 0.5 s at 500 ms, 0.9 s at 100 ms (measured
-            // 2026-12-06 with `frontier bench serve --start-seconds 20`: kafka stage p99 514
-            // and 930 ms in the join bucket). Eager groups are no better at 100 ms either: a
-            // restart's two rebalances (the leave, then the join) came within a second of each
-            // other and the survivor's second JoinGroup waited out the backoff (restart bucket
-            // p99 524 and 535 ms, against 19 and 65 ms at 500 ms).
-            ("heartbeat.interval.ms", "500"),
-        ];
-        set_defaults(&mut config, &classic);
+    // broker, which also sets the heartbeat: librdkafka refuses to create a consumer given an
+    // assignment strategy or a heartbeat interval, so both are left to the broker there.
+    if kafka.uses_kip_848_groups() {
+        set_defaults(&mut config, &[("auto.commit.interval.ms", "1000")]);
+        return config;
     }
+    // A member learns of a rebalance (another member left or joined) only from its next
+    // heartbeat's answer. librdkafka's classic group code checks whether a heartbeat is due
+    // only when its main thread wakes, and with nothing else to do that thread sleeps until
+    // its next timer: about once a second (its 1 s timers, the 1 s auto-commit timer). With
+    // `debug=cgrp` on, members configured for 100 ms heartbeats sent one a second; the
+    // survivor of a restart learned of the leave 358-366 ms after it, while the leaving
+    // member's partitions sat unread (`frontier bench serve` restart bucket p99 314-334 ms,
+    // 2026-12-07). Latency-bound (eager) groups therefore also commit every 100 ms: that
+    // timer wakes the thread ten times a second, so their 100 ms heartbeats are sent, and
+    // the restart bucket came down to 33 ms. The cost is an OffsetCommit per member every
+    // 100 ms while offsets move. Other groups keep librdkafka's 1 s commits and 500 ms (in
+    // effect, 1 s) heartbeats: a second to start a rebalance is nothing beside their work.
+    let (heartbeat, commit) = match rebalancing {
+        Rebalancing::Eager => ("100", "100"),
+        Rebalancing::Cooperative => ("500", "1000"),
+    };
+    let classic = [
+        ("partition.assignment.strategy", rebalancing.assignment_strategy()),
+        ("heartbeat.interval.ms", heartbeat),
+        ("auto.commit.interval.ms", commit),
+    ];
+    set_defaults(&mut config, &classic);
     config
 }
 
@@ -184,6 +191,7 @@ mod tests {
         let config = consumer_config(&KafkaSettings::default(), "group", Rebalancing::default());
         assert_eq!(config.get("partition.assignment.strategy"), Some("cooperative-sticky"));
         assert_eq!(config.get("heartbeat.interval.ms"), Some("500"));
+        assert_eq!(config.get("auto.commit.interval.ms"), Some("1000"));
         config.create::<BaseConsumer>().unwrap();
     }
 
@@ -192,6 +200,14 @@ mod tests {
         let config = consumer_config(&KafkaSettings::default(), "group", Rebalancing::Eager);
         assert_eq!(config.get("partition.assignment.strategy"), Some("range"));
         config.create::<BaseConsumer>().unwrap();
+    }
+
+    #[test]
+    fn an_eager_group_wakes_librdkafka_often_enough_to_heartbeat_every_100_ms() {
+        let config = consumer_config(&KafkaSettings::default(), "group", Rebalancing::Eager);
+        assert_eq!(config.get("heartbeat.interval.ms"), Some("100"));
+        // The commit timer is what wakes the group code to send those heartbeats.
+        assert_eq!(config.get("auto.commit.interval.ms"), Some("100"));
     }
 
     #[test]
