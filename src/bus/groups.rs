@@ -1,11 +1,18 @@
-//! A consumer group as its coordinator describes it: state, members and what each owns, for
-//! classic groups and KIP-848 (`group.protocol = "consumer"`) groups alike.
+//! A consumer group as its coordinator describes it: state and member count, for classic
+//! groups and KIP-848 (`group.protocol = "consumer"`) groups alike.
 //!
 //! Why FFI: the rdkafka crate (0.39) wraps only the classic DescribeGroups
 //! (`fetch_group_list`), which does not find a KIP-848 group: it reads one as `Dead` with no
 //! members. librdkafka's own `rd_kafka_DescribeConsumerGroups` asks ConsumerGroupDescribe first
 //! and falls back to DescribeGroups for classic groups, so this calls it through rdkafka-sys.
 //! Every `unsafe` block of the bus is in this file; each owned pointer is released by a guard.
+//!
+//! Why the classic call first all the same: in librdkafka 2.12.1 an admin request to a group
+//! coordinator that cannot be sent (its broker down) releases its enqueue-once object twice
+//! and aborts the process (`rd_kafka_enq_once_del_source_return: Assertion eonce->refcnt >
+//! 0`; fixed upstream after 2.14.1, commit 731d335). A process that describes groups every few
+//! seconds, such as the autoscaler, must not die of a broker outage. Only a group the classic
+//! call reads as `Dead` (a KIP-848 group, or none) is asked again with DescribeConsumerGroups.
 
 use std::ffi::{CStr, CString, c_char};
 use std::ptr::NonNull;
@@ -27,23 +34,12 @@ pub struct GroupDescription {
     /// The partition assignor its members agreed on (`range`, `cooperative-sticky`; the
     /// broker's, `uniform` or `range`, for a KIP-848 group); empty while it has none.
     pub assignor: String,
-    /// Each member and the partitions the group's last assignment gave it.
-    pub assignments: Vec<MemberAssignment>,
-}
-
-/// One member of a group and the partitions it was assigned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberAssignment {
-    /// The member id the coordinator gave it (`rd_kafka_memberid` on the member's side).
-    pub member_id: String,
-    /// `(topic, partition)` pairs it owns.
-    pub partitions: Vec<(String, i32)>,
 }
 
 impl GroupDescription {
     /// A group the coordinator does not know.
     fn dead() -> GroupDescription {
-        GroupDescription { state: "Dead".to_owned(), members: 0, assignor: String::new(), assignments: Vec::new() }
+        GroupDescription { state: "Dead".to_owned(), members: 0, assignor: String::new() }
     }
 }
 
@@ -64,9 +60,9 @@ pub fn member_id<C: ClientContext>(client: &Client<C>) -> Option<String> {
     }
 }
 
-/// Describes `group` with `client`'s connection, waiting up to `timeout`. Blocking: run it on a
-/// blocking thread. A group that does not exist reads as `Dead` with no members, as the classic
-/// call reads it.
+/// Describes `group` with `client`'s connection, waiting up to `timeout` (twice, for a group
+/// that is not classic). Blocking: run it on a blocking thread. A group that does not exist
+/// reads as `Dead` with no members, as the classic call reads it.
 pub fn describe_group<C: ClientContext>(
     client: &Client<C>,
     group: &str,
@@ -74,6 +70,23 @@ pub fn describe_group<C: ClientContext>(
 ) -> Result<GroupDescription, KafkaError> {
     let name = CString::new(group)
         .map_err(|_| KafkaError::AdminOpCreation(format!("group id {group:?} contains a NUL byte")))?;
+    let classic = client.fetch_group_list(Some(group), timeout)?;
+    if let Some(found) = classic.groups().iter().find(|found| found.name() == group && found.state() != "Dead") {
+        return Ok(GroupDescription {
+            state: found.state().to_owned(),
+            members: found.members().len(),
+            assignor: found.protocol().to_owned(),
+        });
+    }
+    describe_consumer_group(client, &name, timeout)
+}
+
+/// Describes the group `name` with librdkafka's DescribeConsumerGroups.
+fn describe_consumer_group<C: ClientContext>(
+    client: &Client<C>,
+    name: &CStr,
+    timeout: Duration,
+) -> Result<GroupDescription, KafkaError> {
     let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     let rk = client.native_ptr();
 
@@ -149,38 +162,7 @@ unsafe fn read_description(event: *mut rd::rd_kafka_event_t) -> Result<GroupDesc
         let members = rd::rd_kafka_ConsumerGroupDescription_member_count(description);
         let assignor =
             copied(rd::rd_kafka_ConsumerGroupDescription_partition_assignor(description)).unwrap_or_default();
-        let assignments = (0..members)
-            .filter_map(|index| {
-                let member = rd::rd_kafka_ConsumerGroupDescription_member(description, index);
-                (!member.is_null()).then(|| read_member(member))
-            })
-            .collect();
-        Ok(GroupDescription { state, members, assignor, assignments })
-    }
-}
-
-/// Copies one member's id and assigned partitions.
-///
-/// # Safety
-/// `member` is a live, non-null member description of a live event.
-unsafe fn read_member(member: *const rd::rd_kafka_MemberDescription_t) -> MemberAssignment {
-    // SAFETY (whole body): every pointer comes from `member`, is checked for null before use,
-    // and `elems` holds `cnt` partitions, as librdkafka's list type promises.
-    unsafe {
-        let member_id = copied(rd::rd_kafka_MemberDescription_consumer_id(member)).unwrap_or_default();
-        let mut partitions = Vec::new();
-        let assignment = rd::rd_kafka_MemberDescription_assignment(member);
-        let list =
-            if assignment.is_null() { std::ptr::null() } else { rd::rd_kafka_MemberAssignment_partitions(assignment) };
-        if !list.is_null() && !(*list).elems.is_null() {
-            let count = usize::try_from((*list).cnt).unwrap_or(0);
-            for partition in std::slice::from_raw_parts((*list).elems, count) {
-                if let Some(topic) = copied(partition.topic) {
-                    partitions.push((topic, partition.partition));
-                }
-            }
-        }
-        MemberAssignment { member_id, partitions }
+        Ok(GroupDescription { state, members, assignor })
     }
 }
 
