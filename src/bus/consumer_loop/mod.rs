@@ -33,7 +33,7 @@ use super::status::{BusyClock, DeadLetterCount, LagReading, StatusReporter};
 use super::worker::{HandlerError, Outbound, Worker};
 use super::{kafka, metrics};
 use handling::{handle, produce_all};
-use orphans::{Finding, OrphanAudit};
+use orphans::{AuditError, Finding, OrphanAudit};
 use settle::SettleQueue;
 
 mod handling;
@@ -262,7 +262,7 @@ impl<W: Worker> ConsumerLoop<W> {
                 }
                 () = settled.notified() => {}
                 _ = next_tick(&mut audit_ticker), if audit.is_none() => {
-                    audit = self.audit.clone().map(|audit| tokio::task::spawn_blocking(move || audit.run()));
+                    audit = self.audit.clone().map(|audit| Box::pin(audit.run()));
                 }
                 outcome = finished(&mut audit) => {
                     if let Err(error) = self.rejoin_if_orphaned(outcome) {
@@ -350,22 +350,14 @@ impl<W: Worker> ConsumerLoop<W> {
     /// repair it (see `orphans`): leaving and joining again makes the leader assign afresh, on
     /// metadata asked anew. An audit that could not ask is logged and counted; the next one
     /// asks again.
-    fn rejoin_if_orphaned(
-        &self,
-        outcome: Result<Result<Finding, KafkaError>, tokio::task::JoinError>,
-    ) -> Result<(), BusError> {
+    fn rejoin_if_orphaned(&self, outcome: Result<Finding, AuditError>) -> Result<(), BusError> {
         let group = &self.shared.options.group_id;
         let (orphaned, repairer) = match outcome {
-            Ok(Ok(Finding::Owned)) => return Ok(()),
-            Ok(Ok(Finding::Orphaned { orphaned, repairer })) => (orphaned, repairer),
-            Ok(Err(error)) => {
-                ::metrics::counter!(metrics::CLIENT_ERRORS, "client" => "group audit").increment(1);
-                warn!(%group, %error, "cannot audit the group's partition ownership; trying again later");
-                return Ok(());
-            }
+            Ok(Finding::Owned) => return Ok(()),
+            Ok(Finding::Orphaned { orphaned, repairer }) => (orphaned, repairer),
             Err(error) => {
                 ::metrics::counter!(metrics::CLIENT_ERRORS, "client" => "group audit").increment(1);
-                warn!(%group, %error, "the group audit task did not finish; trying again later");
+                warn!(%group, %error, "cannot audit the group's partition ownership; trying again later");
                 return Ok(());
             }
         };
@@ -453,13 +445,13 @@ async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
 }
 
 /// Completes with the running audit's outcome (then no audit runs), or never while none runs.
-/// Cancel-safe: the task is only polled here, and taken once it finished.
-async fn finished<T>(task: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
-    let outcome = match task {
+/// Cancel-safe: the audit is only polled here, and taken once it finished.
+async fn finished<F: Future + Unpin>(audit: &mut Option<F>) -> F::Output {
+    let outcome = match audit {
         Some(running) => running.await,
         None => std::future::pending().await,
     };
-    *task = None;
+    *audit = None;
     outcome
 }
 

@@ -30,14 +30,24 @@ use rdkafka::error::KafkaError;
 /// request; a group left without its partitions waits at most about this long.
 pub(super) const AUDIT_INTERVAL: Duration = Duration::from_secs(15);
 
-/// How long one audit's requests may take.
-const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long each of an audit's two requests may take. They block a thread that a shutdown
+/// cannot interrupt (and the runtime waits for at exit): short.
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long partitions must stay without an owner before the audit believes it. A cooperative
 /// rebalance is Stable between its two rounds with the moved partitions owned by nobody, for
 /// about a second (librdkafka's join backoff); a look this much later sees the second round's
 /// outcome.
 const CONFIRM_AFTER: Duration = Duration::from_secs(5);
+
+/// Why an audit could not judge the group.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AuditError {
+    #[error("cannot read the group or the topics' partitions: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the audit's blocking task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// What one audit found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,13 +82,14 @@ impl OrphanAudit {
 
     /// Asks the coordinator what each member owns and the cluster which partitions the topics
     /// have, twice [`CONFIRM_AFTER`] apart when the first look finds orphans: only partitions
-    /// orphaned both times count. Blocking (seconds): run it on a blocking thread.
-    pub(super) fn run(&self) -> Result<Finding, KafkaError> {
-        let Finding::Orphaned { orphaned: first, .. } = self.look()? else {
+    /// orphaned both times count. Dropping the future abandons the audit (a look under way
+    /// still ends within its timeout, on its blocking thread).
+    pub(super) async fn run(self) -> Result<Finding, AuditError> {
+        let Finding::Orphaned { orphaned: first, .. } = self.clone().look().await? else {
             return Ok(Finding::Owned);
         };
-        std::thread::sleep(CONFIRM_AFTER);
-        Ok(match self.look()? {
+        tokio::time::sleep(CONFIRM_AFTER).await;
+        Ok(match self.look().await? {
             Finding::Orphaned { orphaned, repairer } => {
                 let orphaned: Vec<_> = orphaned.into_iter().filter(|pair| first.contains(pair)).collect();
                 if orphaned.is_empty() { Finding::Owned } else { Finding::Orphaned { orphaned, repairer } }
@@ -87,8 +98,13 @@ impl OrphanAudit {
         })
     }
 
-    /// One look at the group and its topics.
-    fn look(&self) -> Result<Finding, KafkaError> {
+    /// One look, on a blocking thread: librdkafka's calls block.
+    async fn look(self) -> Result<Finding, AuditError> {
+        Ok(tokio::task::spawn_blocking(move || self.look_now()).await??)
+    }
+
+    /// One look at the group and its topics. Blocking.
+    fn look_now(&self) -> Result<Finding, KafkaError> {
         let client = self.admin.inner();
         let groups = client.fetch_group_list(Some(&self.group_id), AUDIT_TIMEOUT)?;
         let Some(group) = groups.groups().iter().find(|group| group.name() == self.group_id) else {
