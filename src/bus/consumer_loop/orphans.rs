@@ -26,8 +26,9 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 
-/// How often a loop audits its group. Each audit is one DescribeGroups and one metadata
-/// request; a group left without its partitions waits at most about this long.
+/// How often a loop audits its group. Each audit is a ListGroups per broker and one
+/// DescribeGroups (`rd_kafka_list_groups`), then one metadata request; a group left without
+/// its partitions waits at most about this long (plus [`CONFIRM_AFTER`]).
 pub(super) const AUDIT_INTERVAL: Duration = Duration::from_secs(15);
 
 /// How long each of an audit's two requests may take. They block a thread that a shutdown
