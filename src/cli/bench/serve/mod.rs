@@ -9,18 +9,19 @@ mod gateway;
 mod hostile;
 mod load;
 mod lookups;
+mod phase;
 mod stages;
 mod stalls;
 mod start;
 
 pub(super) use load::Zipf;
+use phase::{Answered, BUCKET_GOAL_MS, Phase, summary};
 
 pub use gateway::GatewayBenchArgs;
 pub(super) use gateway::bench_gateway;
 pub use hostile::HostileBenchArgs;
 pub(super) use hostile::bench_hostile;
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,162 +108,6 @@ pub struct ServeBenchArgs {
     /// the broker's logs.
     #[arg(long)]
     pub dump: Option<std::path::PathBuf>,
-}
-
-/// How many of a phase's 5 s buckets miss [`BUCKET_GOAL_MS`] at p99.
-#[derive(Debug, Clone, Copy)]
-struct Missed {
-    /// Over all its requests.
-    all: usize,
-    /// Over the requests a cache layer answered.
-    cached: usize,
-    /// Buckets in the phase.
-    buckets: usize,
-}
-
-/// One answered request: which layer answered and how long it took from publish.
-#[derive(Debug, Clone)]
-pub(super) struct Answered {
-    id: String,
-    /// When it was published.
-    sent: Instant,
-    layer: String,
-    status: String,
-    latency_ms: f64,
-    /// The part of `latency_ms` until the instance had the answer ready (the response's own
-    /// `latency_ms`: publish, Kafka, fetch, queue, handling); the rest is the way back
-    /// (produce, Kafka, the collector's fetch).
-    ready_ms: f64,
-}
-
-impl Answered {
-    /// An ok answer a cache layer gave.
-    fn is_cached(&self) -> bool {
-        self.layer != "none" && self.status == "ok"
-    }
-}
-
-/// The goal of every 5 s bucket of every phase: p99 at most this (ms).
-const BUCKET_GOAL_MS: f64 = 20.0;
-
-/// What one phase measured.
-#[derive(Debug, Default)]
-struct Phase {
-    answered: Vec<Answered>,
-    sent: usize,
-    elapsed: Duration,
-    started: Option<Instant>,
-    /// The process's async-thread stalls, for the timeline.
-    stalls: stalls::StallProbe,
-    /// The serving instances' stage timings, for the timeline.
-    stages: stages::StageProbe,
-}
-
-impl Phase {
-    fn latencies(&self, keep: impl Fn(&Answered) -> bool) -> Vec<f64> {
-        let mut all: Vec<f64> = self.answered.iter().filter(|a| keep(a)).map(|a| a.latency_ms).collect();
-        all.sort_by(f64::total_cmp);
-        all
-    }
-
-    /// The p99 latency (ms) of the kept requests published in each `bucket` of the phase;
-    /// `None` for a bucket with none of them.
-    fn p99_timeline(
-        &self,
-        bucket: Duration,
-        keep: impl Fn(&Answered) -> bool,
-        latency: impl Fn(&Answered) -> f64,
-    ) -> Vec<Option<f64>> {
-        let Some(started) = self.started else { return Vec::new() };
-        let index_of =
-            |a: &Answered| (a.sent.saturating_duration_since(started).as_secs_f64() / bucket.as_secs_f64()) as usize;
-        let buckets = self.answered.iter().map(index_of).max().map_or(0, |last| last + 1);
-        let mut latencies = vec![Vec::new(); buckets];
-        for answered in self.answered.iter().filter(|a| keep(a)) {
-            latencies[index_of(answered)].push(latency(answered));
-        }
-        latencies
-            .into_iter()
-            .map(|mut bucket| {
-                bucket.sort_by(f64::total_cmp);
-                (!bucket.is_empty()).then(|| percentile(&bucket, 99.0))
-            })
-            .collect()
-    }
-
-    /// The phase's timeline per 5 s of publish time: p99 of all requests, p99 of those a cache
-    /// layer answered, and the process's longest async-thread stall. Returns the text and the
-    /// buckets missing [`BUCKET_GOAL_MS`], for all requests and for cached answers.
-    fn timeline(&self) -> (String, Missed) {
-        let bucket = Duration::from_secs(5);
-        let all = self.p99_timeline(bucket, |_| true, |a| a.latency_ms);
-        let buckets = all.len();
-        let ready = self.p99_timeline(bucket, |_| true, |a| a.ready_ms);
-        let cached = self.p99_timeline(bucket, Answered::is_cached, |a| a.latency_ms);
-        let cached_ready = self.p99_timeline(bucket, Answered::is_cached, |a| a.ready_ms);
-        let stalls = match self.started {
-            Some(started) => self.stalls.longest_per_bucket(started, bucket, buckets),
-            None => Vec::new(),
-        };
-        let over = |line: &[Option<f64>]| line.iter().flatten().filter(|ms| **ms > BUCKET_GOAL_MS).count();
-        let missed = Missed { all: over(&all), cached: over(&cached), buckets };
-        let join = |line: Vec<Option<f64>>| {
-            line.iter()
-                .map(|ms| ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.0}")))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let mut text = format!(
-            "  p99 ms per 5 s of publish time: {}\n    until ready in the instance:  {}\n    cached answers only:          {}\n      until ready in the instance: {}\n    longest async-thread stall:   {}",
-            join(all),
-            join(ready),
-            join(cached),
-            join(cached_ready),
-            join(stalls.into_iter().map(Some).collect())
-        );
-        if let Some(started) = self.started
-            && let Some(stages) = self.stages.p99_per_bucket(started, bucket, buckets)
-        {
-            text.push_str("\n    p99 ms per stage, by when each offset was stored (then parts of handle):");
-            for (stage, line) in stages::PROBED.iter().zip(stages) {
-                text.push_str(&format!("\n      {stage:8} {}", join(line)));
-            }
-        }
-        (text, missed)
-    }
-
-    /// Prints `heading` with the latency of the phase's answered requests and how many were
-    /// answered, then its timeline; returns the buckets missed.
-    fn report(&self, heading: &str) -> Missed {
-        let answered = format!("answered {} of {}", self.answered.len(), self.sent);
-        println!("{heading}  {}  {answered}", summary(&self.latencies(|a| a.status == "ok")));
-        self.print_timeline()
-    }
-
-    /// Prints the phase's timeline; returns the buckets missed.
-    fn print_timeline(&self) -> Missed {
-        let (text, missed) = self.timeline();
-        println!("{text}");
-        missed
-    }
-
-    fn layer_counts(&self, keep: impl Fn(&Answered) -> bool) -> BTreeMap<&str, usize> {
-        let mut counts = BTreeMap::new();
-        for answered in self.answered.iter().filter(|a| keep(a)) {
-            *counts.entry(answered.layer.as_str()).or_default() += 1;
-        }
-        counts
-    }
-}
-
-fn summary(sorted: &[f64]) -> String {
-    format!(
-        "p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  (n={})",
-        percentile(sorted, 50.0),
-        percentile(sorted, 95.0),
-        percentile(sorted, 99.0),
-        sorted.len()
-    )
 }
 
 /// Everything the phases share: topics, publisher, the response collector.
@@ -816,6 +661,7 @@ impl Bench {
         let mut phase = Phase {
             sent,
             started: Some(started),
+            scheduled: Duration::try_from_secs_f64(count as f64 / rate).unwrap_or_default(),
             stalls: self.stalls.clone(),
             stages: self.stages.clone(),
             ..Phase::default()
