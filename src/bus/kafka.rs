@@ -82,13 +82,18 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str, rebalancing: Rebal
     // `debug=cgrp` on, members configured for 100 ms heartbeats sent one a second; the
     // survivor of a restart learned of the leave 358-366 ms after it, while the leaving
     // member's partitions sat unread (`frontier bench serve` restart bucket p99 314-334 ms,
-    // 2026-12-07). Latency-bound (eager) groups therefore also commit every 100 ms: that
-    // timer wakes the thread ten times a second, so their 100 ms heartbeats are sent, and
-    // the restart bucket came down to 33 ms. The cost is an OffsetCommit per member every
-    // 100 ms while offsets move. Other groups keep librdkafka's 1 s commits and 500 ms (in
-    // effect, 1 s) heartbeats: a second to start a rebalance is nothing beside their work.
+    // 2026-12-07). Latency-bound (eager) groups therefore also commit as often as they
+    // heartbeat: the commit timer wakes the thread, so the heartbeats are really sent. At
+    // 100 ms the restart bucket came down to 33-41 ms; what was left of it was the leaving
+    // member's partitions waiting for the survivor's next heartbeat (up to 100 ms), so 50 ms,
+    // which with the stacks' broker writing group records without a linger
+    // (`group.coordinator.append.linger.ms=0`, ops/stack) took it to 15-17 ms in three runs
+    // (README, "Request serving"). The cost is 20 heartbeats and, while offsets move, 20
+    // OffsetCommits a second per member. Other groups keep librdkafka's 1 s commits and
+    // 500 ms (in effect, 1 s) heartbeats: a second to start a rebalance is nothing beside
+    // their work.
     let (heartbeat, commit) = match rebalancing {
-        Rebalancing::Eager => ("100", "100"),
+        Rebalancing::Eager => ("50", "50"),
         Rebalancing::Cooperative => ("500", "1000"),
     };
     let classic = [
@@ -203,11 +208,11 @@ mod tests {
     }
 
     #[test]
-    fn an_eager_group_wakes_librdkafka_often_enough_to_heartbeat_every_100_ms() {
+    fn an_eager_group_wakes_librdkafka_often_enough_to_heartbeat_every_50_ms() {
         let config = consumer_config(&KafkaSettings::default(), "group", Rebalancing::Eager);
-        assert_eq!(config.get("heartbeat.interval.ms"), Some("100"));
+        assert_eq!(config.get("heartbeat.interval.ms"), Some("50"));
         // The commit timer is what wakes the group code to send those heartbeats.
-        assert_eq!(config.get("auto.commit.interval.ms"), Some("100"));
+        assert_eq!(config.get("auto.commit.interval.ms"), Some("50"));
     }
 
     #[test]
