@@ -76,11 +76,8 @@ impl Phase {
     ) -> Vec<Option<f64>> {
         let Some(started) = self.started else { return Vec::new() };
         let buckets = self.buckets(bucket);
-        let index_of = |a: &Answered| {
-            let index = (a.sent.saturating_duration_since(started).as_secs_f64() / bucket.as_secs_f64()) as usize;
-            // A request published late (the publisher behind its schedule) counts in the last.
-            index.min(buckets.saturating_sub(1))
-        };
+        // A request published late (the publisher behind its schedule) counts in the last.
+        let index_of = |a: &Answered| bucket_index(started, a.sent, bucket).min(buckets.saturating_sub(1));
         let mut latencies = vec![Vec::new(); buckets];
         for answered in self.answered.iter().filter(|a| keep(a)) {
             latencies[index_of(answered)].push(latency(answered));
@@ -101,9 +98,7 @@ impl Phase {
             return (self.scheduled.as_secs_f64() / bucket.as_secs_f64()).ceil() as usize;
         }
         let Some(started) = self.started else { return 0 };
-        let index_of =
-            |a: &Answered| (a.sent.saturating_duration_since(started).as_secs_f64() / bucket.as_secs_f64()) as usize;
-        self.answered.iter().map(index_of).max().map_or(0, |last| last + 1)
+        self.answered.iter().map(|a| bucket_index(started, a.sent, bucket)).max().map_or(0, |last| last + 1)
     }
 
     /// The phase's timeline per 5 s of publish time: p99 of all requests, p99 of those a cache
@@ -169,6 +164,11 @@ impl Phase {
         }
         counts
     }
+}
+
+/// Which `bucket` from `started` the instant `at` falls in (the first for one before it).
+pub(super) fn bucket_index(started: Instant, at: Instant, bucket: Duration) -> usize {
+    (at.saturating_duration_since(started).as_secs_f64() / bucket.as_secs_f64()) as usize
 }
 
 pub(super) fn summary(sorted: &[f64]) -> String {

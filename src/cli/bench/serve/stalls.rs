@@ -48,8 +48,7 @@ impl StallProbe {
         let mut longest = vec![0.0; buckets];
         let late = self.late.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (due, lateness) in late.iter().filter(|(due, _)| *due >= started) {
-            let index = (due.duration_since(started).as_secs_f64() / bucket.as_secs_f64()) as usize;
-            if let Some(slot) = longest.get_mut(index) {
+            if let Some(slot) = longest.get_mut(super::phase::bucket_index(started, *due, bucket)) {
                 *slot = f64::max(*slot, lateness.as_secs_f64() * 1000.0);
             }
         }
