@@ -47,6 +47,73 @@ async fn aligned_histories_keep_only_the_days_every_symbol_has() {
     drop_schema(&store, &schema).await;
 }
 
+/// What the aligned statement itself answers for `symbols` (sorted) and `count`: days, then
+/// each symbol's closes.
+async fn aligned_by_postgresql(store: &PriceStore, symbols: &[&str], count: i64) -> (Vec<i32>, Vec<Vec<f64>>) {
+    let rows: Vec<(String, i32, f64)> = sqlx::query_as(frontier::market::store::sql::ALIGNED_CLOSES)
+        .bind(symbols)
+        .bind(symbols.len() as i64)
+        .bind(count)
+        .fetch_all(store.pool())
+        .await
+        .expect("aligned statement");
+    let days = rows.iter().filter(|(symbol, ..)| symbol == symbols[0]).map(|(_, day, _)| *day).collect();
+    let closes = symbols
+        .iter()
+        .map(|wanted| rows.iter().filter(|(symbol, ..)| symbol == wanted).map(|(.., close)| *close).collect())
+        .collect();
+    (days, closes)
+}
+
+fn statements_of(events: &RecordedQueryEvents, sql: &str) -> usize {
+    events.events().iter().filter(|event| event.sql == sql).count()
+}
+
+#[tokio::test]
+async fn aligned_histories_on_calendars_a_few_holidays_apart_are_read_as_latest_closes() {
+    let (store, schema, events) = fresh_store().await;
+    // 300 days; A misses three of B's days and B two of A's within the window.
+    let a: Vec<(i32, f64)> =
+        (1..=300).filter(|day| ![250, 280, 299].contains(day)).map(|d| (d, f64::from(d))).collect();
+    let b: Vec<(i32, f64)> =
+        (1..=300).filter(|day| ![260, 290].contains(day)).map(|d| (d, 1e3 + f64::from(d))).collect();
+    store_closes(&store, "A", &a).await;
+    store_closes(&store, "B", &b).await;
+    let before = events.events().len();
+
+    let aligned = store.aligned_closes(&["B", "A"], 120).await.expect("aligned read");
+
+    let (days, closes) = aligned_by_postgresql(&store, &["A", "B"], 120).await;
+    assert_eq!(aligned.days.iter().map(|day| day.0).collect::<Vec<_>>(), days);
+    assert_eq!(days.len(), 120);
+    assert_eq!(aligned.closes_of("A"), closes[0]);
+    assert_eq!(aligned.closes_of("B"), closes[1]);
+    let ran = &events.events()[before..];
+    assert!(ran.iter().all(|event| event.sql != frontier::market::store::sql::ALIGNED_CLOSES), "{ran:?}");
+    drop_schema(&store, &schema).await;
+}
+
+#[tokio::test]
+async fn aligned_histories_on_calendars_far_apart_fall_back_to_the_aligned_statement() {
+    let (store, schema, events) = fresh_store().await;
+    // B trades every other day: 120 common days reach back 240 days, past what was read of A.
+    let a: Vec<(i32, f64)> = (1..=300).map(|day| (day, f64::from(day))).collect();
+    let b: Vec<(i32, f64)> = (1..=300).step_by(2).map(|day| (day, 1e3 + f64::from(day))).collect();
+    store_closes(&store, "A", &a).await;
+    store_closes(&store, "B", &b).await;
+    let before = statements_of(&events, frontier::market::store::sql::ALIGNED_CLOSES);
+
+    let aligned = store.aligned_closes(&["A", "B"], 120).await.expect("aligned read");
+
+    let (days, closes) = aligned_by_postgresql(&store, &["A", "B"], 120).await;
+    assert_eq!(aligned.days.iter().map(|day| day.0).collect::<Vec<_>>(), days);
+    assert_eq!(days.len(), 120);
+    assert_eq!(aligned.closes_of("A"), closes[0]);
+    assert_eq!(aligned.closes_of("B"), closes[1]);
+    assert_eq!(statements_of(&events, frontier::market::store::sql::ALIGNED_CLOSES) - before, 1);
+    drop_schema(&store, &schema).await;
+}
+
 #[tokio::test]
 async fn reads_asked_together_go_out_as_one_statement_each_answered_with_its_own_window() {
     let (store, schema, events) = fresh_store().await;

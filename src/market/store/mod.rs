@@ -1,6 +1,7 @@
 //! The price store: daily closes in PostgreSQL, every statement timed and reported to a
 //! [`QueryEventSink`].
 
+mod aligned;
 mod checks;
 mod error;
 mod latest;
@@ -139,7 +140,14 @@ impl PriceStore {
     /// The latest `count` closes of `symbol`, oldest first; empty for an unknown symbol. While
     /// the database is busy, reads asked meanwhile share one statement (see `latest.rs`).
     pub async fn latest_closes(&self, symbol: &str, count: usize) -> Result<Vec<DailyClose>, StoreError> {
-        let closes = match &self.statements {
+        let closes = self.latest_closes_cached(symbol, count).await?;
+        let row = |(day, close)| DailyClose { symbol: symbol.to_owned(), day: TradingDay(day), close };
+        Ok(closes.into_iter().map(row).collect())
+    }
+
+    /// [`Self::latest_closes`] as (day, close), from the statement cache when there is one.
+    async fn latest_closes_cached(&self, symbol: &str, count: usize) -> Result<latest::Closes, StoreError> {
+        match &self.statements {
             Some(statements) => {
                 let statement = Statement {
                     kind: "sql.prices.latest",
@@ -148,12 +156,10 @@ impl PriceStore {
                     tags: vec![table_tag("prices"), symbol_tag(symbol)],
                 };
                 let (store, owned) = (self.clone(), symbol.to_owned());
-                statements.read(statement, async move { store.read_latest(&owned, count).await }).await?
+                statements.read(statement, async move { store.read_latest(&owned, count).await }).await
             }
-            None => self.read_latest(symbol, count).await?,
-        };
-        let row = |(day, close)| DailyClose { symbol: symbol.to_owned(), day: TradingDay(day), close };
-        Ok(closes.into_iter().map(row).collect())
+            None => self.read_latest(symbol, count).await,
+        }
     }
 
     /// [`Self::latest_closes`] from PostgreSQL.
@@ -211,10 +217,19 @@ impl PriceStore {
 
     /// The closes of `symbols` on the latest `count` days that all of them have, oldest first.
     /// A symbol without prices leaves no common day, so the result is then empty.
+    ///
+    /// Read as each symbol's latest closes, aligned here (see `aligned.rs` for why); only when
+    /// their calendars differ too much to tell from those does the aligned statement run.
     pub async fn aligned_closes(&self, symbols: &[&str], count: usize) -> Result<AlignedCloses, StoreError> {
         let mut distinct: Vec<String> = symbols.iter().map(|symbol| (*symbol).to_owned()).collect();
         distinct.sort_unstable();
         distinct.dedup();
+        let depth = aligned::depth(count);
+        let reads = distinct.iter().map(|symbol| self.latest_closes_cached(symbol, depth));
+        let histories = futures::future::try_join_all(reads).await?;
+        if let Some(aligned) = aligned::align(&distinct, &histories, count, depth) {
+            return Ok(aligned);
+        }
         let rows = match &self.statements {
             Some(statements) => {
                 let mut tags = vec![table_tag("prices")];
