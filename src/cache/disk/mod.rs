@@ -28,6 +28,7 @@ mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -150,6 +151,8 @@ struct Shared {
     queued: Condvar,
     /// Wakes [`DiskLayer::flush`]: a write finished or an entry left the queue.
     dequeued: Notify,
+    /// Calls of [`DiskLayer::flush`] waiting: the writer does not rest meanwhile.
+    flushing: AtomicUsize,
 }
 
 impl Shared {
@@ -224,6 +227,7 @@ impl DiskLayer {
             state: Mutex::default(),
             queued: Condvar::new(),
             dequeued: Notify::new(),
+            flushing: AtomicUsize::new(0),
         });
         let layer = DiskLayer { shared };
         let mut files = tokio::fs::read_dir(dir).await.map_err(failed)?;
@@ -317,9 +321,11 @@ impl DiskLayer {
         self.shared.queued.notify_one();
     }
 
-    /// Waits until every entry queued before the call is written (or dropped from the queue).
+    /// Waits until every entry queued before the call is written (or dropped from the queue);
+    /// the writer does not rest meanwhile.
     pub async fn flush(&self) {
         let before = self.shared.state().queue.next;
+        let _hurry = Hurry::new(&self.shared);
         loop {
             let dequeued = self.shared.dequeued.notified();
             tokio::pin!(dequeued);
@@ -432,6 +438,25 @@ impl DiskLayer {
         if let Err(error) = tokio::task::spawn_blocking(work).await {
             warn!(%error, "a disk cache file operation did not finish");
         }
+    }
+}
+
+/// A flush waiting: the writer writes without resting until it is dropped.
+struct Hurry<'a>(&'a Shared);
+
+impl<'a> Hurry<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.flushing.fetch_add(1, Ordering::SeqCst);
+        // Taken under the lock, so a writer between its check and its wait still wakes.
+        drop(shared.state());
+        shared.queued.notify_all();
+        Hurry(shared)
+    }
+}
+
+impl Drop for Hurry<'_> {
+    fn drop(&mut self) {
+        self.0.flushing.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -4,25 +4,72 @@
 //! Why a thread of its own rather than a task per write on tokio's blocking pool: the writes
 //! come one at a time, so creating files never contends on the folder's lock, and the thread
 //! runs at [`WRITER_NICE`], so the kernel gives the cores to answers first.
+//!
+//! It also keeps to [`CORE_SHARE`] of one core while its queue is short: after each file it
+//! rests four times as long as the file took (on a busy machine a file takes longer, so the
+//! writer slows down further). Why: nice does not reach other
+//! processes (each session is its own scheduling group on Linux desktops and on these
+//! machines), and on ext4 without a journal a file created costs about a millisecond of the
+//! kernel's time (it scans the inodes deleted in the last minutes): in the first 500 ms of an
+//! empty-cache phase of `bench serve` the writer took a third of both cores from the broker,
+//! Redis and PostgreSQL the answers wait on. Paced, a burst's files are written over the next
+//! seconds instead (queued entries are answered from the queue meanwhile). Where files are
+//! cheap the pause is as short as the write. A queue past half full is written at full speed,
+//! and so is the queue of a closing layer or one being flushed.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use super::{Queued, Shared, TEMP_SUFFIX, metric, record_of};
+use super::{MAX_QUEUED, Queued, Shared, TEMP_SUFFIX, metric, record_of};
 
 /// The writer thread's nice value: below live work, as the analysis pool's heavy analyses.
 const WRITER_NICE: i32 = 10;
+
+/// The share of one core the writer keeps to while its queue is at most half full.
+const CORE_SHARE: f64 = 0.2;
+
+/// The longest rest between two files, whatever the last one took.
+const MAX_REST: Duration = Duration::from_millis(50);
 
 /// Starts the writer of `shared`; it stops once the layer is dropped and its queue is empty.
 pub(super) fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
     std::thread::Builder::new().name("cache-disk-writer".into()).spawn(move || {
         crate::process::set_thread_nice(WRITER_NICE);
         while let Some((key, queued)) = next_write(&shared) {
+            let started = Instant::now();
             let bytes = write(&shared, &key, &queued);
             finish(&shared, key, &queued, bytes);
+            rest(&shared, started.elapsed());
         }
         shared.dequeued.notify_waiters();
     })?;
     Ok(())
+}
+
+/// Rests after a file that took `took`, so the writer keeps to [`CORE_SHARE`] of a core; not
+/// when the queue is past half full, the layer is being flushed or closing (either wakes it).
+fn rest(shared: &Shared, took: Duration) {
+    let deadline = Instant::now() + rest_after(took);
+    let mut state = shared.state();
+    loop {
+        let now = Instant::now();
+        let hurried = shared.flushing.load(Ordering::SeqCst) > 0;
+        if state.queue.closed || hurried || state.queue.pending.len() > MAX_QUEUED / 2 || now >= deadline {
+            return;
+        }
+        // A put also wakes the writer early: the checks above run again, and it rests on.
+        state = match shared.queued.wait_timeout(state, deadline - now) {
+            Ok((state, _)) => state,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+    }
+}
+
+/// How long to rest after a file that took `took`: so that writing is [`CORE_SHARE`] of the
+/// time, at most [`MAX_REST`].
+fn rest_after(took: Duration) -> Duration {
+    took.mul_f64(1.0 / CORE_SHARE - 1.0).min(MAX_REST)
 }
 
 /// The next key due and its entry (which stays queued, so readers find it until it is
@@ -105,4 +152,20 @@ fn finish(shared: &Shared, key: String, queued: &Queued, bytes: Option<u64>) {
     let total = if total > shared.max_bytes { shared.evict_now() } else { total };
     ::metrics::gauge!(metric::BYTES, "layer" => "disk").set(total as f64);
     shared.dequeued.notify_waiters();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_rests_four_times_as_long_as_a_file_took() {
+        assert_eq!(rest_after(Duration::from_micros(250)), Duration::from_millis(1));
+        assert_eq!(rest_after(Duration::from_millis(2)), Duration::from_millis(8));
+    }
+
+    #[test]
+    fn a_slow_file_costs_at_most_the_longest_rest() {
+        assert_eq!(rest_after(Duration::from_secs(1)), MAX_REST);
+    }
 }
