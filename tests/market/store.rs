@@ -47,22 +47,29 @@ async fn aligned_histories_keep_only_the_days_every_symbol_has() {
     drop_schema(&store, &schema).await;
 }
 
-/// What the aligned statement itself answers for `symbols` (sorted) and `count`: days, then
-/// each symbol's closes.
-async fn aligned_by_postgresql(store: &PriceStore, symbols: &[&str], count: i64) -> (Vec<i32>, Vec<Vec<f64>>) {
+/// Asserts `aligned` is what the aligned statement itself answers for A and B over 120 days,
+/// and that those are 120 days.
+async fn assert_as_the_aligned_statement_answers(store: &PriceStore, aligned: &frontier::market::AlignedCloses) {
     let rows: Vec<(String, i32, f64)> = sqlx::query_as(frontier::market::store::sql::ALIGNED_CLOSES)
-        .bind(symbols)
-        .bind(symbols.len() as i64)
-        .bind(count)
+        .bind(["A", "B"])
+        .bind(2_i64)
+        .bind(120_i64)
         .fetch_all(store.pool())
         .await
         .expect("aligned statement");
-    let days = rows.iter().filter(|(symbol, ..)| symbol == symbols[0]).map(|(_, day, _)| *day).collect();
-    let closes = symbols
-        .iter()
-        .map(|wanted| rows.iter().filter(|(symbol, ..)| symbol == wanted).map(|(.., close)| *close).collect())
-        .collect();
-    (days, closes)
+    let of = |wanted: &str| -> Vec<(i32, f64)> {
+        rows.iter().filter(|(symbol, ..)| symbol == wanted).map(|&(_, day, close)| (day, close)).collect()
+    };
+    let days: Vec<i32> = of("A").iter().map(|(day, _)| *day).collect();
+    assert_eq!(aligned.days.iter().map(|day| day.0).collect::<Vec<_>>(), days);
+    assert_eq!(days.len(), 120);
+    for symbol in ["A", "B"] {
+        assert_eq!(
+            aligned.closes_of(symbol),
+            of(symbol).iter().map(|(_, close)| *close).collect::<Vec<_>>(),
+            "{symbol}"
+        );
+    }
 }
 
 fn statements_of(events: &RecordedQueryEvents, sql: &str) -> usize {
@@ -83,11 +90,7 @@ async fn aligned_histories_on_calendars_a_few_holidays_apart_are_read_as_latest_
 
     let aligned = store.aligned_closes(&["B", "A"], 120).await.expect("aligned read");
 
-    let (days, closes) = aligned_by_postgresql(&store, &["A", "B"], 120).await;
-    assert_eq!(aligned.days.iter().map(|day| day.0).collect::<Vec<_>>(), days);
-    assert_eq!(days.len(), 120);
-    assert_eq!(aligned.closes_of("A"), closes[0]);
-    assert_eq!(aligned.closes_of("B"), closes[1]);
+    assert_as_the_aligned_statement_answers(&store, &aligned).await;
     let ran = &events.events()[before..];
     assert!(ran.iter().all(|event| event.sql != frontier::market::store::sql::ALIGNED_CLOSES), "{ran:?}");
     drop_schema(&store, &schema).await;
@@ -105,11 +108,7 @@ async fn aligned_histories_on_calendars_far_apart_fall_back_to_the_aligned_state
 
     let aligned = store.aligned_closes(&["A", "B"], 120).await.expect("aligned read");
 
-    let (days, closes) = aligned_by_postgresql(&store, &["A", "B"], 120).await;
-    assert_eq!(aligned.days.iter().map(|day| day.0).collect::<Vec<_>>(), days);
-    assert_eq!(days.len(), 120);
-    assert_eq!(aligned.closes_of("A"), closes[0]);
-    assert_eq!(aligned.closes_of("B"), closes[1]);
+    assert_as_the_aligned_statement_answers(&store, &aligned).await;
     assert_eq!(statements_of(&events, frontier::market::store::sql::ALIGNED_CLOSES) - before, 1);
     drop_schema(&store, &schema).await;
 }
