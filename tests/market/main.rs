@@ -68,6 +68,11 @@ async fn all_closes(store: &PriceStore) -> Vec<(String, i32, f64)> {
         .expect("closes read")
 }
 
+/// How many statements with `sql` the store ran on PostgreSQL.
+fn statements_run(events: &RecordedQueryEvents, sql: &str) -> usize {
+    events.events().iter().filter(|event| event.sql == sql).count()
+}
+
 /// Registers `symbol` and stores `closes` on consecutive days from `first_day`.
 async fn store_closes(store: &PriceStore, symbol: &str, days_and_closes: &[(i32, f64)]) {
     store.add_symbols(&[symbol], "tests").await.expect("symbol registered");

@@ -23,11 +23,6 @@ async fn seed_symbol(store: &PriceStore, symbol: &str, days: i32) {
     store_closes(store, symbol, &closes).await;
 }
 
-/// How many statements with `sql` the store ran on PostgreSQL.
-fn statements_run(events: &RecordedQueryEvents, sql: &str) -> usize {
-    events.events().iter().filter(|event| event.sql == sql).count()
-}
-
 #[tokio::test]
 async fn identical_reads_share_one_statement_from_their_second_sighting() {
     let (store, schema, events) = fresh_store().await;

@@ -72,10 +72,6 @@ async fn assert_as_the_aligned_statement_answers(store: &PriceStore, aligned: &f
     }
 }
 
-fn statements_of(events: &RecordedQueryEvents, sql: &str) -> usize {
-    events.events().iter().filter(|event| event.sql == sql).count()
-}
-
 #[tokio::test]
 async fn aligned_histories_on_calendars_a_few_holidays_apart_are_read_as_latest_closes() {
     let (store, schema, events) = fresh_store().await;
@@ -104,12 +100,12 @@ async fn aligned_histories_on_calendars_far_apart_fall_back_to_the_aligned_state
     let b: Vec<(i32, f64)> = (1..=300).step_by(2).map(|day| (day, 1e3 + f64::from(day))).collect();
     store_closes(&store, "A", &a).await;
     store_closes(&store, "B", &b).await;
-    let before = statements_of(&events, frontier::market::store::sql::ALIGNED_CLOSES);
+    let before = statements_run(&events, frontier::market::store::sql::ALIGNED_CLOSES);
 
     let aligned = store.aligned_closes(&["A", "B"], 120).await.expect("aligned read");
 
     assert_as_the_aligned_statement_answers(&store, &aligned).await;
-    assert_eq!(statements_of(&events, frontier::market::store::sql::ALIGNED_CLOSES) - before, 1);
+    assert_eq!(statements_run(&events, frontier::market::store::sql::ALIGNED_CLOSES) - before, 1);
     drop_schema(&store, &schema).await;
 }
 
