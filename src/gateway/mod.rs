@@ -92,7 +92,8 @@ pub async fn run(
         .await?;
     tracker.spawn(sweep(pending.clone(), shutdown.clone()));
 
-    let producer = crate::bus::kafka::producer(&shared.kafka)
+    let kafka = crate::bus::KafkaSettings { linger: settings.request_linger, ..shared.kafka.clone() };
+    let producer = crate::bus::kafka::producer(&kafka)
         .map_err(|source| GatewayError::Kafka { context: "creating the producer".into(), source })?;
     let store = ApiKeyStore::connect(&shared.postgres, settings.auth.schema.as_deref()).await?;
     let verifier = KeyVerifier::new(store, settings.auth.key_cache_ttl, settings.auth.key_cache_capacity);

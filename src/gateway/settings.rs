@@ -38,6 +38,11 @@ pub struct GatewaySettings {
     /// Delete the reply topic on a clean stop. Off when instance ids are stable and the topic
     /// should outlive restarts (its retention keeps it small either way).
     pub delete_reply_topic_on_stop: bool,
+    /// How long the producer gathers requests into a batch before sending (librdkafka's
+    /// `linger.ms`), in place of `[kafka] linger` for the gateway: every HTTP answer waits for
+    /// it, like the serving worker's `answer_linger`.
+    #[serde(with = "humantime_serde")]
+    pub request_linger: Duration,
     /// How long a request waits for its answer when it names no `timeout_ms`; also the
     /// request's `deadline`, after which a worker answers `timeout` without computing.
     #[serde(with = "humantime_serde")]
@@ -84,6 +89,7 @@ impl Default for GatewaySettings {
             reply_topic_prefix: "frontier.gateway.replies.".into(),
             reply_topic_retention: Duration::from_secs(3600),
             delete_reply_topic_on_stop: true,
+            request_linger: Duration::from_millis(1),
             default_timeout: Duration::from_secs(10),
             max_timeout: Duration::from_secs(60),
             result_retention: Duration::from_secs(300),
@@ -165,6 +171,9 @@ impl GatewaySettings {
             return invalid("instance", "must not be empty when set");
         }
         positive("default_timeout", self.default_timeout)?;
+        if self.request_linger > Duration::from_secs(1) {
+            return invalid("request_linger", "must be at most 1s (every HTTP answer waits for it)");
+        }
         self.dashboard.validate()?;
         positive("result_retention", self.result_retention)?;
         if self.max_timeout < self.default_timeout || self.max_timeout > Duration::from_secs(3600) {
@@ -212,5 +221,11 @@ mod tests {
         let settings = GatewaySettings { reply_topic_retention: Duration::from_secs(30), ..GatewaySettings::default() };
         let error = settings.validate().unwrap_err();
         assert_eq!(error.key, "reply_topic_retention");
+    }
+
+    #[test]
+    fn a_request_linger_over_a_second_is_refused() {
+        let settings = GatewaySettings { request_linger: Duration::from_millis(1_001), ..GatewaySettings::default() };
+        assert_eq!(settings.validate().unwrap_err().key, "request_linger");
     }
 }

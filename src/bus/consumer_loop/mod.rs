@@ -95,6 +95,9 @@ pub struct LoopOptions {
     /// How the group hands partitions over (classic groups); cooperative unless the worker
     /// says otherwise.
     pub rebalancing: Rebalancing,
+    /// The loop producer's linger when the worker's outputs want another than `[kafka]
+    /// linger`: a worker that answers requests waits for it with every answer.
+    pub linger: Option<Duration>,
 }
 
 impl LoopOptions {
@@ -111,6 +114,7 @@ impl LoopOptions {
             max_message_bytes: bus.max_message_bytes,
             status: (!bus.status_interval.is_zero()).then(|| (bus.status_topic.clone(), bus.status_interval)),
             rebalancing: Rebalancing::default(),
+            linger: None,
         }
     }
 }
@@ -177,7 +181,8 @@ impl<W: Worker> ConsumerLoop<W> {
             kafka::consumer_config(kafka_settings, &options.group_id, options.rebalancing)
                 .create_with_context(context)
                 .map_err(|source| BusError::Client { what: "consumer", source })?;
-        let producer = kafka::producer_config(kafka_settings)
+        let lingering = options.linger.map(|linger| KafkaSettings { linger, ..kafka_settings.clone() });
+        let producer = kafka::producer_config(lingering.as_ref().unwrap_or(kafka_settings))
             .create_with_context(DeliveryContext::new(worker.name()))
             .map_err(|source| BusError::Client { what: "producer", source })?;
         let admin =

@@ -99,6 +99,7 @@ impl ServingLoops {
         // on a revoked partition is answered twice at worst, which a cached answer makes cheap.
         let options = LoopOptions {
             rebalancing: Rebalancing::Eager,
+            linger: Some(settings.answer_linger),
             ..LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics())
         };
         let (cache, pool, instance) = (worker.cache().clone(), worker.pool().clone(), worker.instance().to_owned());

@@ -25,6 +25,15 @@ fn settings_refuse_a_loop_and_a_shared_invalidation_group() {
 }
 
 #[test]
+fn settings_refuse_an_answer_linger_over_a_second() {
+    use std::time::Duration;
+    let settings = |millis| ServeSettings { answer_linger: Duration::from_millis(millis), ..ServeSettings::default() };
+    assert!(settings(0).validate().is_ok());
+    assert!(settings(1_000).validate().is_ok());
+    assert_eq!(settings(1_001).validate().unwrap_err().key, "answer_linger");
+}
+
+#[test]
 fn jitter_only_shortens_the_ttl_and_never_below_its_share() {
     use std::time::Duration;
 

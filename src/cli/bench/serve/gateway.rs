@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use super::{Bench, ScratchDir, load, summary};
+use super::{Bench, Lingers, ScratchDir, load, summary};
 use crate::cli::percentile;
 use crate::gateway::keys::{ApiKeyStore, Role};
 use crate::gateway::ratelimit::Quota;
@@ -60,7 +60,7 @@ pub(in crate::cli::bench) async fn bench_gateway(
         bail!("need at least 5 symbols, 1 key, a positive rate and 1 second");
     }
     let (mut bench, symbols) =
-        Bench::prepare(settings, "gateway", args.symbols, Some(Duration::from_millis(args.linger_ms)), &["direct"])
+        Bench::prepare(settings, "gateway", args.symbols, Lingers::all(Duration::from_millis(args.linger_ms)), &["direct"])
             .await?;
     let dir = ScratchDir::new("gateway")?;
     let cache = bench.cache_settings(dir.path(), Some((Duration::from_secs(3600), Duration::ZERO)));

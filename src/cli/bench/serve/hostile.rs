@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use super::{Bench, ScratchDir, load, summary};
+use super::{Bench, Lingers, ScratchDir, load, summary};
 use crate::cli::percentile;
 use crate::settings::Settings;
 
@@ -83,7 +83,7 @@ pub(in crate::cli::bench) async fn bench_hostile(
         bail!("need at least 5 symbols, 1 heavy request, a positive rate, 1 key and 1 second");
     }
     let (mut bench, symbols) =
-        Bench::prepare(settings, "hostile", args.symbols, Some(Duration::from_millis(args.linger_ms)), &["all"])
+        Bench::prepare(settings, "hostile", args.symbols, Lingers::all(Duration::from_millis(args.linger_ms)), &["all"])
             .await?;
     let dir = ScratchDir::new("hostile")?;
     let cache = bench.cache_settings(dir.path(), Some((Duration::from_secs(3600), Duration::ZERO)));

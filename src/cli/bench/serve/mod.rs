@@ -85,11 +85,15 @@ pub struct ServeBenchArgs {
     /// Grace (stale-while-revalidate) during the hit-ratio phases; 0 makes every expiry a miss.
     #[arg(long, default_value = "0s", value_parser = crate::cli::duration_arg)]
     pub grace: Duration,
-    /// Producer linger (ms) of the publisher and the serving instance; by default the
-    /// configured `[kafka] linger` (5 ms as shipped), what users run. 1 ms halves the median
-    /// but sends the broker 3-4x the produce requests, and its young collections with them.
+    /// Producer linger (ms) of the publisher, which stands for the users' request producers,
+    /// and of every producer but the serving loop's; by default the configured `[kafka]
+    /// linger` (5 ms as shipped).
     #[arg(long)]
     pub linger_ms: Option<u64>,
+    /// Linger (ms) of the serving instances' answers; by default the configured
+    /// `[workers.serve] answer_linger` (1 ms as shipped).
+    #[arg(long)]
+    pub answer_linger_ms: Option<u64>,
     /// Requests per second of the high-rate phase (the cached load on the warm instance).
     #[arg(long, default_value_t = 10_000.0)]
     pub high_rate: f64,
@@ -139,8 +143,11 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         bail!("need at least 5 symbols, 1 key, positive rates and 1 second");
     }
     let phases = ["cold", "steady", "warmer-off", "warmer-on"];
-    let linger = args.linger_ms.map(Duration::from_millis);
-    let (mut bench, symbols) = Bench::prepare(settings, "serve", args.symbols, linger, &phases).await?;
+    let lingers = Lingers {
+        requests: args.linger_ms.map(Duration::from_millis),
+        answers: args.answer_linger_ms.map(Duration::from_millis),
+    };
+    let (mut bench, symbols) = Bench::prepare(settings, "serve", args.symbols, lingers, &phases).await?;
 
     // Cold: every request a new key (its own tenant), at a rate the computations can follow.
     let cache_dir = ScratchDir::new("cold")?;
@@ -241,11 +248,12 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     let lookups = lookups::lookup_latencies(&bench).await?;
 
     println!(
-        "frontier bench serve: {} symbols, {} keys, Zipf s={}, linger {} ms, hit-ratio phases ttl {:?} grace {:?}; publish -> response through Kafka (in-process serving instance)",
+        "frontier bench serve: {} symbols, {} keys, Zipf s={}, linger {} ms (requests) and {} ms (answers), hit-ratio phases ttl {:?} grace {:?}; publish -> response through Kafka (in-process serving instance)",
         args.symbols,
         args.keys,
         args.zipf,
         bench.settings.kafka.linger.as_millis(),
+        bench.settings.workers.serve.answer_linger.as_millis(),
         args.ttl,
         args.grace
     );
@@ -405,21 +413,40 @@ impl RunningInstance {
     }
 }
 
+/// The producer lingers a bench replaces; `None` keeps the configured one.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Lingers {
+    /// `[kafka] linger`: the publisher's, and every producer's but the serving loops'.
+    pub(super) requests: Option<Duration>,
+    /// `[workers.serve] answer_linger`: the serving loops' producers.
+    pub(super) answers: Option<Duration>,
+}
+
+impl Lingers {
+    /// The same linger for every producer.
+    pub(super) fn all(linger: Duration) -> Lingers {
+        Lingers { requests: Some(linger), answers: Some(linger) }
+    }
+}
+
 impl Bench {
     /// Fresh topics (one requests and one metrics topic per phase), a fresh price schema seeded with `symbols`
-    /// symbols (300 days each), and the response collector, already reading; `linger` replaces
-    /// the configured producer linger. Returns the bench and the symbols.
+    /// symbols (300 days each), and the response collector, already reading; `lingers` replace
+    /// the configured producer lingers. Returns the bench and the symbols.
     pub(super) async fn prepare(
         settings: &Settings,
         name: &str,
         symbols: usize,
-        linger: Option<Duration>,
+        lingers: Lingers,
         phases: &[&str],
     ) -> anyhow::Result<(Bench, Vec<String>)> {
         let run = crate::clock::now_millis();
         let mut settings = settings.clone();
-        if let Some(linger) = linger {
+        if let Some(linger) = lingers.requests {
             settings.kafka.linger = linger;
+        }
+        if let Some(linger) = lingers.answers {
+            settings.workers.serve.answer_linger = linger;
         }
         let serve = &mut settings.workers.serve;
         serve.input_topic = format!("bench.{name}.{run}.requests");
