@@ -1,6 +1,7 @@
 //! The cache warmer keeping a hot key fresh, and holding back while serving is busy.
 
-use frontier::cache::KindLifetime;
+use frontier::bus::Worker;
+use frontier::cache::{CacheKey, KindLifetime};
 use frontier::workers::cache_warmer::{CacheWarmer, CacheWarmerSettings, WarmerError, run_warmer};
 
 use super::*;
@@ -40,6 +41,56 @@ async fn the_warmer_refreshes_a_hot_key_before_it_expires_so_the_next_request_is
     assert_eq!(after["status"], "ok");
     assert_ne!(layer(&after), "none", "a hit, refreshed by the warmer: {after}");
     assert_eq!(instance.worker.computations(), 1, "only the first request computed");
+    warmer.stop().await;
+    instance.stop().await;
+    world.drop_schema().await;
+}
+
+#[tokio::test]
+async fn one_scan_refreshes_every_due_key_its_budget_allows_not_only_as_many_as_it_has_permits() {
+    let mut world = World::new("warmer-queue").await;
+    let redis = stack_redis(&world.settings).await;
+    let disk = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_secs(4);
+    let mut cache = world.cache_settings(&disk);
+    cache.kinds.insert("market.volatility".into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
+    let instance = world.instance("a", cache.clone(), Some(&redis)).await;
+    // One permit, and the loop's own scans an hour apart (its first finds nothing due): the
+    // test scans once itself, when every key is due.
+    let warmer = Warmer::start(&world, &cache, &redis, |settings| {
+        settings.scan_interval = Duration::from_secs(3600);
+        settings.max_concurrent_refreshes = 1;
+        settings.refresh_ahead = 0.9;
+    })
+    .await;
+    let requests = [("SYN0001", 30), ("SYN0001", 60), ("SYN0002", 30), ("SYN0003", 30)];
+    for (symbol, window_days) in requests {
+        for _ in 0..3 {
+            assert_eq!(instance.ask(&mut world, volatility(symbol, window_days)).await["status"], "ok");
+        }
+    }
+    let keys: Vec<CacheKey> = requests
+        .iter()
+        .map(|(symbol, window_days)| {
+            let params = json!({"symbol": symbol, "window_days": window_days});
+            CacheKey::for_request("market.volatility", &params, "acme", &[])
+        })
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    while keys.iter().any(|key| warmer.warmer.score(key) < 1.5) {
+        assert!(Instant::now() < deadline, "the warmer never counted every key hot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Due 10 % into the ttl.
+    tokio::time::sleep(ttl / 10 + Duration::from_millis(100)).await;
+
+    warmer.warmer.tick(std::time::SystemTime::now()).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while warmer.warmer.refreshed() < 4 {
+        let refreshed = warmer.warmer.refreshed();
+        assert!(Instant::now() < deadline, "one scan refreshed {refreshed} of the 4 due keys");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     warmer.stop().await;
     instance.stop().await;
     world.drop_schema().await;

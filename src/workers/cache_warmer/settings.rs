@@ -29,7 +29,8 @@ pub struct CacheWarmerSettings {
     pub max_hot_keys: usize,
     /// How early to refresh, as a fraction of the key's ttl (0.2: in the last fifth of it).
     pub refresh_ahead: f64,
-    /// Refreshes running at once, at most: the warmer's share of the database and CPU.
+    /// Refreshes running at once, at most: the warmer's share of the database and CPU. A scan
+    /// queues up to a scan interval's budget of refreshes for them.
     pub max_concurrent_refreshes: usize,
     /// Refreshes started per second, at most (token bucket with one second of burst).
     pub max_refreshes_per_second: f64,
