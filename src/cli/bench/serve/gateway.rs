@@ -59,9 +59,8 @@ pub(in crate::cli::bench) async fn bench_gateway(
     if args.symbols < 5 || args.keys == 0 || args.rate <= 0.0 || args.seconds == 0 {
         bail!("need at least 5 symbols, 1 key, a positive rate and 1 second");
     }
-    let (mut bench, symbols) =
-        Bench::prepare(settings, "gateway", args.symbols, Lingers::all(Duration::from_millis(args.linger_ms)), &["direct"])
-            .await?;
+    let lingers = Lingers::all(Duration::from_millis(args.linger_ms));
+    let (mut bench, symbols) = Bench::prepare(settings, "gateway", args.symbols, lingers, &["direct"]).await?;
     let dir = ScratchDir::new("gateway")?;
     let cache = bench.cache_settings(dir.path(), Some((Duration::from_secs(3600), Duration::ZERO)));
     let instance = bench.start_instance(&cache, "gateway", "direct").await?;

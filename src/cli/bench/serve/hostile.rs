@@ -82,9 +82,8 @@ pub(in crate::cli::bench) async fn bench_hostile(
     if args.symbols < 5 || args.heavy == 0 || args.rate <= 0.0 || args.seconds == 0 || args.keys == 0 {
         bail!("need at least 5 symbols, 1 heavy request, a positive rate, 1 key and 1 second");
     }
-    let (mut bench, symbols) =
-        Bench::prepare(settings, "hostile", args.symbols, Lingers::all(Duration::from_millis(args.linger_ms)), &["all"])
-            .await?;
+    let lingers = Lingers::all(Duration::from_millis(args.linger_ms));
+    let (mut bench, symbols) = Bench::prepare(settings, "hostile", args.symbols, lingers, &["all"]).await?;
     let dir = ScratchDir::new("hostile")?;
     let cache = bench.cache_settings(dir.path(), Some((Duration::from_secs(3600), Duration::ZERO)));
     let instance = bench.start_instance(&cache, "hostile", "all").await?;
