@@ -8,15 +8,8 @@ use super::*;
 
 #[tokio::test]
 async fn the_warmer_refreshes_a_hot_key_before_it_expires_so_the_next_request_is_a_hit() {
-    let mut world = World::new("warmer").await;
-    let redis = stack_redis(&world.settings).await;
-    let disk = tempfile::tempdir().unwrap();
-    // Short-lived entries without grace: once the ttl passes, the instance's own copy is dead
-    // and only a refreshed one (in Redis) can answer without computing.
     let ttl = Duration::from_secs(4);
-    let mut cache = world.cache_settings(&disk);
-    cache.kinds.insert("market.volatility".into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
-    let instance = world.instance("a", cache.clone(), Some(&redis)).await;
+    let Expiring { mut world, redis, disk: _disk, cache, instance } = Expiring::start("warmer", ttl).await;
 
     let warmer = Warmer::start(&world, &cache, &redis, |settings| {
         settings.scan_interval = Duration::from_millis(100);
@@ -48,13 +41,8 @@ async fn the_warmer_refreshes_a_hot_key_before_it_expires_so_the_next_request_is
 
 #[tokio::test]
 async fn one_scan_refreshes_every_due_key_its_budget_allows_not_only_as_many_as_it_has_permits() {
-    let mut world = World::new("warmer-queue").await;
-    let redis = stack_redis(&world.settings).await;
-    let disk = tempfile::tempdir().unwrap();
     let ttl = Duration::from_secs(4);
-    let mut cache = world.cache_settings(&disk);
-    cache.kinds.insert("market.volatility".into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
-    let instance = world.instance("a", cache.clone(), Some(&redis)).await;
+    let Expiring { mut world, redis, disk: _disk, cache, instance } = Expiring::start("warmer-queue", ttl).await;
     // One permit, and the loop's own scans an hour apart (its first finds nothing due): the
     // test scans once itself, when every key is due.
     let warmer = Warmer::start(&world, &cache, &redis, |settings| {
@@ -176,13 +164,8 @@ async fn an_instance_whose_live_requests_fill_its_pool_tells_the_warmers_to_hold
 
 #[tokio::test]
 async fn the_warmer_holds_its_refreshes_back_while_a_serving_instance_is_busy() {
-    let mut world = World::new("warmer-yields").await;
-    let redis = stack_redis(&world.settings).await;
-    let disk = tempfile::tempdir().unwrap();
     let ttl = Duration::from_secs(3);
-    let mut cache = world.cache_settings(&disk);
-    cache.kinds.insert("market.volatility".into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
-    let instance = world.instance("a", cache.clone(), Some(&redis)).await;
+    let Expiring { mut world, redis, disk: _disk, cache, instance } = Expiring::start("warmer-yields", ttl).await;
     let busy_side = TieredCache::connect(&cache, Some(&redis)).await.unwrap();
     // Another instance says it is busy, and keeps saying so, as a flooded one does.
     assert!(busy_side.mark_busy("flooded", Duration::from_secs(2)).await);
@@ -219,6 +202,30 @@ async fn the_warmer_holds_its_refreshes_back_while_a_serving_instance_is_busy() 
     warmer.stop().await;
     instance.stop().await;
     world.drop_schema().await;
+}
+
+/// A world with one serving instance whose volatility entries live `ttl` without grace: once
+/// it passes, the instance's own copy is dead and only a refreshed one (in Redis) can answer
+/// without computing.
+struct Expiring {
+    world: World,
+    redis: String,
+    /// The instance's disk layer, deleted when dropped.
+    disk: tempfile::TempDir,
+    cache: CacheSettings,
+    instance: Instance,
+}
+
+impl Expiring {
+    async fn start(name: &str, ttl: Duration) -> Expiring {
+        let world = World::new(name).await;
+        let redis = stack_redis(&world.settings).await;
+        let disk = tempfile::tempdir().unwrap();
+        let mut cache = world.cache_settings(&disk);
+        cache.kinds.insert("market.volatility".into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
+        let instance = world.instance("a", cache.clone(), Some(&redis)).await;
+        Expiring { world, redis, disk, cache, instance }
+    }
 }
 
 /// A cache warmer on the world's request-completed events, sharing the instances' Redis.
