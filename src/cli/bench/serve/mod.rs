@@ -208,10 +208,9 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         eprintln!("[bench] {label}: {count} requests at {}/s, ttl {:?}, grace {:?}", args.rate, args.ttl, args.grace);
         let phase = bench.run_phase(label, count, args.rate, &mut zipf_request).await?;
         let refreshed = match warmer {
-            Some((token, warmer, task)) => {
+            Some((token, task)) => {
                 token.cancel();
-                task.await.context("warmer task")??;
-                Some(warmer.refreshed())
+                Some(task.await.context("the warmer's thread ended without a report")??)
             }
             None => None,
         };
@@ -585,41 +584,57 @@ impl Bench {
         Launcher { settings, catalog: self.catalog.clone(), store: self.store.clone(), shutdown: self.shutdown.clone() }
     }
 
-    /// A warmer on the metrics topic of `phase`, sharing the instance's Redis prefix.
+    /// A warmer on the metrics topic of `phase`, sharing the instance's Redis prefix, on a
+    /// runtime and threads of its own, as `frontier run cache-warmer` is a process of its own:
+    /// on the instance's runtime its 2,000 events a second queued beside the answers. Its task
+    /// ends with how many keys it refreshed.
     async fn start_warmer(
         &self,
         cache: &CacheSettings,
         phase: &str,
-    ) -> anyhow::Result<(CancellationToken, Arc<CacheWarmer>, WarmerTask)> {
+    ) -> anyhow::Result<(CancellationToken, WarmerTask)> {
         let mut settings = self.settings.clone();
         settings.workers.cache_warmer.input_topic = self.metrics_topic(phase);
         settings.workers.cache_warmer.group_id = Some(format!("bench.warmer.{}", uuid::Uuid::new_v4().simple()));
         let mut cache = cache.clone();
         cache.disk_bytes = 0;
         cache.memory_bytes = settings.workers.cache_warmer.memory_bytes;
-        let cache = TieredCache::connect(&cache, Some(&settings.redis.url)).await?;
         let token = self.shutdown.child_token();
-        // Its own connection pool, as a separate warmer process would have.
-        let options =
-            StoreOptions { schema: settings.prices.schema.clone(), application: "frontier bench serve warmer".into() };
-        let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
-        let warmer = Arc::new(CacheWarmer::new(
-            &settings.workers.cache_warmer,
-            cache,
-            store,
-            settings.cache.recipe_ttl,
-            token.clone(),
-        ));
         let catalog = self.catalog.clone();
         let instance = format!("bench-{}", uuid::Uuid::new_v4().simple());
-        let shared = settings.shared();
-        let groups = warmer_groups(&shared, &settings.workers.cache_warmer, &instance);
-        let (task_token, task_warmer) = (token.clone(), warmer.clone());
-        let task = tokio::spawn(async move {
-            run_warmer(&shared, &settings.workers.cache_warmer, task_warmer, catalog, &instance, task_token).await
-        });
+        let groups = warmer_groups(&settings.shared(), &settings.workers.cache_warmer, &instance);
+        let (started_tx, started) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        let thread_token = token.clone();
+        std::thread::Builder::new().name("bench-warmer".into()).spawn(move || {
+            let runtime =
+                match tokio::runtime::Builder::new_multi_thread().thread_name("warmer-rt").enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started_tx.send(Err(anyhow::Error::new(error).context("the warmer's runtime")));
+                        return;
+                    }
+                };
+            runtime.block_on(async move {
+                let warmer = match connect_warmer(&settings, &cache, thread_token.clone()).await {
+                    Ok(warmer) => warmer,
+                    Err(error) => {
+                        let _ = started_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = started_tx.send(Ok(()));
+                let shared = settings.shared();
+                let warmer_settings = &settings.workers.cache_warmer;
+                let report =
+                    run_warmer(&shared, warmer_settings, warmer.clone(), catalog, &instance, thread_token).await;
+                // The warmer (its pools and connections) is dropped here, on its own runtime.
+                let _ = ended_tx.send(report.map(|_| warmer.refreshed()));
+            });
+        })?;
+        started.await.context("the warmer's thread ended before starting it")??;
         self.wait_until_assigned(&groups).await.context("starting the warmer")?;
-        Ok((token, warmer, task))
+        Ok((token, ended))
     }
 
     /// Waits until each of `groups` is `Stable` with a member, so a warmer-on phase measures
@@ -767,7 +782,22 @@ impl Bench {
 }
 
 /// A warmer running in the bench process.
-type WarmerTask = tokio::task::JoinHandle<Result<crate::bus::LoopReport, WarmerError>>;
+/// Ends with the keys a bench warmer refreshed, once it stopped.
+type WarmerTask = tokio::sync::oneshot::Receiver<Result<u64, WarmerError>>;
+
+/// A warmer for the bench, as `frontier run cache-warmer` builds one: its cache and its own
+/// connection pool.
+async fn connect_warmer(
+    settings: &Settings,
+    cache: &CacheSettings,
+    token: CancellationToken,
+) -> anyhow::Result<Arc<CacheWarmer>> {
+    let cache = TieredCache::connect(cache, Some(&settings.redis.url)).await?;
+    let options =
+        StoreOptions { schema: settings.prices.schema.clone(), application: "frontier bench serve warmer".into() };
+    let store = PriceStore::connect(&settings.postgres, options, Arc::new(DiscardQueryEvents)).await?;
+    Ok(Arc::new(CacheWarmer::new(&settings.workers.cache_warmer, cache, store, settings.cache.recipe_ttl, token)))
+}
 
 /// Publishes a record no collector decodes to the responses topic until the collector has read
 /// one. Why: the collector's first offset query can go out before its metadata knows the new

@@ -38,7 +38,7 @@ pub(super) async fn start_phase(
     let group = format!("bench.serve.start.{}", uuid::Uuid::new_v4().simple());
     let first = launcher.start(&first_cache, &group).await?;
     // The warmer publishes the hot set new instances load before taking partitions.
-    let (warmer_token, _, warmer_task) = bench.start_warmer(&first_cache, "start").await?;
+    let (warmer_token, warmer_task) = bench.start_warmer(&first_cache, "start").await?;
     eprintln!("[bench] start: {warmup} s of one instance alone on {partitions} partitions, then {seconds} s measured");
     bench.run_phase("prestart", (rate * warmup as f64) as usize, rate, request_of).await?;
 
