@@ -56,7 +56,10 @@ async fn a_wrong_secret_for_a_real_id_is_refused() {
 async fn only_an_argon2id_hash_of_the_secret_is_stored() {
     let (store, schema) = key_store().await;
     let created = store.create("acme", Role::Viewer, "hash").await.unwrap();
-    let secret = created.key.rsplit('_').next().unwrap();
+    // `frk_<id>_<secret>`: the id is hex, the secret 32 bytes in base64url, which may hold `_`
+    // itself (its tail after the last one can be a few characters any hash might contain).
+    let (_, secret) = created.key.strip_prefix("frk_").unwrap().split_once('_').unwrap();
+    assert_eq!(secret.len(), 43, "{secret}");
     let row = sqlx::query("SELECT secret_hash FROM api_keys WHERE id = $1")
         .bind(&created.id)
         .fetch_one(store.pool())
