@@ -102,6 +102,7 @@ pub(in crate::cli::bench) async fn bench_gateway(
     let gateway = &mut gateway_settings.gateway;
     gateway.analysis_topic = bench.requests_topic.clone();
     gateway.instance = Some(format!("bench-{}", crate::clock::now_millis()));
+    gateway.request_linger = Duration::from_millis(args.linger_ms);
     gateway.auth.schema = schema.clone();
     let unlimited = Quota { per_second: 1_000_000, burst: 1_000_000 };
     let throttle = Quota { per_second: ((args.rate / 10.0) as u32).max(1), burst: ((args.rate / 10.0) as u32).max(1) };
