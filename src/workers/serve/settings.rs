@@ -50,9 +50,9 @@ pub struct ServeSettings {
     pub warm_start_timeout: Duration,
     /// How long the request loop's producer gathers answers and `RequestCompleted` events into
     /// a batch before sending (librdkafka's `linger.ms`), in place of `[kafka] linger` for this
-    /// worker. Every answer waits for it: 1 ms against the shipped 5 ms took the cached median
-    /// of `frontier bench serve` from 9.4 to 3.5 ms (README, "Request serving"), and with one
-    /// request in flight per broker the batches still grow with the load.
+    /// worker. Every answer waits for it: 1 ms against `[kafka] linger`'s 5 ms took the cached
+    /// median of `frontier bench serve` from 9.1-9.7 to 5.4-5.8 ms (README, "Request serving"),
+    /// and with one request in flight per broker the batches still grow with the load.
     #[serde(with = "humantime_serde")]
     pub answer_linger: Duration,
     /// How much analysis work the worker takes on: the cost limit of one request, and how

@@ -781,7 +781,6 @@ impl Bench {
     }
 }
 
-/// A warmer running in the bench process.
 /// Ends with the keys a bench warmer refreshed, once it stopped.
 type WarmerTask = tokio::sync::oneshot::Receiver<Result<u64, WarmerError>>;
 
