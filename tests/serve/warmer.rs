@@ -126,6 +126,27 @@ async fn a_new_instance_answers_the_hot_keys_from_memory_from_its_first_request(
 }
 
 #[tokio::test]
+async fn a_new_instance_has_opened_all_its_price_store_connections_by_its_first_answer() {
+    let mut world = World::new("open-connections").await;
+    let redis = stack_redis(&world.settings).await;
+    let disk = tempfile::tempdir().unwrap();
+    // A store of its own: the world's has served other statements already.
+    let options = StoreOptions { schema: Some(world.schema.clone()), application: "frontier-tests".into() };
+    let store = PriceStore::connect(&world.settings.postgres, options, world.events.clone()).await.unwrap();
+    assert_eq!(store.pool().size(), 1, "sqlx opens one connection to check the settings");
+
+    let settings = world.instance_settings("open-connections").await;
+    let instance = world.instance_with(settings, world.cache_settings(&disk), Some(&redis), store.clone()).await;
+    let answer = instance.ask(&mut world, volatility("SYN0001", 30)).await;
+
+    assert_eq!(answer["status"], "ok", "{answer}");
+    // One computation needs one connection; the others were opened before it came.
+    assert_eq!(store.pool().size(), world.settings.postgres.max_connections);
+    instance.stop().await;
+    world.drop_schema().await;
+}
+
+#[tokio::test]
 async fn an_instance_whose_live_requests_fill_its_pool_tells_the_warmers_to_hold_back() {
     let mut world = World::new("busy-mark").await;
     let redis = stack_redis(&world.settings).await;

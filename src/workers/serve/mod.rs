@@ -12,9 +12,9 @@
 //!   so every instance sees every order).
 //!
 //! Before its first poll, a process loads the hottest entries (the cache warmer's hot set)
-//! from Redis into its memory layer, so a restarted or added instance starts warm. While live
-//! requests fill its analysis pool, it says so in Redis ([`BUSY_MARK_TTL`]), and the cache
-//! warmers hold their refreshes back.
+//! from Redis into its memory layer and opens its price store connections, so a restarted or
+//! added instance starts warm. While live requests fill its analysis pool, it says so in Redis
+//! ([`BUSY_MARK_TTL`]), and the cache warmers hold their refreshes back.
 //!
 //! The recipe of every computed key is stored sealed in the cache ([`crate::cache::recipe`]) so
 //! the cache warmer can recompute hot keys.
@@ -40,7 +40,7 @@ use crate::bus::{BusError, ConsumerLoop, LoopOptions, LoopReport, SchemaCatalog}
 use crate::cache::invalidation::{InvalidationWorker, SideBySideError, invalidation_loop, run_beside_invalidations};
 use crate::cache::{CacheError, TieredCache};
 use crate::market::pool::AnalysisPool;
-use crate::market::{ConnectStoreError, connect_store};
+use crate::market::{ConnectStoreError, PriceStore, connect_store};
 
 /// Why a serving process could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,7 @@ pub struct ServingLoops {
     invalidations: ConsumerLoop<InvalidationWorker>,
     cache: TieredCache,
     pool: AnalysisPool,
+    store: PriceStore,
     instance: String,
     warm_start_keys: usize,
     warm_start_timeout: Duration,
@@ -102,28 +103,36 @@ impl ServingLoops {
             linger: Some(settings.answer_linger),
             ..LoopOptions::new(&shared.bus, shared.group_id(settings), settings.input_topics())
         };
-        let (cache, pool, instance) = (worker.cache().clone(), worker.pool().clone(), worker.instance().to_owned());
+        let (cache, pool, store) = (worker.cache().clone(), worker.pool().clone(), worker.store().clone());
+        let instance = worker.instance().to_owned();
         Ok(ServingLoops {
             requests: ConsumerLoop::new(&shared.kafka, options, worker, catalog)?,
             invalidations,
             cache,
             pool,
+            store,
             instance,
             warm_start_keys: settings.warm_start_keys,
             warm_start_timeout: settings.warm_start_timeout,
         })
     }
 
-    /// Warms the memory layer from the hot set (see [`ServeSettings::warm_start_keys`]), then
-    /// runs both loops until `shutdown` is cancelled (both drain and commit) or one fails (then
-    /// the other is stopped too). Returns the request loop's report.
+    /// Warms the memory layer from the hot set (see [`ServeSettings::warm_start_keys`]) and
+    /// opens the price store's connections, then runs both loops until `shutdown` is cancelled
+    /// (both drain and commit) or one fails (then the other is stopped too). Returns the request
+    /// loop's report.
     pub async fn run(self, shutdown: CancellationToken) -> Result<LoopReport, ServeError> {
         // The loops have subscribed but not polled yet, so no partition is ours before this
         // ends: the group's other instances keep serving meanwhile.
         tokio::select! {
             biased;
             () = shutdown.cancelled() => {}
-            () = warm_start(&self.cache, self.warm_start_keys, self.warm_start_timeout) => {}
+            _ = async {
+                tokio::join!(
+                    warm_start(&self.cache, self.warm_start_keys, self.warm_start_timeout),
+                    open_connections(&self.store, self.warm_start_timeout),
+                )
+            } => {}
         }
         let signal_stop = shutdown.child_token();
         let cache = self.cache.clone();
@@ -199,6 +208,18 @@ async fn warm_start(cache: &TieredCache, keys: usize, timeout: Duration) {
     };
     ::metrics::counter!(metric::WARM_STARTS, "outcome" => outcome).increment(1);
     ::metrics::histogram!(metric::WARM_START_SECONDS).record(started.elapsed().as_secs_f64());
+}
+
+/// Opens the price store's connections (see [`PriceStore::open_connections`]) within
+/// `timeout`; logs how it went. Those not open by then open on demand, as without it.
+async fn open_connections(store: &PriceStore, timeout: Duration) {
+    let started = Instant::now();
+    match tokio::time::timeout(timeout, store.open_connections()).await {
+        Ok(held) => info!(held, took = ?started.elapsed(), "price store connections opened"),
+        Err(_) => {
+            warn!(?timeout, "opening the price store's connections took too long; taking partitions without them")
+        }
+    }
 }
 
 /// `frontier run serve`: connects the price store and the cache, then runs both loops until

@@ -44,8 +44,9 @@ pub struct ServeSettings {
     /// hottest keys (the cache warmer's hot set in Redis) into its memory layer, so its first
     /// requests are memory hits; 0 starts cold.
     pub warm_start_keys: usize,
-    /// The longest a start waits for that warming; past it the instance takes partitions with
-    /// what it has loaded.
+    /// The longest a start waits for that warming and for opening its price store
+    /// connections (all of `[postgres] max_connections`, side by side with the warming); past
+    /// it the instance takes partitions with what it has loaded and opened.
     #[serde(with = "humantime_serde")]
     pub warm_start_timeout: Duration,
     /// How long the request loop's producer gathers answers and `RequestCompleted` events into

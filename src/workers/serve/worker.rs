@@ -109,6 +109,11 @@ impl ServeWorker {
         &self.cache
     }
 
+    /// The price store it computes over.
+    pub fn store(&self) -> &PriceStore {
+        &self.store
+    }
+
     /// The pool admitting its computations.
     pub fn pool(&self) -> &AnalysisPool {
         &self.pool
