@@ -1,6 +1,8 @@
-//! The disk layer: one sealed file per entry in a folder this instance owns, written to a
-//! temporary file and renamed into place (a reader never sees half a file), bounded in bytes:
-//! dead entries go first, then the least recently used.
+//! The disk layer: one sealed file per entry in a folder this instance owns, bounded in bytes:
+//! dead entries go first, then the least recently used. A key's first file is written to a
+//! temporary file and renamed into place; a key written again (recomputed after its ttl) is
+//! rewritten in place, see [`writer`]. A reader that finds a file it cannot open while it is
+//! being rewritten takes it for a miss, not for a broken file.
 //!
 //! Writes happen behind the answers: `put` queues the entry and returns, and one writer thread
 //! per layer ([`writer`]), at a lower OS priority, seals the queued entries and writes them one
@@ -63,6 +65,9 @@ struct Record {
     watermark: Watermark,
     /// Logical clock of the last read or write, for least-recently-used eviction.
     used: u64,
+    /// The number of the `put` whose entry the file holds (0: found at start): a reader whose
+    /// file did not open tells a rewrite under way from a broken file by it.
+    version: u64,
 }
 
 #[derive(Debug, Default)]
@@ -243,7 +248,7 @@ impl DiskLayer {
             match tokio::fs::read(&path).await {
                 Ok(bytes) => match layer.shared.sealer.open(Some(key), &bytes) {
                     Ok((key, entry)) if entry.dead_at_ms() > now_ms => {
-                        layer.shared.state().index.insert(key, record_of(&entry, bytes.len() as u64));
+                        layer.shared.state().index.insert(key, record_of(&entry, bytes.len() as u64, 0));
                     }
                     Ok(_) => layer.delete_file(&path).await,
                     Err(reason) => {
@@ -261,7 +266,7 @@ impl DiskLayer {
 
     /// The entry under `key`, if one is queued for the disk or a readable live file holds it.
     pub async fn get(&self, key: &str) -> Option<Entry> {
-        {
+        let version = {
             let mut state = self.shared.state();
             if let Some(queued) = state.queue.pending.get(key) {
                 return Some(Entry::clone(&queued.entry));
@@ -271,7 +276,8 @@ impl DiskLayer {
             let clock = index.clock;
             let record = index.records.get_mut(key)?;
             record.used = clock;
-        }
+            record.version
+        };
         let path = self.shared.path_of(key);
         let bytes = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,
@@ -286,6 +292,17 @@ impl DiskLayer {
         match self.shared.sealer.open(Some(key), &bytes) {
             Ok((_, entry)) => Some(entry),
             Err(reason) => {
+                {
+                    // Read while the writer rewrote it: the newer entry is queued until its
+                    // file is written, and once written the index holds its version.
+                    let state = self.shared.state();
+                    if let Some(queued) = state.queue.pending.get(key) {
+                        return Some(Entry::clone(&queued.entry));
+                    }
+                    if state.index.records.get(key).is_some_and(|record| record.version != version) {
+                        return None;
+                    }
+                }
                 self.shared.count_unreadable(reason.label());
                 warn!(key, %reason, "dropping an unreadable entry from the disk cache");
                 self.remove(key).await;
@@ -468,12 +485,13 @@ impl Drop for DiskLayer {
     }
 }
 
-fn record_of(entry: &Entry, bytes: u64) -> Record {
+fn record_of(entry: &Entry, bytes: u64, version: u64) -> Record {
     Record {
         bytes,
         dead_at_ms: entry.dead_at_ms(),
         tags: entry.tags.clone(),
         watermark: entry.watermark.clone(),
         used: 0,
+        version,
     }
 }

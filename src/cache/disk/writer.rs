@@ -1,5 +1,12 @@
 //! The disk layer's writer: one thread per layer that takes queued entries in order, seals
-//! each into a temporary file and renames it into place, then records it in the index.
+//! each and writes it to its file, then records it in the index. A key's first file is written
+//! to a temporary file and renamed into place; a key that has a file is rewritten in place.
+//! Why: on ext4 without a journal a file created costs 0.7-0.8 ms of the kernel's time (it
+//! scans the inodes deleted in the last minutes, and the file renamed over is one more), and a
+//! rewrite in place 10-130 us; in `bench serve` most writes after the first ttl are keys
+//! recomputed after it. A reader that opens a half-rewritten file finds it unreadable (it is
+//! sealed with AES-GCM) and takes it for a miss ([`super::DiskLayer::get`]); a crash
+//! mid-rewrite leaves a file the next start finds unreadable and deletes.
 //!
 //! Why a thread of its own rather than a task per write on tokio's blocking pool: the writes
 //! come one at a time, so creating files never contends on the folder's lock, and the thread
@@ -105,8 +112,22 @@ fn write(shared: &Shared, key: &str, queued: &Queued) -> Option<u64> {
     if sealed.len() as u64 > shared.max_bytes {
         return None;
     }
-    // A temporary name of its own: a reader never sees half a file, and a leftover (a crash
-    // mid-write) is deleted at the next start.
+    let rewritable = shared.state().index.records.contains_key(key);
+    if rewritable {
+        match rewrite(&path, &sealed) {
+            Ok(()) => return Some(sealed.len() as u64),
+            // Deleted since (evicted, invalidated): written anew below, and deleted again by
+            // `finish` if its entry is gone.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                shared.io_failed("write", &path, &error);
+                shared.delete_file_now(&path);
+                return None;
+            }
+        }
+    }
+    // A temporary name of its own: no reader sees a new file half written, and a leftover (a
+    // crash mid-write) is deleted at the next start.
     let temp = shared.dir.join(format!(".{key}.{:016x}{TEMP_SUFFIX}", rand::random::<u64>()));
     if let Err(error) = std::fs::write(&temp, &sealed) {
         shared.io_failed("write", &temp, &error);
@@ -121,6 +142,14 @@ fn write(shared: &Shared, key: &str, queued: &Queued) -> Option<u64> {
     Some(sealed.len() as u64)
 }
 
+/// Writes `sealed` over the file at `path` from its start and cuts it to `sealed`'s length.
+fn rewrite(path: &std::path::Path, sealed: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(sealed, 0)?;
+    file.set_len(sealed.len() as u64)
+}
+
 /// Records a finished write: indexed and dequeued if its entry is still the newest under its
 /// key; indexed and queued again if a newer one was put meanwhile; deleted if the entry was
 /// removed or invalidated while it was written. Then evicts to stay within the size bound.
@@ -132,7 +161,7 @@ fn finish(shared: &Shared, key: String, queued: &Queued, bytes: Option<u64>) {
             None => bytes.is_some(),
             Some(number) => {
                 if let Some(bytes) = bytes {
-                    state.index.insert(key.clone(), record_of(&queued.entry, bytes));
+                    state.index.insert(key.clone(), record_of(&queued.entry, bytes, queued.number));
                 }
                 if number == queued.number {
                     state.queue.pending.remove(&key);
