@@ -106,14 +106,6 @@ pub fn consumer_config(kafka: &KafkaSettings, group_id: &str, rebalancing: Rebal
 }
 
 /// Sets each key the pass-through settings left unset.
-/// Lets the broker hold a fetch up to `wait` until 1 MiB of records is there, unless
-/// `[kafka.client]` sets either: a consumer of a busy stream that needs no record quickly (the
-/// cache warmer counting request events) then fetches a few times a second instead of as soon
-/// as each record arrives, which cost it and the broker CPU beside the serving instances.
-pub fn fetch_in_bulk(config: &mut ClientConfig, wait: std::time::Duration) {
-    set_defaults(config, &[("fetch.wait.max.ms", &millis(wait)), ("fetch.min.bytes", "1048576")]);
-}
-
 fn set_defaults(config: &mut ClientConfig, defaults: &[(&str, &str)]) {
     for (key, value) in defaults {
         if config.get(key).is_none() {
@@ -229,20 +221,6 @@ mod tests {
         kafka.client.insert("partition.assignment.strategy".into(), "cooperative-sticky".into());
         let config = consumer_config(&kafka, "group", Rebalancing::Eager);
         assert_eq!(config.get("partition.assignment.strategy"), Some("cooperative-sticky"));
-    }
-
-    #[test]
-    fn a_bulk_fetch_waits_for_a_mebibyte_unless_the_client_settings_say_otherwise() {
-        let mut config = consumer_config(&KafkaSettings::default(), "group", Rebalancing::default());
-        fetch_in_bulk(&mut config, std::time::Duration::from_millis(500));
-        assert_eq!((config.get("fetch.wait.max.ms"), config.get("fetch.min.bytes")), (Some("500"), Some("1048576")));
-        config.create::<BaseConsumer>().unwrap();
-
-        let mut kafka = KafkaSettings::default();
-        kafka.client.insert("fetch.min.bytes".into(), "1".into());
-        let mut config = consumer_config(&kafka, "group", Rebalancing::default());
-        fetch_in_bulk(&mut config, std::time::Duration::from_millis(500));
-        assert_eq!(config.get("fetch.min.bytes"), Some("1"));
     }
 
     #[test]

@@ -98,9 +98,6 @@ pub struct LoopOptions {
     /// The loop producer's linger when the worker's outputs want another than `[kafka]
     /// linger`: a worker that answers requests waits for it with every answer.
     pub linger: Option<Duration>,
-    /// How long the broker may hold the loop's fetches to fill them (see
-    /// [`kafka::fetch_in_bulk`]); `None` answers a fetch as soon as a record is there.
-    pub bulk_fetch: Option<Duration>,
 }
 
 impl LoopOptions {
@@ -118,7 +115,6 @@ impl LoopOptions {
             status: (!bus.status_interval.is_zero()).then(|| (bus.status_topic.clone(), bus.status_interval)),
             rebalancing: Rebalancing::default(),
             linger: None,
-            bulk_fetch: None,
         }
     }
 }
@@ -181,13 +177,10 @@ impl<W: Worker> ConsumerLoop<W> {
             lag: LagReading::default(),
             assignment_changes: Default::default(),
         };
-        let mut consumer_config = kafka::consumer_config(kafka_settings, &options.group_id, options.rebalancing);
-        if let Some(wait) = options.bulk_fetch {
-            kafka::fetch_in_bulk(&mut consumer_config, wait);
-        }
-        let consumer: StreamConsumer<LoopContext> = consumer_config
-            .create_with_context(context)
-            .map_err(|source| BusError::Client { what: "consumer", source })?;
+        let consumer: StreamConsumer<LoopContext> =
+            kafka::consumer_config(kafka_settings, &options.group_id, options.rebalancing)
+                .create_with_context(context)
+                .map_err(|source| BusError::Client { what: "consumer", source })?;
         let lingering = options.linger.map(|linger| KafkaSettings { linger, ..kafka_settings.clone() });
         let producer = kafka::producer_config(lingering.as_ref().unwrap_or(kafka_settings))
             .create_with_context(DeliveryContext::new(worker.name()))

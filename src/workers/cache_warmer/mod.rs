@@ -84,10 +84,7 @@ pub async fn run_warmer(
         catalog.clone(),
         invalidation_group,
     )?;
-    let options = LoopOptions {
-        bulk_fetch: (!settings.events_fetch_wait.is_zero()).then_some(settings.events_fetch_wait),
-        ..LoopOptions::new(&shared.bus, events_group, settings.input_topics())
-    };
+    let options = LoopOptions::new(&shared.bus, events_group, settings.input_topics());
     let events = ConsumerLoop::new(&shared.kafka, options, warmer.clone(), catalog)?;
     let report = run_beside_invalidations(events, invalidations, shutdown).await;
     warmer.finish().await;

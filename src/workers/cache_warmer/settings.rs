@@ -48,12 +48,6 @@ pub struct CacheWarmerSettings {
     /// stops leaves a usable set behind for a while, but not forever.
     #[serde(with = "humantime_serde")]
     pub hot_set_interval: Duration,
-    /// How long the broker may hold the warmer's fetch of request events until it has 1 MiB of
-    /// them: the events come as fast as requests are answered, and fetching each as it arrives
-    /// cost the warmer and the broker CPU that the serving instances beside them wanted. A key
-    /// is counted this much later at most; 0 fetches every event as soon as it is there.
-    #[serde(with = "humantime_serde")]
-    pub events_fetch_wait: Duration,
     /// Memory layer of the warmer's own cache (recipes it reads, values it refreshes); the
     /// warmer has no disk layer, its refreshes go to Redis, where the serving instances look.
     pub memory_bytes: u64,
@@ -77,7 +71,6 @@ impl Default for CacheWarmerSettings {
             yield_to_busy_serving: true,
             hot_set_keys: 1_000,
             hot_set_interval: Duration::from_secs(5),
-            events_fetch_wait: Duration::from_millis(500),
             memory_bytes: 16 * 1024 * 1024,
         }
     }
@@ -132,26 +125,9 @@ impl WorkerConfig for CacheWarmerSettings {
         if self.hot_set_keys > 100_000 {
             return invalid("hot_set_keys", "must be at most 100000");
         }
-        if self.events_fetch_wait > Duration::from_secs(5) {
-            return invalid("events_fetch_wait", "must be at most 5s (hot keys would be counted late)");
-        }
         if self.memory_bytes < 1024 * 1024 {
             return invalid("memory_bytes", "must be at least 1 MiB");
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_refuse_an_events_fetch_wait_over_five_seconds() {
-        let settings =
-            |millis| CacheWarmerSettings { events_fetch_wait: Duration::from_millis(millis), ..Default::default() };
-        assert!(settings(0).validate().is_ok());
-        assert!(settings(5_000).validate().is_ok());
-        assert_eq!(settings(5_001).validate().unwrap_err().key, "events_fetch_wait");
     }
 }
