@@ -81,9 +81,7 @@ async fn a_request_is_retried_not_answered_while_postgres_fails_and_answered_onc
     let disk = tempfile::tempdir().unwrap();
     // An instance whose own connection pool is closed: every query fails like a database
     // that went away.
-    let options = StoreOptions { schema: Some(world.schema.clone()), application: "frontier-tests".into() };
-    let broken =
-        PriceStore::connect(&world.settings.postgres, options, Arc::new(RecordedQueryEvents::default())).await.unwrap();
+    let broken = world.own_store().await;
     broken.pool().close().await;
     let settings = world.instance_settings("a").await;
     let first = world.instance_with(settings.clone(), world.cache_settings(&disk), Some(&redis), broken).await;

@@ -127,6 +127,13 @@ impl World {
         Instance { settings, worker, token, task }
     }
 
+    /// A price store of its own over the world's schema, with one connection open (as sqlx
+    /// leaves a new pool) and its query events apart.
+    async fn own_store(&self) -> PriceStore {
+        let options = StoreOptions { schema: Some(self.schema.clone()), application: "frontier-tests".into() };
+        PriceStore::connect(&self.settings.postgres, options, Arc::new(RecordedQueryEvents::default())).await.unwrap()
+    }
+
     /// Statements the price store ran so far (query events).
     fn queries(&self) -> usize {
         self.events.events().len()

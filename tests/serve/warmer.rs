@@ -131,8 +131,7 @@ async fn a_new_instance_has_opened_all_its_price_store_connections_by_its_first_
     let redis = stack_redis(&world.settings).await;
     let disk = tempfile::tempdir().unwrap();
     // A store of its own: the world's has served other statements already.
-    let options = StoreOptions { schema: Some(world.schema.clone()), application: "frontier-tests".into() };
-    let store = PriceStore::connect(&world.settings.postgres, options, world.events.clone()).await.unwrap();
+    let store = world.own_store().await;
     assert_eq!(store.pool().size(), 1, "sqlx opens one connection to check the settings");
 
     let settings = world.instance_settings("open-connections").await;
