@@ -294,12 +294,13 @@ impl DiskLayer {
             Err(reason) => {
                 {
                     // Read while the writer rewrote it: the newer entry is queued until its
-                    // file is written, and once written the index holds its version.
+                    // file is written, and once written the index holds its version. A key
+                    // removed meanwhile is a miss whatever its file held.
                     let state = self.shared.state();
                     if let Some(queued) = state.queue.pending.get(key) {
                         return Some(Entry::clone(&queued.entry));
                     }
-                    if state.index.records.get(key).is_some_and(|record| record.version != version) {
+                    if state.index.records.get(key).is_none_or(|record| record.version != version) {
                         return None;
                     }
                 }

@@ -119,8 +119,10 @@ fn write(shared: &Shared, key: &str, queued: &Queued) -> Option<u64> {
             // Deleted since (evicted, invalidated): written anew below, and deleted again by
             // `finish` if its entry is gone.
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            // Half written, perhaps: neither the file nor its record stays.
             Err(error) => {
                 shared.io_failed("write", &path, &error);
+                shared.state().index.remove(key);
                 shared.delete_file_now(&path);
                 return None;
             }
