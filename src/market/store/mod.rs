@@ -125,9 +125,9 @@ impl PriceStore {
     /// Opens the pool's connections up to its `max_connections`, all at once, and returns how
     /// many it holds. A serving instance does this before it takes partitions: the pool opens
     /// connections only when a statement finds none idle, so the first burst of misses after a
-    /// start also waited for connections to be opened (about 6 ms each on an idle machine,
-    /// 10-25 ms each while the instance is busy). One that fails to open is no error here: the
-    /// pool opens it on demand later, as it would have.
+    /// start also waited for connections to be opened (5.8 ms each on this project's idle
+    /// 2-core machine, `pgbench -C`; longer while the burst holds the cores). One that fails to
+    /// open is no error here: the pool opens it on demand later, as it would have.
     pub async fn open_connections(&self) -> u32 {
         let pool = self.pool.pool();
         let max = pool.options().get_max_connections();
