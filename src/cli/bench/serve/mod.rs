@@ -5,6 +5,7 @@
 //! layer), and finally lookup latency per layer straight on the tiered cache.
 
 mod dump;
+mod expiry;
 mod gateway;
 mod hostile;
 mod load;
@@ -73,6 +74,16 @@ pub struct ServeBenchArgs {
     /// Seconds of Zipf load per hit-ratio phase (warmer off, warmer on).
     #[arg(long, default_value_t = 60)]
     pub expiry_seconds: u64,
+    /// Pairs of hit-ratio phases (warmer off, warmer on), in alternating order: whatever grows
+    /// through a run (the broker's logs, Redis, the machine's other load) weighs on the later
+    /// phase of a pair, so over several rounds it falls on both sides alike, and the summary
+    /// gives the median difference per percentile.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10))]
+    pub warmer_rounds: u64,
+    /// Runs the first round's warmer-on phase before its warmer-off one (and so every round the
+    /// other way round).
+    #[arg(long)]
+    pub warmer_first: bool,
     /// Cold requests (every key new).
     #[arg(long, default_value_t = 1000)]
     pub cold: usize,
@@ -142,12 +153,28 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     if args.symbols < 5 || args.keys == 0 || args.rate <= 0.0 || args.cold_rate <= 0.0 || args.seconds == 0 {
         bail!("need at least 5 symbols, 1 key, positive rates and 1 second");
     }
-    let phases = ["cold", "steady", "warmer-off", "warmer-on"];
+    let expiry_plan = expiry::ExpiryPlan {
+        rate: args.rate,
+        seconds: args.expiry_seconds,
+        ttl: args.ttl,
+        grace: args.grace,
+        rounds: args.warmer_rounds as usize,
+        warmer_first: args.warmer_first,
+    };
+    let mut phases = vec!["cold".to_string(), "steady".to_string()];
+    phases.extend(expiry_plan.topic_names());
     let lingers = Lingers {
         requests: args.linger_ms.map(Duration::from_millis),
         answers: args.answer_linger_ms.map(Duration::from_millis),
     };
-    let (mut bench, symbols) = Bench::prepare(settings, "serve", args.symbols, lingers, &phases).await?;
+    let (mut bench, symbols) = Bench::prepare(
+        settings,
+        "serve",
+        args.symbols,
+        lingers,
+        &phases.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await?;
 
     // Cold: every request a new key (its own tenant), at a rate the computations can follow.
     let cache_dir = ScratchDir::new("cold")?;
@@ -191,33 +218,8 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     };
     instance.stop().await?;
 
-    // Hit ratio with entries expiring (ttl, no grace), the warmer off then on.
-    let count = (args.rate * args.expiry_seconds as f64) as usize;
-    let mut results = Vec::new();
-    // Every phase's disk folder is kept until the bench ends. Deleting the warmer-off phase's
-    // 5,500 files right before the warmer-on phase made its first bucket the kernel's: on
-    // ext4 without a journal (this project's machines) every file created then scanned the
-    // inodes freed in the last seconds, and the disk writer took a third of both cores.
-    let mut phase_dirs = Vec::new();
-    for (label, warmer_on) in [("warmer off", false), ("warmer on", true)] {
-        let dir = ScratchDir::new(label)?;
-        let cache = bench.cache_settings(dir.path(), Some((args.ttl, args.grace)));
-        let phase_topic = label.replace(' ', "-");
-        let instance = bench.start_instance(&cache, label, &phase_topic).await?;
-        let warmer = if warmer_on { Some(bench.start_warmer(&cache, &phase_topic).await?) } else { None };
-        eprintln!("[bench] {label}: {count} requests at {}/s, ttl {:?}, grace {:?}", args.rate, args.ttl, args.grace);
-        let phase = bench.run_phase(label, count, args.rate, &mut zipf_request).await?;
-        let refreshed = match warmer {
-            Some((token, task)) => {
-                token.cancel();
-                Some(task.await.context("the warmer's thread ended without a report")??)
-            }
-            None => None,
-        };
-        instance.stop().await?;
-        phase_dirs.push(dir);
-        results.push((label, phase, refreshed));
-    }
+    // Hit ratio with entries expiring (ttl, no grace), the warmer off and on.
+    let results = expiry::run_phases(&mut bench, &expiry_plan, &mut zipf_request).await?;
 
     let started = if args.start_seconds > 0 {
         Some(
@@ -238,7 +240,7 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
     if let Some(dir) = &args.dump {
         let mut phases = vec![("cold", &cold), ("steady", &steady)];
         phases.extend(high.as_ref().map(|high| ("high", high)));
-        phases.extend(results.iter().map(|(label, phase, _)| (*label, phase)));
+        phases.extend(results.iter().map(|expiry| (expiry.label.as_str(), &expiry.phase)));
         phases.extend(started.as_ref().map(|started| ("start", started)));
         dump::write_phases(dir, &phases)?;
     }
@@ -264,57 +266,25 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         cold.answered.len() as f64 / cold.elapsed.as_secs_f64(),
         args.cold_rate
     );
-    missed_buckets.push(("cold", cold.print_timeline()));
+    missed_buckets.push(("cold".to_string(), cold.print_timeline()));
     let cached = steady.latencies(Answered::is_cached);
     let throughput = steady.answered.len() as f64 / steady.elapsed.as_secs_f64();
     println!("cached (warm, no expiry)  {}  throughput {throughput:.0}/s (offered {}/s)", summary(&cached), args.rate);
     println!("misses (warm, no expiry)  {}", summary(&steady.latencies(|a| a.layer == "none")));
-    missed_buckets.push(("cached", steady.print_timeline()));
+    missed_buckets.push(("cached".to_string(), steady.print_timeline()));
     if let Some(high) = &high {
         let throughput = high.answered.len() as f64 / high.elapsed.as_secs_f64();
         let heading = format!("high   (warm, {:.0}/s, throughput {throughput:.0}/s)", args.high_rate);
-        missed_buckets.push(("high", high.report(&heading)));
+        missed_buckets.push(("high".to_string(), high.report(&heading)));
     }
-    for (label, phase, refreshed) in &results {
-        println!(
-            "{label}: answered {} of {}{}",
-            phase.answered.len(),
-            phase.sent,
-            refreshed.map(|n| format!(", {n} warmer refreshes")).unwrap_or_default()
-        );
-        // The first ttl starts from an empty cache (every key's first request computes); after
-        // it, what remains is expiry.
-        let after_first_ttl = |a: &Answered| phase.started.is_some_and(|s| a.sent >= s + args.ttl);
-        for (part, keep) in
-            [("whole phase", &(|_: &Answered| true) as &dyn Fn(&Answered) -> bool), ("after 1st ttl", &after_first_ttl)]
-        {
-            let counts = phase.layer_counts(keep);
-            if counts.is_empty() {
-                println!("  {part:13}  no requests (the phase is shorter than the ttl)");
-                continue;
-            }
-            let total = counts.values().sum::<usize>().max(1) as f64;
-            let ratio = |layer: &str| 100.0 * counts.get(layer).copied().unwrap_or_default() as f64 / total;
-            println!(
-                "  {part:13}  hit ratio {:5.1} %  memory {:5.1} %  redis {:5.1} %  disk {:5.1} %  computed {:5.1} %",
-                100.0 - ratio("none"),
-                ratio("memory"),
-                ratio("redis"),
-                ratio("disk"),
-                ratio("none")
-            );
-            println!("  {part:13}  cached {}", summary(&phase.latencies(|a| keep(a) && a.layer != "none")));
-            println!("  {part:13}  computed {}", summary(&phase.latencies(|a| keep(a) && a.layer == "none")));
-        }
-        missed_buckets.push((label, phase.print_timeline()));
-    }
+    missed_buckets.extend(expiry::report(&results, &expiry_plan));
     if let Some(started) = &started {
         let heading = format!(
             "start  (2nd instance joins at {:.0} s, 1st restarts at {:.0} s)",
             args.start_seconds as f64 * start::JOIN_AT,
             args.start_seconds as f64 * start::RESTART_AT
         );
-        missed_buckets.push(("start", started.report(&heading)));
+        missed_buckets.push(("start".to_string(), started.report(&heading)));
     }
     let missed: Vec<String> = missed_buckets
         .iter()

@@ -171,6 +171,9 @@ pub(super) fn bucket_index(started: Instant, at: Instant, bucket: Duration) -> u
     (at.saturating_duration_since(started).as_secs_f64() / bucket.as_secs_f64()) as usize
 }
 
+/// The percentiles a comparison of two phases sets side by side (100 is the largest).
+pub(super) const COMPARED: [f64; 5] = [50.0, 90.0, 99.0, 99.9, 100.0];
+
 pub(super) fn summary(sorted: &[f64]) -> String {
     format!(
         "p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  (n={})",
