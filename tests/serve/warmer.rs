@@ -1,7 +1,8 @@
 //! The cache warmer keeping a hot key fresh, and holding back while serving is busy.
 
 use frontier::bus::Worker;
-use frontier::cache::{CacheKey, KindLifetime};
+use frontier::cache::recipe;
+use frontier::cache::{CacheKey, CachePolicy, KindLifetime};
 use frontier::workers::cache_warmer::{CacheWarmer, CacheWarmerSettings, WarmerError, run_warmer};
 
 use super::*;
@@ -221,6 +222,32 @@ async fn the_warmer_holds_its_refreshes_back_while_a_serving_instance_is_busy() 
     }
     warmer.stop().await;
     instance.stop().await;
+    world.drop_schema().await;
+}
+
+#[tokio::test]
+async fn every_computed_key_has_its_recipe_in_redis_once_its_instance_has_stopped() {
+    // The warmer recomputes a key only from its recipe, which it reads from Redis: no instance
+    // may stop (right after its last answer, here) and leave a computed key without one.
+    let Expiring { mut world, redis, disk: _disk, cache, instance } =
+        Expiring::start("recipes", Duration::from_secs(60)).await;
+    let windows = [20, 30, 40, 50, 60, 70];
+    for window_days in windows {
+        assert_eq!(instance.ask(&mut world, volatility("SYN0002", window_days)).await["status"], "ok");
+    }
+    instance.stop().await;
+
+    let mut reader = cache.clone();
+    reader.disk_bytes = 0;
+    let reader = TieredCache::connect(&reader, Some(&redis)).await.unwrap();
+    let policy = CachePolicy { ttl: world.settings.cache.recipe_ttl, grace: Duration::ZERO };
+    for window_days in windows {
+        let params = json!({"symbol": "SYN0002", "window_days": window_days});
+        let key = CacheKey::for_request("market.volatility", &params, "acme", &[]);
+        // `load` also checks that the recipe computes this very key.
+        let (recipe, _) = recipe::load(&reader, &key, policy).await.expect("the recipe is in Redis");
+        assert_eq!(recipe.kind, "market.volatility");
+    }
     world.drop_schema().await;
 }
 
