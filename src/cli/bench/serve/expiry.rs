@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::phase::{Answered, COMPARED, Missed, Phase, summary};
 use super::{Bench, ScratchDir};
+use crate::cli::bench::median;
 use crate::cli::percentile;
 
 /// What the hit-ratio phases need of the bench's arguments.
@@ -182,25 +183,14 @@ fn compare_rounds(phases: &[ExpiryPhase], plan: &ExpiryPlan) {
     for (part_index, (part, _)) in parts(plan).into_iter().enumerate() {
         let text: Vec<String> = COMPARED
             .iter()
-            .zip(&mut differences[part_index])
+            .zip(&differences[part_index])
             .filter(|(_, d)| !d.is_empty())
             .map(|(at, d)| {
-                d.sort_by(f64::total_cmp);
                 let worse = d.iter().filter(|x| **x > 0.0).count();
-                format!("{} {:+.2} ({worse}/{})", name(*at), median(d), d.len())
+                format!("{} {:+.2} ({worse}/{})", name(*at), median(d.clone()), d.len())
             })
             .collect();
         println!("    {part:13}  {}", text.join("  "));
-    }
-}
-
-/// The median of sorted `values` (the mean of the middle two for an even count, so two rounds
-/// give their mean, not the smaller one).
-fn median(sorted: &[f64]) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 
@@ -232,12 +222,6 @@ mod tests {
         assert_eq!(order, ["warmer off", "warmer on", "warmer on 2", "warmer off 2", "warmer off 3", "warmer on 3"]);
         let swapped: Vec<bool> = plan(2, true).order().into_iter().map(|(_, _, on)| on).collect();
         assert_eq!(swapped, [true, false, false, true]);
-    }
-
-    #[test]
-    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
-        assert_eq!(median(&[-1.0, 3.0]), 1.0);
-        assert_eq!(median(&[-1.0, 0.5, 3.0]), 0.5);
     }
 
     #[test]
