@@ -86,6 +86,75 @@ async fn one_scan_refreshes_every_due_key_its_budget_allows_not_only_as_many_as_
 }
 
 #[tokio::test]
+async fn a_warmer_refresh_computes_niced_without_taking_a_turn_from_live_requests() {
+    assert_eq!(live_turns_taken_by_one_warmer_refresh("warmer-niced", None).await, 0);
+}
+
+#[tokio::test]
+async fn a_warmer_at_nice_zero_computes_like_a_live_request() {
+    // The control of the test above: the turns it counts are there to be counted.
+    assert_eq!(live_turns_taken_by_one_warmer_refresh("warmer-nice-0", Some(0)).await, 1);
+}
+
+/// How many of the process's live analysis turns (one per core) one warmer refresh of an
+/// option price takes, with `refresh_nice` set to `nice` (or as shipped). The turns are counted
+/// by their wait histogram on a recorder of this test's own thread, where the instance, the
+/// warmer and their tasks all run.
+async fn live_turns_taken_by_one_warmer_refresh(name: &str, nice: Option<i32>) -> u64 {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+    let turns = || {
+        let count = format!("{}_count ", frontier::market::TURN_WAIT_SECONDS);
+        let rendered = metrics.render();
+        let line = rendered.lines().find(|line| line.starts_with(&count));
+        line.and_then(|line| line[count.len()..].trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    let ttl = Duration::from_secs(4);
+    let mut world = World::new(name).await;
+    let redis = stack_redis(&world.settings).await;
+    let disk = tempfile::tempdir().unwrap();
+    let mut cache = world.cache_settings(&disk);
+    cache.kinds.insert("option.price".into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
+    let instance = world.instance("a", cache.clone(), Some(&redis)).await;
+    // Scans only when the test says (the loop's first finds nothing due), due 10 % into the ttl.
+    let warmer = Warmer::start(&world, &cache, &redis, |settings| {
+        settings.scan_interval = Duration::from_secs(3600);
+        settings.refresh_ahead = 0.9;
+        if let Some(nice) = nice {
+            settings.refresh_nice = nice;
+        }
+    })
+    .await;
+    let params = json!({"symbol": "SYN0002", "strike": 100, "expiry_days": 90, "right": "call"});
+    for _ in 0..3 {
+        let answer = instance.ask(&mut world, request("option.price", params.clone(), None)).await;
+        assert_eq!(answer["status"], "ok", "{answer}");
+    }
+    assert_eq!(instance.worker.computations(), 1);
+    assert_eq!(turns(), 1, "the instance's one miss took one live turn");
+    let key = CacheKey::for_request("option.price", &params, "acme", &[]);
+    let deadline = Instant::now() + PATIENCE;
+    while warmer.warmer.score(&key) < 1.5 {
+        assert!(Instant::now() < deadline, "the warmer never counted the key hot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(ttl / 10 + Duration::from_millis(100)).await;
+
+    warmer.warmer.tick(std::time::SystemTime::now()).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while warmer.warmer.refreshed() < 1 {
+        assert!(Instant::now() < deadline, "the warmer never refreshed the due key");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let taken = turns() - 1;
+    warmer.stop().await;
+    instance.stop().await;
+    world.drop_schema().await;
+    taken
+}
+
+#[tokio::test]
 async fn a_new_instance_answers_the_hot_keys_from_memory_from_its_first_request() {
     let mut world = World::new("warm-start").await;
     let redis = stack_redis(&world.settings).await;

@@ -34,6 +34,11 @@ pub struct CacheWarmerSettings {
     pub max_concurrent_refreshes: usize,
     /// Refreshes started per second, at most (token bucket with one second of burst).
     pub max_refreshes_per_second: f64,
+    /// Nice value (0 to 19) of the threads running a refresh's analysis. Nobody waits for a
+    /// refresh, so it runs like a serving instance's own background refreshes: below every live
+    /// request on a machine it shares with one, and without taking one of the turns a process
+    /// gives its cheap live analyses (one per core). 0 computes like a live request.
+    pub refresh_nice: i32,
     /// How often the hot keys are scanned for ones about to expire.
     #[serde(with = "humantime_serde")]
     pub scan_interval: Duration,
@@ -67,6 +72,8 @@ impl Default for CacheWarmerSettings {
             refresh_ahead: 0.2,
             max_concurrent_refreshes: 2,
             max_refreshes_per_second: 50.0,
+            // The serving worker's `compute.heavy_nice` as shipped (not imported: workers stay apart).
+            refresh_nice: 10,
             scan_interval: Duration::from_millis(250),
             yield_to_busy_serving: true,
             hot_set_keys: 1_000,
@@ -118,6 +125,9 @@ impl WorkerConfig for CacheWarmerSettings {
         }
         if !(self.max_refreshes_per_second.is_finite() && self.max_refreshes_per_second > 0.0) {
             return invalid("max_refreshes_per_second", "must be a positive number");
+        }
+        if !(0..=19).contains(&self.refresh_nice) {
+            return invalid("refresh_nice", "must be from 0 to 19");
         }
         if self.hot_set_interval < Duration::from_millis(100) {
             return invalid("hot_set_interval", "must be at least 100ms");

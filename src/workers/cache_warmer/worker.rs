@@ -19,6 +19,7 @@ use super::settings::CacheWarmerSettings;
 use crate::bus::{HandlerError, Inbound, Outbound, Worker};
 use crate::cache::recipe::{self, RecipeError, computation};
 use crate::cache::{CacheKey, CacheLayer, CachePolicy, TieredCache};
+use crate::market::pool::NICE;
 use crate::market::{Analysis, PriceStore};
 use crate::records::{RequestCompleted, RequestStatus};
 use crate::workers::WorkerConfig;
@@ -49,6 +50,8 @@ struct Shared {
     cache: TieredCache,
     store: PriceStore,
     recipe_policy: CachePolicy,
+    /// `refresh_nice`: what a refresh's analysis runs at.
+    nice: i32,
     refreshed: std::sync::atomic::AtomicU64,
 }
 
@@ -91,6 +94,7 @@ impl CacheWarmer {
                 cache,
                 store,
                 recipe_policy: CachePolicy { ttl: recipe_ttl, grace: Duration::ZERO },
+                nice: settings.refresh_nice,
                 refreshed: Default::default(),
             }),
             settings: settings.clone(),
@@ -273,7 +277,9 @@ async fn refresh(shared: &Shared, due: &DueKey) -> Outcome {
     };
     let tags = analysis.tags();
     let policy = cache.policy_for(&recipe.kind);
-    let compute = computation(analysis, shared.store.clone());
+    // Niced, the analysis leaves the cores and the live turns to the requests somebody waits
+    // for; at nice 0 a warmer beside a serving instance computed like one of its live misses.
+    let compute = NICE.scope(shared.nice, computation(analysis, shared.store.clone()));
     if let Err(error) = cache.refresh(&due.key, &tags, policy, compute).await {
         warn!(key = %due.key, %error, "refreshing a hot key failed");
         return Outcome::Failed;
