@@ -22,11 +22,7 @@ async fn the_warmer_refreshes_a_hot_key_before_it_expires_so_the_next_request_is
     for _ in 0..3 {
         assert_eq!(instance.ask(&mut world, volatility("SYN0003", 30)).await["status"], "ok");
     }
-    let deadline = Instant::now() + PATIENCE;
-    while warmer.warmer.refreshed() == 0 {
-        assert!(Instant::now() < deadline, "the warmer never refreshed the hot key");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    warmer.wait_until_refreshed(1, "the warmer never refreshed the hot key").await;
     // Past the first computation's ttl: that copy is dead everywhere.
     if let Some(left) = (ttl + Duration::from_millis(300)).checked_sub(started.elapsed()) {
         tokio::time::sleep(left).await;
@@ -65,21 +61,12 @@ async fn one_scan_refreshes_every_due_key_its_budget_allows_not_only_as_many_as_
             CacheKey::for_request("market.volatility", &params, "acme", &[])
         })
         .collect();
-    let deadline = Instant::now() + PATIENCE;
-    while keys.iter().any(|key| warmer.warmer.score(key) < 1.5) {
-        assert!(Instant::now() < deadline, "the warmer never counted every key hot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    warmer.wait_until_hot(&keys).await;
     // Due 10 % into the ttl.
     tokio::time::sleep(ttl / 10 + Duration::from_millis(100)).await;
 
     warmer.warmer.tick(std::time::SystemTime::now()).await.unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while warmer.warmer.refreshed() < 4 {
-        let refreshed = warmer.warmer.refreshed();
-        assert!(Instant::now() < deadline, "one scan refreshed {refreshed} of the 4 due keys");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    warmer.wait_until_refreshed(4, "one scan refreshed fewer than the 4 due keys").await;
     warmer.stop().await;
     instance.stop().await;
     world.drop_schema().await;
@@ -111,12 +98,8 @@ async fn live_turns_taken_by_one_warmer_refresh(name: &str, nice: Option<i32>) -
         line.and_then(|line| line[count.len()..].trim().parse::<u64>().ok()).unwrap_or(0)
     };
     let ttl = Duration::from_secs(4);
-    let mut world = World::new(name).await;
-    let redis = stack_redis(&world.settings).await;
-    let disk = tempfile::tempdir().unwrap();
-    let mut cache = world.cache_settings(&disk);
-    cache.kinds.insert("option.price".into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
-    let instance = world.instance("a", cache.clone(), Some(&redis)).await;
+    let Expiring { mut world, redis, disk: _disk, cache, instance } =
+        Expiring::start_with_kind(name, "option.price", ttl).await;
     // Scans only when the test says (the loop's first finds nothing due), due 10 % into the ttl.
     let warmer = Warmer::start(&world, &cache, &redis, |settings| {
         settings.scan_interval = Duration::from_secs(3600);
@@ -133,20 +116,11 @@ async fn live_turns_taken_by_one_warmer_refresh(name: &str, nice: Option<i32>) -
     }
     assert_eq!(instance.worker.computations(), 1);
     assert_eq!(turns(), 1, "the instance's one miss took one live turn");
-    let key = CacheKey::for_request("option.price", &params, "acme", &[]);
-    let deadline = Instant::now() + PATIENCE;
-    while warmer.warmer.score(&key) < 1.5 {
-        assert!(Instant::now() < deadline, "the warmer never counted the key hot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    warmer.wait_until_hot(&[CacheKey::for_request("option.price", &params, "acme", &[])]).await;
     tokio::time::sleep(ttl / 10 + Duration::from_millis(100)).await;
 
     warmer.warmer.tick(std::time::SystemTime::now()).await.unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while warmer.warmer.refreshed() < 1 {
-        assert!(Instant::now() < deadline, "the warmer never refreshed the due key");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    warmer.wait_until_refreshed(1, "the warmer never refreshed the due key").await;
     let taken = turns() - 1;
     warmer.stop().await;
     instance.stop().await;
@@ -284,11 +258,7 @@ async fn the_warmer_holds_its_refreshes_back_while_a_serving_instance_is_busy() 
     flooded.await.unwrap();
 
     // Calm again: the mark dies and the warmer catches up.
-    let deadline = Instant::now() + PATIENCE;
-    while warmer.warmer.refreshed() == 0 {
-        assert!(Instant::now() < deadline, "the warmer never resumed after the instance calmed down");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    warmer.wait_until_refreshed(1, "the warmer never resumed after the instance calmed down").await;
     warmer.stop().await;
     instance.stop().await;
     world.drop_schema().await;
@@ -334,11 +304,16 @@ struct Expiring {
 
 impl Expiring {
     async fn start(name: &str, ttl: Duration) -> Expiring {
+        Self::start_with_kind(name, "market.volatility", ttl).await
+    }
+
+    /// As [`Expiring::start`], with `kind` living `ttl`.
+    async fn start_with_kind(name: &str, kind: &str, ttl: Duration) -> Expiring {
         let world = World::new(name).await;
         let redis = stack_redis(&world.settings).await;
         let disk = tempfile::tempdir().unwrap();
         let mut cache = world.cache_settings(&disk);
-        cache.kinds.insert("market.volatility".into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
+        cache.kinds.insert(kind.into(), KindLifetime { ttl: Some(ttl), grace: Some(Duration::ZERO) });
         let instance = world.instance("a", cache.clone(), Some(&redis)).await;
         Expiring { world, redis, disk, cache, instance }
     }
@@ -383,6 +358,26 @@ impl Warmer {
             })
         };
         Warmer { warmer, token, task }
+    }
+
+    /// Waits until the warmer has refreshed `at_least` keys; fails with `what` after [`PATIENCE`].
+    async fn wait_until_refreshed(&self, at_least: u64, what: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.warmer.refreshed() < at_least {
+            let refreshed = self.warmer.refreshed();
+            assert!(Instant::now() < deadline, "{what}: {refreshed} of {at_least} refreshed within {PATIENCE:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the warmer counts every one of `keys` hot (the 1.5 requests it was started
+    /// with); fails after [`PATIENCE`].
+    async fn wait_until_hot(&self, keys: &[CacheKey]) {
+        let deadline = Instant::now() + PATIENCE;
+        while keys.iter().any(|key| self.warmer.score(key) < 1.5) {
+            assert!(Instant::now() < deadline, "the warmer never counted every key hot");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn stop(self) {
