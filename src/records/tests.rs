@@ -307,6 +307,18 @@ fn samples() -> Vec<String> {
             served_by: "i".into(),
             completed_at: 1,
         }),
+        check(CacheHeat {
+            service: "serve".into(),
+            instance: "i".into(),
+            window_start: 1,
+            window_end: 2,
+            keys: vec![KeyCount {
+                cache_key: "k".into(),
+                kind: "market.volatility".into(),
+                requests: 3,
+                last_computed_at: Some(1),
+            }],
+        }),
         check(SloCounters {
             service: "serve".into(),
             kind: "market.volatility".into(),
