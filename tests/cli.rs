@@ -267,10 +267,10 @@ async fn request_prints_the_answer_to_its_request_and_the_round_trip() {
     // A real serving worker on topics of its own, prices seeded into a schema of its own.
     let settings = settings();
     require_kafka(&settings);
-    let [requests, responses, metrics, invalidations, query_events, dlq] = common::process::topics(
+    let [requests, responses, metrics, heat, invalidations, query_events, dlq] = common::process::topics(
         &settings,
         "cli.request",
-        ["requests", "responses", "metrics", "invalidations", "query-events", "dlq"],
+        ["requests", "responses", "metrics", "heat", "invalidations", "query-events", "dlq"],
     )
     .await;
     let schema = format!("test_request_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -291,6 +291,7 @@ async fn request_prints_the_answer_to_its_request_and_the_round_trip() {
             ("FRONTIER_WORKERS__SERVE__INPUT_TOPIC", requests.clone()),
             ("FRONTIER_WORKERS__SERVE__RESPONSES_TOPIC", responses.clone()),
             ("FRONTIER_WORKERS__SERVE__METRICS_TOPIC", metrics),
+            ("FRONTIER_WORKERS__SERVE__HEAT_TOPIC", heat),
             ("FRONTIER_WORKERS__SERVE__GROUP_ID", unique("cli.request.group")),
             ("FRONTIER_CACHE__INVALIDATIONS_TOPIC", invalidations),
             ("FRONTIER_CACHE__REDIS_KEY_PREFIX", unique("cli:request")),

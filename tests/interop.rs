@@ -10,6 +10,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use common::avro_tools::{AvroTool, parse_exact};
 use common::process::{Worker, assert_no_dead_letters, await_messages, drop_pg_schema, topics};
@@ -70,8 +71,12 @@ fn field<'a>(records: &'a [Value], name: &str) -> Vec<&'a str> {
 async fn serve_answers_requests_written_by_java_and_fastavro_with_records_both_read() {
     let settings = settings();
     common::redis::stack_redis(&settings).await;
-    let [requests, responses, metrics, invalidations, query_events, dlq] =
-        topics(&settings, "serve", ["requests", "responses", "metrics", "invalidations", "query-events", "dlq"]).await;
+    let [requests, responses, metrics, heat, invalidations, query_events, dlq] = topics(
+        &settings,
+        "serve",
+        ["requests", "responses", "metrics", "heat", "invalidations", "query-events", "dlq"],
+    )
+    .await;
     // Prices of the test's own PostgreSQL schema, through the real `frontier seed`.
     let schema = format!("test_interop_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let seeded = frontier()
@@ -105,6 +110,7 @@ async fn serve_answers_requests_written_by_java_and_fastavro_with_records_both_r
             ("FRONTIER_WORKERS__SERVE__INPUT_TOPIC", requests.clone()),
             ("FRONTIER_WORKERS__SERVE__RESPONSES_TOPIC", responses.clone()),
             ("FRONTIER_WORKERS__SERVE__METRICS_TOPIC", metrics.clone()),
+            ("FRONTIER_WORKERS__SERVE__HEAT_TOPIC", heat.clone()),
             ("FRONTIER_CACHE__INVALIDATIONS_TOPIC", invalidations.clone()),
             ("FRONTIER_PRICES__QUERY_EVENTS_TOPIC", query_events.clone()),
             ("FRONTIER_PRICES__SCHEMA", schema.clone()),
@@ -117,6 +123,8 @@ async fn serve_answers_requests_written_by_java_and_fastavro_with_records_both_r
     );
     let answers = assert_both_tools_read(&await_messages(&settings, &mut worker, &responses, 2));
     let completed = assert_both_tools_read(&await_messages(&settings, &mut worker, &metrics, 2));
+    // The answers' per-key counts for the cache warmer, written on the instance's next tick.
+    let heat = assert_both_tools_read(&await_messages(&settings, &mut worker, &heat, 1));
     drop(worker);
     drop_pg_schema(&settings, &schema).await;
     common::redis::delete_prefix(&settings.redis.url, &redis_prefix).await;
@@ -126,6 +134,74 @@ async fn serve_answers_requests_written_by_java_and_fastavro_with_records_both_r
         assert_eq!(answer["status"], "ok", "{answer}");
     }
     assert_eq!(field(&completed, "id"), sent, "one RequestCompleted event per request");
+    let key = completed[0]["cache_key"].as_str().expect("an ok answer's event names its cache key");
+    let counted = &heat[0]["keys"][0];
+    assert_eq!((heat[0]["service"].as_str(), counted["cache_key"].as_str()), (Some("serve"), Some(key)), "{}", heat[0]);
+    assert!(counted["requests"].as_i64().unwrap() >= 1, "{}", heat[0]);
+    assert_no_dead_letters(&settings, &dlq);
+}
+
+#[tokio::test]
+async fn the_cache_warmer_counts_cache_heat_written_by_java_and_fastavro_into_its_hot_set() {
+    let settings = settings();
+    let redis_url = common::redis::stack_redis(&settings).await;
+    let [heat, invalidations, dlq] = topics(&settings, "warmer", ["heat", "invalidations", "dlq"]).await;
+    // One key per implementation, answered 5 times in a window that ended just now: hot (the
+    // shipped `min_score` is 2), so the warmer lists both in the hot set it publishes.
+    let now = now_millis();
+    let mut keys = Vec::new();
+    for tool in AvroTool::BOTH {
+        let params = json!({"symbol": id_for(tool, "key"), "window_days": 30});
+        let key = frontier::cache::CacheKey::for_request("market.volatility", &params, "acme", &[]).as_str().to_owned();
+        let doc = json!({
+            "service": "serve", "instance": id_for(tool, "instance"), "window_start": now - 1_000, "window_end": now,
+            "keys": [{"cache_key": key, "kind": "market.volatility", "requests": 5, "last_computed_at": now - 500}]
+        });
+        produce(&settings, &heat, written_by(tool, "cache_heat.avsc", &[doc], |_| "serve".into())).await;
+        keys.push(key);
+    }
+    let redis_prefix = unique("interop:warmer");
+    let mut worker = Worker::start(
+        "cache-warmer",
+        &[
+            ("FRONTIER_WORKERS__CACHE_WARMER__INPUT_TOPIC", heat.clone()),
+            ("FRONTIER_WORKERS__CACHE_WARMER__GROUP_ID", unique("interop.warmer.group")),
+            ("FRONTIER_WORKERS__CACHE_WARMER__HOT_SET_INTERVAL", "200ms".into()),
+            ("FRONTIER_CACHE__INVALIDATIONS_TOPIC", invalidations.clone()),
+            ("FRONTIER_CACHE__REDIS_KEY_PREFIX", redis_prefix.clone()),
+            ("FRONTIER_BUS__DLQ_TOPIC", dlq.clone()),
+            ("FRONTIER_BUS__STATUS_INTERVAL", "0s".into()),
+        ],
+    );
+    let client = ::redis::Client::open(redis_url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let started = std::time::Instant::now();
+    let hot_set = loop {
+        worker.assert_running();
+        let listed: Vec<(String, f64)> = ::redis::cmd("ZRANGE")
+            .arg(format!("{redis_prefix}:hot"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if listed.len() >= keys.len() || started.elapsed() > Duration::from_secs(30) {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drop(worker);
+    common::redis::delete_prefix(&redis_url, &redis_prefix).await;
+
+    let mut listed: Vec<&str> = hot_set.iter().map(|(key, _)| key.as_str()).collect();
+    listed.sort();
+    keys.sort();
+    assert_eq!(listed, keys, "both implementations' keys are hot: {hot_set:?}");
+    for (key, score) in &hot_set {
+        // Five answers each, decayed by the seconds since (a 60 s half-life).
+        assert!((4.0..=5.0 + 1e-9).contains(score), "{key} scored {score}, not about its 5 answers");
+    }
     assert_no_dead_letters(&settings, &dlq);
 }
 

@@ -14,6 +14,7 @@
 pub mod disk;
 pub mod entry;
 pub mod error;
+pub mod heat;
 pub mod invalidation;
 pub mod key;
 pub mod keyring;

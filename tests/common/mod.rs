@@ -68,13 +68,14 @@ pub fn unique(name: &str) -> String {
     format!("test.{name}.{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// Points a serving worker's topics (requests, responses, metrics, invalidations, dead
+/// Points a serving worker's topics (requests, responses, metrics, heat, invalidations, dead
 /// letters) at fresh names made by `topic`, with no query events; returns the names to create.
 pub fn serving_topics(settings: &mut Settings, topic: impl Fn(&str) -> String) -> Vec<String> {
     let serve = &mut settings.workers.serve;
     serve.input_topic = topic("requests");
     serve.responses_topic = topic("responses");
     serve.metrics_topic = topic("metrics");
+    serve.heat_topic = topic("heat");
     settings.cache.invalidations_topic = topic("invalidations");
     settings.prices.query_events_topic = None;
     settings.bus.dlq_topic = topic("dlq");
@@ -83,6 +84,7 @@ pub fn serving_topics(settings: &mut Settings, topic: impl Fn(&str) -> String) -
         serve.input_topic.clone(),
         serve.responses_topic.clone(),
         serve.metrics_topic.clone(),
+        serve.heat_topic.clone(),
         settings.cache.invalidations_topic.clone(),
         settings.bus.dlq_topic.clone(),
     ]

@@ -35,10 +35,10 @@ impl Serving {
     async fn start(test: &str) -> Serving {
         let settings = settings();
         super::common::redis::stack_redis(&settings).await;
-        let [requests, responses, metrics, invalidations, query_events, dlq] = topics(
+        let [requests, responses, metrics, heat, invalidations, query_events, dlq] = topics(
             &settings,
             &format!("hostile.serve.{test}"),
-            ["requests", "responses", "metrics", "invalidations", "query-events", "dlq"],
+            ["requests", "responses", "metrics", "heat", "invalidations", "query-events", "dlq"],
         )
         .await;
         let schema = format!("test_hostile_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -60,6 +60,7 @@ impl Serving {
                 ("FRONTIER_WORKERS__SERVE__INPUT_TOPIC", requests.clone()),
                 ("FRONTIER_WORKERS__SERVE__RESPONSES_TOPIC", responses.clone()),
                 ("FRONTIER_WORKERS__SERVE__METRICS_TOPIC", metrics.clone()),
+                ("FRONTIER_WORKERS__SERVE__HEAT_TOPIC", heat),
                 ("FRONTIER_WORKERS__SERVE__GROUP_ID", unique("hostile.serve.group")),
                 ("FRONTIER_CACHE__INVALIDATIONS_TOPIC", invalidations),
                 ("FRONTIER_CACHE__REDIS_KEY_PREFIX", redis_prefix.clone()),

@@ -50,7 +50,7 @@ impl World {
         let mut settings = common::settings();
         let topic = |what: &str| unique(&format!("serve.{name}.{what}"));
         let names = serving_topics(&mut settings, topic);
-        settings.workers.cache_warmer.input_topic = settings.workers.serve.metrics_topic.clone();
+        settings.workers.cache_warmer.input_topic = settings.workers.serve.heat_topic.clone();
         create_topics(&settings, &names.iter().map(String::as_str).collect::<Vec<_>>(), 1).await;
 
         let schema = format!("test_serve_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

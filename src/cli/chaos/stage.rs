@@ -443,6 +443,7 @@ impl Run {
             ("FRONTIER_WORKERS__SERVE__INPUT_TOPIC", t.requests.clone()),
             ("FRONTIER_WORKERS__SERVE__RESPONSES_TOPIC", t.responses.clone()),
             ("FRONTIER_WORKERS__SERVE__METRICS_TOPIC", t.metrics.clone()),
+            ("FRONTIER_WORKERS__SERVE__HEAT_TOPIC", t.heat.clone()),
             ("FRONTIER_WORKERS__SERVE__GROUP_ID", format!("{}.serve", t.prefix)),
             ("FRONTIER_WORKERS__INFERENCE__INPUT_TOPIC", t.jobs.clone()),
             ("FRONTIER_WORKERS__INFERENCE__RESULTS_TOPIC", t.results.clone()),
@@ -506,6 +507,7 @@ pub(super) struct ScenarioTopics {
     invalidations: String,
     query_events: String,
     slo: String,
+    heat: String,
 }
 
 impl ScenarioTopics {
@@ -524,13 +526,15 @@ impl ScenarioTopics {
             invalidations: name("invalidations"),
             query_events: name("query-events"),
             slo: name("slo"),
+            heat: name("heat"),
             prefix,
         }
     }
 
     fn all(&self) -> Vec<(&str, i32)> {
         let data = [&self.requests, &self.responses, &self.metrics, &self.jobs, &self.results];
-        let small = [&self.alerts, &self.dlq, &self.status, &self.invalidations, &self.query_events, &self.slo];
+        let small =
+            [&self.alerts, &self.dlq, &self.status, &self.invalidations, &self.query_events, &self.slo, &self.heat];
         data.iter()
             .map(|t| (t.as_str(), PARTITIONS))
             .chain(small.iter().map(|t| (t.as_str(), SMALL_PARTITIONS)))

@@ -81,18 +81,30 @@ impl HotKeys {
     /// Counts one request for `key` at `at_ms`; `computed` says its value was computed then
     /// (the answer came from no cache layer).
     pub fn observe(&mut self, key: &CacheKey, kind: &str, at_ms: i64, computed: bool) {
+        self.observe_many(key, kind, at_ms, 1, computed.then_some(at_ms));
+    }
+
+    /// Counts `requests` requests for `key` at `at_ms` (an instance's counts of a window, taken
+    /// at its end); `computed_at_ms` is when its value was last computed for one of them, if it
+    /// was. Zero or negative counts change nothing.
+    pub fn observe_many(&mut self, key: &CacheKey, kind: &str, at_ms: i64, requests: i64, computed_at_ms: Option<i64>) {
+        if requests <= 0 {
+            return;
+        }
         let mut increment = self.increment(at_ms);
         if increment > RESCALE_ABOVE {
             self.rescale(at_ms);
             increment = self.increment(at_ms);
         }
+        // An i64 count as a float: exact far beyond any window's count.
+        let added = increment * requests as f64;
         let weight = match self.entries.get(key) {
-            Some(tracked) => tracked.weight + increment,
-            None if self.entries.len() < self.capacity => increment,
+            Some(tracked) => tracked.weight + added,
+            None if self.entries.len() < self.capacity => added,
             None => {
                 // Space-Saving: the newcomer replaces the lightest key and inherits its count.
                 let lightest = self.by_weight.pop_first().and_then(|(_, evicted)| self.entries.remove(&evicted));
-                lightest.map_or(0.0, |t| t.weight) + increment
+                lightest.map_or(0.0, |t| t.weight) + added
             }
         };
         let slot = (weight.to_bits(), self.next_seq);
@@ -108,8 +120,8 @@ impl HotKeys {
         self.by_weight.remove(&tracked.slot);
         tracked.weight = weight;
         tracked.slot = slot;
-        if computed {
-            tracked.computed_at_ms = Some(tracked.computed_at_ms.map_or(at_ms, |t| t.max(at_ms)));
+        if let Some(computed) = computed_at_ms {
+            tracked.computed_at_ms = Some(tracked.computed_at_ms.map_or(computed, |t| t.max(computed)));
         }
         self.by_weight.insert(slot, key.clone());
     }
@@ -237,6 +249,30 @@ mod tests {
         let due = hot.due(3_000, 100.0, 10, 0.2, |_| TTL);
         assert_eq!(due.iter().map(|d| d.key.clone()).collect::<Vec<_>>(), vec![key(1), key(2)]);
         assert!(hot.score(&key(1), 2_000) > hot.score(&key(2), 2_000));
+    }
+
+    #[test]
+    fn a_window_of_counts_weighs_like_as_many_single_requests() {
+        let mut one_by_one = HotKeys::new(10, Duration::from_secs(60), 0);
+        for _ in 0..5 {
+            one_by_one.observe(&key(1), "k", 1_000, false);
+        }
+        let mut counted = HotKeys::new(10, Duration::from_secs(60), 0);
+        counted.observe_many(&key(1), "k", 1_000, 5, None);
+        counted.observe_many(&key(2), "k", 1_000, 0, Some(1_000));
+        assert!((one_by_one.score(&key(1), 1_000) - counted.score(&key(1), 1_000)).abs() < 1e-9);
+        assert_eq!(counted.len(), 1, "a count of zero tracks nothing");
+    }
+
+    #[test]
+    fn a_window_s_last_computation_dates_the_key_s_value() {
+        let ttl = |_: &str| Duration::from_secs(10);
+        let mut hot = HotKeys::new(10, Duration::from_secs(60), 0);
+        // Counted at the window's end (5 s), computed at 1 s: due from 9 s (the last 20 % of
+        // a 10 s ttl), not from 13 s.
+        hot.observe_many(&key(1), "k", 5_000, 10, Some(1_000));
+        assert!(hot.due(8_900, 1.0, 10, 0.2, ttl).is_empty());
+        assert_eq!(hot.due(9_000, 1.0, 10, 0.2, ttl).len(), 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Metric names of the cache warmer (the cache's own counters label its refreshes
 //! `reason="warmer"`).
 
-/// Request-completed events counted into the hot-key table.
+/// Answers counted into the hot-key table: a `CacheHeat` key's requests, or one per
+/// `RequestCompleted` event.
 pub const EVENTS: &str = "frontier_cache_warmer_events_total";
 /// Refreshes finished, per `outcome` (refreshed, no_recipe, failed, cancelled).
 pub const REFRESHES: &str = "frontier_cache_warmer_refreshes_total";
@@ -21,7 +22,10 @@ pub const HOT_SET_PUBLISHES: &str = "frontier_cache_warmer_hot_set_publishes_tot
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(EVENTS, "Request-completed events counted by the cache warmer.");
+    describe_counter!(
+        EVENTS,
+        "Answers counted by the cache warmer (from CacheHeat records or RequestCompleted events)."
+    );
     describe_counter!(REFRESHES, "Cache warmer refreshes, by outcome.");
     describe_counter!(DEFERRED, "Due refreshes put off by the warmer's refresh budget.");
     describe_counter!(HELD_BACK, "Warmer scans held back because a serving instance was busy with live requests.");

@@ -1,9 +1,10 @@
 //! `frontier run cache-warmer`: keeps hot keys fresh so requests keep hitting the cache.
 //!
-//! It reads the serving workers' request-completed events (its own consumer group), counts the
-//! `cache_key` of every ok answer into a bounded heavy-hitter table with exponentially decayed
-//! counts ([`hot`]), and every `scan_interval` recomputes the hot keys that enter the last
-//! `refresh_ahead` part of their ttl, from the recipe the serving worker stored sealed in the
+//! It reads the serving instances' per-key answer counts (`CacheHeat`, one record per instance
+//! and second on `frontier.cache.heat`, in its own consumer group; or request-completed
+//! events, one per answer), counts the keys of ok answers into a bounded heavy-hitter table
+//! with exponentially decayed counts ([`hot`]), and every `scan_interval` recomputes the hot
+//! keys that enter the last `refresh_ahead` part of their ttl, from the recipe the serving worker stored sealed in the
 //! cache ([`crate::cache::recipe`]), via `TieredCache::refresh`, which writes through to
 //! Redis where every serving instance finds it. Its own load is bounded: at most
 //! `max_concurrent_refreshes` at once and `max_refreshes_per_second` started ([`budget`]).

@@ -12,11 +12,13 @@ use crate::workers::WorkerConfig;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheWarmerSettings {
-    /// Topic of the request-completed events of the serving workers.
+    /// Topic it counts answers from: the serving workers' `heat_topic` (`CacheHeat`, one record
+    /// per instance and second), or a topic of `RequestCompleted` events with cache keys (one
+    /// per answer, what other services that answer from the cache may write).
     pub input_topic: String,
     /// Consumer group id; defaults to `<group_prefix>.cache-warmer`.
     pub group_id: Option<String>,
-    /// Only events of this service are counted (the serving worker's `serve`).
+    /// Only answers of this service are counted (the serving worker's `serve`).
     pub service: String,
     /// Keys tracked at most (Space-Saving counters): bounds memory whatever the key space.
     pub tracked_keys: usize,
@@ -61,7 +63,7 @@ pub struct CacheWarmerSettings {
 impl Default for CacheWarmerSettings {
     fn default() -> Self {
         CacheWarmerSettings {
-            input_topic: "frontier.metrics".into(),
+            input_topic: "frontier.cache.heat".into(),
             group_id: None,
             // The serving worker's service name in its events (not imported: workers stay apart).
             service: "serve".into(),

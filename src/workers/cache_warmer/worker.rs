@@ -21,7 +21,7 @@ use crate::cache::recipe::{self, RecipeError, computation};
 use crate::cache::{CacheKey, CacheLayer, CachePolicy, TieredCache};
 use crate::market::pool::NICE;
 use crate::market::{Analysis, PriceStore};
-use crate::records::{RequestCompleted, RequestStatus};
+use crate::records::{CacheHeat, RequestCompleted, RequestStatus};
 use crate::workers::WorkerConfig;
 
 /// How one refresh ended (a metric label).
@@ -292,22 +292,53 @@ async fn refresh(shared: &Shared, due: &DueKey) -> Outcome {
     Outcome::Refreshed
 }
 
+impl CacheWarmer {
+    /// Counts every key of an instance's window at the window's end; a window from another
+    /// service, or a key that does not parse, is skipped.
+    fn count_heat(&self, heat: CacheHeat) {
+        if heat.service != self.settings.service {
+            return;
+        }
+        let now_ms = crate::clock::now_millis();
+        // Event time, but never ahead of this clock (a skewed sender must not heat a key up
+        // for the future).
+        let at_ms = heat.window_end.min(now_ms);
+        let mut hot = self.shared.hot();
+        let mut counted = 0;
+        for count in &heat.keys {
+            let Some(key) = CacheKey::parse(&count.cache_key) else { continue };
+            hot.observe_many(&key, &count.kind, at_ms, count.requests, count.last_computed_at.map(|t| t.min(now_ms)));
+            counted += count.requests.max(0);
+        }
+        drop(hot);
+        ::metrics::counter!(metric::EVENTS).increment(u64::try_from(counted).unwrap_or(0));
+    }
+
+    /// Counts one answer's key, when it is an ok answer of the service.
+    fn count_completed(&self, event: RequestCompleted) {
+        if event.service != self.settings.service || event.status != RequestStatus::Ok {
+            return;
+        }
+        let Some(key) = event.cache_key.as_deref().and_then(CacheKey::parse) else { return };
+        let at_ms = event.occurred_at.min(crate::clock::now_millis());
+        self.shared.hot().observe(&key, &event.kind, at_ms, event.cache_layer == CacheLayer::None);
+        ::metrics::counter!(metric::EVENTS).increment(1);
+    }
+}
+
 impl Worker for CacheWarmer {
     fn name(&self) -> &'static str {
         CacheWarmerSettings::NAME
     }
 
+    /// Counts a serving instance's `CacheHeat` (its answers per key over a window), or one
+    /// `RequestCompleted` event (what other services that answer from the cache write).
     async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        let event: RequestCompleted = message.record()?;
-        if event.service != self.settings.service || event.status != RequestStatus::Ok {
-            return Ok(Vec::new());
+        if message.is::<CacheHeat>() {
+            self.count_heat(message.record()?);
+        } else {
+            self.count_completed(message.record()?);
         }
-        let Some(key) = event.cache_key.as_deref().and_then(CacheKey::parse) else { return Ok(Vec::new()) };
-        // Event time, but never ahead of this clock (a skewed sender must not heat a key up
-        // for the future).
-        let at_ms = event.occurred_at.min(crate::clock::now_millis());
-        self.shared.hot().observe(&key, &event.kind, at_ms, event.cache_layer == CacheLayer::None);
-        ::metrics::counter!(metric::EVENTS).increment(1);
         Ok(Vec::new())
     }
 

@@ -22,6 +22,11 @@ pub const ADMISSION_WAIT_SECONDS: &str = "frontier_serve_admission_wait_seconds"
 /// analysis pool (they hold their refreshes back while the mark lives).
 pub const BUSY_MARKS: &str = "frontier_serve_busy_marks_total";
 
+/// Keys per `CacheHeat` record written for the cache warmer (histogram).
+pub const HEAT_KEYS: &str = "frontier_serve_heat_keys";
+/// Full heat windows dropped because more filled up within `heat_interval` than are kept.
+pub const HEAT_WINDOWS_DROPPED: &str = "frontier_serve_heat_windows_dropped_total";
+
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_histogram};
@@ -39,6 +44,11 @@ pub fn describe() {
         ADMISSION_WAIT_SECONDS,
         Unit::Seconds,
         "Seconds a computation waited for admission, by priority (background for refreshes)."
+    );
+    describe_histogram!(HEAT_KEYS, "Keys per CacheHeat record written for the cache warmer.");
+    describe_counter!(
+        HEAT_WINDOWS_DROPPED,
+        "Full heat windows dropped because more filled up within heat_interval than are kept."
     );
     describe_counter!(
         BUSY_MARKS,

@@ -21,6 +21,16 @@ pub struct ServeSettings {
     /// Topic of the `RequestCompleted` events (one per answer, keyed by service), read by the
     /// SLA monitor and the cache warmer.
     pub metrics_topic: String,
+    /// Topic of the instance's per-key answer counts (`CacheHeat`, one record per
+    /// `heat_interval`, keyed by service), read by the cache warmer.
+    pub heat_topic: String,
+    /// How long the instance counts its answers per key before writing them to `heat_topic`.
+    #[serde(with = "humantime_serde")]
+    pub heat_interval: Duration,
+    /// Keys one `CacheHeat` record holds at most: an instance that answers more keys within
+    /// `heat_interval` writes a record as soon as it holds this many, so none is dropped and
+    /// a record stays far below a Kafka message's size limit.
+    pub heat_max_keys: usize,
     /// Consumer group of the request loop, shared by every instance; defaults to
     /// `<group_prefix>.serve`.
     pub group_id: Option<String>,
@@ -67,6 +77,9 @@ impl Default for ServeSettings {
             input_topic: "frontier.requests".into(),
             responses_topic: "frontier.responses".into(),
             metrics_topic: "frontier.metrics".into(),
+            heat_topic: "frontier.cache.heat".into(),
+            heat_interval: Duration::from_secs(1),
+            heat_max_keys: 2_000,
             group_id: None,
             invalidations_group_id: None,
             instance: None,
@@ -98,11 +111,18 @@ impl WorkerConfig for ServeSettings {
         topic_named("input_topic", &self.input_topic)?;
         topic_named("responses_topic", &self.responses_topic)?;
         topic_named("metrics_topic", &self.metrics_topic)?;
-        if self.responses_topic == self.input_topic || self.metrics_topic == self.input_topic {
+        topic_named("heat_topic", &self.heat_topic)?;
+        if [&self.responses_topic, &self.metrics_topic, &self.heat_topic].contains(&&self.input_topic) {
             return invalid(
                 "input_topic",
-                "must differ from responses_topic and metrics_topic (answers would be read as requests)",
+                "must differ from responses_topic, metrics_topic and heat_topic (answers would be read as requests)",
             );
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.heat_interval) {
+            return invalid("heat_interval", "must be from 100ms to 60s");
+        }
+        if !(1..=10_000).contains(&self.heat_max_keys) {
+            return invalid("heat_max_keys", "must be from 1 to 10000");
         }
         self.compute.validate().map_err(|e| e.within("compute"))?;
         if !(16..=65_536).contains(&self.max_field_bytes) {

@@ -34,6 +34,17 @@ fn settings_refuse_an_answer_linger_over_a_second() {
 }
 
 #[test]
+fn settings_refuse_heat_read_back_as_requests_and_windows_out_of_range() {
+    use std::time::Duration;
+    let looping = ServeSettings { heat_topic: "frontier.requests".into(), ..ServeSettings::default() };
+    assert_eq!(looping.validate().unwrap_err().key, "input_topic");
+    let often = ServeSettings { heat_interval: Duration::from_millis(99), ..ServeSettings::default() };
+    assert_eq!(often.validate().unwrap_err().key, "heat_interval");
+    let none = ServeSettings { heat_max_keys: 0, ..ServeSettings::default() };
+    assert_eq!(none.validate().unwrap_err().key, "heat_max_keys");
+}
+
+#[test]
 fn jitter_only_shortens_the_ttl_and_never_below_its_share() {
     use std::time::Duration;
 

@@ -14,6 +14,7 @@ use crate::bus::outputs::is_valid_topic_name;
 use crate::bus::{
     CodecError, HandlerError, Inbound, KnownSchema, Outbound, Refusal, RefusalCause, SchemaCatalog, Worker,
 };
+use crate::cache::heat::HeatTally;
 use crate::cache::recipe::{self, Recipe, computation};
 use crate::cache::result::CORRUPT_RESULT;
 use crate::cache::{
@@ -21,7 +22,9 @@ use crate::cache::{
 };
 use crate::market::pool::{Admission, AnalysisPool, NICE, Refused};
 use crate::market::{Analysis, PriceStore};
-use crate::records::{AnalysisRequest, AnalysisResponse, CacheLayer, ErrorDetail, RequestCompleted, RequestStatus};
+use crate::records::{
+    AnalysisRequest, AnalysisResponse, CacheHeat, CacheLayer, ErrorDetail, RequestCompleted, RequestStatus,
+};
 use crate::workers::WorkerConfig;
 
 /// The service name in the request-completed events of the serving worker.
@@ -66,6 +69,10 @@ pub struct ServeWorker {
     store: PriceStore,
     responses_topic: Arc<str>,
     metrics_topic: Arc<str>,
+    heat_topic: Arc<str>,
+    heat_interval: Duration,
+    heat: HeatTally,
+    heat_schema: Arc<KnownSchema>,
     response_schema: Arc<KnownSchema>,
     completed_schema: Arc<KnownSchema>,
     instance: String,
@@ -92,6 +99,10 @@ impl ServeWorker {
             store,
             responses_topic: Arc::from(settings.responses_topic.as_str()),
             metrics_topic: Arc::from(settings.metrics_topic.as_str()),
+            heat_topic: Arc::from(settings.heat_topic.as_str()),
+            heat_interval: settings.heat_interval,
+            heat: HeatTally::new(settings.heat_max_keys),
+            heat_schema: catalog.schema_of::<CacheHeat>()?,
             response_schema: catalog.schema_of::<AnalysisResponse>()?,
             completed_schema: catalog.schema_of::<RequestCompleted>()?,
             instance: settings.instance_id(),
@@ -240,6 +251,9 @@ impl ServeWorker {
             served_by: self.instance.clone(),
             completed_at: completed_ms,
         };
+        if let (Some(key), RequestStatus::Ok) = (&answer.key, answer.status) {
+            self.heat.count(key, &request.kind, layer == CacheLayer::None, completed_ms);
+        }
         let completed = RequestCompleted {
             id: request.id.clone(),
             service: SERVICE.to_owned(),
@@ -266,6 +280,32 @@ impl ServeWorker {
             Outbound::new(reply_to, Some(request.id.as_bytes().to_vec()), response),
             Outbound::new(self.metrics_topic.clone(), Some(SERVICE.as_bytes().to_vec()), completed),
         ])
+    }
+
+    /// The per-key answer counts since the last time, as records for the heat topic. They go
+    /// out on the tick, never beside an answer: a heat record the bus refused must not cost a
+    /// requester its answer.
+    fn heat_outputs(&self, now_ms: i64) -> Result<Vec<Outbound>, HandlerError> {
+        let taken = self.heat.take(SERVICE, &self.instance, now_ms);
+        if taken.dropped_windows > 0 {
+            ::metrics::counter!(metric::HEAT_WINDOWS_DROPPED).increment(taken.dropped_windows);
+            warn!(
+                dropped = taken.dropped_windows,
+                "more keys answered within heat_interval than the heat windows kept hold; the oldest were dropped"
+            );
+        }
+        let key = Some(SERVICE.as_bytes().to_vec());
+        taken
+            .records
+            .iter()
+            .map(|heat| {
+                ::metrics::histogram!(metric::HEAT_KEYS).record(heat.keys.len() as f64);
+                // Our own record always fits our own schema (see `outputs`).
+                let payload = SchemaCatalog::encode(&self.heat_schema, heat)
+                    .map_err(|e| HandlerError::fatal("heat_encoding", e.to_string()))?;
+                Ok(Outbound::new(self.heat_topic.clone(), key.clone(), payload))
+            })
+            .collect()
     }
 }
 
@@ -296,7 +336,7 @@ impl Worker for ServeWorker {
     /// or to a `reply_to` that does not exist (then on the responses topic).
     fn refused(&self, message: &Inbound, refusal: &Refusal) -> Vec<Outbound> {
         let Ok(request) = message.record::<AnalysisRequest>() else { return Vec::new() };
-        if *refusal.topic == *self.metrics_topic {
+        if *refusal.topic == *self.metrics_topic || *refusal.topic == *self.heat_topic {
             // Our own configuration is wrong, not the request: nothing to tell the requester.
             return Vec::new();
         }
@@ -308,6 +348,15 @@ impl Worker for ServeWorker {
         };
         let answer = Answer::failed(RequestStatus::Error, code, refusal.to_string());
         self.outputs(&request, answer).unwrap_or_default()
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.heat_interval)
+    }
+
+    /// Writes the answers' per-key counts of the interval for the cache warmer.
+    async fn tick(&self, now: SystemTime) -> Result<Vec<Outbound>, HandlerError> {
+        self.heat_outputs(crate::clock::epoch_millis(now))
     }
 }
 

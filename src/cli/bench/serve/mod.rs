@@ -84,6 +84,10 @@ pub struct ServeBenchArgs {
     /// other way round).
     #[arg(long)]
     pub warmer_first: bool,
+    /// What the warmer counts answers from: the instances' per-key counts (`heat`, as
+    /// shipped) or one `RequestCompleted` event per answer (`events`, as before `CacheHeat`).
+    #[arg(long, value_enum, default_value_t = WarmerReads::Heat)]
+    pub warmer_reads: WarmerReads,
     /// Cold requests (every key new).
     #[arg(long, default_value_t = 1000)]
     pub cold: usize,
@@ -126,8 +130,19 @@ pub struct ServeBenchArgs {
 }
 
 /// Everything the phases share: topics, publisher, the response collector.
+/// What the bench's warmer counts answers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WarmerReads {
+    /// The serving instances' `CacheHeat` records (one per instance and second).
+    Heat,
+    /// Their `RequestCompleted` events (one per answer).
+    Events,
+}
+
 pub(super) struct Bench {
     pub(super) settings: Settings,
+    /// What warmers count answers from.
+    warmer_reads: WarmerReads,
     /// Where requests are published: the requests topic of the phase whose instance started
     /// last.
     requests_topic: String,
@@ -175,6 +190,7 @@ pub(super) async fn bench_serve(settings: &Settings, args: ServeBenchArgs) -> an
         &phases.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await?;
+    bench.warmer_reads = args.warmer_reads;
 
     // Cold: every request a new key (its own tenant), at a rate the computations can follow.
     let cache_dir = ScratchDir::new("cold")?;
@@ -421,10 +437,11 @@ impl Bench {
         serve.input_topic = format!("bench.{name}.{run}.requests");
         serve.responses_topic = format!("bench.{name}.{run}.responses");
         serve.metrics_topic = format!("bench.{name}.{run}.metrics");
+        serve.heat_topic = format!("bench.{name}.{run}.heat");
         settings.cache.invalidations_topic = format!("bench.{name}.{run}.invalidations");
         settings.prices.query_events_topic = None;
         settings.prices.schema = Some(format!("bench_{name}_{run}"));
-        settings.workers.cache_warmer.input_topic = settings.workers.serve.metrics_topic.clone();
+        settings.workers.cache_warmer.input_topic = settings.workers.serve.heat_topic.clone();
         settings.bus.dlq_topic = format!("bench.{name}.{run}.dlq");
         let serve = &settings.workers.serve;
         let mut topics: Vec<String> =
@@ -435,6 +452,7 @@ impl Bench {
         // offset, and on one shared topic it would first replay every earlier phase's requests
         // (191,000 of them before the warmer-on phase), which once read as a 30-second stall.
         topics.extend(phases.iter().map(|phase| format!("{}.{phase}", serve.metrics_topic)));
+        topics.extend(phases.iter().map(|phase| format!("{}.{phase}", serve.heat_topic)));
         topics.extend(phases.iter().map(|phase| format!("{}.{phase}", serve.input_topic)));
         create_topics(&settings, &topics, 1).await?;
 
@@ -479,6 +497,7 @@ impl Bench {
             store,
             stalls: stalls::StallProbe::start(shutdown.clone()),
             stages: stages::StageProbe::install(),
+            warmer_reads: WarmerReads::Heat,
             collector,
             shutdown,
         };
@@ -551,20 +570,23 @@ impl Bench {
         let mut settings = self.settings.clone();
         settings.workers.serve.input_topic = self.requests_topic.clone();
         settings.workers.serve.metrics_topic = self.metrics_topic(phase);
+        settings.workers.serve.heat_topic = self.heat_topic(phase);
         Launcher { settings, catalog: self.catalog.clone(), store: self.store.clone(), shutdown: self.shutdown.clone() }
     }
 
-    /// A warmer on the metrics topic of `phase`, sharing the instance's Redis prefix, on a
-    /// runtime and threads of its own, as `frontier run cache-warmer` is a process of its own:
-    /// on the instance's runtime its 2,000 events a second queued beside the answers. Its task
-    /// ends with how many keys it refreshed.
+    /// A warmer on the heat topic of `phase`, sharing the instance's Redis prefix, on a
+    /// runtime and threads of its own, as `frontier run cache-warmer` is a process of its own.
+    /// Its task ends with how many keys it refreshed.
     async fn start_warmer(
         &self,
         cache: &CacheSettings,
         phase: &str,
     ) -> anyhow::Result<(CancellationToken, WarmerTask)> {
         let mut settings = self.settings.clone();
-        settings.workers.cache_warmer.input_topic = self.metrics_topic(phase);
+        settings.workers.cache_warmer.input_topic = match self.warmer_reads {
+            WarmerReads::Heat => self.heat_topic(phase),
+            WarmerReads::Events => self.metrics_topic(phase),
+        };
         settings.workers.cache_warmer.group_id = Some(format!("bench.warmer.{}", uuid::Uuid::new_v4().simple()));
         let mut cache = cache.clone();
         cache.disk_bytes = 0;
@@ -638,9 +660,14 @@ impl Bench {
         Ok(())
     }
 
-    /// The metrics topic of one phase (the warmer reads only its own phase's events).
+    /// The metrics topic of one phase.
     fn metrics_topic(&self, phase: &str) -> String {
         format!("{}.{phase}", self.settings.workers.serve.metrics_topic)
+    }
+
+    /// The heat topic of one phase (the warmer counts only its own phase's answers).
+    fn heat_topic(&self, phase: &str) -> String {
+        format!("{}.{phase}", self.settings.workers.serve.heat_topic)
     }
 
     /// Publishes `count` requests at `rate` per second (`request_of(i)` giving kind, tenant and

@@ -27,7 +27,8 @@ pub(super) async fn start_phase(
 ) -> anyhow::Result<Phase> {
     let requests = format!("{}.start", bench.settings.workers.serve.input_topic);
     let metrics = format!("{}.start", bench.settings.workers.serve.metrics_topic);
-    create_topics(&bench.settings, &[requests, metrics], partitions).await?;
+    let heat = format!("{}.start", bench.settings.workers.serve.heat_topic);
+    create_topics(&bench.settings, &[requests, metrics, heat], partitions).await?;
 
     let (first_dir, second_dir) = (ScratchDir::new("start-first")?, ScratchDir::new("start-second")?);
     let lifetime = Some((Duration::from_secs(3600), Duration::ZERO));
