@@ -336,7 +336,7 @@ impl Worker for ServeWorker {
     /// or to a `reply_to` that does not exist (then on the responses topic).
     fn refused(&self, message: &Inbound, refusal: &Refusal) -> Vec<Outbound> {
         let Ok(request) = message.record::<AnalysisRequest>() else { return Vec::new() };
-        if *refusal.topic == *self.metrics_topic || *refusal.topic == *self.heat_topic {
+        if *refusal.topic == *self.metrics_topic {
             // Our own configuration is wrong, not the request: nothing to tell the requester.
             return Vec::new();
         }
