@@ -27,9 +27,9 @@ pub struct ServeSettings {
     /// How long the instance counts its answers per key before writing them to `heat_topic`.
     #[serde(with = "humantime_serde")]
     pub heat_interval: Duration,
-    /// Keys one `CacheHeat` record holds at most: an instance that answers more keys within
-    /// `heat_interval` writes a record as soon as it holds this many, so none is dropped and
-    /// a record stays far below a Kafka message's size limit.
+    /// Keys one `CacheHeat` record holds at most: a window that reaches this many is set aside
+    /// whole and written with the next one at the next `heat_interval`, so no key is dropped
+    /// and a record stays far below a Kafka message's size limit.
     pub heat_max_keys: usize,
     /// Consumer group of the request loop, shared by every instance; defaults to
     /// `<group_prefix>.serve`.

@@ -129,7 +129,6 @@ pub struct ServeBenchArgs {
     pub dump: Option<std::path::PathBuf>,
 }
 
-/// Everything the phases share: topics, publisher, the response collector.
 /// What the bench's warmer counts answers from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WarmerReads {
@@ -139,6 +138,7 @@ pub enum WarmerReads {
     Events,
 }
 
+/// Everything the phases share: topics, publisher, the response collector.
 pub(super) struct Bench {
     pub(super) settings: Settings,
     /// What warmers count answers from.
