@@ -308,7 +308,8 @@ impl CacheWarmer {
         for count in &heat.keys {
             let Some(key) = CacheKey::parse(&count.cache_key) else { continue };
             hot.observe_many(&key, &count.kind, at_ms, count.requests, count.last_computed_at.map(|t| t.min(now_ms)));
-            counted += count.requests.max(0);
+            // Crafted counts near i64::MAX must not overflow the sum (a panic in a debug build).
+            counted = count.requests.max(0).saturating_add(counted);
         }
         drop(hot);
         ::metrics::counter!(metric::EVENTS).increment(u64::try_from(counted).unwrap_or(0));
