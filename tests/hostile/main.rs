@@ -13,6 +13,7 @@ mod common;
 mod inference;
 mod serve;
 mod sla;
+mod warmer;
 
 use std::time::Duration;
 

@@ -86,7 +86,8 @@ impl HotKeys {
 
     /// Counts `requests` requests for `key` at `at_ms` (an instance's counts of a window, taken
     /// at its end); `computed_at_ms` is when its value was last computed for one of them, if it
-    /// was. Zero or negative counts change nothing.
+    /// was. Zero or negative counts change nothing, and neither do requests so old that their
+    /// decayed count is nothing (a crafted date must not evict a real key).
     pub fn observe_many(&mut self, key: &CacheKey, kind: &str, at_ms: i64, requests: i64, computed_at_ms: Option<i64>) {
         if requests <= 0 {
             return;
@@ -98,6 +99,9 @@ impl HotKeys {
         }
         // An i64 count as a float: exact far beyond any window's count.
         let added = increment * requests as f64;
+        if added == 0.0 {
+            return;
+        }
         let weight = match self.entries.get(key) {
             Some(tracked) => tracked.weight + added,
             None if self.entries.len() < self.capacity => added,
@@ -203,7 +207,8 @@ impl HotKeys {
     }
 
     fn increment(&self, at_ms: i64) -> f64 {
-        (self.decay_per_ms * (at_ms - self.landmark_ms) as f64).exp()
+        // Saturating: a crafted date of i64::MIN must give a zero weight, not an overflow.
+        (self.decay_per_ms * at_ms.saturating_sub(self.landmark_ms) as f64).exp()
     }
 
     /// Moves the landmark to `now_ms`, dividing every weight by the same factor (the order
@@ -314,6 +319,29 @@ mod tests {
         assert_eq!(hottest.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![key(2), key(4), key(1)]);
         assert!((hottest[0].1 - 9.0).abs() < 1e-9);
         assert_eq!(hot.hottest(0, 2.0, 2).len(), 2, "at most the limit");
+    }
+
+    #[test]
+    fn requests_dated_i64_min_count_nothing_and_later_ones_still_count() {
+        let mut hot = HotKeys::new(2, Duration::from_secs(60), 1_000);
+        hot.observe_many(&key(1), "k", i64::MIN, i64::MAX, Some(i64::MIN));
+        hot.observe(&key(2), "k", i64::MIN, true);
+        assert!(hot.is_empty(), "nothing decayed to zero is tracked");
+        hot.observe_many(&key(3), "k", 1_000, 5, Some(1_000));
+        assert!((hot.score(&key(3), 1_000) - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_count_of_i64_max_keeps_every_score_finite() {
+        let mut hot = HotKeys::new(4, Duration::from_millis(1), 0);
+        for at in [0, 400, 800] {
+            hot.observe_many(&key(1), "k", at, i64::MAX, None);
+            hot.observe_many(&key(2), "k", at, 1, None);
+        }
+        let hottest = hot.hottest(800, 0.5, 10);
+        assert_eq!(hottest.len(), 2);
+        assert!(hottest.iter().all(|(_, score)| score.is_finite()), "{hottest:?}");
+        assert_eq!(hottest[0].0, key(1));
     }
 
     #[test]
