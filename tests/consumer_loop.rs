@@ -195,6 +195,50 @@ async fn a_message_the_worker_rejects_goes_to_the_dlq_with_the_reason() {
     assert_eq!(ids(&catalog, &read_topic(&settings, &topics.output, 1, Duration::from_secs(10))), vec!["ok-1"]);
 }
 
+/// Panics on ids starting with `panic`, as a bug in a worker would.
+struct Panicky {
+    output: String,
+}
+
+impl Worker for Panicky {
+    fn name(&self) -> &'static str {
+        "panicky"
+    }
+
+    async fn handle(&self, message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        let id = avro_to_json(message.value()?)["id"].as_str().unwrap_or_default().to_string();
+        assert!(!id.starts_with("panic"), "a bug met request {id}");
+        Ok(vec![Outbound::new(self.output.clone(), message.key.clone(), message.payload.clone())])
+    }
+}
+
+#[tokio::test]
+async fn a_message_the_worker_panics_on_is_dead_lettered_and_the_loop_goes_on() {
+    let (settings, topics) = setup("panicked").await;
+    let catalog = catalog();
+    produce(
+        &settings,
+        &topics.input,
+        vec![(None, request_bytes(&catalog, "panic-1")), (None, request_bytes(&catalog, "ok-1"))],
+    )
+    .await;
+    let group = unique("group");
+    let (s, out) = (settings.clone(), topics.output.clone());
+    let report = run_until(&settings, &topics, &group, Panicky { output: topics.output.clone() }, move || {
+        read_topic(&s, &out, 1, Duration::from_millis(500)).len() == 1
+    })
+    .await;
+
+    let letters = read_topic(&settings, &topics.dlq, 1, Duration::from_secs(10));
+    assert_eq!(ids(&catalog, &letters), vec!["panic-1"]);
+    assert_eq!(header(&letters[0], dlq::header::ERROR_KIND).as_deref(), Some("worker_panicked"));
+    let reason = header(&letters[0], dlq::header::ERROR_MESSAGE).unwrap_or_default();
+    assert!(reason.contains("a bug met request panic-1"), "{reason}");
+    assert_eq!(ids(&catalog, &read_topic(&settings, &topics.output, 1, Duration::from_secs(10))), vec!["ok-1"]);
+    assert_eq!(report.dead_lettered, 1);
+    assert_eq!(committed_offset(&settings, &group, &topics.input), Some(2), "both committed: the loop went on");
+}
+
 #[tokio::test]
 async fn a_transient_failure_is_retried_until_the_message_succeeds() {
     let (settings, topics) = setup("transient").await;
@@ -412,4 +456,42 @@ async fn a_worker_with_ticks_produces_periodic_outputs_without_input() {
     })
     .await;
     assert_eq!(report.consumed, 0);
+}
+
+/// Panics at its first tick, as a bug outside message handling would.
+struct PanicsOnTick;
+
+impl Worker for PanicsOnTick {
+    fn name(&self) -> &'static str {
+        "panics-on-tick"
+    }
+
+    async fn handle(&self, _message: &Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        Ok(Vec::new())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+
+    async fn tick(&self, _now: std::time::SystemTime) -> Result<Vec<Outbound>, HandlerError> {
+        panic!("a bug in a tick");
+    }
+}
+
+#[tokio::test]
+async fn a_loop_that_panics_stops_the_invalidation_loop_beside_it_instead_of_hanging() {
+    use frontier::cache::invalidation::{SideBySideError, invalidation_loop, run_beside_invalidations};
+    let (settings, topics) = setup("panicking-sibling").await;
+    let options = LoopOptions::new(&settings.bus, unique("group"), vec![topics.input.clone()]);
+    let main = ConsumerLoop::new(&settings.kafka, options, Arc::new(PanicsOnTick), catalog()).unwrap();
+    let memory_only = frontier::cache::CacheSettings { disk_bytes: 0, ..settings.cache.clone() };
+    let cache = frontier::cache::TieredCache::connect(&memory_only, None).await.unwrap();
+    let invalidations =
+        invalidation_loop(&settings.kafka, &settings.bus, &topics.output, cache, catalog(), unique("group")).unwrap();
+    let shutdown = CancellationToken::new();
+    let ended = tokio::time::timeout(Duration::from_secs(60), run_beside_invalidations(main, invalidations, shutdown))
+        .await
+        .expect("both loops end: the panic stopped the invalidation loop too");
+    assert!(matches!(ended, Err(SideBySideError::Join("main", _))), "{ended:?}");
 }

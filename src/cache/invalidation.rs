@@ -112,7 +112,11 @@ async fn stop_sibling_on_error(
     run: impl Future<Output = Result<LoopReport, BusError>>,
     both: CancellationToken,
 ) -> Result<LoopReport, BusError> {
+    // Armed until the loop returns: a loop that panics stops its sibling too, so the process
+    // ends with the join error instead of running on half deaf.
+    let stop_on_panic = both.clone().drop_guard();
     let result = run.await;
+    stop_on_panic.disarm();
     if let Err(error) = &result {
         error!(%error, "a consumer loop failed; stopping the other");
         both.cancel();

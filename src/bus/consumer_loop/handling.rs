@@ -1,9 +1,11 @@
 //! One message's handling: the envelope check, the worker (transient failures retried), and its
 //! outputs produced, or its dead letter.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use rdkafka::Message;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
@@ -76,6 +78,18 @@ pub(super) fn handle<W: Worker>(
     }
 }
 
+/// The dead-letter kind of a message whose handling panicked.
+const PANICKED: &str = "worker_panicked";
+
+/// What a panic said, when it said it with a string (as `panic!` and overflow checks do).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 async fn handle_with_retries<W: Worker>(
     shared: &Shared<W>,
     inbound: &Inbound,
@@ -87,7 +101,12 @@ async fn handle_with_retries<W: Worker>(
     loop {
         let handled = {
             let _busy = shared.busy.enter();
-            shared.worker.handle(inbound).await
+            // A worker must never panic on a message, but if one does, the message is dead-
+            // lettered like any poison message: unwinding through the loop would either hang a
+            // process whose other loops still run, or crash-loop the group on this offset.
+            AssertUnwindSafe(shared.worker.handle(inbound)).catch_unwind().await.unwrap_or_else(|panic| {
+                Err(HandlerError::rejected(PANICKED, format!("the worker panicked: {}", panic_message(&*panic))))
+            })
         };
         match handled {
             Ok(outputs) => {
