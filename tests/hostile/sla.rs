@@ -25,10 +25,10 @@ struct Monitoring {
 impl Monitoring {
     async fn start(test: &str, extra: &[(&str, String)]) -> Monitoring {
         let settings = settings();
-        let [metrics, alerts, query_events, status, autoscale, dlq] = topics(
+        let [metrics, alerts, query_events, status, autoscale, slow_queries, slo_counters, dlq] = topics(
             &settings,
             &format!("hostile.sla.{test}"),
-            ["metrics", "alerts", "query-events", "status", "autoscale", "dlq"],
+            ["metrics", "alerts", "query-events", "status", "autoscale", "slow-queries", "slo-counters", "dlq"],
         )
         .await;
         let mut env = vec![
@@ -37,6 +37,9 @@ impl Monitoring {
             ("FRONTIER_WORKERS__SLA__QUERY_EVENTS_TOPIC", query_events),
             ("FRONTIER_WORKERS__SLA__WORKER_STATUS_TOPIC", status),
             ("FRONTIER_WORKERS__SLA__AUTOSCALE_TOPIC", autoscale),
+            ("FRONTIER_WORKERS__SLA__SLOW_QUERIES_TOPIC", slow_queries),
+            // Topics of its own: the shipped ones exist only after `frontier topics apply`.
+            ("FRONTIER_WORKERS__SLA__SLO_COUNTERS_TOPIC", slo_counters),
             ("FRONTIER_WORKERS__SLA__GROUP_ID", unique("hostile.sla.group")),
             ("FRONTIER_WORKERS__SLA__EVALUATION_INTERVAL", "200ms".into()),
             ("FRONTIER_WORKERS__SLA__MONITOR__RULES", RULE.into()),
