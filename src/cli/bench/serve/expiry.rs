@@ -2,16 +2,17 @@
 //! warmer off and on, in rounds whose order alternates (off then on, on then off, ...). The
 //! later phase of a pair always ran on a broker, Redis and machine that had served more:
 //! alternating puts that drift on both sides alike, and the median over rounds of each
-//! percentile's difference says whether the warmer is worse than none.
+//! percentile's difference, weighed against the noise ([`super::noise`]), says whether the
+//! warmer is worse than none.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::Value;
 
+use super::noise;
 use super::phase::{Answered, COMPARED, Missed, Phase, summary};
 use super::{Bench, ScratchDir};
-use crate::cli::bench::median;
 use crate::cli::percentile;
 
 /// What the hit-ratio phases need of the bench's arguments.
@@ -149,10 +150,12 @@ fn sent_after(phase: &Phase, answered: &Answered, after: Duration) -> bool {
 }
 
 /// Prints warmer on against off at each of [`COMPARED`]'s percentiles, per round, then over
-/// several rounds the median of on minus off.
+/// several rounds the median of on minus off, how likely by chance, the A/A spread, and at
+/// which percentiles on is worse (or better) beyond the noise (see [`noise`]).
 fn compare_rounds(phases: &[ExpiryPhase], plan: &ExpiryPlan) {
     let find = |round: usize, on: bool| phases.iter().find(|p| p.round == round && p.warmer_on == on);
-    let mut differences: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); COMPARED.len()]; 2];
+    // Per part and percentile, (on, off) of every round.
+    let mut rounds: Vec<Vec<Vec<(f64, f64)>>> = vec![vec![Vec::new(); COMPARED.len()]; 2];
     println!("warmer on against off, all answers, on / off ms (goal: on never worse):");
     for round in 0..plan.rounds {
         let (Some(off), Some(on)) = (find(round, false), find(round, true)) else { continue };
@@ -167,8 +170,8 @@ fn compare_rounds(phases: &[ExpiryPhase], plan: &ExpiryPlan) {
                 println!("    {part:13}  no answers to compare");
                 continue;
             }
-            for (at, (on, off)) in pairs.iter().enumerate() {
-                differences[part_index][at].push(on - off);
+            for (at, pair) in pairs.iter().enumerate() {
+                rounds[part_index][at].push(*pair);
             }
             let worse = pairs.iter().filter(|(on, off)| on > off).count();
             let text: Vec<String> =
@@ -179,18 +182,49 @@ fn compare_rounds(phases: &[ExpiryPhase], plan: &ExpiryPlan) {
     if plan.rounds < 2 {
         return;
     }
-    println!("  over {} rounds, median of on - off (ms), and the rounds where on was worse:", plan.rounds);
+    println!(
+        "  over {} rounds, on - off: median (ms), rounds where on was worse, the chance of as many by noise alone (sign test), and the A/A spread (median gap between two phases of one setting, ms):",
+        plan.rounds
+    );
     for (part_index, (part, _)) in parts(plan).into_iter().enumerate() {
-        let text: Vec<String> = COMPARED
+        let readings: Vec<(f64, noise::Reading)> = COMPARED
             .iter()
-            .zip(&differences[part_index])
-            .filter(|(_, d)| !d.is_empty())
-            .map(|(at, d)| {
-                let worse = d.iter().filter(|x| **x > 0.0).count();
-                format!("{} {:+.2} ({worse}/{})", name(*at), median(d.clone()), d.len())
+            .zip(&rounds[part_index])
+            .filter(|(_, pairs)| !pairs.is_empty())
+            .map(|(at, pairs)| (*at, noise::read(pairs)))
+            .collect();
+        let text: Vec<String> = readings
+            .iter()
+            .map(|(at, r)| {
+                format!(
+                    "{} {:+.2} ({}/{}, p {:.2}, A/A {:.2})",
+                    name(*at),
+                    r.median_difference,
+                    r.worse_rounds,
+                    r.rounds,
+                    r.p_worse,
+                    r.aa_spread
+                )
             })
             .collect();
         println!("    {part:13}  {}", text.join("  "));
+        let with = |verdict| -> Vec<String> {
+            readings.iter().filter(|(_, r)| r.verdict == verdict).map(|(at, _)| name(*at)).collect()
+        };
+        let listed = |names: Vec<String>| if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        if plan.rounds < noise::MIN_ROUNDS {
+            println!(
+                "    {part:13}  verdict: {} rounds cannot tell (--warmer-rounds {} at least)",
+                plan.rounds,
+                noise::MIN_ROUNDS
+            );
+        } else {
+            println!(
+                "    {part:13}  verdict: on worse beyond the noise at {}; better at {}",
+                listed(with(noise::Verdict::Worse)),
+                listed(with(noise::Verdict::Better))
+            );
+        }
     }
 }
 

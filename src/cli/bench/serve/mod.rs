@@ -10,6 +10,7 @@ mod gateway;
 mod hostile;
 mod load;
 mod lookups;
+mod noise;
 mod phase;
 mod stages;
 mod stalls;
