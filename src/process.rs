@@ -36,6 +36,31 @@ pub fn set_thread_nice(nice: i32) {
     }
 }
 
+/// Sets the nice value of every thread of this process; threads started later inherit their
+/// starter's. On Linux a nice value belongs to a thread, so `setpriority` on the process id
+/// alone (what `renice` does) would leave every thread but the first where it was.
+#[cfg(target_os = "linux")]
+pub fn set_process_nice(nice: i32) -> std::io::Result<()> {
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let Some(tid) = task?.file_name().to_str().and_then(|name| name.parse::<libc::id_t>().ok()) else { continue };
+        // SAFETY: setpriority takes plain integers and touches no memory of ours.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
+            let error = std::io::Error::last_os_error();
+            // A thread that ended since the listing is no failure.
+            if error.raw_os_error() != Some(libc::ESRCH) {
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the nice value of every thread of this process (nothing where there are none).
+#[cfg(not(target_os = "linux"))]
+pub fn set_process_nice(_nice: i32) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// The calling thread's nice value (0 where threads have none of their own).
 #[cfg(not(target_os = "linux"))]
 pub fn thread_nice() -> i32 {

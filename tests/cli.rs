@@ -318,3 +318,38 @@ async fn request_prints_the_answer_to_its_request_and_the_round_trip() {
     assert!(stderr.contains("round trip"), "{stderr}");
     common::process::drop_pg_schema(&settings, &schema).await;
 }
+
+#[tokio::test]
+async fn frontier_run_cache_warmer_runs_every_thread_at_the_refresh_nice() {
+    let settings = settings();
+    let [heat, invalidations, dlq] =
+        common::process::topics(&settings, "cli.warmer-nice", ["heat", "invalidations", "dlq"]).await;
+    let mut worker = common::process::Worker::start(
+        "cache-warmer",
+        &[
+            ("FRONTIER_WORKERS__CACHE_WARMER__INPUT_TOPIC", heat),
+            ("FRONTIER_WORKERS__CACHE_WARMER__GROUP_ID", unique("cli.warmer-nice.group")),
+            ("FRONTIER_CACHE__INVALIDATIONS_TOPIC", invalidations),
+            ("FRONTIER_CACHE__REDIS_KEY_PREFIX", unique("cli:warmer-nice")),
+            ("FRONTIER_BUS__DLQ_TOPIC", dlq),
+            ("FRONTIER_BUS__STATUS_INTERVAL", "0s".into()),
+        ],
+    );
+    // Both loops assigned: every thread it runs on exists by then, librdkafka's included.
+    let started = std::time::Instant::now();
+    while worker.log_text().matches("partitions assigned").count() < 2 {
+        worker.assert_running();
+        assert!(started.elapsed() < common::process::PATIENCE, "the warmer never joined:\n{}", worker.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", worker.pid())).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else { continue };
+        // `pid (comm) state ...`: the nice value is the 19th field, the 17th after the name.
+        let (name, rest) = stat.rsplit_once(')').unwrap();
+        let nice: i32 = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        threads.push((name.split_once('(').unwrap().1.to_owned(), nice));
+    }
+    assert!(threads.len() > 4, "{threads:?}");
+    assert!(threads.iter().all(|(_, nice)| *nice == 10), "every thread at the shipped refresh_nice: {threads:?}");
+}

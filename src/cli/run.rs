@@ -82,7 +82,17 @@ pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode>
         WorkerKind::SlaMonitor => sla_monitor::run(&shared, &workers.sla, catalog, token).await?,
         WorkerKind::InferenceBatcher => inference_batcher::run(&shared, &workers.inference, catalog, token).await?,
         WorkerKind::Serve => serve::run(&shared, &workers.serve, catalog, token).await?,
-        WorkerKind::CacheWarmer => cache_warmer::run(&shared, &workers.cache_warmer, catalog, token).await?,
+        WorkerKind::CacheWarmer => {
+            // Nobody waits for anything a warmer does: on a machine it shares with serving
+            // instances, all of it (consuming, reads, sealing, Redis writes, not only the
+            // analyses) takes the cores after live requests.
+            let nice = workers.cache_warmer.refresh_nice;
+            if let Err(error) = crate::process::set_process_nice(nice) {
+                // Lowering a nice value the process was started with needs a privilege.
+                tracing::warn!(nice, %error, "the warmer keeps the nice value it was started with");
+            }
+            cache_warmer::run(&shared, &workers.cache_warmer, catalog, token).await?
+        }
         WorkerKind::QueryAnalyzer => query_analyzer::run(&shared, &workers.query_analyzer, catalog, token).await?,
         WorkerKind::CdnPurger => cdn_purger::run(&shared, &workers.cdn_purger, catalog, token).await?,
         WorkerKind::AssetOrigin => return asset_origin(&settings.assets, token).await,

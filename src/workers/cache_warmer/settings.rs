@@ -36,7 +36,8 @@ pub struct CacheWarmerSettings {
     pub max_concurrent_refreshes: usize,
     /// Refreshes started per second, at most (token bucket with one second of burst).
     pub max_refreshes_per_second: f64,
-    /// Nice value (0 to 19) of the threads running a refresh's analysis. Nobody waits for a
+    /// Nice value (0 to 19) of a refresh's analysis, and of every thread of a `frontier run
+    /// cache-warmer` process (consuming, price reads, sealing, Redis writes). Nobody waits for a
     /// refresh, so it runs like a serving instance's own background refreshes: below every live
     /// request on a machine it shares with one, and without taking one of the turns a process
     /// gives its cheap live analyses (one per core). 0 computes like a live request.

@@ -599,15 +599,23 @@ impl Bench {
         let (started_tx, started) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
         let (ended_tx, ended) = tokio::sync::oneshot::channel();
         let thread_token = token.clone();
+        // As `frontier run cache-warmer` runs: every thread of the warmer at its `refresh_nice`
+        // (its librdkafka threads inherit it from the runtime's), the instance's left as they are.
+        let nice = settings.workers.cache_warmer.refresh_nice;
         std::thread::Builder::new().name("bench-warmer".into()).spawn(move || {
-            let runtime =
-                match tokio::runtime::Builder::new_multi_thread().thread_name("warmer-rt").enable_all().build() {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = started_tx.send(Err(anyhow::Error::new(error).context("the warmer's runtime")));
-                        return;
-                    }
-                };
+            crate::process::set_thread_nice(nice);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .thread_name("warmer-rt")
+                .on_thread_start(move || crate::process::set_thread_nice(nice))
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = started_tx.send(Err(anyhow::Error::new(error).context("the warmer's runtime")));
+                    return;
+                }
+            };
             runtime.block_on(async move {
                 let warmer = match connect_warmer(&settings, &cache, thread_token.clone()).await {
                     Ok(warmer) => warmer,
