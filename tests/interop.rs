@@ -173,19 +173,10 @@ async fn the_cache_warmer_counts_cache_heat_written_by_java_and_fastavro_into_it
             ("FRONTIER_BUS__STATUS_INTERVAL", "0s".into()),
         ],
     );
-    let client = ::redis::Client::open(redis_url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let started = std::time::Instant::now();
     let hot_set = loop {
         worker.assert_running();
-        let listed: Vec<(String, f64)> = ::redis::cmd("ZRANGE")
-            .arg(format!("{redis_prefix}:hot"))
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
+        let listed = common::redis::hot_set(&redis_url, &redis_prefix).await;
         if listed.len() >= keys.len() || started.elapsed() > Duration::from_secs(30) {
             break listed;
         }

@@ -25,6 +25,20 @@ pub async fn delete_prefix(url: &str, prefix: &str) {
     }
 }
 
+/// The hot set a warmer published under `prefix` (`<prefix>:hot`): every key with its score.
+pub async fn hot_set(url: &str, prefix: &str) -> Vec<(String, f64)> {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("ZRANGE")
+        .arg(format!("{prefix}:hot"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
 /// Whether Redis at `url` answers PING within 2 s.
 pub async fn ping(url: &str) -> Result<(), String> {
     let attempt = async {

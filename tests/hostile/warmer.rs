@@ -64,19 +64,10 @@ impl Warming {
 
     /// The hot set once it lists `key`, failing with the warmer's log when it does not.
     async fn hot_set_listing(&mut self, key: &str) -> Vec<(String, f64)> {
-        let client = ::redis::Client::open(self.redis_url.as_str()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
         let started = Instant::now();
         loop {
             self.worker.assert_running();
-            let listed: Vec<(String, f64)> = ::redis::cmd("ZRANGE")
-                .arg(format!("{}:hot", self.redis_prefix))
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .query_async(&mut connection)
-                .await
-                .unwrap();
+            let listed = super::common::redis::hot_set(&self.redis_url, &self.redis_prefix).await;
             if listed.iter().any(|(listed, _)| listed == key) {
                 return listed;
             }
